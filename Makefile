@@ -1,0 +1,61 @@
+# fleetlink — every set-up step lives here, so a fresh clone needs only `make run` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt bench synth deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.created:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fleetlink needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	touch $@
+
+# What `make run` needs: the package with the dev stack and the agent.
+$(VENV)/.run: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[local,agent]'
+	touch $@
+
+# What the tests need: everything, dev tools and the CDK library included.
+$(VENV)/.dev: $(VENV)/.created pyproject.toml
+	$(PIP) install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.run
+
+# The CDK CLI, pinned in package.json / package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PORT)
+	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev node_modules/.installed ## install what the tests need and run the whole suite
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+lint: $(VENV)/.dev ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(VENV)/.dev ## format and fix what ruff can
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.dev ## run every benchmark in bench/ and print its figures
+	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+synth: $(VENV)/.dev node_modules/.installed ## cdk synth into cdk.out (offline)
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
+
+deploy: $(VENV)/.dev node_modules/.installed ## cdk deploy to the AWS account in your environment
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk deploy --all
+
+clean: ## remove the venv, node_modules and build output
+	rm -rf $(VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Powertools wiring shared by the Lambda handlers: resolvers, auth, problems, dependencies."""

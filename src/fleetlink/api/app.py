@@ -1,0 +1,103 @@
+"""One resolver per Lambda function, built from its routers; the Lambda entry around it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fleetlink.api.problems import install_problem_handlers, problem
+from fleetlink.api.settings import LARGE_BODY_ROUTES, MAX_BODY_BYTES
+
+API_PREFIX = "/v1"
+
+#: The route groups each HTTP Lambda serves; the dev stack and the CDK app wire routes from this.
+FUNCTION_ROUTERS: dict[str, tuple[str, ...]] = {
+    "registration": ("fleetlink.api.routes.registration",),
+    "heartbeat": ("fleetlink.api.routes.heartbeat",),
+    "operator": ("fleetlink.api.routes.operator", "fleetlink.api.routes.health"),
+}
+
+LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+logger = Logger(service="fleetlink")
+
+
+@cache
+def resolver_for(function_name: str) -> APIGatewayHttpResolver:
+    """The function's resolver; one per process, since a Powertools router binds to one resolver."""
+    app = APIGatewayHttpResolver(enable_validation=True)
+    install_problem_handlers(app)
+    for module in FUNCTION_ROUTERS[function_name]:
+        app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
+    return app
+
+
+def body_limit(path: str) -> int:
+    return LARGE_BODY_ROUTES.get(path, MAX_BODY_BYTES)
+
+
+def _body_size(event: dict[str, Any]) -> int:
+    body = event.get("body") or ""
+    return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+
+
+def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A 413 problem for a body over the route's limit, before anything parses it."""
+    path = event.get("rawPath", "")
+    limit = body_limit(path)
+    if _body_size(event) <= limit:
+        return None
+    response = problem(413, "payload-too-large", f"the body exceeds {limit} bytes", instance=path)
+    return {
+        "statusCode": response.status_code,
+        "headers": {"Content-Type": response.content_type or "", **response.headers},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def lambda_entry(function_name: str) -> LambdaHandler:
+    """The Lambda handler of an HTTP function."""
+    app = resolver_for(function_name)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return _too_large(event) or app.resolve(event, context)
+
+    return handler
+
+
+def _openapi(function_name: str) -> dict[str, Any]:
+    from fleetlink.api.openapi import describe
+
+    document: dict[str, Any] = json.loads(resolver_for(function_name).get_openapi_json_schema(**describe()))
+    return document
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The whole API's OpenAPI 3.1 document: every function's routes, merged."""
+    documents = [_openapi(name) for name in FUNCTION_ROUTERS]
+    merged = documents[0]
+    for document in documents[1:]:
+        merged["paths"].update(document.get("paths", {}))
+        schemas = document.get("components", {}).get("schemas", {})
+        merged.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+    return merged
+
+
+def route_table() -> list[tuple[str, str, str]]:
+    """(function, METHOD, OpenAPI path) of every HTTP route, from the functions' own resolvers."""
+    table = []
+    for name in FUNCTION_ROUTERS:
+        paths = _openapi(name).get("paths", {})
+        table += [(name, method.upper(), path) for path, methods in paths.items() for method in methods]
+    return sorted(table)

@@ -1,0 +1,34 @@
+"""The scheduled cleanup function: EventBridge (or the dev stack's timer) names a duty, it runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fleetlink.api.deps import Deps, get_deps
+
+logger = Logger(service="fleetlink")
+
+Duty = Callable[[Deps], int]
+
+#: duty name → what it does (returns how many items it handled). Capabilities register theirs here.
+DUTIES: dict[str, Duty] = {}
+
+
+def scheduled_entry() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda handler: runs the duty named in the event's ``detail.duty`` (every duty when absent)."""
+
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        named = (event.get("detail") or {}).get("duty")
+        if named is not None and named not in DUTIES:
+            raise ValueError(f"unknown cleanup duty {named!r}")
+        deps = get_deps()
+        handled = {name: duty(deps) for name, duty in DUTIES.items() if named in (None, name)}
+        logger.info("cleanup done", extra={"handled": handled})
+        return {"handled": handled}
+
+    return handler

@@ -1,0 +1,60 @@
+"""The dependencies of a handler, built once per container on first use (never at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetlink.api.settings import Settings
+from fleetlink.core.agents import AgentService
+from fleetlink.core.clock import Clock, SystemClock
+from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore
+from fleetlink.core.registration import RegistrationService
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    clock: Clock
+    agents: AgentRepository
+    registrations: RegistrationStore
+    nonces: NonceStore
+
+    @property
+    def registration(self) -> RegistrationService:
+        return RegistrationService(self.registrations, self.agents, self.clock)
+
+    @property
+    def agent_service(self) -> AgentService:
+        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
+
+
+def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
+    """Deps on DynamoDB for these settings."""
+    from fleetlink.store.models import bind_table
+    from fleetlink.store.repositories import DynamoAgentRepository, DynamoNonceStore, DynamoRegistrationStore
+
+    bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
+    return Deps(
+        settings=settings,
+        clock=clock or SystemClock(),
+        agents=DynamoAgentRepository(),
+        registrations=DynamoRegistrationStore(),
+        nonces=DynamoNonceStore(),
+    )
+
+
+_current: Deps | None = None
+
+
+def get_deps() -> Deps:
+    """The container's deps: built from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = build_deps(Settings.from_env())
+    return _current
+
+
+def set_deps(deps: Deps | None) -> None:
+    """Use these deps from now on (tests, the dev stack); None rebuilds from the environment."""
+    global _current
+    _current = deps

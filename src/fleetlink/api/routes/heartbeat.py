@@ -1,0 +1,30 @@
+"""Agent heartbeat: liveness in, what is waiting out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+
+from fleetlink.api import security
+from fleetlink.api.deps import get_deps
+from fleetlink.api.schemas import HeartbeatAck
+from fleetlink.core.commands import Heartbeat
+from fleetlink.core.ids import IdPrefix, id_pattern
+
+AgentIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.AGENT))]
+
+router = Router()
+
+
+@router.post(
+    "/agents/<agent_id>/heartbeat",
+    summary="Heartbeat (signed by the agent)",
+    tags=["agent"],
+    middlewares=[security.signed_agent],
+    security=[{"agentSignature": []}],
+)
+def heartbeat(agent_id: AgentIdPath, command: Annotated[Heartbeat, Body()]) -> HeartbeatAck:
+    result = get_deps().agent_service.heartbeat(security.calling_agent(router), agent_id, command)
+    return HeartbeatAck.of(result)

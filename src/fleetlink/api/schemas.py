@@ -1,0 +1,93 @@
+"""Response bodies (requests are the core commands)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fleetlink.core.agents import AgentStatus, HeartbeatResult
+from fleetlink.core.entities import (
+    AgentState,
+    Hardware,
+    KeyAlg,
+    Liveness,
+    RegistrationEvent,
+    RegistrationEventKind,
+)
+
+
+class TokenCreated(BaseModel):
+    token: str = Field(description="The registration token; shown once, stored only hashed")
+    token_id: str
+    expires_at: int
+    max_uses: int
+    tags: dict[str, str]
+    name_prefix: str | None
+
+
+class Registered(BaseModel):
+    agent_id: str
+    event: RegistrationEventKind
+    similarity_score: int | None = Field(description="0-100 against the known hardware; null on first register")
+    heartbeat_interval_s: int
+    server_time: int
+
+
+class HeartbeatAck(BaseModel):
+    server_time: int
+    heartbeat_interval_s: int
+    pending_executions: int
+    tunnels_version: int
+    renewed: list[str]
+
+    @classmethod
+    def of(cls, result: HeartbeatResult) -> HeartbeatAck:
+        return cls.model_validate(result, from_attributes=True)
+
+
+class AgentSummary(BaseModel):
+    agent_id: str
+    name: str
+    state: AgentState
+    liveness: Liveness
+    last_seen_at: int | None
+    reported_status: str | None
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    capabilities: list[str]
+    agent_version: str | None
+    fingerprint: str
+    key_alg: KeyAlg
+    public_key: str
+    encryption_public_key: str | None
+    hardware: Hardware
+    registered_at: int
+    updated_at: int
+    revoked_at: int | None
+
+    @classmethod
+    def of(cls, status: AgentStatus) -> AgentSummary:
+        agent, presence = status.view.agent, status.view.presence
+        return cls(
+            **agent.model_dump(exclude={"version"}),
+            liveness=status.liveness,
+            last_seen_at=presence.last_seen_at if presence else None,
+            reported_status=presence.reported_status if presence else None,
+            metrics=presence.metrics if presence else {},
+        )
+
+
+class AgentDetail(AgentSummary):
+    registration_history: list[RegistrationEvent] = Field(description="Newest first")
+
+
+class AgentList(BaseModel):
+    items: list[AgentSummary]
+    cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    checks: dict[str, Any] = Field(default_factory=dict)

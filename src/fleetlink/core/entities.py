@@ -1,0 +1,135 @@
+"""Domain entities (pydantic). Times are epoch milliseconds."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
+TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+ -]{0,128}$")]
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=50)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+MAX_HARDWARE_EXTRA_FIELDS = 16
+
+
+class KeyAlg(StrEnum):
+    ED25519 = "ed25519"
+    RSA_PSS_SHA512 = "rsa-pss-sha512"
+
+
+class AgentState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class Liveness(StrEnum):
+    ONLINE = "online"
+    CONNECTION_LOST = "connection_lost"
+    NEVER_SEEN = "never_seen"
+
+
+class RegistrationEventKind(StrEnum):
+    REGISTER = "register"
+    RE_REGISTER = "re-register"
+
+
+class Hardware(BaseModel):
+    """What an agent reports about its machine; unknown extra fields are kept (at most 16, short)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    machine_id: ShortText
+    hostname: ShortText
+    ip_address: Annotated[str, StringConstraints(max_length=64)] = ""
+    mac_address: Annotated[str, StringConstraints(max_length=64)] = ""
+    os: Annotated[str, StringConstraints(max_length=128)] = ""
+    arch: Annotated[str, StringConstraints(max_length=32)] = ""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    def model_post_init(self, __context: Any) -> None:
+        extra = self.model_extra or {}
+        if len(extra) > MAX_HARDWARE_EXTRA_FIELDS:
+            raise ValueError(f"at most {MAX_HARDWARE_EXTRA_FIELDS} extra hardware fields")
+        for name, value in extra.items():
+            if len(name) > 64 or not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
+                raise ValueError(f"hardware field {name!r} must be a scalar of at most 256 characters")
+
+    def fields(self) -> dict[str, str]:
+        """Every reported field as a normalised string, for comparison."""
+        return {k: str(v).strip().lower() for k, v in self.model_dump().items() if str(v).strip()}
+
+
+class Agent(BaseModel):
+    agent_id: str
+    fingerprint: str
+    name: str
+    key_alg: KeyAlg
+    public_key: str
+    encryption_public_key: str | None = None
+    hardware: Hardware
+    tags: dict[str, str] = Field(default_factory=dict)
+    capabilities: list[str] = Field(default_factory=list)
+    agent_version: str | None = None
+    state: AgentState = AgentState.ACTIVE
+    registered_at: int
+    updated_at: int
+    revoked_at: int | None = None
+    version: int | None = None
+
+
+class Presence(BaseModel):
+    """What the last heartbeat said; absent until the first one."""
+
+    last_seen_at: int
+    reported_status: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    heartbeats: int = 0
+
+
+class RegistrationEvent(BaseModel):
+    event_id: str
+    agent_id: str
+    event: RegistrationEventKind
+    success: bool
+    similarity_score: int | None = None
+    key_changed: bool = False
+    token_id: str | None = None
+    reason: str | None = None
+    hardware: Hardware
+    at: int
+
+
+class RegistrationToken(BaseModel):
+    token_id: str
+    secret_hash: str
+    name_prefix: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    max_uses: int
+    uses: int = 0
+    expires_at: int
+    created_at: int
+    created_by: str
+
+
+class AuditRecord(BaseModel):
+    audit_id: str
+    actor: str
+    action: str
+    target_id: str
+    at: int
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    cursor: str | None = None

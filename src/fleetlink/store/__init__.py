@@ -1,0 +1,1 @@
+"""DynamoDB single-table adapters (PynamoDB) for the core ports."""

@@ -1,0 +1,64 @@
+"""Every key of the single table is built here, and nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+
+#: Fleet-wide lists are spread over this many partitions of a sparse index.
+LIST_SHARDS = 8
+
+AGENT_PROFILE_SK = "STATE#PROFILE"
+AGENT_PRESENCE_SK = "STATE#PRESENCE"
+AGENT_STATE_PREFIX = "STATE#"
+REGISTRATION_PREFIX = "REG#"
+AUDIT_PREFIX = "AUDIT#"
+SINGLETON_SK = "#"
+
+
+def shard_of(entity_id: str, shards: int = LIST_SHARDS) -> int:
+    """Stable shard of an id (not Python's salted hash)."""
+    return int.from_bytes(hashlib.blake2b(entity_id.encode(), digest_size=4).digest(), "big") % shards
+
+
+def agent_pk(agent_id: str) -> str:
+    return f"AGENT#{agent_id}"
+
+
+def registration_sk(event_id: str) -> str:
+    return f"{REGISTRATION_PREFIX}{event_id}"
+
+
+def audit_sk(audit_id: str) -> str:
+    return f"{AUDIT_PREFIX}{audit_id}"
+
+
+def agent_list_pk(shard: int) -> str:
+    """gsi1 partition of the fleet-wide agent list."""
+    return f"AGENTS#{shard}"
+
+
+def agent_list_keys(agent_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk) of an agent's profile."""
+    return agent_list_pk(shard_of(agent_id)), agent_id
+
+
+def fingerprint_pk(fingerprint: str) -> str:
+    """The uniqueness guard of a hardware fingerprint (hashed: fixed length, any characters)."""
+    return f"FPR#{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+
+
+def token_pk(token_id: str) -> str:
+    return f"TOKEN#{token_id}"
+
+
+def nonce_pk(key_id: str, nonce: str) -> str:
+    return f"NONCE#{key_id}#{nonce}"
+
+
+def tag_member_pk(key: str, value: str, shard: int) -> str:
+    """Partition of one shard of the agents carrying tag key=value."""
+    return f"TAG#{key}={value}#{shard}"
+
+
+def tag_member_sk(agent_id: str) -> str:
+    return f"AGENT#{agent_id}"

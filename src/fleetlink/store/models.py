@@ -1,0 +1,152 @@
+"""PynamoDB models of the single table; ``type`` tells the item kinds apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+from pynamodb.transactions import TransactWrite
+
+from fleetlink.store.table import DEFAULT_TABLE_NAME, DISCRIMINATOR_ATTRIBUTE, INDEXES, TTL_ATTRIBUTE
+
+
+class TableItem(Model):
+    """Every item of the table: pk/sk, its kind and an optional TTL (epoch seconds)."""
+
+    class Meta:
+        table_name = DEFAULT_TABLE_NAME
+        region: str | None = None
+        host: str | None = None
+        max_retry_attempts = 3
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = DiscriminatorAttribute(attr_name=DISCRIMINATOR_ATTRIBUTE)
+    ttl = NumberAttribute(null=True, attr_name=TTL_ATTRIBUTE)
+
+
+def bind_table(table_name: str, region: str | None = None, host: str | None = None) -> None:
+    """Point every model at a table (Lambda settings, the dev stack, tests)."""
+    TableItem.Meta.table_name = table_name
+    TableItem.Meta.region = region
+    TableItem.Meta.host = host
+    for model in (TableItem, *_all_subclasses(TableItem)):
+        model._connection = None
+
+
+def transaction() -> TransactWrite:
+    """An all-or-nothing write on the table (2 WCU per item up to 1 KB)."""
+    return TransactWrite(connection=TableItem._get_connection().connection)
+
+
+def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_all_subclasses(sub)]
+    return found
+
+
+(_AGENT_LIST,) = INDEXES
+
+
+class AgentListIndex(GlobalSecondaryIndex["AgentProfileItem"]):
+    """gsi1: agents, sharded by id; written only when a profile changes."""
+
+    class Meta:
+        index_name = _AGENT_LIST.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=_AGENT_LIST.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=_AGENT_LIST.sort_key)
+
+
+class AgentProfileItem(TableItem, discriminator="agent"):
+    """Who an agent is: keys, hardware, tags. Heartbeats never write it."""
+
+    agent_list = AgentListIndex()
+    gsi1pk = UnicodeAttribute(attr_name=_AGENT_LIST.partition_key)
+    gsi1sk = UnicodeAttribute(attr_name=_AGENT_LIST.sort_key)
+    agent_id = UnicodeAttribute()
+    fingerprint = UnicodeAttribute()
+    name = UnicodeAttribute()
+    key_alg = UnicodeAttribute()
+    public_key = UnicodeAttribute()
+    encryption_public_key = UnicodeAttribute(null=True)
+    hardware: MapAttribute[str, Any] = MapAttribute()
+    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    capabilities = ListAttribute(of=UnicodeAttribute, default=list)
+    agent_version = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()
+    registered_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    revoked_at = NumberAttribute(null=True)
+    version = VersionAttribute()
+
+
+class AgentPresenceItem(TableItem, discriminator="presence"):
+    """What the last heartbeat said: small (under 1 KB) so a heartbeat costs 1 write unit."""
+
+    last_seen_at = NumberAttribute(null=True)
+    reported_status = UnicodeAttribute(null=True)
+    metrics: MapAttribute[str, Any] = MapAttribute(default=dict)
+    heartbeats = NumberAttribute(default=0)
+
+
+class RegistrationEventItem(TableItem, discriminator="registration"):
+    event_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    event = UnicodeAttribute()
+    success = BooleanAttribute()
+    similarity_score = NumberAttribute(null=True)
+    key_changed = BooleanAttribute(default=False)
+    token_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    hardware: MapAttribute[str, Any] = MapAttribute()
+    at = NumberAttribute()
+
+
+class FingerprintItem(TableItem, discriminator="fingerprint"):
+    """Uniqueness guard: one agent per hardware fingerprint."""
+
+    agent_id = UnicodeAttribute()
+
+
+class RegistrationTokenItem(TableItem, discriminator="registration_token"):
+    token_id = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    name_prefix = UnicodeAttribute(null=True)
+    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    max_uses = NumberAttribute()
+    uses = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+
+
+class NonceItem(TableItem, discriminator="nonce"):
+    """A signature nonce already used; TTL removes it."""
+
+
+class TagMemberItem(TableItem, discriminator="tag_member"):
+    """Agent carries tag key=value (one shard of the tag's member list)."""
+
+    agent_id = UnicodeAttribute()
+
+
+class AuditItem(TableItem, discriminator="audit"):
+    audit_id = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target_id = UnicodeAttribute()
+    at = NumberAttribute()
+    details: MapAttribute[str, Any] = MapAttribute(default=dict)

@@ -1,0 +1,67 @@
+"""The one table's definition: the dev stack, the tests and the CDK app all build it from here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_TABLE_NAME = "fleetlink"
+PARTITION_KEY = "pk"
+SORT_KEY = "sk"
+TTL_ATTRIBUTE = "ttl"
+DISCRIMINATOR_ATTRIBUTE = "type"
+
+
+@dataclass(frozen=True)
+class IndexDefinition:
+    """A sparse global secondary index: only items that carry both key attributes are in it."""
+
+    name: str
+    partition_key: str
+    sort_key: str
+    projection: str = "ALL"
+
+
+#: gsi1: the sharded fleet-wide list of agents (written on profile changes, never by heartbeats).
+INDEXES: tuple[IndexDefinition, ...] = (IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),)
+
+
+def key_attributes() -> list[str]:
+    """Every attribute that is a key of the table or an index (all strings)."""
+    names = [PARTITION_KEY, SORT_KEY]
+    for index in INDEXES:
+        names += [index.partition_key, index.sort_key]
+    return names
+
+
+def create_table_request(table_name: str) -> dict[str, Any]:
+    """Keyword arguments for DynamoDB ``CreateTable`` (on-demand billing)."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in key_attributes()],
+        "KeySchema": [
+            {"AttributeName": PARTITION_KEY, "KeyType": "HASH"},
+            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": index.projection},
+            }
+            for index in INDEXES
+        ],
+    }
+
+
+def create_table(client: Any, table_name: str) -> None:
+    """Create the table and turn TTL on, with a boto3 DynamoDB client (moto or real)."""
+    client.create_table(**create_table_request(table_name))
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
+    client.update_time_to_live(
+        TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+    )

@@ -24,8 +24,8 @@ def describe() -> dict[str, Any]:
             "agentSignature": APIKey(
                 name="Signature",
                 **{"in": APIKeyIn.header},
-                description="RFC 9421 Signature + Signature-Input (keyid = agent id; ed25519 or rsa-pss-sha512; "
-                "covers @method, @target-uri and content-digest)",
+                description="RFC 9421 Signature + Signature-Input (keyid = agent id; ed25519 or "
+                "rsa-pss-sha512; covers @method, @target-uri and content-digest)",
             ),
             "registrationToken": HTTPBearer(description="A registration token minted by an operator"),
             "operator": HTTPBearer(description="Operator token (dev stack); IAM SigV4 on a deployed stack"),

@@ -47,7 +47,9 @@ def problem_from_error(error: FleetlinkError, instance: str | None = None) -> Re
     headers = None
     if isinstance(error, Throttled | Unavailable):
         headers = {"Retry-After": str(error.retry_after_s)}
-    return problem(error.status, error.code, error.detail, title=error.title, headers=headers, instance=instance)
+    return problem(
+        error.status, error.code, error.detail, title=error.title, headers=headers, instance=instance
+    )
 
 
 def _field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
@@ -78,8 +80,20 @@ def install_problem_handlers(app: APIGatewayHttpResolver) -> None:
     def _invalid(error: RequestValidationError) -> Response[str]:
         errors = _field_errors(error)
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem(400, "malformed-json", "the request body is not valid JSON", errors=errors, instance=instance())
-        return problem(422, "validation-failed", "the request does not match the schema", errors=errors, instance=instance())
+            return problem(
+                400,
+                "malformed-json",
+                "the request body is not valid JSON",
+                errors=errors,
+                instance=instance(),
+            )
+        return problem(
+            422,
+            "validation-failed",
+            "the request does not match the schema",
+            errors=errors,
+            instance=instance(),
+        )
 
     @app.exception_handler(PynamoDBException)
     def _store(error: PynamoDBException) -> Response[str]:

@@ -29,7 +29,9 @@ class TokenCreated(BaseModel):
 class Registered(BaseModel):
     agent_id: str
     event: RegistrationEventKind
-    similarity_score: int | None = Field(description="0-100 against the known hardware; null on first register")
+    similarity_score: int | None = Field(
+        description="0-100 against the known hardware; null on first register"
+    )
     heartbeat_interval_s: int
     server_time: int
 

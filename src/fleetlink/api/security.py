@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
@@ -25,6 +25,11 @@ NextMiddleware = Callable[[BaseRouter], Response[Any]]
 #: Where the authenticated caller is kept in the resolver's context.
 CALLER_AGENT = "agent"
 CALLER_OPERATOR = "operator"
+
+
+def http_event(router: BaseRouter) -> APIGatewayProxyEventV2:
+    """The current event, as the HTTP API resolver parsed it."""
+    return cast(APIGatewayProxyEventV2, router.current_event)
 
 
 def raw_body(event: APIGatewayProxyEventV2) -> bytes:
@@ -62,14 +67,16 @@ def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg
         now_s=now_ms // 1000,
         max_skew_s=deps.settings.signature_max_skew_s,
     )
-    if not deps.nonces.remember(params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s):
+    if not deps.nonces.remember(
+        params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s
+    ):
         raise Unauthenticated("this signature's nonce was already used", code="signature-replayed")
     return params
 
 
 def signed_agent(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
     """Middleware: the request is signed by a registered, active agent (keyid = agent id)."""
-    request = incoming_request(app.current_event)
+    request = incoming_request(http_event(app))
     key_id = read_signature_params(request).key_id
     view = get_deps().agents.get_view(key_id)
     if view is None:
@@ -89,9 +96,11 @@ def calling_agent(app: BaseRouter) -> Agent:
 
 def verify_registration(app: BaseRouter, fingerprint: str, public_key_pem: str, key_alg: KeyAlg) -> None:
     """A registration is signed by the key it registers, with keyid = the fingerprint."""
-    request = incoming_request(app.current_event)
+    request = incoming_request(http_event(app))
     if read_signature_params(request).key_id != fingerprint:
-        raise Unauthenticated("a registration's keyid must be its fingerprint", code="signature-keyid-mismatch")
+        raise Unauthenticated(
+            "a registration's keyid must be its fingerprint", code="signature-keyid-mismatch"
+        )
     verify_signed(request, public_key_pem, key_alg)
 
 
@@ -104,16 +113,22 @@ def bearer_token(event: APIGatewayProxyEventV2) -> str | None:
 def operator(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
     """Middleware: an operator. In AWS, API Gateway checked IAM; locally, the operator token."""
     settings = get_deps().settings
-    event = app.current_event
+    event = http_event(app)
     if settings.operator_auth is OperatorAuth.IAM:
         iam = event.request_context.authorizer.iam if event.request_context.authorizer else None
         actor = iam.user_arn if iam else None
         if not actor:
-            raise Unauthenticated("operator routes need IAM (SigV4) authorization", code="operator-auth-missing")
+            raise Unauthenticated(
+                "operator routes need IAM (SigV4) authorization", code="operator-auth-missing"
+            )
     else:
         token = bearer_token(event)
         expected = settings.operator_token_sha256
-        if not token or not expected or not hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), expected):
+        if (
+            not token
+            or not expected
+            or not hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), expected)
+        ):
             raise Unauthenticated("a valid operator token is required", code="operator-token-invalid")
         actor = "operator-token"
     app.append_context(**{CALLER_OPERATOR: actor})

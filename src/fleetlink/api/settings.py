@@ -16,7 +16,7 @@ LARGE_BODY_ROUTES = {"/v1/relay/batch": 5 * 1024 * 1024}
 
 class OperatorAuth(StrEnum):
     IAM = "iam"  # API Gateway checked SigV4; the handler reads the caller from the request context
-    TOKEN = "token"  # `Authorization: Bearer <operator token>` (the local dev stack)
+    TOKEN = "token"  # noqa: S105 - `Authorization: Bearer <operator token>` (the local dev stack)
 
 
 @dataclass(frozen=True)

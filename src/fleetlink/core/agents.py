@@ -63,7 +63,12 @@ class AgentService:
         return self._status(view), self._agents.registration_history(agent_id, HISTORY_LIMIT)
 
     def list(
-        self, *, status: AgentState | Liveness | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
+        self,
+        *,
+        status: AgentState | Liveness | None,
+        tag: tuple[str, str] | None,
+        limit: int,
+        cursor: str | None,
     ) -> Page[AgentStatus]:
         """A page of agents; a liveness filter is applied to the page (it may come back short)."""
         state = status if isinstance(status, AgentState) else None
@@ -78,7 +83,9 @@ class AgentService:
         if view.agent.state is AgentState.REVOKED:
             return self._status(view)
         now = self._clock.now_ms()
-        agent = self._agents.revoke(view.agent, now_ms=now, audit=self._audit(actor, "agent.revoke", agent_id, now))
+        agent = self._agents.revoke(
+            view.agent, now_ms=now, audit=self._audit(actor, "agent.revoke", agent_id, now)
+        )
         return self._status(AgentView(agent, view.presence))
 
     def replace_tags(self, agent_id: str, tags: dict[str, str], actor: str) -> AgentStatus:
@@ -101,5 +108,10 @@ class AgentService:
     @staticmethod
     def _audit(actor: str, action: str, target_id: str, now: int, **details: object) -> AuditRecord:
         return AuditRecord(
-            audit_id=new_id(IdPrefix.AUDIT, now), actor=actor, action=action, target_id=target_id, at=now, details=details
+            audit_id=new_id(IdPrefix.AUDIT, now),
+            actor=actor,
+            action=action,
+            target_id=target_id,
+            at=now,
+            details=details,
         )

@@ -15,7 +15,7 @@ class IdPrefix(StrEnum):
     TUNNEL = "tun"
     ROUTE = "rte"
     EVENT = "evt"
-    TOKEN = "tok"
+    TOKEN = "tok"  # noqa: S105 - an id prefix
     RECORD = "rec"
     AUDIT = "aud"
 

@@ -47,7 +47,9 @@ class AgentRepository(Protocol):
 
     def revoke(self, agent: Agent, *, now_ms: int, audit: AuditRecord) -> Agent: ...
 
-    def replace_tags(self, agent: Agent, tags: dict[str, str], *, now_ms: int, audit: AuditRecord) -> Agent: ...
+    def replace_tags(
+        self, agent: Agent, tags: dict[str, str], *, now_ms: int, audit: AuditRecord
+    ) -> Agent: ...
 
 
 class RegistrationStore(Protocol):

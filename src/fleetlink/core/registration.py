@@ -81,7 +81,9 @@ class RegistrationService:
             raise Conflict("a registration for this fingerprint is in progress; retry")
         return self._re_register(view.agent, command, bearer_token, now)
 
-    def _register_new(self, command: RegisterAgent, token: RegistrationToken, now: int) -> RegistrationOutcome:
+    def _register_new(
+        self, command: RegisterAgent, token: RegistrationToken, now: int
+    ) -> RegistrationOutcome:
         agent_id = new_id(IdPrefix.AGENT, now)
         hostname = command.hardware.hostname.split(".")[0].lower()
         agent = Agent(
@@ -130,8 +132,14 @@ class RegistrationService:
             try:
                 token = self._redeem(bearer_token, now)
             except Unauthenticated as error:
-                why = "a new key" if key_changed else f"hardware similarity {score} < {MIN_TRUSTED_SIMILARITY}"
-                raise fail(Unauthenticated(f"{why} needs a valid registration token: {error.detail}", code=error.code)) from None
+                why = (
+                    "a new key" if key_changed else f"hardware similarity {score} < {MIN_TRUSTED_SIMILARITY}"
+                )
+                raise fail(
+                    Unauthenticated(
+                        f"{why} needs a valid registration token: {error.detail}", code=error.code
+                    )
+                ) from None
             token_use = TokenUse(token.token_id, now)
         updated = agent.model_copy(
             update={

@@ -40,8 +40,9 @@ def bind_table(table_name: str, region: str | None = None, host: str | None = No
     TableItem.Meta.table_name = table_name
     TableItem.Meta.region = region
     TableItem.Meta.host = host
-    for model in (TableItem, *_all_subclasses(TableItem)):
-        model._connection = None
+    models: list[type[TableItem]] = [TableItem, *_all_subclasses(TableItem)]
+    for model in models:
+        model._connection = None  # PynamoDB caches a connection per model class
 
 
 def transaction() -> TransactWrite:
@@ -49,8 +50,8 @@ def transaction() -> TransactWrite:
     return TransactWrite(connection=TableItem._get_connection().connection)
 
 
-def _all_subclasses(cls: type[Any]) -> list[type[Any]]:
-    found = []
+def _all_subclasses(cls: type[TableItem]) -> list[type[TableItem]]:
+    found: list[type[TableItem]] = []
     for sub in cls.__subclasses__():
         found += [sub, *_all_subclasses(sub)]
     return found

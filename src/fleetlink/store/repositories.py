@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from pynamodb.attributes import MapAttribute
+from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.entities import (
@@ -95,7 +97,8 @@ def _profile_item(agent: Agent) -> AgentProfileItem:
         updated_at=agent.updated_at,
         revoked_at=agent.revoked_at,
     )
-    item.version = agent.version
+    if agent.version is not None:
+        item.version = agent.version
     return item
 
 
@@ -163,7 +166,9 @@ def _decode_cursor(cursor: str | None) -> tuple[int, dict[str, Any] | None]:
         shard, last_key = data["s"], data["k"]
         valid_key = last_key is None or (
             isinstance(last_key, dict)
-            and all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in last_key.values())
+            and all(
+                isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in last_key.values()
+            )
         )
         if type(shard) is int and 0 <= shard < keys.LIST_SHARDS and valid_key:
             return shard, last_key
@@ -209,7 +214,10 @@ class DynamoAgentRepository:
             condition = AgentProfileItem.state == state.value if state else None
             profiles, next_cursor = _sharded_pages(
                 lambda shard, last_key, n: AgentProfileItem.agent_list.query(
-                    keys.agent_list_pk(shard), filter_condition=condition, limit=n, last_evaluated_key=last_key
+                    keys.agent_list_pk(shard),
+                    filter_condition=condition,
+                    limit=n,
+                    last_evaluated_key=last_key,
                 ),
                 cursor,
                 limit,
@@ -223,7 +231,9 @@ class DynamoAgentRepository:
                 cursor,
                 limit,
             )
-            agents = [a for a in self._agents([m.agent_id for m in members]) if state is None or a.state is state]
+            agents = [
+                a for a in self._agents([m.agent_id for m in members]) if state is None or a.state is state
+            ]
         presences = self._presences([a.agent_id for a in agents])
         views = [AgentView(a, presences.get(a.agent_id)) for a in agents]
         return Page[AgentView](items=views, cursor=next_cursor)
@@ -232,14 +242,18 @@ class DynamoAgentRepository:
     def _agents(agent_ids: list[str]) -> list[Agent]:
         found = {
             item.agent_id: _agent(item)
-            for item in AgentProfileItem.batch_get([(keys.agent_pk(i), keys.AGENT_PROFILE_SK) for i in agent_ids])
+            for item in AgentProfileItem.batch_get(
+                [(keys.agent_pk(i), keys.AGENT_PROFILE_SK) for i in agent_ids]
+            )
         }
         return [found[i] for i in agent_ids if i in found]
 
     @staticmethod
     def _presences(agent_ids: list[str]) -> dict[str, Presence]:
         found: dict[str, Presence] = {}
-        for item in AgentPresenceItem.batch_get([(keys.agent_pk(i), keys.AGENT_PRESENCE_SK) for i in agent_ids]):
+        for item in AgentPresenceItem.batch_get(
+            [(keys.agent_pk(i), keys.AGENT_PRESENCE_SK) for i in agent_ids]
+        ):
             presence = _presence(item)
             if presence is not None:
                 found[item.pk.removeprefix("AGENT#")] = presence
@@ -259,7 +273,7 @@ class DynamoAgentRepository:
     ) -> None:
         """One UpdateItem on the small presence item: 1 WCU, no index write."""
         item = AgentPresenceItem(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
-        actions = [
+        actions: list[Action] = [
             AgentPresenceItem.last_seen_at.set(now_ms),
             AgentPresenceItem.metrics.set(metrics),
             AgentPresenceItem.heartbeats.add(1),
@@ -270,7 +284,9 @@ class DynamoAgentRepository:
         item.update(actions=actions, condition=AgentPresenceItem.pk.exists())
 
     def revoke(self, agent: Agent, *, now_ms: int, audit: AuditRecord) -> Agent:
-        revoked = agent.model_copy(update={"state": AgentState.REVOKED, "revoked_at": now_ms, "updated_at": now_ms})
+        revoked = agent.model_copy(
+            update={"state": AgentState.REVOKED, "revoked_at": now_ms, "updated_at": now_ms}
+        )
         self._save_with_audit(revoked, audit)
         return revoked.model_copy(update={"version": (agent.version or 0) + 1})
 
@@ -323,18 +339,22 @@ class DynamoRegistrationStore:
 
     def agent_id_for_fingerprint(self, fingerprint: str) -> str | None:
         try:
-            item = FingerprintItem.get(keys.fingerprint_pk(fingerprint), keys.SINGLETON_SK, consistent_read=True)
+            item = FingerprintItem.get(
+                keys.fingerprint_pk(fingerprint), keys.SINGLETON_SK, consistent_read=True
+            )
         except FingerprintItem.DoesNotExist:
             return None
         return item.agent_id
 
     def register_new(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse) -> None:
         """Fingerprint guard, profile, presence, history, token use and tag index in one transaction."""
-        guard = FingerprintItem(keys.fingerprint_pk(agent.fingerprint), keys.SINGLETON_SK, agent_id=agent.agent_id)
+        guard = FingerprintItem(
+            keys.fingerprint_pk(agent.fingerprint), keys.SINGLETON_SK, agent_id=agent.agent_id
+        )
         try:
             with transaction() as tx:
                 _consume_token(tx, token_use)
-                tx.save(guard, condition=FingerprintItem.pk.does_not_exist())
+                tx.save(guard, condition=FingerprintItem.pk.does_not_exist(), return_values=ALL_OLD)
                 tx.save(_profile_item(agent), condition=AgentProfileItem.pk.does_not_exist())
                 tx.save(AgentPresenceItem(keys.agent_pk(agent.agent_id), keys.AGENT_PRESENCE_SK))
                 tx.save(_event_item(event))
@@ -342,10 +362,12 @@ class DynamoRegistrationStore:
                     tx.save(member)
         except TransactWriteError as error:
             failed = _failed_conditions(error)
-            if 0 in failed:
-                raise _token_unusable() from error
+            if FingerprintItem.__name__ in failed:
+                raise Conflict(
+                    "this fingerprint was registered meanwhile; retry", code="fingerprint-taken"
+                ) from error
             if failed:
-                raise Conflict("this fingerprint was registered meanwhile; retry", code="fingerprint-taken") from error
+                raise _token_unusable() from error
             raise
 
     def re_register(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse | None) -> None:
@@ -353,14 +375,18 @@ class DynamoRegistrationStore:
             with transaction() as tx:
                 if token_use:
                     _consume_token(tx, token_use)
-                tx.save(_profile_item(agent), condition=AgentProfileItem.state == AgentState.ACTIVE.value)
+                tx.save(
+                    _profile_item(agent),
+                    condition=AgentProfileItem.state == AgentState.ACTIVE.value,
+                    return_values=ALL_OLD,
+                )
                 tx.save(_event_item(event))
         except TransactWriteError as error:
             failed = _failed_conditions(error)
-            if token_use and 0 in failed:
-                raise _token_unusable() from error
-            if failed:
+            if AgentProfileItem.__name__ in failed:
                 raise Conflict("the agent changed meanwhile; retry", code="concurrent-update") from error
+            if failed:
+                raise _token_unusable() from error
             raise
 
     def record_failed_registration(self, event: RegistrationEvent) -> None:
@@ -386,14 +412,22 @@ def _consume_token(tx: TransactWrite, use: TokenUse) -> None:
     usable: Condition = (RegistrationTokenItem.uses < RegistrationTokenItem.max_uses) & (
         RegistrationTokenItem.expires_at > use.now_ms
     )
-    tx.update(token, actions=[RegistrationTokenItem.uses.add(1)], condition=usable)
+    tx.update(token, actions=[RegistrationTokenItem.uses.add(1)], condition=usable, return_values=ALL_OLD)
 
 
 def _token_unusable() -> Unauthenticated:
     return Unauthenticated("the registration token is used up or expired", code="registration-token-used-up")
 
 
-def _failed_conditions(error: TransactWriteError) -> set[int]:
-    """Positions of the transaction's items whose condition failed."""
-    reasons: Iterator[Any] = iter(error.cancellation_reasons or [])
-    return {i for i, reason in enumerate(reasons) if reason is not None and reason.code == "ConditionalCheckFailed"}
+def _failed_conditions(error: TransactWriteError) -> set[str]:
+    """Model names of the items whose condition failed ("" for an item that did not exist).
+
+    Items are told apart by the old image returned on failure (``ALL_OLD``), not by position:
+    PynamoDB reorders a transaction's operations by kind.
+    """
+    failed = set()
+    for reason in error.cancellation_reasons or []:
+        if reason is not None and reason.code == "ConditionalCheckFailed":
+            model = TableItem._get_discriminator_class(reason.raw_item) if reason.raw_item else None
+            failed.add(model.__name__ if model else "")
+    return failed

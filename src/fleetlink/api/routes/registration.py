@@ -48,7 +48,7 @@ def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -
 def register_agent(command: Annotated[RegisterAgent, Body()]) -> Response[Registered]:
     security.verify_registration(router, command.fingerprint, command.public_key, command.key_alg)
     deps = get_deps()
-    outcome = deps.registration.register(command, security.bearer_token(router.current_event))
+    outcome = deps.registration.register(command, security.bearer_token(security.http_event(router)))
     body = Registered(
         agent_id=outcome.agent_id,
         event=outcome.event,

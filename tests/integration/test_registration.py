@@ -1,0 +1,229 @@
+"""Registration tokens, register and re-register, through the real handlers on moto."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetlink.core.clock import FixedClock
+from fleetlink.core.entities import KeyAlg
+from tests.support import Api, Machine, operator_headers
+
+
+def test_minted_token_is_shown_once_and_stored_only_hashed(api: Api, deps) -> None:  # type: ignore[no-untyped-def]
+    # When an operator mints a token
+    reply = api.operator(
+        "registration", "POST", "/v1/registration-tokens", {"max_uses": 2, "ttl_seconds": 600}
+    )
+    # Then it comes back once, with its limits, and the table holds no plaintext of it
+    assert reply.status == 201
+    body = reply.json
+    assert body["max_uses"] == 2
+    assert body["token"].startswith(body["token_id"] + ".")
+    secret = body["token"].split(".", 1)[1]
+    stored = deps.registrations.get_token(body["token_id"])
+    assert stored is not None
+    assert secret not in stored.model_dump_json()
+    assert reply.headers.get("Cache-Control") == "no-store"
+
+
+@pytest.mark.parametrize("alg", [KeyAlg.ED25519, KeyAlg.RSA_PSS_SHA512])
+def test_new_agent_registers_with_a_token_and_its_own_key(api: Api, alg: KeyAlg) -> None:
+    # Given a token and a machine with a new key
+    token = api.mint_token(tags={"role": "web"})
+    agent = Machine("web-1", alg=alg)
+    # When it registers
+    reply = api.register(agent, token)
+    # Then it gets an agent id, with the token's tags merged into its own
+    assert reply.status == 201, reply.body
+    assert reply.json["agent_id"].startswith("agt_")
+    assert reply.json["event"] == "register"
+    shown = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json
+    assert shown["tags"] == {"role": "web", "env": "test"}
+    assert shown["liveness"] == "never_seen"
+
+
+def test_restart_re_registers_same_id_without_a_token(api: Api) -> None:
+    # Given a registered agent whose one-use token is spent
+    agent = Machine("db-1")
+    api.register(agent, api.mint_token(max_uses=1))
+    first_id = agent.agent_id
+    # When it re-registers with the same key and hardware, with no token
+    reply = api.register(agent, None)
+    # Then it keeps its id and the event is a re-register scored 100
+    assert reply.status == 201, reply.body
+    assert (reply.json["agent_id"], reply.json["event"], reply.json["similarity_score"]) == (
+        first_id,
+        "re-register",
+        100,
+    )
+
+
+def test_re_registration_history_keeps_similarity_scores(api: Api) -> None:
+    # Given a registered agent that comes back with a new IP and hostname
+    agent = Machine("app-1")
+    api.register(agent, api.mint_token())
+    changed = agent.register_body(hardware=agent.hardware(ip_address="10.9.9.9", hostname="app-1b"))
+    api.register(agent, None, changed)
+    # When an operator reads it
+    history = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json["registration_history"]
+    # Then both events are there, newest first, with the drift scored
+    assert [e["event"] for e in history] == ["re-register", "register"]
+    assert 0 < history[0]["similarity_score"] < 100
+    assert history[0]["hardware"]["ip_address"] == "10.9.9.9"
+
+
+def test_new_key_for_known_fingerprint_needs_a_token(api: Api) -> None:
+    # Given a registered machine that now presents a different key, without a token
+    agent = Machine("edge-1")
+    api.register(agent, api.mint_token())
+    impostor = Machine("edge-1")
+    # When it re-registers
+    reply = api.register(impostor, None)
+    # Then it is refused, and the attempt is in the history as a failure
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-missing"
+    history = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json["registration_history"]
+    assert history[0]["success"] is False
+    assert history[0]["key_changed"] is True
+
+
+def test_new_key_with_a_valid_token_rotates_the_key(api: Api) -> None:
+    # Given a registered machine re-keyed by its operator, with a fresh token
+    agent = Machine("edge-2")
+    api.register(agent, api.mint_token())
+    rekeyed = Machine("edge-2")
+    # When it re-registers / Then it keeps its id and the new key now signs its heartbeats
+    reply = api.register(rekeyed, api.mint_token())
+    assert reply.status == 201
+    assert rekeyed.agent_id == agent.agent_id
+    assert api.heartbeat(rekeyed).status == 200
+    assert api.heartbeat(agent).status == 401
+
+
+def test_changed_machine_id_counts_as_a_new_machine(api: Api) -> None:
+    # Given a registered fingerprint re-presented with another machine id and no token
+    agent = Machine("vm-1")
+    api.register(agent, api.mint_token())
+    body = agent.register_body(hardware=agent.hardware(machine_id="cloned-vm"))
+    # When it re-registers / Then similarity is 0 and a token is needed
+    reply = api.register(agent, None, body)
+    assert reply.status == 401
+    assert "similarity 0" in reply.problem()["detail"]
+
+
+def test_revoked_agent_cannot_re_register(api: Api) -> None:
+    agent = Machine("gone-1")
+    api.register(agent, api.mint_token())
+    api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/revoke")
+    reply = api.register(agent, api.mint_token())
+    assert reply.status == 403
+    assert reply.problem_code() == "agent-revoked"
+
+
+def test_expired_token_is_refused(api: Api, clock: FixedClock) -> None:
+    # Given a token that lived 60 s, 61 s ago
+    token = api.mint_token(ttl_seconds=60)
+    clock.advance(61_000)
+    # When an agent registers with it / Then 401 with the reason
+    reply = api.register(Machine("late-1"), token)
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-expired"
+
+
+def test_used_up_token_is_refused(api: Api) -> None:
+    token = api.mint_token(max_uses=1)
+    assert api.register(Machine("one"), token).status == 201
+    reply = api.register(Machine("two"), token)
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-used-up"
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "tok_01J0000000000000000000000A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  # unknown id
+        "not-a-token",
+        "x" * 4000,
+    ],
+)
+def test_unknown_or_malformed_token_is_refused(api: Api, token: str) -> None:
+    reply = api.register(Machine("nobody"), token)
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-invalid"
+    assert token not in reply.body
+
+
+def test_right_token_id_with_wrong_secret_is_refused(api: Api) -> None:
+    token_id = api.mint_token().split(".")[0]
+    reply = api.register(Machine("guess"), f"{token_id}.{'A' * 43}")
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-invalid"
+
+
+def test_missing_token_for_a_new_machine_is_refused(api: Api) -> None:
+    reply = api.register(Machine("anon"), None)
+    assert reply.status == 401
+    assert reply.problem_code() == "registration-token-missing"
+
+
+def test_registration_signed_by_another_key_is_refused(api: Api) -> None:
+    # Given a body carrying agent A's public key, signed by B's key
+    a, b = Machine("a"), Machine("b")
+    body = a.register_body()
+    raw = __import__("json").dumps(body).encode()
+    headers = api.signed_headers(b, "POST", "/v1/agents/register", raw, key_id=a.fingerprint)
+    headers["Authorization"] = f"Bearer {api.mint_token()}"
+    # When it registers / Then no proof of possession: 401
+    reply = api.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
+    assert reply.status == 401
+    assert reply.problem_code() == "signature-invalid"
+
+
+def test_registration_keyid_must_be_the_fingerprint(api: Api) -> None:
+    agent = Machine("k")
+    raw = __import__("json").dumps(agent.register_body()).encode()
+    headers = api.signed_headers(agent, "POST", "/v1/agents/register", raw, key_id="someone-else")
+    headers["Authorization"] = f"Bearer {api.mint_token()}"
+    reply = api.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
+    assert reply.status == 401
+    assert reply.problem_code() == "signature-keyid-mismatch"
+
+
+def test_garbage_public_key_is_a_400(api: Api) -> None:
+    agent = Machine("bad-key")
+    body = agent.register_body(
+        public_key="-----BEGIN PUBLIC KEY-----\n" + "A" * 80 + "\n-----END PUBLIC KEY-----\n"
+    )
+    reply = api.register(agent, api.mint_token(), body)
+    assert reply.status == 400
+    assert reply.problem_code() == "invalid-public-key"
+
+
+def test_key_of_the_wrong_algorithm_is_a_400(api: Api) -> None:
+    agent = Machine("mismatch")
+    reply = api.register(agent, api.mint_token(), agent.register_body(key_alg="rsa-pss-sha512"))
+    assert reply.status == 400
+    assert reply.problem_code() == "invalid-public-key"
+
+
+def test_token_mint_needs_the_operator(api: Api) -> None:
+    reply = api.call("registration", "POST", "/v1/registration-tokens", body={"max_uses": 1})
+    assert reply.status == 401
+    wrong = operator_headers() | {"Authorization": "Bearer nope"}
+    assert api.call("registration", "POST", "/v1/registration-tokens", body={}, headers=wrong).status == 401
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"max_uses": 0}, "max_uses"),
+        ({"ttl_seconds": -5}, "ttl_seconds"),
+        ({"tags": {"bad key!": "x"}}, "tags"),
+        ({"max_uses": 1, "surprise": True}, "surprise"),
+        ({"name_prefix": "UPPER"}, "name_prefix"),
+    ],
+)
+def test_bad_token_requests_get_field_errors(api: Api, body: dict[str, object], field: str) -> None:
+    reply = api.operator("registration", "POST", "/v1/registration-tokens", body)
+    assert reply.status == 422
+    assert any(field in e["loc"] for e in reply.problem()["errors"])

@@ -1,0 +1,185 @@
+"""Test support: call the real Lambda handlers in-process with API Gateway v2 events, sign as agents."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetlink.api.app import lambda_entry
+from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
+from fleetlink.auth.signatures import sign_request
+from fleetlink.core.clock import FixedClock
+from fleetlink.core.entities import KeyAlg
+from fleetlink.local.events import LocalLambdaContext, http_api_event
+
+OPERATOR_TOKEN = "operator-test-token"
+DOMAIN = "api.fleetlink.test"
+NOW_MS = 1_800_000_000_000
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def problem(self) -> dict[str, Any]:
+        """The RFC 9457 body, checked to be one."""
+        assert self.headers.get("Content-Type") == "application/problem+json", self.headers
+        problem: dict[str, Any] = self.json
+        assert {"type", "title", "status", "detail"} <= problem.keys()
+        assert problem["status"] == self.status
+        return problem
+
+    def problem_code(self) -> str:
+        return str(self.problem()["type"]).rsplit(":", 1)[-1]
+
+
+@dataclass
+class Machine:
+    """A machine with its own key and hardware, as an agent would present itself."""
+
+    name: str
+    alg: KeyAlg = KeyAlg.ED25519
+    machine_id: str = ""
+    key: PrivateKey = field(init=False)
+    agent_id: str | None = None
+
+    def __post_init__(self) -> None:
+        self.key = (
+            generate_private_key(self.alg, rsa_bits=2048)
+            if self.alg is KeyAlg.RSA_PSS_SHA512
+            else (generate_private_key(self.alg))
+        )
+        self.machine_id = self.machine_id or f"machine-{self.name}"
+
+    @property
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.machine_id.encode()).hexdigest()
+
+    def hardware(self, **changes: Any) -> dict[str, Any]:
+        return {
+            "machine_id": self.machine_id,
+            "hostname": f"{self.name}.example.internal",
+            "ip_address": "10.0.0.7",
+            "mac_address": "02:00:00:00:00:07",
+            "os": "linux",
+            "arch": "arm64",
+            **changes,
+        }
+
+    def register_body(self, **changes: Any) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "public_key": public_key_pem(self.key),
+            "key_alg": self.alg.value,
+            "hardware": self.hardware(),
+            "tags": {"env": "test"},
+            "agent_version": "0.1.0",
+            **changes,
+        }
+
+
+class Api:
+    """The deployed API as API Gateway would drive it: one Lambda handler per route group."""
+
+    def __init__(self, clock: FixedClock) -> None:
+        self.clock = clock
+        self._handlers = {name: lambda_entry(name) for name in ("registration", "heartbeat", "operator")}
+
+    def call(
+        self,
+        function: str,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | dict[str, Any] | list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> Reply:
+        raw = _raw(body)
+        event = http_api_event(
+            method, path, domain_name=DOMAIN, raw_query=query, headers=list((headers or {}).items()), body=raw
+        )
+        event["headers"]["x-forwarded-proto"] = "https"
+        response = self._handlers[function](event, LocalLambdaContext(function_name=function))
+        return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
+
+    def operator(self, function: str, method: str, path: str, body: Any = None, query: str = "") -> Reply:
+        return self.call(function, method, path, body=body, query=query, headers=operator_headers())
+
+    def signed_headers(
+        self,
+        agent: Machine,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        key_id: str | None = None,
+        created: int | None = None,
+        nonce: str | None = None,
+        query: str = "",
+    ) -> dict[str, str]:
+        url = f"https://{DOMAIN}{path}" + (f"?{query}" if query else "")
+        headers = {"Content-Type": "application/json"} if body else {}
+        return headers | sign_request(
+            method,
+            url,
+            headers,
+            body or None,
+            private_key=agent.key,
+            key_id=key_id or agent.agent_id or agent.fingerprint,
+            key_alg=agent.alg,
+            created=created if created is not None else self.clock.now_ms() // 1000,
+            nonce=nonce,
+        )
+
+    def signed(
+        self, function: str, agent: Machine, method: str, path: str, body: Any = None, **sign: Any
+    ) -> Reply:
+        raw = _raw(body)
+        return self.call(
+            function, method, path, body=raw, headers=self.signed_headers(agent, method, path, raw, **sign)
+        )
+
+    def mint_token(self, **body: Any) -> str:
+        reply = self.operator("registration", "POST", "/v1/registration-tokens", {"max_uses": 10, **body})
+        assert reply.status == 201, reply.body
+        token: str = reply.json["token"]
+        return token
+
+    def register(self, agent: Machine, token: str | None, body: dict[str, Any] | None = None) -> Reply:
+        raw = _raw(body or agent.register_body())
+        headers = self.signed_headers(agent, "POST", "/v1/agents/register", raw, key_id=agent.fingerprint)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        reply = self.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
+        if reply.status == 201:
+            agent.agent_id = reply.json["agent_id"]
+        return reply
+
+    def heartbeat(self, agent: Machine, body: dict[str, Any] | None = None, **sign: Any) -> Reply:
+        path = f"/v1/agents/{agent.agent_id}/heartbeat"
+        return self.signed(
+            "heartbeat", agent, "POST", path, body if body is not None else {"status": "ok"}, **sign
+        )
+
+
+def operator_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Content-Type": "application/json"}
+
+
+def _raw(body: bytes | str | dict[str, Any] | list[Any] | None) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return json.dumps(body).encode()

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fleetlink.api.settings import Settings
-from fleetlink.core.agents import AgentService
 from fleetlink.core.clock import Clock, SystemClock
-from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore
-from fleetlink.core.registration import RegistrationService
+
+if TYPE_CHECKING:  # each function imports only the use cases it calls (cold start)
+    from fleetlink.core.agents import AgentService
+    from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore
+    from fleetlink.core.registration import RegistrationService
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,14 @@ class Deps:
 
     @property
     def registration(self) -> RegistrationService:
+        from fleetlink.core.registration import RegistrationService
+
         return RegistrationService(self.registrations, self.agents, self.clock)
 
     @property
     def agent_service(self) -> AgentService:
+        from fleetlink.core.agents import AgentService
+
         return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
 
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
@@ -15,10 +15,14 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fleetlink.api.deps import get_deps
 from fleetlink.api.settings import OperatorAuth
-from fleetlink.auth.keys import load_public_key
-from fleetlink.auth.signatures import IncomingRequest, SignatureParams, read_signature_params, verify_request
 from fleetlink.core.entities import Agent, AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
+
+if TYPE_CHECKING:
+    from fleetlink.auth.signatures import IncomingRequest, SignatureParams
+
+# fleetlink.auth (cryptography, http_message_signatures) is imported where a signature is
+# checked, so functions that never check one (operator) do not load it on a cold start.
 
 NextMiddleware = Callable[[BaseRouter], Response[Any]]
 
@@ -39,6 +43,8 @@ def raw_body(event: APIGatewayProxyEventV2) -> bytes:
 
 def incoming_request(event: APIGatewayProxyEventV2) -> IncomingRequest:
     """The request as the client signed it: scheme and host as it addressed us."""
+    from fleetlink.auth.signatures import IncomingRequest
+
     headers = {name.lower(): value for name, value in (event.headers or {}).items()}
     scheme = headers.get("x-forwarded-proto", "https")
     host = event.request_context.domain_name or headers.get("host", "")
@@ -53,11 +59,15 @@ def incoming_request(event: APIGatewayProxyEventV2) -> IncomingRequest:
 
 @lru_cache(maxsize=1024)
 def _public_key(pem: str, alg: KeyAlg) -> Any:
+    from fleetlink.auth.keys import load_public_key
+
     return load_public_key(pem, alg)
 
 
 def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg) -> SignatureParams:
     """Verify the signature, then spend its nonce (a replay fails here)."""
+    from fleetlink.auth.signatures import verify_request
+
     deps = get_deps()
     now_ms = deps.clock.now_ms()
     params = verify_request(
@@ -76,6 +86,8 @@ def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg
 
 def signed_agent(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
     """Middleware: the request is signed by a registered, active agent (keyid = agent id)."""
+    from fleetlink.auth.signatures import read_signature_params
+
     request = incoming_request(http_event(app))
     key_id = read_signature_params(request).key_id
     view = get_deps().agents.get_view(key_id)
@@ -96,6 +108,8 @@ def calling_agent(app: BaseRouter) -> Agent:
 
 def verify_registration(app: BaseRouter, fingerprint: str, public_key_pem: str, key_alg: KeyAlg) -> None:
     """A registration is signed by the key it registers, with keyid = the fingerprint."""
+    from fleetlink.auth.signatures import read_signature_params
+
     request = incoming_request(http_event(app))
     if read_signature_params(request).key_id != fingerprint:
         raise Unauthenticated(

@@ -6,7 +6,6 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
 import fleetlink
 from fleetlink.api.deps import get_deps
@@ -44,6 +43,8 @@ def openapi_json() -> dict[str, Any]:
 @router.get("/docs", summary="Swagger UI", tags=["health"])
 def docs() -> Response[str]:
     import json
+
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     from fleetlink.api.app import openapi_document
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
+from fleetlink.api.params import AgentIdPath
 from fleetlink.api.schemas import HeartbeatAck
 from fleetlink.core.commands import Heartbeat
-from fleetlink.core.ids import IdPrefix, id_pattern
-
-AgentIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.AGENT))]
 
 router = Router()
 

@@ -37,7 +37,7 @@ run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PO
 	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev node_modules/.installed ## install what the tests need and run the whole suite
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev ## ruff and mypy
 	$(BIN)/ruff check .

@@ -227,3 +227,13 @@ def test_bad_token_requests_get_field_errors(api: Api, body: dict[str, object], 
     reply = api.operator("registration", "POST", "/v1/registration-tokens", body)
     assert reply.status == 422
     assert any(field in e["loc"] for e in reply.problem()["errors"])
+
+
+def test_body_that_is_not_utf8_is_a_400(api: Api) -> None:
+    # Given bytes API Gateway can only pass on base64-encoded
+    reply = api.call(
+        "registration", "POST", "/v1/registration-tokens", body=b"\xff\xfe{", headers=operator_headers()
+    )
+    # Then it is malformed input, not a server error
+    assert reply.status == 400
+    assert reply.problem_code() == "malformed-json"

@@ -95,6 +95,10 @@ def install_problem_handlers(app: APIGatewayHttpResolver) -> None:
             instance=instance(),
         )
 
+    @app.exception_handler(UnicodeDecodeError)
+    def _not_utf8(_: UnicodeDecodeError) -> Response[str]:
+        return problem(400, "malformed-json", "the request body is not UTF-8 JSON", instance=instance())
+
     @app.exception_handler(PynamoDBException)
     def _store(error: PynamoDBException) -> Response[str]:
         from fleetlink.store.errors import translate

@@ -1,0 +1,204 @@
+"""Warm heartbeat latency in-process on moto, against the bare DynamoDB calls a heartbeat needs.
+
+Handler arm: signed heartbeats (events built and signed before timing) through
+``functions/heartbeat/handler.py``. Baseline arm: the same three DynamoDB requests the handler
+sends (captured from one heartbeat: Query of the agent partition, conditional PutItem of a fresh
+nonce, UpdateItem of the presence item), made directly with a boto3 client on the same moto.
+The arms alternate in blocks so they share the machine's noise.
+
+moto answers a Query by sorting the whole table, so its latency grows with every nonce item; real
+DynamoDB's does not. The nonce items both arms create are deleted between blocks (untimed), so the
+table stays the size of one agent's partition throughout.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import re
+import secrets
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _support import TABLE, BenchAgent, Stack, header, local_stack, percentile, ratio_text
+
+N = 400
+WARMUP = 30
+BLOCK = 25
+GOAL = "<= 1.3"
+
+
+def pynamodb_clients() -> list[Any]:
+    """The botocore clients of every model class (each class may hold its own)."""
+    from fleetlink.store.models import TableItem
+
+    clients: dict[int, Any] = {}
+    pending: list[type[Any]] = [TableItem]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        client = model._get_connection().connection.client
+        clients[id(client)] = client
+    return list(clients.values())
+
+
+def capture_requests(stack: Stack, event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The DynamoDB requests (operation, parameters) one heartbeat makes."""
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        seen.append((model.name, copy.deepcopy(params)))
+
+    clients = pynamodb_clients()
+    for client in clients:
+        client.meta.events.register("before-parameter-build.dynamodb", record)
+    try:
+        stack.invoke("heartbeat", event)
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    return seen
+
+
+def nonce_key(event: dict[str, Any], agent_id: str) -> str:
+    """The nonce item's partition key a signed heartbeat event will create."""
+    match = re.search(r'nonce="([^"]+)"', event["headers"]["signature-input"])
+    assert match is not None
+    return f"NONCE#{agent_id}#{match[1]}"
+
+
+def delete_nonces(client: Any, keys: list[str]) -> None:
+    for pk in keys:
+        client.delete_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": "#"}})
+    keys.clear()
+
+
+def baseline_heartbeat(
+    client: Any, requests: list[tuple[str, dict[str, Any]]], spent: list[str]
+) -> Callable[[], None]:
+    """One call = what a heartbeat needs from DynamoDB, as raw boto3 requests (fresh nonce each time)."""
+    operations = [name for name, _ in requests]
+    assert operations == ["Query", "PutItem", "UpdateItem"], (
+        f"the heartbeat's DynamoDB calls changed: {operations}"
+    )
+    query, put, update = (params for _, params in requests)
+    key_id = put["Item"]["pk"]["S"].split("#")[1]
+    ttl_lifetime = int(put["Item"]["ttl"]["N"]) - int(put["ExpressionAttributeValues"][":0"]["N"])
+
+    def run() -> None:
+        now_ms = int(time.time() * 1000)
+        put["Item"]["pk"]["S"] = f"NONCE#{key_id}#{secrets.token_urlsafe(16)}"
+        spent.append(put["Item"]["pk"]["S"])
+        put["Item"]["ttl"]["N"] = str(now_ms // 1000 + ttl_lifetime)
+        put["ExpressionAttributeValues"][":0"]["N"] = str(now_ms // 1000)
+        update["ExpressionAttributeValues"][":0"]["N"] = str(now_ms)
+        client.query(**query)
+        client.put_item(**put)
+        client.update_item(**update)
+
+    return run
+
+
+def main() -> None:
+    import boto3
+
+    with local_stack() as stack:
+        agent = BenchAgent(1)
+        stack.register(agent, stack.mint_token())
+        stack.invoke("heartbeat", agent.heartbeat_event(0))  # first heartbeat: creates the clients
+        requests = capture_requests(stack, agent.heartbeat_event(1))
+        client = boto3.client("dynamodb", region_name=stack.client.meta.region_name)
+        spent: list[str] = []
+        baseline = baseline_heartbeat(client, requests, spent)
+        handler = stack.handler("heartbeat")
+        context = stack.contexts["heartbeat"]
+
+        events = [agent.heartbeat_event(i) for i in range(N + WARMUP)]  # signed before any timing
+        assert agent.agent_id is not None
+        spent += [nonce_key(event, agent.agent_id) for event in events[:WARMUP]]
+        for event in events[:WARMUP]:
+            handler(event, context)
+        for _ in range(WARMUP):
+            baseline()
+        delete_nonces(stack.client, spent)
+
+        handler_times: list[float] = []
+        baseline_times: list[float] = []
+        statuses: set[int] = set()
+        pending = iter(events[WARMUP:])
+        gc.collect()
+        for block in range(N // BLOCK):
+            order = ("handler", "baseline") if block % 2 == 0 else ("baseline", "handler")
+            for arm in order:
+                for _ in range(BLOCK):
+                    if arm == "handler":
+                        event = next(pending)
+                        start = time.perf_counter()
+                        response = handler(event, context)
+                        handler_times.append(time.perf_counter() - start)
+                        statuses.add(response["statusCode"])
+                        spent.append(nonce_key(event, agent.agent_id))
+                    else:
+                        start = time.perf_counter()
+                        baseline()
+                        baseline_times.append(time.perf_counter() - start)
+                delete_nonces(stack.client, spent)
+
+        dynamo_share = time_inside_dynamodb(stack, agent)
+
+    header(f"Warm heartbeat latency, in-process on moto ({N} each, blocks of {BLOCK}, alternating)")
+    operations = [name for name, _ in requests]
+    print(f"  handler statuses: {sorted(statuses)}; DynamoDB calls per heartbeat: {operations}")
+    print("  baseline = the handler's own 3 requests (captured), replayed with boto3 (fresh nonce each);")
+    print("  nonce items are deleted between blocks, untimed (moto's Query sorts the whole table).")
+    print(f"  {'':34} {'p50':>9} {'p99':>9}")
+    rows = (
+        ("boto3: Query + PutItem + UpdateItem", baseline_times),
+        ("heartbeat lambda_handler", handler_times),
+    )
+    for label, values in rows:
+        print(f"  {label:34} {percentile(values, 50) * 1000:7.2f}ms {percentile(values, 99) * 1000:7.2f}ms")
+    for q in (50, 99):
+        value, base = percentile(handler_times, q), percentile(baseline_times, q)
+        print(f"  p{q} {ratio_text(value, base, GOAL)}")
+    inside, total = dynamo_share
+    print(f"  where the handler's time goes (separate pass of 100 heartbeats, mean {total * 1000:.2f} ms):")
+    print(f"  {'':4}{inside * 1000:.2f} ms inside the 3 DynamoDB calls (PynamoDB's botocore client + moto),")
+    outside = (total - inside) * 1000
+    print(f"  {'':4}{outside:.2f} ms outside (Powertools, validation, signature check, PynamoDB)")
+
+
+def time_inside_dynamodb(stack: Stack, agent: BenchAgent, runs: int = 100) -> tuple[float, float]:
+    """Mean seconds per heartbeat inside DynamoDB calls (before-parameter-build to after-call), and in all."""
+    inside = [0.0]
+    started: list[float] = []
+
+    def begin(**_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def end(**_: Any) -> None:
+        inside[0] += time.perf_counter() - started.pop()
+
+    clients = pynamodb_clients()
+    for client in clients:
+        client.meta.events.register_first("before-parameter-build.dynamodb", begin)
+        client.meta.events.register_last("after-call.dynamodb", end)
+    events = [agent.heartbeat_event(i) for i in range(runs)]
+    handler, context = stack.handler("heartbeat"), stack.contexts["heartbeat"]
+    start = time.perf_counter()
+    for event in events:
+        handler(event, context)
+    total = time.perf_counter() - start
+    for client in clients:
+        client.meta.events.unregister("before-parameter-build.dynamodb", begin)
+        client.meta.events.unregister("after-call.dynamodb", end)
+    return inside[0] / runs, total / runs
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Lambda entry for the heartbeat routes: wiring only."""
+
+from fleetlink.api.app import lambda_entry
+
+lambda_handler = lambda_entry("heartbeat")

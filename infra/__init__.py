@@ -1,0 +1,1 @@
+"""The fleetlink CDK app: stacks, constants and (later) one construct per capability."""

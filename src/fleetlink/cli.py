@@ -1,0 +1,134 @@
+"""The ``fleetlink`` command line: ``fleetlink dev`` runs the whole stack locally; the agent and
+operator commands join as sub-apps when installed."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="fleetlink",
+    help="fleetlink: a serverless control plane for fleets of agents.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """fleetlink: a serverless control plane for fleets of agents."""
+
+
+def _add_agent_commands() -> None:
+    """Add the agent/operator sub-apps when ``fleetlink.agent.cli`` is there."""
+    try:
+        from fleetlink.agent import cli as agent_cli
+    except ImportError as exc:
+        if exc.name not in {"fleetlink.agent", "fleetlink.agent.cli"}:
+            sys.stderr.write(f"fleetlink: agent commands unavailable: {exc}\n")
+        return
+    for name, attribute in (("agent", "agent_app"), ("agents", "agents_app"), ("tokens", "tokens_app")):
+        sub_app = getattr(agent_cli, attribute, None)
+        if isinstance(sub_app, typer.Typer):
+            app.add_typer(sub_app, name=name)
+
+
+_add_agent_commands()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _banner(url: str, token: str, token_from_env: bool) -> None:
+    from rich.console import Console
+
+    console = Console(soft_wrap=True, highlight=False)
+    # The first line is for programs (and people) waiting for the server: keep it plain.
+    console.print(f"fleetlink dev listening on {url}", markup=False)
+    source = (
+        "from FLEETLINK_OPERATOR_TOKEN" if token_from_env else "generated; FLEETLINK_OPERATOR_TOKEN sets it"
+    )
+    console.print(f"[bold]operator token[/bold] ({source}):")
+    console.print(f"  {token}", markup=False)
+    console.print(f"[bold]OpenAPI[/bold]   {url}/v1/openapi.json")
+    console.print(f"[bold]Swagger UI[/bold] {url}/v1/docs")
+    console.print("[bold]Next:[/bold] mint a registration token, register an agent, heartbeat, list agents:")
+    commands = [
+        f'curl -s -X POST {url}/v1/registration-tokens -H "Authorization: Bearer {token}" '
+        "-H 'Content-Type: application/json' -d '{\"max_uses\": 5}'",
+        f"fleetlink agent register --url {url} --token <registration token>",
+        "fleetlink agent heartbeat",
+        "fleetlink agents ls",
+    ]
+    for command in commands:
+        console.print(f"  {command}", markup=False)
+    console.print("Ctrl-C stops it (the data lives in memory and goes with it).")
+    sys.stdout.flush()
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port)", min=0, max=65535)] = 8080,
+    table: Annotated[str, typer.Option(help="DynamoDB table name (in moto)")] = "fleetlink",
+    cleanup_every: Annotated[
+        float, typer.Option(help="Seconds between cleanup and TTL-expiry runs (0: never)", min=0)
+    ] = 60.0,
+) -> None:
+    """Run the API locally: the Lambda handlers behind an HTTP server, on in-memory DynamoDB (moto)."""
+    from fleetlink.local.server import DevStack
+
+    if not _is_loopback(host):
+        typer.secho(
+            f"warning: listening on {host}, not loopback: anyone who can reach it can use the dev stack",
+            err=True,
+            fg=typer.colors.YELLOW,
+        )
+    env_token = os.environ.get("FLEETLINK_OPERATOR_TOKEN") or None
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = DevStack(
+        host=host, port=port, table_name=table, operator_token=env_token, cleanup_every_s=cleanup_every
+    )
+    try:
+        try:
+            stack.start()
+        except OSError as exc:
+            typer.secho(
+                f"fleetlink dev: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED
+            )
+            raise typer.Exit(1) from exc
+        _banner(stack.url, stack.operator_token, token_from_env=env_token is not None)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("fleetlink dev stopped", flush=True)
+
+
+def main() -> None:
+    """Entry point of the ``fleetlink`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,560 @@
+"""The embedded dev stack: an HTTP server that plays API Gateway in front of the real Lambda handlers.
+
+Each request becomes an API Gateway HTTP API (payload 2.0) event for the function that owns its
+route (``route_table()``), the handler from ``functions/<name>/handler.py`` runs on moto DynamoDB,
+and its response goes back over HTTP. A timer plays EventBridge (the cleanup function) and
+DynamoDB's TTL process, which moto does not emulate.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
+
+from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
+
+#: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
+FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+CLEANUP_FUNCTION = "cleanup"
+#: Lambda's synchronous invocation payload limit; the handlers enforce the per-route limits below it.
+MAX_REQUEST_BYTES = 6 * 1024 * 1024
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
+#: Headers the server sets itself, whatever a handler returns.
+_HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
+#: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
+_MAX_DRAIN_BYTES = 64 * 1024 * 1024
+
+#: One invocation at a time in the whole process, as in one Lambda container: Powertools'
+#: resolvers keep the current event in class-level state.
+INVOKE_LOCK = threading.Lock()
+
+LambdaHandler = Callable[[dict[str, Any], Any], Any]
+AccessLog = Callable[[str], None]
+
+
+def _stderr_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def load_handler(function: str, functions_dir: Path = FUNCTIONS_DIR) -> LambdaHandler:
+    """``lambda_handler`` of ``functions/<function>/handler.py``, loaded by file path."""
+    path = functions_dir / function / "handler.py"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no Lambda entry for function {function!r} at {path}; the dev stack runs from a "
+            "source checkout (functions/<name>/handler.py next to src/)"
+        )
+    spec = importlib.util.spec_from_file_location(f"fleetlink_functions_{function}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler = getattr(module, "lambda_handler", None)
+    if not callable(handler):
+        raise ImportError(f"{path} does not define a callable lambda_handler")
+    return cast(LambdaHandler, handler)
+
+
+# --- routing -------------------------------------------------------------------------------------
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One API Gateway route: ``METHOD /path/{param}``, served by ``function``."""
+
+    function: str
+    method: str
+    template: str
+    pattern: re.Pattern[str] = field(compare=False)
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.template}"
+
+    @property
+    def literal_segments(self) -> int:
+        return sum(1 for part in self.template.split("/") if part and not _PARAM.fullmatch(part))
+
+
+def compile_route(function: str, method: str, template: str) -> Route:
+    """A route whose path parameters each match one path segment (``[^/]+``)."""
+    regex, last = "", 0
+    for match in _PARAM.finditer(template):
+        regex += re.escape(template[last : match.start()]) + f"(?P<{match.group(1)}>[^/]+)"
+        last = match.end()
+    regex += re.escape(template[last:])
+    return Route(function, method.upper(), template, re.compile(regex))
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    route: Route
+    path_parameters: dict[str, str]
+
+
+class RouteTable:
+    """Picks the route for a request as API Gateway does: the most specific (most literal) match."""
+
+    def __init__(self, routes: list[tuple[str, str, str]]) -> None:
+        self.routes = [compile_route(*route) for route in routes]
+
+    def _matching(self, path: str) -> list[tuple[Route, re.Match[str]]]:
+        found = [(route, route.pattern.fullmatch(path)) for route in self.routes]
+        return [(route, match) for route, match in found if match is not None]
+
+    def match(self, method: str, path: str) -> RouteMatch | None:
+        """The route for ``method`` and raw ``path``, with decoded path parameters; None if none."""
+        candidates = [(r, m) for r, m in self._matching(path) if r.method == method.upper()]
+        if not candidates:
+            return None
+        route, match = max(candidates, key=lambda found: found[0].literal_segments)
+        return RouteMatch(route, {name: unquote(value) for name, value in match.groupdict().items()})
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """The methods some route accepts on ``path`` (empty: no route has this path)."""
+        return sorted({route.method for route, _ in self._matching(path)})
+
+    def functions(self) -> list[str]:
+        return sorted({route.function for route in self.routes})
+
+
+# --- responses -----------------------------------------------------------------------------------
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def problem_response(
+    status: int, code: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """An RFC 9457 problem produced by the dev server itself (as API Gateway would answer)."""
+    document: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        document["instance"] = instance
+    pairs = [("Content-Type", PROBLEM_CONTENT_TYPE), *(headers or {}).items()]
+    return HttpResponse(status, pairs, json.dumps(document).encode())
+
+
+def lambda_response(result: Any) -> HttpResponse:
+    """The HTTP response API Gateway makes of a handler's payload 2.0 result."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # API Gateway: a result without statusCode is a 200 whose body is the JSON result.
+        return HttpResponse(200, [("Content-Type", "application/json")], json.dumps(result).encode())
+    pairs: list[tuple[str, str]] = []
+    for name, value in (result.get("headers") or {}).items():
+        pairs.append((name, str(value)))
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        pairs += [(name, str(value)) for value in values]
+    pairs += [("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or []]
+    pairs = [(name, value) for name, value in pairs if name.lower() not in _HOP_BY_HOP]
+    body = result.get("body") or ""
+    if isinstance(body, str):
+        payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+    else:
+        payload = json.dumps(body).encode()
+    return HttpResponse(int(result["statusCode"]), pairs, payload)
+
+
+# --- DynamoDB TTL, emulated ----------------------------------------------------------------------
+
+
+def expire_ttl_items(table_name: str, *, now_s: int | None = None) -> int:
+    """Delete the items whose TTL has passed from moto's table, as DynamoDB's TTL process would.
+
+    moto keeps expired items forever; this walks moto's in-memory table directly (it is not a
+    DynamoDB API call, so the application's "no Scan" rule holds) and deletes items whose TTL
+    attribute is a number of epoch seconds in the past. Returns how many it deleted.
+    """
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    from fleetlink.local.moto_backend import _request_lock
+
+    now = int(time.time()) if now_s is None else now_s
+    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    with _request_lock:  # one moto request at a time: the deletes are atomic like any write
+        table = dynamodb_backends[account][region].tables.get(table_name)
+        if table is None or table.ttl.get("TimeToLiveStatus") != "ENABLED":
+            return 0
+        attribute = str(table.ttl.get("AttributeName"))
+        expired = []
+        for item in table.all_items():
+            value = item.attrs.get(attribute)
+            if value is not None and value.type == "N" and float(value.value) < now:
+                expired.append(item)
+        for item in expired:
+            table.delete_item(item.hash_key, item.range_key)
+    return len(expired)
+
+
+# --- the stack -----------------------------------------------------------------------------------
+
+
+class DevStack:
+    """moto DynamoDB, the Lambda handlers behind an HTTP server, and the schedules, in this process."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        table_name: str = "fleetlink",
+        operator_token: str | None = None,
+        cleanup_every_s: float = 60.0,
+        functions_dir: Path = FUNCTIONS_DIR,
+        access_log: AccessLog | None = _stderr_line,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.table_name = table_name
+        self.operator_token = operator_token or secrets.token_urlsafe(24)
+        self.cleanup_every_s = cleanup_every_s
+        self.functions_dir = functions_dir
+        self.access_log = access_log
+        self.routes = RouteTable([])
+        self._handlers: dict[str, LambdaHandler] = {}
+        self._resources = ExitStack()
+        self._saved_env: dict[str, str | None] = {}
+        self._server: _Server | None = None
+        self._stop_scheduler = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._stopped = threading.Event()
+        self._serving = False
+
+    # lifecycle
+
+    def start(self) -> DevStack:
+        """Start moto, load the handlers, listen, and start the schedule; the URL is then known."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from fleetlink.local.moto_backend import local_dynamodb
+
+        self._resources.enter_context(local_dynamodb(self.table_name))
+        self._set_env(
+            TABLE_NAME=self.table_name,
+            FLEETLINK_OPERATOR_AUTH="token",
+            FLEETLINK_OPERATOR_TOKEN=self.operator_token,
+            FLEETLINK_DYNAMODB_ENDPOINT=None,  # moto intercepts AWS endpoints only
+        )
+        from fleetlink.api.app import route_table
+        from fleetlink.api.deps import set_deps
+
+        set_deps(None)
+        self.routes = RouteTable(route_table())
+        for function in [*self.routes.functions(), CLEANUP_FUNCTION]:
+            self._handlers[function] = load_handler(function, self.functions_dir)
+
+        self._server = _Server((self.host, self.port), _RequestHandler, stack=self)
+        self._spawn("fleetlink-http", self._serve)
+        self._serving = True
+        if self.cleanup_every_s > 0:
+            self._spawn("fleetlink-schedule", self._schedule)
+
+    def _serve(self) -> None:
+        assert self._server is not None
+        self._server.serve_forever(poll_interval=0.2)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _set_env(self, **values: str | None) -> None:
+        for name, value in values.items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+    def stop(self) -> None:
+        """Stop listening, stop the schedule, let a running invocation finish, then stop moto."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._stop_scheduler.set()
+        if self._server is not None:
+            if self._serving:
+                self._server.shutdown()
+            self._server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        with INVOKE_LOCK:
+            self._resources.close()
+            for name, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            from fleetlink.api.deps import set_deps
+
+            set_deps(None)
+
+    def __enter__(self) -> DevStack:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use (``http://HOST:PORT``), known once started."""
+        if self._server is None:
+            raise RuntimeError("the dev stack is not started")
+        host, port = str(self._server.server_address[0]), int(self._server.server_address[1])
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{port}"
+
+    # invocations
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Run one function's handler on ``event``, one invocation at a time (one container)."""
+        context = LocalLambdaContext(function_name=f"fleetlink-{function}")
+        with INVOKE_LOCK:
+            if self._stopped.is_set():
+                raise StackStoppedError
+            return self._handlers[function](event, context)
+
+    def run_cleanup(self, duty: str | None = None) -> Any:
+        """Invoke the cleanup function as its EventBridge schedule would."""
+        return self.invoke(CLEANUP_FUNCTION, scheduled_event(duty))
+
+    def expire_ttl_items(self, now_s: int | None = None) -> int:
+        """Delete expired items, as DynamoDB's TTL process would (see :func:`expire_ttl_items`)."""
+        return expire_ttl_items(self.table_name, now_s=now_s)
+
+    def tick(self) -> None:
+        """One scheduled round: the cleanup function, then TTL expiry; failures are logged, not raised."""
+        try:
+            result = self.run_cleanup()
+            handled = result.get("handled", {}) if isinstance(result, dict) else {}
+            if any(handled.values()):
+                self._log(f"fleetlink dev: cleanup handled {handled}")
+        except StackStoppedError:
+            return
+        except Exception as exc:
+            self._log(f"fleetlink dev: cleanup failed: {type(exc).__name__}: {exc}")
+        try:
+            deleted = self.expire_ttl_items()
+            if deleted:
+                self._log(f"fleetlink dev: TTL expired {deleted} item(s)")
+        except Exception as exc:
+            self._log(f"fleetlink dev: TTL expiry failed: {type(exc).__name__}: {exc}")
+
+    def _schedule(self) -> None:
+        while not self._stop_scheduler.wait(self.cleanup_every_s):
+            self.tick()
+
+    def _log(self, line: str) -> None:
+        if self.access_log is not None:
+            self.access_log(line)
+
+    # HTTP
+
+    def handle(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> HttpResponse:
+        """Answer one HTTP request as API Gateway + Lambda would; never raises."""
+        split = urlsplit(target)
+        raw_path, raw_query = split.path or "/", split.query
+        try:
+            matched = self.routes.match(method, raw_path)
+            if matched is None:
+                allowed = self.routes.allowed_methods(raw_path)
+                if allowed:
+                    return problem_response(
+                        405,
+                        "method-not-allowed",
+                        f"{method} is not allowed on this path",
+                        instance=raw_path,
+                        headers={"Allow": ", ".join(allowed)},
+                    )
+                return problem_response(404, "no-such-route", "no such route", instance=raw_path)
+            host = next((value for name, value in headers if name.lower() == "host"), None)
+            event = http_api_event(
+                method,
+                raw_path,
+                domain_name=host or self.url.removeprefix("http://"),
+                raw_query=raw_query,
+                headers=headers,
+                body=body,
+                route_key=matched.route.route_key,
+                path_parameters=matched.path_parameters,
+            )
+            return lambda_response(self.invoke(matched.route.function, event))
+        except StackStoppedError:
+            return problem_response(503, "stopping", "the dev stack is stopping", instance=raw_path)
+        except Exception:
+            self._log(f"fleetlink dev: {method} {raw_path} failed:\n{traceback.format_exc().rstrip()}")
+            return problem_response(500, "internal", "an internal error occurred", instance=raw_path)
+
+
+class StackStoppedError(Exception):
+    """The stack stopped before this invocation could run."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_RequestHandler], *, stack: DevStack) -> None:
+        if ":" in address[0]:
+            import socket
+
+            self.address_family = socket.AF_INET6
+        self.stack = stack
+        super().__init__(address, handler)
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class _MalformedBodyError(Exception):
+    pass
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fleetlink-dev"
+    timeout = 120  # idle keep-alive connections end
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the stack logs one access line per request instead."""
+
+    def _declared_length(self) -> int:
+        try:
+            return max(0, int(self.headers.get("Content-Length") or 0))
+        except ValueError:
+            return 0
+
+    def handle_expect_100(self) -> bool:
+        if self._declared_length() > MAX_REQUEST_BYTES:
+            self._reject_too_large(time.perf_counter(), drain=False)
+            return False
+        return super().handle_expect_100()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        length = self._declared_length()
+        if length > MAX_REQUEST_BYTES:
+            raise _BodyTooLargeError
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            except ValueError as exc:
+                raise _MalformedBodyError from exc
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            total += size
+            if total > MAX_REQUEST_BYTES:
+                self.close_connection = True
+                raise _BodyTooLargeError
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _drain(self) -> None:
+        """Read and drop the rest of a rejected body (bounded), so the client can read the answer."""
+        remaining = min(self._declared_length(), _MAX_DRAIN_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1024 * 1024))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+
+    def _reject_too_large(self, started: float, *, drain: bool) -> None:
+        self.close_connection = True
+        response = problem_response(
+            413,
+            "payload-too-large",
+            f"the body exceeds {MAX_REQUEST_BYTES} bytes",
+            instance=urlsplit(self.path).path,
+        )
+        self._write(response, close=True)
+        if drain:
+            self._drain()
+        self._access(response.status, started)
+
+    def _dispatch(self) -> None:
+        started = time.perf_counter()
+        stack = self.server.stack
+        try:
+            body = self._read_body()
+        except _BodyTooLargeError:
+            self._reject_too_large(started, drain=True)
+            return
+        except _MalformedBodyError:
+            self.close_connection = True
+            response = problem_response(400, "malformed-body", "the chunked request body is malformed")
+            self._write(response, close=True)
+            self._access(response.status, started)
+            return
+        response = stack.handle(self.command, self.path, list(self.headers.items()), body)
+        self._write(response)
+        self._access(response.status, started)
+
+    def _write(self, response: HttpResponse, *, close: bool = False) -> None:
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            if close:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _access(self, status: int, started: float) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.server.stack._log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815

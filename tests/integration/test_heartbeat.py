@@ -194,3 +194,15 @@ def test_body_over_one_mebibyte_is_a_413(api: Api, agent: Machine) -> None:
 def test_malformed_agent_id_in_path_is_refused(api: Api, agent: Machine) -> None:
     reply = api.signed("heartbeat", agent, "POST", "/v1/agents/not-an-id/heartbeat", {"status": "ok"})
     assert reply.status == 422
+
+
+def test_signature_moved_to_another_path_is_refused(api: Api, agent: Machine) -> None:
+    # Given a heartbeat signed for A's path, sent to another agent's path
+    other = Machine("hb-4")
+    api.register(other, api.mint_token())
+    raw = b'{"status":"ok"}'
+    headers = api.signed_headers(agent, "POST", f"/v1/agents/{agent.agent_id}/heartbeat", raw)
+    # When it arrives / Then the signed @target-uri no longer matches
+    reply = api.call("heartbeat", "POST", f"/v1/agents/{other.agent_id}/heartbeat", body=raw, headers=headers)
+    assert reply.status == 401
+    assert reply.problem_code() == "signature-invalid"

@@ -237,3 +237,15 @@ def test_body_that_is_not_utf8_is_a_400(api: Api) -> None:
     # Then it is malformed input, not a server error
     assert reply.status == 400
     assert reply.problem_code() == "malformed-json"
+
+
+@pytest.mark.parametrize("missing", ["fingerprint", "public_key", "key_alg", "hardware"])
+def test_registration_missing_a_required_field_gets_a_field_error(api: Api, missing: str) -> None:
+    # Given a registration body without one required field
+    agent = Machine("partial")
+    body = agent.register_body()
+    del body[missing]
+    # When sent / Then 422 naming the field
+    reply = api.register(agent, api.mint_token(), body)
+    assert reply.status == 422
+    assert ["body", missing] in [e["loc"] for e in reply.problem()["errors"]]

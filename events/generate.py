@@ -1,0 +1,141 @@
+"""Write a sample API Gateway HTTP API (payload 2.0) request for every route, as a deployed stack
+receives it, plus the EventBridge event of the cleanup schedule: `python events/generate.py`.
+
+Operator routes carry the IAM authorizer context API Gateway adds after checking SigV4; agent
+routes are signed per RFC 9421 by a throwaway key (their `created` is in the past, so replaying
+a sample against a live stack fails as it should).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from fleetlink.api.app import route_table
+from fleetlink.auth.keys import generate_private_key, public_key_pem
+from fleetlink.auth.signatures import sign_request
+from fleetlink.core.entities import KeyAlg
+from fleetlink.local.events import http_api_event, scheduled_event
+
+HERE = Path(__file__).parent
+DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+AT_S = 1_767_225_600  # 2026-01-01T00:00:00Z
+AGENT_ID = "agt_01KDXRYP0000000000000000AB"
+FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
+IAM = {
+    "accessKey": "ASIAEXAMPLEEXAMPLE00",
+    "accountId": "111122223333",
+    "callerId": "AROAEXAMPLEEXAMPLE000:alice",
+    "cognitoIdentity": None,
+    "principalOrgId": None,
+    "userArn": "arn:aws:sts::111122223333:assumed-role/FleetOperators/alice",
+    "userId": "AROAEXAMPLEEXAMPLE000:alice",
+}
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/v1/registration-tokens"): {"ttl_seconds": 3600, "max_uses": 10, "tags": {"role": "web"}},
+    ("POST", "/v1/agents/{agent_id}/heartbeat"): {
+        "status": "ok",
+        "metrics": {"load1": 0.42, "mem_used_pct": 61.5},
+    },
+    ("PUT", "/v1/agents/{agent_id}/tags"): {"tags": {"role": "web", "zone": "eu-west-1a"}},
+}
+QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
+
+
+def _register_body(alg_key: Any) -> dict[str, Any]:
+    return {
+        "fingerprint": FINGERPRINT,
+        "public_key": public_key_pem(alg_key),
+        "key_alg": "ed25519",
+        "hardware": {
+            "machine_id": "4c4c4544004d3510804ab4c04f4e3732",
+            "hostname": "web-07.eu-west-1.internal",
+            "ip_address": "10.20.3.17",
+            "mac_address": "0a:1b:2c:3d:4e:5f",
+            "os": "linux",
+            "arch": "arm64",
+            "cpu_model": "Neoverse-N1",
+            "cpu_count": 4,
+            "memory_mb": 16384,
+        },
+        "tags": {"env": "prod"},
+        "agent_version": "0.1.0",
+    }
+
+
+def sample(function: str, method: str, path: str, key: Any) -> dict[str, Any]:
+    """The event API Gateway sends the function for one request on this route."""
+    raw_path = path.replace("{agent_id}", AGENT_ID)
+    body = _register_body(key) if path == "/v1/agents/register" else BODIES.get((method, path))
+    raw = json.dumps(body).encode() if body is not None else b""
+    query = QUERIES.get((method, path), "")
+    headers = {"user-agent": "fleetlink-agent/0.1.0", "accept": "application/json"}
+    if raw:
+        headers["content-type"] = "application/json"
+    if function == "operator" or path == "/v1/registration-tokens":
+        if not path.startswith("/v1/health") and path not in ("/v1/openapi.json", "/v1/docs"):
+            headers["authorization"] = (
+                "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEEXAMPLE00/... (checked by API Gateway)"
+            )
+    else:
+        url = f"https://{DOMAIN}{raw_path}"
+        key_id = FINGERPRINT if path == "/v1/agents/register" else AGENT_ID
+        headers |= sign_request(
+            method,
+            url,
+            headers,
+            raw or None,
+            private_key=key,
+            key_id=key_id,
+            key_alg=KeyAlg.ED25519,
+            created=AT_S,
+        )
+        if path == "/v1/agents/register":
+            headers["authorization"] = "Bearer tok_01KDXRYP000000000000000TOK.<registration token secret>"
+    params = dict(zip(re.findall(r"{(\w+)}", path), [AGENT_ID] * path.count("{"), strict=True))
+    event = http_api_event(
+        method,
+        raw_path,
+        domain_name=DOMAIN,
+        raw_query=query,
+        headers=headers,
+        body=raw,
+        route_key=f"{method} {path}",
+        path_parameters=params or None,
+        source_ip="203.0.113.24",
+        now_ms=AT_S * 1000,
+    )
+    event["headers"]["x-forwarded-proto"] = "https"
+    event["headers"]["x-forwarded-port"] = "443"
+    event["headers"]["host"] = DOMAIN
+    event["requestContext"].update(accountId="111122223333", apiId="a1b2c3d4e5")
+    if "authorization" in headers and headers["authorization"].startswith("AWS4"):
+        event["requestContext"]["authorizer"] = {"iam": IAM}
+    return event
+
+
+def file_name(function: str, method: str, path: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", path.removeprefix("/v1/").replace("{agent_id}", "id").lower()).strip(
+        "-"
+    )
+    return f"{function}.{method.lower()}.{slug}.json"
+
+
+def main() -> None:
+    key = generate_private_key(KeyAlg.ED25519)
+    for function, method, path in route_table():
+        target = HERE / "http" / file_name(function, method, path)
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(json.dumps(sample(function, method, path, key), indent=2) + "\n")
+    schedule = scheduled_event(None) | {
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
+        "time": "2026-01-01T00:00:00Z",
+    }
+    (HERE / "scheduled").mkdir(exist_ok=True)
+    (HERE / "scheduled" / "cleanup.json").write_text(json.dumps(schedule, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

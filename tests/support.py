@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api.app import lambda_entry
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
@@ -108,7 +110,8 @@ class Api:
             method, path, domain_name=DOMAIN, raw_query=query, headers=list((headers or {}).items()), body=raw
         )
         event["headers"]["x-forwarded-proto"] = "https"
-        response = self._handlers[function](event, LocalLambdaContext(function_name=function))
+        context = cast(LambdaContext, LocalLambdaContext(function_name=function))
+        response = self._handlers[function](event, context)
         return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
 
     def operator(self, function: str, method: str, path: str, body: Any = None, query: str = "") -> Reply:

@@ -67,9 +67,9 @@ def _banner(url: str, token: str, token_from_env: bool) -> None:
     console.print(f"[bold]Swagger UI[/bold] {url}/v1/docs")
     console.print("[bold]Next:[/bold] mint a registration token, register an agent, heartbeat, list agents:")
     commands = [
-        f'curl -s -X POST {url}/v1/registration-tokens -H "Authorization: Bearer {token}" '
-        "-H 'Content-Type: application/json' -d '{\"max_uses\": 5}'",
-        f"fleetlink agent register --url {url} --token <registration token>",
+        f"export FLEETLINK_URL={url} FLEETLINK_OPERATOR_TOKEN={token} PATH=$PWD/.venv/bin:$PATH",
+        "fleetlink tokens create --max-uses 5",
+        "fleetlink agent register --url $FLEETLINK_URL --token <registration token>",
         "fleetlink agent heartbeat",
         "fleetlink agents ls",
     ]

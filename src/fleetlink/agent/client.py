@@ -1,0 +1,380 @@
+"""Synchronous API clients on httpx: ``FleetlinkClient`` (the agent) and ``OperatorClient``.
+
+Every JSON body is serialised once and those exact bytes are sent, so the RFC 9421 signature's
+content-digest covers what the server receives. 429 and 503 answers are retried, honouring
+``Retry-After``, up to ``max_attempts``; other failures raise :class:`FleetlinkApiError` built from
+the RFC 9457 problem document.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+import fleetlink
+from fleetlink.agent.hardware import fingerprint as hardware_fingerprint
+from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary, HeartbeatAck, Registered, TokenCreated
+from fleetlink.auth.httpx_auth import HttpxSignatureAuth
+from fleetlink.auth.keys import PrivateKey, public_key_pem
+from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+
+API_PREFIX = "/v1"
+RETRY_STATUSES = frozenset({429, 503})
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_BACKOFF_S = 0.5
+MAX_RETRY_WAIT_S = 30.0
+USER_AGENT = f"fleetlink-agent/{fleetlink.__version__}"
+
+M = TypeVar("M", bound=BaseModel)
+_jitter = random.SystemRandom()
+
+
+class FleetlinkClientError(Exception):
+    """Any failure talking to the API."""
+
+
+class FleetlinkApiError(FleetlinkClientError):
+    """The API answered with an error; ``problem`` is its RFC 9457 body (or a stand-in)."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{status} {self.title}: {self.detail}" if self.detail else f"{status} {self.title}")
+
+    @property
+    def title(self) -> str:
+        return str(self.problem.get("title") or "HTTP error")
+
+    @property
+    def detail(self) -> str:
+        return str(self.problem.get("detail") or "")
+
+    @property
+    def code(self) -> str:
+        """The problem type's last segment, e.g. ``agent-revoked``."""
+        return str(self.problem.get("type") or "").rsplit(":", 1)[-1]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        errors = self.problem.get("errors")
+        return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> FleetlinkApiError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            text = response.text.strip()[:500]
+            title = response.reason_phrase or "HTTP error"
+            body = {"title": title, "status": response.status_code, "detail": text}
+        return cls(response.status_code, body)
+
+
+class FleetlinkConnectionError(FleetlinkClientError):
+    """The API could not be reached (or did not answer in time) after the allowed attempts."""
+
+
+def encode_json(body: Any) -> bytes:
+    """The one serialisation of a request body: compact UTF-8 JSON."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def retry_after_s(response: httpx.Response, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def api_root(base_url: str) -> str:
+    """The URL the ``/v1/...`` paths hang off (a trailing ``/v1`` is accepted and dropped)."""
+    url = base_url.strip().rstrip("/")
+    return url.removesuffix(API_PREFIX) or url
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+class _ApiClient:
+    """Shared plumbing: one httpx.Client, JSON bodies sent as exact bytes, retries, problem errors."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_s: float = DEFAULT_BACKOFF_S,
+        max_wait_s: float = MAX_RETRY_WAIT_S,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.base_url = api_root(base_url)
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._max_wait_s = max_wait_s
+        self._sleep = sleep
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _wait_s(self, attempt: int, response: httpx.Response | None) -> float:
+        hinted = retry_after_s(response) if response is not None else None
+        if hinted is None:
+            hinted = self._backoff_s * 2 ** (attempt - 1) * _jitter.uniform(0.5, 1.0)
+        return min(hinted, self._max_wait_s)
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str | int] | None = None,
+        auth: httpx.Auth | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Send one API call (retrying 429/503 and failed connects); return the decoded JSON answer."""
+        content = None if body is None else encode_json(body)
+        request_headers = dict(headers or {})
+        if content is not None:
+            request_headers["Content-Type"] = "application/json"
+        url = API_PREFIX + path
+        for attempt in range(1, self._max_attempts + 1):
+            last = attempt == self._max_attempts
+            try:
+                # The auth flow runs per send: each attempt gets a fresh created time and nonce.
+                response = self._http.request(
+                    method,
+                    url,
+                    content=content,
+                    params=params,
+                    headers=request_headers,
+                    auth=auth or httpx.USE_CLIENT_DEFAULT,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Nothing reached the server, so even a non-idempotent call is safe to retry.
+                if last:
+                    raise FleetlinkConnectionError(f"cannot reach {self.base_url}: {exc}") from exc
+                self._sleep(self._wait_s(attempt, None))
+                continue
+            except httpx.TransportError as exc:
+                raise FleetlinkConnectionError(f"request to {self.base_url} failed: {exc}") from exc
+            if response.status_code in RETRY_STATUSES and not last:
+                self._sleep(self._wait_s(attempt, response))
+                continue
+            if response.is_error:
+                raise FleetlinkApiError.from_response(response)
+            try:
+                return response.json() if response.content else None
+            except ValueError as exc:
+                raise FleetlinkClientError(f"the answer to {method} {url} is not JSON") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        answer = self._send(method, path, **kwargs)
+        try:
+            return model.model_validate(answer)
+        except ValidationError as exc:
+            what = f"{method} {API_PREFIX}{path}: not a {model.__name__} ({exc.error_count()} field errors)"
+            raise FleetlinkClientError(f"unexpected answer to {what}") from exc
+
+
+class FleetlinkClient(_ApiClient):
+    """The agent's client: registration (keyid = fingerprint) and signed calls (keyid = agent id)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        private_key: PrivateKey | None = None,
+        key_alg: KeyAlg | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(base_url, **options)
+        self._private_key = private_key
+        self._key_alg = key_alg
+
+    def _signed_as(self, key_id: str) -> HttpxSignatureAuth:
+        if self._private_key is None or self._key_alg is None:
+            raise ValueError("this client has no signing key: pass private_key and key_alg")
+        return HttpxSignatureAuth(self._private_key, key_id, self._key_alg)
+
+    def register(
+        self,
+        token: str | None,
+        hardware: Hardware,
+        key: PrivateKey,
+        alg: KeyAlg,
+        tags: Mapping[str, str] | None = None,
+        name: str | None = None,
+        *,
+        capabilities: list[str] | None = None,
+        agent_version: str | None = None,
+        encryption_public_key: str | None = None,
+        fingerprint: str | None = None,
+    ) -> Registered:
+        """Register ``key`` for this hardware, or re-register it (then ``token`` may be None).
+
+        The request is signed by ``key`` with keyid = the fingerprint (default: of ``hardware``).
+        The client signs later calls with ``key`` from then on.
+        """
+        fp = fingerprint or hardware_fingerprint(hardware)
+        body: dict[str, Any] = {
+            "fingerprint": fp,
+            "public_key": public_key_pem(key),
+            "key_alg": alg.value,
+            "hardware": hardware.model_dump(mode="json"),
+            "tags": dict(tags or {}),
+            "capabilities": list(capabilities or []),
+            "agent_version": agent_version or fleetlink.__version__,
+        }
+        if name:
+            body["name"] = name
+        if encryption_public_key:
+            body["encryption_public_key"] = encryption_public_key
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        result = self._call(
+            Registered,
+            "POST",
+            "/agents/register",
+            body=body,
+            auth=HttpxSignatureAuth(key, fp, alg),
+            headers=headers,
+        )
+        self._private_key, self._key_alg = key, alg
+        return result
+
+    def heartbeat(
+        self,
+        agent_id: str,
+        status: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+        running_executions: list[str] | None = None,
+    ) -> HeartbeatAck:
+        """Report liveness (signed with keyid = ``agent_id``); the answer says what is waiting."""
+        body: dict[str, Any] = {}
+        if status is not None:
+            body["status"] = status
+        if metrics:
+            body["metrics"] = dict(metrics)
+        if running_executions:
+            body["running_executions"] = list(running_executions)
+        return self._call(
+            HeartbeatAck,
+            "POST",
+            f"/agents/{_segment(agent_id)}/heartbeat",
+            body=body,
+            auth=self._signed_as(agent_id),
+        )
+
+
+class OperatorClient(_ApiClient):
+    """The operator's client: bearer operator token (local dev stack), or any httpx ``auth`` (e.g. SigV4)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        operator_token: str | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        **options: Any,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else None
+        super().__init__(base_url, headers=headers, **options)
+        if auth is not None:
+            self._http.auth = auth
+
+    def create_token(
+        self,
+        ttl_seconds: int = 3600,
+        max_uses: int = 1,
+        tags: Mapping[str, str] | None = None,
+        name_prefix: str | None = None,
+    ) -> TokenCreated:
+        """Mint a registration token; the answer holds the token, shown only this once."""
+        body: dict[str, Any] = {"ttl_seconds": ttl_seconds, "max_uses": max_uses, "tags": dict(tags or {})}
+        if name_prefix:
+            body["name_prefix"] = name_prefix
+        return self._call(TokenCreated, "POST", "/registration-tokens", body=body)
+
+    def list_agents(
+        self,
+        status: AgentState | Liveness | str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AgentList:
+        """One page of agents; ``tag`` is ``key:value``."""
+        params: dict[str, str | int] = {}
+        if status:
+            params["status"] = str(status)
+        if tag:
+            params["tag"] = tag
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
+        return self._call(AgentList, "GET", "/agents", params=params)
+
+    def iter_agents(
+        self,
+        status: AgentState | Liveness | str | None = None,
+        tag: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[AgentSummary]:
+        """Every matching agent, following cursors page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_agents(status=status, tag=tag, limit=page_size, cursor=cursor)
+            yield from page.items
+            if not page.cursor:
+                return
+            cursor = page.cursor
+
+    def get_agent(self, agent_id: str) -> AgentDetail:
+        """An agent with its liveness and registration history (newest first)."""
+        return self._call(AgentDetail, "GET", f"/agents/{_segment(agent_id)}")
+
+    def revoke(self, agent_id: str) -> AgentSummary:
+        """Revoke an agent (idempotent); its signed calls fail from now on."""
+        return self._call(AgentSummary, "POST", f"/agents/{_segment(agent_id)}/revoke")
+
+    def replace_tags(self, agent_id: str, tags: Mapping[str, str]) -> AgentSummary:
+        """Replace all of an agent's tags."""
+        path = f"/agents/{_segment(agent_id)}/tags"
+        return self._call(AgentSummary, "PUT", path, body={"tags": dict(tags)})

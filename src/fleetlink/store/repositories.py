@@ -6,8 +6,9 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from pynamodb.attributes import MapAttribute
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
@@ -19,7 +20,6 @@ from fleetlink.core.entities import (
     Agent,
     AgentState,
     AuditRecord,
-    Hardware,
     Page,
     Presence,
     RegistrationEvent,
@@ -49,30 +49,20 @@ TOKEN_RETENTION_AFTER_EXPIRY_S = 7 * 24 * 3600
 
 # --- conversions -----------------------------------------------------------------------------
 
+E = TypeVar("E", bound=BaseModel)
+
 
 def _plain(value: Any) -> dict[str, Any]:
     """A raw map attribute's value as a plain dict."""
     return dict(value.as_dict()) if isinstance(value, MapAttribute) else dict(value or {})
 
 
-def _agent(item: AgentProfileItem) -> Agent:
-    return Agent(
-        agent_id=item.agent_id,
-        fingerprint=item.fingerprint,
-        name=item.name,
-        key_alg=item.key_alg,
-        public_key=item.public_key,
-        encryption_public_key=item.encryption_public_key,
-        hardware=Hardware.model_validate(_plain(item.hardware)),
-        tags=_plain(item.tags),
-        capabilities=list(item.capabilities or []),
-        agent_version=item.agent_version,
-        state=AgentState(item.state),
-        registered_at=item.registered_at,
-        updated_at=item.updated_at,
-        revoked_at=item.revoked_at,
-        version=item.version,
-    )
+def _entity(entity: type[E], item: TableItem) -> E:
+    """The entity an item stores (extra item attributes such as keys are ignored)."""
+    values = {
+        name: _plain(v) if isinstance(v, MapAttribute) else v for name, v in item.attribute_values.items()
+    }
+    return entity.model_validate(values)
 
 
 def _profile_item(agent: Agent) -> AgentProfileItem:
@@ -82,20 +72,7 @@ def _profile_item(agent: Agent) -> AgentProfileItem:
         keys.AGENT_PROFILE_SK,
         gsi1pk=gsi1pk,
         gsi1sk=gsi1sk,
-        agent_id=agent.agent_id,
-        fingerprint=agent.fingerprint,
-        name=agent.name,
-        key_alg=agent.key_alg.value,
-        public_key=agent.public_key,
-        encryption_public_key=agent.encryption_public_key,
-        hardware=agent.hardware.model_dump(),
-        tags=agent.tags,
-        capabilities=agent.capabilities,
-        agent_version=agent.agent_version,
-        state=agent.state.value,
-        registered_at=agent.registered_at,
-        updated_at=agent.updated_at,
-        revoked_at=agent.revoked_at,
+        **agent.model_dump(mode="json", exclude={"version"}),
     )
     if agent.version is not None:
         item.version = agent.version
@@ -103,14 +80,7 @@ def _profile_item(agent: Agent) -> AgentProfileItem:
 
 
 def _presence(item: AgentPresenceItem) -> Presence | None:
-    if item.last_seen_at is None:
-        return None
-    return Presence(
-        last_seen_at=item.last_seen_at,
-        reported_status=item.reported_status,
-        metrics=_plain(item.metrics),
-        heartbeats=item.heartbeats,
-    )
+    return _entity(Presence, item) if item.last_seen_at is not None else None
 
 
 def _event_item(event: RegistrationEvent, ttl: int | None = None) -> RegistrationEventItem:
@@ -118,23 +88,7 @@ def _event_item(event: RegistrationEvent, ttl: int | None = None) -> Registratio
         keys.agent_pk(event.agent_id),
         keys.registration_sk(event.event_id),
         ttl=ttl,
-        hardware=event.hardware.model_dump(),
-        **event.model_dump(exclude={"hardware"}, mode="json"),
-    )
-
-
-def _event(item: RegistrationEventItem) -> RegistrationEvent:
-    return RegistrationEvent(
-        event_id=item.event_id,
-        agent_id=item.agent_id,
-        event=item.event,
-        success=item.success,
-        similarity_score=item.similarity_score,
-        key_changed=item.key_changed,
-        token_id=item.token_id,
-        reason=item.reason,
-        hardware=Hardware.model_validate(_plain(item.hardware)),
-        at=item.at,
+        **event.model_dump(mode="json"),
     )
 
 
@@ -205,7 +159,7 @@ class DynamoAgentRepository:
                 presence = item
         if profile is None:
             return None
-        return AgentView(_agent(profile), _presence(presence) if presence else None)
+        return AgentView(_entity(Agent, profile), _presence(presence) if presence else None)
 
     def list_views(
         self, *, state: AgentState | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
@@ -222,7 +176,7 @@ class DynamoAgentRepository:
                 cursor,
                 limit,
             )
-            agents = [_agent(p) for p in profiles]
+            agents = [_entity(Agent, p) for p in profiles]
         else:
             members, next_cursor = _sharded_pages(
                 lambda shard, last_key, n: TagMemberItem.query(
@@ -241,7 +195,7 @@ class DynamoAgentRepository:
     @staticmethod
     def _agents(agent_ids: list[str]) -> list[Agent]:
         found = {
-            item.agent_id: _agent(item)
+            item.agent_id: _entity(Agent, item)
             for item in AgentProfileItem.batch_get(
                 [(keys.agent_pk(i), keys.AGENT_PROFILE_SK) for i in agent_ids]
             )
@@ -266,7 +220,7 @@ class DynamoAgentRepository:
             scan_index_forward=False,
             limit=limit,
         )
-        return [_event(item) for item in items]
+        return [_entity(RegistrationEvent, item) for item in items]
 
     def record_heartbeat(
         self, agent_id: str, *, now_ms: int, reported_status: str | None, metrics: dict[str, float]
@@ -335,7 +289,7 @@ class DynamoRegistrationStore:
             item = RegistrationTokenItem.get(keys.token_pk(token_id), keys.SINGLETON_SK)
         except RegistrationTokenItem.DoesNotExist:
             return None
-        return RegistrationToken.model_validate(item.attribute_values | {"tags": _plain(item.tags)})
+        return _entity(RegistrationToken, item)
 
     def agent_id_for_fingerprint(self, fingerprint: str) -> str | None:
         try:

@@ -8,7 +8,6 @@ from fleetlink.core.clock import Clock
 from fleetlink.core.commands import Heartbeat
 from fleetlink.core.entities import Agent, AgentState, AuditRecord, Liveness, Page, RegistrationEvent
 from fleetlink.core.errors import Forbidden, NotFound
-from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.liveness import liveness
 from fleetlink.core.ports import AgentRepository, AgentView
 
@@ -84,14 +83,14 @@ class AgentService:
             return self._status(view)
         now = self._clock.now_ms()
         agent = self._agents.revoke(
-            view.agent, now_ms=now, audit=self._audit(actor, "agent.revoke", agent_id, now)
+            view.agent, now_ms=now, audit=AuditRecord.of(actor, "agent.revoke", agent_id, now)
         )
         return self._status(AgentView(agent, view.presence))
 
     def replace_tags(self, agent_id: str, tags: dict[str, str], actor: str) -> AgentStatus:
         view = self._view(agent_id)
         now = self._clock.now_ms()
-        audit = self._audit(actor, "agent.tags.replace", agent_id, now, before=view.agent.tags, after=tags)
+        audit = AuditRecord.of(actor, "agent.tags.replace", agent_id, now, before=view.agent.tags, after=tags)
         agent = self._agents.replace_tags(view.agent, tags, now_ms=now, audit=audit)
         return self._status(AgentView(agent, view.presence))
 
@@ -104,14 +103,3 @@ class AgentService:
     def _status(self, view: AgentView) -> AgentStatus:
         last_seen = view.presence.last_seen_at if view.presence else None
         return AgentStatus(view, liveness(last_seen, self._clock.now_ms(), self.heartbeat_interval_s))
-
-    @staticmethod
-    def _audit(actor: str, action: str, target_id: str, now: int, **details: object) -> AuditRecord:
-        return AuditRecord(
-            audit_id=new_id(IdPrefix.AUDIT, now),
-            actor=actor,
-            action=action,
-            target_id=target_id,
-            at=now,
-            details=details,
-        )

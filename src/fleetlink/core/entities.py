@@ -7,6 +7,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from fleetlink.core.ids import IdPrefix, new_id
+
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+ -]{0,128}$")]
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=50)]
@@ -125,6 +127,19 @@ class AuditRecord(BaseModel):
     target_id: str
     at: int
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, actor: str, action: str, target_id: str, at: int, **details: Any) -> AuditRecord:
+        """A new record of what an operator did, with a fresh ``aud_`` id."""
+
+        return cls(
+            audit_id=new_id(IdPrefix.AUDIT, at),
+            actor=actor,
+            action=action,
+            target_id=target_id,
+            at=at,
+            details=details,
+        )
 
 
 T = TypeVar("T")

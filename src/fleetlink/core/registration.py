@@ -54,13 +54,14 @@ class RegistrationService:
             created_at=now,
             created_by=actor,
         )
-        audit = AuditRecord(
-            audit_id=new_id(IdPrefix.AUDIT, now),
-            actor=actor,
-            action="registration_token.create",
-            target_id=token_id,
-            at=now,
-            details={"max_uses": command.max_uses, "ttl_seconds": command.ttl_seconds, "tags": command.tags},
+        audit = AuditRecord.of(
+            actor,
+            "registration_token.create",
+            token_id,
+            now,
+            max_uses=command.max_uses,
+            ttl_seconds=command.ttl_seconds,
+            tags=command.tags,
         )
         self._store.create_token(record, audit)
         return MintedToken(token=format_token(token_id, secret), record=record)

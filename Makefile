@@ -5,8 +5,8 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
-# jsii warns on every run that Node 20 nears its end of life; the pinned CDK works on it.
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+# jsii warns on every run that Node 20 is past its end of life; the pinned CDK still runs on it.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint fmt bench synth deploy clean

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from fleetlink.api.app import route_table
-from fleetlink.api.cleanup import DUTIES
+from fleetlink.api.cleanup import DUTIES, Duty
 from fleetlink.api.deps import Deps
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
@@ -368,7 +368,7 @@ def test_a_scheduled_round_runs_the_cleanup_duties(stack: DevStack, monkeypatch:
         ran.append(deps.settings.table_name)
         return 0
 
-    monkeypatch.setitem(DUTIES, "e2e-probe", probe)
+    monkeypatch.setitem(DUTIES, "e2e-probe", Duty("e2e-probe", 1, probe, "records that it ran"))
 
     # When one scheduled round runs
     stack.tick()
@@ -385,7 +385,7 @@ def test_the_timer_runs_scheduled_rounds(monkeypatch: pytest.MonkeyPatch) -> Non
         ran.set()
         return 0
 
-    monkeypatch.setitem(DUTIES, "e2e-probe", probe)
+    monkeypatch.setitem(DUTIES, "e2e-probe", Duty("e2e-probe", 1, probe, "records that it ran"))
 
     # When a dev stack runs with a short schedule
     with DevStack(port=0, table_name="fleetlink-timer", cleanup_every_s=0.05, access_log=None):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -12,9 +13,18 @@ from fleetlink.api.deps import Deps, get_deps
 
 logger = Logger(service="fleetlink")
 
-Duty = Callable[[Deps], int]
 
-#: duty name → what it does (returns how many items it handled). Capabilities register theirs here.
+@dataclass(frozen=True)
+class Duty:
+    """A periodic job: ``run(deps)`` returns how many items it handled."""
+
+    name: str
+    every_minutes: int
+    run: Callable[[Deps], int]
+    description: str
+
+
+#: Every cleanup duty; the CDK app schedules one EventBridge rule per entry, the dev stack a timer.
 DUTIES: dict[str, Duty] = {}
 
 
@@ -27,7 +37,7 @@ def scheduled_entry() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any
         if named is not None and named not in DUTIES:
             raise ValueError(f"unknown cleanup duty {named!r}")
         deps = get_deps()
-        handled = {name: duty(deps) for name, duty in DUTIES.items() if named in (None, name)}
+        handled = {name: duty.run(deps) for name, duty in DUTIES.items() if named in (None, name)}
         logger.info("cleanup done", extra={"handled": handled})
         return {"handled": handled}
 

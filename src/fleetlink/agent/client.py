@@ -17,11 +17,12 @@ from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 import fleetlink
 from fleetlink.agent.hardware import fingerprint as hardware_fingerprint
-from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary, HeartbeatAck, Registered, TokenCreated
+from fleetlink.api import schemas
+from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary, Registered, TokenCreated
 from fleetlink.auth.httpx_auth import HttpxSignatureAuth
 from fleetlink.auth.keys import PrivateKey, public_key_pem
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
@@ -85,6 +86,13 @@ class FleetlinkConnectionError(FleetlinkClientError):
     """The API could not be reached (or did not answer in time) after the allowed attempts."""
 
 
+def is_transient(error: Exception) -> bool:
+    """Whether trying the same call later may succeed: no answer, a timeout, 429 or a 5xx."""
+    if isinstance(error, FleetlinkApiError):
+        return error.status in (408, 429) or error.status >= 500
+    return isinstance(error, FleetlinkConnectionError)
+
+
 def encode_json(body: Any) -> bytes:
     """The one serialisation of a request body: compact UTF-8 JSON."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
@@ -112,6 +120,111 @@ def api_root(base_url: str) -> str:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
+
+
+# --- answers about tasks, as the client reads them (unknown extra fields are ignored) -----------
+
+
+class HeartbeatAck(schemas.HeartbeatAck):
+    """The heartbeat answer; ``cancel`` lists executions the agent must stop."""
+
+    cancel: list[str] = Field(default_factory=list)
+
+
+class Lease(BaseModel):
+    """A claimed execution: what to run, and until when the lease holds."""
+
+    execution_id: str
+    task_id: str
+    attempt: int
+    type: str
+    command: str | None = None
+    input: dict[str, Any] | None = None
+    timeout_seconds: int
+    priority: int = 0
+    lease_expires_at: int | None = None
+
+
+class Claimed(BaseModel):
+    executions: list[Lease]
+    renewed: list[str] = Field(default_factory=list)
+    cancel: list[str] = Field(default_factory=list)
+
+
+class ResultRecorded(BaseModel):
+    """What the server recorded for a result: succeeded|failed|timed_out|cancelled, or queued (retried)."""
+
+    execution_id: str
+    attempt: int
+    status: str
+
+
+class ExecutionSummary(BaseModel):
+    execution_id: str
+    agent_id: str
+    status: str
+    attempt: int = 1
+    exit_code: int | None = None
+    error: str | None = None
+    output: str | None = None
+    output_truncated: bool = False
+    output_bytes: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    duration_ms: int | None = None
+    updated_at: int | None = None
+
+
+class ExecutionDetail(ExecutionSummary):
+    """An agent's own execution."""
+
+    task_id: str
+    type: str
+    command: str | None = None
+    input: dict[str, Any] | None = None
+    timeout_seconds: int
+    lease_expires_at: int | None = None
+    cancel_requested: bool = False
+
+
+class TaskCreated(BaseModel):
+    task_id: str
+    executions: int
+    agent_ids: list[str] = Field(default_factory=list)
+
+
+class TaskSummary(BaseModel):
+    task_id: str
+    type: str
+    command: str | None = None
+    input: dict[str, Any] | None = None
+    targets: dict[str, Any] = Field(default_factory=dict)
+    priority: int = 0
+    timeout_seconds: int
+    max_retries: int = 0
+    delivery_timeout_seconds: int | None = None
+    max_concurrency: int | None = None
+    created_at: int
+    created_by: str | None = None
+    state: str
+    finished_at: int | None = None
+    cancelled_at: int | None = None
+    execution_count: int | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        """Whether nothing will change any more (finished or cancelled)."""
+        return self.state in ("finished", "cancelled")
+
+
+class TaskDetail(TaskSummary):
+    executions: list[ExecutionSummary] = Field(default_factory=list)
+
+
+class TaskList(BaseModel):
+    items: list[TaskSummary]
+    cursor: str | None = None
 
 
 class _ApiClient:
@@ -223,15 +336,21 @@ class FleetlinkClient(_ApiClient):
         *,
         private_key: PrivateKey | None = None,
         key_alg: KeyAlg | None = None,
+        agent_id: str | None = None,
         **options: Any,
     ) -> None:
         super().__init__(base_url, **options)
         self._private_key = private_key
         self._key_alg = key_alg
+        #: Who this client signs as when a call names no agent (set by :meth:`register`).
+        self.agent_id = agent_id
 
-    def _signed_as(self, key_id: str) -> HttpxSignatureAuth:
+    def _signed_as(self, key_id: str | None = None) -> HttpxSignatureAuth:
         if self._private_key is None or self._key_alg is None:
             raise ValueError("this client has no signing key: pass private_key and key_alg")
+        key_id = key_id or self.agent_id
+        if not key_id:
+            raise ValueError("this client does not know its agent id: pass agent_id")
         return HttpxSignatureAuth(self._private_key, key_id, self._key_alg)
 
     def register(
@@ -277,6 +396,7 @@ class FleetlinkClient(_ApiClient):
             headers=headers,
         )
         self._private_key, self._key_alg = key, alg
+        self.agent_id = result.agent_id
         return result
 
     def heartbeat(
@@ -300,6 +420,67 @@ class FleetlinkClient(_ApiClient):
             f"/agents/{_segment(agent_id)}/heartbeat",
             body=body,
             auth=self._signed_as(agent_id),
+        )
+
+    def claim(self, agent_id: str, max: int = 1, running_executions: list[str] | None = None) -> Claimed:
+        """Lease up to ``max`` (1-10) queued executions; ``running_executions`` renews leases held."""
+        body: dict[str, Any] = {"max": max}
+        if running_executions:
+            body["running_executions"] = list(running_executions)
+        return self._call(
+            Claimed,
+            "POST",
+            f"/agents/{_segment(agent_id)}/executions/claim",
+            body=body,
+            auth=self._signed_as(agent_id),
+        )
+
+    def report_result(
+        self,
+        execution_id: str,
+        *,
+        attempt: int,
+        status: str,
+        started_at: int,
+        finished_at: int,
+        exit_code: int | None = None,
+        output: str | None = None,
+        output_truncated: bool = False,
+        output_bytes: int | None = None,
+        error: str | None = None,
+    ) -> ResultRecorded:
+        """Report how an attempt ended (idempotent: the same result twice is recorded once).
+
+        A 409 answer means the server has moved on (another result, or a newer attempt).
+        """
+        body: dict[str, Any] = {
+            "attempt": attempt,
+            "status": status,
+            "started_at": started_at,
+            "finished_at": finished_at,
+        }
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        if output is not None:
+            body["output"] = output
+        if output_truncated:
+            body["output_truncated"] = True
+            if output_bytes is not None:
+                body["output_bytes"] = output_bytes
+        if error is not None:
+            body["error"] = error
+        return self._call(
+            ResultRecorded,
+            "POST",
+            f"/executions/{_segment(execution_id)}/result",
+            body=body,
+            auth=self._signed_as(),
+        )
+
+    def get_execution(self, execution_id: str) -> ExecutionDetail:
+        """One of this agent's executions, as the server has it."""
+        return self._call(
+            ExecutionDetail, "GET", f"/executions/{_segment(execution_id)}", auth=self._signed_as()
         )
 
 
@@ -378,3 +559,71 @@ class OperatorClient(_ApiClient):
         """Replace all of an agent's tags."""
         path = f"/agents/{_segment(agent_id)}/tags"
         return self._call(AgentSummary, "PUT", path, body={"tags": dict(tags)})
+
+    def create_task(
+        self,
+        *,
+        type: str = "shell",
+        command: str | None = None,
+        input: Mapping[str, Any] | None = None,
+        agent_ids: list[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        priority: int = 0,
+        timeout_seconds: int = 300,
+        max_retries: int = 0,
+        delivery_timeout_seconds: int | None = None,
+        max_concurrency: int | None = None,
+    ) -> TaskCreated:
+        """Send a task to the agents named by id and/or matching all ``tags``."""
+        targets: dict[str, Any] = {}
+        if agent_ids:
+            targets["agent_ids"] = list(agent_ids)
+        if tags:
+            targets["tags"] = dict(tags)
+        body: dict[str, Any] = {
+            "type": type,
+            "targets": targets,
+            "priority": priority,
+            "timeout_seconds": timeout_seconds,
+            "max_retries": max_retries,
+        }
+        if command is not None:
+            body["command"] = command
+        if input is not None:
+            body["input"] = dict(input)
+        if delivery_timeout_seconds is not None:
+            body["delivery_timeout_seconds"] = delivery_timeout_seconds
+        if max_concurrency is not None:
+            body["max_concurrency"] = max_concurrency
+        return self._call(TaskCreated, "POST", "/tasks", body=body)
+
+    def get_task(self, task_id: str) -> TaskDetail:
+        """A task with a summary of its execution on every agent."""
+        return self._call(TaskDetail, "GET", f"/tasks/{_segment(task_id)}")
+
+    def list_tasks(
+        self, state: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> TaskList:
+        """One page of tasks, newest first; ``state`` is active, finished or cancelled."""
+        params: dict[str, str | int] = {}
+        if state:
+            params["state"] = str(state)
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
+        return self._call(TaskList, "GET", "/tasks", params=params)
+
+    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
+        """Every task in ``state`` (all when None), newest first, following cursors page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_tasks(state=state, limit=page_size, cursor=cursor)
+            yield from page.items
+            if not page.cursor:
+                return
+            cursor = page.cursor
+
+    def cancel_task(self, task_id: str) -> TaskDetail:
+        """Cancel a task (idempotent): queued executions end now, running ones are stopped by their agents."""
+        return self._call(TaskDetail, "POST", f"/tasks/{_segment(task_id)}/cancel")

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fleetlink.api.app import route_table
+from fleetlink.api.app import openapi_document, route_table
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.entities import KeyAlg
@@ -23,6 +23,11 @@ HERE = Path(__file__).parent
 DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 AT_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 AGENT_ID = "agt_01KDXRYP0000000000000000AB"
+PATH_VALUES = {
+    "agent_id": AGENT_ID,
+    "task_id": "tsk_01KDXRYP0000000000000000CD",
+    "execution_id": "exe_01KDXRYP0000000000000000EF",
+}
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
     "accessKey": "ASIAEXAMPLEEXAMPLE00",
@@ -40,6 +45,23 @@ BODIES: dict[tuple[str, str], Any] = {
         "metrics": {"load1": 0.42, "mem_used_pct": 61.5},
     },
     ("PUT", "/v1/agents/{agent_id}/tags"): {"tags": {"role": "web", "zone": "eu-west-1a"}},
+    ("POST", "/v1/tasks"): {
+        "type": "shell",
+        "command": "uptime",
+        "targets": {"tags": {"role": "web"}},
+        "priority": 10,
+        "timeout_seconds": 30,
+        "max_retries": 1,
+    },
+    ("POST", "/v1/agents/{agent_id}/executions/claim"): {"max": 2, "running_executions": []},
+    ("POST", "/v1/executions/{execution_id}/result"): {
+        "attempt": 1,
+        "status": "succeeded",
+        "exit_code": 0,
+        "output": " 10:00:00 up 3 days,  load average: 0.10, 0.05, 0.01\n",
+        "started_at": 1_767_225_590_000,
+        "finished_at": 1_767_225_590_120,
+    },
 }
 QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
 
@@ -65,9 +87,9 @@ def _register_body(alg_key: Any) -> dict[str, Any]:
     }
 
 
-def sample(function: str, method: str, path: str, key: Any) -> dict[str, Any]:
+def sample(function: str, method: str, path: str, security: list[dict[str, Any]], key: Any) -> dict[str, Any]:
     """The event API Gateway sends the function for one request on this route."""
-    raw_path = path.replace("{agent_id}", AGENT_ID)
+    raw_path = path.format(**PATH_VALUES)
     body = _register_body(key) if path == "/v1/agents/register" else BODIES.get((method, path))
     raw = json.dumps(body).encode() if body is not None else b""
     query = QUERIES.get((method, path), "")
@@ -94,7 +116,7 @@ def sample(function: str, method: str, path: str, key: Any) -> dict[str, Any]:
         )
         if path == "/v1/agents/register":
             headers["authorization"] = "Bearer tok_01KDXRYP000000000000000TOK.<registration token secret>"
-    params = dict(zip(re.findall(r"{(\w+)}", path), [AGENT_ID] * path.count("{"), strict=True))
+    params = {name: PATH_VALUES[name] for name in re.findall(r"{(\w+)}", path)}
     event = http_api_event(
         method,
         raw_path,
@@ -117,18 +139,18 @@ def sample(function: str, method: str, path: str, key: Any) -> dict[str, Any]:
 
 
 def file_name(function: str, method: str, path: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", path.removeprefix("/v1/").replace("{agent_id}", "id").lower()).strip(
-        "-"
-    )
+    slug = re.sub(r"[^a-z0-9]+", "-", re.sub(r"{\w+}", "id", path.removeprefix("/v1/")).lower()).strip("-")
     return f"{function}.{method.lower()}.{slug}.json"
 
 
 def main() -> None:
     key = generate_private_key(KeyAlg.ED25519)
+    paths = openapi_document()["paths"]
     for function, method, path in route_table():
+        security = paths[path][method.lower()].get("security", [])
         target = HERE / "http" / file_name(function, method, path)
         target.parent.mkdir(exist_ok=True)
-        target.write_text(json.dumps(sample(function, method, path, key), indent=2) + "\n")
+        target.write_text(json.dumps(sample(function, method, path, security, key), indent=2) + "\n")
     schedule = scheduled_event(None) | {
         "id": "7bf73129-1428-4cd3-a780-95db273d1602",
         "time": "2026-01-01T00:00:00Z",

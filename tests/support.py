@@ -93,7 +93,9 @@ class Api:
 
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
-        self._handlers = {name: lambda_entry(name) for name in ("registration", "heartbeat", "operator")}
+        self._handlers = {
+            name: lambda_entry(name) for name in ("registration", "heartbeat", "operator", "tasks")
+        }
 
     def call(
         self,

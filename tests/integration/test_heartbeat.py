@@ -28,6 +28,7 @@ def test_heartbeat_answers_what_is_waiting_and_marks_the_agent_online(api: Api, 
         "pending_executions": 0,
         "tunnels_version": 0,
         "renewed": [],
+        "cancel": [],
     }
     shown = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json
     assert (shown["liveness"], shown["last_seen_at"], shown["metrics"]) == (

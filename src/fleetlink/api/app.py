@@ -22,6 +22,7 @@ API_PREFIX = "/v1"
 FUNCTION_ROUTERS: dict[str, tuple[str, ...]] = {
     "registration": ("fleetlink.api.routes.registration",),
     "heartbeat": ("fleetlink.api.routes.heartbeat",),
+    "tasks": ("fleetlink.api.routes.tasks", "fleetlink.api.routes.executions"),
     "operator": ("fleetlink.api.routes.operator", "fleetlink.api.routes.health"),
 }
 

@@ -25,7 +25,24 @@ class Duty:
 
 
 #: Every cleanup duty; the CDK app schedules one EventBridge rule per entry, the dev stack a timer.
-DUTIES: dict[str, Duty] = {}
+#: Retention needs none: finished tasks and executions carry a TTL and DynamoDB deletes them.
+DUTIES: dict[str, Duty] = {
+    duty.name: duty
+    for duty in (
+        Duty(
+            "lease-expiry",
+            1,
+            lambda deps: deps.task_service.expire_leases(),
+            "attempts whose agent stopped renewing the lease: timed out, requeued while retries remain",
+        ),
+        Duty(
+            "delivery-expiry",
+            5,
+            lambda deps: deps.task_service.expire_deliveries(),
+            "queued executions nobody claimed before their delivery deadline: expired",
+        ),
+    )
+}
 
 
 def scheduled_entry() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:

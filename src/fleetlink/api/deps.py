@@ -10,8 +10,9 @@ from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:  # each function imports only the use cases it calls (cold start)
     from fleetlink.core.agents import AgentService
-    from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore
+    from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore, TaskRepository
     from fleetlink.core.registration import RegistrationService
+    from fleetlink.core.task_service import TaskService
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Deps:
     agents: AgentRepository
     registrations: RegistrationStore
     nonces: NonceStore
+    tasks: TaskRepository
 
     @property
     def registration(self) -> RegistrationService:
@@ -32,13 +34,20 @@ class Deps:
     def agent_service(self) -> AgentService:
         from fleetlink.core.agents import AgentService
 
-        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
+        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s, self.task_service)
+
+    @property
+    def task_service(self) -> TaskService:
+        from fleetlink.core.task_service import TaskService
+
+        return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
 
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
     """Deps on DynamoDB for these settings."""
     from fleetlink.store.models import bind_table
     from fleetlink.store.repositories import DynamoAgentRepository, DynamoNonceStore, DynamoRegistrationStore
+    from fleetlink.store.tasks_repository import DynamoTaskRepository
 
     bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
     return Deps(
@@ -47,6 +56,7 @@ def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
         agents=DynamoAgentRepository(),
         registrations=DynamoRegistrationStore(),
         nonces=DynamoNonceStore(),
+        tasks=DynamoTaskRepository(settings.retention_days),
     )
 
 

@@ -29,6 +29,8 @@ class Settings:
     operator_token_sha256: str | None = None
     signature_max_skew_s: int = 300
     nonce_lifetime_s: int = 600
+    #: Finished tasks and executions are removed (TTL) this many days after they finish.
+    retention_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,4 +43,5 @@ class Settings:
             heartbeat_interval_s=int(env.get("FLEETLINK_HEARTBEAT_INTERVAL_S", "60")),
             operator_auth=OperatorAuth(env.get("FLEETLINK_OPERATOR_AUTH", OperatorAuth.IAM.value)),
             operator_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
+            retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
         )

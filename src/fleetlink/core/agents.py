@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fleetlink.core.clock import Clock
 from fleetlink.core.commands import Heartbeat
@@ -10,6 +11,9 @@ from fleetlink.core.entities import Agent, AgentState, AuditRecord, Liveness, Pa
 from fleetlink.core.errors import Forbidden, NotFound
 from fleetlink.core.liveness import liveness
 from fleetlink.core.ports import AgentRepository, AgentView
+
+if TYPE_CHECKING:
+    from fleetlink.core.task_service import TaskService
 
 #: How many registration events an agent read returns.
 HISTORY_LIMIT = 20
@@ -22,6 +26,7 @@ class HeartbeatResult:
     pending_executions: int
     tunnels_version: int
     renewed: list[str]
+    cancel: list[str]
 
 
 @dataclass(frozen=True)
@@ -32,29 +37,39 @@ class AgentStatus:
     liveness: Liveness
 
 
+def require_own(caller: Agent, agent_id: str) -> None:
+    """An agent may act only on its own resources."""
+    if caller.agent_id != agent_id:
+        raise Forbidden("an agent may act only on its own resources", code="not-your-resource")
+
+
 class AgentService:
-    def __init__(self, agents: AgentRepository, clock: Clock, heartbeat_interval_s: int) -> None:
+    def __init__(
+        self,
+        agents: AgentRepository,
+        clock: Clock,
+        heartbeat_interval_s: int,
+        tasks: TaskService | None = None,
+    ) -> None:
         self._agents = agents
         self._clock = clock
+        self._tasks = tasks
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    def authorize(self, caller: Agent, agent_id: str) -> None:
-        """An agent may act only on its own resources."""
-        if caller.agent_id != agent_id:
-            raise Forbidden("an agent may act only on its own resources", code="not-your-resource")
-
     def heartbeat(self, caller: Agent, agent_id: str, command: Heartbeat) -> HeartbeatResult:
-        self.authorize(caller, agent_id)
+        require_own(caller, agent_id)
         now = self._clock.now_ms()
         self._agents.record_heartbeat(
             agent_id, now_ms=now, reported_status=command.status, metrics=command.metrics
         )
+        renewal = self._tasks.renew(caller, command.running_executions) if self._tasks else None
         return HeartbeatResult(
             server_time=now,
             heartbeat_interval_s=self.heartbeat_interval_s,
-            pending_executions=0,
+            pending_executions=self._tasks.pending(agent_id) if self._tasks else 0,
             tunnels_version=0,
-            renewed=[],
+            renewed=renewal.renewed if renewal else [],
+            cancel=renewal.cancel if renewal else [],
         )
 
     def get(self, agent_id: str) -> tuple[AgentStatus, list[RegistrationEvent]]:

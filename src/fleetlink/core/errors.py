@@ -50,6 +50,12 @@ class Conflict(FleetlinkError):
     title = "Conflict"
 
 
+class Unprocessable(FleetlinkError):
+    status = 422
+    code = "unprocessable"
+    title = "Unprocessable request"
+
+
 class PayloadTooLarge(FleetlinkError):
     status = 413
     code = "payload-too-large"

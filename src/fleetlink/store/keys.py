@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 
 #: Fleet-wide lists are spread over this many partitions of a sparse index.
@@ -62,3 +63,56 @@ def tag_member_pk(key: str, value: str, shard: int) -> str:
 
 def tag_member_sk(agent_id: str) -> str:
     return f"AGENT#{agent_id}"
+
+
+def task_pk(task_id: str) -> str:
+    return f"TASK#{task_id}"
+
+
+TASK_SLOTS_SK = "SLOTS"
+
+
+def task_list_keys(task_id: str, created_at_ms: int) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk): tasks are listed by month of creation, newest first."""
+    return task_list_pk(created_at_ms), task_id
+
+
+def task_list_pk(at_ms: int) -> str:
+    month = datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC).strftime("%Y-%m")
+    return f"TASKS#{month}"
+
+
+def task_open_pk(task_id: str, shard: int) -> str:
+    """One shard of the count of a task's unfinished executions (spreads a fan-out's writes)."""
+    return f"TASKOPEN#{task_id}#{shard}"
+
+
+def execution_pk(execution_id: str) -> str:
+    return f"EXE#{execution_id}"
+
+
+def queue_keys(agent_id: str, priority: int, execution_id: str) -> tuple[str, str]:
+    """(gsi2pk, gsi2sk): ascending order = highest priority first, then oldest (ULIDs sort by time)."""
+    return f"QUEUE#{agent_id}", f"{1000 - priority:04d}#{execution_id}"
+
+
+def queue_pk(agent_id: str) -> str:
+    return f"QUEUE#{agent_id}"
+
+
+def task_executions_keys(task_id: str, agent_id: str, execution_id: str) -> tuple[str, str]:
+    """(gsi3pk, gsi3sk) of an execution under its task."""
+    return f"TASKEXE#{task_id}", f"{agent_id}#{execution_id}"
+
+
+def task_executions_pk(task_id: str) -> str:
+    return f"TASKEXE#{task_id}"
+
+
+def due_keys(timer: str, execution_id: str, due_at_ms: int) -> tuple[str, str]:
+    """(gsi4pk, gsi4sk): a timer, sharded by execution, ordered by when it is due."""
+    return due_pk(timer, shard_of(execution_id)), f"{due_at_ms:013d}#{execution_id}"
+
+
+def due_pk(timer: str, shard: int) -> str:
+    return f"DUE#{timer}#{shard}"

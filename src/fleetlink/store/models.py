@@ -7,13 +7,14 @@ from typing import Any
 from pynamodb.attributes import (
     BooleanAttribute,
     DiscriminatorAttribute,
+    JSONAttribute,
     ListAttribute,
     MapAttribute,
     NumberAttribute,
     UnicodeAttribute,
     VersionAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
@@ -64,7 +65,8 @@ def _all_subclasses(cls: type[TableItem]) -> list[type[TableItem]]:
     return found
 
 
-(_AGENT_LIST,) = INDEXES
+_LISTS, _QUEUE, _TASK_EXECUTIONS, _DUE = INDEXES
+_AGENT_LIST = _LISTS
 
 
 class AgentListIndex(GlobalSecondaryIndex["AgentProfileItem"]):
@@ -158,3 +160,124 @@ class AuditItem(TableItem, discriminator="audit"):
     target_id = UnicodeAttribute()
     at = NumberAttribute()
     details: MapAttribute[str, Any] = MapAttribute(default=dict)
+
+
+class TaskListIndex(GlobalSecondaryIndex["TaskItem"]):
+    """gsi1: tasks by month of creation."""
+
+    class Meta:
+        index_name = _LISTS.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=_LISTS.sort_key)
+
+
+class TaskItem(TableItem, discriminator="task"):
+    task_list = TaskListIndex()
+    gsi1pk = UnicodeAttribute(attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(attr_name=_LISTS.sort_key)
+    task_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()  # "type" names the item kind
+    command = UnicodeAttribute(null=True)
+    input = JSONAttribute(null=True)
+    targets = JSONAttribute()
+    priority = NumberAttribute()
+    timeout_seconds = NumberAttribute()
+    max_retries = NumberAttribute()
+    delivery_timeout_seconds = NumberAttribute()
+    max_concurrency = NumberAttribute(null=True)
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+    execution_count = NumberAttribute()
+    state = UnicodeAttribute()
+    finished_at = NumberAttribute(null=True)
+    cancelled_at = NumberAttribute(null=True)
+
+
+class TaskOpenItem(TableItem, discriminator="task_open"):
+    """One shard of the count of a task's unfinished executions."""
+
+    task_id = UnicodeAttribute()
+    open = NumberAttribute()
+
+
+class TaskSlotsItem(TableItem, discriminator="task_slots"):
+    """How many of a max_concurrency task's executions hold a lease."""
+
+    active = NumberAttribute(default=0)
+    limit = NumberAttribute()
+
+
+class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi2: an agent's queued executions, in claim order."""
+
+    class Meta:
+        index_name = _QUEUE.name
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True, attr_name=_QUEUE.partition_key)
+    gsi2sk = UnicodeAttribute(range_key=True, attr_name=_QUEUE.sort_key)
+
+
+class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi3: a task's executions."""
+
+    class Meta:
+        index_name = _TASK_EXECUTIONS.name
+        projection = AllProjection()
+
+    gsi3pk = UnicodeAttribute(hash_key=True, attr_name=_TASK_EXECUTIONS.partition_key)
+    gsi3sk = UnicodeAttribute(range_key=True, attr_name=_TASK_EXECUTIONS.sort_key)
+
+
+class DueIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi4: timers (keys and the item kind), sharded."""
+
+    class Meta:
+        index_name = _DUE.name
+        projection = IncludeProjection(list(_DUE.non_key_attributes))
+
+    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=_DUE.partition_key)
+    gsi4sk = UnicodeAttribute(range_key=True, attr_name=_DUE.sort_key)
+
+
+class ExecutionItem(TableItem, discriminator="execution"):
+    queue = QueueIndex()
+    by_task = TaskExecutionsIndex()
+    due = DueIndex()
+    gsi2pk = UnicodeAttribute(null=True, attr_name=_QUEUE.partition_key)
+    gsi2sk = UnicodeAttribute(null=True, attr_name=_QUEUE.sort_key)
+    gsi3pk = UnicodeAttribute(attr_name=_TASK_EXECUTIONS.partition_key)
+    gsi3sk = UnicodeAttribute(attr_name=_TASK_EXECUTIONS.sort_key)
+    gsi4pk = UnicodeAttribute(null=True, attr_name=_DUE.partition_key)
+    gsi4sk = UnicodeAttribute(null=True, attr_name=_DUE.sort_key)
+    execution_id = UnicodeAttribute()
+    task_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()  # "type" names the item kind
+    command = UnicodeAttribute(null=True)
+    input = JSONAttribute(null=True)
+    priority = NumberAttribute()
+    timeout_seconds = NumberAttribute()
+    max_retries = NumberAttribute()
+    delivery_timeout_seconds = NumberAttribute()
+    max_concurrency = NumberAttribute(null=True)
+    status = UnicodeAttribute()
+    attempt = NumberAttribute()
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    deliver_by = NumberAttribute()
+    leased_at = NumberAttribute(null=True)
+    lease_expires_at = NumberAttribute(null=True)
+    cancel_requested = BooleanAttribute(default=False)
+    started_at = NumberAttribute(null=True)
+    finished_at = NumberAttribute(null=True)
+    exit_code = NumberAttribute(null=True)
+    output = UnicodeAttribute(null=True)
+    output_truncated = BooleanAttribute(default=False)
+    output_bytes = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    result_attempt = NumberAttribute(null=True)
+    result_digest = UnicodeAttribute(null=True)
+    version = VersionAttribute()

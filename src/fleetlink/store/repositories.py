@@ -57,12 +57,12 @@ def _plain(value: Any) -> dict[str, Any]:
     return dict(value.as_dict()) if isinstance(value, MapAttribute) else dict(value or {})
 
 
-def _entity(entity: type[E], item: TableItem) -> E:
+def entity(model: type[E], item: TableItem, **overrides: Any) -> E:
     """The entity an item stores (extra item attributes such as keys are ignored)."""
     values = {
         name: _plain(v) if isinstance(v, MapAttribute) else v for name, v in item.attribute_values.items()
     }
-    return entity.model_validate(values)
+    return model.model_validate(values | overrides)
 
 
 def _profile_item(agent: Agent) -> AgentProfileItem:
@@ -80,7 +80,7 @@ def _profile_item(agent: Agent) -> AgentProfileItem:
 
 
 def _presence(item: AgentPresenceItem) -> Presence | None:
-    return _entity(Presence, item) if item.last_seen_at is not None else None
+    return entity(Presence, item) if item.last_seen_at is not None else None
 
 
 def _event_item(event: RegistrationEvent, ttl: int | None = None) -> RegistrationEventItem:
@@ -107,12 +107,16 @@ def _tag_members(agent_id: str, tags: Iterable[tuple[str, str]]) -> list[TagMemb
 # --- cursors -----------------------------------------------------------------------------
 
 
-def _encode_cursor(shard: int, last_key: dict[str, Any] | None) -> str:
-    raw = json.dumps({"s": shard, "k": last_key}, separators=(",", ":")).encode()
+def encode_cursor(position: int, last_key: dict[str, Any] | None) -> str:
+    """An opaque cursor: which partition of a multi-partition list, and where in it."""
+    raw = json.dumps({"s": position, "k": last_key}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str | None) -> tuple[int, dict[str, Any] | None]:
+def decode_cursor(
+    cursor: str | None, partitions: int = keys.LIST_SHARDS
+) -> tuple[int, dict[str, Any] | None]:
+    """(position, last key) of a cursor this API returned; anything else is a 400."""
     if cursor is None:
         return 0, None
     try:
@@ -124,7 +128,7 @@ def _decode_cursor(cursor: str | None) -> tuple[int, dict[str, Any] | None]:
                 isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in last_key.values()
             )
         )
-        if type(shard) is int and 0 <= shard < keys.LIST_SHARDS and valid_key:
+        if type(shard) is int and 0 <= shard < partitions and valid_key:
             return shard, last_key
     except (ValueError, KeyError, TypeError, binascii.Error):
         pass
@@ -133,7 +137,7 @@ def _decode_cursor(cursor: str | None) -> tuple[int, dict[str, Any] | None]:
 
 def _sharded_pages(query: Any, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
     """Up to ``limit`` items from the shards in turn; ``query(shard, last_key, n)`` pages one shard."""
-    shard, last_key = _decode_cursor(cursor)
+    shard, last_key = decode_cursor(cursor)
     found: list[Any] = []
     while shard < keys.LIST_SHARDS and len(found) < limit:
         results = query(shard, last_key, limit - len(found))
@@ -141,7 +145,7 @@ def _sharded_pages(query: Any, cursor: str | None, limit: int) -> tuple[list[Any
         last_key = results.last_evaluated_key
         if last_key is None:
             shard += 1
-    return found, _encode_cursor(shard, last_key) if shard < keys.LIST_SHARDS else None
+    return found, encode_cursor(shard, last_key) if shard < keys.LIST_SHARDS else None
 
 
 # --- repositories -----------------------------------------------------------------------------
@@ -159,7 +163,7 @@ class DynamoAgentRepository:
                 presence = item
         if profile is None:
             return None
-        return AgentView(_entity(Agent, profile), _presence(presence) if presence else None)
+        return AgentView(entity(Agent, profile), _presence(presence) if presence else None)
 
     def list_views(
         self, *, state: AgentState | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
@@ -176,7 +180,7 @@ class DynamoAgentRepository:
                 cursor,
                 limit,
             )
-            agents = [_entity(Agent, p) for p in profiles]
+            agents = [entity(Agent, p) for p in profiles]
         else:
             members, next_cursor = _sharded_pages(
                 lambda shard, last_key, n: TagMemberItem.query(
@@ -195,7 +199,7 @@ class DynamoAgentRepository:
     @staticmethod
     def _agents(agent_ids: list[str]) -> list[Agent]:
         found = {
-            item.agent_id: _entity(Agent, item)
+            item.agent_id: entity(Agent, item)
             for item in AgentProfileItem.batch_get(
                 [(keys.agent_pk(i), keys.AGENT_PROFILE_SK) for i in agent_ids]
             )
@@ -220,7 +224,7 @@ class DynamoAgentRepository:
             scan_index_forward=False,
             limit=limit,
         )
-        return [_entity(RegistrationEvent, item) for item in items]
+        return [entity(RegistrationEvent, item) for item in items]
 
     def record_heartbeat(
         self, agent_id: str, *, now_ms: int, reported_status: str | None, metrics: dict[str, float]
@@ -267,7 +271,7 @@ class DynamoAgentRepository:
                 for member in _tag_members(agent.agent_id, remove):
                     tx.delete(member)
         except TransactWriteError as error:
-            if _failed_conditions(error):
+            if failed_conditions(error):
                 raise Conflict("the agent changed meanwhile; retry", code="concurrent-update") from error
             raise
 
@@ -289,7 +293,7 @@ class DynamoRegistrationStore:
             item = RegistrationTokenItem.get(keys.token_pk(token_id), keys.SINGLETON_SK)
         except RegistrationTokenItem.DoesNotExist:
             return None
-        return _entity(RegistrationToken, item)
+        return entity(RegistrationToken, item)
 
     def agent_id_for_fingerprint(self, fingerprint: str) -> str | None:
         try:
@@ -315,7 +319,7 @@ class DynamoRegistrationStore:
                 for member in _tag_members(agent.agent_id, agent.tags.items()):
                     tx.save(member)
         except TransactWriteError as error:
-            failed = _failed_conditions(error)
+            failed = failed_conditions(error)
             if FingerprintItem.__name__ in failed:
                 raise Conflict(
                     "this fingerprint was registered meanwhile; retry", code="fingerprint-taken"
@@ -336,7 +340,7 @@ class DynamoRegistrationStore:
                 )
                 tx.save(_event_item(event))
         except TransactWriteError as error:
-            failed = _failed_conditions(error)
+            failed = failed_conditions(error)
             if AgentProfileItem.__name__ in failed:
                 raise Conflict("the agent changed meanwhile; retry", code="concurrent-update") from error
             if failed:
@@ -373,7 +377,7 @@ def _token_unusable() -> Unauthenticated:
     return Unauthenticated("the registration token is used up or expired", code="registration-token-used-up")
 
 
-def _failed_conditions(error: TransactWriteError) -> set[str]:
+def failed_conditions(error: TransactWriteError) -> set[str]:
     """Model names of the items whose condition failed ("" for an item that did not exist).
 
     Items are told apart by the old image returned on failure (``ALL_OLD``), not by position:

@@ -20,10 +20,21 @@ class IndexDefinition:
     partition_key: str
     sort_key: str
     projection: str = "ALL"
+    non_key_attributes: tuple[str, ...] = ()
 
 
-#: gsi1: the sharded fleet-wide list of agents (written on profile changes, never by heartbeats).
-INDEXES: tuple[IndexDefinition, ...] = (IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),)
+INDEXES: tuple[IndexDefinition, ...] = (
+    # fleet-wide lists: agents (sharded; written on profile changes, never by heartbeats), tasks by month
+    IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),
+    # an agent's queued executions, highest priority first then oldest (items leave it when leased)
+    IndexDefinition("gsi2", "gsi2pk", "gsi2sk"),
+    # a task's executions
+    IndexDefinition("gsi3", "gsi3pk", "gsi3sk"),
+    # timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it)
+    IndexDefinition(
+        "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
+    ),
+)
 
 
 def key_attributes() -> list[str]:
@@ -51,7 +62,8 @@ def create_table_request(table_name: str) -> dict[str, Any]:
                     {"AttributeName": index.partition_key, "KeyType": "HASH"},
                     {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": index.projection},
+                "Projection": {"ProjectionType": index.projection}
+                | ({"NonKeyAttributes": list(index.non_key_attributes)} if index.non_key_attributes else {}),
             }
             for index in INDEXES
         ],

@@ -1,0 +1,46 @@
+"""Tasks: operators send work to agents (fan-out by id and tag), read progress, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+
+from fleetlink.api import security
+from fleetlink.api.deps import get_deps
+from fleetlink.api.schemas import TaskCreated, TaskDetail, TaskList
+from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.tasks import CreateTask, TaskState
+
+router = Router()
+OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["tasks"]}
+TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description="tsk_ id")]
+
+
+@router.post("/tasks", summary="Send a task to agents (by id and/or tags)", **OPERATOR)  # type: ignore[arg-type]
+def create_task(command: Annotated[CreateTask, Body()]) -> Response[TaskCreated]:
+    task, agent_ids = get_deps().task_service.create(command, security.operator_actor(router))
+    body = TaskCreated(task_id=task.task_id, executions=task.execution_count, agent_ids=agent_ids)
+    return Response(201, "application/json", body)
+
+
+@router.get("/tasks", summary="List tasks, newest first", **OPERATOR)  # type: ignore[arg-type]
+def list_tasks(
+    state: Annotated[TaskState | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> TaskList:
+    page = get_deps().task_service.list_tasks(state=state, limit=limit, cursor=cursor)
+    return TaskList(items=page.items, cursor=page.cursor)
+
+
+@router.get("/tasks/<task_id>", summary="A task with its executions", **OPERATOR)  # type: ignore[arg-type]
+def get_task(task_id: TaskIdPath) -> TaskDetail:
+    return TaskDetail.of(*get_deps().task_service.get(task_id))
+
+
+@router.post("/tasks/<task_id>/cancel", summary="Cancel a task (idempotent)", **OPERATOR)  # type: ignore[arg-type]
+def cancel_task(task_id: TaskIdPath) -> TaskDetail:
+    return TaskDetail.of(*get_deps().task_service.cancel(task_id))

@@ -127,8 +127,8 @@ class DynamoTaskRepository:
             keys.task_open_pk(execution.task_id, keys.shard_of(execution.execution_id, OPEN_SHARDS)),
             keys.SINGLETON_SK,
         )
-        left = shard.update(actions=[TaskOpenItem.open.add(-1)])
-        if left.get("open", {}).get("N") not in ("0", None):
+        shard.update(actions=[TaskOpenItem.open.add(-1)])  # returns the new count into `shard`
+        if shard.open > 0:
             return
         counts = TaskOpenItem.batch_get(
             [(keys.task_open_pk(execution.task_id, s), keys.SINGLETON_SK) for s in range(OPEN_SHARDS)]

@@ -34,7 +34,12 @@ def _add_agent_commands() -> None:
         if exc.name not in {"fleetlink.agent", "fleetlink.agent.cli"}:
             sys.stderr.write(f"fleetlink: agent commands unavailable: {exc}\n")
         return
-    for name, attribute in (("agent", "agent_app"), ("agents", "agents_app"), ("tokens", "tokens_app")):
+    for name, attribute in (
+        ("agent", "agent_app"),
+        ("agents", "agents_app"),
+        ("tokens", "tokens_app"),
+        ("tasks", "tasks_app"),
+    ):
         sub_app = getattr(agent_cli, attribute, None)
         if isinstance(sub_app, typer.Typer):
             app.add_typer(sub_app, name=name)

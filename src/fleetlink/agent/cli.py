@@ -1,6 +1,8 @@
-"""Command lines: ``agent_app`` (this machine as an agent), ``agents_app`` and ``tokens_app`` (operator).
+"""Command lines: ``agent_app`` (this machine as an agent), ``agents_app``, ``tokens_app`` and
+``tasks_app`` (operator).
 
-``fleetlink.cli`` mounts them as ``fleetlink agent``, ``fleetlink agents`` and ``fleetlink tokens``.
+``fleetlink.cli`` mounts them as ``fleetlink agent``, ``fleetlink agents``, ``fleetlink tokens`` and
+``fleetlink tasks``.
 API errors print the problem's title and detail in red and exit 1; secrets (private keys, operator
 tokens) are never printed, and a registration token only once, when it is created.
 """
@@ -8,29 +10,43 @@ tokens) are never printed, and a registration token only once, when it is create
 from __future__ import annotations
 
 import datetime
+import fcntl
 import itertools
+import json
+import logging
 import os
+import shlex
+import signal
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.agent.client import (
+    ExecutionSummary,
     FleetlinkApiError,
     FleetlinkClient,
     FleetlinkClientError,
+    HeartbeatAck,
     OperatorClient,
+    TaskDetail,
+    TaskSummary,
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityError, IdentityStore, key_alg_of
-from fleetlink.api.schemas import AgentSummary, HeartbeatAck
+from fleetlink.agent.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TaskRunner
+from fleetlink.agent.store import AgentStore, StoreError
+from fleetlink.api.schemas import AgentSummary
 from fleetlink.core.entities import KeyAlg
 from fleetlink.core.errors import InvalidInput
 
@@ -39,6 +55,9 @@ agent_app = typer.Typer(
 )
 agents_app = typer.Typer(help="Operator: list, inspect, revoke and tag agents.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Operator: registration tokens.", no_args_is_help=True)
+tasks_app = typer.Typer(
+    help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True
+)
 
 #: Width of output that is not a terminal (piped or captured) when COLUMNS is unset: rows stay whole.
 PIPED_WIDTH = 200
@@ -118,7 +137,7 @@ def _reporting_errors() -> Iterator[None]:
         yield
     except FleetlinkApiError as error:
         raise _api_failure(error) from None
-    except (FleetlinkClientError, IdentityError, InvalidInput, OSError) as error:
+    except (FleetlinkClientError, IdentityError, InvalidInput, StoreError, OSError) as error:
         raise _fail(str(error)) from None
 
 
@@ -256,7 +275,10 @@ def _load_agent(store: IdentityStore) -> tuple[Identity, FleetlinkClient]:
         )
     if key_alg_of(key) is not identity.key_alg:
         raise _fail(f"the key in {store.key_path} does not match identity.json's {identity.key_alg.value}")
-    return identity, FleetlinkClient(identity.api_url, private_key=key, key_alg=identity.key_alg)
+    client = FleetlinkClient(
+        identity.api_url, private_key=key, key_alg=identity.key_alg, agent_id=identity.agent_id
+    )
+    return identity, client
 
 
 @agent_app.command()
@@ -307,6 +329,135 @@ def heartbeat(
                 time.sleep(interval if interval is not None else wait_s)
     except KeyboardInterrupt:
         err().print(f"stopped after {sent} heartbeats")
+
+
+LOCK_FILE = "agent.lock"
+
+
+@contextmanager
+def _only_runner(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the state dir for as long as this agent runs tasks from it."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(state_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _fail(f"another `fleetlink agent run` is using {state_dir}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _clock_time() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
+def _print_event(event: RunnerEvent) -> None:
+    """One line per execution started, finished, stopped, or refused by the server."""
+    record = event.record
+    who = f"{record.execution_id} (attempt {record.attempt})"
+    if event.kind == "started":
+        what = record.command if record.type == "shell" else f"{record.type} {json.dumps(record.input)}"
+        line = f"started  {who}: {escape(_first_line(what or '', 80))}"
+    elif event.kind == "finished":
+        status = record.result_status.value if record.result_status else "?"
+        parts = [_styled(status, _EXECUTION_STYLE)]
+        if record.exit_code is not None:
+            parts.append(f"exit {record.exit_code}")
+        if record.started_at is not None and record.finished_at is not None:
+            parts.append(f"in {_duration(record.finished_at - record.started_at)}")
+        if record.error:
+            parts.append(escape(_first_line(record.error, 120)))
+        line = f"finished {who}: " + ", ".join(parts)
+    elif event.kind == "stopping":
+        line = f"stopping {who}: {escape(event.detail)}"
+    elif event.detail.startswith("refused") or event.detail not in ("succeeded", "failed", "timed_out"):
+        line = f"reported {who}: the server recorded {escape(event.detail)}"
+    else:
+        return
+    out().print(f"[dim]{_clock_time()}[/dim] {line}")
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """The runner's warnings as plain lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        style = "red" if record.levelno >= logging.ERROR else "yellow"
+        err().print(f"[{style}]{escape(self.format(record))}[/{style}]")
+
+
+def _agent_logging() -> None:
+    logger = logging.getLogger("fleetlink.agent")
+    if not any(isinstance(h, _ConsoleLogHandler) for h in logger.handlers):
+        logger.addHandler(_ConsoleLogHandler(logging.WARNING))
+    logger.propagate = False
+
+
+@agent_app.command("run")
+def run_agent(
+    state_dir: StateDirOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="Executions run at once")
+    ] = 4,
+    stop_grace: Annotated[
+        float,
+        typer.Option("--stop-grace", min=0.0, help="On Ctrl-C, seconds running tasks get to finish"),
+    ] = 30.0,
+) -> None:
+    """Run tasks for this agent until Ctrl-C or SIGTERM, printing a line per execution.
+
+    The first Ctrl-C stops claiming; running tasks get --stop-grace seconds, a second Ctrl-C stops them.
+
+    Executions are kept in agent.db in the state dir: a restart reports what a previous run left.
+    """
+    identity_store = IdentityStore(state_dir)
+    with _reporting_errors():
+        identity, client = _load_agent(identity_store)
+    _agent_logging()
+    registry = HandlerRegistry()
+    registry.load_entry_points()
+    with _reporting_errors(), client, _only_runner(identity_store.path):
+        store = AgentStore.in_state_dir(identity_store.path)
+        runner = TaskRunner(
+            client,
+            store,
+            registry,
+            identity.agent_id,
+            concurrency,
+            listener=_print_event,
+            metrics=_metrics,
+            stop_grace_s=stop_grace,
+        )
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            urgent = runner.stopping
+            runner.request_stop(urgent=urgent)
+            if urgent:
+                err().print("stopping running tasks now")
+            else:
+                err().print(
+                    f"stopping: no new tasks; running ones get {stop_grace:g} s "
+                    "(Ctrl-C again to stop them now)"
+                )
+
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = (
+            {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if in_main
+            else {}
+        )
+        err().print(
+            f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
+            f"{concurrency} at a time) from {escape(str(store.path))}; Ctrl-C stops"
+        )
+        try:
+            runner.run()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            store.close()
+    err().print("agent stopped")
 
 
 @agent_app.command()
@@ -495,3 +646,338 @@ def create_token(
         + " [dim](shown once: keep it now)[/dim]"
     )
     typer.echo(created.token)
+
+
+# --- tasks (operator) ----------------------------------------------------------------------------
+
+_EXECUTION_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "yellow",
+    "expired": "yellow",
+    "queued": "dim",
+    "leased": "cyan",
+    "running": "cyan",
+}
+_TASK_STATE_STYLE = {"active": "cyan", "finished": "green", "cancelled": "yellow"}
+#: The order counts are listed in.
+_EXECUTION_ORDER = ("queued", "leased", "running", "succeeded", "failed", "timed_out", "cancelled", "expired")
+
+
+class TaskStateFilter(StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+def _first_line(text: str, width: int = 60) -> str:
+    line = next((part for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    seconds = max(0, ms) / 1000
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def parse_targets(targets: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """``tag:KEY=VALUE`` and ``agent:AGENT_ID`` (or a bare ``agt_...``) as (agent ids, tags)."""
+    agent_ids: list[str] = []
+    tags: dict[str, str] = {}
+    for target in targets or []:
+        kind, sep, rest = target.partition(":")
+        if kind == "tag" and sep:
+            key, eq, value = rest.partition("=")
+            if not eq or not key.strip():
+                raise typer.BadParameter(f"{target!r}: a tag target is tag:KEY=VALUE", param_hint="--target")
+            tags[key.strip()] = value.strip()
+        elif kind == "agent" and sep and rest.strip():
+            agent_ids.append(rest.strip())
+        elif not sep and target.startswith("agt_"):
+            agent_ids.append(target)
+        else:
+            raise typer.BadParameter(
+                f"{target!r} is neither tag:KEY=VALUE nor agent:AGENT_ID", param_hint="--target"
+            )
+    if not agent_ids and not tags:
+        raise typer.BadParameter("name at least one target", param_hint="--target")
+    return agent_ids, tags
+
+
+def shell_command(words: list[str]) -> str:
+    """The command line to run: one word is taken as shell text as is; several are quoted and joined."""
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    ordered = sorted(counts.items(), key=lambda kv: (_rank(kv[0]), kv[0]))
+    return ", ".join(f"{n} {_styled(status, _EXECUTION_STYLE)}" for status, n in ordered if n)
+
+
+def _rank(status: str) -> int:
+    return _EXECUTION_ORDER.index(status) if status in _EXECUTION_ORDER else len(_EXECUTION_ORDER)
+
+
+def _what(task: TaskSummary) -> str:
+    if task.command is not None:
+        return task.command
+    return f"{task.type} {json.dumps(task.input, separators=(',', ':'))}" if task.input else task.type
+
+
+def _execution_duration(execution: ExecutionSummary, now_ms: int) -> str:
+    if execution.duration_ms is not None:
+        return _duration(execution.duration_ms)
+    if execution.started_at is not None and execution.finished_at is None:
+        return _duration(now_ms - execution.started_at) + "…"
+    return "-"
+
+
+def _executions_table(task: TaskDetail) -> Table:
+    now = _now_ms()
+    table = Table(
+        title=f"{task.task_id} {escape(_first_line(_what(task), 70))}: "
+        f"{_styled(task.state, _TASK_STATE_STYLE)}",
+        title_justify="left",
+    )
+    table.add_column("AGENT", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("ATTEMPT", justify="right", no_wrap=True)
+    table.add_column("EXIT", justify="right", no_wrap=True)
+    table.add_column("DURATION", justify="right", no_wrap=True)
+    table.add_column("OUTPUT", overflow="ellipsis", no_wrap=True)
+    for execution in sorted(task.executions, key=lambda e: e.agent_id):
+        shown = _first_line(execution.output or "")
+        if not shown and execution.error:
+            shown = f"error: {_first_line(execution.error)}"
+        table.add_row(
+            execution.agent_id,
+            _styled(execution.status, _EXECUTION_STYLE),
+            str(execution.attempt),
+            "-" if execution.exit_code is None else str(execution.exit_code),
+            _execution_duration(execution, now),
+            escape(shown),
+        )
+    return table
+
+
+def _progress(task: TaskDetail) -> Group:
+    return Group(_executions_table(task), _counts(task.counts) or "[dim]no executions[/dim]")
+
+
+def _print_outputs(task: TaskDetail) -> None:
+    """Each agent's output in full (as kept by the server), under a rule naming the agent and outcome."""
+    console = out()
+    for execution in sorted(task.executions, key=lambda e: e.agent_id):
+        if not (execution.output or execution.error):
+            continue
+        outcome = execution.status + ("" if execution.exit_code is None else f", exit {execution.exit_code}")
+        console.rule(
+            f"{execution.agent_id} [{_EXECUTION_STYLE.get(execution.status, 'default')}]{escape(outcome)}[/]",
+            align="left",
+        )
+        if execution.output:
+            console.out(execution.output.rstrip("\n"), highlight=False)
+        if execution.output_truncated:
+            total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
+            console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")
+        if execution.error:
+            console.print(f"[red]error:[/red] {escape(execution.error)}")
+
+
+def _all_succeeded(task: TaskDetail) -> bool:
+    return bool(task.executions) and all(e.status == "succeeded" for e in task.executions)
+
+
+def _follow(client: OperatorClient, task_id: str, poll_s: float) -> TaskDetail:
+    """Show a live per-agent table until the task is finished or cancelled; return its last state."""
+    task = client.get_task(task_id)
+    console = out()
+    if not console.is_terminal:  # piped: no redrawing, just the final table
+        while not task.done:
+            time.sleep(poll_s)
+            task = client.get_task(task_id)
+        console.print(_progress(task))
+        return task
+    with Live(_progress(task), console=console, auto_refresh=False) as live:
+        while not task.done:
+            time.sleep(poll_s)
+            task = client.get_task(task_id)
+            live.update(_progress(task), refresh=True)
+    return task
+
+
+@tasks_app.command(
+    "run", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help", "-h"]}
+)
+def run_task(
+    url: UrlOption,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="The command, after --; one argument is shell text, several are quoted"),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="tag:KEY=VALUE or agent:AGENT_ID; repeat (all tags must match)"),
+    ] = None,
+    task_type: Annotated[
+        str, typer.Option("--type", help="Task type: shell, or one an agent handles")
+    ] = "shell",
+    timeout: Annotated[int, typer.Option("--timeout", min=1, max=86_400, help="Seconds per attempt")] = 300,
+    priority: Annotated[int, typer.Option("--priority", min=-1000, max=1000, help="Higher runs first")] = 0,
+    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries after a failure")] = 0,
+    input_json: Annotated[
+        str | None, typer.Option("--input", help="JSON object: the input of a non-shell task")
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Follow the task until it ends (default), or just send it"),
+    ] = True,
+    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks")] = 1.0,
+    operator_token: OperatorTokenOption = None,
+) -> None:
+    """Send a task to agents and show live progress per agent; exit 0 only if every agent succeeded.
+
+    Example: fleetlink tasks run --target tag:role=web -- uptime
+    """
+    agent_ids, tags = parse_targets(target)
+    words = list(command or [])
+    task_input: dict[str, Any] | None = None
+    if input_json is not None:
+        try:
+            task_input = json.loads(input_json)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
+        if not isinstance(task_input, dict):
+            raise typer.BadParameter("must be a JSON object", param_hint="--input")
+    if task_type == "shell" and not words:
+        raise typer.BadParameter("give the command after --, e.g. -- uptime", param_hint="COMMAND")
+    if task_type != "shell" and words:
+        raise typer.BadParameter(f"a {task_type} task takes --input, not a command", param_hint="COMMAND")
+    with _reporting_errors(), _operator(url, operator_token) as client:
+        created = client.create_task(
+            type=task_type,
+            command=shell_command(words) if words else None,
+            input=task_input,
+            agent_ids=agent_ids,
+            tags=tags,
+            priority=priority,
+            timeout_seconds=timeout,
+            max_retries=retries,
+        )
+        err().print(f"task {created.task_id}: {created.executions} execution(s)")
+        if not wait:
+            typer.echo(created.task_id)
+            return
+        try:
+            task = _follow(client, created.task_id, poll)
+        except KeyboardInterrupt:
+            err().print(f"stopped following; the task goes on: fleetlink tasks show {created.task_id}")
+            raise typer.Exit(130) from None
+    _print_outputs(task)
+    if not _all_succeeded(task):
+        raise typer.Exit(1)
+
+
+def _task_details(task: TaskSummary) -> Table:
+    details = Table(show_header=False, box=None)
+    details.add_column(style="bold", no_wrap=True)
+    details.add_column(overflow="fold")
+    targets = task.targets
+    target_text = ", ".join(
+        [f"agent:{a}" for a in targets.get("agent_ids") or []]
+        + [f"tag:{k}={v}" for k, v in sorted((targets.get("tags") or {}).items())]
+    )
+    rows: dict[str, str] = {
+        "id": escape(task.task_id),
+        "type": escape(task.type),
+        "command" if task.command is not None else "input": escape(
+            task.command if task.command is not None else json.dumps(task.input)
+        ),
+        "state": _styled(task.state, _TASK_STATE_STYLE),
+        "targets": escape(target_text or "-"),
+        "priority": str(task.priority),
+        "timeout": f"{task.timeout_seconds}s",
+        "retries": str(task.max_retries),
+        "created": f"{_when(task.created_at)} ({ago(task.created_at)})"
+        + (f" by {escape(task.created_by)}" if task.created_by else ""),
+    }
+    if task.finished_at is not None:
+        rows["finished"] = _when(task.finished_at)
+    if task.cancelled_at is not None:
+        rows["cancelled"] = _when(task.cancelled_at)
+    if task.counts:
+        rows["executions"] = _counts(task.counts)
+    for field, value in rows.items():
+        details.add_row(field, value)
+    return details
+
+
+@tasks_app.command("show")
+def show_task(
+    task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
+    url: UrlOption,
+    operator_token: OperatorTokenOption = None,
+) -> None:
+    """Show a task: its details, a row per agent, and every agent's output."""
+    with _reporting_errors(), _operator(url, operator_token) as client:
+        task = client.get_task(task_id)
+    out().print(_task_details(task))
+    out().print(_executions_table(task))
+    _print_outputs(task)
+
+
+@tasks_app.command("ls")
+def list_tasks(
+    url: UrlOption,
+    operator_token: OperatorTokenOption = None,
+    state: Annotated[TaskStateFilter | None, typer.Option("--state", help="Only tasks in this state")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many tasks")] = 50,
+) -> None:
+    """List tasks, newest first."""
+    with _reporting_errors(), _operator(url, operator_token) as client:
+        tasks = list(itertools.islice(client.iter_tasks(state=state, page_size=min(limit, 100)), limit))
+    if not tasks:
+        err().print("no tasks")
+        return
+    table = Table()
+    table.add_column("ID", no_wrap=True, min_width=max(len(t.task_id) for t in tasks))
+    table.add_column("TYPE", no_wrap=True)
+    table.add_column("COMMAND", overflow="ellipsis", no_wrap=True, max_width=60)
+    table.add_column("STATE", no_wrap=True)
+    table.add_column("EXECUTIONS", overflow="fold")
+    table.add_column("CREATED", no_wrap=True)
+    now = _now_ms()
+    for task in tasks:
+        executions = _counts(task.counts) if task.counts else str(task.execution_count or "-")
+        table.add_row(
+            task.task_id,
+            escape(task.type),
+            escape(_first_line(_what(task), 60)),
+            _styled(task.state, _TASK_STATE_STYLE),
+            executions,
+            ago(task.created_at, now),
+        )
+    out().print(table)
+
+
+@tasks_app.command("cancel")
+def cancel_task(
+    task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
+    url: UrlOption,
+    operator_token: OperatorTokenOption = None,
+) -> None:
+    """Cancel a task: queued executions end now, running ones are stopped by their agents (idempotent)."""
+    with _reporting_errors(), _operator(url, operator_token) as client:
+        task = client.cancel_task(task_id)
+    counts = _counts(task.counts)
+    out().print(
+        f"{task.task_id} {_styled(task.state, _TASK_STATE_STYLE)}" + (f": {counts}" if counts else "")
+    )
+    if any(task.counts.get(status) for status in ("leased", "running")):
+        err().print("[dim]running executions stop when their agents next check in[/dim]")

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import IO, Any, Literal, Protocol
 
 from fleetlink.agent.client import (
@@ -78,6 +79,8 @@ RESTARTED = "agent restarted while the task ran"
 NEVER_STARTED = "agent restarted before the task started"
 
 Handler = Callable[[dict[str, Any]], Any]
+#: Entry-point group through which installed packages add task handlers (entry point name = task type).
+HANDLER_ENTRY_POINTS = "fleetlink.task_handlers"
 
 
 class AgentApi(Protocol):
@@ -137,6 +140,22 @@ class HandlerRegistry:
         if task_type in self._handlers:
             raise ValueError(f"task type {task_type!r} already has a handler")
         self._handlers[task_type] = handler
+
+    def load_entry_points(self, group: str = HANDLER_ENTRY_POINTS) -> list[str]:
+        """Add the handlers installed packages declare as entry points (name = task type); returns the
+        types added. One that fails to load is logged and skipped."""
+        added = []
+        for entry_point in entry_points(group=group):
+            try:
+                handler = entry_point.load()
+                if not callable(handler):
+                    raise TypeError(f"{entry_point.value} is not callable")
+                self.add(entry_point.name, handler)
+            except Exception:
+                log.exception("cannot load the task handler %s (%s)", entry_point.name, entry_point.value)
+                continue
+            added.append(entry_point.name)
+        return added
 
     def get(self, task_type: str) -> Handler | None:
         return self._handlers.get(task_type)

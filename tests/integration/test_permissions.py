@@ -1,0 +1,264 @@
+"""Each function calls exactly the DynamoDB actions fleetlink.api.permissions declares for it.
+
+The declaration is what the CDK app grants (tests/infra checks the policies against it). Here the
+real handlers run every sample request in events/ and the main flows (register, re-register,
+heartbeat, list, read, tags, revoke, readiness, every cleanup duty) on moto, while a botocore hook
+on the shared DynamoDB client records each call as (IAM action, table or index). A call that is not
+declared would be denied in AWS; a declared action no flow makes is a grant nobody needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fleetlink.api.app import FUNCTION_ROUTERS, lambda_entry
+from fleetlink.api.deps import build_deps, set_deps
+from fleetlink.api.permissions import FUNCTION_TABLE_ACCESS, calls_of_request, table_access
+from fleetlink.api.settings import OperatorAuth, Settings
+from fleetlink.core.clock import FixedClock
+from fleetlink.local.events import LocalLambdaContext
+from fleetlink.local.moto_backend import local_dynamodb
+from fleetlink.store.models import TableItem
+from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
+
+ROOT = Path(__file__).parents[2]
+SAMPLES = sorted((ROOT / "events" / "http").glob("*.json"))
+SCHEDULED_SAMPLES = sorted((ROOT / "events" / "scheduled").glob("*.json"))
+SAMPLED_AT_MS = 1_767_225_600_000
+FUNCTIONS = (*FUNCTION_ROUTERS, "cleanup")
+OUTSIDE = "<no handler>"
+
+Calls = dict[str, set[tuple[str, str]]]
+
+
+class CallRecorder:
+    """Records every DynamoDB request on the models' shared client under the function running."""
+
+    def __init__(self) -> None:
+        self.function = OUTSIDE
+        self.calls: Calls = defaultdict(set)
+
+    def attach(self) -> None:
+        """Hook the client the models share (``bind_table`` made it); call after ``build_deps``."""
+        client = TableItem._get_connection().connection.client
+        client.meta.events.register("before-parameter-build.dynamodb", self._record)
+
+    def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls[self.function] |= calls_of_request(model.name, params)
+
+    @contextmanager
+    def running(self, function: str) -> Iterator[None]:
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = OUTSIDE
+
+
+class RecordedApi(Api):
+    """The test Api, with each handler call recorded under its function."""
+
+    def __init__(self, clock: FixedClock, recorder: CallRecorder) -> None:
+        super().__init__(clock)
+        self.recorder = recorder
+
+    def call(self, function: str, method: str, path: str, **kwargs: Any) -> Reply:
+        with self.recorder.running(function):
+            return super().call(function, method, path, **kwargs)
+
+
+@contextmanager
+def deployed_like(
+    table: str, recorder: CallRecorder, settings: Settings, clock: FixedClock
+) -> Iterator[None]:
+    """A moto table, the handlers' deps bound to it, the recorder on their client."""
+    with local_dynamodb(table):
+        set_deps(build_deps(settings, clock=clock))
+        recorder.attach()
+        try:
+            yield
+        finally:
+            set_deps(None)
+
+
+def run_samples(recorder: CallRecorder) -> None:
+    """Every HTTP sample as API Gateway delivers it, operators authorized by IAM (as in AWS)."""
+    settings = Settings(
+        table_name="fleetlink-perm-samples", region="us-east-1", operator_auth=OperatorAuth.IAM
+    )
+    with deployed_like(settings.table_name, recorder, settings, FixedClock(SAMPLED_AT_MS)):
+        for sample in SAMPLES:
+            function = sample.name.split(".")[0]
+            with recorder.running(function):
+                context = cast(LambdaContext, LocalLambdaContext(function))
+                response = lambda_entry(function)(json.loads(sample.read_text()), context)
+            assert response["statusCode"] < 500, (sample.name, response.get("body"))
+        cleanup = _cleanup_handler()
+        for sample in SCHEDULED_SAMPLES:
+            with recorder.running("cleanup"):
+                cleanup(json.loads(sample.read_text()), LocalLambdaContext("cleanup"))
+
+
+def run_flows(recorder: CallRecorder) -> None:
+    """Register, re-register, heartbeat, tasks from creation to every end, list, read, tags, revoke,
+    readiness, every cleanup duty with work to do: the main flows."""
+    settings = Settings(
+        table_name="fleetlink-perm-flows",
+        region="us-east-1",
+        operator_auth=OperatorAuth.TOKEN,
+        operator_token_sha256=hashlib.sha256(OPERATOR_TOKEN.encode()).hexdigest(),
+    )
+    clock = FixedClock(NOW_MS)
+    with deployed_like(settings.table_name, recorder, settings, clock):
+        api = RecordedApi(clock, recorder)
+        token = api.mint_token(max_uses=5, tags={"role": "web"})
+        machine, other = Machine("perm-1"), Machine("perm-2")
+        for agent in (machine, other):
+            assert api.register(agent, token).status == 201
+        assert api.register(machine, None).status == 201  # re-registration: same key and hardware
+        assert api.heartbeat(machine).status == 200
+        run_task_flows(api, machine, other)
+        assert api.operator("operator", "GET", "/v1/agents").status == 200
+        assert api.operator("operator", "GET", "/v1/agents", query="tag=role:web").status == 200
+        assert api.operator("operator", "GET", f"/v1/agents/{machine.agent_id}").status == 200
+        tags = {"tags": {"zone": "a"}}  # role=web removed: a tag member is deleted
+        assert api.operator("operator", "PUT", f"/v1/agents/{machine.agent_id}/tags", tags).status == 200
+        assert api.operator("operator", "POST", f"/v1/agents/{other.agent_id}/revoke").status == 200
+        assert api.register(other, None).status == 403  # a revoked agent re-registering: recorded failure
+        assert api.call("operator", "GET", "/v1/health/ready").status == 200
+
+
+def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
+    """A task succeeding after a retry, one cancelled while queued, one cancelled while running, one
+    timing out (lease expiry), one nobody claims (delivery expiry); reads and lists of each."""
+
+    def create(targets: dict[str, Any], **fields: Any) -> str:
+        body = {"type": "shell", "command": "echo hi", "targets": targets, **fields}
+        reply = api.operator("tasks", "POST", "/v1/tasks", body)
+        assert reply.status == 201, reply.body
+        return str(reply.json["task_id"])
+
+    def claim(agent: Machine, running: list[str] | None = None) -> list[dict[str, Any]]:
+        path = f"/v1/agents/{agent.agent_id}/executions/claim"
+        reply = api.signed("tasks", agent, "POST", path, {"max": 5, "running_executions": running or []})
+        assert reply.status == 200, reply.body
+        leases: list[dict[str, Any]] = reply.json["executions"]
+        return leases
+
+    def report(agent: Machine, lease: dict[str, Any], status: str) -> None:
+        now = api.clock.now_ms()
+        times = {"started_at": now, "finished_at": now}
+        body = {"attempt": lease["attempt"], "status": status, "exit_code": 0, **times}
+        path = f"/v1/executions/{lease['execution_id']}/result"
+        assert api.signed("tasks", agent, "POST", path, body).status == 200
+
+    retried = create({"agent_ids": [machine.agent_id]}, max_retries=1, timeout_seconds=600)
+    (first,) = claim(machine)
+    report(machine, first, "failed")  # requeued as attempt 2
+    (second,) = claim(machine)
+    assert api.heartbeat(machine, {"running_executions": [second["execution_id"]]}).status == 200
+    report(machine, second, "succeeded")
+    assert api.signed("tasks", machine, "GET", f"/v1/executions/{second['execution_id']}").status == 200
+    assert api.operator("tasks", "GET", f"/v1/tasks/{retried}").status == 200
+
+    queued = create({"tags": {"role": "web"}})
+    assert api.operator("tasks", "POST", f"/v1/tasks/{queued}/cancel").status == 200
+    running = create({"agent_ids": [machine.agent_id]})
+    (lease,) = claim(machine)
+    assert api.operator("tasks", "POST", f"/v1/tasks/{running}/cancel").status == 200
+    assert api.heartbeat(machine, {"running_executions": [lease["execution_id"]]}).status == 200
+    report(machine, lease, "failed")
+    assert api.operator("tasks", "GET", "/v1/tasks").status == 200
+    assert api.operator("tasks", "GET", "/v1/tasks", query="state=cancelled").status == 200
+
+    create({"agent_ids": [machine.agent_id]}, timeout_seconds=10)
+    claim(machine)
+    create({"agent_ids": [other.agent_id]}, delivery_timeout_seconds=60)
+    api.clock.advance(121_000)  # past the lease and the delivery deadline
+    cleanup = _cleanup_handler()
+    with api.recorder.running("cleanup"):
+        handled = cleanup({"detail": {"duty": None}}, LocalLambdaContext("cleanup"))["handled"]
+    assert all(handled.values()), handled  # every duty had something to do
+
+
+def _cleanup_handler() -> Any:
+    spec = importlib.util.spec_from_file_location("cleanup_handler", ROOT / "functions/cleanup/handler.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.lambda_handler
+
+
+@pytest.fixture(scope="module")
+def observed() -> Calls:
+    """What each function called, over every sample and flow."""
+    recorder = CallRecorder()
+    run_samples(recorder)
+    run_flows(recorder)
+    return recorder.calls
+
+
+def test_every_function_is_declared() -> None:
+    # Given the functions the CDK app deploys (one per route group, plus cleanup)
+    # When the permission declaration is read
+    # Then each has an entry, and nothing else does
+    assert set(FUNCTION_TABLE_ACCESS) == set(FUNCTIONS)
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_function_calls_nothing_undeclared(observed: Calls, function: str) -> None:
+    # Given every call the function's code made over the samples and flows
+    made = observed.get(function, set())
+    # When compared with what the declaration grants
+    undeclared = made - table_access(function).calls()
+    # Then nothing would be denied in AWS
+    assert not undeclared, f"{function} calls undeclared (action, scope) pairs: {sorted(undeclared)}"
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_every_declared_action_is_called(observed: Calls, function: str) -> None:
+    # Given what the declaration grants the function
+    declared = table_access(function).calls()
+    # When compared with the calls its code made
+    unused = declared - observed.get(function, set())
+    # Then every grant is needed (extend the flows above when a new call is declared)
+    assert not unused, (
+        f"{function} is granted (action, scope) pairs no sample or flow makes: {sorted(unused)}"
+    )
+
+
+def test_no_call_is_made_outside_a_handler(observed: Calls) -> None:
+    # Given the recording (the table was created by moto's own client, not the models' one)
+    # Then every DynamoDB call the models made is attributed to a function
+    assert not observed.get(OUTSIDE)
+
+
+def test_transactions_need_their_item_actions() -> None:
+    # Given a transaction writing, updating, deleting and checking items
+    items: list[dict[str, Any]] = [{"Put": {}}, {"Update": {}}, {"Delete": {}}, {"ConditionCheck": {}}]
+    params: dict[str, Any] = {"TransactItems": items}
+    # When the IAM actions it needs are derived
+    needed = calls_of_request("TransactWriteItems", params)
+    # Then they are the single-item actions (there is no TransactWriteItems IAM action)
+    assert {action for action, _ in needed} == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+    }
+
+
+def test_an_index_query_needs_the_index() -> None:
+    assert calls_of_request("Query", {"IndexName": "gsi1"}) == {("dynamodb:Query", "index/gsi1")}
+    assert calls_of_request("Query", {}) == {("dynamodb:Query", "table")}

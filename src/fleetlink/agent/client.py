@@ -159,6 +159,10 @@ class ResultRecorded(BaseModel):
     status: str
 
 
+#: Execution statuses nothing follows.
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "expired"})
+
+
 class ExecutionSummary(BaseModel):
     execution_id: str
     agent_id: str
@@ -173,6 +177,11 @@ class ExecutionSummary(BaseModel):
     finished_at: int | None = None
     duration_ms: int | None = None
     updated_at: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this execution has ended (nothing more will happen to it)."""
+        return self.status in TERMINAL_STATUSES
 
 
 class ExecutionDetail(ExecutionSummary):
@@ -214,12 +223,16 @@ class TaskSummary(BaseModel):
 
     @property
     def done(self) -> bool:
-        """Whether nothing will change any more (finished or cancelled)."""
-        return self.state in ("finished", "cancelled")
+        """Whether every execution has ended (a cancelled task may still be stopping running ones)."""
+        return self.finished_at is not None
 
 
 class TaskDetail(TaskSummary):
     executions: list[ExecutionSummary] = Field(default_factory=list)
+
+    @property
+    def done(self) -> bool:
+        return super().done or (self.state != "active" and all(e.terminal for e in self.executions))
 
 
 class TaskList(BaseModel):

@@ -53,11 +53,16 @@ fmt: $(VENV)/.dev ## format and fix what ruff can
 bench: $(VENV)/.dev ## run every benchmark in bench/ and print its figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-synth: $(VENV)/.dev node_modules/.installed ## cdk synth into cdk.out (offline)
-	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet
+.PHONY: layers
+layers: $(VENV)/.dev ## build the Lambda layers into layers/build (arm64 wheels, cached) and print their sizes
+	$(BIN)/python layers/build.py
 
-deploy: $(VENV)/.dev node_modules/.installed ## cdk deploy to the AWS account in your environment
-	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk deploy --all
+# Context goes through CDK_ARGS, e.g. make deploy CDK_ARGS="-c stage=prod -c alarm_email=ops@example.com"
+synth: layers node_modules/.installed ## cdk synth into cdk.out: offline (no AWS call), cdk-nag checked
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk synth --quiet $(CDK_ARGS)
+
+deploy: layers node_modules/.installed ## cdk deploy both stacks with your AWS credentials (CDK_ARGS="-c stage=...")
+	PATH="$(CURDIR)/$(BIN):$$PATH" npx --no-install cdk deploy --all --outputs-file cdk.out/outputs.json $(CDK_ARGS)
 
 clean: ## remove the venv, node_modules and build output
 	rm -rf $(VENV) node_modules cdk.out layers/build .pytest_cache .mypy_cache .ruff_cache

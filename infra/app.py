@@ -1,8 +1,15 @@
-"""The CDK app: ``cdk synth`` runs ``python infra/app.py`` (cdk.json); pick a stage with ``-c stage=...``."""
+"""The CDK app: ``cdk synth`` runs ``python infra/app.py`` (cdk.json); settings come from context.
+
+Two stacks per stage: ``fleetlink-<stage>-data`` (the table and its key: stateful, retained) and
+``fleetlink-<stage>-api`` (functions, HTTP API, schedules, alarms: stateless, replaceable).
+Synthesis is offline: no lookups, no account or region; the deps layer is built with pip (cached).
+cdk-nag's AwsSolutions checks run on every synth and fail it on any unacknowledged finding.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,42 +21,61 @@ if __name__ == "__main__":  # run as a script by the CDK CLI
     sys.path[:0] = [str(_ROOT), str(_ROOT / "src")]
 
 import aws_cdk as cdk
+from layers.build import built_layers
 
-from infra import constants
-from infra.stacks import ApiStack, DataStack, shared_layer_source
+from fleetlink.api import cleanup
+from fleetlink.api.cleanup import Duty
+from infra import constants, nag
+from infra.config import StageConfig
+from infra.constructs.http_api import Route, routes
+from infra.stacks import ApiStack, DataStack
 
 
 @dataclass(frozen=True)
 class FleetlinkStacks:
     """The stacks of one stage."""
 
+    config: StageConfig
     data: DataStack
     api: ApiStack
 
 
 def stage_of(app: cdk.App) -> str:
     """The stage from context ``stage`` (default ``dev``), checked because it goes into stack names."""
-    stage = app.node.try_get_context("stage") or constants.DEFAULT_STAGE
-    if not isinstance(stage, str) or not constants.STAGE_PATTERN.fullmatch(stage):
-        raise ValueError(f"context 'stage' must match {constants.STAGE_PATTERN.pattern}, got {stage!r}")
-    return stage
+    return StageConfig.from_context(app.node).stage
 
 
-def build_app(app: cdk.App, *, layers_build_dir: Path = constants.LAYERS_BUILD_DIR) -> FleetlinkStacks:
-    """Add one stage's stacks to ``app``; no account or region, so the stacks are environment-agnostic."""
-    stage = stage_of(app)
+def build_app(
+    app: cdk.App,
+    *,
+    layers_build_dir: Path = constants.LAYERS_BUILD_DIR,
+    api_routes: Iterable[Route] | None = None,
+    duties: Mapping[str, Duty] | None = None,
+    checks: bool = True,
+) -> FleetlinkStacks:
+    """Add one stage's stacks to ``app``; no account or region, so the stacks are environment-agnostic.
+
+    Routes come from the handlers' route table and OpenAPI document, duties from ``DUTIES``; tests
+    may pass their own. ``checks`` adds cdk-nag (AwsSolutions), which runs when the app synthesizes.
+    """
+    config = StageConfig.from_context(app.node)
     cdk.Tags.of(app).add("project", constants.PROJECT)
-    cdk.Tags.of(app).add("stage", stage)
-    data = DataStack(app, constants.stack_name(stage, "data"), stage=stage)
-    with shared_layer_source(layers_build_dir / "shared") as shared_layer_dir:
+    cdk.Tags.of(app).add("stage", config.stage)
+    data = DataStack(app, constants.stack_name(config.stage, "data"), stage=config.stage)
+    with built_layers(layers_build_dir) as layer_dirs:
         api = ApiStack(
             app,
-            constants.stack_name(stage, "api"),
-            stage=stage,
+            constants.stack_name(config.stage, "api"),
+            config=config,
             table=data.table,
-            shared_layer_dir=shared_layer_dir,
+            table_key=data.key,
+            layer_dirs=layer_dirs,
+            api_routes=list(routes() if api_routes is None else api_routes),
+            duties=cleanup.DUTIES if duties is None else duties,
         )
-    return FleetlinkStacks(data=data, api=api)
+    if checks:
+        nag.add_checks(app)
+    return FleetlinkStacks(config=config, data=data, api=api)
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
-"""The stacks: stateful data (the table) and stateless api (the functions)."""
+"""The stacks: stateful data (the table and its key) and stateless api (everything else)."""
 
-from infra.stacks.api_stack import ApiStack, shared_layer_source
+from infra.stacks.api_stack import ApiStack
 from infra.stacks.data_stack import DataStack
 
-__all__ = ["ApiStack", "DataStack", "shared_layer_source"]
+__all__ = ["ApiStack", "DataStack"]

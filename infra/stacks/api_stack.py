@@ -1,99 +1,129 @@
-"""Stateless stack: one Lambda per entry in ``functions/``, sharing a layer with the fleetlink package."""
+"""Stateless stack: the functions, the HTTP API, the cleanup schedules, alarms and dashboard.
+
+Everything here can be destroyed and redeployed without touching data: the table and its key are
+in the data stack and arrive as (weak) cross-stack references.
+"""
 
 from __future__ import annotations
 
-import fcntl
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, cast
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from aws_cdk import Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from layers.build import LayerDirs
 
 from constructs import Construct
+from fleetlink.api.cleanup import Duty
+from fleetlink.api.permissions import table_access
 from infra import constants
-
-#: Never shipped in an asset (and kept out so asset hashes do not depend on local runs).
-_ASSET_EXCLUDES = ["__pycache__", "*.pyc"]
-
-
-def build_shared_layer(build_dir: Path) -> Path:
-    """Lay ``src/fleetlink`` out as ``<build_dir>/python/fleetlink`` (afresh) and return the asset root."""
-    python_dir = build_dir / "python"
-    if python_dir.exists():
-        shutil.rmtree(python_dir)
-    shutil.copytree(
-        constants.PACKAGE_DIR, python_dir / "fleetlink", ignore=shutil.ignore_patterns(*_ASSET_EXCLUDES)
-    )
-    return build_dir
-
-
-@contextmanager
-def shared_layer_source(build_dir: Path) -> Iterator[Path]:
-    """Build the shared layer directory and keep other synths off it until the stacks are built.
-
-    CDK stages (copies) an asset into the cloud assembly when its construct is created, so holding
-    an exclusive lock across build and construction is enough for concurrent synths (test workers,
-    ``make synth``) sharing ``layers/build``.
-    """
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with (build_dir.parent / f".{build_dir.name}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield build_shared_layer(build_dir)
-
-
-def function_code(name: str) -> lambda_.Code:
-    """The code asset of one function: its ``functions/<name>`` directory and nothing else."""
-    source = constants.FUNCTIONS_DIR / name
-    if not (source / constants.HANDLER_FILE).is_file():
-        raise FileNotFoundError(
-            f"function {name!r} has no {source / constants.HANDLER_FILE} defining lambda_handler"
-        )
-    return lambda_.Code.from_asset(str(source), exclude=_ASSET_EXCLUDES)
+from infra.config import StageConfig
+from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
+from infra.constructs.http_api import FleetHttpApi, Route
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, CleanupSchedules
 
 
 class ApiStack(Stack):
-    """The Lambda functions (HTTP API routes, schedules and alarms attach to ``self.functions``)."""
+    """One function per name in ``function_names``, wired to ``api_routes`` and ``duties``."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        stage: str,
+        config: StageConfig,
         table: dynamodb.ITable,
-        shared_layer_dir: Path,
+        table_key: kms.IKey,
+        layer_dirs: LayerDirs,
+        api_routes: Sequence[Route],
+        duties: Mapping[str, Duty],
+        function_names: Sequence[str] = constants.FUNCTION_NAMES,
         **kwargs: Any,
     ) -> None:
-        super().__init__(scope, construct_id, description=f"fleetlink {stage}: api (stateless)", **kwargs)
+        super().__init__(
+            scope, construct_id, description=f"fleetlink {config.stage}: api (stateless)", **kwargs
+        )
+        self.config = config
+        self.deps_layer = lambda_.LayerVersion(
+            self,
+            "DepsLayer",
+            code=lambda_.Code.from_asset(str(layer_dirs.deps), exclude=ASSET_EXCLUDES),
+            compatible_runtimes=[constants.RUNTIME],
+            compatible_architectures=[constants.ARCHITECTURE],
+            description="third-party runtime dependencies (arm64 wheels for python3.13)",
+        )
         self.shared_layer = lambda_.LayerVersion(
             self,
             "SharedLayer",
-            code=lambda_.Code.from_asset(str(shared_layer_dir), exclude=_ASSET_EXCLUDES),
+            code=lambda_.Code.from_asset(str(layer_dirs.shared), exclude=ASSET_EXCLUDES),
             compatible_runtimes=[constants.RUNTIME],
             compatible_architectures=[constants.ARCHITECTURE],
             description="the fleetlink package (python/fleetlink)",
         )
-        self.functions: dict[str, lambda_.Function] = {}
-        for name in constants.FUNCTION_NAMES:
-            function = lambda_.Function(
+        self.dead_letters = CleanupDeadLetters(self, "CleanupDeadLetters")
+        environment = {
+            "TABLE_NAME": table.table_name,
+            **constants.COMMON_ENVIRONMENT,
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+            "FLEETLINK_HEARTBEAT_INTERVAL_S": str(config.heartbeat_interval_s),
+        }
+
+        self.fleet_functions: dict[str, FleetFunction] = {}
+        for name in function_names:
+            cleanup = name == constants.CLEANUP_FUNCTION
+            self.fleet_functions[name] = FleetFunction(
                 self,
-                f"{name.title()}Function",
-                description=f"fleetlink {stage}: {name}",
-                code=function_code(name),
-                handler=constants.HANDLER,
-                runtime=constants.RUNTIME,
-                architecture=constants.ARCHITECTURE,
-                memory_size=constants.DEFAULT_MEMORY_MB,
-                timeout=constants.DEFAULT_TIMEOUT,
-                layers=[self.shared_layer],
-                environment={"TABLE_NAME": table.table_name, **constants.COMMON_ENVIRONMENT},
+                constants.pascal(name),
+                name=name,
+                config=config,
+                layers=[self.deps_layer, self.shared_layer],
+                table=table,
+                table_key=table_key,
+                access=table_access(name),
+                environment=environment,
+                timeout=constants.CLEANUP_TIMEOUT if cleanup else constants.DEFAULT_TIMEOUT,
+                async_failures=destinations.SqsDestination(self.dead_letters.queue) if cleanup else None,
+                async_max_event_age=MAX_EVENT_AGE_CAP if cleanup else None,
             )
-            table.grant_read_write_data(function)
-            # Lambda adds a DependsOn on its role that the Role GetAtt already implies (cfn-lint W3005).
-            resource = cast(lambda_.CfnFunction, function.node.default_child)
-            resource.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
-            self.functions[name] = function
+        #: name → the Lambda function (alarms, dashboards and tests look here).
+        self.functions = {name: f.function for name, f in self.fleet_functions.items()}
+        targets = {name: f.target for name, f in self.fleet_functions.items()}
+
+        self.http_api = FleetHttpApi(
+            self,
+            "HttpApi",
+            config=config,
+            targets={name: targets[name] for name in function_names if name != constants.CLEANUP_FUNCTION},
+            api_routes=api_routes,
+        )
+        self.schedules = CleanupSchedules(
+            self,
+            "CleanupSchedules",
+            target=targets[constants.CLEANUP_FUNCTION],
+            duties=duties,
+            dead_letter_queue=self.dead_letters.queue,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            config=config,
+            functions=self.functions,
+            api=self.http_api.api,
+            table=table,
+            dead_letter_queue=self.dead_letters.queue,
+        )
+
+        CfnOutput(self, "ApiUrl", value=self.http_api.url, description="base URL of the fleetlink API")
+        CfnOutput(self, "TableName", value=table.table_name, description="the fleetlink table")
+        CfnOutput(
+            self,
+            "DashboardName",
+            value=self.monitoring.dashboard.dashboard_name,
+            description="the CloudWatch dashboard",
+        )
+        if self.monitoring.topic is not None:
+            CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn)

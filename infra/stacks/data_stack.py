@@ -11,6 +11,7 @@ from aws_cdk import aws_kms as kms
 
 from constructs import Construct
 from fleetlink.store import table as table_definition
+from infra import constants
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -86,6 +87,9 @@ class DataStack(Stack):
     """The table (on-demand, PITR, deletion protection, retained) encrypted with its own CMK."""
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: str, **kwargs: Any) -> None:
+        # Beyond dev, CloudFormation refuses to delete this stack at all (the table and key are retained
+        # on deletion anyway, and the table has deletion protection).
+        kwargs.setdefault("termination_protection", stage != constants.DEFAULT_STAGE)
         super().__init__(scope, construct_id, description=f"fleetlink {stage}: data (stateful)", **kwargs)
         schema = table_schema()
 
@@ -122,3 +126,4 @@ class DataStack(Stack):
             )
 
         CfnOutput(self, "TableName", value=self.table.table_name, description="the fleetlink table")
+        CfnOutput(self, "TableKeyArn", value=self.key.key_arn, description="the table's KMS key")

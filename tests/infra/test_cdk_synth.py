@@ -100,3 +100,14 @@ def directory_contents(root: Path) -> frozenset[tuple[str, bytes]]:
         for path in root.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     )
+
+
+def test_cdk_synth_runs_cdk_nag_and_it_passes(synth: Synth) -> None:
+    # Given a successful `cdk synth`
+    result, outdir = synth
+    assert result.returncode == 0, result.stderr
+    # When the policy-validation report in the cloud assembly is read
+    report = json.loads((outdir / "validation-report.json").read_text())
+    # Then cdk-nag's AwsSolutions pack checked the app and found nothing unacknowledged
+    (nag,) = [plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "AwsSolutions"]
+    assert (nag["conclusion"], nag["violations"]) == ("success", [])

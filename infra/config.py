@@ -1,0 +1,145 @@
+"""A stage's settings, from CDK context (``cdk.json`` or ``-c key=value``), defaults in one place.
+
+| context key | default | what |
+| --- | --- | --- |
+| ``stage`` | ``dev`` | goes into stack, API, dashboard and alarm names |
+| ``log_retention_days`` | 30 | Lambda and access log retention (a CloudWatch value: 1, 3, 7, 14, 30, ...) |
+| ``log_level`` | ``INFO`` | ``POWERTOOLS_LOG_LEVEL`` |
+| ``throttle_rate_limit`` | 1000 | default route throttling of the HTTP API: steady requests per second |
+| ``throttle_burst_limit`` | 2000 | default route throttling: burst |
+| ``cors_allowed_origins`` | none | comma-separated origins; CORS stays off without it |
+| ``alarm_email`` | none | creates an SNS topic for the alarms with this e-mail subscribed |
+| ``lambda_memory_mb`` | 512 | memory of every function |
+| ``heartbeat_interval_s`` | 60 | ``FLEETLINK_HEARTBEAT_INTERVAL_S``, what agents are told |
+| ``tracing`` | true | X-Ray active tracing (sampled: 1 request/s + 5 %) |
+| ``snap_start`` | false | Lambda SnapStart on published versions (aliases ``live``) |
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import aws_logs as logs
+
+from constructs import Node
+from infra import constants
+
+#: CloudWatch Logs retention values in days, and their CDK names.
+RETENTION_DAYS: dict[int, logs.RetentionDays] = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+    3288: logs.RetentionDays.NINE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """Everything that may differ between stages; nothing else is read from context."""
+
+    stage: str = constants.DEFAULT_STAGE
+    log_retention_days: int = 30
+    log_level: str = "INFO"
+    throttle_rate_limit: int = 1000
+    throttle_burst_limit: int = 2000
+    cors_allowed_origins: tuple[str, ...] = ()
+    alarm_email: str | None = None
+    lambda_memory_mb: int = 512
+    heartbeat_interval_s: int = 60
+    tracing: bool = True
+    snap_start: bool = False
+
+    def __post_init__(self) -> None:
+        if not constants.STAGE_PATTERN.fullmatch(self.stage):
+            raise ValueError(
+                f"context 'stage' must match {constants.STAGE_PATTERN.pattern}, got {self.stage!r}"
+            )
+        if self.log_retention_days not in RETENTION_DAYS:
+            raise ValueError(
+                f"context 'log_retention_days' must be one of {sorted(RETENTION_DAYS)}, "
+                f"got {self.log_retention_days}"
+            )
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"context 'log_level' must be one of {LOG_LEVELS}, got {self.log_level!r}")
+        if self.throttle_rate_limit <= 0 or self.throttle_burst_limit <= 0:
+            raise ValueError("context 'throttle_rate_limit' and 'throttle_burst_limit' must be positive")
+        if not 128 <= self.lambda_memory_mb <= 10240:
+            raise ValueError(f"context 'lambda_memory_mb' must be 128..10240, got {self.lambda_memory_mb}")
+        if self.heartbeat_interval_s <= 0:
+            raise ValueError("context 'heartbeat_interval_s' must be positive")
+        if self.alarm_email is not None and not _EMAIL.fullmatch(self.alarm_email):
+            raise ValueError(f"context 'alarm_email' is not an e-mail address: {self.alarm_email!r}")
+
+    @property
+    def log_retention(self) -> logs.RetentionDays:
+        return RETENTION_DAYS[self.log_retention_days]
+
+    @classmethod
+    def from_context(cls, node: Node) -> StageConfig:
+        """Read every key from context; values from ``-c`` arrive as strings and are parsed."""
+        defaults = cls()
+
+        def get(key: str) -> Any:
+            value = node.try_get_context(key)
+            return getattr(defaults, key) if value is None or value == "" else value
+
+        return cls(
+            stage=str(get("stage")),
+            log_retention_days=_int(get("log_retention_days"), "log_retention_days"),
+            log_level=str(get("log_level")).upper(),
+            throttle_rate_limit=_int(get("throttle_rate_limit"), "throttle_rate_limit"),
+            throttle_burst_limit=_int(get("throttle_burst_limit"), "throttle_burst_limit"),
+            cors_allowed_origins=_strings(get("cors_allowed_origins")),
+            alarm_email=str(get("alarm_email")) if get("alarm_email") else None,
+            lambda_memory_mb=_int(get("lambda_memory_mb"), "lambda_memory_mb"),
+            heartbeat_interval_s=_int(get("heartbeat_interval_s"), "heartbeat_interval_s"),
+            tracing=_bool(get("tracing"), "tracing"),
+            snap_start=_bool(get("snap_start"), "snap_start"),
+        )
+
+
+def _int(value: Any, key: str) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"context {key!r} must be a whole number, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"context {key!r} must be a whole number, got {value!r}") from None
+
+
+def _bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"context {key!r} must be true or false, got {value!r}")
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(item.strip() for item in items if str(item).strip())

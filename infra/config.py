@@ -5,8 +5,8 @@
 | ``stage`` | ``dev`` | goes into stack, API, dashboard and alarm names |
 | ``log_retention_days`` | 30 | Lambda and access log retention (a CloudWatch value: 1, 3, 7, 14, 30, ...) |
 | ``log_level`` | ``INFO`` | ``POWERTOOLS_LOG_LEVEL`` |
-| ``throttle_rate_limit`` | 1000 | default route throttling of the HTTP API: steady requests per second |
-| ``throttle_burst_limit`` | 2000 | default route throttling: burst |
+| ``throttle_rate_limit`` | 3000 | default route throttling, requests/s (100k agents at 60 s use 1,667) |
+| ``throttle_burst_limit`` | 5000 | default route throttling: burst (the account-level default burst) |
 | ``cors_allowed_origins`` | none | comma-separated origins; CORS stays off without it |
 | ``alarm_email`` | none | creates an SNS topic for the alarms with this e-mail subscribed |
 | ``lambda_memory_mb`` | 512 | memory of every function |
@@ -62,8 +62,8 @@ class StageConfig:
     stage: str = constants.DEFAULT_STAGE
     log_retention_days: int = 30
     log_level: str = "INFO"
-    throttle_rate_limit: int = 1000
-    throttle_burst_limit: int = 2000
+    throttle_rate_limit: int = 3000
+    throttle_burst_limit: int = 5000
     cors_allowed_origins: tuple[str, ...] = ()
     alarm_email: str | None = None
     lambda_memory_mb: int = 512

@@ -92,7 +92,7 @@ def test_default_stage_auto_deploys_with_throttling_and_access_logs(default_app:
     _, stage = only_resource(default_app.api_json, "AWS::ApiGatewayV2::Stage")
     properties = stage["Properties"]
     assert (properties["StageName"], properties["AutoDeploy"]) == ("$default", True)
-    assert properties["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 2000, "ThrottlingRateLimit": 1000}
+    assert properties["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 3000}
     log_group = default_app.logical_id(default_app.stacks.api.http_api.access_logs)
     assert properties["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": [log_group, "Arn"]}
     assert json.loads(properties["AccessLogSettings"]["Format"]) == ACCESS_LOG_FORMAT

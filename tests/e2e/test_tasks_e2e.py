@@ -23,6 +23,8 @@ from typing import IO
 import pytest
 
 from fleetlink.agent.client import ExecutionSummary, OperatorClient, TaskDetail
+from fleetlink.agent.runner import RESTARTED
+from fleetlink.agent.store import AgentStore
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 
 pytestmark = [pytest.mark.e2e]
@@ -96,8 +98,8 @@ def _read(stream: IO[str], lines: list[str]) -> None:
         lines.append(line)
 
 
-def start_agent(server: DevServer, registration_token: str, home: Path) -> AgentProcess:
-    """Register a new machine (own state dir and machine id) and start `fleetlink agent run` for it."""
+def register_agent(server: DevServer, registration_token: str, home: Path) -> tuple[str, dict[str, str]]:
+    """Register a new machine (own state dir and machine id); returns its agent id and environment."""
     env = _env(
         FLEETLINK_URL=server.url,
         FLEETLINK_STATE_DIR=str(home),
@@ -106,7 +108,11 @@ def start_agent(server: DevServer, registration_token: str, home: Path) -> Agent
     )
     registered = _fleetlink("agent", "register", env=env)
     assert registered.returncode == 0, registered.stderr
-    agent_id = registered.stdout.strip()
+    return registered.stdout.strip(), env
+
+
+def launch_agent(agent_id: str, env: dict[str, str]) -> AgentProcess:
+    """Start `fleetlink agent run` for a registered agent."""
     process = subprocess.Popen(
         [sys.executable, "-m", "fleetlink.cli", "agent", "run"],
         cwd=REPO,
@@ -121,6 +127,10 @@ def start_agent(server: DevServer, registration_token: str, home: Path) -> Agent
     for reader in agent.readers:
         reader.start()
     return agent
+
+
+def start_agent(server: DevServer, registration_token: str, home: Path) -> AgentProcess:
+    return launch_agent(*register_agent(server, registration_token, home))
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +257,46 @@ def test_the_cli_exits_1_when_an_agent_fails(server: DevServer, agents: list[Age
     for agent in agents:
         (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line and "│" in line]
         assert "failed" in row
+
+
+def test_a_restart_mid_task_reports_the_outcome(
+    server: DevServer, operator: OperatorClient, tmp_path: Path
+) -> None:
+    # Given an agent of its own (role=restart) running `sleep 30`
+    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "restart"}).token
+    agent_id, env = register_agent(server, token, tmp_path / "agent")
+    first = launch_agent(agent_id, env)
+    created = operator.create_task(command="sleep 30", agent_ids=[agent_id])
+    try:
+        eventually(
+            lambda: [e.status for e in operator.get_task(created.task_id).executions] == ["running"],
+            "the execution to run",
+        )
+        with AgentStore.in_state_dir(tmp_path / "agent") as store:
+            (running,) = store.in_flight()
+        pgid = running.pgid
+        assert pgid is not None
+        # When the agent dies without a chance to clean up, its task still running
+        first.process.kill()
+        first.stop()
+        assert not group_gone(pgid)
+    finally:
+        first.process.kill()
+    # And it starts again
+    second = launch_agent(agent_id, env)
+    try:
+        task = wait_done(operator, created.task_id, [second])
+        # Then the execution is reported failed, saying why, and the task's leftover process is gone
+        (execution,) = task.executions
+        assert (execution.status, execution.error) == ("failed", RESTARTED)
+        eventually(lambda: group_gone(pgid), "the leftover process group to be gone")
+    finally:
+        assert second.stop() == 0, second.output()
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -309,7 +309,7 @@ def run_shell(
     finally:
         # The task's processes end with it: on exit, timeout, stop, or an error here.
         kill_group(pgid, kill_grace_s)
-        waiter.join()
+        waiter.join(kill_grace_s + DRAIN_GRACE_S)  # a process stuck in the kernel may outlive SIGKILL
         collector.join(DRAIN_GRACE_S)
         if collector.is_alive():
             collector.halt()
@@ -321,6 +321,8 @@ def run_shell(
         return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
     if control.stop_reason is not None and not (exited.is_set() and code == 0):
         return Outcome(ResultStatus.FAILED, None, kept, total, control.stop_reason)
+    if code is None:
+        return Outcome(ResultStatus.FAILED, None, kept, total, f"process {pgid} did not die after SIGKILL")
     if code == 0:
         return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
     if code < 0:
@@ -328,7 +330,14 @@ def run_shell(
     return Outcome(ResultStatus.FAILED, code, kept, total)
 
 
-def run_handler(handler: Handler, task_input: dict[str, Any], timeout_s: float, control: Control) -> Outcome:
+def run_handler(
+    handler: Handler,
+    task_input: dict[str, Any],
+    timeout_s: float,
+    control: Control,
+    *,
+    output_cap: int = OUTPUT_CAP_BYTES,
+) -> Outcome:
     """Run a handler in a thread of its own; a timeout or stop abandons it (threads cannot be killed)."""
     box: dict[str, Any] = {}
     done = threading.Event()
@@ -358,7 +367,7 @@ def run_handler(handler: Handler, task_input: dict[str, Any], timeout_s: float, 
     except (TypeError, ValueError) as exc:
         return Outcome(ResultStatus.FAILED, error=f"the handler's result is not JSON: {exc}")
     data = text.encode()
-    return Outcome(ResultStatus.SUCCEEDED, output=data, output_bytes=len(data))
+    return Outcome(ResultStatus.SUCCEEDED, output=data[:output_cap], output_bytes=len(data))
 
 
 def clip_utf8(text: str, limit: int) -> tuple[str, bool]:
@@ -398,8 +407,8 @@ class TaskRunner:
         self,
         client: AgentApi,
         store: AgentStore,
-        registry: HandlerRegistry | None = None,
-        agent_id: str = "",
+        registry: HandlerRegistry | None,
+        agent_id: str,
         concurrency: int = DEFAULT_CONCURRENCY,
         *,
         listener: Listener | None = None,
@@ -462,7 +471,10 @@ class TaskRunner:
 
     def recover(self) -> None:
         """Settle what a previous run left: stop its surviving processes, record interrupted executions
-        as failed, prune old rows, and report everything still owed (best effort: steps retry)."""
+        as failed, prune old rows, and report everything still owed (best effort: steps retry).
+
+        Only one runner may use a store at a time (``fleetlink agent run`` holds a lock on the state dir).
+        """
         for record in self.store.in_flight():
             if record.status is RowStatus.RUNNING and record.pgid is not None and is_our_group(record):
                 # Its output went with the previous run; it can only be stopped, and reported failed.
@@ -489,8 +501,9 @@ class TaskRunner:
     def step(self) -> float:
         """Report, heartbeat, stop cancelled executions, claim while work is pending.
 
-        Returns how long to wait before the next step (0: go on at once). Raises FleetlinkApiError
-        for answers that retrying cannot fix (e.g. a revoked agent).
+        Returns how long to wait before the next step: the server's heartbeat interval, or a back-off
+        after a failure that may pass. Raises FleetlinkApiError for answers that retrying cannot fix
+        (e.g. a revoked agent).
         """
         self.report_pending()
         claiming = not self._stopping.is_set()
@@ -633,7 +646,9 @@ class TaskRunner:
             record.execution_id, record.attempt, pid=os.getpid(), started_at=self._clock()
         )
         self._emit("started", record, "handler")
-        return run_handler(handler, dict(record.input or {}), record.timeout_seconds, control)
+        return run_handler(
+            handler, dict(record.input or {}), record.timeout_seconds, control, output_cap=self._output_cap
+        )
 
     def _finish(self, record: ExecutionRecord, outcome: Outcome, *, started_at: int) -> None:
         error = outcome.error[:MAX_ERROR_CHARS] if outcome.error else None

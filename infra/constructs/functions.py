@@ -88,9 +88,6 @@ class FleetFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
             environment=dict(environment),
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snap_start else None,
-            on_failure=async_failures,
-            retry_attempts=2 if async_failures else None,
-            max_event_age=async_max_event_age if async_failures else None,
         )
         # Lambda adds a DependsOn on its role that the Role GetAtt already implies (cfn-lint W3005).
         resource = cast(lambda_.CfnFunction, self.function.node.default_child)
@@ -114,6 +111,11 @@ class FleetFunction(Construct):
         if config.snap_start:
             self.target = lambda_.Alias(
                 self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
+            )
+        if async_failures is not None:
+            # On what is invoked (the alias with SnapStart): asynchronous settings are per qualifier.
+            self.target.configure_async_invoke(
+                on_failure=async_failures, retry_attempts=2, max_event_age=async_max_event_age
             )
 
 

@@ -158,7 +158,21 @@ def test_cleanup_failures_go_to_the_dead_letter_queue(default_app: Synthesized) 
     cleanup_id = default_app.logical_id(default_app.stacks.api.functions["cleanup"])
     # Then a failed duty is retried, then lands in the dead-letter queue
     assert config["Properties"]["FunctionName"] == {"Ref": cleanup_id}
+    assert config["Properties"]["Qualifier"] == "$LATEST"
     assert config["Properties"]["MaximumRetryAttempts"] == 2
+    assert config["Properties"]["DestinationConfig"] == {
+        "OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    }
+
+
+def test_with_snap_start_cleanup_failures_are_configured_on_the_alias(custom_app: Synthesized) -> None:
+    # Given SnapStart on: EventBridge invokes the cleanup function's live alias
+    (config,) = resources_of_type(custom_app.api_json, "AWS::Lambda::EventInvokeConfig").values()
+    queue_id = custom_app.logical_id(custom_app.stacks.api.dead_letters.queue)
+    # Then the asynchronous settings (retries, dead letters) are those of the alias
+    alias_id = custom_app.logical_id(custom_app.stacks.api.fleet_functions["cleanup"].target)
+    # (the alias ARN's last field: its name, "live")
+    assert config["Properties"]["Qualifier"] == {"Fn::Select": [7, {"Fn::Split": [":", {"Ref": alias_id}]}]}
     assert config["Properties"]["DestinationConfig"] == {
         "OnFailure": {"Destination": {"Fn::GetAtt": [queue_id, "Arn"]}}
     }
@@ -182,6 +196,10 @@ def test_snap_start_from_context_runs_every_caller_through_a_live_alias(custom_a
     alias_ids = set(aliases)
     for integration in resources_of_type(custom_app.api_json, "AWS::ApiGatewayV2::Integration").values():
         assert integration["Properties"]["IntegrationUri"] in [{"Ref": alias_id} for alias_id in alias_ids]
+    # And so do the cleanup schedules
+    cleanup_alias = custom_app.logical_id(custom_app.stacks.api.fleet_functions["cleanup"].target)
+    for rule in resources_of_type(custom_app.api_json, "AWS::Events::Rule").values():
+        assert [target["Arn"] for target in rule["Properties"]["Targets"]] == [{"Ref": cleanup_alias}]
 
 
 def test_missing_function_directory_fails_clearly() -> None:

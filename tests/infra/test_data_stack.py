@@ -88,22 +88,20 @@ def test_table_is_the_one_the_dev_stack_creates(
     assert properties["BillingMode"] == described["BillingModeSummary"]["BillingMode"]
 
 
-def test_table_ttl_is_on_the_table_py_attribute(default_app: Synthesized) -> None:
-    ttl = table_properties(default_app)["TimeToLiveSpecification"]
-    assert ttl == {"AttributeName": table_definition.TTL_ATTRIBUTE, "Enabled": True}
-
-
-def test_table_billing_is_on_demand_as_table_py_describes(default_app: Synthesized) -> None:
-    assert table_properties(default_app)["BillingMode"] == EXPECTED["BillingMode"] == "PAY_PER_REQUEST"
-
-
-def test_table_has_point_in_time_recovery(default_app: Synthesized) -> None:
-    recovery = table_properties(default_app)["PointInTimeRecoverySpecification"]
-    assert recovery == {"PointInTimeRecoveryEnabled": True}
-
-
-def test_table_has_deletion_protection(default_app: Synthesized) -> None:
-    assert table_properties(default_app)["DeletionProtectionEnabled"] is True
+def test_table_is_on_demand_with_ttl_pitr_and_deletion_protection(default_app: Synthesized) -> None:
+    # Given the data stack's template
+    # Then its one table bills per request (as table.py says), expires items on table.py's TTL
+    # attribute, keeps point-in-time recovery and cannot be deleted while protection is on
+    default_app.data.resource_count_is(TABLE_TYPE, 1)
+    default_app.data.has_resource_properties(
+        TABLE_TYPE,
+        {
+            "BillingMode": EXPECTED["BillingMode"],
+            "TimeToLiveSpecification": {"AttributeName": table_definition.TTL_ATTRIBUTE, "Enabled": True},
+            "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+            "DeletionProtectionEnabled": True,
+        },
+    )
 
 
 def test_table_and_its_key_are_retained(default_app: Synthesized) -> None:

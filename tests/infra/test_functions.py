@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 from infra.constructs.functions import function_code
 
 from fleetlink.api.app import FUNCTION_ROUTERS
@@ -40,9 +41,14 @@ def test_function_names_are_the_route_groups_plus_cleanup() -> None:
 
 
 def test_there_is_one_function_per_name(default_app: Synthesized) -> None:
-    functions = resources_of_type(default_app.api_json, FUNCTION_TYPE)
-    assert len(functions) == len(NAMES)
+    default_app.api.resource_count_is(FUNCTION_TYPE, len(NAMES))
     assert set(default_app.stacks.api.functions) == set(NAMES)
+    default_app.api.all_resources_properties(
+        FUNCTION_TYPE,
+        Match.object_like(
+            {"Runtime": "python3.13", "Architectures": ["arm64"], "TracingConfig": {"Mode": "Active"}}
+        ),
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

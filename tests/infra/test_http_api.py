@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from aws_cdk.assertions import Match
 from infra.constructs.http_api import ACCESS_LOG_FORMAT, Authorization, Route, authorization_of, routes
 
 from fleetlink.api.app import openapi_document, route_table
@@ -89,6 +90,12 @@ def test_integrations_are_lambda_proxies_with_payload_2(default_app: Synthesized
 
 
 def test_default_stage_auto_deploys_with_throttling_and_access_logs(default_app: Synthesized) -> None:
+    default_app.api.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        Match.object_like(
+            {"StageName": "$default", "AutoDeploy": True, "AccessLogSettings": Match.any_value()}
+        ),
+    )
     _, stage = only_resource(default_app.api_json, "AWS::ApiGatewayV2::Stage")
     properties = stage["Properties"]
     assert (properties["StageName"], properties["AutoDeploy"]) == ("$default", True)

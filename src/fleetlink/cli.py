@@ -73,10 +73,12 @@ def _banner(url: str, token: str, token_from_env: bool) -> None:
     console.print("[bold]Next:[/bold] mint a registration token, register an agent, heartbeat, list agents:")
     commands = [
         f"export FLEETLINK_URL={url} FLEETLINK_OPERATOR_TOKEN={token} PATH=$PWD/.venv/bin:$PATH",
-        "fleetlink tokens create --max-uses 5",
+        "fleetlink tokens create --max-uses 5 --tag env=dev",
         "fleetlink agent register --url $FLEETLINK_URL --token <registration token>",
         "fleetlink agent heartbeat",
         "fleetlink agents ls",
+        "fleetlink agent run &                          # the agent daemon: takes and runs tasks",
+        "fleetlink tasks run --target tag:env=dev -- uptime",
     ]
     for command in commands:
         console.print(f"  {command}", markup=False)
@@ -91,7 +93,15 @@ def dev(
     table: Annotated[str, typer.Option(help="DynamoDB table name (in moto)")] = "fleetlink",
     cleanup_every: Annotated[
         float, typer.Option(help="Seconds between cleanup and TTL-expiry runs (0: never)", min=0)
-    ] = 60.0,
+    ] = 15.0,
+    heartbeat_interval: Annotated[
+        int,
+        typer.Option(
+            envvar="FLEETLINK_HEARTBEAT_INTERVAL_S",
+            min=1,
+            help="Seconds between agent heartbeats (agents learn of new tasks on each; AWS default 60)",
+        ),
+    ] = 5,
 ) -> None:
     """Run the API locally: the Lambda handlers behind an HTTP server, on in-memory DynamoDB (moto)."""
     from fleetlink.local.server import DevStack
@@ -110,7 +120,12 @@ def dev(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = DevStack(
-        host=host, port=port, table_name=table, operator_token=env_token, cleanup_every_s=cleanup_every
+        host=host,
+        port=port,
+        table_name=table,
+        operator_token=env_token,
+        cleanup_every_s=cleanup_every,
+        heartbeat_interval_s=heartbeat_interval,
     )
     try:
         try:

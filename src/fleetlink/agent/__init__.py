@@ -1,4 +1,3 @@
-"""The node side: this machine's hardware and identity, the API client, and the agent/operator CLIs.
-
-Needs the ``agent`` extra (httpx, typer, rich). A later step moves node state into SQLite.
+"""The node side: hardware and identity, the API client, the task runner with its local SQLite
+store, and the agent/operator command lines. Needs the ``agent`` extra (httpx, typer, rich).
 """

@@ -232,6 +232,7 @@ class DevStack:
         table_name: str = "fleetlink",
         operator_token: str | None = None,
         cleanup_every_s: float = 60.0,
+        heartbeat_interval_s: int | None = None,
         functions_dir: Path = FUNCTIONS_DIR,
         access_log: AccessLog | None = _stderr_line,
     ) -> None:
@@ -239,6 +240,8 @@ class DevStack:
         self.port = port
         self.table_name = table_name
         self.operator_token = operator_token or secrets.token_urlsafe(24)
+        #: None: the handlers' own default (FLEETLINK_HEARTBEAT_INTERVAL_S, else 60 s).
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.cleanup_every_s = cleanup_every_s
         self.functions_dir = functions_dir
         self.access_log = access_log
@@ -273,6 +276,8 @@ class DevStack:
             FLEETLINK_OPERATOR_TOKEN=self.operator_token,
             FLEETLINK_DYNAMODB_ENDPOINT=None,  # moto intercepts AWS endpoints only
         )
+        if self.heartbeat_interval_s is not None:
+            self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
         from fleetlink.api.app import route_table
         from fleetlink.api.deps import set_deps
 

@@ -159,3 +159,13 @@ def test_long_lived_keys_sign_without_a_token(aws_env: None, monkeypatch: pytest
 )
 def test_region_is_read_from_default_endpoints_only(host: str, region: str | None) -> None:
     assert region_of_host(host) == region
+
+
+def test_operator_cli_signs_with_sigv4_when_no_operator_token_is_given() -> None:
+    # Given no operator token
+    from fleetlink.agent.cli import _operator
+
+    # When the CLI builds its operator client / Then requests are signed with SigV4 instead of a bearer
+    client = _operator("https://abc123.execute-api.eu-west-1.amazonaws.com", None)
+    assert isinstance(client._http.auth, SigV4Auth)
+    assert "Authorization" not in client._http.headers

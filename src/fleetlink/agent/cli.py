@@ -45,6 +45,7 @@ from fleetlink.agent.client import (
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityError, IdentityStore, key_alg_of
 from fleetlink.agent.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TaskRunner
+from fleetlink.agent.sigv4 import MissingCredentials, SigV4Auth
 from fleetlink.agent.store import AgentStore, StoreError
 from fleetlink.api.schemas import AgentSummary
 from fleetlink.core.entities import KeyAlg
@@ -98,7 +99,7 @@ OperatorTokenOption = Annotated[
     typer.Option(
         "--operator-token",
         envvar="FLEETLINK_OPERATOR_TOKEN",
-        help="Operator bearer token (local dev stack)",
+        help="Operator bearer token (dev stack); without one, requests are SigV4-signed (IAM)",
         show_default=False,
     ),
 ]
@@ -137,7 +138,14 @@ def _reporting_errors() -> Iterator[None]:
         yield
     except FleetlinkApiError as error:
         raise _api_failure(error) from None
-    except (FleetlinkClientError, IdentityError, InvalidInput, StoreError, OSError) as error:
+    except (
+        FleetlinkClientError,
+        IdentityError,
+        InvalidInput,
+        StoreError,
+        MissingCredentials,
+        OSError,
+    ) as error:
         raise _fail(str(error)) from None
 
 
@@ -188,7 +196,10 @@ def _styled(value: str, styles: Mapping[str, str]) -> str:
 
 
 def _operator(url: str, operator_token: str | None) -> OperatorClient:
-    return OperatorClient(url, operator_token)
+    """Bearer token on the dev stack; without one, AWS SigV4 (IAM) for a deployed API."""
+    if operator_token:
+        return OperatorClient(url, operator_token)
+    return OperatorClient(url, auth=SigV4Auth())
 
 
 # --- agent ---------------------------------------------------------------------------------------

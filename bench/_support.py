@@ -261,3 +261,40 @@ def fresh_python(
     if result.returncode != 0:
         raise RuntimeError(f"subprocess failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return result
+
+
+# --- the DynamoDB requests a handler makes -------------------------------------------------------
+
+
+def pynamodb_clients() -> list[Any]:
+    """The botocore clients of every fleetlink model class (each class may hold its own)."""
+    from fleetlink.store.models import TableItem
+
+    clients: dict[int, Any] = {}
+    pending: list[type[Any]] = [TableItem]
+    while pending:
+        model = pending.pop()
+        pending += model.__subclasses__()
+        client = model._get_connection().connection.client
+        clients[id(client)] = client
+    return list(clients.values())
+
+
+def capture_dynamodb(action: Callable[[], Any]) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:
+    """Run ``action``; return its result and the DynamoDB requests (operation, parameters) it made."""
+    import copy
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        seen.append((model.name, copy.deepcopy(params)))
+
+    clients = pynamodb_clients()
+    for client in clients:
+        client.meta.events.register("before-parameter-build.dynamodb", record)
+    try:
+        result = action()
+    finally:
+        for client in clients:
+            client.meta.events.unregister("before-parameter-build.dynamodb", record)
+    return result, seen

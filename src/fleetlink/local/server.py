@@ -458,6 +458,7 @@ class _MalformedBodyError(Exception):
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fleetlink-dev"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     timeout = 120  # idle keep-alive connections end
     server: _Server
 

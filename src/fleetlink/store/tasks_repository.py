@@ -137,24 +137,25 @@ class DynamoTaskRepository:
             return
         task = TaskItem(keys.task_pk(execution.task_id), keys.SINGLETON_SK)
         now = execution.updated_at
-        actions: list[Action] = [
+        done: list[Action] = [
             TaskItem.finished_at.set(now),
             TaskItem.ttl.set(now // 1000 + self._retention_s),
         ]
-        try:
-            task.update(actions=actions, condition=TaskItem.finished_at.does_not_exist())
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
-            return
-        try:
-            task.update(
-                actions=[TaskItem.state.set(TaskState.FINISHED.value)],
-                condition=TaskItem.state == TaskState.ACTIVE.value,
-            )
-        except UpdateError as error:
-            if error.cause_response_code != "ConditionalCheckFailedException":
-                raise
+        unfinished = TaskItem.finished_at.does_not_exist()
+        # One write: an active task becomes finished; a cancelled one keeps its state (second try).
+        for actions, condition in (
+            (
+                [*done, TaskItem.state.set(TaskState.FINISHED.value)],
+                unfinished & (TaskItem.state == TaskState.ACTIVE.value),
+            ),
+            (done, unfinished),
+        ):
+            try:
+                task.update(actions=actions, condition=condition)
+                return
+            except UpdateError as error:
+                if error.cause_response_code != "ConditionalCheckFailedException":
+                    raise
 
     def due(self, timer: DueTimer, now_ms: int, limit: int) -> list[str]:
         found: list[str] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fleetlink.core.entities import (
     Agent,
@@ -15,7 +15,9 @@ from fleetlink.core.entities import (
     RegistrationEvent,
     RegistrationToken,
 )
-from fleetlink.core.tasks import Execution, Task, TaskState
+
+if TYPE_CHECKING:  # only the tasks function loads the task models
+    from fleetlink.core.tasks import Execution, Task, TaskState
 
 
 class DueTimer(StrEnum):

@@ -13,7 +13,6 @@ table stays the size of one agent's partition throughout.
 
 from __future__ import annotations
 
-import copy
 import gc
 import re
 import secrets
@@ -25,44 +24,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import TABLE, BenchAgent, Stack, header, local_stack, percentile, ratio_text
+from _support import (
+    TABLE,
+    BenchAgent,
+    Stack,
+    capture_dynamodb,
+    header,
+    local_stack,
+    percentile,
+    pynamodb_clients,
+    ratio_text,
+)
 
 N = 400
 WARMUP = 30
 BLOCK = 25
 GOAL = "<= 1.3"
-
-
-def pynamodb_clients() -> list[Any]:
-    """The botocore clients of every model class (each class may hold its own)."""
-    from fleetlink.store.models import TableItem
-
-    clients: dict[int, Any] = {}
-    pending: list[type[Any]] = [TableItem]
-    while pending:
-        model = pending.pop()
-        pending += model.__subclasses__()
-        client = model._get_connection().connection.client
-        clients[id(client)] = client
-    return list(clients.values())
-
-
-def capture_requests(stack: Stack, event: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The DynamoDB requests (operation, parameters) one heartbeat makes."""
-    seen: list[tuple[str, dict[str, Any]]] = []
-
-    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        seen.append((model.name, copy.deepcopy(params)))
-
-    clients = pynamodb_clients()
-    for client in clients:
-        client.meta.events.register("before-parameter-build.dynamodb", record)
-    try:
-        stack.invoke("heartbeat", event)
-    finally:
-        for client in clients:
-            client.meta.events.unregister("before-parameter-build.dynamodb", record)
-    return seen
 
 
 def nonce_key(event: dict[str, Any], agent_id: str) -> str:
@@ -112,7 +89,7 @@ def main() -> None:
         agent = BenchAgent(1)
         stack.register(agent, stack.mint_token())
         stack.invoke("heartbeat", agent.heartbeat_event(0))  # first heartbeat: creates the clients
-        requests = capture_requests(stack, agent.heartbeat_event(1))
+        _, requests = capture_dynamodb(lambda: stack.invoke("heartbeat", agent.heartbeat_event(1)))
         client = boto3.client("dynamodb", region_name=stack.client.meta.region_name)
         spent: list[str] = []
         baseline = baseline_heartbeat(client, requests, spent)

@@ -12,8 +12,8 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -36,6 +36,7 @@ MAX_RETRY_WAIT_S = 30.0
 USER_AGENT = f"fleetlink-agent/{fleetlink.__version__}"
 
 M = TypeVar("M", bound=BaseModel)
+_Item = TypeVar("_Item", covariant=True)
 _jitter = random.SystemRandom()
 
 
@@ -534,15 +535,7 @@ class OperatorClient(_ApiClient):
         cursor: str | None = None,
     ) -> AgentList:
         """One page of agents; ``tag`` is ``key:value``."""
-        params: dict[str, str | int] = {}
-        if status:
-            params["status"] = str(status)
-        if tag:
-            params["tag"] = tag
-        if limit is not None:
-            params["limit"] = limit
-        if cursor:
-            params["cursor"] = cursor
+        params = _query(status=str(status) if status else None, tag=tag, limit=limit, cursor=cursor)
         return self._call(AgentList, "GET", "/agents", params=params)
 
     def iter_agents(
@@ -552,13 +545,9 @@ class OperatorClient(_ApiClient):
         page_size: int | None = None,
     ) -> Iterator[AgentSummary]:
         """Every matching agent, following cursors page by page."""
-        cursor: str | None = None
-        while True:
-            page = self.list_agents(status=status, tag=tag, limit=page_size, cursor=cursor)
-            yield from page.items
-            if not page.cursor:
-                return
-            cursor = page.cursor
+        return _follow(
+            lambda cursor: self.list_agents(status=status, tag=tag, limit=page_size, cursor=cursor)
+        )
 
     def get_agent(self, agent_id: str) -> AgentDetail:
         """An agent with its liveness and registration history (newest first)."""
@@ -618,25 +607,37 @@ class OperatorClient(_ApiClient):
         self, state: str | None = None, limit: int | None = None, cursor: str | None = None
     ) -> TaskList:
         """One page of tasks, newest first; ``state`` is active, finished or cancelled."""
-        params: dict[str, str | int] = {}
-        if state:
-            params["state"] = str(state)
-        if limit is not None:
-            params["limit"] = limit
-        if cursor:
-            params["cursor"] = cursor
+        params = _query(state=str(state) if state else None, limit=limit, cursor=cursor)
         return self._call(TaskList, "GET", "/tasks", params=params)
 
     def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
         """Every task in ``state`` (all when None), newest first, following cursors page by page."""
-        cursor: str | None = None
-        while True:
-            page = self.list_tasks(state=state, limit=page_size, cursor=cursor)
-            yield from page.items
-            if not page.cursor:
-                return
-            cursor = page.cursor
+        return _follow(lambda cursor: self.list_tasks(state=state, limit=page_size, cursor=cursor))
 
     def cancel_task(self, task_id: str) -> TaskDetail:
         """Cancel a task (idempotent): queued executions end now, running ones are stopped by their agents."""
         return self._call(TaskDetail, "POST", f"/tasks/{_segment(task_id)}/cancel")
+
+
+def _query(**values: str | int | None) -> dict[str, str | int]:
+    """Query parameters, leaving out those not given (None or empty)."""
+    return {name: value for name, value in values.items() if value is not None and value != ""}
+
+
+class _Page(Protocol[_Item]):
+    @property
+    def items(self) -> Sequence[_Item]: ...
+
+    @property
+    def cursor(self) -> str | None: ...
+
+
+def _follow(fetch: Callable[[str | None], _Page[_Item]]) -> Iterator[_Item]:
+    """Every item of a paged list, following cursors page by page."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.items
+        if not page.cursor:
+            return
+        cursor = page.cursor

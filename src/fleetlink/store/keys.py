@@ -93,7 +93,7 @@ def execution_pk(execution_id: str) -> str:
 
 def queue_keys(agent_id: str, priority: int, execution_id: str) -> tuple[str, str]:
     """(gsi2pk, gsi2sk): ascending order = highest priority first, then oldest (ULIDs sort by time)."""
-    return f"QUEUE#{agent_id}", f"{1000 - priority:04d}#{execution_id}"
+    return queue_pk(agent_id), f"{1000 - priority:04d}#{execution_id}"
 
 
 def queue_pk(agent_id: str) -> str:
@@ -102,7 +102,7 @@ def queue_pk(agent_id: str) -> str:
 
 def task_executions_keys(task_id: str, agent_id: str, execution_id: str) -> tuple[str, str]:
     """(gsi3pk, gsi3sk) of an execution under its task."""
-    return f"TASKEXE#{task_id}", f"{agent_id}#{execution_id}"
+    return task_executions_pk(task_id), f"{agent_id}#{execution_id}"
 
 
 def task_executions_pk(task_id: str) -> str:

@@ -66,26 +66,25 @@ def _all_subclasses(cls: type[TableItem]) -> list[type[TableItem]]:
 
 
 _LISTS, _QUEUE, _TASK_EXECUTIONS, _DUE = INDEXES
-_AGENT_LIST = _LISTS
 
 
 class AgentListIndex(GlobalSecondaryIndex["AgentProfileItem"]):
     """gsi1: agents, sharded by id; written only when a profile changes."""
 
     class Meta:
-        index_name = _AGENT_LIST.name
+        index_name = _LISTS.name
         projection = AllProjection()
 
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=_AGENT_LIST.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=_AGENT_LIST.sort_key)
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=_LISTS.sort_key)
 
 
 class AgentProfileItem(TableItem, discriminator="agent"):
     """Who an agent is: keys, hardware, tags. Heartbeats never write it."""
 
     agent_list = AgentListIndex()
-    gsi1pk = UnicodeAttribute(attr_name=_AGENT_LIST.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=_AGENT_LIST.sort_key)
+    gsi1pk = UnicodeAttribute(attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(attr_name=_LISTS.sort_key)
     agent_id = UnicodeAttribute()
     fingerprint = UnicodeAttribute()
     name = UnicodeAttribute()

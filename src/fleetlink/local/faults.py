@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
 import zlib
@@ -217,8 +218,11 @@ class FaultInjector:
 
     def _fires(self, kind: str, operation: str) -> bool:
         rate = self.plan.rate(kind, operation)
+        return rate > 0 and self._draw() < rate
+
+    def _draw(self) -> float:
         with self._lock:
-            return rate > 0 and self._rng.random() < rate
+            return self._rng.random()
 
     def _count(self, kind: str, operation: str) -> None:
         with self._lock:
@@ -303,10 +307,6 @@ class FaultInjector:
         if stale_possible and self._fires("stale", operation):
             return self._stale_read(via, request, event_name, operation, body)
         return via.forward(request, event_name)
-
-    def _draw(self) -> float:
-        with self._lock:
-            return self._rng.random()
 
     # -- answers --
 
@@ -576,8 +576,6 @@ def _parse_number(entry: str, text: str, kind: type[int] | type[float]) -> Any:
 
 def _moto_handler() -> Any:
     """moto's before-send handler if moto is loaded (never imports moto)."""
-    import sys
-
     models = sys.modules.get("moto.core.models")
     return getattr(models, "botocore_stubber", None)
 

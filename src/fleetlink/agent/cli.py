@@ -32,24 +32,17 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import (
-    ExecutionSummary,
-    FleetlinkApiError,
-    FleetlinkClient,
-    FleetlinkClientError,
-    HeartbeatAck,
-    OperatorClient,
-    TaskDetail,
-    TaskSummary,
-)
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError, OperatorClient
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityError, IdentityStore, key_alg_of
 from fleetlink.agent.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TaskRunner
 from fleetlink.agent.sigv4 import MissingCredentials, SigV4Auth
 from fleetlink.agent.store import AgentStore, StoreError
-from fleetlink.api.schemas import AgentSummary
+from fleetlink.contract.agents import AgentSummary, HeartbeatAck
+from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.entities import KeyAlg
 from fleetlink.core.errors import InvalidInput
+from fleetlink.core.tasks import Task
 
 agent_app = typer.Typer(
     help="This machine as a fleetlink agent: register, heartbeat, whoami.", no_args_is_help=True
@@ -735,7 +728,7 @@ def _rank(status: str) -> int:
     return _EXECUTION_ORDER.index(status) if status in _EXECUTION_ORDER else len(_EXECUTION_ORDER)
 
 
-def _what(task: TaskSummary) -> str:
+def _what(task: Task) -> str:
     if task.command is not None:
         return task.command
     return f"{task.type} {json.dumps(task.input, separators=(',', ':'))}" if task.input else task.type
@@ -895,14 +888,13 @@ def run_task(
         raise typer.Exit(1)
 
 
-def _task_details(task: TaskSummary) -> Table:
+def _task_details(task: TaskDetail) -> Table:
     details = Table(show_header=False, box=None)
     details.add_column(style="bold", no_wrap=True)
     details.add_column(overflow="fold")
     targets = task.targets
     target_text = ", ".join(
-        [f"agent:{a}" for a in targets.get("agent_ids") or []]
-        + [f"tag:{k}={v}" for k, v in sorted((targets.get("tags") or {}).items())]
+        [f"agent:{a}" for a in targets.agent_ids] + [f"tag:{k}={v}" for k, v in sorted(targets.tags.items())]
     )
     rows: dict[str, str] = {
         "id": escape(task.task_id),
@@ -965,7 +957,7 @@ def list_tasks(
     table.add_column("CREATED", no_wrap=True)
     now = _now_ms()
     for task in tasks:
-        executions = _counts(task.counts) if task.counts else str(task.execution_count or "-")
+        executions = str(task.execution_count or "-")
         table.add_row(
             task.task_id,
             escape(task.type),

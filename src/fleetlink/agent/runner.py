@@ -28,15 +28,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import IO, Any, Literal, Protocol
 
-from fleetlink.agent.client import (
-    Claimed,
-    FleetlinkApiError,
-    FleetlinkClientError,
-    HeartbeatAck,
-    Lease,
-    ResultRecorded,
-    is_transient,
-)
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.agent.store import (
     AgentStore,
     ExecutionRecord,
@@ -48,6 +40,8 @@ from fleetlink.agent.store import (
     is_our_group,
     now_ms,
 )
+from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 
 log = logging.getLogger(__name__)
 
@@ -690,8 +684,8 @@ class TaskRunner:
             except FleetlinkClientError as error:
                 log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
                 return len(owed) - index
-            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status)
-            self._emit("reported", record, answer.status)
+            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status.value)
+            self._emit("reported", record, answer.status.value)
         return 0
 
     def result_body(self, record: ExecutionRecord) -> dict[str, Any]:

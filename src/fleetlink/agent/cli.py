@@ -35,9 +35,9 @@ from rich.table import Table
 from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError, OperatorClient
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityError, IdentityStore, key_alg_of
-from fleetlink.agent.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TaskRunner
 from fleetlink.agent.sigv4 import MissingCredentials, SigV4Auth
-from fleetlink.agent.store import AgentStore, StoreError
+from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TaskRunner
+from fleetlink.agent.tasks.store import AgentStore, StoreError
 from fleetlink.contract.agents import AgentSummary, HeartbeatAck
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.entities import KeyAlg

@@ -59,7 +59,7 @@ RUNTIME_PROVIDED_MODULES = frozenset(
 )
 
 #: Parts of the package that only the node side (agent, dev stack, command line) uses.
-SHARED_EXCLUDED = ("agent", "local", "cli.py")
+SHARED_EXCLUDED = ("agent", "local", "cli")
 #: Never shipped in any asset.
 BYTECODE = ("__pycache__", "*.pyc")
 

@@ -22,7 +22,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError
-from fleetlink.agent.daemon import DEFAULT_FIRST_BEAT_JITTER_S, HeartbeatService, Supervisor
+from fleetlink.agent.daemon import (
+    DEFAULT_FIRST_BEAT_JITTER_S,
+    DEFAULT_INTERVAL_S,
+    HeartbeatService,
+    Supervisor,
+)
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
 from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
@@ -48,8 +53,6 @@ from fleetlink.core.entities import KeyAlg
 agent_app = typer.Typer(
     help="This machine as a fleetlink agent: register, heartbeat, whoami.", no_args_is_help=True
 )
-
-DEFAULT_INTERVAL_S = 60
 
 
 StateDirOption = Annotated[

@@ -27,7 +27,7 @@ from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
 from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
-from fleetlink.agent.daemon import BaseService, HeartbeatApi, HeartbeatService, Supervisor
+from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService, HeartbeatApi, HeartbeatService, Supervisor
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
@@ -63,7 +63,6 @@ OUTPUT_CAP_BYTES = 256 * 1024
 #: Output sent with a result (the server keeps 16 KiB of it inline).
 SEND_OUTPUT_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 4096
-DEFAULT_INTERVAL_S = 60.0
 #: Reported executions older than this are pruned from the local store at start-up.
 KEEP_REPORTED_MS = 7 * 24 * 3600 * 1000
 

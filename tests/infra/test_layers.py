@@ -106,9 +106,7 @@ def test_shared_layer_is_the_package_without_the_node_side(built: Built) -> None
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     node_side = {
-        f
-        for f in package
-        if f.startswith(("fleetlink/agent/", "fleetlink/local/")) or f == "fleetlink/cli.py"
+        f for f in package if f.startswith(("fleetlink/agent/", "fleetlink/local/", "fleetlink/cli/"))
     }
     assert set(built.shared_files) == package - node_side
 

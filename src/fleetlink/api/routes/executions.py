@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
-from fleetlink.api.task_schemas import Claimed, ExecutionDetail, Lease, ResultRecorded
+from fleetlink.contract.tasks import Claimed, ExecutionDetail, Lease, ResultRecorded
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.tasks import ClaimExecutions, ExecutionResult
 

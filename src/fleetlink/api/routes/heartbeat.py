@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
-from fleetlink.api.schemas import HeartbeatAck
+from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.commands import Heartbeat
 
 router = Router()

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
-from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary
+from fleetlink.contract.agents import AgentDetail, AgentList, AgentSummary
 from fleetlink.core.commands import ReplaceTags
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.task_schemas import TaskCreated, TaskDetail, TaskList
+from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.tasks import CreateTask, TaskState
 

@@ -1,4 +1,7 @@
-"""Response bodies of the task routes (apart from schemas.py, so other functions do not load them)."""
+"""Wire models of the task and execution routes, shared by the handlers and the agent client.
+
+Apart from agents.py, so functions without task routes do not load them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetlink.core.tasks import Execution, ExecutionStatus, Task
+from fleetlink.core.tasks import Execution, ExecutionStatus, Task, TaskState
 
 
 class ExecutionSummary(BaseModel):
@@ -28,6 +31,11 @@ class ExecutionSummary(BaseModel):
     @classmethod
     def of(cls, execution: Execution) -> ExecutionSummary:
         return cls.model_validate(execution, from_attributes=True)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this execution has ended (nothing more will happen to it)."""
+        return self.status.terminal
 
 
 class ExecutionDetail(ExecutionSummary):
@@ -83,6 +91,13 @@ class TaskDetail(Task):
         counts = Counter(e.status.value for e in executions)
         summaries = [ExecutionSummary.of(e) for e in executions]
         return cls(**task.model_dump(), counts=dict(counts), executions=summaries)
+
+    @property
+    def done(self) -> bool:
+        """Whether every execution has ended (a cancelled task may still be stopping running ones)."""
+        if self.finished_at is not None:
+            return True
+        return self.state is not TaskState.ACTIVE and all(e.terminal for e in self.executions)
 
 
 class TaskList(BaseModel):

@@ -1,12 +1,14 @@
-"""Response bodies (requests are the core commands)."""
+"""Wire models of the agent and registration routes, shared by the handlers and the agent client.
+
+Requests are the core commands; these are the answers. Pydantic only: the agent imports this module.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from fleetlink.core.agents import AgentStatus, HeartbeatResult
 from fleetlink.core.entities import (
     AgentState,
     Hardware,
@@ -15,6 +17,9 @@ from fleetlink.core.entities import (
     RegistrationEvent,
     RegistrationEventKind,
 )
+
+if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of` constructors
+    from fleetlink.core.agents import AgentStatus, HeartbeatResult
 
 
 class TokenCreated(BaseModel):
@@ -37,12 +42,17 @@ class Registered(BaseModel):
 
 
 class HeartbeatAck(BaseModel):
+    # Always sent; the default lets an agent read an answer from a server that predates ``cancel``.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     server_time: int
     heartbeat_interval_s: int
     pending_executions: int = Field(description="Queued executions waiting for this agent: claim when > 0")
     tunnels_version: int
     renewed: list[str] = Field(description="Of running_executions, those whose lease was renewed")
-    cancel: list[str] = Field(description="Of running_executions, those the agent must stop")
+    cancel: list[str] = Field(
+        default_factory=list, description="Of running_executions, those the agent must stop"
+    )
 
     @classmethod
     def of(cls, result: HeartbeatResult) -> HeartbeatAck:

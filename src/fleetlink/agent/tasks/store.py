@@ -1,4 +1,4 @@
-"""The agent's local state: one SQLite file (``agent.db`` in the state dir) holding every execution.
+"""The tasks component's local state: the ``executions`` table of ``agent.db`` (see agent/db.py).
 
 An execution is written here when it is claimed, before its process starts, and again when it
 finishes, before the result is sent; so an agent that dies at any point finds on restart what it
@@ -9,8 +9,9 @@ reported on its own.
 Row status: ``claimed`` (leased, process not started) → ``running`` (pid/pgid known) →
 ``finished`` (result recorded, not yet accepted by the server) → ``reported``.
 
-SQLite settings: WAL, ``foreign_keys=ON``, ``busy_timeout``, CHECK constraints on every status,
-epoch-millisecond times, schema migrations counted in ``PRAGMA user_version``.
+CHECK constraints on every status, epoch-millisecond times; the schema is the ``tasks`` component's
+in ``schema_versions``. Files written before per-component versions counted the same steps in
+``PRAGMA user_version``; they are adopted as they are, keeping their executions.
 """
 
 from __future__ import annotations
@@ -27,48 +28,56 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-DB_FILE = "agent.db"
-DEFAULT_BUSY_TIMEOUT_MS = 5_000
-
-#: Schema steps; step ``n`` (1-based) brings ``PRAGMA user_version`` from ``n - 1`` to ``n``.
-#: Append new steps, never edit an applied one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """
-        CREATE TABLE executions (
-            execution_id     TEXT    NOT NULL CHECK (length(execution_id) BETWEEN 1 AND 128),
-            attempt          INTEGER NOT NULL CHECK (attempt >= 1),
-            task_id          TEXT    NOT NULL,
-            type             TEXT    NOT NULL CHECK (length(type) BETWEEN 1 AND 64),
-            command          TEXT,
-            input            TEXT    CHECK (input IS NULL OR json_valid(input)),
-            timeout_seconds  INTEGER NOT NULL CHECK (timeout_seconds >= 1),
-            status           TEXT    NOT NULL DEFAULT 'claimed'
-                             CHECK (status IN ('claimed', 'running', 'finished', 'reported')),
-            pid              INTEGER CHECK (pid IS NULL OR pid > 0),
-            pgid             INTEGER CHECK (pgid IS NULL OR pgid > 0),
-            claimed_at       INTEGER NOT NULL,
-            started_at       INTEGER,
-            finished_at      INTEGER,
-            result_status    TEXT    CHECK (result_status IN ('succeeded', 'failed', 'timed_out')),
-            exit_code        INTEGER,
-            output           TEXT,
-            output_truncated INTEGER NOT NULL DEFAULT 0 CHECK (output_truncated IN (0, 1)),
-            output_bytes     INTEGER CHECK (output_bytes IS NULL OR output_bytes >= 0),
-            error            TEXT,
-            reported_at      INTEGER,
-            server_status    TEXT,
-            PRIMARY KEY (execution_id, attempt),
-            CHECK ((status IN ('finished', 'reported'))
-                   = (result_status IS NOT NULL AND finished_at IS NOT NULL)),
-            CHECK ((status = 'reported') = (reported_at IS NOT NULL)),
-            CHECK (status != 'running' OR (pid IS NOT NULL AND started_at IS NOT NULL))
-        )
-        """,
-        "CREATE INDEX executions_open ON executions (status, finished_at) WHERE status != 'reported'",
-        "CREATE INDEX executions_reported ON executions (reported_at) WHERE status = 'reported'",
-    ),
+from fleetlink.agent.db import (
+    DB_FILE,
+    DEFAULT_BUSY_TIMEOUT_MS,
+    SchemaError,
+    adopt_version,
+    migrate,
+    open_db,
+    schema_version,
 )
+from fleetlink.agent.process import is_our_group
+
+COMPONENT = "tasks"
+#: The ``tasks`` component's schema steps (SQL scripts, see agent/db.py). Append; never edit one applied.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE executions (
+        execution_id     TEXT    NOT NULL CHECK (length(execution_id) BETWEEN 1 AND 128),
+        attempt          INTEGER NOT NULL CHECK (attempt >= 1),
+        task_id          TEXT    NOT NULL,
+        type             TEXT    NOT NULL CHECK (length(type) BETWEEN 1 AND 64),
+        command          TEXT,
+        input            TEXT    CHECK (input IS NULL OR json_valid(input)),
+        timeout_seconds  INTEGER NOT NULL CHECK (timeout_seconds >= 1),
+        status           TEXT    NOT NULL DEFAULT 'claimed'
+                         CHECK (status IN ('claimed', 'running', 'finished', 'reported')),
+        pid              INTEGER CHECK (pid IS NULL OR pid > 0),
+        pgid             INTEGER CHECK (pgid IS NULL OR pgid > 0),
+        claimed_at       INTEGER NOT NULL,
+        started_at       INTEGER,
+        finished_at      INTEGER,
+        result_status    TEXT    CHECK (result_status IN ('succeeded', 'failed', 'timed_out')),
+        exit_code        INTEGER,
+        output           TEXT,
+        output_truncated INTEGER NOT NULL DEFAULT 0 CHECK (output_truncated IN (0, 1)),
+        output_bytes     INTEGER CHECK (output_bytes IS NULL OR output_bytes >= 0),
+        error            TEXT,
+        reported_at      INTEGER,
+        server_status    TEXT,
+        PRIMARY KEY (execution_id, attempt),
+        CHECK ((status IN ('finished', 'reported'))
+               = (result_status IS NOT NULL AND finished_at IS NOT NULL)),
+        CHECK ((status = 'reported') = (reported_at IS NOT NULL)),
+        CHECK (status != 'running' OR (pid IS NOT NULL AND started_at IS NOT NULL))
+    );
+    CREATE INDEX executions_open ON executions (status, finished_at) WHERE status != 'reported';
+    CREATE INDEX executions_reported ON executions (reported_at) WHERE status = 'reported';
+    """,
+)
+#: How many steps agents counted in ``PRAGMA user_version`` before ``schema_versions``.
+LEGACY_USER_VERSION_STEPS = 1
 
 
 class StoreError(Exception):
@@ -179,79 +188,9 @@ class ExecutionRecord:
         )
 
 
-# --- is an execution's process still there? ------------------------------------------------------
-
-_PROC = Path("/proc")
-#: How far the start time of a live group leader may be from the recorded one and still be ours.
-START_TIME_TOLERANCE_MS = 60_000
-
-
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, pgrp, starttime in clock ticks) from /proc/<pid>/stat, or None."""
-    try:
-        text = (_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and parens
-    try:
-        return fields[0], int(fields[2]), int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def _boot_time_ms() -> int | None:
-    try:
-        for line in (_PROC / "stat").read_text().splitlines():
-            if line.startswith("btime "):
-                return int(line.split()[1]) * 1000
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _proc_group_members(pgid: int) -> list[int] | None:
-    """Live (non-zombie) pids in process group ``pgid`` per /proc, or None without /proc."""
-    if not (_PROC / "self" / "stat").exists():
-        return None
-    members = []
-    for entry in os.scandir(_PROC):
-        if entry.name.isdigit():
-            stat = _proc_stat(int(entry.name))
-            if stat is not None and stat[1] == pgid and stat[0] not in ("Z", "X"):
-                members.append(int(entry.name))
-    return members
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether process group ``pgid`` still has a live member (zombies awaiting a reaper don't count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, but not ours to signal
-    members = _proc_group_members(pgid)
-    return True if members is None else bool(members)
-
-
-def is_our_group(record: ExecutionRecord) -> bool:
-    """Whether the process group recorded for ``record`` is alive and is still the one we started.
-
-    A pid number is not reused while it names a live process group, so a group whose leader is gone
-    is ours; a live leader must also have started when we started it (within a minute), so a
-    recycled pid of some other session leader is never mistaken for our task.
-    """
-    if record.pgid is None:
-        return False
-    if not group_alive(record.pgid):
-        return False
-    stat = _proc_stat(record.pgid)
-    boot_ms = _boot_time_ms()
-    if stat is None or boot_ms is None or record.started_at is None:
-        return True  # leader gone (the group is ours) or no /proc to tell: assume ours
-    ticks = os.sysconf("SC_CLK_TCK")
-    started_ms = boot_ms + stat[2] * 1000 // ticks
-    return abs(started_ms - record.started_at) <= START_TIME_TOLERANCE_MS
+def still_running(record: ExecutionRecord) -> bool:
+    """Whether the process group recorded for ``record`` is alive and still the one the agent started."""
+    return record.pgid is not None and is_our_group(record.pgid, record.started_at)
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -270,18 +209,11 @@ class AgentStore:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
-        )
-        self._db.row_factory = sqlite3.Row
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: SQLite refused WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db = open_db(self.path, busy_timeout_ms=busy_timeout_ms)
+        except SchemaError as exc:
+            raise StoreError(str(exc)) from exc
+        try:
             self.migrate()
         except BaseException:
             self._db.close()
@@ -314,8 +246,9 @@ class AgentStore:
             self._db.execute("COMMIT")
 
     def schema_version(self) -> int:
+        """How many of :data:`MIGRATIONS` the file holds."""
         with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            return schema_version(self._db, COMPONENT)
 
     def pragma(self, name: str) -> Any:
         """One PRAGMA's current value (for diagnostics and tests)."""
@@ -325,18 +258,20 @@ class AgentStore:
             return self._db.execute(f"PRAGMA {name}").fetchone()[0]
 
     def migrate(self) -> int:
-        """Apply the schema steps not applied yet, all in one transaction; return the schema version."""
-        with self._transaction() as db:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > len(MIGRATIONS):
+        """Bring the executions table up to date (adopting a file versioned by ``user_version``)."""
+        with self._lock:
+            legacy = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            if legacy > LEGACY_USER_VERSION_STEPS:
                 raise StoreError(
-                    f"{self.path} has schema version {version}, newer than this agent's {len(MIGRATIONS)}"
+                    f"{self.path} has schema version {legacy}, newer than this agent's {len(MIGRATIONS)}"
                 )
-            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in step:
-                    db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
-        return len(MIGRATIONS)
+            try:
+                if legacy:
+                    with self._transaction() as db:
+                        adopt_version(db, COMPONENT, legacy)
+                return migrate(self._db, COMPONENT, MIGRATIONS)
+            except SchemaError as exc:
+                raise StoreError(f"{self.path}: {exc}") from exc
 
     # --- writes, in the order an execution goes through them ---
 
@@ -496,9 +431,10 @@ class AgentStore:
         """Finished attempts whose result the server has not accepted yet, oldest first."""
         return self._select("status = 'finished' ORDER BY finished_at, execution_id")
 
-    def interrupted(self, alive: Callable[[ExecutionRecord], bool] = is_our_group) -> list[ExecutionRecord]:
+    def interrupted(self, alive: Callable[[ExecutionRecord], bool] | None = None) -> list[ExecutionRecord]:
         """Attempts a previous run of the agent left behind: running whose process is gone, or claimed
         and never started. Call it at start-up, before this run claims anything."""
+        alive = alive or still_running
         return [
             record for record in self.in_flight() if record.status is RowStatus.CLAIMED or not alive(record)
         ]

@@ -1,15 +1,16 @@
-"""The agent's task runner: claim executions, run them, report how they ended, survive restarts.
+"""The tasks service of the agent daemon: claim executions, run them, report how they ended, survive
+restarts.
 
-One loop thread talks to the server (report what finished, heartbeat, stop what the server cancels,
-claim while work is pending); each execution runs in a worker thread of its own, at most
-``concurrency`` at a time. Every execution is written to the local store when it is claimed (before
-it starts) and when it finishes (before it is reported), so an agent restarted mid-task reports the
-outcome instead of losing it.
+Its round (:meth:`TasksService.step`) reports what finished and claims while the last heartbeat said
+work is pending; the heartbeat's answer also names executions to stop. Each execution runs in a
+worker thread of its own, at most ``concurrency`` at a time. Every execution is written to the local
+store when it is claimed (before it starts) and when it finishes (before it is reported), so an agent
+restarted mid-task reports the outcome instead of losing it.
 
-Shell tasks run ``/bin/sh -c COMMAND`` as a new session (its own process group) with stdout and
-stderr merged; a timeout or cancel stops the whole group (SIGTERM, then SIGKILL after a grace),
-and a task's processes end with the task: anything it left running in its group is stopped too.
-Other task types run a handler from a :class:`HandlerRegistry`.
+Shell tasks run ``/bin/sh -c COMMAND`` in a process group of their own (agent/process.py): a timeout
+or cancel stops the whole group, and anything a task left running in its group ends with it. Other
+task types run a handler from a :class:`HandlerRegistry`. :class:`TaskRunner` is this service with
+a heartbeat under a supervisor of its own, for embedding and tests.
 """
 
 from __future__ import annotations
@@ -18,36 +19,35 @@ import contextlib
 import json
 import logging
 import os
-import selectors
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import IO, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from fleetlink.agent.client import (
-    Claimed,
-    FleetlinkApiError,
-    FleetlinkClientError,
-    HeartbeatAck,
-    Lease,
-    ResultRecorded,
-    is_transient,
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService, HeartbeatApi, HeartbeatService, Supervisor
+from fleetlink.agent.process import (
+    DRAIN_GRACE_S,
+    KILL_GRACE_S,
+    Control,
+    is_our_group,
+    kill_group,
+    run_in_group,
+    signal_name,
 )
-from fleetlink.agent.store import (
+from fleetlink.agent.tasks.store import (
     AgentStore,
     ExecutionRecord,
     ExecutionResult,
     ResultStatus,
     RowStatus,
     StoreError,
-    group_alive,
-    is_our_group,
     now_ms,
 )
+from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,8 @@ OUTPUT_CAP_BYTES = 256 * 1024
 #: Output sent with a result (the server keeps 16 KiB of it inline).
 SEND_OUTPUT_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 4096
-#: Between SIGTERM and SIGKILL to a task's process group.
-KILL_GRACE_S = 2.0
-#: How long to wait for the output pipe to close once the task's processes are gone.
-DRAIN_GRACE_S = 2.0
-DEFAULT_INTERVAL_S = 60.0
 #: Reported executions older than this are pruned from the local store at start-up.
 KEEP_REPORTED_MS = 7 * 24 * 3600 * 1000
-#: Longest wait between retries while the server is unreachable.
-MAX_BACKOFF_S = 30.0
 
 CANCELLED = "cancelled"
 STOPPED = "agent stopped while the task ran"
@@ -83,16 +76,8 @@ Handler = Callable[[dict[str, Any]], Any]
 HANDLER_ENTRY_POINTS = "fleetlink.task_handlers"
 
 
-class AgentApi(Protocol):
-    """The calls the runner makes (FleetlinkClient implements them)."""
-
-    def heartbeat(
-        self,
-        agent_id: str,
-        status: str | None = None,
-        metrics: Mapping[str, float] | None = None,
-        running_executions: list[str] | None = None,
-    ) -> HeartbeatAck: ...
+class TasksApi(Protocol):
+    """The calls the tasks service makes (FleetlinkClient implements them)."""
 
     def claim(self, agent_id: str, max: int = 1, running_executions: list[str] | None = None) -> Claimed: ...
 
@@ -171,19 +156,6 @@ class HandlerRegistry:
 # --- running one execution -----------------------------------------------------------------------
 
 
-@dataclass
-class Control:
-    """How the loop reaches a running execution: ask it to stop, and wake its worker."""
-
-    wake: threading.Event = field(default_factory=threading.Event)
-    stop_reason: str | None = None
-
-    def stop(self, reason: str) -> None:
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        self.wake.set()
-
-
 @dataclass(frozen=True)
 class Outcome:
     """How an execution ended, before it is stored."""
@@ -199,67 +171,6 @@ class Outcome:
         return self.output_bytes > len(self.output)
 
 
-class OutputCollector(threading.Thread):
-    """Reads a pipe to its end: keeps the first ``cap`` bytes, counts them all, drains the rest."""
-
-    def __init__(self, stream: IO[bytes], cap: int) -> None:
-        super().__init__(name="task-output", daemon=True)
-        self._stream = stream
-        self._cap = cap
-        self._chunks: list[bytes] = []
-        self.kept = 0
-        self.total = 0
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        fd = self._stream.fileno()
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            while not self._halt.is_set():
-                if not selector.select(timeout=0.2):
-                    continue
-                try:
-                    data = os.read(fd, 65536)
-                except OSError:
-                    return
-                if not data:
-                    return
-                self.total += len(data)
-                room = self._cap - self.kept
-                if room > 0:
-                    self._chunks.append(data[:room])
-                    self.kept += min(room, len(data))
-
-    def halt(self) -> None:
-        """Stop reading even though the pipe is still open (someone outside the group holds it)."""
-        self._halt.set()
-
-    def output(self) -> bytes:
-        return b"".join(self._chunks)
-
-
-def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
-    """SIGTERM the process group, and SIGKILL whatever of it is still alive after ``grace_s``."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.05)  # no way to wait for a whole group: look again shortly
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def run_shell(
     command: str,
     timeout_s: float,
@@ -270,63 +181,27 @@ def run_shell(
     output_cap: int = OUTPUT_CAP_BYTES,
     kill_grace_s: float = KILL_GRACE_S,
 ) -> Outcome:
-    """Run ``/bin/sh -c command`` in its own process group until it exits, times out or is stopped.
-
-    ``on_start(pid)`` runs once the process exists (its pid is also its process group id).
-    """
-    process = subprocess.Popen(  # noqa: S603 - running the operator's command is the point
+    """Run ``/bin/sh -c command`` in its own process group until it exits, times out or is stopped."""
+    run = run_in_group(
         [SHELL_PATH, "-c", command],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        close_fds=True,
-        env=None if env is None else {**os.environ, **env},
+        timeout_s,
+        control,
+        output_cap=output_cap,
+        on_start=on_start,
+        env=env,
+        kill_grace_s=kill_grace_s,
     )
-    assert process.stdout is not None
-    pgid = process.pid
-    collector = OutputCollector(process.stdout, output_cap)
-    collector.start()
-    exited = threading.Event()
-
-    def wait_for_exit() -> None:
-        process.wait()
-        exited.set()
-        control.wake.set()
-
-    waiter = threading.Thread(target=wait_for_exit, name="task-wait", daemon=True)
-    waiter.start()
-    timed_out = False
-    try:
-        on_start(process.pid)
-        deadline = time.monotonic() + timeout_s
-        while not exited.is_set() and control.stop_reason is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            control.wake.wait(remaining)
-    finally:
-        # The task's processes end with it: on exit, timeout, stop, or an error here.
-        kill_group(pgid, kill_grace_s)
-        waiter.join(kill_grace_s + DRAIN_GRACE_S)  # a process stuck in the kernel may outlive SIGKILL
-        collector.join(DRAIN_GRACE_S)
-        if collector.is_alive():
-            collector.halt()
-            collector.join()
-        process.stdout.close()
-    kept, total = collector.output(), collector.total
-    code = process.returncode
-    if timed_out:
+    kept, total, code = run.output, run.output_bytes, run.returncode
+    if run.timed_out:
         return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
-    if control.stop_reason is not None and not (exited.is_set() and code == 0):
+    if control.stop_reason is not None and not (run.exited and code == 0):
         return Outcome(ResultStatus.FAILED, None, kept, total, control.stop_reason)
     if code is None:
-        return Outcome(ResultStatus.FAILED, None, kept, total, f"process {pgid} did not die after SIGKILL")
+        return Outcome(ResultStatus.FAILED, None, kept, total, f"process {run.pid} did not die after SIGKILL")
     if code == 0:
         return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
     if code < 0:
-        return Outcome(ResultStatus.FAILED, 128 - code, kept, total, f"killed by {_signal_name(-code)}")
+        return Outcome(ResultStatus.FAILED, 128 - code, kept, total, f"killed by {signal_name(-code)}")
     return Outcome(ResultStatus.FAILED, code, kept, total)
 
 
@@ -400,25 +275,27 @@ class _Running:
     thread: threading.Thread
 
 
-class TaskRunner:
+class TasksService(BaseService):
     """Claims executions for ``agent_id``, runs up to ``concurrency`` at once, reports every outcome."""
+
+    name = "tasks"
 
     def __init__(
         self,
-        client: AgentApi,
+        client: TasksApi,
         store: AgentStore,
         registry: HandlerRegistry | None,
         agent_id: str,
         concurrency: int = DEFAULT_CONCURRENCY,
         *,
         listener: Listener | None = None,
-        metrics: Callable[[], Mapping[str, float]] | None = None,
         output_cap: int = OUTPUT_CAP_BYTES,
         send_output_bytes: int = SEND_OUTPUT_BYTES,
         kill_grace_s: float = KILL_GRACE_S,
         stop_grace_s: float = 30.0,
         clock: Callable[[], int] = now_ms,
     ) -> None:
+        super().__init__()
         if not agent_id:
             raise ValueError("agent_id is required")
         if not 1 <= concurrency <= MAX_CONCURRENCY:
@@ -430,7 +307,6 @@ class TaskRunner:
         self.concurrency = concurrency
         self.interval_s = DEFAULT_INTERVAL_S
         self._listener = listener
-        self._metrics = metrics
         self._output_cap = output_cap
         self._send_output_bytes = send_output_bytes
         self._kill_grace_s = kill_grace_s
@@ -438,10 +314,11 @@ class TaskRunner:
         self._clock = clock
         self._lock = threading.Lock()
         self._active: dict[str, _Running] = {}
-        self._wake = threading.Event()
+        #: Queued executions the last heartbeat reported waiting for this agent.
+        self._pending = 0
+        self._finished = threading.Event()
         self._stopping = threading.Event()
         self._urgent = threading.Event()
-        self._failures = 0
 
     # --- state seen from outside ---
 
@@ -467,16 +344,20 @@ class TaskRunner:
         except Exception:
             log.exception("runner listener failed")
 
-    # --- start-up ---
+    # --- the service ---
 
-    def recover(self) -> None:
+    def start(self) -> None:
         """Settle what a previous run left: stop its surviving processes, record interrupted executions
         as failed, prune old rows, and report everything still owed (best effort: steps retry).
 
         Only one runner may use a store at a time (``fleetlink agent run`` holds a lock on the state dir).
         """
         for record in self.store.in_flight():
-            if record.status is RowStatus.RUNNING and record.pgid is not None and is_our_group(record):
+            if (
+                record.status is RowStatus.RUNNING
+                and record.pgid is not None
+                and is_our_group(record.pgid, record.started_at)
+            ):
                 # Its output went with the previous run; it can only be stopped, and reported failed.
                 log.warning(
                     "stopping %s left running by a previous run (pgid %s)", record.execution_id, record.pgid
@@ -496,48 +377,25 @@ class TaskRunner:
         self.store.prune(reported_before=now - KEEP_REPORTED_MS)
         self.report_pending()
 
-    # --- one step of the loop ---
-
-    def step(self) -> float:
-        """Report, heartbeat, stop cancelled executions, claim while work is pending.
-
-        Returns how long to wait before the next step: the server's heartbeat interval, or a back-off
-        after a failure that may pass. Raises FleetlinkApiError for answers that retrying cannot fix
-        (e.g. a revoked agent).
-        """
-        self.report_pending()
-        claiming = not self._stopping.is_set()
-        try:
-            ack = self.client.heartbeat(
-                self.agent_id,
-                status="ok" if claiming else "draining",
-                metrics=self._heartbeat_metrics(),
-                running_executions=self.running_ids(),
-            )
-        except FleetlinkClientError as error:
-            return self._backoff("heartbeat", error)
-        self._failures = 0
+    def on_heartbeat(self, ack: HeartbeatAck) -> None:
+        """Stop what the server cancels; note whether work is waiting (the next round claims it)."""
         self.interval_s = float(max(1, ack.heartbeat_interval_s))
         self.cancel(ack.cancel)
-        if claiming and ack.pending_executions > 0:
-            try:
-                self._claim_all()
-            except FleetlinkClientError as error:
-                return self._backoff("claim", error)
+        self._pending = ack.pending_executions
+
+    def heartbeat_metrics(self) -> dict[str, float]:
+        return {"tasks_running": float(len(self.running_ids()))}
+
+    def step(self) -> float:
+        """Report what finished; claim while the last heartbeat said work is pending.
+
+        Client errors propagate: the supervisor retries transient ones and stops the agent on the rest.
+        """
+        self.report_pending()
+        if self._pending > 0 and not self._stopping.is_set():
+            self._claim_all()
+            self._pending = 0
         return self.interval_s
-
-    def _backoff(self, what: str, error: FleetlinkClientError) -> float:
-        if isinstance(error, FleetlinkApiError) and not is_transient(error):
-            raise error
-        self._failures += 1
-        wait = min(self.interval_s, MAX_BACKOFF_S, 2.0**self._failures)
-        log.warning("%s failed (%s); retrying in %.0f s", what, error, wait)
-        return wait
-
-    def _heartbeat_metrics(self) -> dict[str, float]:
-        values = dict(self._metrics()) if self._metrics else {}
-        values["tasks_running"] = float(len(self.running_ids()))
-        return values
 
     def _claim_all(self) -> None:
         """Claim until the server has nothing more for us or every slot is busy."""
@@ -548,7 +406,7 @@ class TaskRunner:
             claimed = self.client.claim(self.agent_id, max=asked, running_executions=self.running_ids())
             self.cancel(claimed.cancel)
             for lease in claimed.executions:
-                self.start(lease)
+                self.start_execution(lease)
             if len(claimed.executions) < asked:
                 return
 
@@ -565,7 +423,7 @@ class TaskRunner:
 
     # --- executions ---
 
-    def start(self, lease: Lease) -> None:
+    def start_execution(self, lease: Lease) -> None:
         """Record the lease, then run it in a worker thread (or record why it cannot run)."""
         known = not self.store.record_claimed(
             execution_id=lease.execution_id,
@@ -591,7 +449,8 @@ class TaskRunner:
             problem = "a shell task without a command"
         if problem is not None:
             self._finish(record, Outcome(ResultStatus.FAILED, error=problem), started_at=self._clock())
-            self._wake.set()
+            self._finished.set()
+            self.wake()
             return
         control = Control()
         thread = threading.Thread(
@@ -615,7 +474,8 @@ class TaskRunner:
         finally:
             with self._lock:
                 self._active.pop(record.execution_id, None)
-            self._wake.set()
+            self._finished.set()
+            self.wake()
 
     def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
         if record.type == SHELL:
@@ -690,8 +550,8 @@ class TaskRunner:
             except FleetlinkClientError as error:
                 log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
                 return len(owed) - index
-            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status)
-            self._emit("reported", record, answer.status)
+            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status.value)
+            self._emit("reported", record, answer.status.value)
         return 0
 
     def result_body(self, record: ExecutionRecord) -> dict[str, Any]:
@@ -712,52 +572,23 @@ class TaskRunner:
             "error": result.error,
         }
 
-    # --- the loop ---
+    # --- stopping ---
 
-    def request_stop(self, *, urgent: bool = False) -> None:
-        """Stop claiming; running executions get ``stop_grace_s`` to finish (none when ``urgent``)."""
+    def stop(self, *, urgent: bool = False) -> None:
+        """Claim no more; running executions get ``stop_grace_s`` to finish (none when ``urgent``), the
+        rest are stopped; report what can be."""
         self._stopping.set()
         if urgent:
             self._urgent.set()
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Take the next step now instead of at the next heartbeat interval."""
-        self._wake.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    def run(self) -> None:
-        """Recover, then step until :meth:`request_stop`; then drain. API errors retrying cannot fix
-        (a revoked agent) stop the runner and are raised after the drain."""
-        self.recover()
-        try:
-            while not self._stopping.is_set():
-                self._wake.clear()
-                wait_s = self.step()
-                if wait_s > 0:
-                    self._wake.wait(wait_s)
-        except FleetlinkApiError:
-            self.request_stop(urgent=True)
-            self.drain()
-            raise
-        self.drain()
-
-    def drain(self) -> None:
-        """Let running executions finish (up to ``stop_grace_s``), stop the rest, report what can be."""
         deadline = time.monotonic() + (0.0 if self._urgent.is_set() else self._stop_grace_s)
         while self.running_ids() and not self._urgent.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._wake.clear()
-            try:
-                wait_s = self.step()  # keeps leases alive and reports as executions finish
-            except FleetlinkApiError:
-                break
-            self._wake.wait(min(wait_s, remaining))
+            self._finished.clear()
+            with contextlib.suppress(FleetlinkClientError):
+                self.report_pending()  # the heartbeat keeps renewing leases meanwhile
+            self._finished.wait(min(remaining, self.interval_s))
         with self._lock:
             left = list(self._active.values())
         self.cancel([running.record.execution_id for running in left], reason=STOPPED)
@@ -765,3 +596,66 @@ class TaskRunner:
             running.thread.join(self._kill_grace_s + DRAIN_GRACE_S + 5.0)
         with contextlib.suppress(FleetlinkClientError, StoreError):
             self.report_pending()
+
+    def hurry(self) -> None:
+        """Stop running executions now instead of waiting out the grace."""
+        self._urgent.set()
+        self._finished.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+
+class TaskRunner:
+    """The tasks service and a heartbeat under a supervisor of their own (no first-beat jitter)."""
+
+    def __init__(
+        self,
+        client: TaskRunnerApi,
+        store: AgentStore,
+        registry: HandlerRegistry | None,
+        agent_id: str,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        metrics: Callable[[], Mapping[str, float]] | None = None,
+        first_beat_jitter_s: float = 0.0,
+        **options: Any,
+    ) -> None:
+        self.tasks = TasksService(client, store, registry, agent_id, concurrency, **options)
+        self.heartbeat = HeartbeatService(
+            client,
+            agent_id,
+            running_executions=self.tasks.running_ids,
+            host_metrics=metrics,
+            first_beat_jitter_s=first_beat_jitter_s,
+        )
+        self.supervisor = Supervisor(self.heartbeat, [self.tasks])
+
+    @property
+    def store(self) -> AgentStore:
+        return self.tasks.store
+
+    @property
+    def stopping(self) -> bool:
+        return self.supervisor.stopping
+
+    def running_ids(self) -> list[str]:
+        return self.tasks.running_ids()
+
+    def wake(self) -> None:
+        """Beat now (and so claim what is pending) instead of at the next heartbeat interval."""
+        self.supervisor.wake(HeartbeatService.name)
+
+    def request_stop(self, *, urgent: bool = False) -> None:
+        """Stop claiming; running executions get ``stop_grace_s`` to finish (none when ``urgent``)."""
+        self.supervisor.request_stop(urgent=urgent)
+
+    def run(self) -> None:
+        """Recover, then run until :meth:`request_stop`; API errors retrying cannot fix (a revoked agent)
+        stop the runner and are raised once it has stopped."""
+        self.supervisor.run()
+
+
+class TaskRunnerApi(TasksApi, HeartbeatApi, Protocol):
+    """What :class:`TaskRunner` calls: the heartbeat and the task calls."""

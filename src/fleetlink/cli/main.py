@@ -1,8 +1,12 @@
 """The ``fleetlink`` command line: ``fleetlink dev`` runs the whole stack locally; the agent and
-operator commands join as sub-apps when installed."""
+operator groups (cli/agent.py, cli/operator/) join when the ``agent`` extra is installed.
+
+Nothing here imports the server: ``dev`` loads the dev stack only when it runs.
+"""
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import os
 import signal
@@ -26,26 +30,30 @@ def _root() -> None:
     """fleetlink: a serverless control plane for fleets of agents."""
 
 
-def _add_agent_commands() -> None:
-    """Add the agent/operator sub-apps when ``fleetlink.agent.cli`` is there."""
-    try:
-        from fleetlink.agent import cli as agent_cli
-    except ImportError as exc:
-        if exc.name not in {"fleetlink.agent", "fleetlink.agent.cli"}:
-            sys.stderr.write(f"fleetlink: agent commands unavailable: {exc}\n")
-        return
-    for name, attribute in (
-        ("agent", "agent_app"),
-        ("agents", "agents_app"),
-        ("tokens", "tokens_app"),
-        ("tasks", "tasks_app"),
-    ):
-        sub_app = getattr(agent_cli, attribute, None)
-        if isinstance(sub_app, typer.Typer):
-            app.add_typer(sub_app, name=name)
+#: (command, module, sub-app attribute) of each group that needs the ``agent`` extra.
+GROUPS = (
+    ("agent", "fleetlink.cli.agent", "agent_app"),
+    ("agents", "fleetlink.cli.operator.agents", "agents_app"),
+    ("tokens", "fleetlink.cli.operator.tokens", "tokens_app"),
+    ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
+)
+#: What the agent extra adds; without it the groups are left out quietly.
+AGENT_EXTRA = frozenset({"httpx", "httpcore"})
 
 
-_add_agent_commands()
+def _add_groups() -> None:
+    """Mount the agent and operator groups (left out, quietly, without the ``agent`` extra)."""
+    for name, module_name, attribute in GROUPS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] not in AGENT_EXTRA:
+                sys.stderr.write(f"fleetlink: {name} commands unavailable: {exc}\n")
+            continue
+        app.add_typer(getattr(module, attribute), name=name)
+
+
+_add_groups()
 
 
 def _is_loopback(host: str) -> bool:

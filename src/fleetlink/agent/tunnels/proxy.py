@@ -442,11 +442,19 @@ class HttpProxy(_Server):
         else:
             body = "eof"
         close = client_close or body == "eof"
-        writer.write(self._client_head(response, body, close=close))
+        head = self._client_head(response, body, close=close)
         try:
             if body == "length":
-                await _copy_exact(up_reader, writer, int(response.values(b"content-length")[0]))
-            elif body == "chunked":
+                # Head and first part of the body in one write: one send() for small answers.
+                remaining = int(response.values(b"content-length")[0])
+                first = await up_reader.read(min(remaining, COPY_CHUNK)) if remaining else b""
+                if remaining and not first:
+                    raise asyncio.IncompleteReadError(b"", remaining)
+                writer.write(head + first)
+                await _copy_exact(up_reader, writer, remaining - len(first))
+            else:
+                writer.write(head)
+            if body == "chunked":
                 await _copy_chunked(up_reader, writer)
             elif body == "eof":
                 await _copy_to_eof(up_reader, writer)
@@ -481,7 +489,10 @@ class HttpProxy(_Server):
         if body == "chunked":
             lines.append(b"transfer-encoding: chunked")
         if body == "upgrade":
-            lines += [b"connection: upgrade", b"upgrade: " + response.values(b"upgrade")[0]]
+            lines += [
+                b"connection: upgrade",
+                b"upgrade: " + (response.values(b"upgrade") or [b"websocket"])[0],
+            ]
         elif close:
             lines.append(b"connection: close")
         return b"\r\n".join(lines) + b"\r\n\r\n"

@@ -26,7 +26,7 @@ from fleetlink.agent.tunnels.providers.base import (
     TunnelProvider,
 )
 from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
-from fleetlink.agent.tunnels.store import TunnelSpec, TunnelStatus, TunnelStore
+from fleetlink.agent.tunnels.store import LocalTunnel, TunnelSpec, TunnelStatus, TunnelStore
 from fleetlink.contract.tunnels import (
     DesiredTunnel,
     EventLevel,
@@ -124,8 +124,8 @@ class Reconciler:
                 self._record(TunnelSpec.of(tunnel), tunnel.sealed_secret, known)
             await self._converge()
 
-    def _record(self, spec: TunnelSpec, sealed: str | None, known: Mapping[str, object]) -> None:
-        before = self.store.tunnel(spec.tunnel_id)
+    def _record(self, spec: TunnelSpec, sealed: str | None, known: Mapping[str, LocalTunnel]) -> None:
+        before = known.get(spec.tunnel_id)
         try:
             added, removed = self.store.upsert(spec)
         except Exception as error:  # a (provider, name) pair another tunnel id holds

@@ -358,15 +358,17 @@ class TunnelStore:
         rows = self._query("SELECT * FROM network_tunnels ORDER BY provider, name")
         routes: dict[str, list[RouteSpec]] = {}
         for r in self._query("SELECT * FROM network_routes ORDER BY path_prefix"):
-            routes.setdefault(r["tunnel_id"], []).append(
-                RouteSpec(
-                    r["path_prefix"], r["local_target"], r["priority"], bool(r["is_enabled"]), r["route_id"]
-                )
-            )
+            routes.setdefault(r["tunnel_id"], []).append(_route(r))
         return [self._tunnel(row, routes.get(row["tunnel_id"], [])) for row in rows]
 
     def tunnel(self, tunnel_id: str) -> LocalTunnel | None:
-        return next((t for t in self.tunnels() if t.spec.tunnel_id == tunnel_id), None)
+        rows = self._query("SELECT * FROM network_tunnels WHERE tunnel_id = ?", (tunnel_id,))
+        if not rows:
+            return None
+        routes = self._query(
+            "SELECT * FROM network_routes WHERE tunnel_id = ? ORDER BY path_prefix", (tunnel_id,)
+        )
+        return self._tunnel(rows[0], [_route(r) for r in routes])
 
     @staticmethod
     def _tunnel(row: sqlite3.Row, routes: list[RouteSpec]) -> LocalTunnel:
@@ -558,6 +560,12 @@ class TunnelStore:
         if name not in views:
             raise ValueError(f"unknown view {name}")
         return [dict(row) for row in self._query(f"SELECT * FROM {name}")]  # noqa: S608 - name is allow-listed
+
+
+def _route(row: sqlite3.Row) -> RouteSpec:
+    return RouteSpec(
+        row["path_prefix"], row["local_target"], row["priority"], bool(row["is_enabled"]), row["route_id"]
+    )
 
 
 def _event(row: sqlite3.Row) -> EventRecord:

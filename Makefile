@@ -39,6 +39,8 @@ run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PO
 	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev node_modules/.installed ## install what the tests need and run the whole suite
+	@test -x /usr/sbin/sshd || command -v sshd >/dev/null || { echo "installing openssh-server (tunnel relay tests)"; \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends openssh-server; }
 	$(BIN)/pytest -n 2 --dist loadfile
 
 lint: $(VENV)/.dev ## ruff and mypy

@@ -10,6 +10,7 @@ from typing import Any, cast
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api.app import lambda_entry
+from fleetlink.api.functions import http_functions
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.clock import FixedClock
@@ -94,7 +95,7 @@ class Api:
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
         self._handlers = {
-            name: lambda_entry(name) for name in ("registration", "heartbeat", "operator", "tasks")
+            spec.name: lambda_entry(spec.name) for spec in http_functions()
         }
 
     def call(

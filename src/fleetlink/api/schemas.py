@@ -6,15 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetlink.core.agents import AgentStatus, HeartbeatResult
-from fleetlink.core.entities import (
-    AgentState,
-    Hardware,
-    KeyAlg,
-    Liveness,
-    RegistrationEvent,
-    RegistrationEventKind,
-)
+from fleetlink.core.agents.model import RegistrationEvent, RegistrationEventKind
+from fleetlink.core.agents.service import AgentStatus
+from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+from fleetlink.core.heartbeat import HeartbeatResult
 
 
 class TokenCreated(BaseModel):

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetlink.core.tasks import Execution, ExecutionStatus, Task
+from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task
 
 
 class ExecutionSummary(BaseModel):

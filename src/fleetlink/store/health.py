@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pynamodb.exceptions import PynamoDBException
 
-from fleetlink.store.models import TableItem
+from fleetlink.store.base import TableItem
 
 READINESS_KEY = ("HEALTH#", "#")
 

@@ -11,7 +11,7 @@ from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
 from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary
-from fleetlink.core.commands import ReplaceTags
+from fleetlink.core.agents.commands import ReplaceTags
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
 

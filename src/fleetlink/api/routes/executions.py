@@ -12,7 +12,7 @@ from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
 from fleetlink.api.task_schemas import Claimed, ExecutionDetail, Lease, ResultRecorded
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks import ClaimExecutions, ExecutionResult
+from fleetlink.core.tasks.model import ClaimExecutions, ExecutionResult
 
 router = Router()
 AGENT = {"middlewares": [security.signed_agent], "security": [{"agentSignature": []}], "tags": ["agent"]}

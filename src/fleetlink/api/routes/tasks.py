@@ -12,7 +12,7 @@ from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.task_schemas import TaskCreated, TaskDetail, TaskList
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks import CreateTask, TaskState
+from fleetlink.core.tasks.model import CreateTask, TaskState
 
 router = Router()
 OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["tasks"]}

@@ -8,8 +8,8 @@ from typing import Any
 
 from fleetlink.api.deps import Deps
 from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
-from fleetlink.core.errors import FleetlinkError
 from fleetlink.core.agents.registration import RegistrationService
+from fleetlink.core.errors import FleetlinkError
 from fleetlink.store.agents import DynamoRegistrationStore
 from tests.support import Machine
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleetlink.api.functions import function_spec
 from fleetlink.api.deps import Deps
+from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
 from tests.support import Api, Machine, Reply
 

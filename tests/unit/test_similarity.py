@@ -1,7 +1,7 @@
 """Hardware similarity scoring for re-registration."""
 
-from fleetlink.core.entities import Hardware
 from fleetlink.core.agents.similarity import FIELD_WEIGHTS, similarity_score
+from fleetlink.core.entities import Hardware
 
 KNOWN = Hardware(
     machine_id="m-1",

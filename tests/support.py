@@ -10,7 +10,6 @@ from typing import Any, cast
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api.app import lambda_entry
-from fleetlink.api.functions import http_functions
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.clock import FixedClock
@@ -94,9 +93,8 @@ class Api:
 
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
-        self._handlers = {
-            spec.name: lambda_entry(spec.name) for spec in http_functions()
-        }
+        #: Built on a function's first call, as a container would: a test loads only what it calls.
+        self._handlers: dict[str, Any] = {}
 
     def call(
         self,
@@ -114,6 +112,8 @@ class Api:
         )
         event["headers"]["x-forwarded-proto"] = "https"
         context = cast(LambdaContext, LocalLambdaContext(function_name=function))
+        if function not in self._handlers:
+            self._handlers[function] = lambda_entry(function)
         response = self._handlers[function](event, context)
         return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
 

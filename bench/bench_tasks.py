@@ -45,7 +45,7 @@ from _support import (
     percentile,
     ratio_text,
 )
-from fleetlink.local.capacity import CallRecord, CapacityMeter, Measurement, item_size
+from capacity import CallRecord, CapacityMeter, Measurement, item_size
 
 LABEL = 62
 #: Queued executions behind the head when a claim of 1 is measured on a deep queue.

@@ -240,7 +240,7 @@ class DynamoAgentRepository:
         ):
             presence = _presence(item)
             if presence is not None:
-                found[item.pk.removeprefix("AGENT#")] = presence
+                found[keys.agent_id_of_pk(item.pk)] = presence
         return found
 
     def registration_history(self, agent_id: str, limit: int) -> list[RegistrationEvent]:

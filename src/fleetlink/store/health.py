@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pynamodb.exceptions import PynamoDBException
 
+from fleetlink.store import keys
 from fleetlink.store.base import TableItem
-
-READINESS_KEY = ("HEALTH#", "#")
 
 
 class ReadinessProbe(TableItem, discriminator="health"):
@@ -16,7 +15,8 @@ class ReadinessProbe(TableItem, discriminator="health"):
 
 def table_answers() -> bool:
     try:
-        ReadinessProbe.count(READINESS_KEY[0], ReadinessProbe.sk == READINESS_KEY[1], limit=1)
+        pk, sk = keys.READINESS_KEY
+        ReadinessProbe.count(pk, ReadinessProbe.sk == sk, limit=1)
     except PynamoDBException:
         return False
     return True

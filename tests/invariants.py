@@ -23,9 +23,9 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from fleetlink.core.tasks import ExecutionStatus, TaskState
+from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 from fleetlink.store.keys import shard_of
-from fleetlink.store.tasks_repository import OPEN_SHARDS
+from fleetlink.store.tasks import OPEN_SHARDS
 
 Item = dict[str, Any]
 MAX_PAGES = 10_000

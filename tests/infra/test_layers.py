@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from layers import build
 
-from fleetlink.api.app import FUNCTION_ROUTERS
+from fleetlink.api.functions import function_spec
 from infra import constants
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
@@ -170,7 +170,7 @@ def reachable(name: str, shared_python: Path) -> tuple[set[str], set[str], set[s
     missing: set[str] = set()
     third_party: set[str] = set()
     todo = [
-        *(f"{m}" for m in FUNCTION_ROUTERS.get(name, ())),
+        *function_spec(name).routers,
         *_imports(constants.FUNCTIONS_DIR / name / "handler.py"),
     ]
     while todo:

@@ -10,7 +10,7 @@ import pytest
 
 from fleetlink.api.deps import Deps
 from fleetlink.store import keys
-from fleetlink.store.tasks_repository import OPEN_SHARDS
+from fleetlink.store.tasks import OPEN_SHARDS
 from tests.invariants import check_invariants
 from tests.support import Api, Machine
 

@@ -13,7 +13,8 @@ from pynamodb.exceptions import PutError
 
 from fleetlink.local.faults import FaultInjector, FaultPlan, inject_faults
 from fleetlink.local.moto_backend import local_dynamodb
-from fleetlink.store.models import FingerprintItem, bind_table
+from fleetlink.store.agents import FingerprintItem
+from fleetlink.store.base import bind_table
 
 TABLE = "fleetlink-faults"
 REGION = "us-east-1"

@@ -40,7 +40,7 @@ from fleetlink.contract.tasks import (
     TaskList,
 )
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
-from fleetlink.core.tasks import Task
+from fleetlink.core.tasks.model import Task
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})

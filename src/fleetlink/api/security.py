@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fleetlink.api.deps import get_deps
 from fleetlink.api.settings import OperatorAuth
-from fleetlink.core.entities import Agent, AgentState, KeyAlg
+from fleetlink.core.agents.model import Agent
+from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from fleetlink.agent.sigv4 import MissingCredentials
 from fleetlink.agent.tasks.store import StoreError
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
-from fleetlink.core.tasks import ExecutionStatus, TaskState
+from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 
 #: Width of output that is not a terminal (piped or captured) when COLUMNS is unset: rows stay whole.
 PIPED_WIDTH = 200

@@ -9,17 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetlink.core.entities import (
-    AgentState,
-    Hardware,
-    KeyAlg,
-    Liveness,
-    RegistrationEvent,
-    RegistrationEventKind,
-)
+from fleetlink.core.agents.model import RegistrationEvent, RegistrationEventKind
+from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
 
 if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of` constructors
-    from fleetlink.core.agents import AgentStatus, HeartbeatResult
+    from fleetlink.core.agents.service import AgentStatus
+    from fleetlink.core.heartbeat import HeartbeatResult
 
 
 class TokenCreated(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetlink.core.tasks import Execution, ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskState
 
 
 class ExecutionSummary(BaseModel):

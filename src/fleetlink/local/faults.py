@@ -191,7 +191,7 @@ class FaultInjector:
 
     def attach_pynamodb(self) -> None:
         """Inject into the client the fleetlink models share (call after ``bind_table``)."""
-        from fleetlink.store.models import TableItem
+        from fleetlink.store.base import TableItem
 
         pending: list[type[Any]] = [TableItem]
         while pending:

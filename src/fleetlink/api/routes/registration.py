@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.contract.agents import Registered, TokenCreated
-from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
 
 router = Router()
 

@@ -31,7 +31,7 @@ from fleetlink.cli.render import (
     when,
 )
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
-from fleetlink.core.tasks import ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import ExecutionStatus, Task, TaskState
 
 tasks_app = typer.Typer(
     help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True

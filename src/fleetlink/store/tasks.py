@@ -1,4 +1,5 @@
-"""The task port on the single table: tasks, executions, their queue, timers and completion counts."""
+"""Tasks on the single table: item models and the adapter of the task port (tasks, executions, their
+queue, timers and completion counts)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,152 @@ import datetime
 from collections import Counter
 from typing import Any
 
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.entities import Page
-from fleetlink.core.ports import DueTimer
-from fleetlink.core.tasks import Execution, ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.store import keys
-from fleetlink.store.models import ExecutionItem, TaskItem, TaskOpenItem, TaskSlotsItem, transaction
-from fleetlink.store.repositories import decode_cursor, encode_cursor, entity, failed_conditions
+from fleetlink.store.base import TableItem, entity, transaction
+from fleetlink.store.conditions import failed_conditions
+from fleetlink.store.cursors import decode_cursor, encode_cursor
+from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
+
+# --- items ---------------------------------------------------------------------------------
+
+
+class TaskListIndex(GlobalSecondaryIndex["TaskItem"]):
+    """gsi1: tasks by month of creation."""
+
+    class Meta:
+        index_name = LIST_INDEX.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
+
+
+class TaskItem(TableItem, discriminator="task"):
+    task_list = TaskListIndex()
+    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
+    task_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()  # "type" names the item kind
+    command = UnicodeAttribute(null=True)
+    input = JSONAttribute(null=True)
+    targets = JSONAttribute()
+    priority = NumberAttribute()
+    timeout_seconds = NumberAttribute()
+    max_retries = NumberAttribute()
+    delivery_timeout_seconds = NumberAttribute()
+    max_concurrency = NumberAttribute(null=True)
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+    execution_count = NumberAttribute()
+    state = UnicodeAttribute()
+    finished_at = NumberAttribute(null=True)
+    cancelled_at = NumberAttribute(null=True)
+
+
+class TaskOpenItem(TableItem, discriminator="task_open"):
+    """One shard of the count of a task's unfinished executions."""
+
+    task_id = UnicodeAttribute()
+    open = NumberAttribute()
+
+
+class TaskSlotsItem(TableItem, discriminator="task_slots"):
+    """How many of a max_concurrency task's executions hold a lease."""
+
+    active = NumberAttribute(default=0)
+    limit = NumberAttribute()
+
+
+class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi2: an agent's queued executions, in claim order."""
+
+    class Meta:
+        index_name = QUEUE_INDEX.name
+        projection = AllProjection()
+
+    gsi2pk = UnicodeAttribute(hash_key=True, attr_name=QUEUE_INDEX.partition_key)
+    gsi2sk = UnicodeAttribute(range_key=True, attr_name=QUEUE_INDEX.sort_key)
+
+
+class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi3: a task's executions."""
+
+    class Meta:
+        index_name = TASK_EXECUTIONS_INDEX.name
+        projection = AllProjection()
+
+    gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
+    gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)
+
+
+class DueIndex(GlobalSecondaryIndex["ExecutionItem"]):
+    """gsi4: timers (keys and the item kind), sharded."""
+
+    class Meta:
+        index_name = DUE_INDEX.name
+        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
+
+    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
+    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
+
+
+class ExecutionItem(TableItem, discriminator="execution"):
+    queue = QueueIndex()
+    by_task = TaskExecutionsIndex()
+    due = DueIndex()
+    gsi2pk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.partition_key)
+    gsi2sk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.sort_key)
+    gsi3pk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.partition_key)
+    gsi3sk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.sort_key)
+    gsi4pk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.partition_key)
+    gsi4sk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.sort_key)
+    execution_id = UnicodeAttribute()
+    task_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()  # "type" names the item kind
+    command = UnicodeAttribute(null=True)
+    input = JSONAttribute(null=True)
+    priority = NumberAttribute()
+    timeout_seconds = NumberAttribute()
+    max_retries = NumberAttribute()
+    delivery_timeout_seconds = NumberAttribute()
+    max_concurrency = NumberAttribute(null=True)
+    status = UnicodeAttribute()
+    attempt = NumberAttribute()
+    created_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    deliver_by = NumberAttribute()
+    leased_at = NumberAttribute(null=True)
+    lease_expires_at = NumberAttribute(null=True)
+    cancel_requested = BooleanAttribute(default=False)
+    started_at = NumberAttribute(null=True)
+    finished_at = NumberAttribute(null=True)
+    exit_code = NumberAttribute(null=True)
+    output = UnicodeAttribute(null=True)
+    output_truncated = BooleanAttribute(default=False)
+    output_bytes = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    result_attempt = NumberAttribute(null=True)
+    result_digest = UnicodeAttribute(null=True)
+    version = VersionAttribute()
+
+
+# --- repository ----------------------------------------------------------------------------
 
 #: Shards of a task's open-execution count: a large fan-out finishing at once spreads its writes.
 OPEN_SHARDS = 8

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleetlink.core.agents import require_own
+from fleetlink.core.access import Caller, require_own
+from fleetlink.core.agents.model import Agent
+from fleetlink.core.agents.ports import AgentRepository
 from fleetlink.core.clock import Clock
-from fleetlink.core.entities import Agent, AgentState, Page
+from fleetlink.core.entities import AgentState, Page
 from fleetlink.core.errors import Conflict, NotFound, Unprocessable
-from fleetlink.core.ports import AgentRepository, DueTimer, TaskRepository
-from fleetlink.core.tasks import (
+from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts
+from fleetlink.core.tasks.model import (
     MAX_EXECUTIONS_PER_TASK,
     ClaimExecutions,
     CreateTask,
@@ -20,6 +22,9 @@ from fleetlink.core.tasks import (
     Task,
     TaskState,
     TaskTargets,
+)
+from fleetlink.core.tasks.ports import DueTimer, TaskRepository
+from fleetlink.core.tasks.transitions import (
     apply_result,
     cancel,
     delivery_expired,
@@ -122,7 +127,7 @@ class TaskService:
 
     # --- agents ------------------------------------------------------------------------
 
-    def claim(self, caller: Agent, agent_id: str, command: ClaimExecutions) -> Claimed:
+    def claim(self, caller: Caller, agent_id: str, command: ClaimExecutions) -> Claimed:
         """Lease up to ``max`` of the agent's queued executions (each by a conditional write)."""
         require_own(caller, agent_id)
         renewal = self.renew(caller, command.running_executions)
@@ -136,7 +141,7 @@ class TaskService:
                 leased.append(after)
         return Claimed(leased, renewal.renewed, renewal.cancel)
 
-    def renew(self, caller: Agent, execution_ids: list[str]) -> Renewal:
+    def renew(self, caller: Caller, execution_ids: list[str]) -> Renewal:
         """Renew the leases an agent still holds; the rest (cancelled, lost) it must stop."""
         renewed: list[str] = []
         stop: list[str] = []
@@ -159,17 +164,26 @@ class TaskService:
                 stop.append(execution_id)
         return Renewal(renewed, stop)
 
+    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
+        """Renew the leases the agent reports, tell it which to stop, and how many are queued for it."""
+        renewal = self.renew(caller, command.running_executions)
+        return {
+            "renewed": renewal.renewed,
+            "cancel": renewal.cancel,
+            "pending_executions": self.pending(caller.agent_id),
+        }
+
     def pending(self, agent_id: str) -> int:
         return self._tasks.count_queued(agent_id)
 
-    def execution_for(self, caller: Agent, execution_id: str) -> Execution:
+    def execution_for(self, caller: Caller, execution_id: str) -> Execution:
         execution = self._tasks.get_execution(execution_id)
         if execution is None:
             raise NotFound(f"no execution {execution_id}", code="execution-not-found")
         require_own(caller, execution.agent_id)
         return execution
 
-    def report(self, caller: Agent, execution_id: str, result: ExecutionResult) -> Execution:
+    def report(self, caller: Caller, execution_id: str, result: ExecutionResult) -> Execution:
         """Record an attempt's result once; a resend of it is answered with what was recorded."""
         execution = self.execution_for(caller, execution_id)
         now = self._clock.now_ms()

@@ -1,24 +1,17 @@
-"""Inputs of the use cases; the API serves them as request bodies, so field rules live here once."""
+"""Inputs of the agent use cases; the API serves them as request bodies, so field rules live here once."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
-from fleetlink.core.entities import Hardware, KeyAlg, Tags
+from fleetlink.core.entities import Hardware, KeyAlg, Strict, Tags
 
 Pem = Annotated[str, StringConstraints(min_length=64, max_length=16_384, pattern=r"^\s*-----BEGIN ")]
 Fingerprint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:+/=-]{16,256}$")]
-MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,24}$")]
 NamePrefix = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
 Capability = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
-
-MAX_HEARTBEAT_METRICS = 16
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class MintRegistrationToken(Strict):
@@ -40,16 +33,6 @@ class RegisterAgent(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = None
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
     agent_version: Annotated[str, StringConstraints(max_length=64)] | None = None
-
-
-class Heartbeat(Strict):
-    status: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")] | None = Field(
-        default=None, description="What the agent says of itself, e.g. ok, busy, draining"
-    )
-    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
-    running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
-        default_factory=list, max_length=100, description="Execution ids whose leases to renew"
-    )
 
 
 class ReplaceTags(Strict):

@@ -350,7 +350,7 @@ class CapacityMeter:
         """
         if not self._include_pynamodb:
             return
-        from fleetlink.store.models import TableItem
+        from fleetlink.store.base import TableItem
 
         pending: list[type[Any]] = [TableItem]
         while pending:

@@ -1,45 +1,34 @@
-"""Adapters of the core ports on the single table."""
+"""Agents on the single table: their item models and the adapters of the agent ports."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel
-from pynamodb.attributes import MapAttribute
+from pynamodb.attributes import (
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    VersionAttribute,
+)
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
-from fleetlink.core.entities import (
-    Agent,
-    AgentState,
-    AuditRecord,
-    Page,
-    Presence,
-    RegistrationEvent,
-    RegistrationToken,
-)
-from fleetlink.core.errors import Conflict, InvalidInput, Unauthenticated
-from fleetlink.core.ports import AgentView, TokenUse
+from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
+from fleetlink.core.agents.ports import AgentView, TokenUse
+from fleetlink.core.entities import AgentState, AuditRecord, Page
+from fleetlink.core.errors import Conflict, Unauthenticated
 from fleetlink.store import keys
-from fleetlink.store.models import (
-    AgentPresenceItem,
-    AgentProfileItem,
-    AuditItem,
-    FingerprintItem,
-    NonceItem,
-    RegistrationEventItem,
-    RegistrationTokenItem,
-    TableItem,
-    TagMemberItem,
-    transaction,
-)
+from fleetlink.store.base import TableItem, entity, transaction
+from fleetlink.store.conditions import condition_failed, failed_conditions
+from fleetlink.store.cursors import sharded_pages
+from fleetlink.store.table import LIST_INDEX
 
 #: Failed registration attempts are kept this long (they are written by unauthenticated callers).
 FAILED_REGISTRATION_RETENTION_S = 90 * 24 * 3600
@@ -47,22 +36,103 @@ FAILED_REGISTRATION_RETENTION_S = 90 * 24 * 3600
 TOKEN_RETENTION_AFTER_EXPIRY_S = 7 * 24 * 3600
 
 
+# --- items ---------------------------------------------------------------------------------
+
+
+class AgentListIndex(GlobalSecondaryIndex["AgentProfileItem"]):
+    """gsi1: agents, sharded by id; written only when a profile changes."""
+
+    class Meta:
+        index_name = LIST_INDEX.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
+
+
+class AgentProfileItem(TableItem, discriminator="agent"):
+    """Who an agent is: keys, hardware, tags. Heartbeats never write it."""
+
+    agent_list = AgentListIndex()
+    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
+    agent_id = UnicodeAttribute()
+    fingerprint = UnicodeAttribute()
+    name = UnicodeAttribute()
+    key_alg = UnicodeAttribute()
+    public_key = UnicodeAttribute()
+    encryption_public_key = UnicodeAttribute(null=True)
+    hardware: MapAttribute[str, Any] = MapAttribute()
+    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    capabilities = ListAttribute(of=UnicodeAttribute, default=list)
+    agent_version = UnicodeAttribute(null=True)
+    state = UnicodeAttribute()
+    registered_at = NumberAttribute()
+    updated_at = NumberAttribute()
+    revoked_at = NumberAttribute(null=True)
+    version = VersionAttribute()
+
+
+class AgentPresenceItem(TableItem, discriminator="presence"):
+    """What the last heartbeat said: small (under 1 KB) so a heartbeat costs 1 write unit."""
+
+    last_seen_at = NumberAttribute(null=True)
+    reported_status = UnicodeAttribute(null=True)
+    metrics: MapAttribute[str, Any] = MapAttribute(default=dict)
+    heartbeats = NumberAttribute(default=0)
+
+
+class RegistrationEventItem(TableItem, discriminator="registration"):
+    event_id = UnicodeAttribute()
+    agent_id = UnicodeAttribute()
+    event = UnicodeAttribute()
+    success = BooleanAttribute()
+    similarity_score = NumberAttribute(null=True)
+    key_changed = BooleanAttribute(default=False)
+    token_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    hardware: MapAttribute[str, Any] = MapAttribute()
+    at = NumberAttribute()
+
+
+class FingerprintItem(TableItem, discriminator="fingerprint"):
+    """Uniqueness guard: one agent per hardware fingerprint."""
+
+    agent_id = UnicodeAttribute()
+
+
+class RegistrationTokenItem(TableItem, discriminator="registration_token"):
+    token_id = UnicodeAttribute()
+    secret_hash = UnicodeAttribute()
+    name_prefix = UnicodeAttribute(null=True)
+    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    max_uses = NumberAttribute()
+    uses = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+    created_at = NumberAttribute()
+    created_by = UnicodeAttribute()
+
+
+class NonceItem(TableItem, discriminator="nonce"):
+    """A signature nonce already used; TTL removes it."""
+
+
+class TagMemberItem(TableItem, discriminator="tag_member"):
+    """Agent carries tag key=value (one shard of the tag's member list)."""
+
+    agent_id = UnicodeAttribute()
+
+
+class AuditItem(TableItem, discriminator="audit"):
+    audit_id = UnicodeAttribute()
+    actor = UnicodeAttribute()
+    action = UnicodeAttribute()
+    target_id = UnicodeAttribute()
+    at = NumberAttribute()
+    details: MapAttribute[str, Any] = MapAttribute(default=dict)
+
+
 # --- conversions -----------------------------------------------------------------------------
-
-E = TypeVar("E", bound=BaseModel)
-
-
-def _plain(value: Any) -> dict[str, Any]:
-    """A raw map attribute's value as a plain dict."""
-    return dict(value.as_dict()) if isinstance(value, MapAttribute) else dict(value or {})
-
-
-def entity(model: type[E], item: TableItem, **overrides: Any) -> E:
-    """The entity an item stores (extra item attributes such as keys are ignored)."""
-    values = {
-        name: _plain(v) if isinstance(v, MapAttribute) else v for name, v in item.attribute_values.items()
-    }
-    return model.model_validate(values | overrides)
 
 
 def _profile_item(agent: Agent) -> AgentProfileItem:
@@ -104,50 +174,6 @@ def _tag_members(agent_id: str, tags: Iterable[tuple[str, str]]) -> list[TagMemb
     ]
 
 
-# --- cursors -----------------------------------------------------------------------------
-
-
-def encode_cursor(position: int, last_key: dict[str, Any] | None) -> str:
-    """An opaque cursor: which partition of a multi-partition list, and where in it."""
-    raw = json.dumps({"s": position, "k": last_key}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(
-    cursor: str | None, partitions: int = keys.LIST_SHARDS
-) -> tuple[int, dict[str, Any] | None]:
-    """(position, last key) of a cursor this API returned; anything else is a 400."""
-    if cursor is None:
-        return 0, None
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        shard, last_key = data["s"], data["k"]
-        valid_key = last_key is None or (
-            isinstance(last_key, dict)
-            and all(
-                isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in last_key.values()
-            )
-        )
-        if type(shard) is int and 0 <= shard < partitions and valid_key:
-            return shard, last_key
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        pass
-    raise InvalidInput("the cursor is not one this API returned", code="invalid-cursor")
-
-
-def _sharded_pages(query: Any, cursor: str | None, limit: int) -> tuple[list[Any], str | None]:
-    """Up to ``limit`` items from the shards in turn; ``query(shard, last_key, n)`` pages one shard."""
-    shard, last_key = decode_cursor(cursor)
-    found: list[Any] = []
-    while shard < keys.LIST_SHARDS and len(found) < limit:
-        results = query(shard, last_key, limit - len(found))
-        found += list(results)
-        last_key = results.last_evaluated_key
-        if last_key is None:
-            shard += 1
-    return found, encode_cursor(shard, last_key) if shard < keys.LIST_SHARDS else None
-
-
 # --- repositories -----------------------------------------------------------------------------
 
 
@@ -170,7 +196,7 @@ class DynamoAgentRepository:
     ) -> Page[AgentView]:
         if tag is None:
             condition = AgentProfileItem.state == state.value if state else None
-            profiles, next_cursor = _sharded_pages(
+            profiles, next_cursor = sharded_pages(
                 lambda shard, last_key, n: AgentProfileItem.agent_list.query(
                     keys.agent_list_pk(shard),
                     filter_condition=condition,
@@ -182,7 +208,7 @@ class DynamoAgentRepository:
             )
             agents = [entity(Agent, p) for p in profiles]
         else:
-            members, next_cursor = _sharded_pages(
+            members, next_cursor = sharded_pages(
                 lambda shard, last_key, n: TagMemberItem.query(
                     keys.tag_member_pk(tag[0], tag[1], shard), limit=n, last_evaluated_key=last_key
                 ),
@@ -214,7 +240,7 @@ class DynamoAgentRepository:
         ):
             presence = _presence(item)
             if presence is not None:
-                found[item.pk.removeprefix("AGENT#")] = presence
+                found[keys.agent_id_of_pk(item.pk)] = presence
         return found
 
     def registration_history(self, agent_id: str, limit: int) -> list[RegistrationEvent]:
@@ -359,7 +385,7 @@ class DynamoNonceStore:
         try:
             item.save(condition=NonceItem.pk.does_not_exist() | (NonceItem.ttl < now_s))
         except PutError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -375,17 +401,3 @@ def _consume_token(tx: TransactWrite, use: TokenUse) -> None:
 
 def _token_unusable() -> Unauthenticated:
     return Unauthenticated("the registration token is used up or expired", code="registration-token-used-up")
-
-
-def failed_conditions(error: TransactWriteError) -> set[str]:
-    """Model names of the items whose condition failed ("" for an item that did not exist).
-
-    Items are told apart by the old image returned on failure (``ALL_OLD``), not by position:
-    PynamoDB reorders a transaction's operations by kind.
-    """
-    failed = set()
-    for reason in error.cancellation_reasons or []:
-        if reason is not None and reason.code == "ConditionalCheckFailed":
-            model = TableItem._get_discriminator_class(reason.raw_item) if reason.raw_item else None
-            failed.add(model.__name__ if model else "")
-    return failed

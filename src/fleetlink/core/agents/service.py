@@ -1,32 +1,20 @@
-"""Use cases on registered agents: heartbeat, and what operators see and do."""
+"""Use cases on registered agents: presence from heartbeats, and what operators see and do."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from fleetlink.core.access import Caller
+from fleetlink.core.agents.liveness import liveness
+from fleetlink.core.agents.model import RegistrationEvent
+from fleetlink.core.agents.ports import AgentRepository, AgentView
 from fleetlink.core.clock import Clock
-from fleetlink.core.commands import Heartbeat
-from fleetlink.core.entities import Agent, AgentState, AuditRecord, Liveness, Page, RegistrationEvent
-from fleetlink.core.errors import Forbidden, NotFound
-from fleetlink.core.liveness import liveness
-from fleetlink.core.ports import AgentRepository, AgentView
-
-if TYPE_CHECKING:
-    from fleetlink.core.task_service import TaskService
+from fleetlink.core.entities import AgentState, AuditRecord, Liveness, Page
+from fleetlink.core.errors import NotFound
+from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts
 
 #: How many registration events an agent read returns.
 HISTORY_LIMIT = 20
-
-
-@dataclass(frozen=True)
-class HeartbeatResult:
-    server_time: int
-    heartbeat_interval_s: int
-    pending_executions: int
-    tunnels_version: int
-    renewed: list[str]
-    cancel: list[str]
 
 
 @dataclass(frozen=True)
@@ -37,40 +25,18 @@ class AgentStatus:
     liveness: Liveness
 
 
-def require_own(caller: Agent, agent_id: str) -> None:
-    """An agent may act only on its own resources."""
-    if caller.agent_id != agent_id:
-        raise Forbidden("an agent may act only on its own resources", code="not-your-resource")
-
-
 class AgentService:
-    def __init__(
-        self,
-        agents: AgentRepository,
-        clock: Clock,
-        heartbeat_interval_s: int,
-        tasks: TaskService | None = None,
-    ) -> None:
+    def __init__(self, agents: AgentRepository, clock: Clock, heartbeat_interval_s: int) -> None:
         self._agents = agents
         self._clock = clock
-        self._tasks = tasks
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    def heartbeat(self, caller: Agent, agent_id: str, command: Heartbeat) -> HeartbeatResult:
-        require_own(caller, agent_id)
-        now = self._clock.now_ms()
+    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
+        """Presence: the heartbeat's time, status and metrics (the answer gets nothing from it)."""
         self._agents.record_heartbeat(
-            agent_id, now_ms=now, reported_status=command.status, metrics=command.metrics
+            caller.agent_id, now_ms=now_ms, reported_status=command.status, metrics=command.metrics
         )
-        renewal = self._tasks.renew(caller, command.running_executions) if self._tasks else None
-        return HeartbeatResult(
-            server_time=now,
-            heartbeat_interval_s=self.heartbeat_interval_s,
-            pending_executions=self._tasks.pending(agent_id) if self._tasks else 0,
-            tunnels_version=0,
-            renewed=renewal.renewed if renewal else [],
-            cancel=renewal.cancel if renewal else [],
-        )
+        return {}
 
     def get(self, agent_id: str) -> tuple[AgentStatus, list[RegistrationEvent]]:
         view = self._view(agent_id)

@@ -9,14 +9,18 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath
+from fleetlink.api.params import AgentIdPath, RouteAccess
 from fleetlink.contract.agents import AgentDetail, AgentList, AgentSummary
-from fleetlink.core.commands import ReplaceTags
+from fleetlink.core.agents.commands import ReplaceTags
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
 
 router = Router()
-OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["operator"]}
+OPERATOR: RouteAccess = {
+    "middlewares": [security.operator],
+    "security": [{"operator": []}],
+    "tags": ["operator"],
+}
 
 StatusFilter = Annotated[
     AgentState | Liveness | None,
@@ -34,7 +38,7 @@ def _tag(value: str | None) -> tuple[str, str] | None:
     return key, tag_value
 
 
-@router.get("/agents", summary="List agents", **OPERATOR)  # type: ignore[arg-type]
+@router.get("/agents", summary="List agents", **OPERATOR)
 def list_agents(
     status: StatusFilter = None,
     tag: TagFilter = None,
@@ -45,18 +49,18 @@ def list_agents(
     return AgentList(items=[AgentSummary.of(item) for item in page.items], cursor=page.cursor)
 
 
-@router.get("/agents/<agent_id>", summary="An agent with liveness and registration history", **OPERATOR)  # type: ignore[arg-type]
+@router.get("/agents/<agent_id>", summary="An agent with liveness and registration history", **OPERATOR)
 def get_agent(agent_id: AgentIdPath) -> AgentDetail:
     status, history = get_deps().agent_service.get(agent_id)
     return AgentDetail(**AgentSummary.of(status).model_dump(), registration_history=history)
 
 
-@router.post("/agents/<agent_id>/revoke", summary="Revoke an agent (idempotent)", **OPERATOR)  # type: ignore[arg-type]
+@router.post("/agents/<agent_id>/revoke", summary="Revoke an agent (idempotent)", **OPERATOR)
 def revoke_agent(agent_id: AgentIdPath) -> AgentSummary:
     return AgentSummary.of(get_deps().agent_service.revoke(agent_id, security.operator_actor(router)))
 
 
-@router.put("/agents/<agent_id>/tags", summary="Replace an agent's tags", **OPERATOR)  # type: ignore[arg-type]
+@router.put("/agents/<agent_id>/tags", summary="Replace an agent's tags", **OPERATOR)
 def replace_agent_tags(agent_id: AgentIdPath, command: Annotated[ReplaceTags, Body()]) -> AgentSummary:
     status = get_deps().agent_service.replace_tags(agent_id, command.tags, security.operator_actor(router))
     return AgentSummary.of(status)

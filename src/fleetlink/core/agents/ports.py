@@ -1,28 +1,12 @@
-"""Ports: what the use cases need from storage. Adapters live in fleetlink.store."""
+"""Ports of the agent use cases: what they need from storage (adapters: fleetlink.store.agents)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from fleetlink.core.entities import (
-    Agent,
-    AgentState,
-    AuditRecord,
-    Page,
-    Presence,
-    RegistrationEvent,
-    RegistrationToken,
-)
-
-if TYPE_CHECKING:  # only the tasks function loads the task models
-    from fleetlink.core.tasks import Execution, Task, TaskState
-
-
-class DueTimer(StrEnum):
-    LEASE = "lease"  # leased or running: the lease ends
-    DELIVERY = "delivery"  # queued: the delivery deadline passes
+from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
+from fleetlink.core.entities import AgentState, AuditRecord, Page
 
 
 @dataclass(frozen=True)
@@ -78,36 +62,4 @@ class RegistrationStore(Protocol):
 class NonceStore(Protocol):
     def remember(self, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
         """Store the nonce; False when it was already seen and has not expired."""
-        ...
-
-
-class TaskRepository(Protocol):
-    def create(self, task: Task, executions: list[Execution]) -> None: ...
-
-    def get_task(self, task_id: str) -> Task | None: ...
-
-    def save_task(self, task: Task) -> None: ...
-
-    def list_tasks(
-        self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
-    ) -> Page[Task]:
-        """Newest first, among tasks created up to a year before ``now_ms``."""
-        ...
-
-    def executions_of(self, task_id: str) -> list[Execution]: ...
-
-    def get_execution(self, execution_id: str) -> Execution | None: ...
-
-    def queued_for(self, agent_id: str, limit: int) -> list[Execution]:
-        """The agent's queued executions, highest priority first, then oldest."""
-        ...
-
-    def count_queued(self, agent_id: str) -> int: ...
-
-    def transition(self, before: Execution, after: Execution) -> bool:
-        """Store ``after`` if the stored execution is still ``before`` (False: it changed meanwhile)."""
-        ...
-
-    def due(self, timer: DueTimer, now_ms: int, limit: int) -> list[str]:
-        """Ids of executions whose timer passed (candidates: re-read before acting)."""
         ...

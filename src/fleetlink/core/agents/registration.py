@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleetlink.core.clock import Clock
-from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
-from fleetlink.core.entities import (
-    Agent,
-    AgentState,
-    AuditRecord,
-    RegistrationEvent,
-    RegistrationEventKind,
-    RegistrationToken,
+from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.agents.model import Agent, RegistrationEvent, RegistrationEventKind, RegistrationToken
+from fleetlink.core.agents.ports import AgentRepository, RegistrationStore, TokenUse
+from fleetlink.core.agents.similarity import MIN_TRUSTED_SIMILARITY, similarity_score
+from fleetlink.core.agents.tokens import (
+    format_token,
+    hash_secret,
+    new_token_secret,
+    parse_token,
+    secret_matches,
 )
+from fleetlink.core.clock import Clock
+from fleetlink.core.entities import AgentState, AuditRecord
 from fleetlink.core.errors import Conflict, Forbidden, Unauthenticated
 from fleetlink.core.ids import IdPrefix, new_id
-from fleetlink.core.ports import AgentRepository, RegistrationStore, TokenUse
-from fleetlink.core.similarity import MIN_TRUSTED_SIMILARITY, similarity_score
-from fleetlink.core.tokens import format_token, hash_secret, new_token_secret, parse_token, secret_matches
 
 
 @dataclass(frozen=True)

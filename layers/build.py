@@ -103,7 +103,7 @@ SERVER_EXTRA = "server"
 def runtime_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
     """The requirement strings the functions run with: ``[project.dependencies]`` plus the server extra."""
     project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
-    return [*project["dependencies"], *project["optional-dependencies"][SERVER_EXTRA]]
+    return [*project.get("dependencies", []), *project.get("optional-dependencies", {}).get(SERVER_EXTRA, [])]
 
 
 def deps_inputs(pyproject: Path = PYPROJECT) -> dict[str, Any]:

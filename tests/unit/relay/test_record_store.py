@@ -77,8 +77,8 @@ def test_each_write_queues_its_record_and_a_rewrite_replaces_the_pending_entry(
 def test_acknowledged_records_leave_the_outbox_and_are_marked_synced(
     store: RecordStore, clock: FixedClock
 ) -> None:
-    record = store.set("c", "a", 1)
-    store.settle(acknowledged=[record.record_id], at=clock.now_ms())
+    store.set("c", "a", 1)
+    store.settle(acknowledged=store.pending(limit=1), at=clock.now_ms())
     synced = store.get_record("c", "a")
     assert store.pending(limit=10) == []
     assert synced is not None
@@ -87,16 +87,17 @@ def test_acknowledged_records_leave_the_outbox_and_are_marked_synced(
 
 def test_an_acknowledgement_of_a_superseded_record_keeps_the_newer_one_pending(store: RecordStore) -> None:
     # Given a record sent, then rewritten before its answer arrived
-    sent = store.set("c", "a", 1)
+    store.set("c", "a", 1)
+    sent = store.pending(limit=1)
     newer = store.set("c", "a", 2)
     # When the first one is acknowledged / Then the rewrite is still queued
-    store.settle(acknowledged=[sent.record_id])
+    store.settle(acknowledged=sent)
     assert [e.record_id for e in store.pending(limit=10)] == [newer.record_id]
 
 
 def test_rejected_records_become_dead_letters(store: RecordStore) -> None:
-    record = store.set("c", "a", 1)
-    store.settle(rejected={record.record_id: "hlc-ahead: too far"})
+    store.set("c", "a", 1)
+    store.settle(rejected={store.pending(limit=1)[0]: "hlc-ahead: too far"})
     assert store.health().queue_size == 0
     assert store.health().dead_letters == 1
     assert store.dead_letters()[0].reason == "hlc-ahead: too far"

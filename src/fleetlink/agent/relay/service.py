@@ -203,16 +203,15 @@ class RelayService:
             result.record_id != entry.record_id for entry, result in zip(entries, results, strict=False)
         ):
             return self._failed(f"the relay answered {len(results)} results for {len(entries)} records", None)
-        acknowledged = [result.record_id for result in results if result.status.acknowledges]
+        pairs = list(zip(entries, results, strict=True))
+        acknowledged = [entry for entry, result in pairs if result.status.acknowledges]
         rejected = {
-            result.record_id: result.error or "rejected"
-            for result in results
+            entry: result.error or "rejected"
+            for entry, result in pairs
             if result.status is RecordStatus.REJECTED
         }
         retry = {
-            result.record_id: result.error or "retry"
-            for result in results
-            if result.status is RecordStatus.RETRY
+            entry: result.error or "retry" for entry, result in pairs if result.status is RecordStatus.RETRY
         }
         error = f"the relay asked to retry {len(retry)} of {len(results)} records" if retry else None
         delay = self._schedule_retry(None) if error else 0.0
@@ -224,8 +223,8 @@ class RelayService:
             error=error,
             next_attempt_at=self._not_before if error else None,
         )
-        for record_id, reason in rejected.items():
-            log.warning("relay: record %s rejected (%s); kept as a dead letter", record_id, reason)
+        for entry, reason in rejected.items():
+            log.warning("relay: record %s rejected (%s); kept as a dead letter", entry.record_id, reason)
         if error:
             return delay
         return self._next_round()
@@ -236,7 +235,7 @@ class RelayService:
             self._one_by_one_until = entries[-1].seq
             return 0.0
         reason = f"{error.status} {error.title}" + (f": {error.detail}" if error.detail else "")
-        self.store.settle(rejected={entries[0].record_id: reason}, at=self._clock())
+        self.store.settle(rejected={entries[0]: reason}, at=self._clock())
         log.warning("relay: record %s refused (%s); kept as a dead letter", entries[0].record_id, reason)
         return self._next_round()
 

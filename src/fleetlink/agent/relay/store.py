@@ -46,25 +46,25 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE relay_records (
         collection TEXT    NOT NULL CHECK (length(collection) BETWEEN 1 AND 64),
         key        TEXT    NOT NULL CHECK (length(CAST(key AS BLOB)) BETWEEN 1 AND 512),
-        record_id  TEXT    NOT NULL UNIQUE,
+        record_id  TEXT    NOT NULL,
         hlc        TEXT    NOT NULL CHECK (length(hlc) = 18),
         value      TEXT,   -- canonical JSON; NULL is a tombstone
         updated_at INTEGER NOT NULL,
         synced_at  INTEGER, -- when the cloud acknowledged this version
         PRIMARY KEY (collection, key)
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE relay_outbox (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
         collection  TEXT    NOT NULL,
         key         TEXT    NOT NULL,
-        record_id   TEXT    NOT NULL UNIQUE,
+        seq         INTEGER NOT NULL, -- queue order: the first pending write's hlc as ms * 65536 + counter
+        record_id   TEXT    NOT NULL,
         bytes       INTEGER NOT NULL CHECK (bytes > 0),
         enqueued_at INTEGER NOT NULL,
         attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
         last_error  TEXT,
-        UNIQUE (collection, key),
+        PRIMARY KEY (collection, key),
         FOREIGN KEY (collection, key) REFERENCES relay_records (collection, key)
-    );
+    ) WITHOUT ROWID;
     CREATE TABLE relay_dead_letters (
         record_id   TEXT    PRIMARY KEY,
         collection  TEXT    NOT NULL,
@@ -97,13 +97,10 @@ def _agent_db() -> Any:
 
 def wire_size(record_id: str, collection: str, key: str, hlc: str, value_json: str | None) -> int:
     """Bytes of this record as compact UTF-8 JSON in a request body (as the client encodes it)."""
-    dumps = json.dumps
-    tail = '"deleted":true' if value_json is None else f'"value":{value_json}'
-    text = (
-        f'{{"record_id":{dumps(record_id)},"collection":{dumps(collection)},'
-        f'"key":{dumps(key, ensure_ascii=False)},"hlc":{dumps(hlc)},{tail}}}'
-    )
-    return len(text.encode("utf-8"))
+    # record_id, collection and hlc are ASCII without characters JSON escapes
+    tail = 14 if value_json is None else 8 + len(value_json.encode("utf-8"))  # "deleted":true | "value":…
+    quoted_key = json.dumps(key, ensure_ascii=False).encode("utf-8")
+    return 49 + len(record_id) + len(collection) + len(quoted_key) + len(hlc) + tail
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +263,7 @@ class RecordStore:
 
     def set(self, collection: str, key: str, value: Any) -> LocalRecord:
         """Store ``value`` (any JSON, at most 64 KiB serialised) and queue it for the relay."""
-        record = self._write(check_collection(collection), check_key(key), encode_value(value))
+        record = self._write(check_collection(collection), check_key(key), encode_value(value), value)
         assert record is not None
         return record
 
@@ -274,7 +271,9 @@ class RecordStore:
         """Delete ``key`` (a tombstone, queued for the relay); False if there was no value to delete."""
         return self._write(check_collection(collection), check_key(key), None) is not None
 
-    def _write(self, collection: str, key: str, value_json: str | None) -> LocalRecord | None:
+    def _write(
+        self, collection: str, key: str, value_json: str | None, value: Any = None
+    ) -> LocalRecord | None:
         """Write a value (a tombstone when ``value_json`` is None; None if there is nothing to delete)."""
         record_id = new_id(IdPrefix.RECORD)
         with self._transaction() as db:
@@ -285,7 +284,8 @@ class RecordStore:
                 ).fetchone()
                 if live is None:
                     return None
-            hlc = str(self._advance_clock(db))
+            stamp = self._advance_clock(db)
+            hlc = str(stamp)
             at = self._clock()
             db.execute(
                 """
@@ -299,12 +299,19 @@ class RecordStore:
             )
             db.execute(
                 """
-                INSERT INTO relay_outbox (collection, key, record_id, bytes, enqueued_at)
-                VALUES (?, ?, ?, ?, ?)
+                INSERT INTO relay_outbox (collection, key, seq, record_id, bytes, enqueued_at)
+                VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (collection, key) DO UPDATE SET
                     record_id = excluded.record_id, bytes = excluded.bytes, attempts = 0, last_error = NULL
                 """,
-                (collection, key, record_id, wire_size(record_id, collection, key, hlc, value_json), at),
+                (
+                    collection,
+                    key,
+                    stamp.ms * 65536 + stamp.counter,
+                    record_id,
+                    wire_size(record_id, collection, key, hlc, value_json),
+                    at,
+                ),
             )
         for listener in self._listeners:
             listener()
@@ -313,7 +320,7 @@ class RecordStore:
             key=key,
             record_id=record_id,
             hlc=hlc,
-            value=None if value_json is None else json.loads(value_json),
+            value=value,
             deleted=value_json is None,
             updated_at=at,
             synced_at=None,
@@ -435,40 +442,46 @@ class RecordStore:
     def settle(
         self,
         *,
-        acknowledged: Iterable[str] = (),
-        rejected: Mapping[str, str] | None = None,
-        retry: Mapping[str, str] | None = None,
+        acknowledged: Iterable[OutboxEntry] = (),
+        rejected: Mapping[OutboxEntry, str] | None = None,
+        retry: Mapping[OutboxEntry, str] | None = None,
         at: int | None = None,
         error: str | None = None,
         next_attempt_at: int | None = None,
     ) -> None:
         """Record the cloud's answers and how the round went, in one transaction: acknowledged
         records leave the outbox (their version is marked synced), rejected ones become dead
-        letters, retry ones stay; ``error`` (None: success) as in :meth:`note_round`."""
+        letters, retry ones stay; ``error`` (None: success) as in :meth:`note_round`.
+
+        An entry is matched by its key *and* record_id, so the answer for a record that was
+        rewritten meanwhile leaves the newer entry queued."""
         at = self._clock() if at is None else at
-        acked = [(record_id,) for record_id in acknowledged]
         with self._transaction() as db:
-            if acked:
-                db.executemany("DELETE FROM relay_outbox WHERE record_id = ?", acked)
-                db.executemany(
-                    "UPDATE relay_records SET synced_at = ? WHERE record_id = ?",
-                    [(at, record_id) for (record_id,) in acked],
-                )
-            for record_id, reason in (rejected or {}).items():
+            for entry in acknowledged:
                 db.execute(
-                    """
-                    INSERT OR REPLACE INTO relay_dead_letters
-                        (record_id, collection, key, hlc, reason, rejected_at)
-                    SELECT r.record_id, r.collection, r.key, r.hlc, ?, ?
-                    FROM relay_records r WHERE r.record_id = ?
-                    """,
-                    (reason, at, record_id),
+                    "DELETE FROM relay_outbox WHERE collection = ? AND key = ? AND record_id = ?",
+                    (entry.collection, entry.key, entry.record_id),
                 )
-                db.execute("DELETE FROM relay_outbox WHERE record_id = ?", (record_id,))
-            if retry:
-                db.executemany(
-                    "UPDATE relay_outbox SET attempts = attempts + 1, last_error = ? WHERE record_id = ?",
-                    [(reason, record_id) for record_id, reason in retry.items()],
+                db.execute(
+                    "UPDATE relay_records SET synced_at = ? "
+                    "WHERE collection = ? AND key = ? AND record_id = ?",
+                    (at, entry.collection, entry.key, entry.record_id),
+                )
+            for entry, reason in (rejected or {}).items():
+                db.execute(
+                    "INSERT OR REPLACE INTO relay_dead_letters "
+                    "(record_id, collection, key, hlc, reason, rejected_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (entry.record_id, entry.collection, entry.key, entry.hlc, reason, at),
+                )
+                db.execute(
+                    "DELETE FROM relay_outbox WHERE collection = ? AND key = ? AND record_id = ?",
+                    (entry.collection, entry.key, entry.record_id),
+                )
+            for entry, reason in (retry or {}).items():
+                db.execute(
+                    "UPDATE relay_outbox SET attempts = attempts + 1, last_error = ? "
+                    "WHERE collection = ? AND key = ? AND record_id = ?",
+                    (reason, entry.collection, entry.key, entry.record_id),
                 )
             self._note_round(db, error=error, at=at, next_attempt_at=next_attempt_at)
 

@@ -193,17 +193,16 @@ class RelayService:
                 wait(delay)
         return not self.store.has_pending()
 
-    def health(self) -> SyncHealth:
-        return self.store.health()
-
     # --- outcomes of a round ---
 
     def _settle(self, entries: Sequence[OutboxEntry], results: Sequence[RecordResult]) -> float:
+        pairs = list(zip(entries, results, strict=False))
         if len(results) != len(entries) or any(
-            result.record_id != entry.record_id for entry, result in zip(entries, results, strict=False)
+            entry.record_id != result.record_id for entry, result in pairs
         ):
-            return self._failed(f"the relay answered {len(results)} results for {len(entries)} records", None)
-        pairs = list(zip(entries, results, strict=True))
+            return self._failed(
+                f"the relay's {len(results)} results do not match the {len(entries)} records", None
+            )
         acknowledged = [entry for entry, result in pairs if result.status.acknowledges]
         rejected = {
             entry: result.error or "rejected"

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, HeartbeatAck
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
 from fleetlink.agent.relay.api import RelayApi
 from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth, now_ms
+from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.relay import RecordResult, RecordStatus, RelayRecord
 from fleetlink.core.relay.records import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_FUTURE_SKEW_MS
 

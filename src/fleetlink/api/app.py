@@ -9,12 +9,19 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleetlink.api.problems import install_problem_handlers, problem
+from fleetlink.api import security
+from fleetlink.api.problems import install_problem_handlers
 from fleetlink.api.settings import LARGE_BODY_ROUTES, MAX_BODY_BYTES
+from fleetlink.core.errors import PayloadTooLarge
 
 API_PREFIX = "/v1"
 
@@ -36,6 +43,9 @@ def resolver_for(function_name: str) -> APIGatewayHttpResolver:
     """The function's resolver; one per process, since a Powertools router binds to one resolver."""
     app = APIGatewayHttpResolver(enable_validation=True)
     install_problem_handlers(app)
+    # Powertools puts its request validation (which parses the body) first on every route; this
+    # step takes its place and runs authentication and the body limit before it.
+    app._request_validation_middleware = AuthenticateThenValidate()
     for module in FUNCTION_ROUTERS[function_name]:
         app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
     return app
@@ -50,19 +60,18 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
-def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 413 problem for a body over the route's limit, before anything parses it."""
-    path = event.get("rawPath", "")
-    limit = body_limit(path)
-    if _body_size(event) <= limit:
-        return None
-    response = problem(413, "payload-too-large", f"the body exceeds {limit} bytes", instance=path)
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": response.content_type or "", **response.headers},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
+class AuthenticateThenValidate(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation (which parses the body), preceded by who is calling (headers
+    only) and the body limit: an unauthenticated request is refused before its body is read."""
+
+    def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response[Any]:
+        route = app.context.get("_route")  # the matched route, as Powertools records it
+        security.authenticate_route(app, list(getattr(route, "middlewares", None) or ()))
+        event = app.current_event.raw_event
+        limit = body_limit(event.get("rawPath", ""))
+        if _body_size(event) > limit:
+            raise PayloadTooLarge(f"the body exceeds {limit} bytes")
+        return super().handler(app, next_middleware)
 
 
 def lambda_entry(function_name: str) -> LambdaHandler:
@@ -71,7 +80,7 @@ def lambda_entry(function_name: str) -> LambdaHandler:
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return _too_large(event) or app.resolve(event, context)
+        return app.resolve(event, context)
 
     return handler
 

@@ -11,6 +11,7 @@ from fleetlink.core.clock import Clock, SystemClock
 if TYPE_CHECKING:  # each function imports only the use cases it calls (cold start)
     from fleetlink.core.agents import AgentService
     from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore, TaskRepository
+    from fleetlink.core.recovery import RecoveryService
     from fleetlink.core.registration import RegistrationService
     from fleetlink.core.task_service import TaskService
 
@@ -31,6 +32,12 @@ class Deps:
         return RegistrationService(self.registrations, self.agents, self.clock)
 
     @property
+    def recovery(self) -> RecoveryService:
+        from fleetlink.core.recovery import RecoveryService
+
+        return RecoveryService(self.registration, self.registrations, self.agents, self.clock)
+
+    @property
     def agent_service(self) -> AgentService:
         from fleetlink.core.agents import AgentService
 
@@ -45,18 +52,20 @@ class Deps:
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
     """Deps on DynamoDB for these settings."""
+    from fleetlink.store.cursors import CursorCodec
     from fleetlink.store.models import bind_table
     from fleetlink.store.repositories import DynamoAgentRepository, DynamoNonceStore, DynamoRegistrationStore
     from fleetlink.store.tasks_repository import DynamoTaskRepository
 
     bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
+    cursors = CursorCodec(settings.cursor_key)
     return Deps(
         settings=settings,
         clock=clock or SystemClock(),
-        agents=DynamoAgentRepository(),
-        registrations=DynamoRegistrationStore(),
+        agents=DynamoAgentRepository(cursors),
+        registrations=DynamoRegistrationStore(cursors),
         nonces=DynamoNonceStore(),
-        tasks=DynamoTaskRepository(settings.retention_days),
+        tasks=DynamoTaskRepository(settings.retention_days, cursors),
     )
 
 

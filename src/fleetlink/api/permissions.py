@@ -86,10 +86,14 @@ class TableAccess:
 #: Per function: what its code calls. Every signed route spends a nonce (PutItem) after reading
 #: the caller (Query); transactions count as their item actions.
 FUNCTION_TABLE_ACCESS: dict[str, TableAccess] = {
-    # tokens minted in a transaction (two Puts); registration: token and fingerprint reads (GetItem),
-    # the agent's state on re-registration (Query), the nonce and failed attempts (PutItem), the
-    # registration transaction (Put items, Update of the token's use count)
-    "registration": TableAccess(table=_actions("GetItem", "PutItem", "UpdateItem", "Query")),
+    # tokens minted in a transaction (two Puts), listed (gsi1 Query), revoked (transaction: Update and
+    # an audit Put); registration: the token (GetItem), the signing agent on re-registration, key
+    # rotation and recovery (Query), agents seen with the same hardware (evidence Query, profiles
+    # BatchGetItem), the nonce (PutItem), the registration transaction (Puts, the token's Update)
+    "registration": TableAccess(
+        table=_actions("GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"),
+        indexes={"gsi1": _actions("Query")},
+    ),
     # the caller (Query), the nonce (PutItem), the presence update (UpdateItem); what is pending for
     # the agent (gsi2 count), the running executions it renews (GetItem, then a transition: PutItem,
     # or a transaction of Put and the task's Update)

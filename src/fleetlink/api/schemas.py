@@ -14,6 +14,8 @@ from fleetlink.core.entities import (
     Liveness,
     RegistrationEvent,
     RegistrationEventKind,
+    RegistrationToken,
+    TokenPurpose,
 )
 
 
@@ -24,6 +26,45 @@ class TokenCreated(BaseModel):
     max_uses: int
     tags: dict[str, str]
     name_prefix: str | None
+
+
+class TokenSummary(BaseModel):
+    """A registration or recovery token as operators list it: never its secret."""
+
+    token_id: str
+    purpose: TokenPurpose
+    agent_id: str | None = Field(description="The one agent a recovery token may take over")
+    name_prefix: str | None
+    tags: dict[str, str]
+    max_uses: int
+    uses: int
+    expires_at: int
+    created_at: int
+    created_by: str
+    revoked_at: int | None
+
+    @classmethod
+    def of(cls, token: RegistrationToken) -> TokenSummary:
+        return cls.model_validate(token.model_dump(exclude={"secret_hash"}))
+
+
+class TokenList(BaseModel):
+    items: list[TokenSummary]
+    cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
+
+
+class RecoveryTokenCreated(BaseModel):
+    token: str = Field(description="Single-use recovery token for this agent id; shown once, stored hashed")
+    token_id: str
+    agent_id: str
+    expires_at: int
+
+
+class KeyRotated(BaseModel):
+    agent_id: str
+    key_alg: KeyAlg
+    public_key: str
+    updated_at: int
 
 
 class Registered(BaseModel):

@@ -122,17 +122,35 @@ class RegistrationEventItem(TableItem, discriminator="registration"):
     reason = UnicodeAttribute(null=True)
     hardware: MapAttribute[str, Any] = MapAttribute()
     at = NumberAttribute()
+    resembles: MapAttribute[str, Any] = MapAttribute(null=True)
 
 
-class FingerprintItem(TableItem, discriminator="fingerprint"):
-    """Uniqueness guard: one agent per hardware fingerprint."""
+class EvidenceItem(TableItem, discriminator="evidence"):
+    """An agent was registered with this fingerprint or machine id (never a uniqueness guard)."""
 
     agent_id = UnicodeAttribute()
 
 
+class TokenListIndex(GlobalSecondaryIndex["RegistrationTokenItem"]):
+    """gsi1: registration and recovery tokens, newest first."""
+
+    class Meta:
+        index_name = _LISTS.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=_LISTS.sort_key)
+
+
 class RegistrationTokenItem(TableItem, discriminator="registration_token"):
+    token_list = TokenListIndex()
+    gsi1pk = UnicodeAttribute(null=True, attr_name=_LISTS.partition_key)
+    gsi1sk = UnicodeAttribute(null=True, attr_name=_LISTS.sort_key)
     token_id = UnicodeAttribute()
     secret_hash = UnicodeAttribute()
+    purpose = UnicodeAttribute(default="registration")
+    agent_id = UnicodeAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)
     name_prefix = UnicodeAttribute(null=True)
     tags: MapAttribute[str, Any] = MapAttribute(default=dict)
     max_uses = NumberAttribute()

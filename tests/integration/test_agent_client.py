@@ -163,3 +163,25 @@ def test_a_bad_request_comes_back_with_field_errors(operator: OperatorClient) ->
         operator.create_token(name_prefix="Not A Prefix")
     assert raised.value.status == 422
     assert any(error["loc"][-1] == "name_prefix" for error in raised.value.errors)
+
+
+def test_the_client_rotates_its_key_and_keeps_its_id(
+    operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey
+) -> None:
+    # Given a registered agent
+    client = agent_client(transport)
+    agent_id = client.register(operator.create_token().token, machine(5), key, KeyAlg.ED25519).agent_id
+    new_key = generate_private_key(KeyAlg.ED25519)
+    # When it rotates to a new key
+    rotated = client.rotate_key(agent_id, new_key, KeyAlg.ED25519)
+    # Then same id; the client signs with the new key, which the server now holds
+    assert rotated.agent_id == agent_id
+    assert client.heartbeat(agent_id).server_time > 0
+    old = FleetlinkClient(
+        BASE, private_key=key, key_alg=KeyAlg.ED25519, transport=transport, sleep=lambda _: None
+    )
+    with pytest.raises(FleetlinkApiError) as raised:
+        old.heartbeat(agent_id)
+    assert raised.value.status == 401
+    events = [e.event for e in operator.get_agent(agent_id).registration_history]
+    assert events == [RegistrationEventKind.KEY_ROTATION, RegistrationEventKind.REGISTER]

@@ -129,9 +129,7 @@ def test_a_wrong_operator_token_is_an_error_message_not_a_traceback(cli: Cli) ->
     assert "a valid operator token is required" in result.stderr
 
 
-def test_a_spent_token_is_refused(
-    cli: Cli, dev_server: DevServer, run_tag: str, tmp_path: Path
-) -> None:
+def test_a_spent_token_is_refused(cli: Cli, dev_server: DevServer, run_tag: str, tmp_path: Path) -> None:
     # Given a one-use token already used by this machine
     token = cli.token("--tag", run_tag)
     cli.run(agent_app, ["register", "--token", token])

@@ -466,3 +466,21 @@ def test_cursor_reused_with_another_filter_or_altered_is_a_400(api: Api) -> None
     payload, tag = cursor.split(".")
     altered = f"{payload}.{tag[:5]}{'A' if tag[5] != 'A' else 'B'}{tag[6:]}"
     assert _agents_page(api, f"limit=1&tag=ring:dev&cursor={altered}").status == 400
+
+
+def test_authentication_reads_the_agent_consistently(api: Api, victim: Machine) -> None:
+    """A key rotated a moment ago must be seen: the agent lookup is a strongly consistent read."""
+    from fleetlink.store.models import TableItem
+
+    queries: list[dict[str, Any]] = []
+    client = TableItem._get_connection().connection.client
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.Query", lambda params, **_: queries.append(params)
+    )
+    # When the agent heartbeats
+    assert api.heartbeat(victim).status == 200
+    # Then its profile was read with ConsistentRead
+    pk = {"S": f"AGENT#{victim.agent_id}"}
+    agent_reads = [q for q in queries if pk in q.get("ExpressionAttributeValues", {}).values()]
+    assert agent_reads
+    assert all(q.get("ConsistentRead") is True for q in agent_reads)

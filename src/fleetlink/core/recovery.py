@@ -8,7 +8,7 @@ from fleetlink.core.commands import MintRecoveryToken, RotateKey
 from fleetlink.core.entities import Agent, AgentState, RegistrationEventKind, TokenPurpose
 from fleetlink.core.errors import Conflict, NotFound
 from fleetlink.core.ports import AgentRepository, RegistrationStore
-from fleetlink.core.registration import MintedToken, RegistrationService, identity_event
+from fleetlink.core.registration import MintedToken, RegistrationService, holds_key, identity_event
 
 
 class RecoveryService:
@@ -42,7 +42,7 @@ class RecoveryService:
     def rotate_key(self, caller: Agent, agent_id: str, command: RotateKey) -> Agent:
         """Install a new key for ``caller`` (authenticated by its current key; the proof was checked)."""
         require_own(caller, agent_id)
-        if caller.key_alg == command.key_alg and _pem(caller.public_key) == _pem(command.public_key):
+        if holds_key(caller, command.key_alg, command.public_key):
             raise Conflict("the new key is the current key", code="same-key")
         now = self._clock.now_ms()
         updated = caller.model_copy(
@@ -51,7 +51,3 @@ class RecoveryService:
         event = identity_event(updated, RegistrationEventKind.KEY_ROTATION, now, key_changed=True)
         self._store.save_identity(updated, event, None)
         return updated
-
-
-def _pem(text: str) -> str:
-    return "".join(text.split())

@@ -16,6 +16,7 @@ from fleetlink.core.entities import (
     Agent,
     AgentState,
     AuditRecord,
+    KeyAlg,
     Page,
     RegistrationEvent,
     RegistrationEventKind,
@@ -181,7 +182,7 @@ class RegistrationService:
 
     def re_register(self, caller: Agent, command: RegisterAgent) -> RegistrationOutcome:
         """Restart or hardware change of an agent authenticated by its current key: same id, no token."""
-        if caller.key_alg != command.key_alg or _pem(caller.public_key) != _pem(command.public_key):
+        if not holds_key(caller, command.key_alg, command.public_key):
             raise Conflict(
                 "re-registration keeps the current key; rotate it with POST /v1/agents/{agent_id}/keys",
                 code="key-change-needs-rotation",
@@ -291,5 +292,6 @@ def identity_event(
     return _event(agent, kind, now, key_changed=key_changed)
 
 
-def _pem(text: str) -> str:
-    return "".join(text.split())
+def holds_key(agent: Agent, key_alg: KeyAlg, public_key: str) -> bool:
+    """Whether this is the agent's current key (PEM compared without its line breaks)."""
+    return agent.key_alg == key_alg and "".join(agent.public_key.split()) == "".join(public_key.split())

@@ -484,3 +484,26 @@ def test_authentication_reads_the_agent_consistently(api: Api, victim: Machine) 
     agent_reads = [q for q in queries if pk in q.get("ExpressionAttributeValues", {}).values()]
     assert agent_reads
     assert all(q.get("ConsistentRead") is True for q in agent_reads)
+
+
+def test_task_cursor_keeps_its_place_across_a_month_boundary(api: Api, clock: FixedClock) -> None:
+    # Given three tasks created on the same day, and a first page of one
+    agent = Machine("monthly")
+    api.register(agent, api.mint_token())
+    created = []
+    for _ in range(3):
+        body = {"type": "shell", "command": "true", "targets": {"agent_ids": [agent.agent_id]}}
+        created.append(api.operator("tasks", "POST", "/v1/tasks", body).json["task_id"])
+        clock.advance(1_000)
+    first = api.operator("tasks", "GET", "/v1/tasks", query="limit=1").json
+    # When the next pages are asked for 40 days later (a month boundary passed)
+    clock.advance(40 * 86_400_000)
+    seen, cursor = [item["task_id"] for item in first["items"]], first["cursor"]
+    for _ in range(20):  # bounded: 3 tasks, 13 months
+        if not cursor:
+            break
+        page = api.operator("tasks", "GET", "/v1/tasks", query=f"limit=1&cursor={cursor}").json
+        seen += [item["task_id"] for item in page["items"]]
+        cursor = page["cursor"]
+    # Then every task is listed once, newest first: the cursor holds the month, not an offset
+    assert seen == created[::-1]

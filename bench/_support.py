@@ -269,7 +269,7 @@ def fresh_python(
 
 def pynamodb_clients() -> list[Any]:
     """The botocore clients of every fleetlink model class (each class may hold its own)."""
-    from fleetlink.store.models import TableItem
+    from fleetlink.store.base import TableItem
 
     clients: dict[int, Any] = {}
     pending: list[type[Any]] = [TableItem]

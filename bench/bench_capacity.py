@@ -17,7 +17,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import ROOT, TABLE, BenchAgent, Stack, header, local_stack
-from fleetlink.local.capacity import CallRecord, CapacityMeter, Measurement, item_size
+from capacity import CallRecord, CapacityMeter, Measurement, item_size
 
 LIST_AGENTS = 60
 PAGE = 50

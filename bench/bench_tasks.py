@@ -45,7 +45,7 @@ from _support import (
     percentile,
     ratio_text,
 )
-from fleetlink.local.capacity import CallRecord, CapacityMeter, Measurement, item_size
+from capacity import CallRecord, CapacityMeter, Measurement, item_size
 
 LABEL = 62
 #: Queued executions behind the head when a claim of 1 is measured on a deep queue.
@@ -252,7 +252,7 @@ def request_units(
 
     # results of a 10-agent task: its open count is sharded 8 ways by execution id
     from fleetlink.store import keys
-    from fleetlink.store.tasks_repository import OPEN_SHARDS
+    from fleetlink.store.tasks import OPEN_SHARDS
 
     fan = {agent.agent_id: tasks.claim(agent, 1)[0] for agent in fleet}
     shard_of = {a: keys.shard_of(lease["execution_id"], OPEN_SHARDS) for a, lease in fan.items()}
@@ -466,7 +466,7 @@ def capture_claim(stack: Stack, tasks: Tasks, agent: BenchAgent) -> tuple[Replay
 
 def capture_result(stack: Stack, tasks: Tasks, agent: BenchAgent, lease: dict[str, Any]) -> Replay:
     """One result (succeeded, last of a 1-agent task), with the items it reads and writes read first."""
-    from fleetlink.store.tasks_repository import OPEN_SHARDS
+    from fleetlink.store.tasks import OPEN_SHARDS
 
     execution_id, task_id = lease["execution_id"], lease["task_id"]
     pks = [f"EXE#{execution_id}", f"TASK#{task_id}"] + [f"TASKOPEN#{task_id}#{s}" for s in range(OPEN_SHARDS)]
@@ -488,7 +488,7 @@ class Timings:
 def latency(stack: Stack) -> tuple[Timings, Timings, Replay, Replay]:
     import boto3
 
-    from fleetlink.store.tasks_repository import OPEN_SHARDS
+    from fleetlink.store.tasks import OPEN_SHARDS
 
     tasks = Tasks(stack)
     agent = BenchAgent(1)
@@ -624,8 +624,8 @@ def print_latency(handler: Timings, baseline: Timings, claim: Replay, result: Re
 
 def throughput() -> None:
     from fleetlink.agent.client import FleetlinkClient, OperatorClient
-    from fleetlink.agent.runner import RunnerEvent, TaskRunner
-    from fleetlink.agent.store import AgentStore
+    from fleetlink.agent.tasks.runner import RunnerEvent, TaskRunner
+    from fleetlink.agent.tasks.store import AgentStore
     from fleetlink.api.settings import Settings
     from fleetlink.core.entities import Hardware, KeyAlg
     from fleetlink.local.server import DevStack
@@ -654,7 +654,7 @@ def throughput() -> None:
             return super().report_result(*args, **kwargs)
 
     retried = RunnerWarnings()
-    runner_log = logging.getLogger("fleetlink.agent.runner")
+    runner_log = logging.getLogger("fleetlink.agent.tasks.runner")
     runner_log.addHandler(retried)
     runner_log.propagate = False  # counted and summarised below instead of printed as they happen
     lock = threading.Lock()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.functions import scheduled_functions
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.entities import KeyAlg
@@ -156,7 +157,8 @@ def main() -> None:
         "time": "2026-01-01T00:00:00Z",
     }
     (HERE / "scheduled").mkdir(exist_ok=True)
-    (HERE / "scheduled" / "cleanup.json").write_text(json.dumps(schedule, indent=2) + "\n")
+    for spec in scheduled_functions():
+        (HERE / "scheduled" / f"{spec.name}.json").write_text(json.dumps(schedule, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -95,9 +95,8 @@ class Api:
 
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
-        self._handlers = {
-            name: lambda_entry(name) for name in ("registration", "heartbeat", "operator", "tasks")
-        }
+        #: Built on a function's first call, as a container would: a test loads only what it calls.
+        self._handlers: dict[str, Any] = {}
 
     def call(
         self,
@@ -115,6 +114,8 @@ class Api:
         )
         event["headers"]["x-forwarded-proto"] = "https"
         context = cast(LambdaContext, LocalLambdaContext(function_name=function))
+        if function not in self._handlers:
+            self._handlers[function] = lambda_entry(function)
         response = self._handlers[function](event, context)
         return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
 

@@ -53,7 +53,8 @@ class FleetFunction(Construct):
         table_key: kms.IKey,
         access: TableAccess,
         environment: Mapping[str, str],
-        timeout: Duration = constants.DEFAULT_TIMEOUT,
+        memory_mb: int,
+        timeout: Duration,
         async_failures: lambda_.IDestination | None = None,
         async_max_event_age: Duration | None = None,
     ) -> None:
@@ -80,7 +81,7 @@ class FleetFunction(Construct):
             handler=constants.HANDLER,
             runtime=constants.RUNTIME,
             architecture=constants.ARCHITECTURE,
-            memory_size=config.lambda_memory_mb,
+            memory_size=memory_mb,
             timeout=timeout,
             layers=list(layers),
             role=cast(iam.IRole, self.role),

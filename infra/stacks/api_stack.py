@@ -6,10 +6,10 @@ in the data stack and arrive as (weak) cross-stack references.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,8 +17,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from layers.build import LayerDirs
 
 from constructs import Construct
-from fleetlink.api.cleanup import Duty
-from fleetlink.api.permissions import table_access
+from fleetlink.api.functions import FUNCTIONS, FunctionSpec
 from infra import constants
 from infra.config import StageConfig
 from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
@@ -28,7 +27,8 @@ from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, Cl
 
 
 class ApiStack(Stack):
-    """One function per name in ``function_names``, wired to ``api_routes`` and ``duties``."""
+    """One function per registry entry in ``functions``: HTTP ones wired to ``api_routes``, scheduled
+    ones to one rule per duty."""
 
     def __init__(
         self,
@@ -40,8 +40,7 @@ class ApiStack(Stack):
         table_key: kms.IKey,
         layer_dirs: LayerDirs,
         api_routes: Sequence[Route],
-        duties: Mapping[str, Duty],
-        function_names: Sequence[str] = constants.FUNCTION_NAMES,
+        functions: Sequence[FunctionSpec] = tuple(FUNCTIONS.values()),
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -73,21 +72,22 @@ class ApiStack(Stack):
         }
 
         self.fleet_functions: dict[str, FleetFunction] = {}
-        for name in function_names:
-            cleanup = name == constants.CLEANUP_FUNCTION
-            self.fleet_functions[name] = FleetFunction(
+        for spec in functions:
+            scheduled = bool(spec.duties)
+            self.fleet_functions[spec.name] = FleetFunction(
                 self,
-                constants.pascal(name),
-                name=name,
+                constants.pascal(spec.name),
+                name=spec.name,
                 config=config,
                 layers=[self.deps_layer, self.shared_layer],
                 table=table,
                 table_key=table_key,
-                access=table_access(name),
+                access=spec.access,
                 environment=environment,
-                timeout=constants.CLEANUP_TIMEOUT if cleanup else constants.DEFAULT_TIMEOUT,
-                async_failures=destinations.SqsDestination(self.dead_letters.queue) if cleanup else None,
-                async_max_event_age=MAX_EVENT_AGE_CAP if cleanup else None,
+                memory_mb=spec.memory_mb or config.lambda_memory_mb,
+                timeout=Duration.seconds(spec.timeout_s),
+                async_failures=destinations.SqsDestination(self.dead_letters.queue) if scheduled else None,
+                async_max_event_age=MAX_EVENT_AGE_CAP if scheduled else None,
             )
         #: name → the Lambda function (alarms, dashboards and tests look here).
         self.functions = {name: f.function for name, f in self.fleet_functions.items()}
@@ -97,16 +97,22 @@ class ApiStack(Stack):
             self,
             "HttpApi",
             config=config,
-            targets={name: targets[name] for name in function_names if name != constants.CLEANUP_FUNCTION},
+            targets={spec.name: targets[spec.name] for spec in functions if spec.serves_http},
             api_routes=api_routes,
         )
-        self.schedules = CleanupSchedules(
-            self,
-            "CleanupSchedules",
-            target=targets[constants.CLEANUP_FUNCTION],
-            duties=duties,
-            dead_letter_queue=self.dead_letters.queue,
-        )
+        #: function name → its schedules (one rule per duty).
+        self.schedules = {
+            spec.name: CleanupSchedules(
+                self,
+                f"{constants.pascal(spec.name)}Schedules",
+                function_name=spec.name,
+                target=targets[spec.name],
+                duties=spec.duties,
+                dead_letter_queue=self.dead_letters.queue,
+            )
+            for spec in functions
+            if spec.duties
+        }
         self.monitoring = Monitoring(
             self,
             "Monitoring",

@@ -15,8 +15,10 @@ import typer
 from typer.testing import CliRunner, Result
 
 from fleetlink.agent import hardware
-from fleetlink.agent.cli import agent_app, agents_app, tokens_app
 from fleetlink.agent.identity import IdentityStore
+from fleetlink.cli.agent import agent_app
+from fleetlink.cli.operator.agents import agents_app
+from fleetlink.cli.operator.tokens import tokens_app
 from tests.e2e.conftest import DevServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]

@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 from infra.constructs.functions import function_code
 
-from fleetlink.api.app import FUNCTION_ROUTERS
+from fleetlink.api.functions import FUNCTIONS
 from infra import constants
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import from_data_stack, only_resource, resources_of_type
@@ -33,11 +33,11 @@ def relative_files(root: Path) -> set[str]:
     }
 
 
-def test_function_names_are_the_route_groups_plus_cleanup() -> None:
-    # Given the route groups the API serves
+def test_function_names_are_the_registry_entries() -> None:
+    # Given the function registry
     # When the CDK app's function names are read
-    # Then they are derived from FUNCTION_ROUTERS (a new group gets its function) and cleanup
-    assert (*FUNCTION_ROUTERS, "cleanup") == constants.FUNCTION_NAMES
+    # Then they are derived from it (a new entry gets its function)
+    assert tuple(FUNCTIONS) == constants.FUNCTION_NAMES
 
 
 def test_there_is_one_function_per_name(default_app: Synthesized) -> None:
@@ -96,8 +96,8 @@ def test_shared_layer_holds_the_server_side_package(default_app: Synthesized) ->
     table_py = "python/fleetlink/store/table.py"
     assert {"python/fleetlink/__init__.py", table_py} <= files
     assert (staged / table_py).read_bytes() == (constants.PACKAGE_DIR / "store/table.py").read_bytes()
-    assert not [f for f in files if f.startswith(("python/fleetlink/agent/", "python/fleetlink/local/"))]
-    assert "python/fleetlink/cli.py" not in files
+    node_side = ("python/fleetlink/agent/", "python/fleetlink/local/", "python/fleetlink/cli/")
+    assert not [f for f in files if f.startswith(node_side)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -211,3 +211,11 @@ def test_snap_start_from_context_runs_every_caller_through_a_live_alias(custom_a
 def test_missing_function_directory_fails_clearly() -> None:
     with pytest.raises(FileNotFoundError, match=r"functions/no-such-function/handler\.py"):
         function_code("no-such-function")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timeout_is_the_registry_entry_s(default_app: Synthesized, name: str) -> None:
+    # Given the function's registry entry
+    # When its synthesized configuration is read
+    # Then its timeout is the entry's (cleanup's duties get longer than a request)
+    assert properties(default_app, name)["Timeout"] == FUNCTIONS[name].timeout_s

@@ -16,9 +16,10 @@ from fleetlink.agent.hardware import fingerprint
 from fleetlink.api.app import route_table
 from fleetlink.api.deps import Deps
 from fleetlink.auth.keys import PrivateKey, generate_private_key
+from fleetlink.core.agents.model import RegistrationEventKind
 from fleetlink.core.clock import FixedClock
-from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness, RegistrationEventKind
-from fleetlink.local.server import RouteTable
+from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+from fleetlink.local.routing import RouteTable
 from tests.support import DOMAIN, OPERATOR_TOKEN, Api
 
 BASE = f"https://{DOMAIN}"

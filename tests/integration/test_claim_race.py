@@ -7,8 +7,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from fleetlink.api.deps import Deps
-from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
-from fleetlink.core.tasks import ClaimExecutions, CreateTask, new_task
+from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.tasks.model import ClaimExecutions, CreateTask
+from fleetlink.core.tasks.transitions import new_task
 from tests.support import Machine
 
 EXECUTIONS = 200

@@ -21,21 +21,23 @@ from typing import Any, cast
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleetlink.api.app import FUNCTION_ROUTERS, lambda_entry
+from fleetlink.api.app import lambda_entry
 from fleetlink.api.deps import build_deps, set_deps
-from fleetlink.api.permissions import FUNCTION_TABLE_ACCESS, calls_of_request, table_access
+from fleetlink.api.functions import FUNCTIONS as REGISTRY
+from fleetlink.api.functions import function_spec
+from fleetlink.api.permissions import calls_of_request
 from fleetlink.api.settings import OperatorAuth, Settings
 from fleetlink.core.clock import FixedClock
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
-from fleetlink.store.models import TableItem
+from fleetlink.store.base import TableItem
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
 
 ROOT = Path(__file__).parents[2]
 SAMPLES = sorted((ROOT / "events" / "http").glob("*.json"))
 SCHEDULED_SAMPLES = sorted((ROOT / "events" / "scheduled").glob("*.json"))
 SAMPLED_AT_MS = 1_767_225_600_000
-FUNCTIONS = (*FUNCTION_ROUTERS, "cleanup")
+FUNCTIONS = tuple(REGISTRY)
 OUTSIDE = "<no handler>"
 
 Calls = dict[str, set[tuple[str, str]]]
@@ -224,11 +226,12 @@ def observed() -> Calls:
     return recorder.calls
 
 
-def test_every_function_is_declared() -> None:
-    # Given the functions the CDK app deploys (one per route group, plus cleanup)
-    # When the permission declaration is read
-    # Then each has an entry, and nothing else does
-    assert set(FUNCTION_TABLE_ACCESS) == set(FUNCTIONS)
+def test_every_registered_function_has_a_handler() -> None:
+    # Given the functions the registry declares
+    # When their code directories are looked up
+    missing = [name for name in FUNCTIONS if not (ROOT / "functions" / name / "handler.py").is_file()]
+    # Then each has its Lambda entry
+    assert not missing
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -236,7 +239,7 @@ def test_function_calls_nothing_undeclared(observed: Calls, function: str) -> No
     # Given every call the function's code made over the samples and flows
     made = observed.get(function, set())
     # When compared with what the declaration grants
-    undeclared = made - table_access(function).calls()
+    undeclared = made - function_spec(function).access.calls()
     # Then nothing would be denied in AWS
     assert not undeclared, f"{function} calls undeclared (action, scope) pairs: {sorted(undeclared)}"
 
@@ -244,7 +247,7 @@ def test_function_calls_nothing_undeclared(observed: Calls, function: str) -> No
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_every_declared_action_is_called(observed: Calls, function: str) -> None:
     # Given what the declaration grants the function
-    declared = table_access(function).calls()
+    declared = function_spec(function).access.calls()
     # When compared with the calls its code made
     unused = declared - observed.get(function, set())
     # Then every grant is needed (extend the flows above when a new call is declared)

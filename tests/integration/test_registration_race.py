@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fleetlink.api.deps import Deps
-from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.agents.registration import RegistrationService
 from fleetlink.core.errors import FleetlinkError
-from fleetlink.core.registration import RegistrationService
-from fleetlink.store.repositories import DynamoRegistrationStore
+from fleetlink.store.agents import DynamoRegistrationStore
 from tests.support import Machine
 
 

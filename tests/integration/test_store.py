@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from fleetlink.api.deps import Deps
-from fleetlink.core.ports import NonceScope
-from fleetlink.store.models import AgentPresenceItem, AgentProfileItem, NonceItem, TableItem
+from fleetlink.core.agents.ports import NonceScope
+from fleetlink.store.agents import AgentPresenceItem, AgentProfileItem, NonceItem
+from fleetlink.store.base import TableItem
 
 
 def test_every_model_shares_one_botocore_client(deps: Deps) -> None:

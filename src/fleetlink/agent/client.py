@@ -17,15 +17,31 @@ from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 import fleetlink
 from fleetlink.agent.hardware import fingerprint as hardware_fingerprint
-from fleetlink.api import schemas
-from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary, KeyRotated, Registered, TokenCreated
 from fleetlink.auth.httpx_auth import HttpxSignatureAuth
 from fleetlink.auth.keys import PrivateKey, public_key_pem
+from fleetlink.contract.agents import (
+    AgentDetail,
+    AgentList,
+    AgentSummary,
+    HeartbeatAck,
+    KeyRotated,
+    Registered,
+    TokenCreated,
+)
+from fleetlink.contract.tasks import (
+    Claimed,
+    ExecutionDetail,
+    ResultRecorded,
+    TaskCreated,
+    TaskDetail,
+    TaskList,
+)
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+from fleetlink.core.tasks.model import Task
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -121,124 +137,6 @@ def api_root(base_url: str) -> str:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
-
-
-# --- answers about tasks, as the client reads them (unknown extra fields are ignored) -----------
-
-
-class HeartbeatAck(schemas.HeartbeatAck):
-    """The heartbeat answer; ``cancel`` lists executions the agent must stop."""
-
-    cancel: list[str] = Field(default_factory=list)
-
-
-class Lease(BaseModel):
-    """A claimed execution: what to run, and until when the lease holds."""
-
-    execution_id: str
-    task_id: str
-    attempt: int
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    timeout_seconds: int
-    priority: int = 0
-    lease_expires_at: int | None = None
-
-
-class Claimed(BaseModel):
-    executions: list[Lease]
-    renewed: list[str] = Field(default_factory=list)
-    cancel: list[str] = Field(default_factory=list)
-
-
-class ResultRecorded(BaseModel):
-    """What the server recorded for a result: succeeded|failed|timed_out|cancelled, or queued (retried)."""
-
-    execution_id: str
-    attempt: int
-    status: str
-
-
-#: Execution statuses nothing follows.
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "expired"})
-
-
-class ExecutionSummary(BaseModel):
-    execution_id: str
-    agent_id: str
-    status: str
-    attempt: int = 1
-    exit_code: int | None = None
-    error: str | None = None
-    output: str | None = None
-    output_truncated: bool = False
-    output_bytes: int | None = None
-    started_at: int | None = None
-    finished_at: int | None = None
-    duration_ms: int | None = None
-    updated_at: int | None = None
-
-    @property
-    def terminal(self) -> bool:
-        """Whether this execution has ended (nothing more will happen to it)."""
-        return self.status in TERMINAL_STATUSES
-
-
-class ExecutionDetail(ExecutionSummary):
-    """An agent's own execution."""
-
-    task_id: str
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    timeout_seconds: int
-    lease_expires_at: int | None = None
-    cancel_requested: bool = False
-
-
-class TaskCreated(BaseModel):
-    task_id: str
-    executions: int
-    agent_ids: list[str] = Field(default_factory=list)
-
-
-class TaskSummary(BaseModel):
-    task_id: str
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    targets: dict[str, Any] = Field(default_factory=dict)
-    priority: int = 0
-    timeout_seconds: int
-    max_retries: int = 0
-    delivery_timeout_seconds: int | None = None
-    max_concurrency: int | None = None
-    created_at: int
-    created_by: str | None = None
-    state: str
-    finished_at: int | None = None
-    cancelled_at: int | None = None
-    execution_count: int | None = None
-    counts: dict[str, int] = Field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        """Whether every execution has ended (a cancelled task may still be stopping running ones)."""
-        return self.finished_at is not None
-
-
-class TaskDetail(TaskSummary):
-    executions: list[ExecutionSummary] = Field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return super().done or (self.state != "active" and all(e.terminal for e in self.executions))
-
-
-class TaskList(BaseModel):
-    items: list[TaskSummary]
-    cursor: str | None = None
 
 
 class _ApiClient:
@@ -639,7 +537,7 @@ class OperatorClient(_ApiClient):
         params = _query(state=str(state) if state else None, limit=limit, cursor=cursor)
         return self._call(TaskList, "GET", "/tasks", params=params)
 
-    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
+    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[Task]:
         """Every task in ``state`` (all when None), newest first, following cursors page by page."""
         return _follow(lambda cursor: self.list_tasks(state=state, limit=page_size, cursor=cursor))
 

@@ -1,72 +1,111 @@
-"""The dependencies of a handler, built once per container on first use (never at import)."""
+"""The composition root: what a handler uses, built on first use and per capability (never at import).
+
+``Deps`` holds the settings and the clock; each capability's repositories and services are built
+(and their modules imported) only when a route first asks for them, so a function loads only the
+capabilities its routes use: the registration function never imports the task modules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
-if TYPE_CHECKING:  # each function imports only the use cases it calls (cold start)
-    from fleetlink.core.agents import AgentService
-    from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore, TaskRepository
-    from fleetlink.core.recovery import RecoveryService
-    from fleetlink.core.registration import RegistrationService
-    from fleetlink.core.task_service import TaskService
+if TYPE_CHECKING:
+    from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
+    from fleetlink.core.agents.recovery import RecoveryService
+    from fleetlink.core.agents.registration import RegistrationService
+    from fleetlink.core.agents.service import AgentService
+    from fleetlink.core.heartbeat import HeartbeatService
+    from fleetlink.core.tasks.ports import TaskRepository
+    from fleetlink.core.tasks.service import TaskService
+    from fleetlink.store.cursors import CursorCodec
 
 
-@dataclass(frozen=True)
 class Deps:
-    settings: Settings
-    clock: Clock
-    agents: AgentRepository
-    registrations: RegistrationStore
-    nonces: NonceStore
-    tasks: TaskRepository
+    """Settings, clock, and one lazily built provider per capability (cached for the container)."""
 
-    @property
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    @cached_property
+    def cursors(self) -> CursorCodec:
+        """Seals and opens every list's cursors with the configured key (``FLEETLINK_CURSOR_KEY``)."""
+        from fleetlink.store.cursors import CursorCodec
+
+        return CursorCodec(self.settings.cursor_key)
+
+    # --- agents ----------------------------------------------------------------------------
+
+    @cached_property
+    def agents(self) -> AgentRepository:
+        from fleetlink.store.agents import DynamoAgentRepository
+
+        return DynamoAgentRepository(self.cursors)
+
+    @cached_property
+    def registrations(self) -> RegistrationStore:
+        from fleetlink.store.agents import DynamoRegistrationStore
+
+        return DynamoRegistrationStore(self.cursors)
+
+    @cached_property
+    def nonces(self) -> NonceStore:
+        from fleetlink.store.agents import DynamoNonceStore
+
+        return DynamoNonceStore()
+
+    @cached_property
     def registration(self) -> RegistrationService:
-        from fleetlink.core.registration import RegistrationService
+        from fleetlink.core.agents.registration import RegistrationService
 
         return RegistrationService(self.registrations, self.agents, self.clock)
 
-    @property
+    @cached_property
     def recovery(self) -> RecoveryService:
-        from fleetlink.core.recovery import RecoveryService
+        from fleetlink.core.agents.recovery import RecoveryService
 
         return RecoveryService(self.registration, self.registrations, self.agents, self.clock)
 
-    @property
+    @cached_property
     def agent_service(self) -> AgentService:
-        from fleetlink.core.agents import AgentService
+        from fleetlink.core.agents.service import AgentService
 
-        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s, self.task_service)
+        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
 
-    @property
+    # --- tasks -----------------------------------------------------------------------------
+
+    @cached_property
+    def tasks(self) -> TaskRepository:
+        from fleetlink.store.tasks import DynamoTaskRepository
+
+        return DynamoTaskRepository(self.settings.retention_days, self.cursors)
+
+    @cached_property
     def task_service(self) -> TaskService:
-        from fleetlink.core.task_service import TaskService
+        from fleetlink.core.tasks.service import TaskService
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
 
+    # --- the heartbeat: every capability's part of the answer, presence first ---------------
+
+    @cached_property
+    def heartbeat(self) -> HeartbeatService:
+        from fleetlink.core.heartbeat import HeartbeatContributor, HeartbeatService
+
+        contributors: list[HeartbeatContributor] = [self.agent_service, self.task_service]
+        return HeartbeatService(self.clock, self.settings.heartbeat_interval_s, contributors)
+
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
-    """Deps on DynamoDB for these settings."""
-    from fleetlink.store.cursors import CursorCodec
-    from fleetlink.store.models import bind_table
-    from fleetlink.store.repositories import DynamoAgentRepository, DynamoNonceStore, DynamoRegistrationStore
-    from fleetlink.store.tasks_repository import DynamoTaskRepository
+    """Deps on DynamoDB for these settings (binds the table; no repository is built yet)."""
+    from fleetlink.store.base import bind_table
 
     bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
-    cursors = CursorCodec(settings.cursor_key)
-    return Deps(
-        settings=settings,
-        clock=clock or SystemClock(),
-        agents=DynamoAgentRepository(cursors),
-        registrations=DynamoRegistrationStore(cursors),
-        nonces=DynamoNonceStore(),
-        tasks=DynamoTaskRepository(settings.retention_days, cursors),
-    )
+    return Deps(settings, clock or SystemClock())
 
 
 _current: Deps | None = None

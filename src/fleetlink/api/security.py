@@ -22,14 +22,15 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fleetlink.api.deps import get_deps
 from fleetlink.api.settings import OperatorAuth
-from fleetlink.core.entities import Agent, AgentState, KeyAlg, RegistrationToken
+from fleetlink.core.agents.model import Agent, RegistrationToken
+from fleetlink.core.agents.ports import NonceScope
+from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
 from fleetlink.core.ids import IdPrefix, is_id
-from fleetlink.core.ports import NonceScope
 
 if TYPE_CHECKING:
     from fleetlink.auth.signatures import IncomingRequest, SignatureParams
-    from fleetlink.core.commands import RegisterAgent
+    from fleetlink.core.agents.commands import RegisterAgent
 
 # fleetlink.auth (cryptography, http_message_signatures) is imported where a signature is
 # checked, so functions that never check one (operator) do not load it on a cold start.

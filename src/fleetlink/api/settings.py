@@ -9,10 +9,6 @@ from enum import StrEnum
 
 from fleetlink.store.table import DEFAULT_TABLE_NAME
 
-MAX_BODY_BYTES = 1024 * 1024
-#: Routes allowed a larger body than MAX_BODY_BYTES.
-LARGE_BODY_ROUTES = {"/v1/relay/batch": 5 * 1024 * 1024}
-
 
 class OperatorAuth(StrEnum):
     IAM = "iam"  # API Gateway checked SigV4; the handler reads the caller from the request context

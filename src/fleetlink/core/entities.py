@@ -1,4 +1,7 @@
-"""Domain entities (pydantic). Times are epoch milliseconds."""
+"""Value types every capability shares (pydantic): tags, hardware, key algorithms, pages, audit.
+
+Times are epoch milliseconds. Each capability keeps its own records in ``core/<capability>/model.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,12 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MAX_HARDWARE_EXTRA_FIELDS = 16
 
 
+class Strict(BaseModel):
+    """A command body: unknown fields are refused, strings stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
 class KeyAlg(StrEnum):
     ED25519 = "ed25519"
     RSA_PSS_SHA512 = "rsa-pss-sha512"
@@ -31,18 +40,6 @@ class Liveness(StrEnum):
     ONLINE = "online"
     CONNECTION_LOST = "connection_lost"
     NEVER_SEEN = "never_seen"
-
-
-class RegistrationEventKind(StrEnum):
-    REGISTER = "register"  # a new agent, with a registration token and its new key
-    RE_REGISTER = "re-register"  # restart or hardware change, signed by the current key
-    KEY_ROTATION = "key-rotation"  # a new key installed by a request signed with the current one
-    RECOVER = "recover"  # a new key took over the id with an operator's recovery token
-
-
-class TokenPurpose(StrEnum):
-    REGISTRATION = "registration"  # registers new agents
-    RECOVERY = "recovery"  # lets one new key take over one agent id, once
 
 
 class Hardware(BaseModel):
@@ -73,71 +70,6 @@ class Hardware(BaseModel):
     def fields(self) -> dict[str, str]:
         """Every reported field as a normalised string, for comparison."""
         return {k: str(v).strip().lower() for k, v in self.model_dump().items() if str(v).strip()}
-
-
-class Agent(BaseModel):
-    agent_id: str
-    fingerprint: str
-    name: str
-    key_alg: KeyAlg
-    public_key: str
-    encryption_public_key: str | None = None
-    hardware: Hardware
-    tags: dict[str, str] = Field(default_factory=dict)
-    capabilities: list[str] = Field(default_factory=list)
-    agent_version: str | None = None
-    state: AgentState = AgentState.ACTIVE
-    registered_at: int
-    updated_at: int
-    revoked_at: int | None = None
-    version: int | None = None
-
-
-class Presence(BaseModel):
-    """What the last heartbeat said; absent until the first one."""
-
-    last_seen_at: int
-    reported_status: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    heartbeats: int = 0
-
-
-class Resemblance(BaseModel):
-    """A known agent whose hardware a new registration resembles (evidence for the operator only)."""
-
-    agent_id: str
-    score: int = Field(description="Hardware similarity 0-100")
-    same_fingerprint: bool
-
-
-class RegistrationEvent(BaseModel):
-    event_id: str
-    agent_id: str
-    event: RegistrationEventKind
-    success: bool
-    similarity_score: int | None = None
-    key_changed: bool = False
-    token_id: str | None = None
-    reason: str | None = None
-    hardware: Hardware
-    at: int
-    resembles: Resemblance | None = None
-
-
-class RegistrationToken(BaseModel):
-    token_id: str
-    secret_hash: str
-    purpose: TokenPurpose = TokenPurpose.REGISTRATION
-    #: The one agent a recovery token may take over.
-    agent_id: str | None = None
-    name_prefix: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    max_uses: int
-    uses: int = 0
-    expires_at: int
-    created_at: int
-    created_by: str
-    revoked_at: int | None = None
 
 
 class AuditRecord(BaseModel):

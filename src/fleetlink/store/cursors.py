@@ -1,4 +1,4 @@
-"""Opaque list cursors, authenticated with a server key (HMAC-SHA256).
+"""Opaque page cursors, authenticated with a server key (HMAC-SHA256), over one or more partitions.
 
 A cursor is ``<payload>.<tag>``: the payload (base64url JSON) holds where a list stopped, in
 absolute terms (a shard, a month, DynamoDB's last evaluated key); the tag binds it to the key and
@@ -18,6 +18,7 @@ import secrets
 from typing import Any
 
 from fleetlink.core.errors import InvalidInput
+from fleetlink.store import keys
 
 _VERSION = b"fleetlink-cursor-v1"
 _TAG_BYTES = 16
@@ -79,3 +80,25 @@ def last_key_of(position: dict[str, Any]) -> dict[str, Any] | None:
     ):
         return last_key
     raise invalid_cursor()
+
+
+def sharded_pages(
+    query: Any, limit: int, cursors: CursorCodec, scope: str, cursor: str | None
+) -> tuple[list[Any], str | None]:
+    """Up to ``limit`` items from the shards in turn; ``query(shard, last_key, n)`` pages one shard."""
+    shard, last_key = 0, None
+    if cursor is not None:
+        position = cursors.open(scope, cursor)
+        shard, last_key = position.get("s", -1), last_key_of(position)
+        if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < keys.LIST_SHARDS:
+            raise invalid_cursor()
+    found: list[Any] = []
+    while shard < keys.LIST_SHARDS and len(found) < limit:
+        results = query(shard, last_key, limit - len(found))
+        found += list(results)
+        last_key = results.last_evaluated_key
+        if last_key is None:
+            shard += 1
+    if shard >= keys.LIST_SHARDS:
+        return found, None
+    return found, cursors.seal(scope, {"s": shard, "k": last_key})

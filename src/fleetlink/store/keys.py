@@ -14,6 +14,9 @@ AGENT_STATE_PREFIX = "STATE#"
 REGISTRATION_PREFIX = "REG#"
 AUDIT_PREFIX = "AUDIT#"
 SINGLETON_SK = "#"
+AGENT_PREFIX = "AGENT#"
+#: The key readiness reads (never written): one Query proves the table answers.
+READINESS_KEY = ("HEALTH#", SINGLETON_SK)
 
 
 def shard_of(entity_id: str, shards: int = LIST_SHARDS) -> int:
@@ -22,7 +25,12 @@ def shard_of(entity_id: str, shards: int = LIST_SHARDS) -> int:
 
 
 def agent_pk(agent_id: str) -> str:
-    return f"AGENT#{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
+
+
+def agent_id_of_pk(pk: str) -> str:
+    """The agent id an ``agent_pk`` was built from."""
+    return pk.removeprefix(AGENT_PREFIX)
 
 
 def registration_sk(event_id: str) -> str:
@@ -83,7 +91,7 @@ def tag_member_pk(key: str, value: str, shard: int) -> str:
 
 
 def tag_member_sk(agent_id: str) -> str:
-    return f"AGENT#{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
 
 
 def task_pk(task_id: str) -> str:

@@ -23,18 +23,18 @@ class IndexDefinition:
     non_key_attributes: tuple[str, ...] = ()
 
 
-INDEXES: tuple[IndexDefinition, ...] = (
-    # fleet-wide lists: agents (sharded; written on profile changes, never by heartbeats), tasks by month
-    IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),
-    # an agent's queued executions, highest priority first then oldest (items leave it when leased)
-    IndexDefinition("gsi2", "gsi2pk", "gsi2sk"),
-    # a task's executions
-    IndexDefinition("gsi3", "gsi3pk", "gsi3sk"),
-    # timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it)
-    IndexDefinition(
-        "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
-    ),
+#: Fleet-wide lists: agents (sharded; written on profile changes, never by heartbeats), tasks by month.
+LIST_INDEX = IndexDefinition("gsi1", "gsi1pk", "gsi1sk")
+#: An agent's queued executions, highest priority first then oldest (items leave it when leased).
+QUEUE_INDEX = IndexDefinition("gsi2", "gsi2pk", "gsi2sk")
+#: A task's executions.
+TASK_EXECUTIONS_INDEX = IndexDefinition("gsi3", "gsi3pk", "gsi3sk")
+#: Timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it).
+DUE_INDEX = IndexDefinition(
+    "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
 )
+#: Every index of the table; models address them by the names above, never by position.
+INDEXES: tuple[IndexDefinition, ...] = (LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX, DUE_INDEX)
 
 
 def key_attributes() -> list[str]:

@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath
-from fleetlink.api.schemas import HeartbeatAck
-from fleetlink.core.commands import Heartbeat
+from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.core.heartbeat import Heartbeat
 
 router = Router()
 
@@ -24,5 +24,5 @@ router = Router()
     security=[{"agentSignature": []}],
 )
 def heartbeat(agent_id: AgentIdPath, command: Annotated[Heartbeat, Body()]) -> HeartbeatAck:
-    result = get_deps().agent_service.heartbeat(security.calling_agent(router), agent_id, command)
+    result = get_deps().heartbeat.heartbeat(security.calling_agent(router), agent_id, command)
     return HeartbeatAck.of(result)

@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath
-from fleetlink.api.schemas import (
+from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.contract.agents import (
     KeyRotated,
     RecoveryTokenCreated,
     Registered,
@@ -19,18 +19,22 @@ from fleetlink.api.schemas import (
     TokenList,
     TokenSummary,
 )
-from fleetlink.core.commands import MintRecoveryToken, MintRegistrationToken, RegisterAgent, RotateKey
-from fleetlink.core.entities import Agent
+from fleetlink.core.agents.commands import MintRecoveryToken, MintRegistrationToken, RegisterAgent, RotateKey
+from fleetlink.core.agents.model import Agent
 from fleetlink.core.errors import Unauthenticated
 from fleetlink.core.ids import IdPrefix, id_pattern
 
 router = Router()
-OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["registration"]}
+OPERATOR: RouteAccess = {
+    "middlewares": [security.operator],
+    "security": [{"operator": []}],
+    "tags": ["registration"],
+}
 NO_STORE = {"Cache-Control": "no-store"}
 TokenIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TOKEN), description="tok_ id")]
 
 
-@router.post("/registration-tokens", summary="Mint a registration token (shown once)", **OPERATOR)  # type: ignore[arg-type]
+@router.post("/registration-tokens", summary="Mint a registration token (shown once)", **OPERATOR)
 def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -> Response[TokenCreated]:
     minted = get_deps().registration.mint_token(command, security.operator_actor(router))
     record = minted.record
@@ -48,7 +52,7 @@ def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -
 @router.get(
     "/registration-tokens",
     summary="List registration and recovery tokens (never their secrets), newest first",
-    **OPERATOR,  # type: ignore[arg-type]
+    **OPERATOR,
 )
 def list_registration_tokens(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -63,7 +67,7 @@ def list_registration_tokens(
     summary="Revoke a token (idempotent)",
     description="A registration that has not committed by the time the revocation commits fails: the "
     "use of a token is re-checked inside the registration's transaction.",
-    **OPERATOR,  # type: ignore[arg-type]
+    **OPERATOR,
 )
 def revoke_registration_token(token_id: TokenIdPath) -> TokenSummary:
     return TokenSummary.of(get_deps().registration.revoke_token(token_id, security.operator_actor(router)))
@@ -140,7 +144,7 @@ def rotate_key(agent_id: AgentIdPath, command: Annotated[RotateKey, Body()]) -> 
 @router.post(
     "/agents/<agent_id>/recovery-token",
     summary="Mint a single-use, short-lived token with which a new key takes over this agent id",
-    **OPERATOR,  # type: ignore[arg-type]
+    **OPERATOR,
 )
 def mint_recovery_token(
     agent_id: AgentIdPath, command: Annotated[MintRecoveryToken | None, Body()] = None

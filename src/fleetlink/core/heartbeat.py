@@ -1,0 +1,75 @@
+"""The heartbeat, composed: each capability contributes its part of the answer.
+
+Presence comes from agents; lease renewals, the pending count and the executions to stop from
+tasks; the tunnels version from tunnels. A capability adds its part by implementing
+``HeartbeatContributor`` and being listed where the heartbeat is wired (``fleetlink.api.deps``);
+no other capability changes. A field nobody contributes keeps its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Protocol, TypedDict
+
+from pydantic import Field, StringConstraints
+
+from fleetlink.core.access import Caller, require_own
+from fleetlink.core.clock import Clock
+from fleetlink.core.entities import Strict
+
+MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,24}$")]
+MAX_HEARTBEAT_METRICS = 16
+
+
+class Heartbeat(Strict):
+    status: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")] | None = Field(
+        default=None, description="What the agent says of itself, e.g. ok, busy, draining"
+    )
+    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
+    running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=100, description="Execution ids whose leases to renew"
+    )
+
+
+class HeartbeatParts(TypedDict, total=False):
+    """What contributors may set in the answer (each sets its own keys)."""
+
+    pending_executions: int
+    renewed: list[str]
+    cancel: list[str]
+    tunnels_version: int
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    server_time: int
+    heartbeat_interval_s: int
+    pending_executions: int = 0
+    tunnels_version: int = 0
+    renewed: list[str] = field(default_factory=list)
+    cancel: list[str] = field(default_factory=list)
+
+
+class HeartbeatContributor(Protocol):
+    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
+        """Act on an accepted heartbeat of ``caller``; return this capability's part of the answer."""
+        ...
+
+
+class HeartbeatService:
+    def __init__(
+        self, clock: Clock, heartbeat_interval_s: int, contributors: Sequence[HeartbeatContributor]
+    ) -> None:
+        self._clock = clock
+        self._contributors = tuple(contributors)
+        self.heartbeat_interval_s = heartbeat_interval_s
+
+    def heartbeat(self, caller: Caller, agent_id: str, command: Heartbeat) -> HeartbeatResult:
+        """Every contributor in order (presence first), their parts merged into one answer."""
+        require_own(caller, agent_id)
+        now = self._clock.now_ms()
+        parts: HeartbeatParts = {}
+        for contributor in self._contributors:
+            parts.update(contributor.on_heartbeat(caller, command, now))
+        return HeartbeatResult(server_time=now, heartbeat_interval_s=self.heartbeat_interval_s, **parts)

@@ -1,0 +1,52 @@
+"""The heartbeat answer is composed from each capability's part; a part nobody gives keeps its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from fleetlink.core.access import Caller
+from fleetlink.core.clock import FixedClock
+from fleetlink.core.errors import Forbidden
+from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts, HeartbeatService
+
+
+@dataclass(frozen=True)
+class Agent:
+    agent_id: str
+
+
+class Records:
+    """A contributor that records what it saw and gives a fixed part."""
+
+    def __init__(self, part: HeartbeatParts) -> None:
+        self.part = part
+        self.seen: list[tuple[str, int]] = []
+
+    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
+        self.seen.append((caller.agent_id, now_ms))
+        return self.part
+
+
+def test_parts_of_every_contributor_are_merged_and_the_rest_keep_defaults() -> None:
+    # Given a presence contributor that gives nothing and a tasks one that gives its part
+    presence, tasks = Records({}), Records({"pending_executions": 2, "renewed": ["exe_1"], "cancel": []})
+    service = HeartbeatService(FixedClock(5_000), 60, [presence, tasks])
+    # When an agent sends its heartbeat
+    result = service.heartbeat(Agent("agt_1"), "agt_1", Heartbeat())
+    # Then both saw it at the same time, the answer carries the tasks part, tunnels_version its default
+    assert presence.seen == tasks.seen == [("agt_1", 5_000)]
+    assert (result.pending_executions, result.renewed, result.cancel) == (2, ["exe_1"], [])
+    assert (result.server_time, result.heartbeat_interval_s, result.tunnels_version) == (5_000, 60, 0)
+
+
+def test_a_heartbeat_for_another_agent_reaches_no_contributor() -> None:
+    # Given a contributor
+    presence = Records({})
+    service = HeartbeatService(FixedClock(5_000), 60, [presence])
+    # When an agent sends a heartbeat for another agent
+    with pytest.raises(Forbidden):
+        service.heartbeat(Agent("agt_1"), "agt_2", Heartbeat())
+    # Then nothing was recorded
+    assert presence.seen == []

@@ -58,3 +58,30 @@ def test_a_proof_by_another_key_does_not_verify() -> None:
     proof = sign_key_proof(other, AGENT, KeyAlg.ED25519, NOW)
     with pytest.raises(Unprocessable):
         verify_key_proof(key.public_key(), AGENT, KeyAlg.ED25519, NOW, proof, now_s=NOW, max_skew_s=300)
+
+
+def test_deployed_functions_share_the_cursor_key_from_their_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Given the cursor key secret in Secrets Manager (moto) and two containers configured with its ARN,
+    when one seals a cursor, then the other opens it, and so does the key given as its plain value."""
+    import boto3
+    from moto import mock_aws
+
+    from fleetlink.api.deps import Deps
+    from fleetlink.api.settings import Settings
+    from fleetlink.core.clock import FixedClock
+
+    value = "c" * 64
+    for name, setting in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, setting)
+    monkeypatch.delenv("FLEETLINK_CURSOR_KEY", raising=False)
+    with mock_aws():
+        secrets = boto3.client("secretsmanager", region_name="eu-west-1")
+        arn = secrets.create_secret(Name="cursor-key", SecretString=value)["ARN"]
+        monkeypatch.setenv("FLEETLINK_CURSOR_KEY_SECRET_ARN", arn)
+        monkeypatch.setenv("AWS_REGION", "eu-west-1")
+        first, second = (Deps(Settings.from_env(), FixedClock(NOW * 1000)) for _ in range(2))
+        cursor = first.cursors.seal("tokens", {"k": None})
+        assert second.cursors.open("tokens", cursor) == {"k": None}
+    monkeypatch.delenv("FLEETLINK_CURSOR_KEY_SECRET_ARN")
+    monkeypatch.setenv("FLEETLINK_CURSOR_KEY", value)
+    assert Deps(Settings.from_env(), FixedClock(NOW * 1000)).cursors.open("tokens", cursor) == {"k": None}

@@ -33,10 +33,16 @@ class Deps:
 
     @cached_property
     def cursors(self) -> CursorCodec:
-        """Seals and opens every list's cursors with the configured key (``FLEETLINK_CURSOR_KEY``)."""
+        """Seals and opens every list's cursors with the configured key (see ``Settings.cursor_key``)."""
         from fleetlink.store.cursors import CursorCodec
 
-        return CursorCodec(self.settings.cursor_key)
+        settings = self.settings
+        arn = settings.cursor_key_secret_arn
+        if settings.cursor_key is None and arn:
+            from fleetlink.api.settings import cursor_key_from_secret
+
+            return CursorCodec(lambda: cursor_key_from_secret(arn, settings.region))
+        return CursorCodec(settings.cursor_key)
 
     # --- agents ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from fleetlink.core.errors import InvalidInput
@@ -34,6 +35,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _checked(key: bytes) -> bytes:
+    if len(key) < 32:
+        raise ValueError("a cursor key needs at least 32 bytes")
+    return key
+
+
 def invalid_cursor() -> InvalidInput:
     return InvalidInput("the cursor is not one this API returned for this list", code="invalid-cursor")
 
@@ -41,15 +48,21 @@ def invalid_cursor() -> InvalidInput:
 class CursorCodec:
     """Seals and opens the cursors of every list with one server key."""
 
-    def __init__(self, key: bytes | None = None) -> None:
-        """``key``: at least 32 bytes; None generates one for this process (dev stack, tests)."""
-        if key is not None and len(key) < 32:
-            raise ValueError("a cursor key needs at least 32 bytes")
-        self._key = key or secrets.token_bytes(32)
+    def __init__(self, key: bytes | Callable[[], bytes] | None = None) -> None:
+        """``key``: at least 32 bytes, or what returns them on first use (a deployed function reads its
+        secret only when a list is paged); None generates one for this process (dev stack, tests)."""
+        self._load = key if callable(key) else None
+        self._key = None if callable(key) else _checked(key or secrets.token_bytes(32))
+
+    def _secret(self) -> bytes:
+        if self._key is None:
+            assert self._load is not None
+            self._key = _checked(self._load())
+        return self._key
 
     def _tag(self, scope: str, payload: str) -> bytes:
         message = b"\n".join((_VERSION, scope.encode(), payload.encode()))
-        return hmac.new(self._key, message, hashlib.sha256).digest()[:_TAG_BYTES]
+        return hmac.new(self._secret(), message, hashlib.sha256).digest()[:_TAG_BYTES]
 
     def seal(self, scope: str, position: dict[str, Any]) -> str:
         payload = _b64(json.dumps(position, separators=(",", ":"), sort_keys=True).encode())

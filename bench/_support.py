@@ -145,8 +145,9 @@ class BenchAgent:
 
     def registration_event(self, token: str | None) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        key_id = self.agent_id or self.fingerprint  # a registered agent re-registers by its key
         return self.signed_event(
-            "POST", "/v1/agents/register", self.registration_body(), key_id=self.fingerprint, headers=headers
+            "POST", "/v1/agents/register", self.registration_body(), key_id=key_id, headers=headers
         )
 
 

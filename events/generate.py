@@ -28,6 +28,7 @@ PATH_VALUES = {
     "agent_id": AGENT_ID,
     "task_id": "tsk_01KDXRYP0000000000000000CD",
     "execution_id": "exe_01KDXRYP0000000000000000EF",
+    "token_id": "tok_01KDXRYP000000000000000TOK",
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
@@ -45,6 +46,15 @@ BODIES: dict[tuple[str, str], Any] = {
         "status": "ok",
         "metrics": {"load1": 0.42, "mem_used_pct": 61.5},
     },
+    ("POST", "/v1/agents/{agent_id}/keys"): {
+        "public_key": "-----BEGIN PUBLIC KEY-----\n"
+        "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+        "-----END PUBLIC KEY-----\n",
+        "key_alg": "ed25519",
+        "created": AT_S,
+        "proof": "c2lnbmF0dXJlLWJ5LXRoZS1uZXcta2V5LW92ZXItdGhlLWtleS1wcm9vZi1zdHJpbmc",
+    },
+    ("POST", "/v1/agents/{agent_id}/recovery-token"): {"ttl_seconds": 900},
     ("PUT", "/v1/agents/{agent_id}/tags"): {"tags": {"role": "web", "zone": "eu-west-1a"}},
     ("POST", "/v1/tasks"): {
         "type": "shell",
@@ -97,8 +107,9 @@ def sample(function: str, method: str, path: str, security: list[dict[str, Any]]
     headers = {"user-agent": "fleetlink-agent/0.1.0", "accept": "application/json"}
     if raw:
         headers["content-type"] = "application/json"
-    if function == "operator" or path == "/v1/registration-tokens":
-        if not path.startswith("/v1/health") and path not in ("/v1/openapi.json", "/v1/docs"):
+    signed = any("agentSignature" in requirement for requirement in security)
+    if not signed:  # an operator route (IAM) or a public one
+        if any("operator" in requirement for requirement in security):
             headers["authorization"] = (
                 "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEEXAMPLE00/... (checked by API Gateway)"
             )

@@ -68,6 +68,7 @@ def build_app(
             config=config,
             table=data.table,
             table_key=data.key,
+            cursor_key=data.cursor_key,
             layer_dirs=layer_dirs,
             api_routes=list(routes() if api_routes is None else api_routes),
             functions=tuple(FUNCTIONS.values()) if functions is None else functions,

@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from fleetlink.api.permissions import TableAccess
@@ -38,7 +39,8 @@ class FleetFunction(Construct):
     """``functions/<name>`` on python3.13/arm64 with the layers, traced, logging to its own group.
 
     Its role allows exactly what ``access`` declares on the table (and the table key's matching KMS
-    actions through DynamoDB only), writing to its own log group, and X-Ray: no managed policy.
+    actions through DynamoDB only), reading ``secrets`` (GetSecretValue on each), writing to its own
+    log group, and X-Ray: no managed policy.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class FleetFunction(Construct):
         table_key: kms.IKey,
         access: TableAccess,
         environment: Mapping[str, str],
+        secrets: Sequence[secretsmanager.ISecret] = (),
         memory_mb: int,
         timeout: Duration,
         async_failures: lambda_.IDestination | None = None,
@@ -101,6 +104,11 @@ class FleetFunction(Construct):
         )
         self.log_group.grant_write(self.role)
         grant_table_access(self.role, table, table_key, access)
+        for secret in secrets:
+            # GetSecretValue on that one secret (grant_read would add DescribeSecret, which it never calls)
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
+            )
         if config.tracing:
             nag.accept(
                 self.role,

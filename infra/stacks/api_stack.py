@@ -14,6 +14,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_secretsmanager as secretsmanager
 from layers.build import LayerDirs
 
 from constructs import Construct
@@ -38,6 +39,7 @@ class ApiStack(Stack):
         config: StageConfig,
         table: dynamodb.ITable,
         table_key: kms.IKey,
+        cursor_key: secretsmanager.ISecret,
         layer_dirs: LayerDirs,
         api_routes: Sequence[Route],
         functions: Sequence[FunctionSpec] = tuple(FUNCTIONS.values()),
@@ -69,6 +71,7 @@ class ApiStack(Stack):
             **constants.COMMON_ENVIRONMENT,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "FLEETLINK_HEARTBEAT_INTERVAL_S": str(config.heartbeat_interval_s),
+            "FLEETLINK_CURSOR_KEY_SECRET_ARN": cursor_key.secret_arn,
         }
 
         self.fleet_functions: dict[str, FleetFunction] = {}
@@ -83,6 +86,7 @@ class ApiStack(Stack):
                 table=table,
                 table_key=table_key,
                 access=spec.access,
+                secrets=[cursor_key],
                 environment=environment,
                 memory_mb=spec.memory_mb or config.lambda_memory_mb,
                 timeout=Duration.seconds(spec.timeout_s),

@@ -108,6 +108,18 @@ def test_function_table_name_is_the_table(default_app: Synthesized, name: str) -
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_function_reads_the_cursor_key_from_the_data_stack_secret(
+    default_app: Synthesized, name: str
+) -> None:
+    # Given the function's environment
+    variables = properties(default_app, name)["Environment"]["Variables"]
+    secret_id, _ = only_resource(default_app.data_json, "AWS::SecretsManager::Secret")
+    # Then it names the cursor key secret of the data stack, never the key itself
+    assert from_data_stack(default_app, variables["FLEETLINK_CURSOR_KEY_SECRET_ARN"]) == {"Ref": secret_id}
+    assert "FLEETLINK_CURSOR_KEY" not in variables
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_function_has_the_powertools_and_fleetlink_settings(default_app: Synthesized, name: str) -> None:
     variables = properties(default_app, name)["Environment"]["Variables"]
     assert {key: variables.get(key) for key in (*constants.COMMON_ENVIRONMENT, "POWERTOOLS_LOG_LEVEL")} == {

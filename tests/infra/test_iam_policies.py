@@ -27,9 +27,12 @@ def resource_name(app: Synthesized, name: str, resource: Any) -> str:
     """A policy resource as a readable name: table, index/<n>, key, own-logs, dead-letters, * (or raw)."""
     table_id, _ = only_resource(app.data_json, "AWS::DynamoDB::Table")
     key_id, _ = only_resource(app.data_json, "AWS::KMS::Key")
+    secret_id, _ = only_resource(app.data_json, "AWS::SecretsManager::Secret")
     data_value = from_data_stack(app, resource)
     if data_value == {"Fn::GetAtt": [table_id, "Arn"]}:
         return "table"
+    if data_value == {"Ref": secret_id}:
+        return "cursor-key"
     if data_value == {"Fn::GetAtt": [key_id, "Arn"]}:
         return "key"
     if isinstance(resource, dict) and "Fn::Join" in resource:
@@ -102,11 +105,21 @@ def test_function_writes_only_to_its_own_log_group(default_app: Synthesized, nam
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_function_reads_only_the_cursor_key_secret(any_app: Synthesized, name: str) -> None:
+    # Given the role's Secrets Manager grants
+    granted = {(a, r) for a, r in allowed(any_app, name) if a.startswith("secretsmanager:")}
+    # Then it may read the value of the cursor key secret, and nothing else there
+    assert granted == {("secretsmanager:GetSecretValue", "cursor-key")}
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_function_allows_nothing_else(default_app: Synthesized, name: str) -> None:
     # Given everything the role allows
     granted = allowed(default_app, name)
-    # When DynamoDB, KMS, logs and X-Ray are taken away
-    rest = {(a, r) for a, r in granted if not a.startswith(("dynamodb:", "kms:", "logs:"))} - XRAY
+    # When DynamoDB, KMS, the cursor key, logs and X-Ray are taken away
+    rest = {
+        (a, r) for a, r in granted if not a.startswith(("dynamodb:", "kms:", "logs:", "secretsmanager:"))
+    } - XRAY
     # Then only a scheduled function keeps one more thing: sending its failures to the dead-letter queue
     if function_spec(name).duties:
         assert {a for a, _ in rest} <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}

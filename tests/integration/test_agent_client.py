@@ -130,14 +130,14 @@ def test_a_revoked_agent_gets_a_403_problem(
     assert (raised.value.status, raised.value.code) == (403, "agent-revoked")
 
 
-def test_an_unknown_token_is_refused_with_the_servers_reason(
+def test_an_unknown_token_is_refused_with_the_generic_401(
     operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey
 ) -> None:
     with pytest.raises(FleetlinkApiError) as raised:
         agent_client(transport).register(
             "tok_01JABCDEFGHJKMNPQRSTVWXYZ0.nope", machine(4), key, KeyAlg.ED25519
         )
-    assert (raised.value.status, raised.value.code) == (401, "registration-token-invalid")
+    assert (raised.value.status, raised.value.code) == (401, "unauthenticated")
 
 
 def test_iter_agents_reads_every_page_and_tags_can_be_replaced(
@@ -164,3 +164,25 @@ def test_a_bad_request_comes_back_with_field_errors(operator: OperatorClient) ->
         operator.create_token(name_prefix="Not A Prefix")
     assert raised.value.status == 422
     assert any(error["loc"][-1] == "name_prefix" for error in raised.value.errors)
+
+
+def test_the_client_rotates_its_key_and_keeps_its_id(
+    operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey
+) -> None:
+    # Given a registered agent
+    client = agent_client(transport)
+    agent_id = client.register(operator.create_token().token, machine(5), key, KeyAlg.ED25519).agent_id
+    new_key = generate_private_key(KeyAlg.ED25519)
+    # When it rotates to a new key
+    rotated = client.rotate_key(agent_id, new_key, KeyAlg.ED25519)
+    # Then same id; the client signs with the new key, which the server now holds
+    assert rotated.agent_id == agent_id
+    assert client.heartbeat(agent_id).server_time > 0
+    old = FleetlinkClient(
+        BASE, private_key=key, key_alg=KeyAlg.ED25519, transport=transport, sleep=lambda _: None
+    )
+    with pytest.raises(FleetlinkApiError) as raised:
+        old.heartbeat(agent_id)
+    assert raised.value.status == 401
+    events = [e.event for e in operator.get_agent(agent_id).registration_history]
+    assert events == [RegistrationEventKind.KEY_ROTATION, RegistrationEventKind.REGISTER]

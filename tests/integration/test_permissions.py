@@ -136,8 +136,23 @@ def run_flows(recorder: CallRecorder) -> None:
         tags = {"tags": {"zone": "a"}}  # role=web removed: a tag member is deleted
         assert api.operator("operator", "PUT", f"/v1/agents/{machine.agent_id}/tags", tags).status == 200
         assert api.operator("operator", "POST", f"/v1/agents/{other.agent_id}/revoke").status == 200
-        assert api.register(other, None).status == 403  # a revoked agent re-registering: recorded failure
+        assert api.register(other, None).status == 403  # a revoked agent re-registering: refused
+        run_identity_flows(api, machine, token)
         assert api.call("operator", "GET", "/v1/health/ready").status == 200
+
+
+def run_identity_flows(api: Api, machine: Machine, token: str) -> None:
+    """Tokens listed and revoked, a look-alike registering (evidence read), rotation, recovery."""
+    assert api.operator("registration", "GET", "/v1/registration-tokens").status == 200
+    assert api.register(Machine("perm-1"), token).status == 201  # resembles machine: its profile read
+    rotated = Machine("perm-1")
+    assert api.rotate_key(machine, rotated).status == 200
+    machine.key = rotated.key
+    recovery = api.recovery_token(machine.agent_id or "")
+    assert recovery.status == 201
+    assert api.register(Machine("perm-1"), recovery.json["token"]).status == 201
+    token_id = token.split(".")[0]
+    assert api.operator("registration", "DELETE", f"/v1/registration-tokens/{token_id}").status == 200
 
 
 def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:

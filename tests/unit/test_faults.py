@@ -13,7 +13,7 @@ from pynamodb.exceptions import PutError
 
 from fleetlink.local.faults import FaultInjector, FaultPlan, inject_faults
 from fleetlink.local.moto_backend import local_dynamodb
-from fleetlink.store.agents import FingerprintItem
+from fleetlink.store.agents import EvidenceItem
 from fleetlink.store.base import bind_table
 
 TABLE = "fleetlink-faults"
@@ -217,7 +217,7 @@ def test_pynamodb_models_see_the_fault_through_their_shared_client(client: Any) 
     # Given the models bound to the table and faults injected into their shared client
     bind_table(TABLE, REGION)
     with inject_faults(FaultPlan(conflict=1.0)) as faults, pytest.raises(PutError) as raised:
-        FingerprintItem(pk="FPR#x", sk="#", agent_id="agt_1").save()
+        EvidenceItem(pk="SEEN#fpr#x", sk="AGENT#agt_1", agent_id="agt_1").save()
     # Then the model's save fails with DynamoDB's error code
     assert raised.value.cause_response_code == "TransactionConflictException"
     assert faults.counts[("conflict", "PutItem")] == 1

@@ -28,6 +28,7 @@ from fleetlink.contract.agents import (
     AgentList,
     AgentSummary,
     HeartbeatAck,
+    KeyRotated,
     Registered,
     TokenCreated,
 )
@@ -277,13 +278,17 @@ class FleetlinkClient(_ApiClient):
         agent_version: str | None = None,
         encryption_public_key: str | None = None,
         fingerprint: str | None = None,
+        agent_id: str | None = None,
     ) -> Registered:
-        """Register ``key`` for this hardware, or re-register it (then ``token`` may be None).
+        """Register ``key`` as a new agent (with a registration or recovery ``token``), or re-register.
 
-        The request is signed by ``key`` with keyid = the fingerprint (default: of ``hardware``).
+        A new registration is signed by ``key`` with keyid = the fingerprint (default: of
+        ``hardware``). Re-registration (``agent_id`` given, or this client already registered
+        ``key``) is signed with keyid = the agent id and needs no token: the key is the identity.
         The client signs later calls with ``key`` from then on.
         """
         fp = fingerprint or hardware_fingerprint(hardware)
+        known_as = agent_id or (self.agent_id if key is self._private_key else None)
         body: dict[str, Any] = {
             "fingerprint": fp,
             "public_key": public_key_pem(key),
@@ -303,11 +308,36 @@ class FleetlinkClient(_ApiClient):
             "POST",
             "/agents/register",
             body=body,
-            auth=HttpxSignatureAuth(key, fp, alg),
+            auth=HttpxSignatureAuth(key, known_as or fp, alg),
             headers=headers,
         )
         self._private_key, self._key_alg = key, alg
         self.agent_id = result.agent_id
+        return result
+
+    def rotate_key(self, agent_id: str, new_key: PrivateKey, new_alg: KeyAlg) -> KeyRotated:
+        """Install ``new_key`` (signed by the current key, with the new key's proof); sign with it after.
+
+        Keep the old key until this returns: if the answer is lost, the next call tells which key
+        the server holds (a 401 with the old key means the new one is installed).
+        """
+        from fleetlink.auth.key_proof import sign_key_proof
+
+        created = int(time.time())
+        body = {
+            "public_key": public_key_pem(new_key),
+            "key_alg": new_alg.value,
+            "created": created,
+            "proof": sign_key_proof(new_key, agent_id, new_alg, created),
+        }
+        result = self._call(
+            KeyRotated,
+            "POST",
+            f"/agents/{_segment(agent_id)}/keys",
+            body=body,
+            auth=self._signed_as(agent_id),
+        )
+        self._private_key, self._key_alg = new_key, new_alg
         return result
 
     def heartbeat(

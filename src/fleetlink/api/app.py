@@ -9,12 +9,19 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from fleetlink.api import security
 from fleetlink.api.functions import API_PREFIX, function_spec, http_functions
-from fleetlink.api.problems import install_problem_handlers, problem
+from fleetlink.api.problems import install_problem_handlers
+from fleetlink.core.errors import PayloadTooLarge
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -26,7 +33,11 @@ def resolver_for(function_name: str) -> APIGatewayHttpResolver:
     """The function's resolver; one per process, since a Powertools router binds to one resolver."""
     app = APIGatewayHttpResolver(enable_validation=True)
     install_problem_handlers(app)
-    for module in function_spec(function_name).routers:
+    spec = function_spec(function_name)
+    # Powertools puts its request validation (which parses the body) first on every route; this
+    # step takes its place and runs authentication and the body limit before it.
+    app._request_validation_middleware = AuthenticateThenValidate(spec.body_limit_bytes)
+    for module in spec.routers:
         app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
     return app
 
@@ -36,28 +47,29 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
-def _too_large(event: dict[str, Any], limit: int) -> dict[str, Any] | None:
-    """A 413 problem for a body over the function's limit, before anything parses it."""
-    path = event.get("rawPath", "")
-    if _body_size(event) <= limit:
-        return None
-    response = problem(413, "payload-too-large", f"the body exceeds {limit} bytes", instance=path)
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": response.content_type or "", **response.headers},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
+class AuthenticateThenValidate(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation (which parses the body), preceded by who is calling (headers
+    only) and the function's body limit: an unauthenticated request is refused before its body is read."""
+
+    def __init__(self, body_limit_bytes: int) -> None:
+        super().__init__()
+        self._body_limit = body_limit_bytes
+
+    def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response[Any]:
+        route = app.context.get("_route")  # the matched route, as Powertools records it
+        security.authenticate_route(app, list(getattr(route, "middlewares", None) or ()))
+        if _body_size(app.current_event.raw_event) > self._body_limit:
+            raise PayloadTooLarge(f"the body exceeds {self._body_limit} bytes")
+        return super().handler(app, next_middleware)
 
 
 def lambda_entry(function_name: str) -> LambdaHandler:
     """The Lambda handler of an HTTP function."""
     app = resolver_for(function_name)
-    limit = function_spec(function_name).body_limit_bytes
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return _too_large(event, limit) or app.resolve(event, context)
+        return app.resolve(event, context)
 
     return handler
 

@@ -15,11 +15,13 @@ from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
     from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
+    from fleetlink.core.agents.recovery import RecoveryService
     from fleetlink.core.agents.registration import RegistrationService
     from fleetlink.core.agents.service import AgentService
     from fleetlink.core.heartbeat import HeartbeatService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
+    from fleetlink.store.cursors import CursorCodec
 
 
 class Deps:
@@ -29,19 +31,32 @@ class Deps:
         self.settings = settings
         self.clock = clock
 
+    @cached_property
+    def cursors(self) -> CursorCodec:
+        """Seals and opens every list's cursors with the configured key (see ``Settings.cursor_key``)."""
+        from fleetlink.store.cursors import CursorCodec
+
+        settings = self.settings
+        arn = settings.cursor_key_secret_arn
+        if settings.cursor_key is None and arn:
+            from fleetlink.api.settings import cursor_key_from_secret
+
+            return CursorCodec(lambda: cursor_key_from_secret(arn, settings.region))
+        return CursorCodec(settings.cursor_key)
+
     # --- agents ----------------------------------------------------------------------------
 
     @cached_property
     def agents(self) -> AgentRepository:
         from fleetlink.store.agents import DynamoAgentRepository
 
-        return DynamoAgentRepository()
+        return DynamoAgentRepository(self.cursors)
 
     @cached_property
     def registrations(self) -> RegistrationStore:
         from fleetlink.store.agents import DynamoRegistrationStore
 
-        return DynamoRegistrationStore()
+        return DynamoRegistrationStore(self.cursors)
 
     @cached_property
     def nonces(self) -> NonceStore:
@@ -56,6 +71,12 @@ class Deps:
         return RegistrationService(self.registrations, self.agents, self.clock)
 
     @cached_property
+    def recovery(self) -> RecoveryService:
+        from fleetlink.core.agents.recovery import RecoveryService
+
+        return RecoveryService(self.registration, self.registrations, self.agents, self.clock)
+
+    @cached_property
     def agent_service(self) -> AgentService:
         from fleetlink.core.agents.service import AgentService
 
@@ -67,7 +88,7 @@ class Deps:
     def tasks(self) -> TaskRepository:
         from fleetlink.store.tasks import DynamoTaskRepository
 
-        return DynamoTaskRepository(self.settings.retention_days)
+        return DynamoTaskRepository(self.settings.retention_days, self.cursors)
 
     @cached_property
     def task_service(self) -> TaskService:

@@ -70,10 +70,15 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "registration",
             routers=("fleetlink.api.routes.registration",),
-            # tokens minted in a transaction (two Puts); registration: token and fingerprint reads
-            # (GetItem), the agent's state on re-registration (Query), the nonce and failed attempts
-            # (PutItem), the registration transaction (Put items, Update of the token's use count)
-            access=TableAccess(table=actions("GetItem", "PutItem", "UpdateItem", "Query")),
+            # tokens minted in a transaction (two Puts), listed (gsi1 Query), revoked (transaction:
+            # Update and an audit Put); registration: the token (GetItem), the signing agent on
+            # re-registration, key rotation and recovery (Query), agents seen with the same hardware
+            # (evidence Query, profiles BatchGetItem), the nonce (PutItem), the registration
+            # transaction (Puts, the token's Update)
+            access=TableAccess(
+                table=actions("GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"),
+                indexes={"gsi1": actions("Query")},
+            ),
         ),
         FunctionSpec(
             "heartbeat",

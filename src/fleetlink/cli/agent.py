@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError, api_root
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
@@ -99,12 +99,23 @@ def register(
         api_url = url or (previous.api_url if previous else None)
         if not api_url:
             raise fail("no API URL: pass --url or set FLEETLINK_URL")
+        had_key = store.load_key() is not None
         key, key_alg = store.load_or_create_key(alg)
         hardware = collect_hardware(store.path)
         agent_fingerprint = fingerprint(hardware)
+        # the saved agent re-registers by its key (no token); a new key registers with the token
+        same_api = previous is not None and previous.api_url == api_root(api_url)
+        known_as = previous.agent_id if previous and had_key and same_api else None
         with FleetlinkClient(api_url) as client:
             result = client.register(
-                token, hardware, key, key_alg, tags=tags, name=name, fingerprint=agent_fingerprint
+                token,
+                hardware,
+                key,
+                key_alg,
+                tags=tags,
+                name=name,
+                fingerprint=agent_fingerprint,
+                agent_id=known_as,
             )
         store.save_identity(
             Identity(

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetlink.core.agents.model import RegistrationEvent, RegistrationEventKind
+from fleetlink.core.agents.model import RegistrationEvent, RegistrationEventKind, TokenPurpose
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
 
 if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of` constructors
+    from fleetlink.core.agents.model import RegistrationToken
     from fleetlink.core.agents.service import AgentStatus
     from fleetlink.core.heartbeat import HeartbeatResult
 
@@ -24,6 +25,45 @@ class TokenCreated(BaseModel):
     max_uses: int
     tags: dict[str, str]
     name_prefix: str | None
+
+
+class TokenSummary(BaseModel):
+    """A registration or recovery token as operators list it: never its secret."""
+
+    token_id: str
+    purpose: TokenPurpose
+    agent_id: str | None = Field(description="The one agent a recovery token may take over")
+    name_prefix: str | None
+    tags: dict[str, str]
+    max_uses: int
+    uses: int
+    expires_at: int
+    created_at: int
+    created_by: str
+    revoked_at: int | None
+
+    @classmethod
+    def of(cls, token: RegistrationToken) -> TokenSummary:
+        return cls.model_validate(token.model_dump(exclude={"secret_hash"}))
+
+
+class TokenList(BaseModel):
+    items: list[TokenSummary]
+    cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
+
+
+class RecoveryTokenCreated(BaseModel):
+    token: str = Field(description="Single-use recovery token for this agent id; shown once, stored hashed")
+    token_id: str
+    agent_id: str
+    expires_at: int
+
+
+class KeyRotated(BaseModel):
+    agent_id: str
+    key_alg: KeyAlg
+    public_key: str
+    updated_at: int
 
 
 class Registered(BaseModel):

@@ -21,17 +21,15 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
-from fleetlink.core.agents.ports import AgentView, TokenUse
+from fleetlink.core.agents.ports import AgentView, NonceScope, TokenUse
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Unauthenticated
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
-from fleetlink.store.cursors import sharded_pages
+from fleetlink.store.cursors import CursorCodec, last_key_of, sharded_pages
 from fleetlink.store.table import LIST_INDEX
 
-#: Failed registration attempts are kept this long (they are written by unauthenticated callers).
-FAILED_REGISTRATION_RETENTION_S = 90 * 24 * 3600
 #: An expired token item is removed by TTL this long after it expires.
 TOKEN_RETENTION_AFTER_EXPIRY_S = 7 * 24 * 3600
 
@@ -93,17 +91,35 @@ class RegistrationEventItem(TableItem, discriminator="registration"):
     reason = UnicodeAttribute(null=True)
     hardware: MapAttribute[str, Any] = MapAttribute()
     at = NumberAttribute()
+    resembles: MapAttribute[str, Any] = MapAttribute(null=True)
 
 
-class FingerprintItem(TableItem, discriminator="fingerprint"):
-    """Uniqueness guard: one agent per hardware fingerprint."""
+class EvidenceItem(TableItem, discriminator="evidence"):
+    """An agent was registered with this fingerprint or machine id (never a uniqueness guard)."""
 
     agent_id = UnicodeAttribute()
 
 
+class TokenListIndex(GlobalSecondaryIndex["RegistrationTokenItem"]):
+    """gsi1: registration and recovery tokens, newest first."""
+
+    class Meta:
+        index_name = LIST_INDEX.name
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
+
+
 class RegistrationTokenItem(TableItem, discriminator="registration_token"):
+    token_list = TokenListIndex()
+    gsi1pk = UnicodeAttribute(null=True, attr_name=LIST_INDEX.partition_key)
+    gsi1sk = UnicodeAttribute(null=True, attr_name=LIST_INDEX.sort_key)
     token_id = UnicodeAttribute()
     secret_hash = UnicodeAttribute()
+    purpose = UnicodeAttribute(default="registration")
+    agent_id = UnicodeAttribute(null=True)
+    revoked_at = NumberAttribute(null=True)
     name_prefix = UnicodeAttribute(null=True)
     tags: MapAttribute[str, Any] = MapAttribute(default=dict)
     max_uses = NumberAttribute()
@@ -153,11 +169,10 @@ def _presence(item: AgentPresenceItem) -> Presence | None:
     return entity(Presence, item) if item.last_seen_at is not None else None
 
 
-def _event_item(event: RegistrationEvent, ttl: int | None = None) -> RegistrationEventItem:
+def _event_item(event: RegistrationEvent) -> RegistrationEventItem:
     return RegistrationEventItem(
         keys.agent_pk(event.agent_id),
         keys.registration_sk(event.event_id),
-        ttl=ttl,
         **event.model_dump(mode="json"),
     )
 
@@ -178,9 +193,17 @@ def _tag_members(agent_id: str, tags: Iterable[tuple[str, str]]) -> list[TagMemb
 
 
 class DynamoAgentRepository:
-    def get_view(self, agent_id: str) -> AgentView | None:
-        """Profile and presence in one query (0.5 RCU eventually consistent while both fit 4 KB)."""
-        items = TableItem.query(keys.agent_pk(agent_id), TableItem.sk.startswith(keys.AGENT_STATE_PREFIX))
+    def __init__(self, cursors: CursorCodec | None = None) -> None:
+        self._cursors = cursors or CursorCodec()
+
+    def get_view(self, agent_id: str, *, consistent: bool = False) -> AgentView | None:
+        """Profile and presence in one query (0.5 RCU eventually consistent while both fit 4 KB, 1 RCU
+        consistent: authentication and identity changes must see the current key)."""
+        items = TableItem.query(
+            keys.agent_pk(agent_id),
+            TableItem.sk.startswith(keys.AGENT_STATE_PREFIX),
+            consistent_read=consistent,
+        )
         profile, presence = None, None
         for item in items:
             if isinstance(item, AgentProfileItem):
@@ -194,6 +217,7 @@ class DynamoAgentRepository:
     def list_views(
         self, *, state: AgentState | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
     ) -> Page[AgentView]:
+        scope = f"agents|state={state or ''}|tag={'='.join(tag) if tag else ''}"
         if tag is None:
             condition = AgentProfileItem.state == state.value if state else None
             profiles, next_cursor = sharded_pages(
@@ -203,8 +227,10 @@ class DynamoAgentRepository:
                     limit=n,
                     last_evaluated_key=last_key,
                 ),
-                cursor,
                 limit,
+                self._cursors,
+                scope,
+                cursor,
             )
             agents = [entity(Agent, p) for p in profiles]
         else:
@@ -212,18 +238,20 @@ class DynamoAgentRepository:
                 lambda shard, last_key, n: TagMemberItem.query(
                     keys.tag_member_pk(tag[0], tag[1], shard), limit=n, last_evaluated_key=last_key
                 ),
-                cursor,
                 limit,
+                self._cursors,
+                scope,
+                cursor,
             )
             agents = [
-                a for a in self._agents([m.agent_id for m in members]) if state is None or a.state is state
+                a for a in self.agents([m.agent_id for m in members]) if state is None or a.state is state
             ]
         presences = self._presences([a.agent_id for a in agents])
         views = [AgentView(a, presences.get(a.agent_id)) for a in agents]
         return Page[AgentView](items=views, cursor=next_cursor)
 
     @staticmethod
-    def _agents(agent_ids: list[str]) -> list[Agent]:
+    def agents(agent_ids: list[str]) -> list[Agent]:
         found = {
             item.agent_id: entity(Agent, item)
             for item in AgentProfileItem.batch_get(
@@ -303,11 +331,17 @@ class DynamoAgentRepository:
 
 
 class DynamoRegistrationStore:
+    def __init__(self, cursors: CursorCodec | None = None) -> None:
+        self._cursors = cursors or CursorCodec()
+
     def create_token(self, token: RegistrationToken, audit: AuditRecord) -> None:
+        gsi1pk, gsi1sk = keys.token_list_keys(token.token_id)
         item = RegistrationTokenItem(
             keys.token_pk(token.token_id),
             keys.SINGLETON_SK,
             ttl=token.expires_at // 1000 + TOKEN_RETENTION_AFTER_EXPIRY_S,
+            gsi1pk=gsi1pk,
+            gsi1sk=gsi1sk,
             **token.model_dump(mode="json"),
         )
         with transaction() as tx:
@@ -315,46 +349,70 @@ class DynamoRegistrationStore:
             tx.save(_audit_item(keys.token_pk(token.token_id), audit))
 
     def get_token(self, token_id: str) -> RegistrationToken | None:
+        """Strongly consistent: a revocation that committed is seen."""
         try:
-            item = RegistrationTokenItem.get(keys.token_pk(token_id), keys.SINGLETON_SK)
+            item = RegistrationTokenItem.get(keys.token_pk(token_id), keys.SINGLETON_SK, consistent_read=True)
         except RegistrationTokenItem.DoesNotExist:
             return None
         return entity(RegistrationToken, item)
 
-    def agent_id_for_fingerprint(self, fingerprint: str) -> str | None:
+    def list_tokens(self, *, limit: int, cursor: str | None) -> Page[RegistrationToken]:
+        scope = "tokens"
+        last_key = last_key_of(self._cursors.open(scope, cursor)) if cursor is not None else None
+        results = RegistrationTokenItem.token_list.query(
+            keys.TOKEN_LIST_PK, scan_index_forward=False, limit=limit, last_evaluated_key=last_key
+        )
+        tokens = [entity(RegistrationToken, item) for item in results]
+        last_key = results.last_evaluated_key
+        next_cursor = self._cursors.seal(scope, {"k": last_key}) if last_key is not None else None
+        return Page[RegistrationToken](items=tokens, cursor=next_cursor)
+
+    def revoke_token(self, token_id: str, *, now_ms: int, audit: AuditRecord) -> RegistrationToken | None:
+        token = self.get_token(token_id)
+        if token is None or token.revoked_at is not None:
+            return token
+        item = RegistrationTokenItem(keys.token_pk(token_id), keys.SINGLETON_SK)
         try:
-            item = FingerprintItem.get(
-                keys.fingerprint_pk(fingerprint), keys.SINGLETON_SK, consistent_read=True
-            )
-        except FingerprintItem.DoesNotExist:
-            return None
-        return item.agent_id
+            with transaction() as tx:
+                tx.update(
+                    item,
+                    actions=[RegistrationTokenItem.revoked_at.set(now_ms)],
+                    condition=RegistrationTokenItem.pk.exists()
+                    & RegistrationTokenItem.revoked_at.does_not_exist(),
+                )
+                tx.save(_audit_item(keys.token_pk(token_id), audit))
+        except TransactWriteError as error:
+            if failed_conditions(error):  # revoked meanwhile
+                return self.get_token(token_id)
+            raise
+        return token.model_copy(update={"revoked_at": now_ms})
+
+    def agents_seen_with(self, fingerprint: str, machine_id: str, limit: int) -> list[Agent]:
+        agent_ids: dict[str, None] = {}
+        for pk in (keys.evidence_pk("fpr", fingerprint), keys.evidence_pk("mid", machine_id)):
+            for item in EvidenceItem.query(pk, limit=limit):
+                agent_ids[item.agent_id] = None
+        return DynamoAgentRepository.agents(list(agent_ids)) if agent_ids else []
 
     def register_new(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse) -> None:
-        """Fingerprint guard, profile, presence, history, token use and tag index in one transaction."""
-        guard = FingerprintItem(
-            keys.fingerprint_pk(agent.fingerprint), keys.SINGLETON_SK, agent_id=agent.agent_id
-        )
+        """Profile, presence, history, evidence, token use and tag index in one transaction."""
         try:
             with transaction() as tx:
                 _consume_token(tx, token_use)
-                tx.save(guard, condition=FingerprintItem.pk.does_not_exist(), return_values=ALL_OLD)
                 tx.save(_profile_item(agent), condition=AgentProfileItem.pk.does_not_exist())
                 tx.save(AgentPresenceItem(keys.agent_pk(agent.agent_id), keys.AGENT_PRESENCE_SK))
                 tx.save(_event_item(event))
+                for evidence in _evidence(agent):
+                    tx.save(evidence)
                 for member in _tag_members(agent.agent_id, agent.tags.items()):
                     tx.save(member)
         except TransactWriteError as error:
-            failed = failed_conditions(error)
-            if FingerprintItem.__name__ in failed:
-                raise Conflict(
-                    "this fingerprint was registered meanwhile; retry", code="fingerprint-taken"
-                ) from error
-            if failed:
+            if failed_conditions(error):
                 raise _token_unusable() from error
             raise
 
-    def re_register(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse | None) -> None:
+    def save_identity(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse | None) -> None:
+        """Profile (only while active, and unchanged since read), history event, evidence, token use."""
         try:
             with transaction() as tx:
                 if token_use:
@@ -365,6 +423,8 @@ class DynamoRegistrationStore:
                     return_values=ALL_OLD,
                 )
                 tx.save(_event_item(event))
+                for evidence in _evidence(agent):
+                    tx.save(evidence)
         except TransactWriteError as error:
             failed = failed_conditions(error)
             if AgentProfileItem.__name__ in failed:
@@ -373,15 +433,17 @@ class DynamoRegistrationStore:
                 raise _token_unusable() from error
             raise
 
-    def record_failed_registration(self, event: RegistrationEvent) -> None:
-        _event_item(event, ttl=event.at // 1000 + FAILED_REGISTRATION_RETENTION_S).save()
-
 
 class DynamoNonceStore:
-    def remember(self, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
+    def remember(self, scope: NonceScope, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
         """Conditional put: a nonce item whose TTL passed (but is not yet deleted) counts as unseen."""
         now_s = now_ms // 1000
-        item = NonceItem(keys.nonce_pk(key_id, nonce), keys.SINGLETON_SK, ttl=now_s + lifetime_s)
+        pk = (
+            keys.nonce_pk(key_id, nonce)
+            if scope is NonceScope.AGENT
+            else keys.registration_nonce_pk(key_id, nonce)
+        )
+        item = NonceItem(pk, keys.SINGLETON_SK, ttl=now_s + lifetime_s)
         try:
             item.save(condition=NonceItem.pk.does_not_exist() | (NonceItem.ttl < now_s))
         except PutError as error:
@@ -393,11 +455,24 @@ class DynamoNonceStore:
 
 def _consume_token(tx: TransactWrite, use: TokenUse) -> None:
     token = RegistrationTokenItem(keys.token_pk(use.token_id), keys.SINGLETON_SK)
-    usable: Condition = (RegistrationTokenItem.uses < RegistrationTokenItem.max_uses) & (
-        RegistrationTokenItem.expires_at > use.now_ms
+    usable: Condition = (
+        (RegistrationTokenItem.uses < RegistrationTokenItem.max_uses)
+        & (RegistrationTokenItem.expires_at > use.now_ms)
+        & RegistrationTokenItem.revoked_at.does_not_exist()
     )
     tx.update(token, actions=[RegistrationTokenItem.uses.add(1)], condition=usable, return_values=ALL_OLD)
 
 
 def _token_unusable() -> Unauthenticated:
-    return Unauthenticated("the registration token is used up or expired", code="registration-token-used-up")
+    return Unauthenticated(
+        "the registration token is used up, expired or revoked", code="registration-token-used-up"
+    )
+
+
+def _evidence(agent: Agent) -> list[EvidenceItem]:
+    """The agent's hardware evidence entries (fingerprint and machine id)."""
+    sk = keys.evidence_sk(agent.agent_id)
+    return [
+        EvidenceItem(keys.evidence_pk("fpr", agent.fingerprint), sk, agent_id=agent.agent_id),
+        EvidenceItem(keys.evidence_pk("mid", agent.hardware.machine_id), sk, agent_id=agent.agent_id),
+    ]

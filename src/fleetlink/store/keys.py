@@ -51,17 +51,38 @@ def agent_list_keys(agent_id: str) -> tuple[str, str]:
     return agent_list_pk(shard_of(agent_id)), agent_id
 
 
-def fingerprint_pk(fingerprint: str) -> str:
-    """The uniqueness guard of a hardware fingerprint (hashed: fixed length, any characters)."""
-    return f"FPR#{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+def evidence_pk(kind: str, value: str) -> str:
+    """Agents ever registered with one piece of hardware evidence (``fpr`` fingerprint, ``mid`` machine
+    id), hashed: fixed length, any characters. Evidence, never identity: many agents may share it."""
+    return f"SEEN#{kind}#{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+def evidence_sk(agent_id: str) -> str:
+    return f"AGENT#{agent_id}"
 
 
 def token_pk(token_id: str) -> str:
     return f"TOKEN#{token_id}"
 
 
+#: gsi1 partition of the token list (operator-minted, few).
+TOKEN_LIST_PK = "TOKENS"  # noqa: S105 - a partition key
+
+
+def token_list_keys(token_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk) of a token: listed newest first."""
+    return TOKEN_LIST_PK, token_id
+
+
 def nonce_pk(key_id: str, nonce: str) -> str:
+    """A nonce spent under an agent id."""
     return f"NONCE#{key_id}#{nonce}"
+
+
+def registration_nonce_pk(fingerprint: str, nonce: str) -> str:
+    """A nonce spent by a registration (keyid = a fingerprint): apart from agents' nonces, so no
+    fingerprint, whatever it looks like, can spend an agent's nonce."""
+    return f"REGNONCE#{fingerprint}#{nonce}"
 
 
 def tag_member_pk(key: str, value: str, shard: int) -> str:

@@ -25,7 +25,7 @@ from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import decode_cursor, encode_cursor
+from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 
 # --- items ---------------------------------------------------------------------------------
@@ -161,8 +161,9 @@ LIST_MONTHS = 13
 
 
 class DynamoTaskRepository:
-    def __init__(self, retention_days: int) -> None:
+    def __init__(self, retention_days: int, cursors: CursorCodec | None = None) -> None:
         self._retention_s = retention_days * 86_400
+        self._cursors = cursors or CursorCodec()
 
     # --- tasks -------------------------------------------------------------------------
 
@@ -199,13 +200,20 @@ class DynamoTaskRepository:
     def list_tasks(
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
     ) -> Page[Task]:
-        """Newest first, month by month; the cursor holds the month offset and the last key."""
-        month, last_key = decode_cursor(cursor, LIST_MONTHS)
+        """Newest first, month by month; the cursor holds the (absolute) month and the last key."""
+        scope = f"tasks|state={state or ''}"
+        newest, oldest = _month_index(now_ms), _month_index(now_ms) - (LIST_MONTHS - 1)
+        month, last_key = newest, None
+        if cursor is not None:
+            position = self._cursors.open(scope, cursor)
+            month, last_key = position.get("m", -1), last_key_of(position)
+            if not isinstance(month, int) or isinstance(month, bool) or not oldest <= month <= newest:
+                raise invalid_cursor()
         found: list[Task] = []
         condition = TaskItem.state == state.value if state else None
-        while month < LIST_MONTHS and len(found) < limit:
+        while month >= oldest and len(found) < limit:
             results = TaskItem.task_list.query(
-                keys.task_list_pk(_months_ago(now_ms, month)),
+                keys.task_list_pk(_month_start_ms(month)),
                 scan_index_forward=False,
                 filter_condition=condition,
                 limit=limit - len(found),
@@ -214,8 +222,9 @@ class DynamoTaskRepository:
             found += [_task(item) for item in results]
             last_key = results.last_evaluated_key
             if last_key is None:
-                month += 1
-        return Page[Task](items=found, cursor=encode_cursor(month, last_key) if month < LIST_MONTHS else None)
+                month -= 1
+        next_cursor = self._cursors.seal(scope, {"m": month, "k": last_key}) if month >= oldest else None
+        return Page[Task](items=found, cursor=next_cursor)
 
     # --- executions --------------------------------------------------------------------
 
@@ -332,10 +341,15 @@ class DynamoTaskRepository:
         return item
 
 
-def _months_ago(now_ms: int, months: int) -> int:
-    at = datetime.datetime.fromtimestamp(now_ms / 1000, datetime.UTC).replace(day=1)
-    year, month = divmod(at.year * 12 + at.month - 1 - months, 12)
-    return int(at.replace(year=year, month=month + 1).timestamp() * 1000)
+def _month_index(at_ms: int) -> int:
+    """Months since year 0 (absolute, so a cursor means the same month whenever it is used)."""
+    at = datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC)
+    return at.year * 12 + at.month - 1
+
+
+def _month_start_ms(month_index: int) -> int:
+    year, month = divmod(month_index, 12)
+    return int(datetime.datetime(year, month + 1, 1, tzinfo=datetime.UTC).timestamp() * 1000)
 
 
 def _slot_change(before: Execution, after: Execution) -> int:

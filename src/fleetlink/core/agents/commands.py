@@ -37,3 +37,18 @@ class RegisterAgent(Strict):
 
 class ReplaceTags(Strict):
     tags: Tags
+
+
+class MintRecoveryToken(Strict):
+    ttl_seconds: int = Field(default=900, ge=60, le=24 * 3600, description="Lifetime of the token")
+
+
+class RotateKey(Strict):
+    """A new signing key, with proof that the caller holds it (see docs/security.md)."""
+
+    public_key: Pem = Field(description="PEM SubjectPublicKeyInfo of the new signing key")
+    key_alg: KeyAlg
+    created: int = Field(ge=0, le=2**53, description="Epoch seconds the proof was made (within 300 s)")
+    proof: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,1024}$")] = Field(
+        description="base64url (no padding) signature by the NEW key over the key-proof string"
+    )

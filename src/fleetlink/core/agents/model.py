@@ -10,8 +10,15 @@ from fleetlink.core.entities import AgentState, Hardware, KeyAlg
 
 
 class RegistrationEventKind(StrEnum):
-    REGISTER = "register"
-    RE_REGISTER = "re-register"
+    REGISTER = "register"  # a new agent, with a registration token and its new key
+    RE_REGISTER = "re-register"  # restart or hardware change, signed by the current key
+    KEY_ROTATION = "key-rotation"  # a new key installed by a request signed with the current one
+    RECOVER = "recover"  # a new key took over the id with an operator's recovery token
+
+
+class TokenPurpose(StrEnum):
+    REGISTRATION = "registration"  # registers new agents
+    RECOVERY = "recovery"  # lets one new key take over one agent id, once
 
 
 class Agent(BaseModel):
@@ -41,6 +48,14 @@ class Presence(BaseModel):
     heartbeats: int = 0
 
 
+class Resemblance(BaseModel):
+    """A known agent whose hardware a new registration resembles (evidence for the operator only)."""
+
+    agent_id: str
+    score: int = Field(description="Hardware similarity 0-100")
+    same_fingerprint: bool
+
+
 class RegistrationEvent(BaseModel):
     event_id: str
     agent_id: str
@@ -52,11 +67,15 @@ class RegistrationEvent(BaseModel):
     reason: str | None = None
     hardware: Hardware
     at: int
+    resembles: Resemblance | None = None
 
 
 class RegistrationToken(BaseModel):
     token_id: str
     secret_hash: str
+    purpose: TokenPurpose = TokenPurpose.REGISTRATION
+    #: The one agent a recovery token may take over.
+    agent_id: str | None = None
     name_prefix: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
     max_uses: int
@@ -64,3 +83,4 @@ class RegistrationToken(BaseModel):
     expires_at: int
     created_at: int
     created_by: str
+    revoked_at: int | None = None

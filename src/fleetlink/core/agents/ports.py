@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
@@ -26,7 +27,9 @@ class TokenUse:
 
 
 class AgentRepository(Protocol):
-    def get_view(self, agent_id: str) -> AgentView | None: ...
+    def get_view(self, agent_id: str, *, consistent: bool = False) -> AgentView | None:
+        """``consistent``: a strongly consistent read (authentication, identity changes)."""
+        ...
 
     def list_views(
         self, *, state: AgentState | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
@@ -50,16 +53,31 @@ class RegistrationStore(Protocol):
 
     def get_token(self, token_id: str) -> RegistrationToken | None: ...
 
-    def agent_id_for_fingerprint(self, fingerprint: str) -> str | None: ...
+    def list_tokens(self, *, limit: int, cursor: str | None) -> Page[RegistrationToken]:
+        """Newest first, until TTL removes them (a week after they expire)."""
+        ...
+
+    def revoke_token(self, token_id: str, *, now_ms: int, audit: AuditRecord) -> RegistrationToken | None:
+        """Mark the token revoked (kept if already); None when there is no such token."""
+        ...
+
+    def agents_seen_with(self, fingerprint: str, machine_id: str, limit: int) -> list[Agent]:
+        """Agents ever registered with this fingerprint or machine id (evidence, not identity)."""
+        ...
 
     def register_new(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse) -> None: ...
 
-    def re_register(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse | None) -> None: ...
+    def save_identity(self, agent: Agent, event: RegistrationEvent, token_use: TokenUse | None) -> None:
+        """Store a changed profile of an active agent (optimistically locked) with its history event."""
+        ...
 
-    def record_failed_registration(self, event: RegistrationEvent) -> None: ...
+
+class NonceScope(StrEnum):
+    AGENT = "agent"  # keyid = an agent id
+    REGISTRATION = "registration"  # keyid = a fingerprint (its own namespace: it may look like anything)
 
 
 class NonceStore(Protocol):
-    def remember(self, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
+    def remember(self, scope: NonceScope, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
         """Store the nonce; False when it was already seen and has not expired."""
         ...

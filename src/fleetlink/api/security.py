@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from fleetlink.api.deps import get_deps
+from fleetlink.api.heartbeat_replay import sequence_replaces_nonce
 from fleetlink.api.settings import OperatorAuth
 from fleetlink.core.agents.model import Agent
 from fleetlink.core.entities import AgentState, KeyAlg
@@ -65,8 +66,11 @@ def _public_key(pem: str, alg: KeyAlg) -> Any:
     return load_public_key(pem, alg)
 
 
-def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg) -> SignatureParams:
-    """Verify the signature, then spend its nonce (a replay fails here)."""
+def verify_signed(
+    request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg, app: BaseRouter | None = None
+) -> SignatureParams:
+    """Verify the signature, then spend its nonce (a replay fails here), unless ``app``'s route
+    checks a heartbeat sequence in its own write (``fleetlink.api.heartbeat_replay``)."""
     from fleetlink.auth.signatures import verify_request
 
     deps = get_deps()
@@ -78,6 +82,8 @@ def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg
         now_s=now_ms // 1000,
         max_skew_s=deps.settings.signature_max_skew_s,
     )
+    if app is not None and sequence_replaces_nonce(app, params):
+        return params
     if not deps.nonces.remember(
         params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s
     ):
@@ -95,7 +101,7 @@ def signed_agent(app: BaseRouter, next_middleware: NextMiddleware) -> Response[A
     if view is None:
         raise Unauthenticated("the signature's keyid is not a registered agent", code="unknown-key")
     agent = view.agent
-    verify_signed(request, agent.public_key, agent.key_alg)
+    verify_signed(request, agent.public_key, agent.key_alg, app)
     if agent.state is AgentState.REVOKED:
         raise Forbidden("this agent is revoked", code="agent-revoked")
     app.append_context(**{CALLER_AGENT: agent})

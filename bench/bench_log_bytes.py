@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _support import header, save_results
-
 from infra.constructs.http_api import ACCESS_LOG_FORMAT, COMPACT_ACCESS_LOG_FORMAT
+
+from _support import header, save_results
 
 HEARTBEATS = 50
 AGENT_ID = "agt_01JDZ3K8Q5W7N2M4P6R8T0V2X4"
@@ -122,8 +122,8 @@ def handler_bytes() -> tuple[float, int]:
     """Bytes the heartbeat function itself writes per accepted heartbeat, and for one refused replay."""
     from _support import fresh_python
 
-    env_code = "import os; os.environ['POWERTOOLS_LOG_LEVEL'] = 'INFO'\n" + RUN_HEARTBEATS.format(n=HEARTBEATS)
-    out = fresh_python(env_code).stdout
+    code = "import os; os.environ['POWERTOOLS_LOG_LEVEL'] = 'INFO'\n" + RUN_HEARTBEATS.format(n=HEARTBEATS)
+    out = fresh_python(code).stdout
     measured = out.split("=== measured from here ===\n", 1)[1].split("=== replay from here ===\n", 1)[0]
     refused = out.split("=== refused from here ===\n", 1)[1]
     return len(measured.encode()) / HEARTBEATS, len(refused.encode())
@@ -141,7 +141,7 @@ def main() -> None:
     print(f"  function's own lines (measured, INFO):        {own:7.1f} B per accepted heartbeat")
     print(f"  function's own lines for a refused replay:    {refused:7d} B (401, measured)")
     print(f"  Lambda START/END/REPORT+XRAY, text format:    {text_platform:7d} B  (before)")
-    print(f"  Lambda platform records, JSON at INFO:        {json_platform:7d} B  (what JSON alone would cost)")
+    print(f"  Lambda platform records, JSON at INFO:        {json_platform:7d} B  (JSON alone costs more)")
     print("  Lambda platform records, JSON at WARN:              0 B  (after: errors, timeouts still logged)")
     print(f"  access log line, full format:                 {len(full.encode()):7d} B  (before)")
     print(f"  access log line, compact format:              {len(compact.encode()):7d} B  (after)")
@@ -159,7 +159,6 @@ def main() -> None:
             "access_compact_bytes": len(compact.encode()),
         },
     )
-
 
 
 if __name__ == "__main__":

@@ -74,6 +74,9 @@ class ApiStack(Stack):
             "FLEETLINK_CURSOR_KEY_SECRET_ARN": cursor_key.secret_arn,
         }
 
+        unknown = {name for name, _ in config.function_memory_mb} - {spec.name for spec in functions}
+        if unknown:
+            raise ValueError(f"context 'function_memory_mb' names unknown functions: {sorted(unknown)}")
         self.fleet_functions: dict[str, FleetFunction] = {}
         for spec in functions:
             scheduled = bool(spec.duties)
@@ -88,7 +91,7 @@ class ApiStack(Stack):
                 access=spec.access,
                 secrets=[cursor_key],
                 environment=environment,
-                memory_mb=spec.memory_mb or config.lambda_memory_mb,
+                memory_mb=config.memory_mb(spec.name, spec.memory_mb),
                 timeout=Duration.seconds(spec.timeout_s),
                 async_failures=destinations.SqsDestination(self.dead_letters.queue) if scheduled else None,
                 async_max_event_age=MAX_EVENT_AGE_CAP if scheduled else None,

@@ -28,8 +28,13 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "cors_allowed_origins": "https://console.example.com,https://ops.example.com",
     "alarm_email": "oncall@example.com",
     "lambda_memory_mb": "1024",
+    # every function's memory from context, the heartbeat's apart
+    "function_memory_mb": ",".join(f"{name}={768 if name == 'heartbeat' else 1024}" for name in FUNCTIONS),
     "heartbeat_interval_s": "120",
     "snap_start": "true",
+    "system_log_level": "info",
+    "access_log_format": "full",
+    "heartbeat_tracing": "active",
 }
 
 

@@ -45,9 +45,7 @@ def test_there_is_one_function_per_name(default_app: Synthesized) -> None:
     assert set(default_app.stacks.api.functions) == set(NAMES)
     default_app.api.all_resources_properties(
         FUNCTION_TYPE,
-        Match.object_like(
-            {"Runtime": "python3.13", "Architectures": ["arm64"], "TracingConfig": {"Mode": "Active"}}
-        ),
+        Match.object_like({"Runtime": "python3.13", "Architectures": ["arm64"]}),
     )
 
 
@@ -142,12 +140,41 @@ def test_settings_come_from_context(custom_app: Synthesized) -> None:
             "DEBUG",
             "120",
         )
-        assert function["MemorySize"] == 1024
+        assert function["MemorySize"] == (768 if name == "heartbeat" else 1024)
+        assert function["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
+        assert function["LoggingConfig"]["SystemLogLevel"] == "INFO"
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_memory_is_the_registry_entrys_by_default(default_app: Synthesized, name: str) -> None:
+    assert properties(default_app, name)["MemorySize"] == (FUNCTIONS[name].memory_mb or 512)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "heartbeat"])
 def test_function_is_traced_by_xray(default_app: Synthesized, name: str) -> None:
     assert properties(default_app, name)["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_heartbeats_are_not_traced_by_default(default_app: Synthesized) -> None:
+    # Given the default context / Then the heartbeat function is PassThrough: Lambda takes no sampling
+    # rule, and an HTTP API never sends a sampled trace header, so no heartbeat is traced
+    assert properties(default_app, "heartbeat")["TracingConfig"] == {"Mode": "PassThrough"}
+
+
+def test_heartbeat_tracing_from_context(custom_app: Synthesized) -> None:
+    assert properties(custom_app, "heartbeat")["TracingConfig"] == {"Mode": "Active"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logs_are_json_without_lambdas_per_invocation_lines(default_app: Synthesized, name: str) -> None:
+    # Given the default context / When the function's logging configuration is read
+    logging = properties(default_app, name)["LoggingConfig"]
+    # Then Lambda's JSON format, system lines from WARN up (no START/END/REPORT), application from INFO
+    assert {key: logging.get(key) for key in ("LogFormat", "SystemLogLevel", "ApplicationLogLevel")} == {
+        "LogFormat": "JSON",
+        "SystemLogLevel": "WARN",
+        "ApplicationLogLevel": "INFO",
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -158,7 +185,7 @@ def test_function_logs_to_its_own_group_with_retention(default_app: Synthesized,
     # When its logging configuration is read
     logging = properties(default_app, name)["LoggingConfig"]
     # Then it writes to that group, kept 30 days by default, and retained if the stack goes
-    assert logging == {"LogGroup": {"Ref": group_id}}
+    assert logging["LogGroup"] == {"Ref": group_id}
     resource = default_app.api_json["Resources"][group_id]
     assert resource["Properties"]["RetentionInDays"] == 30
     assert resource["DeletionPolicy"] == "Retain"

@@ -96,14 +96,16 @@ class Deps:
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
 
-    # --- the heartbeat: every capability's part of the answer, presence first ---------------
+    # --- the heartbeat: presence first, then every capability's part of the answer -----------
 
     @cached_property
     def heartbeat(self) -> HeartbeatService:
         from fleetlink.core.heartbeat import HeartbeatContributor, HeartbeatService
 
-        contributors: list[HeartbeatContributor] = [self.agent_service, self.task_service]
-        return HeartbeatService(self.clock, self.settings.heartbeat_interval_s, contributors)
+        contributors: list[HeartbeatContributor] = [self.task_service]
+        return HeartbeatService(
+            self.clock, self.settings.heartbeat_interval_s, self.agent_service, contributors
+        )
 
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:

@@ -45,7 +45,8 @@ class FunctionSpec:
     routers: tuple[str, ...] = ()
     #: Run on EventBridge schedules (the dev stack: a timer); the event's ``detail.duty`` names one.
     duties: tuple[Duty, ...] = ()
-    #: None: the stage's default (``StageConfig.lambda_memory_mb``).
+    #: None: the stage's default (``StageConfig.lambda_memory_mb``); CDK context ``function_memory_mb``
+    #: overrides it. Chosen from bench/bench_durations.py (warm duration by memory, see docs/cost.md).
     memory_mb: int | None = None
     timeout_s: int = 10
     #: Larger bodies are answered 413 before anything parses them.
@@ -79,17 +80,21 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 table=actions("GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"),
                 indexes={"gsi1": actions("Query")},
             ),
+            memory_mb=512,
         ),
         FunctionSpec(
             "heartbeat",
             routers=("fleetlink.api.routes.heartbeat",),
-            # the caller (Query), the nonce (PutItem), the presence update (UpdateItem); what is pending
-            # for the agent (gsi2 count), the running executions it renews (GetItem, then a transition:
-            # PutItem, or a transaction of Put and the task's Update)
+            # the caller (Query), the nonce of a random-nonce signature (PutItem; a sequenced heartbeat
+            # has none), the presence update (UpdateItem); what is pending for the agent (gsi2 count),
+            # the running executions it renews (GetItem, then a transition: PutItem, or a transaction
+            # of Put and the task's Update)
             access=TableAccess(
                 table=actions("Query", "GetItem", "PutItem", "UpdateItem"),
                 indexes={"gsi2": actions("Query")},
             ),
+            # most of the bill: its time is DynamoDB round trips, so more CPU buys little
+            memory_mb=256,
         ),
         FunctionSpec(
             "tasks",
@@ -102,6 +107,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 table=actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"),
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
+            memory_mb=512,
         ),
         FunctionSpec(
             "operator",
@@ -113,6 +119,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem"),
                 indexes={"gsi1": actions("Query")},
             ),
+            memory_mb=512,
         ),
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
         FunctionSpec(
@@ -140,6 +147,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             # duties walk timer shards: longer than a request
             timeout_s=60,
+            memory_mb=256,
         ),
     )
 }

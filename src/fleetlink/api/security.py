@@ -20,7 +20,9 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
+from fleetlink.api import heartbeat_replay
 from fleetlink.api.deps import get_deps
+from fleetlink.api.heartbeat_replay import sequence_replaces_nonce
 from fleetlink.api.settings import OperatorAuth
 from fleetlink.core.agents.model import Agent, RegistrationToken
 from fleetlink.core.agents.ports import NonceScope
@@ -99,9 +101,14 @@ def refused(error: Unauthenticated, event: APIGatewayProxyEventV2) -> Unauthenti
 
 
 def verify_signed(
-    request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg, scope: NonceScope = NonceScope.AGENT
+    request: IncomingRequest,
+    public_key_pem: str,
+    key_alg: KeyAlg,
+    scope: NonceScope = NonceScope.AGENT,
+    app: BaseRouter | None = None,
 ) -> SignatureParams:
-    """Verify the signature, then spend its nonce in ``scope`` (a replay fails here)."""
+    """Verify the signature, then spend its nonce in ``scope`` (a replay fails here), unless ``app``'s
+    route checks a heartbeat sequence in its own write (``fleetlink.api.heartbeat_replay``)."""
     from fleetlink.auth.signatures import verify_request
 
     deps = get_deps()
@@ -113,6 +120,8 @@ def verify_signed(
         now_s=now_ms // 1000,
         max_skew_s=deps.settings.signature_max_skew_s,
     )
+    if app is not None and sequence_replaces_nonce(app, params):
+        return params
     if not deps.nonces.remember(
         scope, params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s
     ):
@@ -120,7 +129,7 @@ def verify_signed(
     return params
 
 
-def _verified_agent(request: IncomingRequest) -> Agent:
+def _verified_agent(request: IncomingRequest, app: BaseRouter | None = None) -> Agent:
     """The agent whose current key signed the request (keyid = agent id; read consistently)."""
     from fleetlink.auth.signatures import read_signature_params
 
@@ -128,7 +137,7 @@ def _verified_agent(request: IncomingRequest) -> Agent:
     view = get_deps().agents.get_view(key_id, consistent=True) if is_id(key_id, IdPrefix.AGENT) else None
     if view is None:
         raise Unauthenticated("the signature's keyid is not a registered agent", code="unknown-key")
-    verify_signed(request, view.agent.public_key, view.agent.key_alg)
+    verify_signed(request, view.agent.public_key, view.agent.key_alg, app=app)
     return view.agent
 
 
@@ -142,7 +151,7 @@ def authenticate_agent(app: BaseRouter) -> None:
     """A registered, active agent signed the request with its current key."""
     event = http_event(app)
     try:
-        agent = _verified_agent(incoming_request(event))
+        agent = _verified_agent(incoming_request(event), app)
     except Unauthenticated as error:
         raise refused(error, event) from None
     _admit(app, agent)
@@ -214,6 +223,8 @@ AUTHENTICATORS: dict[Callable[..., Response[Any]], Callable[[BaseRouter], None]]
 def authenticate_route(app: BaseRouter, route_middlewares: list[Callable[..., Any]]) -> None:
     """Run the route's authentication now (before its body is read); its middleware then passes."""
     for middleware in route_middlewares:
+        if middleware is heartbeat_replay.accepts_sequence:
+            heartbeat_replay.mark_accepts_sequence(app)
         authenticate = AUTHENTICATORS.get(middleware)
         if authenticate is not None:
             authenticate(app)

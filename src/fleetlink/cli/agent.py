@@ -30,6 +30,7 @@ from fleetlink.agent.daemon import (
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
+from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.cli.render import (
@@ -158,7 +159,11 @@ def _load_agent(store: IdentityStore) -> tuple[Identity, FleetlinkClient]:
     if key_alg_of(key) is not identity.key_alg:
         raise fail(f"the key in {store.key_path} does not match identity.json's {identity.key_alg.value}")
     client = FleetlinkClient(
-        identity.api_url, private_key=key, key_alg=identity.key_alg, agent_id=identity.agent_id
+        identity.api_url,
+        private_key=key,
+        key_alg=identity.key_alg,
+        agent_id=identity.agent_id,
+        heartbeat_sequence=HeartbeatSequence.in_state_dir(store.path).next,
     )
     return identity, client
 

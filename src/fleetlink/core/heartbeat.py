@@ -1,9 +1,11 @@
 """The heartbeat, composed: each capability contributes its part of the answer.
 
-Presence comes from agents; lease renewals, the pending count and the executions to stop from
-tasks; the tunnels version from tunnels. A capability adds its part by implementing
-``HeartbeatContributor`` and being listed where the heartbeat is wired (``fleetlink.api.deps``);
-no other capability changes. A field nobody contributes keeps its default.
+Presence (agents) is recorded first, in the heartbeat's one conditional write: it also refuses a
+replayed or reordered heartbeat sequence, and then nothing else runs. Lease renewals, the pending
+count and the executions to stop come from tasks; the tunnels version from tunnels. A capability
+adds its part by implementing ``HeartbeatContributor`` and being listed where the heartbeat is
+wired (``fleetlink.api.deps``); no other capability changes. A field nobody contributes keeps its
+default.
 """
 
 from __future__ import annotations
@@ -57,18 +59,34 @@ class HeartbeatContributor(Protocol):
         ...
 
 
+class PresenceRecorder(Protocol):
+    def record_presence(self, caller: Caller, command: Heartbeat, now_ms: int, sequence: int | None) -> None:
+        """Record that ``caller`` is alive. With a ``sequence`` (the signature's ``seq:<n>``), refuse it
+        unless greater than the last one recorded: raise ``Unauthenticated`` and write nothing."""
+        ...
+
+
 class HeartbeatService:
     def __init__(
-        self, clock: Clock, heartbeat_interval_s: int, contributors: Sequence[HeartbeatContributor]
+        self,
+        clock: Clock,
+        heartbeat_interval_s: int,
+        presence: PresenceRecorder,
+        contributors: Sequence[HeartbeatContributor],
     ) -> None:
         self._clock = clock
+        self._presence = presence
         self._contributors = tuple(contributors)
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    def heartbeat(self, caller: Caller, agent_id: str, command: Heartbeat) -> HeartbeatResult:
-        """Every contributor in order (presence first), their parts merged into one answer."""
+    def heartbeat(
+        self, caller: Caller, agent_id: str, command: Heartbeat, *, sequence: int | None = None
+    ) -> HeartbeatResult:
+        """Presence first (a stale ``sequence`` stops here), then every contributor in order, their parts
+        merged into one answer."""
         require_own(caller, agent_id)
         now = self._clock.now_ms()
+        self._presence.record_presence(caller, command, now, sequence)
         parts: HeartbeatParts = {}
         for contributor in self._contributors:
             parts.update(contributor.on_heartbeat(caller, command, now))

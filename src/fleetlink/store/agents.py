@@ -14,7 +14,7 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.constants import ALL_OLD
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -78,6 +78,8 @@ class AgentPresenceItem(TableItem, discriminator="presence"):
     reported_status = UnicodeAttribute(null=True)
     metrics: MapAttribute[str, Any] = MapAttribute(default=dict)
     heartbeats = NumberAttribute(default=0)
+    #: The last heartbeat sequence (``seq:<n>`` nonce) accepted; absent until the first one.
+    sequence = NumberAttribute(null=True)
 
 
 class RegistrationEventItem(TableItem, discriminator="registration"):
@@ -281,9 +283,16 @@ class DynamoAgentRepository:
         return [entity(RegistrationEvent, item) for item in items]
 
     def record_heartbeat(
-        self, agent_id: str, *, now_ms: int, reported_status: str | None, metrics: dict[str, float]
+        self,
+        agent_id: str,
+        *,
+        now_ms: int,
+        reported_status: str | None,
+        metrics: dict[str, float],
+        sequence: int | None = None,
     ) -> None:
-        """One UpdateItem on the small presence item: 1 WCU, no index write."""
+        """One UpdateItem on the small presence item: 1 WCU, no index write. With a ``sequence``, its
+        condition is also the replay check: only a greater sequence than the last one is written."""
         item = AgentPresenceItem(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
         actions: list[Action] = [
             AgentPresenceItem.last_seen_at.set(now_ms),
@@ -293,7 +302,22 @@ class DynamoAgentRepository:
             if reported_status
             else AgentPresenceItem.reported_status.remove(),
         ]
-        item.update(actions=actions, condition=AgentPresenceItem.pk.exists())
+        condition: Condition = AgentPresenceItem.pk.exists()
+        if sequence is None:
+            item.update(actions=actions, condition=condition)
+            return
+        actions.append(AgentPresenceItem.sequence.set(sequence))
+        condition &= AgentPresenceItem.sequence.does_not_exist() | (AgentPresenceItem.sequence < sequence)
+        try:
+            item.update(actions=actions, condition=condition)
+        except UpdateError as error:
+            if condition_failed(error):
+                raise Unauthenticated(
+                    "this heartbeat's sequence is not greater than the last one accepted "
+                    "(a replayed or reordered heartbeat)",
+                    code="heartbeat-sequence-stale",
+                ) from error
+            raise
 
     def revoke(self, agent: Agent, *, now_ms: int, audit: AuditRecord) -> Agent:
         revoked = agent.model_copy(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 
 from fleetlink.store.base import TableItem
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
-def condition_failed(error: PutError) -> bool:
+def condition_failed(error: PutError | UpdateError) -> bool:
     """A single-item write refused by its condition (not a throttle, not an outage)."""
     return error.cause_response_code == CONDITION_FAILED
 

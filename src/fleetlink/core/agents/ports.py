@@ -38,8 +38,17 @@ class AgentRepository(Protocol):
     def registration_history(self, agent_id: str, limit: int) -> list[RegistrationEvent]: ...
 
     def record_heartbeat(
-        self, agent_id: str, *, now_ms: int, reported_status: str | None, metrics: dict[str, float]
-    ) -> None: ...
+        self,
+        agent_id: str,
+        *,
+        now_ms: int,
+        reported_status: str | None,
+        metrics: dict[str, float],
+        sequence: int | None = None,
+    ) -> None:
+        """Update the presence; with a ``sequence`` only if it is greater than the last one recorded
+        (else raise ``Unauthenticated`` code ``heartbeat-sequence-stale``, nothing written)."""
+        ...
 
     def revoke(self, agent: Agent, *, now_ms: int, audit: AuditRecord) -> Agent: ...
 

@@ -11,7 +11,7 @@ from fleetlink.core.agents.ports import AgentRepository, AgentView
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, AuditRecord, Liveness, Page
 from fleetlink.core.errors import NotFound
-from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts
+from fleetlink.core.heartbeat import Heartbeat
 
 #: How many registration events an agent read returns.
 HISTORY_LIMIT = 20
@@ -31,12 +31,16 @@ class AgentService:
         self._clock = clock
         self.heartbeat_interval_s = heartbeat_interval_s
 
-    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
-        """Presence: the heartbeat's time, status and metrics (the answer gets nothing from it)."""
+    def record_presence(self, caller: Caller, command: Heartbeat, now_ms: int, sequence: int | None) -> None:
+        """Presence: the heartbeat's time, status and metrics, in one conditional write that also
+        refuses a ``sequence`` not greater than the last one recorded."""
         self._agents.record_heartbeat(
-            caller.agent_id, now_ms=now_ms, reported_status=command.status, metrics=command.metrics
+            caller.agent_id,
+            now_ms=now_ms,
+            reported_status=command.status,
+            metrics=command.metrics,
+            sequence=sequence,
         )
-        return {}
 
     def get(self, agent_id: str) -> tuple[AgentStatus, list[RegistrationEvent]]:
         view = self._view(agent_id)

@@ -81,7 +81,7 @@ MIGRATIONS: tuple[str, ...] = (
         consecutive_failures INTEGER NOT NULL DEFAULT 0,
         next_attempt_at      INTEGER
     );
-    INSERT INTO relay_sync_state (id) VALUES (1)
+    INSERT INTO relay_sync_state (id) VALUES (1);
     """,
 )
 

@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from fleetlink.api.deps import get_deps
 from fleetlink.api.settings import OperatorAuth
 from fleetlink.core.agents.model import Agent
+from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
 
@@ -29,6 +30,7 @@ NextMiddleware = Callable[[BaseRouter], Response[Any]]
 
 #: Where the authenticated caller is kept in the resolver's context.
 CALLER_AGENT = "agent"
+CALLER_VIEW = "agent_view"
 CALLER_OPERATOR = "operator"
 
 
@@ -98,13 +100,19 @@ def signed_agent(app: BaseRouter, next_middleware: NextMiddleware) -> Response[A
     verify_signed(request, agent.public_key, agent.key_alg)
     if agent.state is AgentState.REVOKED:
         raise Forbidden("this agent is revoked", code="agent-revoked")
-    app.append_context(**{CALLER_AGENT: agent})
+    app.append_context(**{CALLER_AGENT: agent, CALLER_VIEW: view})
     return next_middleware(app)
 
 
 def calling_agent(app: BaseRouter) -> Agent:
     agent: Agent = app.context[CALLER_AGENT]
     return agent
+
+
+def calling_view(app: BaseRouter) -> AgentView:
+    """The calling agent with its presence, as read to check the signature."""
+    view: AgentView = app.context[CALLER_VIEW]
+    return view
 
 
 def verify_registration(app: BaseRouter, fingerprint: str, public_key_pem: str, key_alg: KeyAlg) -> None:

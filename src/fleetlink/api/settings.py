@@ -27,6 +27,8 @@ class Settings:
     nonce_lifetime_s: int = 600
     #: Finished tasks and executions are removed (TTL) this many days after they finish.
     retention_days: int = 30
+    #: Tunnel events are removed (TTL) this many days after they happened.
+    tunnel_event_retention_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +42,5 @@ class Settings:
             operator_auth=OperatorAuth(env.get("FLEETLINK_OPERATOR_AUTH", OperatorAuth.IAM.value)),
             operator_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
             retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
+            tunnel_event_retention_days=int(env.get("FLEETLINK_TUNNEL_EVENT_RETENTION_DAYS", "30")),
         )

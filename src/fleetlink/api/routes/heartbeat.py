@@ -24,5 +24,5 @@ router = Router()
     security=[{"agentSignature": []}],
 )
 def heartbeat(agent_id: AgentIdPath, command: Annotated[Heartbeat, Body()]) -> HeartbeatAck:
-    result = get_deps().heartbeat.heartbeat(security.calling_agent(router), agent_id, command)
+    result = get_deps().heartbeat.heartbeat(security.calling_view(router), agent_id, command)
     return HeartbeatAck.of(result)

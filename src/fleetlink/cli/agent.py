@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -32,8 +32,19 @@ from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
 from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
+from fleetlink.agent.tunnels.service import TunnelsService
+from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.auth.sealing import (
+    ENCRYPTION_KEY_FILE,
+    EncryptionPrivateKey,
+    encryption_public_key_pem,
+    load_encryption_key,
+    load_or_create_encryption_key,
+    open_sealed,
+)
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
+    HEALTH_STYLE,
     TagOption,
     ago,
     api_failure,
@@ -100,11 +111,20 @@ def register(
         if not api_url:
             raise fail("no API URL: pass --url or set FLEETLINK_URL")
         key, key_alg = store.load_or_create_key(alg)
+        # Secrets for this agent (tunnel credentials) are sealed to this X25519 key; it stays here.
+        encryption_key = load_or_create_encryption_key(store.path)
         hardware = collect_hardware(store.path)
         agent_fingerprint = fingerprint(hardware)
         with FleetlinkClient(api_url) as client:
             result = client.register(
-                token, hardware, key, key_alg, tags=tags, name=name, fingerprint=agent_fingerprint
+                token,
+                hardware,
+                key,
+                key_alg,
+                tags=tags,
+                name=name,
+                fingerprint=agent_fingerprint,
+                encryption_public_key=encryption_public_key_pem(encryption_key),
             )
         store.save_identity(
             Identity(
@@ -265,6 +285,19 @@ def _agent_logging() -> None:
     logger.propagate = False
 
 
+def _secret_opener(state_dir: Path) -> Callable[..., bytes] | None:
+    """Opens secrets sealed to this agent with its encryption key (None: it registered none)."""
+    path = state_dir / ENCRYPTION_KEY_FILE
+    if not path.exists():
+        return None
+    key: EncryptionPrivateKey = load_encryption_key(path)
+
+    def open_secret(sealed: str, *, context: bytes) -> bytes:
+        return open_sealed(key, sealed, context=context)
+
+    return open_secret
+
+
 @agent_app.command("run")
 def run_agent(
     state_dir: StateDirOption = None,
@@ -285,11 +318,12 @@ def run_agent(
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
 ) -> None:
-    """Run the agent daemon (heartbeat and tasks) until Ctrl-C or SIGTERM, printing a line per execution.
+    """Run the agent daemon (heartbeat, tasks, tunnels) until Ctrl-C or SIGTERM; a line per execution.
 
     The first Ctrl-C stops claiming; running tasks get --stop-grace seconds, a second Ctrl-C stops them.
 
-    Executions are kept in agent.db in the state dir: a restart reports what a previous run left.
+    Executions and tunnels are kept in agent.db in the state dir: a restart reports what a previous
+    run left and brings the tunnels back.
     """
     identity_store = IdentityStore(state_dir)
     with reporting_errors():
@@ -315,7 +349,13 @@ def run_agent(
             host_metrics=_metrics,
             first_beat_jitter_s=first_heartbeat_jitter,
         )
-        daemon = Supervisor(heartbeat, [tasks])
+        tunnels = TunnelsService(
+            agent_id=identity.agent_id,
+            api=client,
+            state_dir=identity_store.path,
+            open_secret=_secret_opener(identity_store.path),
+        )
+        daemon = Supervisor(heartbeat, [tasks, tunnels])
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -328,7 +368,7 @@ def run_agent(
 
         err().print(
             f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) from {escape(str(store.path))}; Ctrl-C stops"
+            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}; Ctrl-C stops"
         )
         try:
             with daemon.signals(said):
@@ -361,3 +401,85 @@ def whoami(state_dir: StateDirOption = None) -> None:
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
+
+
+@agent_app.command("tunnels")
+def local_tunnels(
+    state_dir: StateDirOption = None,
+    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
+    path = IdentityStore(state_dir).path / DB_FILE_NAME
+    if not path.exists():
+        raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
+    with reporting_errors():
+        store = TunnelStore.open(path)
+    try:
+        tunnels = store.tunnels()
+        recent = store.events(limit=events) if events else []
+    finally:
+        store.close()
+    if as_json:
+        rows = [
+            {
+                "tunnel_id": t.spec.tunnel_id,
+                "provider": t.spec.provider.value,
+                "name": t.spec.name,
+                "mode": t.spec.mode.value,
+                "enabled": t.spec.enabled,
+                "local_target": t.spec.local_target,
+                "routes": [r.__dict__ for r in t.spec.routes],
+                "health": t.status.health.value,
+                "public_url": t.status.public_url,
+                "error_code": t.status.error_code,
+                "error_message": t.status.error_message,
+                "reported": t.status_sent_seq >= t.status_seq,
+                "updated_at": t.updated_at,
+            }
+            for t in tunnels
+        ]
+        payload: dict[str, object] = {"tunnels": rows}
+        if events:
+            payload["events"] = [
+                e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
+            ]
+        out().print_json(json.dumps(payload))
+        return
+    table = Table(title=f"tunnels on this machine ({len(tunnels)})")
+    for column in (
+        "tunnel",
+        "provider",
+        "name",
+        "mode",
+        "enabled",
+        "health",
+        "public url",
+        "target",
+        "routes",
+        "error",
+    ):
+        table.add_column(column, overflow="fold")
+    for t in tunnels:
+        table.add_row(
+            t.spec.tunnel_id,
+            t.spec.provider.value,
+            escape(t.spec.name),
+            t.spec.mode.value,
+            "yes" if t.spec.enabled else "no",
+            styled(t.status.health.value, HEALTH_STYLE),
+            escape(t.status.public_url or "-"),
+            escape(t.spec.local_target),
+            str(len(t.spec.routes)),
+            escape(t.status.error_code or ""),
+        )
+    out().print(table)
+    if recent:
+        events_table = Table(title="recent events")
+        for column in ("when", "tunnel", "level", "type", "message"):
+            events_table.add_column(column, overflow="fold")
+        for e in recent:
+            events_table.add_row(
+                when(e.created_at), e.tunnel_id or "-", e.level.value, e.event_type.value, escape(e.message)
+            )
+        out().print(events_table)

@@ -13,7 +13,7 @@ from ulid import ULID
 from fleetlink.core.access import Caller, require_own
 from fleetlink.core.agents.liveness import liveness
 from fleetlink.core.agents.model import Agent, Presence
-from fleetlink.core.agents.ports import AgentRepository
+from fleetlink.core.agents.ports import AgentRepository, AgentView
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, Page
 from fleetlink.core.errors import Conflict, NotFound, Unprocessable
@@ -99,7 +99,8 @@ class TunnelService:
 
     def create(self, agent_id: str, command: TunnelCreate) -> TunnelView:
         """A new tunnel for an active agent; its secret sealed to the agent at once."""
-        agent = self._agent(agent_id)
+        agent_view = self._agent(agent_id)
+        agent = agent_view.agent
         if agent.state is not AgentState.ACTIVE:
             raise Conflict(f"agent {agent_id} is revoked", code="agent-revoked")
         now = self._clock.now_ms()
@@ -125,7 +126,7 @@ class TunnelService:
             {"provider": record.provider.value, "name": record.name, "routes": len(record.routes)},
         )
         self._tunnels.create(record, [self._event(record, created, now)])
-        return self._view(record.model_copy(update={"version": 1}))
+        return self._seen(record.model_copy(update={"version": 1}), agent_view.presence)
 
     def get(self, tunnel_id: str) -> TunnelView:
         return self._view(self._record(tunnel_id))
@@ -169,7 +170,7 @@ class TunnelService:
                 update["routes"] = with_ids(command.routes, before.routes, now)
             if command.secret is not None:
                 update["sealed_secret"] = self._sealed(
-                    self._agent(before.agent_id), tunnel_id, command.secret
+                    self._agent(before.agent_id).agent, tunnel_id, command.secret
                 )
             after = before.model_copy(update=update | {"updated_at": now})
             found = changes(before, after, command)
@@ -264,11 +265,11 @@ class TunnelService:
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _agent(self, agent_id: str) -> Agent:
+    def _agent(self, agent_id: str) -> AgentView:
         view = self._agents.get_view(agent_id)
         if view is None:
             raise NotFound(f"no agent {agent_id}", code="agent-not-found")
-        return view.agent
+        return view
 
     def _record(self, tunnel_id: str) -> TunnelRecord:
         record = self._tunnels.get(tunnel_id)

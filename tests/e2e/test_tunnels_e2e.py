@@ -85,6 +85,9 @@ def test_a_self_hosted_tunnel_end_to_end(
     )
     token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "tunnel"}).token
     agent_id, env = register_agent(server, token, home)
+    # (registration created the agent's X25519 key, 0600, and registered its public half)
+    assert operator.get_agent(agent_id).encryption_public_key
+    assert (home / "encryption_key.pem").stat().st_mode & 0o777 == 0o600
     agent = launch_agent(agent_id, env)
     agents: list[AgentProcess] = [agent]
     try:

@@ -3,6 +3,7 @@ tunnels version, secrets sealed to the agent, liveness, events and the fleet vie
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -385,3 +386,28 @@ def test_a_secret_for_an_agent_without_an_encryption_key_is_a_409(api: Api) -> N
     assert (reply.status, reply.problem_code()) == (409, "agent-has-no-encryption-key")
     assert SECRET not in reply.body
     assert create(api, plain).status == 201  # without a secret it is fine
+
+
+def test_no_secret_in_logs_or_problem_bodies(
+    api: Api, nodes: list[Node], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a secret sent in a create, a rotation, a refused duplicate and an oversized secret, with
+    # every log record at DEBUG (botocore's request dumps too) and stdout/stderr captured
+    caplog.set_level(logging.DEBUG)
+    plain = Machine("no-key")
+    assert api.register(plain, api.mint_token()).status == 201
+    capfd.readouterr()
+    tunnel = created(api, nodes[0], secret=SECRET)
+    replies = [
+        api.operator("tunnels", "PATCH", f"/v1/tunnels/{tunnel['tunnel_id']}", {"secret": SECRET}),
+        create(api, nodes[0], secret=SECRET),
+        create(api, plain, secret=SECRET),
+        create(api, nodes[1], secret=SECRET * 200),
+    ]
+    # Then no answer and nothing logged holds it
+    assert [r.status for r in replies] == [200, 409, 409, 422]
+    logged = capfd.readouterr()
+    assert SECRET not in logged.out + logged.err
+    assert any("TransactWriteItems" in r.getMessage() for r in caplog.records)  # the writes were logged
+    assert all(SECRET not in r.getMessage() for r in caplog.records)
+    assert all(SECRET not in reply.body for reply in replies)

@@ -180,7 +180,7 @@ class TunnelCreate(_Strict):
     public_hostname: Hostname | None = None
     enabled: bool = True
     routes: list[RouteSpec] = Field(default_factory=list)
-    secret: Secret | None = None
+    secret: Secret | None = Field(default=None, repr=False)  # never in a repr (debug logs)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -199,7 +199,7 @@ class TunnelPatch(_Strict):
     local_target: LocalTarget | None = None
     public_hostname: Hostname | None = None
     routes: list[RouteSpec] | None = None
-    secret: Secret | None = None
+    secret: Secret | None = Field(default=None, repr=False)  # never in a repr (debug logs)
 
     @model_validator(mode="after")
     def _routes(self) -> Self:

@@ -160,7 +160,10 @@ class DynamoTunnelRepository:
                 for event in events:
                     tx.save(self._event_item(event))
         except TransactWriteError as error:
-            if TunnelNameItem.__name__ in failed_conditions(error):
+            failed = failed_conditions(error)
+            if failed and TunnelNameItem.__name__ not in failed:  # e.g. the agent's presence is gone
+                raise Conflict("the agent changed meanwhile; retry", code="concurrent-update") from error
+            if failed:
                 raise Conflict(
                     f"agent {record.agent_id} has a {record.provider.value} tunnel named {record.name}",
                     code="tunnel-name-taken",

@@ -29,6 +29,7 @@ PATH_VALUES = {
     "task_id": "tsk_01KDXRYP0000000000000000CD",
     "execution_id": "exe_01KDXRYP0000000000000000EF",
     "token_id": "tok_01KDXRYP000000000000000TOK",
+    "tunnel_id": "tun_01KDXRYP0000000000000000GH",
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
@@ -72,6 +73,26 @@ BODIES: dict[tuple[str, str], Any] = {
         "output": " 10:00:00 up 3 days,  load average: 0.10, 0.05, 0.01\n",
         "started_at": 1_767_225_590_000,
         "finished_at": 1_767_225_590_120,
+    },
+    ("POST", "/v1/agents/{agent_id}/tunnels"): {
+        "provider": "self_hosted",
+        "name": "web-ui",
+        "mode": "http",
+        "local_target": "127.0.0.1:8080",
+        "enabled": True,
+        "routes": [{"path_prefix": "/api", "local_target": "127.0.0.1:8081", "priority": 10}],
+    },
+    ("PATCH", "/v1/tunnels/{tunnel_id}"): {"enabled": False},
+    ("PUT", "/v1/tunnels/{tunnel_id}/status"): {"health": "up", "public_url": "https://web-ui.example.com"},
+    ("POST", "/v1/tunnels/{tunnel_id}/events"): {
+        "events": [
+            {
+                "level": "info",
+                "event_type": "tunnel_start",
+                "message": "self_hosted listening on 127.0.0.1:18080",
+                "created_at": 1_767_225_590_000,
+            }
+        ]
     },
 }
 QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}

@@ -1,63 +1,19 @@
 """Test helpers for the node side of tunnels: an in-memory cloud tunnel API, a sealing stand-in built
-on RSA-OAEP-256 (a standard construction; production uses ``fleetlink.auth.sealing``), and, until
-``fleetlink.agent.db`` is merged, a minimal stand-in for its ``open_db`` / ``migrate``."""
+on RSA-OAEP-256 (a standard construction; production uses ``fleetlink.auth.sealing``)."""
 
 from __future__ import annotations
 
 import base64
-import importlib
 import sqlite3
-import sys
 import threading
-import types
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from fleetlink.agent.client import FleetlinkConnectionError, HeartbeatAck
+from fleetlink.agent.client import FleetlinkConnectionError
+from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tunnels import DesiredState, DesiredTunnel, EventsBatch, StatusReport
-
-
-def install_agent_db_fallback() -> None:
-    """Provide ``fleetlink.agent.db`` (open_db / migrate per component) when the real one is absent."""
-    try:
-        importlib.import_module("fleetlink.agent.db")
-        return
-    except ModuleNotFoundError:
-        pass
-    module = types.ModuleType("fleetlink.agent.db")
-
-    def open_db(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        return conn
-
-    def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str]) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_versions"
-            " (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
-        row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
-        version = row[0] if row else 0
-        for number, script in enumerate(migrations[version:], start=version + 1):
-            conn.execute("BEGIN")
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_versions VALUES (?, ?) ON CONFLICT (component) DO UPDATE SET version = ?",
-                (component, number, number),
-            )
-            conn.execute("COMMIT")
-
-    module.open_db = open_db  # type: ignore[attr-defined]
-    module.migrate = migrate  # type: ignore[attr-defined]
-    sys.modules["fleetlink.agent.db"] = module
 
 
 def _statements(script: str) -> list[str]:

@@ -130,6 +130,7 @@ def run_flows(recorder: CallRecorder) -> None:
         assert api.register(machine, None).status == 201  # re-registration: same key and hardware
         assert api.heartbeat(machine).status == 200
         run_task_flows(api, machine, other)
+        run_tunnel_flows(api, machine)
         assert api.operator("operator", "GET", "/v1/agents").status == 200
         assert api.operator("operator", "GET", "/v1/agents", query="tag=role:web").status == 200
         assert api.operator("operator", "GET", f"/v1/agents/{machine.agent_id}").status == 200
@@ -206,6 +207,29 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
     with api.recorder.running("cleanup"):
         handled = cleanup({"detail": {"duty": None}}, LocalLambdaContext("cleanup"))["handled"]
     assert all(handled.values()), handled  # every duty had something to do
+
+
+def run_tunnel_flows(api: RecordedApi, machine: Machine) -> None:
+    """A tunnel created, fetched, reported on, its events posted and read, listed, summarised,
+    patched and deleted."""
+    body = {"provider": "self_hosted", "name": "web", "local_target": "127.0.0.1:8080"}
+    reply = api.operator("tunnels", "POST", f"/v1/agents/{machine.agent_id}/tunnels", body)
+    assert reply.status == 201, reply.body
+    tunnel = f"/v1/tunnels/{reply.json['tunnel_id']}"
+    assert api.signed("tunnels", machine, "GET", f"/v1/agents/{machine.agent_id}/tunnels").status == 200
+    assert api.signed("tunnels", machine, "PUT", f"{tunnel}/status", {"health": "up"}).status == 200
+    event = {"level": "error", "event_type": "error", "message": "x", "created_at": api.clock.now_ms()}
+    assert api.signed("tunnels", machine, "POST", f"{tunnel}/events", {"events": [event]}).status == 200
+    for path, query in (
+        (f"{tunnel}/events", ""),
+        ("/v1/tunnels", ""),
+        ("/v1/tunnels/health", ""),
+        ("/v1/tunnels/events", ""),
+        ("/v1/tunnels/events", "errors=true"),
+    ):
+        assert api.operator("tunnels", "GET", path, query=query).status == 200
+    assert api.operator("tunnels", "PATCH", tunnel, {"enabled": False}).status == 200
+    assert api.operator("tunnels", "DELETE", tunnel).status == 204
 
 
 def _cleanup_handler() -> Any:

@@ -15,6 +15,7 @@ from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts, HeartbeatService
 @dataclass(frozen=True)
 class Agent:
     agent_id: str
+    tunnels_version: int = 0
 
 
 class Records:

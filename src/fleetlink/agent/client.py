@@ -41,6 +41,15 @@ from fleetlink.contract.tasks import (
     TaskDetail,
     TaskList,
 )
+from fleetlink.contract.tunnels import (
+    DesiredState,
+    EventList,
+    EventsBatch,
+    HealthSummary,
+    StatusReport,
+    Tunnel,
+    TunnelList,
+)
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
 from fleetlink.core.tasks.model import Task
 
@@ -448,6 +457,23 @@ class FleetlinkClient(_ApiClient):
             ExecutionDetail, "GET", f"/executions/{_segment(execution_id)}", auth=self._signed_as()
         )
 
+    # --- tunnels (the agent side of ``TunnelApi``) ------------------------------------------------
+
+    def get_desired_state(self, agent_id: str) -> DesiredState:
+        """The agent's tunnels with routes; secrets only sealed to its encryption key."""
+        path = f"/agents/{_segment(agent_id)}/tunnels"
+        return self._call(DesiredState, "GET", path, auth=self._signed_as(agent_id))
+
+    def put_status(self, tunnel_id: str, report: StatusReport) -> None:
+        """Report a tunnel's health, public URL and error (a repeat of the last report writes nothing)."""
+        body = report.model_dump(mode="json", exclude_none=True)
+        self._send("PUT", f"/tunnels/{_segment(tunnel_id)}/status", body=body, auth=self._signed_as())
+
+    def post_events(self, tunnel_id: str, batch: EventsBatch) -> None:
+        """Append up to 100 of a tunnel's events (a resent batch is stored once)."""
+        body = batch.model_dump(mode="json")
+        self._send("POST", f"/tunnels/{_segment(tunnel_id)}/events", body=body, auth=self._signed_as())
+
 
 class OperatorClient(_ApiClient):
     """The operator's client: bearer operator token (local dev stack), or any httpx ``auth`` (e.g. SigV4)."""
@@ -568,6 +594,68 @@ class OperatorClient(_ApiClient):
     def cancel_task(self, task_id: str) -> TaskDetail:
         """Cancel a task (idempotent): queued executions end now, running ones are stopped by their agents."""
         return self._call(TaskDetail, "POST", f"/tasks/{_segment(task_id)}/cancel")
+
+    # --- tunnels ----------------------------------------------------------------------------------
+
+    def create_tunnel(self, agent_id: str, spec: Mapping[str, Any]) -> Tunnel:
+        """Create a tunnel for an agent (``spec``: provider, name, mode, local_target, routes, secret...)."""
+        return self._call(Tunnel, "POST", f"/agents/{_segment(agent_id)}/tunnels", body=dict(spec))
+
+    def list_tunnels(
+        self,
+        *,
+        agent_id: str | None = None,
+        provider: str | None = None,
+        health: str | None = None,
+        enabled: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TunnelList:
+        """One page of tunnels, fleet-wide or one agent's."""
+        params = _query(
+            agent_id=agent_id,
+            provider=provider,
+            health=health,
+            enabled=None if enabled is None else str(enabled).lower(),
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(TunnelList, "GET", "/tunnels", params=params)
+
+    def iter_tunnels(self, **filters: Any) -> Iterator[Tunnel]:
+        """Every matching tunnel, following cursors page by page."""
+        return _follow(lambda cursor: self.list_tunnels(cursor=cursor, **filters))
+
+    def get_tunnel(self, tunnel_id: str) -> Tunnel:
+        return self._call(Tunnel, "GET", f"/tunnels/{_segment(tunnel_id)}")
+
+    def patch_tunnel(self, tunnel_id: str, changes: Mapping[str, Any]) -> Tunnel:
+        """Change a tunnel (enabled, local_target, public_hostname, routes, secret)."""
+        return self._call(Tunnel, "PATCH", f"/tunnels/{_segment(tunnel_id)}", body=dict(changes))
+
+    def delete_tunnel(self, tunnel_id: str) -> None:
+        self._send("DELETE", f"/tunnels/{_segment(tunnel_id)}")
+
+    def tunnel_events(self, tunnel_id: str, limit: int | None = None, cursor: str | None = None) -> EventList:
+        """A tunnel's events, newest first."""
+        params = _query(limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", f"/tunnels/{_segment(tunnel_id)}/events", params=params)
+
+    def fleet_events(
+        self,
+        *,
+        errors: bool = False,
+        since: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventList:
+        """Every tunnel's events (or only errors) since ``since`` (default 24 h), newest first."""
+        params = _query(errors="true" if errors else None, since=since, limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", "/tunnels/events", params=params)
+
+    def tunnels_health(self) -> HealthSummary:
+        """The fleet's tunnels counted by provider and health."""
+        return self._call(HealthSummary, "GET", "/tunnels/health")
 
 
 def _query(**values: str | int | None) -> dict[str, str | int]:

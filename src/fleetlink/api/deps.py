@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fleetlink.core.heartbeat import HeartbeatService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
+    from fleetlink.core.tunnels.ports import TunnelRepository
+    from fleetlink.core.tunnels.service import TunnelService
     from fleetlink.store.cursors import CursorCodec
 
 
@@ -96,16 +98,42 @@ class Deps:
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
 
+    # --- tunnels ---------------------------------------------------------------------------
+
+    @cached_property
+    def tunnels(self) -> TunnelRepository:
+        from fleetlink.store.tunnels import DynamoTunnelRepository
+
+        return DynamoTunnelRepository(self.settings.tunnel_event_retention_days, self.cursors)
+
+    @cached_property
+    def tunnel_service(self) -> TunnelService:
+        from fleetlink.core.tunnels.service import TunnelService
+
+        return TunnelService(self.tunnels, self.agents, _seal, self.clock, self.settings.heartbeat_interval_s)
+
     # --- the heartbeat: presence first, then every capability's part of the answer -----------
 
     @cached_property
     def heartbeat(self) -> HeartbeatService:
         from fleetlink.core.heartbeat import HeartbeatContributor, HeartbeatService
+        from fleetlink.core.tunnels.service import TunnelsHeartbeat
 
-        contributors: list[HeartbeatContributor] = [self.task_service]
+        contributors: list[HeartbeatContributor] = [self.task_service, TunnelsHeartbeat()]
         return HeartbeatService(
             self.clock, self.settings.heartbeat_interval_s, self.agent_service, contributors
         )
+
+
+def _seal(recipient_public_key_pem: str, plaintext: bytes, *, context: bytes) -> str:
+    """Seal a secret to an agent (``fleetlink.auth.sealing``, loaded on first use); ValueError when
+    the agent's key cannot be sealed to."""
+    from fleetlink.auth.sealing import SealError, seal
+
+    try:
+        return seal(recipient_public_key_pem, plaintext, context=context)
+    except SealError as error:
+        raise ValueError(str(error)) from error
 
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:

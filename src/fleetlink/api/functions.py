@@ -110,6 +110,27 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             memory_mb=512,
         ),
         FunctionSpec(
+            "tunnels",
+            routers=("fleetlink.api.routes.tunnels",),
+            # operators: the agent (Query), create/patch/delete in a transaction (Put/Delete of the
+            # tunnel, its name guard and pointer, Update of the agent's tunnels version, Put events),
+            # reads by id (GetItem pointer and tunnel), the fleet list and health summary (gsi1 Query,
+            # BatchGetItem of presences), a tunnel's events (Query), fleet events (gsi3) and errors
+            # (gsi2); agents: desired state (Query), status (GetItem, PutItem), events (BatchWriteItem)
+            access=TableAccess(
+                table=actions(
+                    "Query",
+                    "GetItem",
+                    "BatchGetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                ),
+                indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
+            ),
+        ),
+        FunctionSpec(
             "operator",
             routers=("fleetlink.api.routes.agents", "fleetlink.api.routes.health"),
             # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,

@@ -25,7 +25,7 @@ from fleetlink.api.deps import get_deps
 from fleetlink.api.heartbeat_replay import sequence_replaces_nonce
 from fleetlink.api.settings import OperatorAuth
 from fleetlink.core.agents.model import Agent, RegistrationToken
-from fleetlink.core.agents.ports import NonceScope
+from fleetlink.core.agents.ports import AgentView, NonceScope
 from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
 from fleetlink.core.ids import IdPrefix, is_id
@@ -41,6 +41,7 @@ NextMiddleware = Callable[[BaseRouter], Response[Any]]
 
 #: Where the authenticated caller is kept in the resolver's context.
 CALLER_AGENT = "agent"
+CALLER_VIEW = "agent_view"
 CALLER_OPERATOR = "operator"
 CALLER_TOKEN = "registration_token"  # noqa: S105 - a context key
 AUTHENTICATED = "authenticated"
@@ -129,8 +130,9 @@ def verify_signed(
     return params
 
 
-def _verified_agent(request: IncomingRequest, app: BaseRouter | None = None) -> Agent:
-    """The agent whose current key signed the request (keyid = agent id; read consistently)."""
+def _verified_agent(request: IncomingRequest, app: BaseRouter | None = None) -> AgentView:
+    """The agent (with its presence) whose current key signed the request (keyid = agent id; read
+    consistently)."""
     from fleetlink.auth.signatures import read_signature_params
 
     key_id = read_signature_params(request).key_id
@@ -138,23 +140,29 @@ def _verified_agent(request: IncomingRequest, app: BaseRouter | None = None) -> 
     if view is None:
         raise Unauthenticated("the signature's keyid is not a registered agent", code="unknown-key")
     verify_signed(request, view.agent.public_key, view.agent.key_alg, app=app)
-    return view.agent
+    return view
 
 
-def _admit(app: BaseRouter, agent: Agent) -> None:
-    if agent.state is AgentState.REVOKED:
+def _admit(app: BaseRouter, view: AgentView) -> None:
+    if view.agent.state is AgentState.REVOKED:
         raise Forbidden("this agent is revoked", code="agent-revoked")
-    app.append_context(**{CALLER_AGENT: agent})
+    app.append_context(**{CALLER_AGENT: view.agent, CALLER_VIEW: view})
 
 
 def authenticate_agent(app: BaseRouter) -> None:
     """A registered, active agent signed the request with its current key."""
     event = http_event(app)
     try:
-        agent = _verified_agent(incoming_request(event), app)
+        view = _verified_agent(incoming_request(event), app)
     except Unauthenticated as error:
         raise refused(error, event) from None
-    _admit(app, agent)
+    _admit(app, view)
+
+
+def calling_view(app: BaseRouter) -> AgentView:
+    """The calling agent with its presence, as read to check the signature."""
+    view: AgentView = app.context[CALLER_VIEW]
+    return view
 
 
 def authenticate_registration(app: BaseRouter) -> None:
@@ -166,13 +174,13 @@ def authenticate_registration(app: BaseRouter) -> None:
     request = incoming_request(event)
     try:
         if is_id(read_signature_params(request).key_id, IdPrefix.AGENT):
-            agent = _verified_agent(request)
+            view = _verified_agent(request)
         else:
             app.append_context(**{CALLER_TOKEN: get_deps().registration.redeem(bearer_token(event))})
             return
     except Unauthenticated as error:
         raise refused(error, event) from None
-    _admit(app, agent)
+    _admit(app, view)
 
 
 def authenticate_operator(app: BaseRouter) -> None:

@@ -32,6 +32,8 @@ class Settings:
     #: named by ``FLEETLINK_CURSOR_KEY_SECRET_ARN`` (read on first use). Neither: a key per process.
     cursor_key: bytes | None = None
     cursor_key_secret_arn: str | None = None
+    #: Tunnel events are removed (TTL) this many days after they happened.
+    tunnel_event_retention_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +49,7 @@ class Settings:
             retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
             cursor_key=cursor_key(env.get("FLEETLINK_CURSOR_KEY")),
             cursor_key_secret_arn=env.get("FLEETLINK_CURSOR_KEY_SECRET_ARN") or None,
+            tunnel_event_retention_days=int(env.get("FLEETLINK_TUNNEL_EVENT_RETENTION_DAYS", "30")),
         )
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -33,8 +33,19 @@ from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
 from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
+from fleetlink.agent.tunnels.service import TunnelsService
+from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.auth.sealing import (
+    ENCRYPTION_KEY_FILE,
+    EncryptionPrivateKey,
+    encryption_public_key_pem,
+    load_encryption_key,
+    load_or_create_encryption_key,
+    open_sealed,
+)
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
+    HEALTH_STYLE,
     TagOption,
     ago,
     api_failure,
@@ -102,6 +113,8 @@ def register(
             raise fail("no API URL: pass --url or set FLEETLINK_URL")
         had_key = store.load_key() is not None
         key, key_alg = store.load_or_create_key(alg)
+        # Secrets for this agent (tunnel credentials) are sealed to this X25519 key; it stays here.
+        encryption_key = load_or_create_encryption_key(store.path)
         hardware = collect_hardware(store.path)
         agent_fingerprint = fingerprint(hardware)
         # the saved agent re-registers by its key (no token); a new key registers with the token
@@ -117,6 +130,7 @@ def register(
                 name=name,
                 fingerprint=agent_fingerprint,
                 agent_id=known_as,
+                encryption_public_key=encryption_public_key_pem(encryption_key),
             )
         store.save_identity(
             Identity(
@@ -281,6 +295,19 @@ def _agent_logging() -> None:
     logger.propagate = False
 
 
+def _secret_opener(state_dir: Path) -> Callable[..., bytes] | None:
+    """Opens secrets sealed to this agent with its encryption key (None: it registered none)."""
+    path = state_dir / ENCRYPTION_KEY_FILE
+    if not path.exists():
+        return None
+    key: EncryptionPrivateKey = load_encryption_key(path)
+
+    def open_secret(sealed: str, *, context: bytes) -> bytes:
+        return open_sealed(key, sealed, context=context)
+
+    return open_secret
+
+
 @agent_app.command("run")
 def run_agent(
     state_dir: StateDirOption = None,
@@ -301,11 +328,12 @@ def run_agent(
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
 ) -> None:
-    """Run the agent daemon (heartbeat and tasks) until Ctrl-C or SIGTERM, printing a line per execution.
+    """Run the agent daemon (heartbeat, tasks, tunnels) until Ctrl-C or SIGTERM; a line per execution.
 
     The first Ctrl-C stops claiming; running tasks get --stop-grace seconds, a second Ctrl-C stops them.
 
-    Executions are kept in agent.db in the state dir: a restart reports what a previous run left.
+    Executions and tunnels are kept in agent.db in the state dir: a restart reports what a previous
+    run left and brings the tunnels back.
     """
     identity_store = IdentityStore(state_dir)
     with reporting_errors():
@@ -331,7 +359,13 @@ def run_agent(
             host_metrics=_metrics,
             first_beat_jitter_s=first_heartbeat_jitter,
         )
-        daemon = Supervisor(heartbeat, [tasks])
+        tunnels = TunnelsService(
+            agent_id=identity.agent_id,
+            api=client,
+            state_dir=identity_store.path,
+            open_secret=_secret_opener(identity_store.path),
+        )
+        daemon = Supervisor(heartbeat, [tasks, tunnels])
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -344,7 +378,7 @@ def run_agent(
 
         err().print(
             f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) from {escape(str(store.path))}; Ctrl-C stops"
+            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}; Ctrl-C stops"
         )
         try:
             with daemon.signals(said):
@@ -377,3 +411,85 @@ def whoami(state_dir: StateDirOption = None) -> None:
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
+
+
+@agent_app.command("tunnels")
+def local_tunnels(
+    state_dir: StateDirOption = None,
+    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
+    path = IdentityStore(state_dir).path / DB_FILE_NAME
+    if not path.exists():
+        raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
+    with reporting_errors():
+        store = TunnelStore.open(path)
+    try:
+        tunnels = store.tunnels()
+        recent = store.events(limit=events) if events else []
+    finally:
+        store.close()
+    if as_json:
+        rows = [
+            {
+                "tunnel_id": t.spec.tunnel_id,
+                "provider": t.spec.provider.value,
+                "name": t.spec.name,
+                "mode": t.spec.mode.value,
+                "enabled": t.spec.enabled,
+                "local_target": t.spec.local_target,
+                "routes": [r.__dict__ for r in t.spec.routes],
+                "health": t.status.health.value,
+                "public_url": t.status.public_url,
+                "error_code": t.status.error_code,
+                "error_message": t.status.error_message,
+                "reported": t.status_sent_seq >= t.status_seq,
+                "updated_at": t.updated_at,
+            }
+            for t in tunnels
+        ]
+        payload: dict[str, object] = {"tunnels": rows}
+        if events:
+            payload["events"] = [
+                e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
+            ]
+        out().print_json(json.dumps(payload))
+        return
+    table = Table(title=f"tunnels on this machine ({len(tunnels)})")
+    for column in (
+        "tunnel",
+        "provider",
+        "name",
+        "mode",
+        "enabled",
+        "health",
+        "public url",
+        "target",
+        "routes",
+        "error",
+    ):
+        table.add_column(column, overflow="fold")
+    for t in tunnels:
+        table.add_row(
+            t.spec.tunnel_id,
+            t.spec.provider.value,
+            escape(t.spec.name),
+            t.spec.mode.value,
+            "yes" if t.spec.enabled else "no",
+            styled(t.status.health.value, HEALTH_STYLE),
+            escape(t.status.public_url or "-"),
+            escape(t.spec.local_target),
+            str(len(t.spec.routes)),
+            escape(t.status.error_code or ""),
+        )
+    out().print(table)
+    if recent:
+        events_table = Table(title="recent events")
+        for column in ("when", "tunnel", "level", "type", "message"):
+            events_table.add_column(column, overflow="fold")
+        for e in recent:
+            events_table.add_row(
+                when(e.created_at), e.tunnel_id or "-", e.level.value, e.event_type.value, escape(e.message)
+            )
+        out().print(events_table)

@@ -20,6 +20,7 @@ from fleetlink.agent.tasks.store import StoreError
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState
+from fleetlink.core.tunnels.model import Health
 
 #: Width of output that is not a terminal (piped or captured) when COLUMNS is unset: rows stay whole.
 PIPED_WIDTH = 200
@@ -150,6 +151,12 @@ TASK_STATE_STYLE: Mapping[str, str] = {
     TaskState.ACTIVE: "cyan",
     TaskState.FINISHED: "green",
     TaskState.CANCELLED: "yellow",
+}
+HEALTH_STYLE: Mapping[str, str] = {
+    Health.UP: "green",
+    Health.DEGRADED: "yellow",
+    Health.DOWN: "red",
+    Health.UNKNOWN: "dim",
 }
 #: The order execution counts are listed in: an execution's life.
 _EXECUTION_ORDER = tuple(ExecutionStatus)

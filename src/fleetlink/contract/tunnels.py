@@ -1,214 +1,68 @@
-"""Wire models of the tunnel API: the operator's tunnel and routes, the agent's desired state,
-status reports and event batches.
+"""Wire models of the tunnel API, shared by the handlers and the agent client: the tunnel as
+answered, the agent's desired state, events, lists and the fleet's health summary.
 
-Limits (each a 4xx problem when broken): at most ``MAX_ROUTES`` routes a tunnel, path prefixes
-unique per tunnel and starting with ``/``, a secret of at most ``MAX_SECRET_BYTES`` bytes, at most
-``MAX_EVENTS_PER_REQUEST`` events a request. ``mode`` must be one the provider supports
-(``PROVIDER_MODES``).
+The words and commands (providers, modes, health, events; create, patch, status reports, event
+batches) are the core's (``fleetlink.core.tunnels.model``) and are re-exported here.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import re
-from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
-from fleetlink.core.ids import IdPrefix, id_pattern
-
-MAX_ROUTES = 32
-MAX_SECRET_BYTES = 4096
-#: A sealed secret is the plaintext plus key material and base64; room for an RSA-4096 envelope.
-MAX_SEALED_SECRET_CHARS = 12_288
-MAX_EVENTS_PER_REQUEST = 100
-MAX_EVENT_MESSAGE_CHARS = 1024
-MAX_EVENT_DATA_BYTES = 4096
-MAX_ERROR_MESSAGE_CHARS = 1024
-MAX_PRIORITY = 1000
-
-TUNNEL_ID_PATTERN = id_pattern(IdPrefix.TUNNEL)
-ROUTE_ID_PATTERN = id_pattern(IdPrefix.ROUTE)
-
-
-class Provider(StrEnum):
-    CLOUDFLARE = "cloudflare"
-    NGROK = "ngrok"
-    TAILSCALE = "tailscale"
-    SELF_HOSTED = "self_hosted"
-
-
-class Mode(StrEnum):
-    HTTP = "http"
-    TCP = "tcp"
-
-
-class Health(StrEnum):
-    """``up`` serving; ``degraded`` running but part of it fails (a route's target, the relay);
-    ``down`` not serving; ``unknown`` not checked yet, or the agent went silent."""
-
-    UP = "up"
-    DOWN = "down"
-    DEGRADED = "degraded"
-    UNKNOWN = "unknown"
-
-
-class EventLevel(StrEnum):
-    INFO = "info"
-    WARN = "warn"
-    ERROR = "error"
-
-
-class EventType(StrEnum):
-    TUNNEL_START = "tunnel_start"
-    TUNNEL_STOP = "tunnel_stop"
-    HEALTH_UP = "health_up"
-    HEALTH_DOWN = "health_down"
-    HEALTH_DEGRADED = "health_degraded"
-    CONFIG_CHANGED = "config_changed"
-    ROUTE_ADDED = "route_added"
-    ROUTE_REMOVED = "route_removed"
-    SECRET_ROTATED = "secret_rotated"  # noqa: S105 - an event name
-    ERROR = "error"
-    RESTART = "restart"
-
-
-#: Which modes each provider can carry (Cloudflare's TCP needs cloudflared on the client too).
-PROVIDER_MODES: dict[Provider, frozenset[Mode]] = {
-    Provider.CLOUDFLARE: frozenset({Mode.HTTP}),
-    Provider.NGROK: frozenset({Mode.HTTP, Mode.TCP}),
-    Provider.TAILSCALE: frozenset({Mode.HTTP, Mode.TCP}),
-    Provider.SELF_HOSTED: frozenset({Mode.HTTP, Mode.TCP}),
-}
-
-_HOSTNAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+from fleetlink.core.tunnels.model import (
+    MAX_EVENTS_PER_REQUEST,
+    MAX_ROUTES,
+    MAX_SECRET_BYTES,
+    PROVIDER_MODES,
+    TUNNEL_ID_PATTERN,
+    EventIn,
+    EventLevel,
+    EventsBatch,
+    EventType,
+    Health,
+    Mode,
+    Provider,
+    Route,
+    RouteSpec,
+    SealedSecret,
+    StatusReport,
+    TunnelCreate,
+    TunnelPatch,
+    split_host_port,
 )
-_PATH_PREFIX = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]{0,255}$")
 
+if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of` constructors
+    from fleetlink.core.tunnels.model import TunnelEvent
+    from fleetlink.core.tunnels.service import HealthCount, TunnelView
 
-def split_host_port(target: str) -> tuple[str, int]:
-    """``"host:port"`` or ``"[v6]:port"`` → (host, port); ``ValueError`` says what is wrong."""
-    if target.startswith("["):
-        host, sep, port_text = target[1:].partition("]:")
-        if not sep:
-            raise ValueError("an IPv6 target is written [address]:port")
-        ipaddress.IPv6Address(host)
-    else:
-        host, sep, port_text = target.rpartition(":")
-        if not sep or not host:
-            raise ValueError("local_target must be host:port")
-        if not _HOSTNAME.match(host):
-            raise ValueError("local_target's host is not a hostname or IPv4 address")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError("local_target's port must be 1-65535")
-    return host, int(port_text)
-
-
-def _check_target(value: str) -> str:
-    split_host_port(value)
-    return value
-
-
-def _check_path_prefix(value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError("path_prefix must start with /")
-    if not _PATH_PREFIX.match(value):
-        raise ValueError("path_prefix holds characters a URL path cannot (or is over 256 characters)")
-    return value
-
-
-def _check_hostname(value: str) -> str:
-    if not _HOSTNAME.match(value) or "." not in value:
-        raise ValueError("public_hostname must be a DNS name such as app.example.com")
-    return value.lower()
-
-
-def _check_data(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value, separators=(",", ":")).encode()) > MAX_EVENT_DATA_BYTES:
-        raise ValueError(f"data is over {MAX_EVENT_DATA_BYTES} bytes as JSON")
-    return value
-
-
-def _check_secret(value: str) -> str:
-    if len(value.encode()) > MAX_SECRET_BYTES:
-        raise ValueError(f"secret is over {MAX_SECRET_BYTES} bytes")
-    return value
-
-
-LocalTarget = Annotated[str, Field(min_length=3, max_length=262), AfterValidator(_check_target)]
-PathPrefix = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_check_path_prefix)]
-TunnelName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$")]
-Hostname = Annotated[str, Field(max_length=253), AfterValidator(_check_hostname)]
-Secret = Annotated[str, Field(min_length=1), AfterValidator(_check_secret)]
-SealedSecret = Annotated[str, Field(min_length=8, max_length=MAX_SEALED_SECRET_CHARS, pattern=r"^fl1\.")]
-Priority = Annotated[int, Field(ge=0, le=MAX_PRIORITY)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RouteSpec(_Strict):
-    """One path-prefix route: the longest matching prefix wins, then the higher priority."""
-
-    path_prefix: PathPrefix
-    local_target: LocalTarget
-    priority: Priority = 0
-    enabled: bool = True
-
-
-def _check_routes(routes: list[RouteSpec] | None) -> None:
-    if routes is None:
-        return
-    if len(routes) > MAX_ROUTES:
-        raise ValueError(f"at most {MAX_ROUTES} routes a tunnel")
-    prefixes = [route.path_prefix for route in routes]
-    if len(set(prefixes)) != len(prefixes):
-        raise ValueError("each path_prefix may appear once per tunnel")
-
-
-class TunnelCreate(_Strict):
-    """``POST /v1/agents/{agent_id}/tunnels``."""
-
-    provider: Provider
-    name: TunnelName
-    mode: Mode = Mode.HTTP
-    local_target: LocalTarget
-    public_hostname: Hostname | None = None
-    enabled: bool = True
-    routes: list[RouteSpec] = Field(default_factory=list)
-    secret: Secret | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.mode not in PROVIDER_MODES[self.provider]:
-            raise ValueError(f"provider {self.provider} does not carry mode {self.mode}")
-        if self.routes and self.mode is not Mode.HTTP:
-            raise ValueError("routes need mode http")
-        _check_routes(self.routes)
-        return self
-
-
-class TunnelPatch(_Strict):
-    """``PATCH /v1/tunnels/{tunnel_id}``: only the fields given change; ``routes`` replaces all."""
-
-    enabled: bool | None = None
-    local_target: LocalTarget | None = None
-    public_hostname: Hostname | None = None
-    routes: list[RouteSpec] | None = None
-    secret: Secret | None = None
-
-    @model_validator(mode="after")
-    def _routes(self) -> Self:
-        _check_routes(self.routes)
-        return self
-
-
-class Route(RouteSpec):
-    route_id: Annotated[str, Field(pattern=ROUTE_ID_PATTERN)]
+__all__ = [
+    "MAX_EVENTS_PER_REQUEST",
+    "MAX_ROUTES",
+    "MAX_SECRET_BYTES",
+    "PROVIDER_MODES",
+    "DesiredState",
+    "DesiredTunnel",
+    "Event",
+    "EventIn",
+    "EventLevel",
+    "EventList",
+    "EventType",
+    "EventsBatch",
+    "Health",
+    "HealthSummary",
+    "Mode",
+    "Provider",
+    "Route",
+    "RouteSpec",
+    "StatusReport",
+    "Tunnel",
+    "TunnelCreate",
+    "TunnelList",
+    "TunnelPatch",
+    "split_host_port",
+]
 
 
 class Tunnel(BaseModel):
@@ -231,12 +85,29 @@ class Tunnel(BaseModel):
     created_at: int
     updated_at: int
 
+    @classmethod
+    def of(cls, view: TunnelView) -> Tunnel:
+        """As operators see it: the health derived from the agent's liveness, no secret at all."""
+        return cls(**_answer_fields(view))
+
+
+def _answer_fields(view: TunnelView) -> dict[str, Any]:
+    record = view.record
+    return record.model_dump(exclude={"sealed_secret", "status_at", "version", "health"}) | {
+        "health": view.health,
+        "last_heartbeat_at": view.last_seen_at,
+    }
+
 
 class DesiredTunnel(Tunnel):
     """One tunnel of an agent's desired state; its secret only sealed to the agent's key
     (context ``b"tunnel:" + tunnel_id``)."""
 
     sealed_secret: SealedSecret | None = None
+
+    @classmethod
+    def of(cls, view: TunnelView) -> DesiredTunnel:
+        return cls(**_answer_fields(view), sealed_secret=view.record.sealed_secret)
 
 
 class DesiredState(BaseModel):
@@ -246,27 +117,9 @@ class DesiredState(BaseModel):
     tunnels_version: int | None = None
 
 
-class StatusReport(_Strict):
-    """``PUT /v1/tunnels/{tunnel_id}/status``."""
-
-    health: Health
-    public_url: Annotated[str, Field(max_length=2048, pattern=r"^(https?|tcp|ssh)://")] | None = None
-    error_code: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9_.-]+$")] | None = None
-    error_message: Annotated[str, Field(max_length=MAX_ERROR_MESSAGE_CHARS)] | None = None
-
-
-class EventIn(_Strict):
-    level: EventLevel
-    event_type: EventType
-    message: Annotated[str, Field(min_length=1, max_length=MAX_EVENT_MESSAGE_CHARS)]
-    data: Annotated[dict[str, Any], AfterValidator(_check_data)] = Field(default_factory=dict)
-    created_at: Annotated[int, Field(ge=0, lt=10**13)]
-
-
-class EventsBatch(_Strict):
-    """``POST /v1/tunnels/{tunnel_id}/events``."""
-
-    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)]
+class TunnelList(BaseModel):
+    items: list[Tunnel]
+    cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
 
 
 class Event(BaseModel):
@@ -274,8 +127,49 @@ class Event(BaseModel):
 
     event_id: str
     tunnel_id: str | None
+    agent_id: str | None = None
     level: EventLevel
     event_type: EventType
     message: str
     data: dict[str, Any] = Field(default_factory=dict)
     created_at: int
+
+    @classmethod
+    def of(cls, event: TunnelEvent) -> Event:
+        return cls.model_validate(event, from_attributes=True)
+
+
+class EventList(BaseModel):
+    items: list[Event]
+    cursor: str | None = Field(description="Pass back to get the next (older) page; null on the last")
+
+
+class HealthCountRow(BaseModel):
+    provider: Provider
+    health: Health
+    count: int
+
+
+class HealthSummary(BaseModel):
+    """``GET /v1/tunnels/health``: tunnels by provider and health (silent agents' tunnels: unknown)."""
+
+    total: int
+    by_health: dict[Health, int]
+    by_provider: dict[Provider, int]
+    counts: Annotated[list[HealthCountRow], Field(description="One row per (provider, health) present")]
+    enabled: int
+
+    @classmethod
+    def of(cls, counts: list[HealthCount], enabled: int) -> HealthSummary:
+        by_health = dict.fromkeys(Health, 0)
+        by_provider = dict.fromkeys(Provider, 0)
+        for row in counts:
+            by_health[row.health] += row.count
+            by_provider[row.provider] += row.count
+        return cls(
+            total=sum(row.count for row in counts),
+            by_health=by_health,
+            by_provider=by_provider,
+            counts=[HealthCountRow(provider=r.provider, health=r.health, count=r.count) for r in counts],
+            enabled=enabled,
+        )

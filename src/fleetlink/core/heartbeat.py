@@ -53,8 +53,17 @@ class HeartbeatResult:
     cancel: list[str] = field(default_factory=list)
 
 
+class HeartbeatCaller(Caller, Protocol):
+    """The agent sending the heartbeat, as read when its signature was checked."""
+
+    @property
+    def tunnels_version(self) -> int:
+        """Moves on whenever the agent's desired tunnel state changes (kept where the caller is read)."""
+        ...
+
+
 class HeartbeatContributor(Protocol):
-    def on_heartbeat(self, caller: Caller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
+    def on_heartbeat(self, caller: HeartbeatCaller, command: Heartbeat, now_ms: int) -> HeartbeatParts:
         """Act on an accepted heartbeat of ``caller``; return this capability's part of the answer."""
         ...
 
@@ -80,7 +89,7 @@ class HeartbeatService:
         self.heartbeat_interval_s = heartbeat_interval_s
 
     def heartbeat(
-        self, caller: Caller, agent_id: str, command: Heartbeat, *, sequence: int | None = None
+        self, caller: HeartbeatCaller, agent_id: str, command: Heartbeat, *, sequence: int | None = None
     ) -> HeartbeatResult:
         """Presence first (a stale ``sequence`` stops here), then every contributor in order, their parts
         merged into one answer."""

@@ -80,6 +80,8 @@ class AgentPresenceItem(TableItem, discriminator="presence"):
     heartbeats = NumberAttribute(default=0)
     #: The last heartbeat sequence (``seq:<n>`` nonce) accepted; absent until the first one.
     sequence = NumberAttribute(null=True)
+    #: Moved on by the tunnels capability (``fleetlink.store.tunnels``); heartbeats never write it.
+    tunnels_version = NumberAttribute(null=True)
 
 
 class RegistrationEventItem(TableItem, discriminator="registration"):
@@ -214,7 +216,11 @@ class DynamoAgentRepository:
                 presence = item
         if profile is None:
             return None
-        return AgentView(entity(Agent, profile), _presence(presence) if presence else None)
+        return AgentView(
+            entity(Agent, profile),
+            _presence(presence) if presence else None,
+            tunnels_version=int(presence.tunnels_version or 0) if presence else 0,
+        )
 
     def list_views(
         self, *, state: AgentState | None, tag: tuple[str, str] | None, limit: int, cursor: str | None
@@ -248,7 +254,7 @@ class DynamoAgentRepository:
             agents = [
                 a for a in self.agents([m.agent_id for m in members]) if state is None or a.state is state
             ]
-        presences = self._presences([a.agent_id for a in agents])
+        presences = self.presences([a.agent_id for a in agents])
         views = [AgentView(a, presences.get(a.agent_id)) for a in agents]
         return Page[AgentView](items=views, cursor=next_cursor)
 
@@ -263,7 +269,7 @@ class DynamoAgentRepository:
         return [found[i] for i in agent_ids if i in found]
 
     @staticmethod
-    def _presences(agent_ids: list[str]) -> dict[str, Presence]:
+    def presences(agent_ids: list[str]) -> dict[str, Presence]:
         found: dict[str, Presence] = {}
         for item in AgentPresenceItem.batch_get(
             [(keys.agent_pk(i), keys.AGENT_PRESENCE_SK) for i in agent_ids]

@@ -145,3 +145,56 @@ def due_keys(timer: str, execution_id: str, due_at_ms: int) -> tuple[str, str]:
 
 def due_pk(timer: str, shard: int) -> str:
     return f"DUE#{timer}#{shard}"
+
+
+# --- tunnels -------------------------------------------------------------------------------------
+
+TUNNEL_PREFIX = "TUNNEL#"
+TUNNEL_EVENT_PREFIX = "EVT#"
+
+
+def tunnel_sk(tunnel_id: str) -> str:
+    """A tunnel lives in its agent's partition: the agent's desired state is one Query."""
+    return f"{TUNNEL_PREFIX}{tunnel_id}"
+
+
+def tunnel_name_sk(provider: str, name: str) -> str:
+    """The uniqueness guard of (agent, provider, name), in the agent's partition."""
+    return f"TUNNELNAME#{provider}#{name}"
+
+
+def tunnel_pk(tunnel_id: str) -> str:
+    """A tunnel's own partition: the pointer to its agent (sk ``#``) and its events."""
+    return f"{TUNNEL_PREFIX}{tunnel_id}"
+
+
+def tunnel_list_keys(tunnel_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk): the fleet's tunnels, sharded by id."""
+    return tunnel_list_pk(shard_of(tunnel_id)), tunnel_id
+
+
+def tunnel_list_pk(shard: int) -> str:
+    return f"TUNNELS#{shard}"
+
+
+def tunnel_event_sk(created_at_ms: int, event_id: str) -> str:
+    """Events sort by time within the tunnel's partition (newest first: read backwards)."""
+    return f"{TUNNEL_EVENT_PREFIX}{created_at_ms:013d}#{event_id}"
+
+
+def tunnel_event_fleet_sk(created_at_ms: int, event_id: str) -> str:
+    return f"{created_at_ms:013d}#{event_id}"
+
+
+def tunnel_events_day(at_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def tunnel_events_pk(day: str, shard: int) -> str:
+    """gsi3 partition of every tunnel event of one day (one shard of it)."""
+    return f"TUNEVENTS#{day}#{shard}"
+
+
+def tunnel_errors_pk(day: str, shard: int) -> str:
+    """gsi2 partition of the error events of one day (one shard of it): sparse, errors only."""
+    return f"TUNERRORS#{day}#{shard}"

@@ -1,5 +1,4 @@
-"""Fixtures for tunnel integration tests: real target servers, an asyncio loop in a thread, the
-agent database stand-in until ``fleetlink.agent.db`` lands."""
+"""Fixtures for tunnel integration tests: real target servers, an asyncio loop in a thread."""
 
 from __future__ import annotations
 
@@ -11,10 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.fakes.tunnels import install_agent_db_fallback
 from tests.integration.tunnels.targets import WAIT_S, TargetServer
-
-install_agent_db_fallback()
 
 T = TypeVar("T")
 

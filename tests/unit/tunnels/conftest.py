@@ -1,4 +1,4 @@
-"""Tunnel unit tests use a real SQLite file; ``fleetlink.agent.db`` gets a stand-in until it lands."""
+"""Tunnel unit tests use a real SQLite file."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 
 from fleetlink.agent.tunnels.store import TunnelStore
-from tests.fakes.tunnels import install_agent_db_fallback
-
-install_agent_db_fallback()
 
 
 @pytest.fixture

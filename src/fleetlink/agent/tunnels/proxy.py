@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fleetlink.contract.tunnels import split_host_port
 
@@ -83,9 +83,16 @@ class RouteTable:
 class _Message:
     start: list[bytes]
     headers: list[tuple[bytes, bytes]]
+    #: Values by lower-case name, built once: a request looks several headers up.
+    _by_name: dict[bytes, list[bytes]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_name = {}
+        for k, v in self.headers:
+            self._by_name.setdefault(k.lower(), []).append(v)
 
     def values(self, name: bytes) -> list[bytes]:
-        return [v for k, v in self.headers if k.lower() == name]
+        return self._by_name.get(name, [])
 
     def tokens(self, name: bytes) -> set[bytes]:
         return {t.strip().lower() for v in self.values(name) for t in v.split(b",") if t.strip()}
@@ -124,6 +131,17 @@ def _body_framing(message: _Message) -> tuple[str, int]:
             raise BadRequest(400, "bad-content-length", "Content-Length is not one number")
         return "length", int(next(iter(lengths)))
     return "none", 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The loop the tunnels run on: uvloop (libuv) where it is installed, about half the CPU per
+    proxied request of the default loop; else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
 
 
 def problem_response(status: int, code: str, title: str, detail: str, *, close: bool = True) -> bytes:
@@ -471,7 +489,9 @@ class HttpProxy(_Server):
     async def _read_response(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Message:
         """The target's final (or 101) response head; 1xx interim answers go to the client as they come."""
         while True:
-            head = await asyncio.wait_for(up_reader.readuntil(b"\r\n\r\n"), self.response_timeout)
+            # asyncio.timeout, not wait_for: no task per request on the hot path.
+            async with asyncio.timeout(self.response_timeout):
+                head = await up_reader.readuntil(b"\r\n\r\n")
             response = parse_head(head, request=False)
             status = int(response.start[1])
             if 100 <= status < 200 and status != 101:

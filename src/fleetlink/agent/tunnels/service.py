@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
+from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
 from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore, now_ms
 from fleetlink.contract.tunnels import (
@@ -78,7 +79,7 @@ class TunnelsService:
         self.factories = factories
         self.store: TunnelStore | None = None
         self.reconciler: Reconciler | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tunnels-loop", daemon=True)
         self._version: int | None = None
         self._fetch_wanted = True

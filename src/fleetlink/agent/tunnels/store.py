@@ -11,7 +11,6 @@ NULL owes a post. Both survive restarts and cloud outages.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import sqlite3
 import threading
@@ -20,8 +19,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any
 
+from fleetlink.agent.db import DB_FILE, migrate, open_db
 from fleetlink.contract.tunnels import (
     DesiredTunnel,
     EventLevel,
@@ -33,7 +33,7 @@ from fleetlink.contract.tunnels import (
 from fleetlink.core.ids import IdPrefix, new_id
 
 COMPONENT = "tunnels"
-DB_FILE_NAME = "agent.db"
+DB_FILE_NAME = DB_FILE
 
 
 def _enum_check(column: str, values: Sequence[str]) -> str:
@@ -153,16 +153,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-class _AgentDb(Protocol):
-    def open_db(self, path: Path) -> sqlite3.Connection: ...
-    def migrate(self, conn: sqlite3.Connection, component: str, migrations: Sequence[str]) -> None: ...
-
-
-def agent_db() -> _AgentDb:
-    """The agent's shared SQLite module (``open_db`` / ``migrate``)."""
-    return cast(_AgentDb, importlib.import_module("fleetlink.agent.db"))
-
-
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -263,9 +253,8 @@ class TunnelStore:
     @classmethod
     def open(cls, path: Path) -> TunnelStore:
         """Open (and migrate) the tunnel tables in the agent's database file."""
-        db = agent_db()
-        conn = db.open_db(path)
-        db.migrate(conn, COMPONENT, MIGRATIONS)
+        conn = open_db(path)
+        migrate(conn, COMPONENT, MIGRATIONS)
         return cls(conn)
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ router = Router()
 )
 def heartbeat(agent_id: AgentIdPath, command: Annotated[Heartbeat, Body()]) -> HeartbeatAck:
     result = get_deps().heartbeat.heartbeat(
-        security.calling_agent(router),
+        security.calling_view(router),
         agent_id,
         command,
         sequence=heartbeat_replay.verified_sequence(router),

@@ -12,10 +12,19 @@ from fleetlink.core.entities import AgentState, AuditRecord, Page
 
 @dataclass(frozen=True)
 class AgentView:
-    """An agent's profile with its presence (None before the first heartbeat)."""
+    """An agent's profile with its presence (None before the first heartbeat).
+
+    ``tunnels_version`` is kept on the presence item, which every signed request reads anyway: the
+    heartbeat answers it without a read of its own.
+    """
 
     agent: Agent
     presence: Presence | None
+    tunnels_version: int = 0
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.agent_id
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,10 @@ class AgentRepository(Protocol):
     ) -> Page[AgentView]: ...
 
     def registration_history(self, agent_id: str, limit: int) -> list[RegistrationEvent]: ...
+
+    def presences(self, agent_ids: list[str]) -> dict[str, Presence]:
+        """The presence of each agent that has heartbeated (one BatchGetItem per 100)."""
+        ...
 
     def record_heartbeat(
         self,

@@ -26,6 +26,27 @@ class TokenCreated(BaseModel):
     name_prefix: str | None
 
 
+class TokenSummary(BaseModel):
+    """A registration token as operators list it (GET /v1/registration-tokens): never its secret."""
+
+    token_id: str
+    purpose: str = "registration"
+    agent_id: str | None = Field(default=None, description="The one agent a recovery token may take over")
+    name_prefix: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    max_uses: int
+    uses: int
+    expires_at: int
+    created_at: int
+    created_by: str
+    revoked_at: int | None = None
+
+
+class TokenList(BaseModel):
+    items: list[TokenSummary]
+    cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
+
+
 class Registered(BaseModel):
     agent_id: str
     event: RegistrationEventKind

@@ -101,7 +101,7 @@ def _banner(url: str, token: str, where_from: str, data: str) -> None:
         console.print(f"  {command}", markup=False)
     console.print("then run the agent daemon in a terminal of its own (it prints a line per task):")
     console.print("  fleetlink agent run", markup=False)
-    console.print("and, back in the first shell, a task on every agent tagged env=dev:")
+    console.print("and, back in the shell of the export, a task on every agent tagged env=dev:")
     console.print("  fleetlink tasks run --target tag:env=dev -- uptime", markup=False)
     console.print("Ctrl-C stops it.")
     sys.stdout.flush()

@@ -187,6 +187,12 @@ def _register_again(context: CallContext) -> str:
 def explain(error: FleetlinkApiError, context: CallContext) -> tuple[str, str]:
     """(why it happened, the command that fixes it) for the failures a user can act on."""
     code, agent = error.code, context.agent_id
+    if error.status == 405 or code == "no-such-route":
+        return (
+            f"the control plane at {context.url or 'this URL'} does not have this route: it is older "
+            "than this command line",
+            "update the control plane (`make run` from this checkout, or `make deploy`)",
+        )
     if context.agent_id is None:
         if error.status == 401 and code == "operator-token-invalid":
             return (

@@ -12,7 +12,8 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 .PHONY: help run test lint fmt bench synth deploy clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(HOST)/$(HOST)/g' -e 's/$$(PORT)/$(PORT)/g' \
+		| awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
 $(VENV)/.created:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "fleetlink needs Python 3.11+"'
@@ -35,12 +36,15 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PORT)
+run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PORT), data kept in .fleetlink/dev
 	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev node_modules/.installed ## install what the tests need, check the import contracts, run the whole suite
 	@test -x /usr/sbin/sshd || command -v sshd >/dev/null || { echo "installing openssh-server (tunnel relay tests)"; \
 		$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends openssh-server; }
+	@command -v chromium >/dev/null || { echo "installing chromium (the /v1/docs browser test)"; \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+		$$SUDO apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadfile
 

@@ -30,6 +30,7 @@ PATH_VALUES = {
     "execution_id": "exe_01KDXRYP0000000000000000EF",
     "token_id": "tok_01KDXRYP000000000000000TOK",
     "tunnel_id": "tun_01KDXRYP0000000000000000GH",
+    "name": "swagger-ui.css",
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {

@@ -74,15 +74,19 @@ def _drain(stream: IO[str], lines: list[str], first_url: queue.Queue[str] | None
         first_url.put("")
 
 
-def start_dev_process(operator_token: str = E2E_OPERATOR_TOKEN) -> DevProcess:
-    """Start `python -m fleetlink.cli dev --port 0` and wait until it serves /v1/health."""
+def start_dev_process(
+    operator_token: str | None = E2E_OPERATOR_TOKEN, *, options: tuple[str, ...] = ("--ephemeral",)
+) -> DevProcess:
+    """Start `python -m fleetlink.cli dev --port 0 OPTIONS` and wait until it serves /v1/health.
+
+    ``operator_token`` None: the dev stack's own (generated, or kept in its data folder)."""
     env = {
-        **os.environ,
-        "FLEETLINK_OPERATOR_TOKEN": operator_token,
+        **{name: value for name, value in os.environ.items() if name != "FLEETLINK_OPERATOR_TOKEN"},
+        **({"FLEETLINK_OPERATOR_TOKEN": operator_token} if operator_token is not None else {}),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleetlink.cli", "dev", "--port", "0"],
+        [sys.executable, "-m", "fleetlink.cli", "dev", "--port", "0", *options],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -88,7 +88,7 @@ def test_token_register_heartbeat_list_show_revoke(cli: Cli, run_tag: str, tmp_p
 
     # And the operator sees it online, seen seconds ago, with its tags
     key, _, value = run_tag.partition("=")
-    listed = cli.run(agents_app, ["ls", "--tag", f"{key}:{value}"]).stdout
+    listed = cli.run(agents_app, ["ls", "--tag", f"{key}={value}"]).stdout
     (row,) = [line for line in listed.splitlines() if agent_id in line]
     assert "online" in row
     assert "s ago" in row

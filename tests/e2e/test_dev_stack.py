@@ -398,3 +398,19 @@ def test_the_timer_runs_scheduled_rounds(monkeypatch: pytest.MonkeyPatch) -> Non
 
     # Then the timer invoked the cleanup function
     assert fired
+
+
+def test_a_round_logs_only_when_it_did_something(
+    stack: DevStack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a cleanup duty that handles nothing, then one item
+    handled = iter([0, 1])
+    add_cleanup_duty(monkeypatch, Duty("e2e-count", 1, lambda deps: next(handled), "counts"))
+
+    # When an idle round runs / Then nothing is logged
+    stack.tick()
+    assert "cleanup done" not in caplog.messages
+
+    # When a round handles an item / Then the function's log line says so
+    stack.tick()
+    assert "cleanup done" in caplog.messages

@@ -99,7 +99,9 @@ def _read(stream: IO[str], lines: list[str]) -> None:
         lines.append(line)
 
 
-def register_agent(server: DevServer, registration_token: str, home: Path) -> tuple[str, dict[str, str]]:
+def register_agent(
+    server: DevServer, registration_token: str, home: Path, *, name: str | None = None
+) -> tuple[str, dict[str, str]]:
     """Register a new machine (own state dir and machine id); returns its agent id and environment."""
     env = _env(
         FLEETLINK_URL=server.url,
@@ -107,7 +109,7 @@ def register_agent(server: DevServer, registration_token: str, home: Path) -> tu
         FLEETLINK_MACHINE_ID=f"e2e-tasks-{uuid.uuid4().hex}",
         FLEETLINK_REGISTRATION_TOKEN=registration_token,
     )
-    registered = _fleetlink("agent", "register", env=env)
+    registered = _fleetlink("agent", "register", *(["--name", name] if name else []), env=env)
     assert registered.returncode == 0, registered.stderr
     return registered.stdout.strip(), env
 
@@ -246,7 +248,7 @@ def test_the_cli_runs_a_command_on_role_web_and_exits_0(
     # Then it exits 0, showing both agents succeeded and their output
     assert result.returncode == 0, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line and "│" in line]
+        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
         assert "succeeded" in row
     assert result.stdout.count("\nhi\n") == 2
 
@@ -256,7 +258,7 @@ def test_the_cli_exits_1_when_an_agent_fails(server: DevServer, agents: list[Age
     result = _fleetlink("tasks", "run", "-t", "tag:role=web", "--poll", "0.2", "--", "exit 3", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line and "│" in line]
+        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
         assert "failed" in row
 
 

@@ -324,6 +324,8 @@ def test_unknown_task_type_is_accepted_for_the_agent_to_handle(api: Api, web: li
         ({"type": "backup", "command": "rm -rf /"}, "body"),
         ({"type": "shell", "command": "x", "targets": {}}, "targets"),
         ({"type": "shell", "command": "x", "max_retries": 11}, "max_retries"),
+        ({"type": "shell", "command": "x", "max_errors": 0}, "max_errors"),
+        ({"type": "shell", "command": "x", "max_errors": "all"}, "max_errors"),
     ],
 )
 def test_hostile_task_bodies_get_field_errors(
@@ -365,3 +367,42 @@ def test_tasks_list_newest_first_and_by_state(api: Api, web: list[Machine], cloc
     assert [t["task_id"] for t in listed] == [second, first]
     cancelled = api.operator("tasks", "GET", "/v1/tasks", query="state=cancelled").json["items"]
     assert [t["task_id"] for t in cancelled] == [first]
+
+
+def test_the_task_list_counts_open_and_finished_executions_per_status(api: Api, web: list[Machine]) -> None:
+    # Given a task on both web agents: one failed (exit 127), one still running
+    created = create(api, {"tags": {"role": "web"}}).json
+    first = claim(api, web[0])["executions"][0]
+    claim(api, web[1])
+    assert report(api, web[0], first, "failed", exit_code=127).status == 200
+    # When the tasks are listed
+    listed = api.operator("tasks", "GET", "/v1/tasks").json["items"]
+    (item,) = [t for t in listed if t["task_id"] == created["task_id"]]
+    # Then the task says one is open and one failed, without reading its executions
+    assert item["open_executions"] == 1
+    assert item["finished_executions"] == {"failed": 1}
+
+
+def test_max_errors_cancels_the_queued_rest_once_the_budget_is_spent(api: Api, web: list[Machine]) -> None:
+    # Given a task on both web agents with an error budget of one; web-0 claims, web-1 has not yet
+    created = create(api, {"tags": {"role": "web"}}, max_errors=1).json
+    lease = claim(api, web[0])["executions"][0]
+    # When web-0's execution fails
+    assert report(api, web[0], lease, "failed", exit_code=1).status == 200
+    # Then web-1's queued execution is cancelled, not dispatched, saying why; the task is done
+    detail = task(api, created["task_id"])
+    assert detail["counts"] == {"failed": 1, "cancelled": 1}
+    (skipped,) = [e for e in detail["executions"] if e["status"] == "cancelled"]
+    assert "max_errors is 1" in skipped["error"]
+    assert claim(api, web[1])["executions"] == []
+    assert detail["state"] == "finished"
+
+
+def test_max_errors_leaves_dispatch_alone_until_the_budget_is_spent(api: Api, web: list[Machine]) -> None:
+    # Given a budget of two and one failure so far
+    created = create(api, {"tags": {"role": "web"}}, max_errors=2).json
+    lease = claim(api, web[0])["executions"][0]
+    assert report(api, web[0], lease, "failed", exit_code=1).status == 200
+    # Then the other execution is still handed out
+    assert len(claim(api, web[1])["executions"]) == 1
+    assert task(api, created["task_id"])["counts"] == {"failed": 1, "leased": 1}

@@ -32,6 +32,8 @@ from fleetlink.contract.agents import (
     KeyRotated,
     Registered,
     TokenCreated,
+    TokenList,
+    TokenSummary,
 )
 from fleetlink.contract.tasks import (
     Claimed,
@@ -40,6 +42,7 @@ from fleetlink.contract.tasks import (
     TaskCreated,
     TaskDetail,
     TaskList,
+    TaskSummary,
 )
 from fleetlink.contract.tunnels import (
     DesiredState,
@@ -51,7 +54,6 @@ from fleetlink.contract.tunnels import (
     TunnelList,
 )
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
-from fleetlink.core.tasks.model import Task
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -504,6 +506,18 @@ class OperatorClient(_ApiClient):
             body["name_prefix"] = name_prefix
         return self._call(TokenCreated, "POST", "/registration-tokens", body=body)
 
+    def list_tokens(self, limit: int | None = None, cursor: str | None = None) -> TokenList:
+        """One page of registration tokens, newest first (never their secrets)."""
+        return self._call(TokenList, "GET", "/registration-tokens", params=_query(limit=limit, cursor=cursor))
+
+    def iter_tokens(self, page_size: int | None = None) -> Iterator[TokenSummary]:
+        """Every registration token, newest first, following cursors page by page."""
+        return _follow(lambda cursor: self.list_tokens(limit=page_size, cursor=cursor))
+
+    def revoke_token(self, token_id: str) -> TokenSummary:
+        """Revoke a registration token (idempotent): registrations with it fail from now on."""
+        return self._call(TokenSummary, "DELETE", f"/registration-tokens/{_segment(token_id)}")
+
     def list_agents(
         self,
         status: AgentState | Liveness | str | None = None,
@@ -552,6 +566,7 @@ class OperatorClient(_ApiClient):
         max_retries: int = 0,
         delivery_timeout_seconds: int | None = None,
         max_concurrency: int | None = None,
+        max_errors: int | None = None,
     ) -> TaskCreated:
         """Send a task to the agents named by id and/or matching all ``tags``."""
         targets: dict[str, Any] = {}
@@ -574,6 +589,8 @@ class OperatorClient(_ApiClient):
             body["delivery_timeout_seconds"] = delivery_timeout_seconds
         if max_concurrency is not None:
             body["max_concurrency"] = max_concurrency
+        if max_errors is not None:
+            body["max_errors"] = max_errors
         return self._call(TaskCreated, "POST", "/tasks", body=body)
 
     def get_task(self, task_id: str) -> TaskDetail:
@@ -587,7 +604,7 @@ class OperatorClient(_ApiClient):
         params = _query(state=str(state) if state else None, limit=limit, cursor=cursor)
         return self._call(TaskList, "GET", "/tasks", params=params)
 
-    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[Task]:
+    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
         """Every task in ``state`` (all when None), newest first, following cursors page by page."""
         return _follow(lambda cursor: self.list_tasks(state=state, limit=page_size, cursor=cursor))
 

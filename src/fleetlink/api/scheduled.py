@@ -25,7 +25,8 @@ def scheduled_entry(function_name: str) -> Callable[[dict[str, Any], LambdaConte
             raise ValueError(f"unknown {function_name} duty {named!r}")
         deps = get_deps()
         handled = {name: duty.run(deps) for name, duty in duties.items() if named in (None, name)}
-        logger.info(f"{function_name} done", extra={"handled": handled})
+        if any(handled.values()):  # an idle round (the usual case) says nothing
+            logger.info(f"{function_name} done", extra={"handled": handled})
         return {"handled": handled}
 
     return handler

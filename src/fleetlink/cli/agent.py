@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import functools
+import getpass
 import json
 import logging
 import os
+import re
+import shlex
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +26,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, FleetlinkClientError, api_root
+from fleetlink.agent.client import (
+    FleetlinkApiError,
+    FleetlinkClient,
+    FleetlinkClientError,
+    FleetlinkConnectionError,
+    api_root,
+)
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
@@ -29,9 +40,15 @@ from fleetlink.agent.daemon import (
     Supervisor,
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
-from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
+from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
 from fleetlink.agent.sequence import HeartbeatSequence
-from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
+from fleetlink.agent.tasks.runner import (
+    CANCELLED,
+    MAX_CONCURRENCY,
+    HandlerRegistry,
+    RunnerEvent,
+    TasksService,
+)
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.service import TunnelsService
 from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
@@ -46,9 +63,11 @@ from fleetlink.auth.sealing import (
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
     HEALTH_STYLE,
+    CallContext,
     TagOption,
     ago,
     api_failure,
+    connection_failure,
     duration,
     err,
     fail,
@@ -63,7 +82,8 @@ from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.entities import KeyAlg
 
 agent_app = typer.Typer(
-    help="This machine as a fleetlink agent: register, heartbeat, whoami.", no_args_is_help=True
+    help="This machine as a fleetlink agent: register, heartbeat, run, install-service, whoami.",
+    no_args_is_help=True,
 )
 
 
@@ -165,11 +185,18 @@ def _print_ack(ack: HeartbeatAck, as_json: bool) -> None:
     )
 
 
+def _agent_context(identity: Identity, state_dir: Path | None) -> CallContext:
+    return CallContext(url=identity.api_url, agent_id=identity.agent_id, state_dir=state_dir)
+
+
 def _load_agent(store: IdentityStore) -> tuple[Identity, FleetlinkClient]:
     identity = store.load_identity()
     key = store.load_key()
     if identity is None or key is None:
-        raise fail(f"this machine is not registered (state dir {store.path}): run `fleetlink agent register`")
+        raise fail(
+            f"this machine is not registered (state dir {store.path})",
+            fix="fleetlink agent register --url <API URL> --token <registration token>",
+        )
     if key_alg_of(key) is not identity.key_alg:
         raise fail(f"the key in {store.key_path} does not match identity.json's {identity.key_alg.value}")
     client = FleetlinkClient(
@@ -206,6 +233,7 @@ def heartbeat(
     store = IdentityStore(state_dir)
     with reporting_errors():
         identity, client = _load_agent(store)
+    context = _agent_context(identity, state_dir)
     repeat = loop or (count or 1) > 1
     wait_s = float(DEFAULT_INTERVAL_S)
     sent = 0
@@ -218,7 +246,11 @@ def heartbeat(
                     wait_s = float(ack.heartbeat_interval_s)
                 except FleetlinkApiError as error:
                     if not repeat or not (error.status >= 500 or error.status == 429):
-                        raise api_failure(error) from None
+                        raise api_failure(error, context) from None
+                    err().print(f"[yellow]heartbeat failed: {escape(str(error))}; retrying[/yellow]")
+                except FleetlinkConnectionError as error:
+                    if not repeat:
+                        raise connection_failure(error, context) from None
                     err().print(f"[yellow]heartbeat failed: {escape(str(error))}; retrying[/yellow]")
                 except FleetlinkClientError as error:
                     if not repeat:
@@ -263,16 +295,19 @@ def _print_event(event: RunnerEvent) -> None:
         line = f"started  {who}: {escape(first_line(what or '', 80))}"
     elif event.kind == "finished":
         status = record.result_status.value if record.result_status else "?"
-        parts = [styled(status, EXECUTION_STYLE)]
+        cancelled = record.error == CANCELLED
+        parts = [styled("cancelled" if cancelled else status, EXECUTION_STYLE)]
         if record.exit_code is not None:
             parts.append(f"exit {record.exit_code}")
         if record.started_at is not None and record.finished_at is not None:
             parts.append(f"in {duration(record.finished_at - record.started_at)}")
-        if record.error:
+        if record.error and not cancelled:
             parts.append(escape(first_line(record.error, 120)))
         line = f"finished {who}: " + ", ".join(parts)
     elif event.kind == "stopping":
         line = f"stopping {who}: {escape(event.detail)}"
+    elif event.detail == "cancelled" and record.error == CANCELLED:
+        return  # the finished line said so
     elif event.detail.startswith("refused") or event.detail not in ("succeeded", "failed", "timed_out"):
         line = f"reported {who}: the server recorded {escape(event.detail)}"
     else:
@@ -341,7 +376,8 @@ def run_agent(
     _agent_logging()
     registry = HandlerRegistry()
     registry.load_entry_points()
-    with reporting_errors(), client, _only_runner(identity_store.path):
+    context = _agent_context(identity, state_dir)
+    with reporting_errors(context), client, _only_runner(identity_store.path):
         store = AgentStore.in_state_dir(identity_store.path)
         tasks = TasksService(
             client,
@@ -366,6 +402,7 @@ def run_agent(
             open_secret=_secret_opener(identity_store.path),
         )
         daemon = Supervisor(heartbeat, [tasks, tunnels])
+        tasks.on_started = functools.partial(daemon.wake, heartbeat.name)
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -493,3 +530,138 @@ def local_tunnels(
                 when(e.created_at), e.tunnel_id or "-", e.level.value, e.event_type.value, escape(e.message)
             )
         out().print(events_table)
+
+
+# --- service -------------------------------------------------------------------------------------
+
+SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
+
+
+def _fleetlink_command() -> str:
+    """How systemd should start this fleetlink: the installed script, else this Python's module."""
+    script = Path(sys.argv[0])
+    if script.name == "fleetlink" and script.exists():
+        return shlex.quote(str(script.resolve()))
+    return f"{shlex.quote(sys.executable)} -m fleetlink.cli"
+
+
+def unit_name(state_dir: Path) -> str:
+    """``fleetlink-agent`` for the default state dir, ``fleetlink-agent-<dir name>`` for another."""
+    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
+        return "fleetlink-agent"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-.") or "agent"
+    return f"fleetlink-agent-{slug}"
+
+
+def systemd_unit(
+    *,
+    command: str,
+    state_dir: Path,
+    agent_id: str | None,
+    system: bool,
+    run_as: str | None,
+    concurrency: int,
+    stop_grace_s: float,
+) -> str:
+    """A systemd service running ``fleetlink agent run`` for the agent of ``state_dir``."""
+    who = f"agent {agent_id}" if agent_id else "agent"
+    lines = [
+        "[Unit]",
+        f"Description=fleetlink {who} (state dir {state_dir})",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"ExecStart={command} agent run --state-dir {shlex.quote(str(state_dir))} "
+        f"--concurrency {concurrency} --stop-grace {stop_grace_s:g}",
+        "Environment=PYTHONUNBUFFERED=1 NO_COLOR=1",
+        # an exit is an error retrying inside could not fix (e.g. revoked): retry slowly, then give up
+        "Restart=on-failure",
+        "RestartSec=30",
+        # SIGTERM to the daemon only: it stops claiming and gives running tasks --stop-grace to end
+        "KillMode=mixed",
+        f"TimeoutStopSec={int(stop_grace_s) + 30}",
+    ]
+    if system and run_as:
+        lines.append(f"User={run_as}")
+    lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
+    return "\n".join(lines)
+
+
+@agent_app.command("install-service")
+def install_service(
+    state_dir: StateDirOption = None,
+    system: Annotated[
+        bool,
+        typer.Option(
+            "--system/--user",
+            help="A system unit in /etc/systemd/system (needs root), or a user unit in "
+            "~/.config/systemd/user (default)",
+        ),
+    ] = False,
+    print_only: Annotated[bool, typer.Option("--print", help="Print the unit; install nothing")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Unit name (default: fleetlink-agent, or fleetlink-agent-<dir> for another state dir)",
+            show_default=False,
+        ),
+    ] = None,
+    run_as: Annotated[
+        str | None, typer.Option("--run-as", help="User of a system unit (default: you)", show_default=False)
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="Executions run at once")
+    ] = 4,
+    stop_grace: Annotated[
+        float, typer.Option("--stop-grace", min=0.0, help="On stop, seconds running tasks get to finish")
+    ] = 30.0,
+) -> None:
+    """Write a systemd unit that runs `fleetlink agent run` for this state dir (one unit per agent).
+
+    Two agents on one machine: register each in a state dir of its own, then install a unit per
+    state dir (`--state-dir ~/.fleetlink/web`, `--state-dir ~/.fleetlink/db`).
+    """
+    identity_store = IdentityStore(state_dir)
+    state_path = identity_store.path.resolve()
+    with reporting_errors():
+        identity = identity_store.load_identity()
+    if identity is None:
+        err().print(
+            f"[yellow]warning: {escape(str(state_path))} holds no agent yet; register it before starting "
+            f"the service: fleetlink agent register --token <token> --state-dir {escape(str(state_path))}"
+            "[/yellow]"
+        )
+    unit = unit_name(state_path) if name is None else name.removesuffix(".service")
+    text = systemd_unit(
+        command=_fleetlink_command(),
+        state_dir=state_path,
+        agent_id=identity.agent_id if identity else None,
+        system=system,
+        run_as=run_as or (getpass.getuser() if system else None),
+        concurrency=concurrency,
+        stop_grace_s=stop_grace,
+    )
+    if print_only:
+        typer.echo(text, nl=False)
+        return
+    if system:
+        directory = SYSTEM_UNIT_DIR
+    else:
+        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        directory = Path(config_home) / "systemd" / "user"
+    path = directory / f"{unit}.service"
+    with reporting_errors():
+        directory.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    systemctl = "systemctl" if system else "systemctl --user"
+    err().print(f"[green]wrote[/green] {escape(str(path))}; start it now and at every boot with:")
+    out().print(f"  {systemctl} daemon-reload && {systemctl} enable --now {unit}", markup=False)
+    if not system:
+        out().print(
+            "  loginctl enable-linger $USER    # keep it running when you are logged out", markup=False
+        )
+    journal = "journalctl" if system else "journalctl --user"
+    out().print(f"  {journal} -u {unit} -f              # its log", markup=False)

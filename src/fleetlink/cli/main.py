@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -21,12 +22,24 @@ app = typer.Typer(
     name="fleetlink",
     help="fleetlink: a serverless control plane for fleets of agents.",
     no_args_is_help=True,
-    add_completion=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import fleetlink
+
+        typer.echo(f"fleetlink {fleetlink.__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit"),
+    ] = False,
+) -> None:
     """fleetlink: a serverless control plane for fleets of agents."""
 
 
@@ -66,32 +79,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _banner(url: str, token: str, token_from_env: bool) -> None:
+def _banner(url: str, token: str, where_from: str, data: str) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(soft_wrap=True, highlight=False)
     # The first line is for programs (and people) waiting for the server: keep it plain.
     console.print(f"fleetlink dev listening on {url}", markup=False)
-    source = (
-        "from FLEETLINK_OPERATOR_TOKEN" if token_from_env else "generated; FLEETLINK_OPERATOR_TOKEN sets it"
-    )
-    console.print(f"[bold]operator token[/bold] ({source}):")
+    console.print(f"[bold]operator token[/bold] ({where_from}):")
     console.print(f"  {token}", markup=False)
     console.print(f"[bold]OpenAPI[/bold]   {url}/v1/openapi.json")
     console.print(f"[bold]Swagger UI[/bold] {url}/v1/docs")
-    console.print("[bold]Next:[/bold] mint a registration token, register an agent, heartbeat, list agents:")
+    console.print(f"[bold]Data[/bold]       {escape(data)}")
+    console.print("[bold]Next[/bold], in another shell: mint a registration token, register an agent:")
     commands = [
         f"export FLEETLINK_URL={url} FLEETLINK_OPERATOR_TOKEN={token} PATH=$PWD/.venv/bin:$PATH",
         "fleetlink tokens create --max-uses 5 --tag env=dev",
-        "fleetlink agent register --url $FLEETLINK_URL --token <registration token>",
-        "fleetlink agent heartbeat",
+        "fleetlink agent register --token <registration token>",
         "fleetlink agents ls",
-        "fleetlink agent run &                          # the agent daemon: takes and runs tasks",
-        "fleetlink tasks run --target tag:env=dev -- uptime",
     ]
     for command in commands:
         console.print(f"  {command}", markup=False)
-    console.print("Ctrl-C stops it (the data lives in memory and goes with it).")
+    console.print("then run the agent daemon in a terminal of its own (it prints a line per task):")
+    console.print("  fleetlink agent run", markup=False)
+    console.print("and, back in the shell of the export, a task on every agent tagged env=dev:")
+    console.print("  fleetlink tasks run --target tag:env=dev -- uptime", markup=False)
+    console.print("Ctrl-C stops it.")
     sys.stdout.flush()
 
 
@@ -111,9 +124,27 @@ def dev(
             help="Seconds between agent heartbeats (agents learn of new tasks on each; AWS default 60)",
         ),
     ] = 5,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="FLEETLINK_DEV_DATA_DIR",
+            help="Where the table and the operator token are kept across restarts "
+            "(default: .fleetlink/dev in the project, git-ignored)",
+            show_default=False,
+        ),
+    ] = None,
+    ephemeral: Annotated[
+        bool, typer.Option("--ephemeral", help="Keep nothing: the data lives in memory and goes at Ctrl-C")
+    ] = False,
 ) -> None:
-    """Run the API locally: the Lambda handlers behind an HTTP server, on in-memory DynamoDB (moto)."""
-    from fleetlink.local.server import DevStack
+    """Run the API locally: the Lambda handlers behind an HTTP server, on DynamoDB in moto.
+
+    The data (agents, tokens, tasks) and the generated operator token are kept in --data-dir:
+    restored at start, saved every 10 s when changed and at Ctrl-C. --ephemeral keeps nothing.
+    """
+    from fleetlink.local.persist import DataDirError
+    from fleetlink.local.server import FUNCTIONS_DIR, SAVE_EVERY_S, DevStack
 
     if not _is_loopback(host):
         typer.secho(
@@ -128,6 +159,10 @@ def dev(
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if ephemeral and data_dir is not None:
+        raise typer.BadParameter("--ephemeral keeps nothing: leave out --data-dir", param_hint="--ephemeral")
+    if not ephemeral and data_dir is None:
+        data_dir = FUNCTIONS_DIR.parent / ".fleetlink" / "dev"
     stack = DevStack(
         host=host,
         port=port,
@@ -135,16 +170,31 @@ def dev(
         operator_token=env_token,
         cleanup_every_s=cleanup_every,
         heartbeat_interval_s=heartbeat_interval,
+        data_dir=data_dir,
     )
     try:
         try:
             stack.start()
+        except DataDirError as exc:
+            typer.secho(f"fleetlink dev: {exc}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(1) from exc
         except OSError as exc:
             typer.secho(
                 f"fleetlink dev: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED
             )
             raise typer.Exit(1) from exc
-        _banner(stack.url, stack.operator_token, token_from_env=env_token is not None)
+        if env_token is not None:
+            where_from = "from FLEETLINK_OPERATOR_TOKEN"
+        elif data_dir is not None:
+            where_from = f"kept in {data_dir / 'operator-token'}; FLEETLINK_OPERATOR_TOKEN overrides it"
+        else:
+            where_from = "generated; FLEETLINK_OPERATOR_TOKEN sets it"
+        if data_dir is None:
+            data = "in memory only (--ephemeral): gone at Ctrl-C"
+        else:
+            restored = f"restored {stack.restored_items} items" if stack.restored_items else "new"
+            data = f"{data_dir} ({restored}; saved every {SAVE_EVERY_S:g} s and at Ctrl-C)"
+        _banner(stack.url, stack.operator_token, where_from, data)
         while not stop.wait(0.5):
             pass
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskProgress, TaskState
 
 
 class ExecutionSummary(BaseModel):
@@ -100,6 +100,21 @@ class TaskDetail(Task):
         return self.state is not TaskState.ACTIVE and all(e.terminal for e in self.executions)
 
 
+class TaskSummary(Task):
+    """A task as listed: its fields and how far it got (no execution is read)."""
+
+    open_executions: int = Field(default=0, description="Executions not finished yet")
+    finished_executions: dict[str, int] = Field(
+        default_factory=dict,
+        description="Finished executions per final status: succeeded, failed, timed_out, cancelled, expired",
+    )
+
+    @classmethod
+    def of(cls, task: Task, progress: TaskProgress | None) -> TaskSummary:
+        found = progress or TaskProgress()
+        return cls(**task.model_dump(), open_executions=found.open, finished_executions=found.finished)
+
+
 class TaskList(BaseModel):
-    items: list[Task]
+    items: list[TaskSummary]
     cursor: str | None

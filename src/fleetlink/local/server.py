@@ -4,7 +4,8 @@ Each request becomes an API Gateway HTTP API (payload 2.0) event for the functio
 route (``route_table()``), the handler from ``functions/<name>/handler.py`` runs on moto DynamoDB,
 and its response goes back over HTTP. A timer plays EventBridge (the scheduled functions'
 duties) and DynamoDB's TTL process (``fleetlink.local.ttl``), which moto does not emulate. Routing:
-``fleetlink.local.routing``.
+``fleetlink.local.routing``. With a data folder (``fleetlink.local.persist``), the table and the
+operator token outlive the process: restored at start, saved periodically and at stop.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
+from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
 from fleetlink.local.ttl import expire_ttl_items
 
@@ -42,6 +44,9 @@ PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 _HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
 #: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
+
+#: Seconds between saves of the table to the data folder (only when it changed).
+SAVE_EVERY_S = 10.0
 
 #: One invocation at a time in the whole process, as in one Lambda container: Powertools'
 #: resolvers keep the current event in class-level state.
@@ -138,10 +143,18 @@ class DevStack:
         heartbeat_interval_s: int | None = None,
         functions_dir: Path = FUNCTIONS_DIR,
         access_log: AccessLog | None = _stderr_line,
+        data_dir: Path | None = None,
+        save_every_s: float = SAVE_EVERY_S,
     ) -> None:
         self.host = host
         self.port = port
         self.table_name = table_name
+        #: Where the table and the operator token are kept across restarts; None: memory only.
+        self.data = DevData(data_dir) if data_dir is not None else None
+        self.save_every_s = save_every_s
+        #: How many items the start restored from the data folder.
+        self.restored_items = 0
+        self._given_token = operator_token
         self.operator_token = operator_token or secrets.token_urlsafe(24)
         #: None: the handlers' own default (FLEETLINK_HEARTBEAT_INTERVAL_S, else 60 s).
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -172,7 +185,16 @@ class DevStack:
     def _start(self) -> None:
         from fleetlink.local.moto_backend import local_dynamodb
 
-        self._resources.enter_context(local_dynamodb(self.table_name))
+        if self.data is not None:  # first: a folder another stack holds is refused before anything starts
+            self.data.lock()
+            self._resources.callback(self.data.release)
+        client = self._resources.enter_context(local_dynamodb(self.table_name))
+        if self.data is not None:
+            items = self.data.load_items()
+            put_items(client, self.table_name, items)
+            self.restored_items = len(items)
+            if self._given_token is None:
+                self.operator_token = self.data.operator_token()
         self._set_env(
             TABLE_NAME=self.table_name,
             FLEETLINK_OPERATOR_AUTH="token",
@@ -195,6 +217,8 @@ class DevStack:
         self._serving = True
         if self.cleanup_every_s > 0:
             self._spawn("fleetlink-schedule", self._schedule)
+        if self.data is not None and self.save_every_s > 0:
+            self._spawn("fleetlink-save", self._save_periodically)
 
     def _serve(self) -> None:
         assert self._server is not None
@@ -226,6 +250,8 @@ class DevStack:
         for thread in self._threads:
             thread.join(timeout=10)
         with INVOKE_LOCK:
+            if self._serving:
+                self.save()
             self._resources.close()
             for name, value in self._saved_env.items():
                 if value is None:
@@ -295,6 +321,20 @@ class DevStack:
     def _schedule(self) -> None:
         while not self._stop_scheduler.wait(self.cleanup_every_s):
             self.tick()
+
+    def save(self) -> bool:
+        """Write the table to the data folder if it changed; whether it wrote (never raises)."""
+        if self.data is None:
+            return False
+        try:
+            return self.data.save_items(table_items(self.table_name))
+        except Exception as exc:
+            self._log(f"fleetlink dev: cannot save to {self.data.path}: {type(exc).__name__}: {exc}")
+            return False
+
+    def _save_periodically(self) -> None:
+        while not self._stop_scheduler.wait(self.save_every_s):
+            self.save()
 
     def _log(self, line: str) -> None:
         if self.access_log is not None:

@@ -20,7 +20,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.entities import Page
-from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskProgress, TaskState
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity, transaction
@@ -56,6 +56,7 @@ class TaskItem(TableItem, discriminator="task"):
     max_retries = NumberAttribute()
     delivery_timeout_seconds = NumberAttribute()
     max_concurrency = NumberAttribute(null=True)
+    max_errors = NumberAttribute(null=True)
     created_at = NumberAttribute()
     created_by = UnicodeAttribute()
     execution_count = NumberAttribute()
@@ -65,10 +66,15 @@ class TaskItem(TableItem, discriminator="task"):
 
 
 class TaskOpenItem(TableItem, discriminator="task_open"):
-    """One shard of the count of a task's unfinished executions."""
+    """One shard of the count of a task's unfinished executions, and of its finished ones per status."""
 
     task_id = UnicodeAttribute()
     open = NumberAttribute()
+    succeeded = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    timed_out = NumberAttribute(null=True)
+    cancelled = NumberAttribute(null=True)
+    expired = NumberAttribute(null=True)
 
 
 class TaskSlotsItem(TableItem, discriminator="task_slots"):
@@ -132,6 +138,7 @@ class ExecutionItem(TableItem, discriminator="execution"):
     max_retries = NumberAttribute()
     delivery_timeout_seconds = NumberAttribute()
     max_concurrency = NumberAttribute(null=True)
+    max_errors = NumberAttribute(null=True)
     status = UnicodeAttribute()
     attempt = NumberAttribute()
     created_at = NumberAttribute()
@@ -158,6 +165,8 @@ class ExecutionItem(TableItem, discriminator="execution"):
 OPEN_SHARDS = 8
 #: How far back the task list looks (months), beyond the retention of finished tasks.
 LIST_MONTHS = 13
+#: Final statuses counted in the open-count shards (attribute name = status).
+_FINISHED_COUNTS = tuple(status.value for status in ExecutionStatus if status.terminal)
 
 
 class DynamoTaskRepository:
@@ -226,6 +235,21 @@ class DynamoTaskRepository:
         next_cursor = self._cursors.seal(scope, {"m": month, "k": last_key}) if month >= oldest else None
         return Page[Task](items=found, cursor=next_cursor)
 
+    def progress_of(self, task_ids: list[str]) -> dict[str, TaskProgress]:
+        """Sums of each task's count shards (BatchGetItem, 100 keys a request)."""
+        shards = [(keys.task_open_pk(t, s), keys.SINGLETON_SK) for t in task_ids for s in range(OPEN_SHARDS)]
+        progress = {task_id: TaskProgress() for task_id in task_ids}
+        for item in TaskOpenItem.batch_get(shards):
+            found = progress.get(item.task_id)
+            if found is None:
+                continue
+            found.open += int(item.open)
+            for status in _FINISHED_COUNTS:
+                count = getattr(item, status)
+                if count:
+                    found.finished[status] = found.finished.get(status, 0) + int(count)
+        return progress
+
     # --- executions --------------------------------------------------------------------
 
     def executions_of(self, task_id: str) -> list[Execution]:
@@ -273,7 +297,10 @@ class DynamoTaskRepository:
             keys.task_open_pk(execution.task_id, keys.shard_of(execution.execution_id, OPEN_SHARDS)),
             keys.SINGLETON_SK,
         )
-        shard.update(actions=[TaskOpenItem.open.add(-1)])  # returns the new count into `shard`
+        counted: list[Action] = [TaskOpenItem.open.add(-1)]
+        if execution.status.value in _FINISHED_COUNTS:
+            counted.append(getattr(TaskOpenItem, execution.status.value).add(1))
+        shard.update(actions=counted)  # returns the new count into `shard`
         if shard.open > 0:
             return
         counts = TaskOpenItem.batch_get(

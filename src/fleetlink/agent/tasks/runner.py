@@ -319,6 +319,9 @@ class TasksService(BaseService):
         self._finished = threading.Event()
         self._stopping = threading.Event()
         self._urgent = threading.Event()
+        #: Called when an execution starts, so the server hears of it now (the daemon: beat now; the
+        #: heartbeat's running_executions marks it running) instead of at the next interval.
+        self.on_started: Callable[[], None] = lambda: None
 
     # --- state seen from outside ---
 
@@ -485,6 +488,7 @@ class TasksService(BaseService):
                     record.execution_id, record.attempt, pid=pid, pgid=pid, started_at=self._clock()
                 )
                 self._emit("started", record, f"pid {pid}")
+                self.on_started()
 
             return run_shell(
                 record.command or "",
@@ -506,6 +510,7 @@ class TasksService(BaseService):
             record.execution_id, record.attempt, pid=os.getpid(), started_at=self._clock()
         )
         self._emit("started", record, "handler")
+        self.on_started()
         return run_handler(
             handler, dict(record.input or {}), record.timeout_seconds, control, output_cap=self._output_cap
         )
@@ -631,6 +636,7 @@ class TaskRunner:
             first_beat_jitter_s=first_beat_jitter_s,
         )
         self.supervisor = Supervisor(self.heartbeat, [self.tasks])
+        self.tasks.on_started = self.wake
 
     @property
     def store(self) -> AgentStore:

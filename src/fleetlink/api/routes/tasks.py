@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import RouteAccess
-from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList
+from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.tasks.model import CreateTask, TaskState
 
@@ -37,8 +37,11 @@ def list_tasks(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,
 ) -> TaskList:
-    page = get_deps().task_service.list_tasks(state=state, limit=limit, cursor=cursor)
-    return TaskList(items=page.items, cursor=page.cursor)
+    service = get_deps().task_service
+    page = service.list_tasks(state=state, limit=limit, cursor=cursor)
+    progress = service.progress([task.task_id for task in page.items])
+    items = [TaskSummary.of(task, progress.get(task.task_id)) for task in page.items]
+    return TaskList(items=items, cursor=page.cursor)
 
 
 @router.get("/tasks/<task_id>", summary="A task with its executions", **OPERATOR)

@@ -8,9 +8,16 @@ import typer
 
 from fleetlink.agent.client import OperatorClient
 from fleetlink.agent.sigv4 import SigV4Auth
+from fleetlink.cli.render import DEV_TOKEN_FILE, fail, is_loopback_url
 
 UrlOption = Annotated[
-    str, typer.Option("--url", envvar="FLEETLINK_URL", help="API base URL, e.g. http://127.0.0.1:8080")
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="FLEETLINK_URL",
+        help="API base URL, e.g. http://127.0.0.1:8080",
+        show_default=False,
+    ),
 ]
 OperatorTokenOption = Annotated[
     str | None,
@@ -23,8 +30,23 @@ OperatorTokenOption = Annotated[
 ]
 
 
-def operator_client(url: str, operator_token: str | None) -> OperatorClient:
-    """Bearer token on the dev stack; without one, AWS SigV4 (IAM) for a deployed API."""
+def operator_client(url: str | None, operator_token: str | None) -> OperatorClient:
+    """Bearer token on the dev stack; without one, AWS SigV4 (IAM) for a deployed API.
+
+    A loopback URL without a token is the dev stack missing its token: said so, with where it is.
+    """
+    if not url:
+        raise fail(
+            "no API URL",
+            fix="export FLEETLINK_URL=<the URL `make run` (fleetlink dev) or `cdk deploy` printed>, "
+            "or pass --url",
+        )
     if operator_token:
         return OperatorClient(url, operator_token)
+    if is_loopback_url(url):
+        raise fail(
+            f"FLEETLINK_OPERATOR_TOKEN is not set: the dev stack at {url} needs its operator token",
+            fix="export FLEETLINK_OPERATOR_TOKEN=<the token `make run` (fleetlink dev) printed; "
+            f"it is kept in {DEV_TOKEN_FILE}>, or pass --operator-token",
+        )
     return OperatorClient(url, auth=SigV4Auth())

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+import fnmatch
 import itertools
 import json
 import shlex
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
@@ -19,6 +23,11 @@ from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_clie
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
     TASK_STATE_STYLE,
+    CallContext,
+    Column,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
     ago,
     count_line,
     duration,
@@ -26,40 +35,88 @@ from fleetlink.cli.render import (
     first_line,
     now_ms,
     out,
+    parse_seconds,
+    print_details,
+    print_json,
+    print_table,
     reporting_errors,
+    section,
     styled,
+    wants_json,
     when,
 )
-from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
+from fleetlink.contract.agents import AgentSummary
+from fleetlink.contract.tasks import ExecutionSummary, TaskDetail, TaskSummary
+from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.tasks.model import ExecutionStatus, Task, TaskState
 
 tasks_app = typer.Typer(
     help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True
 )
 
+#: Exit status of `tasks run` when --wait-timeout ends the wait (as timeout(1) does).
+WAIT_TIMEOUT_EXIT = 124
+#: The server's default delivery timeout (seconds), named in the offline-target warning.
+DEFAULT_DELIVERY_TIMEOUT_S = 86_400
+#: Up to this many targets are looked up one by one for the offline warning; more: one listing.
+_LOOKUP_ONE_BY_ONE = 20
+#: The server takes at most this many agent ids in a task's targets.
+MAX_TARGET_IDS = 1000
 
-def parse_targets(targets: list[str] | None) -> tuple[list[str], dict[str, str]]:
-    """``tag:KEY=VALUE`` and ``agent:AGENT_ID`` (or a bare ``agt_...``) as (agent ids, tags)."""
-    agent_ids: list[str] = []
-    tags: dict[str, str] = {}
+
+@dataclass
+class Targets:
+    """What --target named: agent ids, tags (all must match), and name globs / ``all`` to resolve."""
+
+    agent_ids: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+    everyone: bool = False
+
+
+def parse_targets(targets: list[str] | None) -> Targets:
+    """``AGENT_ID`` (agt_...), ``tag:KEY=VALUE``, ``all``, or an agent name (glob: ``web-*``)."""
+    parsed = Targets()
     for target in targets or []:
+        target = target.strip()
         kind, sep, rest = target.partition(":")
-        if kind == "tag" and sep:
+        if target == "all":
+            parsed.everyone = True
+        elif kind == "tag" and sep:
             key, eq, value = rest.partition("=")
             if not eq or not key.strip():
-                raise typer.BadParameter(f"{target!r}: a tag target is tag:KEY=VALUE", param_hint="--target")
-            tags[key.strip()] = value.strip()
+                old_key, _, old_value = rest.partition(":")
+                hint = f"; write tag:{old_key}={old_value}" if old_key and old_value else ""
+                raise typer.BadParameter(
+                    f"{target!r}: a tag target is tag:KEY=VALUE{hint}", param_hint="--target"
+                )
+            parsed.tags[key.strip()] = value.strip()
         elif kind == "agent" and sep and rest.strip():
-            agent_ids.append(rest.strip())
-        elif not sep and target.startswith("agt_"):
-            agent_ids.append(target)
-        else:
-            raise typer.BadParameter(
-                f"{target!r} is neither tag:KEY=VALUE nor agent:AGENT_ID", param_hint="--target"
-            )
-    if not agent_ids and not tags:
-        raise typer.BadParameter("name at least one target", param_hint="--target")
-    return agent_ids, tags
+            parsed.agent_ids.append(rest.strip())
+        elif target.startswith("agt_"):
+            parsed.agent_ids.append(target)
+        elif target:
+            parsed.names.append(target)
+    if not (parsed.agent_ids or parsed.tags or parsed.names or parsed.everyone):
+        raise typer.BadParameter(
+            "name at least one target: an agent id, tag:KEY=VALUE, an agent name or glob, or all",
+            param_hint="--target",
+        )
+    return parsed
+
+
+def resolve_names(targets: Targets, agents: Iterable[AgentSummary]) -> list[AgentSummary]:
+    """The active agents ``all`` and the name globs pick; a glob that matches none is a usage error."""
+    active = [agent for agent in agents if agent.state is AgentState.ACTIVE]
+    if targets.everyone:
+        return active
+    picked: dict[str, AgentSummary] = {}
+    for pattern in targets.names:
+        matched = [agent for agent in active if fnmatch.fnmatchcase(agent.name, pattern)]
+        if not matched:
+            raise typer.BadParameter(f"no active agent is named {pattern!r}", param_hint="--target")
+        picked |= {agent.agent_id: agent for agent in matched}
+    return list(picked.values())
 
 
 def shell_command(words: list[str]) -> str:
@@ -73,7 +130,7 @@ def _what(task: Task) -> str:
     return f"{task.type} {json.dumps(task.input, separators=(',', ':'))}" if task.input else task.type
 
 
-def _executionduration(execution: ExecutionSummary, now_ms: int) -> str:
+def _execution_duration(execution: ExecutionSummary, now_ms: int) -> str:
     if execution.duration_ms is not None:
         return duration(execution.duration_ms)
     if execution.started_at is not None and execution.finished_at is None:
@@ -81,48 +138,70 @@ def _executionduration(execution: ExecutionSummary, now_ms: int) -> str:
     return "-"
 
 
-def _executions_table(task: TaskDetail) -> Table:
+def _execution_rows(task: TaskDetail) -> list[list[str]]:
     now = now_ms()
-    table = Table(
-        title=f"{task.task_id} {escape(first_line(_what(task), 70))}: {styled(task.state, TASK_STATE_STYLE)}",
-        title_justify="left",
-    )
-    table.add_column("AGENT", no_wrap=True)
-    table.add_column("STATUS", no_wrap=True)
-    table.add_column("ATTEMPT", justify="right", no_wrap=True)
-    table.add_column("EXIT", justify="right", no_wrap=True)
-    table.add_column("DURATION", justify="right", no_wrap=True)
-    table.add_column("OUTPUT", overflow="ellipsis", no_wrap=True)
+    rows = []
     for execution in sorted(task.executions, key=lambda e: e.agent_id):
         shown = first_line(execution.output or "")
         if not shown and execution.error:
             shown = f"error: {first_line(execution.error)}"
-        table.add_row(
-            execution.agent_id,
-            styled(execution.status, EXECUTION_STYLE),
-            str(execution.attempt),
-            "-" if execution.exit_code is None else str(execution.exit_code),
-            _executionduration(execution, now),
-            escape(shown),
+        rows.append(
+            [
+                execution.agent_id,
+                styled(execution.status, EXECUTION_STYLE),
+                str(execution.attempt),
+                "-" if execution.exit_code is None else str(execution.exit_code),
+                _execution_duration(execution, now),
+                escape(shown),
+            ]
         )
-    return table
+    return rows
 
 
-def _progress(task: TaskDetail) -> Group:
-    return Group(_executions_table(task), count_line(task.counts) or "[dim]no executions[/dim]")
+_EXECUTION_COLUMNS = (
+    Column("AGENT"),
+    Column("STATUS"),
+    Column("ATTEMPT", justify="right"),
+    Column("EXIT", justify="right"),
+    Column("DURATION", justify="right"),
+    Column("OUTPUT", max_width=60),
+)
+
+
+def _task_title(task: TaskDetail) -> str:
+    return f"{task.task_id} {escape(first_line(_what(task), 70))}: {styled(task.state, TASK_STATE_STYLE)}"
+
+
+def _live_view(task: TaskDetail) -> Group:
+    table = Table(title=_task_title(task), title_justify="left")
+    for column in _EXECUTION_COLUMNS:
+        table.add_column(
+            column.name,
+            justify=column.justify,
+            no_wrap=True,
+            max_width=column.max_width,
+        )
+    for row in _execution_rows(task):
+        table.add_row(*row)
+    return Group(table, count_line(task.counts) or "[dim]no executions[/dim]")
+
+
+def _print_executions(task: TaskDetail) -> None:
+    print_table(_EXECUTION_COLUMNS, _execution_rows(task), title=_task_title(task))
+    counts = count_line(task.counts)
+    if counts:
+        out().print(counts)
 
 
 def _print_outputs(task: TaskDetail) -> None:
-    """Each agent's output in full (as kept by the server), under a rule naming the agent and outcome."""
+    """Each agent's output in full (as kept by the server), under a heading naming the agent and outcome."""
     console = out()
     for execution in sorted(task.executions, key=lambda e: e.agent_id):
         if not (execution.output or execution.error):
             continue
         outcome = execution.status + ("" if execution.exit_code is None else f", exit {execution.exit_code}")
-        console.rule(
-            f"{execution.agent_id} [{EXECUTION_STYLE.get(execution.status, 'default')}]{escape(outcome)}[/]",
-            align="left",
-        )
+        style = EXECUTION_STYLE.get(execution.status, "default")
+        section(f"{execution.agent_id} [{style}]{escape(outcome)}[/]")
         if execution.output:
             console.out(execution.output.rstrip("\n"), highlight=False)
         if execution.output_truncated:
@@ -136,43 +215,134 @@ def _all_succeeded(task: TaskDetail) -> bool:
     return bool(task.executions) and all(e.status is ExecutionStatus.SUCCEEDED for e in task.executions)
 
 
-def _follow(client: OperatorClient, task_id: str, poll_s: float) -> TaskDetail:
-    """Show a live per-agent table until the task is finished or cancelled; return its last state."""
+class WaitTimedOut(Exception):
+    """--wait-timeout passed before the task ended."""
+
+    def __init__(self, task: TaskDetail) -> None:
+        self.task = task
+
+
+def _clock() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
+def _follow(
+    client: OperatorClient, task_id: str, poll_s: float, deadline: float | None, *, live: bool
+) -> TaskDetail:
+    """Follow the task until it ends; ``live``: a redrawn table, else a line per change of status.
+
+    Raises :class:`WaitTimedOut` once ``deadline`` (monotonic) passes."""
     task = client.get_task(task_id)
-    console = out()
-    if not console.is_terminal:  # piped: no redrawing, just the final table
-        while not task.done:
-            time.sleep(poll_s)
-            task = client.get_task(task_id)
-        console.print(_progress(task))
+
+    def wait() -> TaskDetail:
+        remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
+        if remaining <= 0:
+            raise WaitTimedOut(task)
+        time.sleep(remaining)
+        return client.get_task(task_id)
+
+    if live:
+        with Live(_live_view(task), console=out(), auto_refresh=False) as view:
+            while not task.done:
+                task = wait()
+                view.update(_live_view(task), refresh=True)
         return task
-    with Live(_progress(task), console=console, auto_refresh=False) as live:
-        while not task.done:
-            time.sleep(poll_s)
-            task = client.get_task(task_id)
-            live.update(_progress(task), refresh=True)
-    return task
+    seen: dict[str, str] = {}
+    console = err()
+    while True:
+        for execution in sorted(task.executions, key=lambda e: e.agent_id):
+            if seen.get(execution.execution_id) != execution.status:
+                seen[execution.execution_id] = execution.status
+                console.print(
+                    f"[dim]{_clock()}[/dim] {execution.agent_id} {styled(execution.status, EXECUTION_STYLE)}"
+                )
+        if task.done:
+            return task
+        task = wait()
+
+
+def _agents_named(client: OperatorClient, agent_ids: list[str]) -> list[AgentSummary]:
+    """The targeted agents' summaries: looked up one by one when few, else from one listing."""
+    if len(agent_ids) <= _LOOKUP_ONE_BY_ONE:
+        return [client.get_agent(agent_id) for agent_id in agent_ids]
+    wanted = set(agent_ids)
+    return [agent for agent in client.iter_agents(page_size=100) if agent.agent_id in wanted]
+
+
+def warn_offline(agents: list[AgentSummary], delivery_timeout_s: int) -> None:
+    """One warning naming the targets that are not online, with when they were last seen."""
+    away = [agent for agent in agents if agent.liveness is not Liveness.ONLINE]
+    if not away:
+        return
+    named = "; ".join(
+        f"{agent.agent_id} ({escape(agent.name)}) {agent.liveness.value}, last seen {ago(agent.last_seen_at)}"
+        for agent in away[:10]
+    )
+    more = f" and {len(away) - 10} more" if len(away) > 10 else ""
+    err().print(
+        f"[yellow]warning: {len(away)} of {len(agents)} targets not online: {named}{more}. "
+        f"Their executions wait up to {duration(delivery_timeout_s * 1000)} (--delivery-timeout) "
+        "for them to return.[/yellow]"
+    )
 
 
 @tasks_app.command(
     "run", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help", "-h"]}
 )
 def run_task(
-    url: UrlOption,
     command: Annotated[
         list[str] | None,
         typer.Argument(help="The command, after --; one argument is shell text, several are quoted"),
     ] = None,
+    url: UrlOption = None,
     target: Annotated[
         list[str] | None,
-        typer.Option("--target", "-t", help="tag:KEY=VALUE or agent:AGENT_ID; repeat (all tags must match)"),
+        typer.Option(
+            "--target",
+            "-t",
+            help="An agent id (agt_...), tag:KEY=VALUE, an agent name or glob (web-*), or all; repeat "
+            "for more (agents named by id or name, plus those carrying every tag)",
+        ),
     ] = None,
     task_type: Annotated[
         str, typer.Option("--type", help="Task type: shell, or one an agent handles")
     ] = "shell",
-    timeout: Annotated[int, typer.Option("--timeout", min=1, max=86_400, help="Seconds per attempt")] = 300,
+    timeout: Annotated[
+        int, typer.Option("--timeout", parser=parse_seconds, help="Per attempt: 90, 90s, 10m, 2h (max 1d)")
+    ] = 300,
     priority: Annotated[int, typer.Option("--priority", min=-1000, max=1000, help="Higher runs first")] = 0,
     retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries after a failure")] = 0,
+    max_concurrency: Annotated[
+        int | None, typer.Option("--max-concurrency", min=1, help="At most this many agents run it at once")
+    ] = None,
+    max_errors: Annotated[
+        int | None,
+        typer.Option(
+            "--max-errors",
+            min=1,
+            help="Error budget: once this many executions failed, the queued rest are cancelled (by the "
+            "server, whether or not this command still watches)",
+        ),
+    ] = None,
+    delivery_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--delivery-timeout",
+            parser=parse_seconds,
+            help="How long an execution waits for an offline agent before it expires: 10m, 2h, 1d "
+            "(min 60s; default 1d)",
+            show_default=False,
+        ),
+    ] = None,
+    wait_timeout: Annotated[
+        int | None,
+        typer.Option(
+            "--wait-timeout",
+            parser=parse_seconds,
+            help=f"Stop waiting after this long (exit {WAIT_TIMEOUT_EXIT}); the task goes on",
+            show_default=False,
+        ),
+    ] = None,
     input_json: Annotated[
         str | None, typer.Option("--input", help="JSON object: the input of a non-shell task")
     ] = None,
@@ -181,13 +351,16 @@ def run_task(
         typer.Option("--wait/--no-wait", help="Follow the task until it ends (default), or just send it"),
     ] = True,
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks")] = 1.0,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
     operator_token: OperatorTokenOption = None,
 ) -> None:
     """Send a task to agents and show live progress per agent; exit 0 only if every agent succeeded.
 
-    Example: fleetlink tasks run --target tag:role=web -- uptime
+    Examples: fleetlink tasks run --target tag:role=web -- uptime;
+    fleetlink tasks run -t 'web-*' --max-concurrency 2 --max-errors 1 -- ./deploy.sh
     """
-    agent_ids, tags = parse_targets(target)
+    targets = parse_targets(target)
     words = list(command or [])
     task_input: dict[str, Any] | None = None
     if input_json is not None:
@@ -201,39 +374,72 @@ def run_task(
         raise typer.BadParameter("give the command after --, e.g. -- uptime", param_hint="COMMAND")
     if task_type != "shell" and words:
         raise typer.BadParameter(f"a {task_type} task takes --input, not a command", param_hint="COMMAND")
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    if delivery_timeout is not None and delivery_timeout < 60:
+        raise typer.BadParameter("at least 60 seconds", param_hint="--delivery-timeout")
+    json_out = wants_json(output, as_json)
+    deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        known: list[AgentSummary] = []
+        if targets.names or targets.everyone:
+            known = resolve_names(targets, client.iter_agents(status=AgentState.ACTIVE, page_size=100))
+        agent_ids = list(dict.fromkeys([*targets.agent_ids, *(agent.agent_id for agent in known)]))
+        if len(agent_ids) > MAX_TARGET_IDS:
+            raise typer.BadParameter(
+                f"{len(agent_ids)} agents; a task names at most {MAX_TARGET_IDS}: target a tag instead",
+                param_hint="--target",
+            )
         created = client.create_task(
             type=task_type,
             command=shell_command(words) if words else None,
             input=task_input,
             agent_ids=agent_ids,
-            tags=tags,
+            tags=targets.tags,
             priority=priority,
             timeout_seconds=timeout,
             max_retries=retries,
+            delivery_timeout_seconds=delivery_timeout,
+            max_concurrency=max_concurrency,
+            max_errors=max_errors,
         )
         err().print(f"task {created.task_id}: {created.executions} execution(s)")
         if not wait:
             typer.echo(created.task_id)
             return
+        by_id = {agent.agent_id: agent for agent in known}
+        missing = [agent_id for agent_id in created.agent_ids if agent_id not in by_id]
+        summaries = [by_id[a] for a in created.agent_ids if a in by_id] + _agents_named(client, missing)
+        warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
+        live = out().is_terminal and not json_out
         try:
-            task = _follow(client, created.task_id, poll)
+            task = _follow(client, created.task_id, poll, deadline, live=live)
+        except WaitTimedOut as timed_out:
+            unfinished = [e for e in timed_out.task.executions if not e.terminal]
+            waiting = ", ".join(f"{e.agent_id} {e.status}" for e in unfinished[:10])
+            err().print(
+                f"[red]gave up waiting after {wait_timeout}s (--wait-timeout): "
+                f"{len(unfinished)} execution(s) "
+                f"not finished ({waiting}).[/red] The task goes on: fleetlink tasks show {created.task_id}; "
+                f"fleetlink tasks cancel {created.task_id}"
+            )
+            if json_out:
+                print_json(timed_out.task)
+            raise typer.Exit(WAIT_TIMEOUT_EXIT) from None
         except KeyboardInterrupt:
             err().print(f"stopped following; the task goes on: fleetlink tasks show {created.task_id}")
             raise typer.Exit(130) from None
-    _print_outputs(task)
+    if json_out:
+        print_json(task)
+    else:
+        if not live:
+            _print_executions(task)
+        _print_outputs(task)
     if not _all_succeeded(task):
         raise typer.Exit(1)
 
 
-def _task_details(task: TaskDetail) -> Table:
-    details = Table(show_header=False, box=None)
-    details.add_column(style="bold", no_wrap=True)
-    details.add_column(overflow="fold")
+def _task_details(task: TaskDetail) -> dict[str, str]:
     targets = task.targets
-    target_text = ", ".join(
-        [f"agent:{a}" for a in targets.agent_ids] + [f"tag:{k}={v}" for k, v in sorted(targets.tags.items())]
-    )
+    target_text = ", ".join([*targets.agent_ids, *(f"tag:{k}={v}" for k, v in sorted(targets.tags.items()))])
     rows: dict[str, str] = {
         "id": escape(task.task_id),
         "type": escape(task.type),
@@ -245,6 +451,9 @@ def _task_details(task: TaskDetail) -> Table:
         "priority": str(task.priority),
         "timeout": f"{task.timeout_seconds}s",
         "retries": str(task.max_retries),
+        "delivery timeout": duration(task.delivery_timeout_seconds * 1000),
+        "max concurrency": str(task.max_concurrency or "-"),
+        "max errors": str(task.max_errors or "-"),
         "created": f"{when(task.created_at)} ({ago(task.created_at)})"
         + (f" by {escape(task.created_by)}" if task.created_by else ""),
     }
@@ -254,67 +463,101 @@ def _task_details(task: TaskDetail) -> Table:
         rows["cancelled"] = when(task.cancelled_at)
     if task.counts:
         rows["executions"] = count_line(task.counts)
-    for field, value in rows.items():
-        details.add_row(field, value)
-    return details
+    return rows
 
 
 @tasks_app.command("show")
 def show_task(
     task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
-    url: UrlOption,
+    url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
-    """Show a task: its details, a row per agent, and every agent's output."""
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    """Show a task: its details, a row per agent, and every agent's output (-o json: the API's object)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         task = client.get_task(task_id)
-    out().print(_task_details(task))
-    out().print(_executions_table(task))
+    if wants_json(output, as_json):
+        print_json(task)
+        return
+    print_details(_task_details(task))
+    _print_executions(task)
     _print_outputs(task)
+
+
+#: How a listed task is shown: a finished task with failures is ``failed``, not ``finished``.
+def task_status(task: TaskSummary) -> str:
+    if task.state is TaskState.CANCELLED:
+        return styled("cancelled", TASK_STATE_STYLE)
+    finished = task.finished_executions
+    errors = sum(n for status, n in finished.items() if ExecutionStatus(status).is_error)
+    if task.state is TaskState.ACTIVE:
+        return "[bold red]active, failing[/bold red]" if errors else styled("active", TASK_STATE_STYLE)
+    if errors:
+        return "[bold red]failed[/bold red]"
+    if finished.get(ExecutionStatus.EXPIRED):
+        return "[yellow]expired[/yellow]"
+    if not finished:  # finished before counts were kept
+        return styled(task.state, TASK_STATE_STYLE)
+    return "[green]succeeded[/green]"
+
+
+def _results(task: TaskSummary) -> str:
+    parts = [count_line(task.finished_executions)]
+    if task.open_executions:
+        parts.append(f"{task.open_executions} open")
+    return ", ".join(part for part in parts if part) or str(task.execution_count or "-")
 
 
 @tasks_app.command("ls")
 def list_tasks(
-    url: UrlOption,
+    url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     state: Annotated[TaskState | None, typer.Option("--state", help="Only tasks in this state")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many tasks")] = 50,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
-    """List tasks, newest first."""
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    """List tasks, newest first, with their executions' outcomes (-o json: an array)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         tasks = list(itertools.islice(client.iter_tasks(state=state, page_size=min(limit, 100)), limit))
+    if wants_json(output, as_json):
+        print_json(tasks)
+        return
     if not tasks:
         err().print("no tasks")
         return
-    table = Table()
-    table.add_column("ID", no_wrap=True, min_width=max(len(t.task_id) for t in tasks))
-    table.add_column("TYPE", no_wrap=True)
-    table.add_column("COMMAND", overflow="ellipsis", no_wrap=True, max_width=60)
-    table.add_column("STATE", no_wrap=True)
-    table.add_column("EXECUTIONS", overflow="fold")
-    table.add_column("CREATED", no_wrap=True)
     now = now_ms()
-    for task in tasks:
-        executions = str(task.execution_count or "-")
-        table.add_row(
+    columns = [
+        Column("ID"),
+        Column("TYPE"),
+        Column("COMMAND", max_width=50),
+        Column("STATUS"),
+        Column("EXECUTIONS", fold=True),
+        Column("CREATED"),
+    ]
+    rows = [
+        [
             task.task_id,
             escape(task.type),
-            escape(first_line(_what(task), 60)),
-            styled(task.state, TASK_STATE_STYLE),
-            executions,
+            escape(first_line(_what(task), 50)),
+            task_status(task),
+            _results(task),
             ago(task.created_at, now),
-        )
-    out().print(table)
+        ]
+        for task in tasks
+    ]
+    print_table(columns, rows)
 
 
 @tasks_app.command("cancel")
 def cancel_task(
     task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
-    url: UrlOption,
+    url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
 ) -> None:
     """Cancel a task: queued executions end now, running ones are stopped by their agents (idempotent)."""
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         task = client.cancel_task(task_id)
     counts = count_line(task.counts)
     out().print(f"{task.task_id} {styled(task.state, TASK_STATE_STYLE)}" + (f": {counts}" if counts else ""))

@@ -1,14 +1,32 @@
-"""``fleetlink tokens``: registration tokens."""
+"""``fleetlink tokens``: mint, list and revoke registration tokens."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import TagOption, err, format_tags, parse_tags, reporting_errors, when
+from fleetlink.cli.render import (
+    CallContext,
+    Column,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
+    TagOption,
+    err,
+    format_tags,
+    now_ms,
+    out,
+    parse_tags,
+    print_json,
+    print_table,
+    reporting_errors,
+    when,
+)
+from fleetlink.contract.agents import TokenSummary
 
 tokens_app = typer.Typer(help="Operator: registration tokens.", no_args_is_help=True)
 
@@ -20,7 +38,7 @@ def tokens() -> None:
 
 @tokens_app.command("create")
 def create_token(
-    url: UrlOption,
+    url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     ttl: Annotated[int, typer.Option("--ttl", min=60, help="Lifetime in seconds")] = 3600,
     max_uses: Annotated[int, typer.Option("--max-uses", min=1, help="How many registrations it allows")] = 1,
@@ -31,7 +49,7 @@ def create_token(
 ) -> None:
     """Mint a registration token and print it (only now: it is stored hashed)."""
     tags = parse_tags(tag)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         created = client.create_token(ttl_seconds=ttl, max_uses=max_uses, tags=tags, name_prefix=name_prefix)
     err().print(
         f"token {created.token_id}: {created.max_uses} use(s), expires {when(created.expires_at)}"
@@ -39,3 +57,59 @@ def create_token(
         + " [dim](shown once: keep it now)[/dim]"
     )
     typer.echo(created.token)
+
+
+def _token_state(token: TokenSummary, now: int) -> str:
+    if token.revoked_at is not None:
+        return "[red]revoked[/red]"
+    if token.expires_at <= now:
+        return "[dim]expired[/dim]"
+    if token.uses >= token.max_uses:
+        return "[dim]used up[/dim]"
+    return "[green]usable[/green]"
+
+
+@tokens_app.command("ls")
+def list_tokens(
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many tokens")] = 50,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
+) -> None:
+    """List registration tokens, newest first: uses, expiry, tags (never the secret; -o json: an array)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        tokens = list(itertools.islice(client.iter_tokens(page_size=min(limit, 100)), limit))
+    if output is OutputFormat.JSON or as_json:
+        print_json(tokens)
+        return
+    if not tokens:
+        err().print("no tokens")
+        return
+    now = now_ms()
+    columns = [Column("ID"), Column("STATE"), Column("USES", justify="right"), Column("EXPIRES")]
+    columns += [Column("TAGS", fold=True), Column("NAME PREFIX")]
+    rows = [
+        [
+            token.token_id,
+            _token_state(token, now),
+            f"{token.uses}/{token.max_uses}",
+            when(token.expires_at),
+            escape(format_tags(token.tags)),
+            escape(token.name_prefix or "-"),
+        ]
+        for token in tokens
+    ]
+    print_table(columns, rows)
+
+
+@tokens_app.command("revoke")
+def revoke_token(
+    token_id: Annotated[str, typer.Argument(help="Token id (tok_...), as `fleetlink tokens ls` shows it")],
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+) -> None:
+    """Revoke a registration token: registrations with it fail from now on (idempotent)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        token = client.revoke_token(token_id)
+    out().print(f"{token.token_id} revoked at {when(token.revoked_at)}")

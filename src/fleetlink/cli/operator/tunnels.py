@@ -237,7 +237,9 @@ def tunnel_events(
     out().print(_events_table(page.items, title + " (newest first)"))
 
 
-def _set_enabled(tunnel_id: str, url: str, operator_token: str | None, enabled: bool, as_json: bool) -> None:
+def _set_enabled(
+    tunnel_id: str, url: str | None, operator_token: str | None, enabled: bool, as_json: bool
+) -> None:
     with reporting_errors(), operator_client(url, operator_token) as client:
         tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
     _show(tunnel, as_json)

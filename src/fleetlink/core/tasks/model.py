@@ -43,6 +43,11 @@ class ExecutionStatus(StrEnum):
     def holds_lease(self) -> bool:
         return self in (ExecutionStatus.LEASED, ExecutionStatus.RUNNING)
 
+    @property
+    def is_error(self) -> bool:
+        """What a task's ``max_errors`` counts: a final failure or timeout."""
+        return self in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
+
 
 class TaskState(StrEnum):
     ACTIVE = "active"
@@ -80,6 +85,13 @@ class CreateTask(Verbatim):
     max_retries: int = Field(default=0, ge=0, le=10)
     delivery_timeout_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
     max_concurrency: int | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
+    max_errors: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_EXECUTIONS_PER_TASK,
+        description="Error budget: once this many executions failed or timed out (after their retries), "
+        "the task's still queued executions are cancelled instead of dispatched",
+    )
 
     @model_validator(mode="after")
     def _payload_fits_type(self) -> CreateTask:
@@ -138,12 +150,21 @@ class Task(BaseModel):
     max_retries: int
     delivery_timeout_seconds: int
     max_concurrency: int | None = None
+    max_errors: int | None = None
     created_at: int
     created_by: str
     execution_count: int
     state: TaskState = TaskState.ACTIVE
     finished_at: int | None = None
     cancelled_at: int | None = None
+
+
+class TaskProgress(BaseModel):
+    """How far a task got, as kept in its open-count shards (no execution is read)."""
+
+    open: int = 0
+    #: Finished executions per final status.
+    finished: dict[str, int] = Field(default_factory=dict)
 
 
 class Execution(BaseModel):
@@ -160,6 +181,7 @@ class Execution(BaseModel):
     max_retries: int
     delivery_timeout_seconds: int
     max_concurrency: int | None = None
+    max_errors: int | None = None
     status: ExecutionStatus = ExecutionStatus.QUEUED
     attempt: int = 1
     created_at: int

@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from fleetlink.core.entities import Page
-from fleetlink.core.tasks.model import Execution, Task, TaskState
+from fleetlink.core.tasks.model import Execution, Task, TaskProgress, TaskState
 
 
 class DueTimer(StrEnum):
@@ -25,6 +25,10 @@ class TaskRepository(Protocol):
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
     ) -> Page[Task]:
         """Newest first, among tasks created up to a year before ``now_ms``."""
+        ...
+
+    def progress_of(self, task_ids: list[str]) -> dict[str, TaskProgress]:
+        """Open and finished execution counts of each task (batched reads of its count shards)."""
         ...
 
     def executions_of(self, task_id: str) -> list[Execution]: ...

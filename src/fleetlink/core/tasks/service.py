@@ -20,6 +20,7 @@ from fleetlink.core.tasks.model import (
     ExecutionResult,
     ExecutionStatus,
     Task,
+    TaskProgress,
     TaskState,
     TaskTargets,
 )
@@ -31,6 +32,7 @@ from fleetlink.core.tasks.transitions import (
     lease,
     lease_expired,
     new_task,
+    not_dispatched,
     renew,
 )
 
@@ -113,6 +115,9 @@ class TaskService:
     def list_tasks(self, *, state: TaskState | None, limit: int, cursor: str | None) -> Page[Task]:
         return self._tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self._clock.now_ms())
 
+    def progress(self, task_ids: list[str]) -> dict[str, TaskProgress]:
+        return self._tasks.progress_of(task_ids)
+
     def cancel(self, task_id: str) -> tuple[Task, list[Execution]]:
         """Queued executions end cancelled now; leased or running ones are told to stop."""
         task, executions = self.get(task_id)
@@ -189,10 +194,28 @@ class TaskService:
         now = self._clock.now_ms()
         for _ in range(3):
             after = apply_result(execution, result, caller.agent_id, now)
+            if after is not None and after.status.is_error and after.max_errors:
+                # before the result frees a concurrency slot, so nothing queued slips out meanwhile
+                self._spend_error_budget(after, now)
             if after is None or self._tasks.transition(execution, after):
                 return after or execution
             execution = self.execution_for(caller, execution_id)
         raise Conflict("the execution keeps changing; retry", code="concurrent-update")
+
+    def _spend_error_budget(self, failed: Execution, now: int) -> None:
+        """With ``failed``, has the task reached its ``max_errors``? Then cancel its queued executions."""
+        assert failed.max_errors is not None
+        executions = self._tasks.executions_of(failed.task_id)
+        errors = 1 + sum(1 for e in executions if e.status.is_error and e.execution_id != failed.execution_id)
+        if errors < failed.max_errors:
+            return
+        reason = f"not dispatched: {errors} executions failed (the task's max_errors is {failed.max_errors})"
+        for execution in executions:
+            if execution.status is ExecutionStatus.QUEUED:
+                self._transition(
+                    execution,
+                    lambda e: not_dispatched(e, now, reason) if e.status is ExecutionStatus.QUEUED else None,
+                )
 
     # --- timers ------------------------------------------------------------------------
 

@@ -141,6 +141,13 @@ def cancel(execution: Execution, now: int) -> Execution:
     return execution.model_copy(update={"cancel_requested": True, "updated_at": now})
 
 
+def not_dispatched(execution: Execution, now: int, reason: str) -> Execution:
+    """A queued execution the task no longer wants run (its error budget is spent): cancelled."""
+    return execution.model_copy(
+        update={"status": ExecutionStatus.CANCELLED, "updated_at": now, "finished_at": now, "error": reason}
+    )
+
+
 def _inline_output(result: ExecutionResult) -> tuple[str | None, bool, int | None]:
     if result.output is None:
         return None, result.output_truncated, result.output_bytes

@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from fleetlink.api.bodies import JsonBodyValidation
 from fleetlink.api.functions import API_PREFIX, function_spec, http_functions
 from fleetlink.api.problems import install_problem_handlers, problem
 
@@ -25,6 +26,7 @@ logger = Logger(service="fleetlink")
 def resolver_for(function_name: str) -> APIGatewayHttpResolver:
     """The function's resolver; one per process, since a Powertools router binds to one resolver."""
     app = APIGatewayHttpResolver(enable_validation=True)
+    app._request_validation_middleware = JsonBodyValidation()  # bodies: JSON only, depth bounded
     install_problem_handlers(app)
     for module in function_spec(function_name).routers:
         app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
@@ -63,10 +65,10 @@ def lambda_entry(function_name: str) -> LambdaHandler:
 
 
 def _openapi(function_name: str) -> dict[str, Any]:
-    from fleetlink.api.openapi import describe
+    from fleetlink.api.openapi import describe, document_problems
 
     document: dict[str, Any] = json.loads(resolver_for(function_name).get_openapi_json_schema(**describe()))
-    return document
+    return document_problems(document)
 
 
 @cache

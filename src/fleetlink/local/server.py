@@ -13,6 +13,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -40,6 +41,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 #: Headers the server sets itself, whatever a handler returns.
 _HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 #: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
@@ -373,24 +375,41 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Quiet: the stack logs one access line per request instead."""
 
     def _declared_length(self) -> int:
+        """Content-Length: one value of decimal digits (repeated identically at most), else malformed."""
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        if len(values) > 1:
+            raise _MalformedBodyError("conflicting Content-Length headers")
+        (value,) = values
+        if not _DECIMAL.fullmatch(value):
+            raise _MalformedBodyError("Content-Length is not a non-negative decimal number")
+        return int(value)
+
+    def _length_or_zero(self) -> int:
         try:
-            return max(0, int(self.headers.get("Content-Length") or 0))
-        except ValueError:
+            return self._declared_length()
+        except _MalformedBodyError:
             return 0
 
     def handle_expect_100(self) -> bool:
-        if self._declared_length() > MAX_REQUEST_BYTES:
+        if self._length_or_zero() > MAX_REQUEST_BYTES:
             self._reject_too_large(time.perf_counter(), drain=False)
             return False
         return super().handle_expect_100()
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            if self.headers.get("Content-Length") is not None:
+                raise _MalformedBodyError("both Content-Length and Transfer-Encoding: chunked")
             return self._read_chunked()
         length = self._declared_length()
         if length > MAX_REQUEST_BYTES:
             raise _BodyTooLargeError
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            raise _MalformedBodyError("the body is shorter than its Content-Length")
+        return body
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
@@ -399,7 +418,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             try:
                 size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
             except ValueError as exc:
-                raise _MalformedBodyError from exc
+                raise _MalformedBodyError("the chunked request body is malformed") from exc
+            if size < 0:
+                raise _MalformedBodyError("the chunked request body is malformed")
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -413,7 +434,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         """Read and drop the rest of a rejected body (bounded), so the client can read the answer."""
-        remaining = min(self._declared_length(), _MAX_DRAIN_BYTES)
+        remaining = min(self._length_or_zero(), _MAX_DRAIN_BYTES)
         while remaining > 0:
             chunk = self.rfile.read(min(remaining, 1024 * 1024))
             if not chunk:
@@ -441,9 +462,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except _BodyTooLargeError:
             self._reject_too_large(started, drain=True)
             return
-        except _MalformedBodyError:
+        except _MalformedBodyError as exc:
             self.close_connection = True
-            response = problem_response(400, "malformed-body", "the chunked request body is malformed")
+            response = problem_response(400, "malformed-body", str(exc), instance=urlsplit(self.path).path)
             self._write(response, close=True)
             self._access(response.status, started)
             return
@@ -470,4 +491,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.server.stack._log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815
+    def __getattr__(self, name: str) -> Any:
+        """``do_<METHOD>`` for any method: the routes decide (405 with ``Allow``), as API Gateway does."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server raises itself (a bad request line, headers too long) as problems."""
+        self.close_connection = True
+        self.request_version = self.protocol_version  # a status line even when the request line was bad
+        status = HTTPStatus(code)
+        slug = status.phrase.lower().replace(" ", "-")
+        response = problem_response(code, slug, explain or message or status.phrase)
+        self._write(response, close=True)

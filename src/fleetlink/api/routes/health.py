@@ -40,7 +40,12 @@ def openapi_json() -> dict[str, Any]:
     return openapi_document()
 
 
-@router.get("/docs", summary="Swagger UI", tags=["health"])
+@router.get(
+    "/docs",
+    summary="Swagger UI",
+    tags=["health"],
+    responses={200: {"description": "Swagger UI", "content": {"text/html": {"schema": {"type": "string"}}}}},
+)
 def docs() -> Response[str]:
     import json
 

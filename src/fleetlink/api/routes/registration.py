@@ -19,6 +19,7 @@ router = Router()
 @router.post(
     "/registration-tokens",
     summary="Mint a registration token (shown once)",
+    status_code=201,
     tags=["registration"],
     middlewares=[security.operator],
     security=[{"operator": []}],
@@ -42,6 +43,7 @@ def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -
     summary="Register or re-register an agent",
     description="Bearer registration token, request signed by the new key with keyid = fingerprint. "
     "A known fingerprint keeps its agent id; a new key or dissimilar hardware needs a valid token.",
+    status_code=201,
     tags=["registration"],
     security=[{"registrationToken": [], "agentSignature": []}],
 )

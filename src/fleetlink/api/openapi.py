@@ -61,7 +61,7 @@ PROBLEM_DESCRIPTIONS = {
     400: "Malformed request: not JSON, nested too deeply, or a bad cursor or filter",
     401: "Not authenticated: missing or invalid signature or token",
     403: "Authenticated, but not allowed (revoked, or another agent's resource)",
-    404: "No such resource",
+    404: "No such resource (named in the path or the body)",
     409: "Conflicts with the resource's current state",
     413: "Body larger than the function accepts",
     415: "Body is not application/json",
@@ -90,8 +90,8 @@ def route_problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     has_body = "requestBody" in operation
     if parameters or has_body:
         statuses |= {400, 422}
-    if any(parameter.get("in") == "path" for parameter in parameters):
-        statuses.add(404)
+    if has_body or any(parameter.get("in") == "path" for parameter in parameters):
+        statuses.add(404)  # the path, or the body, names something that may not exist
     if has_body:
         statuses |= {413, 415}
     if secured and method.lower() != "get":

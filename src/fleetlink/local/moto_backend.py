@@ -107,8 +107,8 @@ def snapshot_touched_items_only() -> None:
                 restore(table, where, item)
             raise
 
-    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[attr-defined]
-    models.DynamoDBBackend.transact_write_items = transact_write_items
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _touched_only_installed = True
 
 

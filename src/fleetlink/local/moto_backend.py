@@ -107,7 +107,7 @@ def snapshot_touched_items_only() -> None:
                 restore(table, where, item)
             raise
 
-    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment]
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment,attr-defined]
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _touched_only_installed = True
 

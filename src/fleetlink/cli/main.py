@@ -110,9 +110,29 @@ def dev(
             help="Seconds between agent heartbeats (agents learn of new tasks on each; AWS default 60)",
         ),
     ] = 5,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Inject DynamoDB faults, e.g. 'throttle=0.05,conflict=0.02,unprocessed=0.1,"
+            "timeout=0.01,connect=0.01,stale=0.2,seed=7' (kinds: fleetlink.local.faults)",
+        ),
+    ] = None,
+    dynamodb_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Use this DynamoDB-compatible endpoint (e.g. DynamoDB Local at http://127.0.0.1:8000) "
+            "instead of in-memory moto; the table is created there if missing",
+        ),
+    ] = None,
 ) -> None:
     """Run the API locally: the Lambda handlers behind an HTTP server, on in-memory DynamoDB (moto)."""
+    from fleetlink.local.faults import FaultPlan
     from fleetlink.local.server import DevStack
+
+    try:
+        plan = FaultPlan.parse(faults) if faults else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
 
     if not _is_loopback(host):
         typer.secho(
@@ -134,6 +154,8 @@ def dev(
         operator_token=env_token,
         cleanup_every_s=cleanup_every,
         heartbeat_interval_s=heartbeat_interval,
+        dynamodb_endpoint=dynamodb_endpoint,
+        faults=plan,
     )
     try:
         try:
@@ -144,10 +166,14 @@ def dev(
             )
             raise typer.Exit(1) from exc
         _banner(stack.url, stack.operator_token, token_from_env=env_token is not None)
+        if plan is not None:
+            typer.secho(f"injecting DynamoDB faults: {faults}", err=True, fg=typer.colors.YELLOW)
         while not stop.wait(0.5):
             pass
     finally:
         stack.stop()
+        if stack.injector is not None and stack.injector.counts:
+            print(f"faults injected:\n{stack.injector.summary()}", flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("fleetlink dev stopped", flush=True)

@@ -30,8 +30,9 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
+from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.routing import RouteTable
-from fleetlink.local.ttl import expire_ttl_items
+from fleetlink.local.ttl import expire_ttl_items, expire_ttl_items_via_api
 
 #: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
@@ -140,6 +141,8 @@ class DevStack:
         heartbeat_interval_s: int | None = None,
         functions_dir: Path = FUNCTIONS_DIR,
         access_log: AccessLog | None = _stderr_line,
+        dynamodb_endpoint: str | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -150,6 +153,12 @@ class DevStack:
         self.cleanup_every_s = cleanup_every_s
         self.functions_dir = functions_dir
         self.access_log = access_log
+        #: None: moto in this process; else any DynamoDB-compatible endpoint (e.g. DynamoDB Local).
+        self.dynamodb_endpoint = dynamodb_endpoint
+        self.faults = faults
+        #: Injecting ``faults`` into the handlers' client once started (``injector.counts``).
+        self.injector: FaultInjector | None = None
+        self._endpoint_client: Any = None
         self.routes = RouteTable([])
         self._handlers: dict[str, LambdaHandler] = {}
         self._resources = ExitStack()
@@ -172,22 +181,30 @@ class DevStack:
         return self
 
     def _start(self) -> None:
-        from fleetlink.local.moto_backend import local_dynamodb
+        if self.dynamodb_endpoint is None:
+            from fleetlink.local.moto_backend import local_dynamodb
 
-        self._resources.enter_context(local_dynamodb(self.table_name))
+            self._resources.enter_context(local_dynamodb(self.table_name))
+        else:
+            self._endpoint_client = _endpoint_table(self.dynamodb_endpoint, self.table_name)
         self._set_env(
             TABLE_NAME=self.table_name,
             FLEETLINK_OPERATOR_AUTH="token",
             FLEETLINK_OPERATOR_TOKEN=self.operator_token,
-            FLEETLINK_DYNAMODB_ENDPOINT=None,  # moto intercepts AWS endpoints only
+            # moto intercepts AWS endpoints only; another endpoint is named to the handlers
+            FLEETLINK_DYNAMODB_ENDPOINT=self.dynamodb_endpoint,
         )
         if self.heartbeat_interval_s is not None:
             self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
         from fleetlink.api.app import route_table
-        from fleetlink.api.deps import set_deps
+        from fleetlink.api.deps import build_deps, set_deps
         from fleetlink.api.functions import FUNCTIONS
+        from fleetlink.api.settings import Settings
 
-        set_deps(None)
+        set_deps(build_deps(Settings.from_env()))  # binds the table: the handlers' one client exists
+        if self.faults is not None:
+            self.injector = FaultInjector(self.faults)
+            self.injector.attach_pynamodb()
         self.routes = RouteTable(route_table())
         for function in FUNCTIONS:
             self._handlers[function] = load_handler(function, self.functions_dir)
@@ -228,6 +245,8 @@ class DevStack:
         for thread in self._threads:
             thread.join(timeout=10)
         with INVOKE_LOCK:
+            if self.injector is not None:
+                self.injector.detach()
             self._resources.close()
             for name, value in self._saved_env.items():
                 if value is None:
@@ -271,6 +290,8 @@ class DevStack:
 
     def expire_ttl_items(self, now_s: int | None = None) -> int:
         """Delete expired items, as DynamoDB's TTL process would (see :func:`expire_ttl_items`)."""
+        if self._endpoint_client is not None:
+            return expire_ttl_items_via_api(self._endpoint_client, self.table_name, now_s=now_s)
         return expire_ttl_items(self.table_name, now_s=now_s)
 
     def tick(self) -> None:
@@ -338,6 +359,20 @@ class DevStack:
         except Exception:
             self._log(f"fleetlink dev: {method} {raw_path} failed:\n{traceback.format_exc().rstrip()}")
             return problem_response(500, "internal", "an internal error occurred", instance=raw_path)
+
+
+def _endpoint_table(endpoint: str, table_name: str) -> Any:
+    """A client of a DynamoDB-compatible endpoint, with the table there (created unless it exists)."""
+    import boto3
+
+    from fleetlink.local.moto_backend import FAKE_AWS_ENV
+    from fleetlink.store.table import ensure_table
+
+    for name, value in FAKE_AWS_ENV.items():
+        os.environ.setdefault(name, value)
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=os.environ["AWS_DEFAULT_REGION"])
+    ensure_table(client, table_name)  # without the TTL API, the schedule deletes expired items itself
+    return client
 
 
 class StackStoppedError(Exception):

@@ -11,14 +11,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
-    OpenAPIRequestValidationMiddleware,
-)
 from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api import security
+from fleetlink.api.bodies import JsonBodyValidation
 from fleetlink.api.functions import API_PREFIX, function_spec, http_functions
 from fleetlink.api.problems import install_problem_handlers
 from fleetlink.core.errors import PayloadTooLarge
@@ -47,9 +45,10 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
-class AuthenticateThenValidate(OpenAPIRequestValidationMiddleware):
-    """Powertools' request validation (which parses the body), preceded by who is calling (headers
-    only) and the function's body limit: an unauthenticated request is refused before its body is read."""
+class AuthenticateThenValidate(JsonBodyValidation):
+    """Request validation (JSON bodies only, depth bounded, then parsed), preceded by who is calling
+    (headers only) and the function's body limit: an unauthenticated request is refused before its
+    body is read."""
 
     def __init__(self, body_limit_bytes: int) -> None:
         super().__init__()
@@ -75,10 +74,10 @@ def lambda_entry(function_name: str) -> LambdaHandler:
 
 
 def _openapi(function_name: str) -> dict[str, Any]:
-    from fleetlink.api.openapi import describe
+    from fleetlink.api.openapi import describe, document_problems
 
     document: dict[str, Any] = json.loads(resolver_for(function_name).get_openapi_json_schema(**describe()))
-    return document
+    return document_problems(document)
 
 
 @cache
@@ -86,10 +85,13 @@ def openapi_document() -> dict[str, Any]:
     """The whole API's OpenAPI 3.1 document: every function's routes, merged."""
     documents = [_openapi(spec.name) for spec in http_functions()]
     merged = documents[0]
+    merged_schemas = merged.setdefault("components", {}).setdefault("schemas", {})
     for document in documents[1:]:
         merged["paths"].update(document.get("paths", {}))
-        schemas = document.get("components", {}).get("schemas", {})
-        merged.setdefault("components", {}).setdefault("schemas", {}).update(schemas)
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            # two functions' models of one name must be one model, or a $ref would name the wrong one
+            if merged_schemas.setdefault(name, schema) != schema:
+                raise ValueError(f"two different OpenAPI schemas are named {name!r}: rename one model")
     return merged
 
 

@@ -31,3 +31,87 @@ def describe() -> dict[str, Any]:
             "operator": HTTPBearer(description="Operator token (dev stack); IAM SigV4 on a deployed stack"),
         },
     }
+
+
+# --- the problems each route can answer ---------------------------------------------------------
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_REF = "#/components/schemas/Problem"
+#: RFC 9457 problem details, as ``fleetlink.api.problems.problem`` writes them.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "description": "urn:fleetlink:problem:<code>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Where and why a request failed validation (never the value)",
+            "items": {"type": "object"},
+        },
+    },
+}
+#: What each status means on every route that can answer it.
+PROBLEM_DESCRIPTIONS = {
+    400: "Malformed request: not JSON, nested too deeply, or a bad cursor or filter",
+    401: "Not authenticated: missing or invalid signature or token",
+    403: "Authenticated, but not allowed (revoked, or another agent's resource)",
+    404: "No such resource (named in the path or the body)",
+    409: "Conflicts with the resource's current state",
+    413: "Body larger than the function accepts",
+    415: "Body is not application/json",
+    422: "Well-formed, but does not match the schema",
+    429: "Throttled: retry after Retry-After seconds",
+    503: "Temporarily unavailable: retry after Retry-After seconds",
+}
+#: Whoever may call a route can also be refused: by security scheme name.
+ACCESS_STATUSES: dict[str, tuple[int, ...]] = {
+    "agentSignature": (401, 403),
+    "registrationToken": (401, 403),
+    "operator": (401, 403),
+}
+#: Every route: API Gateway throttles (429) and the store can be briefly unavailable (503).
+ALWAYS = (429, 503)
+_RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}}
+
+
+def route_problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
+    """The error statuses a route can answer, from its access kind, its inputs and its method."""
+    statuses = set(ALWAYS)
+    secured = [name for requirement in operation.get("security", []) for name in requirement]
+    for name in secured:
+        statuses.update(ACCESS_STATUSES[name])
+    parameters = operation.get("parameters", [])
+    has_body = "requestBody" in operation
+    if parameters or has_body:
+        statuses |= {400, 422}
+    if has_body or any(parameter.get("in") == "path" for parameter in parameters):
+        statuses.add(404)  # the path, or the body, names something that may not exist
+    if has_body:
+        statuses |= {413, 415}
+    if secured and method.lower() != "get":
+        statuses.add(409)
+    return statuses
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """Every route's error statuses, each an RFC 9457 problem under ``application/problem+json``."""
+    document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    for methods in document.get("paths", {}).values():
+        for method, operation in methods.items():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)  # Powertools' own, on every route; ours where input is validated
+            for status in sorted(route_problem_statuses(method, operation)):
+                response: dict[str, Any] = {
+                    "description": PROBLEM_DESCRIPTIONS[status],
+                    "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
+                }
+                if status in ALWAYS:
+                    response["headers"] = _RETRY_AFTER
+                responses[str(status)] = response
+    return document

@@ -137,14 +137,34 @@ def dev(
     ephemeral: Annotated[
         bool, typer.Option("--ephemeral", help="Keep nothing: the data lives in memory and goes at Ctrl-C")
     ] = False,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Inject DynamoDB faults, e.g. 'throttle=0.05,conflict=0.02,unprocessed=0.1,"
+            "timeout=0.01,connect=0.01,stale=0.2,seed=7' (kinds: fleetlink.local.faults)",
+        ),
+    ] = None,
+    dynamodb_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            help="Use this DynamoDB-compatible endpoint (e.g. DynamoDB Local at http://127.0.0.1:8000) "
+            "instead of in-memory moto; the table is created there if missing",
+        ),
+    ] = None,
 ) -> None:
     """Run the API locally: the Lambda handlers behind an HTTP server, on DynamoDB in moto.
 
     The data (agents, tokens, tasks) and the generated operator token are kept in --data-dir:
     restored at start, saved every 10 s when changed and at Ctrl-C. --ephemeral keeps nothing.
     """
+    from fleetlink.local.faults import FaultPlan
     from fleetlink.local.persist import DataDirError
     from fleetlink.local.server import FUNCTIONS_DIR, SAVE_EVERY_S, DevStack
+
+    try:
+        plan = FaultPlan.parse(faults) if faults else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults") from exc
 
     if not _is_loopback(host):
         typer.secho(
@@ -161,7 +181,9 @@ def dev(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     if ephemeral and data_dir is not None:
         raise typer.BadParameter("--ephemeral keeps nothing: leave out --data-dir", param_hint="--ephemeral")
-    if not ephemeral and data_dir is None:
+    if dynamodb_endpoint is not None:  # that store keeps its own data
+        data_dir = None
+    elif not ephemeral and data_dir is None:
         data_dir = FUNCTIONS_DIR.parent / ".fleetlink" / "dev"
     stack = DevStack(
         host=host,
@@ -171,6 +193,8 @@ def dev(
         cleanup_every_s=cleanup_every,
         heartbeat_interval_s=heartbeat_interval,
         data_dir=data_dir,
+        dynamodb_endpoint=dynamodb_endpoint,
+        faults=plan,
     )
     try:
         try:
@@ -195,10 +219,14 @@ def dev(
             restored = f"restored {stack.restored_items} items" if stack.restored_items else "new"
             data = f"{data_dir} ({restored}; saved every {SAVE_EVERY_S:g} s and at Ctrl-C)"
         _banner(stack.url, stack.operator_token, where_from, data)
+        if plan is not None:
+            typer.secho(f"injecting DynamoDB faults: {faults}", err=True, fg=typer.colors.YELLOW)
         while not stop.wait(0.5):
             pass
     finally:
         stack.stop()
+        if stack.injector is not None and stack.injector.counts:
+            print(f"faults injected:\n{stack.injector.summary()}", flush=True)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     print("fleetlink dev stopped", flush=True)

@@ -135,7 +135,7 @@ class AgentList(BaseModel):
     cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
 
 
-class Health(BaseModel):
+class ServiceHealth(BaseModel):
     status: str
     version: str
     checks: dict[str, Any] = Field(default_factory=dict)

@@ -80,3 +80,9 @@ class Unavailable(FleetlinkError):
     def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
         super().__init__(detail, retry_after_s=retry_after_s)
         self.retry_after_s = retry_after_s
+
+
+class UnsupportedMediaType(FleetlinkError):
+    status = 415
+    code = "unsupported-media-type"
+    title = "Unsupported media type"

@@ -17,6 +17,7 @@ FAKE_AWS_ENV = {
 }
 
 _atomic_installed = False
+_touched_only_installed = False
 _request_lock = threading.RLock()
 
 
@@ -42,6 +43,75 @@ def make_requests_atomic() -> None:
     _atomic_installed = True
 
 
+def snapshot_touched_items_only() -> None:
+    """Let a moto transaction back up only the items it touches, not its whole table.
+
+    moto deep-copies every table a ``TransactWriteItems`` names before applying it, to restore on
+    failure: on a table of N items each transaction costs O(N) time and garbage, and a long-lived
+    dev stack grows to gigabytes. This keeps the table (its ``deepcopy`` in moto's transaction code
+    answers the table itself), copies the at most 100 touched items first, and on any failure puts
+    exactly those back (or removes those the transaction created) before the error goes on.
+    """
+    global _touched_only_installed
+    if _touched_only_installed:
+        return
+    import copy
+    import types
+
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    def location(table: Table, op: dict[str, Any]) -> tuple[Any, Any]:
+        key = op.get("Key") or op["Item"]
+        hash_value = DynamoType(key[table.hash_key_attr])
+        range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+        return hash_value, range_value
+
+    def restore(table: Table, where: tuple[Any, Any], item: Any) -> None:
+        hash_value, range_value = where
+        if range_value is None:
+            if item is None:
+                table.items.pop(hash_value, None)
+            else:
+                table.items[hash_value] = item
+        elif item is None:
+            table.items.get(hash_value, {}).pop(range_value, None)
+            if hash_value in table.items and not table.items[hash_value]:
+                del table.items[hash_value]
+        else:
+            table.items[hash_value][range_value] = item
+
+    unpatched = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        backups: list[tuple[Table, tuple[Any, Any], Any]] = []
+        for action in transact_items[:100]:
+            for op in action.values():
+                table = self.tables.get(op.get("TableName"))
+                if table is None or not (op.get("Key") or op.get("Item")):
+                    continue
+                try:
+                    where = location(table, op)
+                    current = table.get_item(*where)
+                except Exception:  # noqa: S112 - a malformed action: moto refuses it, nothing to back up
+                    continue
+                backups.append((table, where, copy.deepcopy(current)))
+        try:
+            unpatched(self, transact_items)
+        except BaseException:
+            for table, where, item in reversed(backups):
+                restore(table, where, item)
+            raise
+
+    models.copy = types.SimpleNamespace(deepcopy=deepcopy)  # type: ignore[assignment,attr-defined]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _touched_only_installed = True
+
+
 @contextmanager
 def local_dynamodb(table_name: str) -> Iterator[Any]:
     """Start moto, create the table (with TTL on), yield a boto3 DynamoDB client; stop on exit."""
@@ -53,6 +123,7 @@ def local_dynamodb(table_name: str) -> Iterator[Any]:
     from fleetlink.store.table import create_table
 
     make_requests_atomic()
+    snapshot_touched_items_only()
     with mock_aws():
         client = boto3.client("dynamodb", region_name=os.environ["AWS_DEFAULT_REGION"])
         create_table(client, table_name)

@@ -53,17 +53,25 @@ class RouteTable:
         found = [(route, route.pattern.fullmatch(path)) for route in self.routes]
         return [(route, match) for route, match in found if match is not None]
 
+    def _most_specific(self, path: str) -> list[tuple[Route, re.Match[str]]]:
+        """The matching routes with the most literal segments: the path picks them, then the method.
+
+        ``/v1/agents/register`` is POST's only, though ``GET /v1/agents/{agent_id}`` matches it too.
+        """
+        matching = self._matching(path)
+        most = max((route.literal_segments for route, _ in matching), default=0)
+        return [(route, match) for route, match in matching if route.literal_segments == most]
+
     def match(self, method: str, path: str) -> RouteMatch | None:
         """The route for ``method`` and raw ``path``, with decoded path parameters; None if none."""
-        candidates = [(r, m) for r, m in self._matching(path) if r.method == method.upper()]
-        if not candidates:
-            return None
-        route, match = max(candidates, key=lambda found: found[0].literal_segments)
-        return RouteMatch(route, {name: unquote(value) for name, value in match.groupdict().items()})
+        for route, match in self._most_specific(path):
+            if route.method == method.upper():
+                return RouteMatch(route, {name: unquote(value) for name, value in match.groupdict().items()})
+        return None
 
     def allowed_methods(self, path: str) -> list[str]:
-        """The methods some route accepts on ``path`` (empty: no route has this path)."""
-        return sorted({route.method for route, _ in self._matching(path)})
+        """The methods the most specific routes of ``path`` take (empty: no route has this path)."""
+        return sorted({route.method for route, _ in self._most_specific(path)})
 
     def functions(self) -> list[str]:
         return sorted({route.function for route in self.routes})

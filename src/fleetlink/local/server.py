@@ -14,6 +14,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import secrets
 import sys
 import threading
@@ -30,9 +31,10 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
+from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
-from fleetlink.local.ttl import expire_ttl_items
+from fleetlink.local.ttl import expire_ttl_items, expire_ttl_items_via_api
 
 #: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
@@ -42,6 +44,7 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 #: Headers the server sets itself, whatever a handler returns.
 _HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 #: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
@@ -145,12 +148,15 @@ class DevStack:
         access_log: AccessLog | None = _stderr_line,
         data_dir: Path | None = None,
         save_every_s: float = SAVE_EVERY_S,
+        dynamodb_endpoint: str | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.table_name = table_name
-        #: Where the table and the operator token are kept across restarts; None: memory only.
-        self.data = DevData(data_dir) if data_dir is not None else None
+        #: Where the table and the operator token are kept across restarts; None: memory only (or an
+        #: external ``dynamodb_endpoint``, which keeps its own data).
+        self.data = DevData(data_dir) if data_dir is not None and dynamodb_endpoint is None else None
         self.save_every_s = save_every_s
         #: How many items the start restored from the data folder.
         self.restored_items = 0
@@ -161,6 +167,12 @@ class DevStack:
         self.cleanup_every_s = cleanup_every_s
         self.functions_dir = functions_dir
         self.access_log = access_log
+        #: None: moto in this process; else any DynamoDB-compatible endpoint (e.g. DynamoDB Local).
+        self.dynamodb_endpoint = dynamodb_endpoint
+        self.faults = faults
+        #: Injecting ``faults`` into the handlers' client once started (``injector.counts``).
+        self.injector: FaultInjector | None = None
+        self._endpoint_client: Any = None
         self.routes = RouteTable([])
         self._handlers: dict[str, LambdaHandler] = {}
         self._resources = ExitStack()
@@ -183,31 +195,39 @@ class DevStack:
         return self
 
     def _start(self) -> None:
-        from fleetlink.local.moto_backend import local_dynamodb
-
         if self.data is not None:  # first: a folder another stack holds is refused before anything starts
             self.data.lock()
             self._resources.callback(self.data.release)
-        client = self._resources.enter_context(local_dynamodb(self.table_name))
-        if self.data is not None:
-            items = self.data.load_items()
-            put_items(client, self.table_name, items)
-            self.restored_items = len(items)
-            if self._given_token is None:
-                self.operator_token = self.data.operator_token()
+        if self.dynamodb_endpoint is None:
+            from fleetlink.local.moto_backend import local_dynamodb
+
+            client = self._resources.enter_context(local_dynamodb(self.table_name))
+            if self.data is not None:
+                items = self.data.load_items()
+                put_items(client, self.table_name, items)
+                self.restored_items = len(items)
+                if self._given_token is None:
+                    self.operator_token = self.data.operator_token()
+        else:
+            self._endpoint_client = _endpoint_table(self.dynamodb_endpoint, self.table_name)
         self._set_env(
             TABLE_NAME=self.table_name,
             FLEETLINK_OPERATOR_AUTH="token",
             FLEETLINK_OPERATOR_TOKEN=self.operator_token,
-            FLEETLINK_DYNAMODB_ENDPOINT=None,  # moto intercepts AWS endpoints only
+            # moto intercepts AWS endpoints only; another endpoint is named to the handlers
+            FLEETLINK_DYNAMODB_ENDPOINT=self.dynamodb_endpoint,
         )
         if self.heartbeat_interval_s is not None:
             self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
         from fleetlink.api.app import route_table
-        from fleetlink.api.deps import set_deps
+        from fleetlink.api.deps import build_deps, set_deps
         from fleetlink.api.functions import FUNCTIONS
+        from fleetlink.api.settings import Settings
 
-        set_deps(None)
+        set_deps(build_deps(Settings.from_env()))  # binds the table: the handlers' one client exists
+        if self.faults is not None:
+            self.injector = FaultInjector(self.faults)
+            self.injector.attach_pynamodb()
         self.routes = RouteTable(route_table())
         for function in FUNCTIONS:
             self._handlers[function] = load_handler(function, self.functions_dir)
@@ -250,6 +270,8 @@ class DevStack:
         for thread in self._threads:
             thread.join(timeout=10)
         with INVOKE_LOCK:
+            if self.injector is not None:
+                self.injector.detach()
             if self._serving:
                 self.save()
             self._resources.close()
@@ -295,6 +317,8 @@ class DevStack:
 
     def expire_ttl_items(self, now_s: int | None = None) -> int:
         """Delete expired items, as DynamoDB's TTL process would (see :func:`expire_ttl_items`)."""
+        if self._endpoint_client is not None:
+            return expire_ttl_items_via_api(self._endpoint_client, self.table_name, now_s=now_s)
         return expire_ttl_items(self.table_name, now_s=now_s)
 
     def tick(self) -> None:
@@ -378,6 +402,20 @@ class DevStack:
             return problem_response(500, "internal", "an internal error occurred", instance=raw_path)
 
 
+def _endpoint_table(endpoint: str, table_name: str) -> Any:
+    """A client of a DynamoDB-compatible endpoint, with the table there (created unless it exists)."""
+    import boto3
+
+    from fleetlink.local.moto_backend import FAKE_AWS_ENV
+    from fleetlink.store.table import ensure_table
+
+    for name, value in FAKE_AWS_ENV.items():
+        os.environ.setdefault(name, value)
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=os.environ["AWS_DEFAULT_REGION"])
+    ensure_table(client, table_name)  # without the TTL API, the schedule deletes expired items itself
+    return client
+
+
 class StackStoppedError(Exception):
     """The stack stopped before this invocation could run."""
 
@@ -413,24 +451,41 @@ class _RequestHandler(BaseHTTPRequestHandler):
         """Quiet: the stack logs one access line per request instead."""
 
     def _declared_length(self) -> int:
+        """Content-Length: one value of decimal digits (repeated identically at most), else malformed."""
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        if len(values) > 1:
+            raise _MalformedBodyError("conflicting Content-Length headers")
+        (value,) = values
+        if not _DECIMAL.fullmatch(value):
+            raise _MalformedBodyError("Content-Length is not a non-negative decimal number")
+        return int(value)
+
+    def _length_or_zero(self) -> int:
         try:
-            return max(0, int(self.headers.get("Content-Length") or 0))
-        except ValueError:
+            return self._declared_length()
+        except _MalformedBodyError:
             return 0
 
     def handle_expect_100(self) -> bool:
-        if self._declared_length() > MAX_REQUEST_BYTES:
+        if self._length_or_zero() > MAX_REQUEST_BYTES:
             self._reject_too_large(time.perf_counter(), drain=False)
             return False
         return super().handle_expect_100()
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            if self.headers.get("Content-Length") is not None:
+                raise _MalformedBodyError("both Content-Length and Transfer-Encoding: chunked")
             return self._read_chunked()
         length = self._declared_length()
         if length > MAX_REQUEST_BYTES:
             raise _BodyTooLargeError
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) != length:
+            raise _MalformedBodyError("the body is shorter than its Content-Length")
+        return body
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
@@ -439,7 +494,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             try:
                 size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
             except ValueError as exc:
-                raise _MalformedBodyError from exc
+                raise _MalformedBodyError("the chunked request body is malformed") from exc
+            if size < 0:
+                raise _MalformedBodyError("the chunked request body is malformed")
             if size == 0:
                 while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -453,7 +510,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _drain(self) -> None:
         """Read and drop the rest of a rejected body (bounded), so the client can read the answer."""
-        remaining = min(self._declared_length(), _MAX_DRAIN_BYTES)
+        remaining = min(self._length_or_zero(), _MAX_DRAIN_BYTES)
         while remaining > 0:
             chunk = self.rfile.read(min(remaining, 1024 * 1024))
             if not chunk:
@@ -481,9 +538,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except _BodyTooLargeError:
             self._reject_too_large(started, drain=True)
             return
-        except _MalformedBodyError:
+        except _MalformedBodyError as exc:
             self.close_connection = True
-            response = problem_response(400, "malformed-body", "the chunked request body is malformed")
+            response = problem_response(400, "malformed-body", str(exc), instance=urlsplit(self.path).path)
             self._write(response, close=True)
             self._access(response.status, started)
             return
@@ -510,4 +567,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.server.stack._log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch  # noqa: N815
+    def __getattr__(self, name: str) -> Any:
+        """``do_<METHOD>`` for any method: the routes decide (405 with ``Allow``), as API Gateway does."""
+        if name.startswith("do_"):
+            return self._dispatch
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors http.server raises itself (a bad request line, headers too long) as problems."""
+        self.close_connection = True
+        self.request_version = self.protocol_version  # a status line even when the request line was bad
+        status = HTTPStatus(code)
+        slug = status.phrase.lower().replace(" ", "-")
+        response = problem_response(code, slug, explain or message or status.phrase)
+        self._write(response, close=True)

@@ -77,3 +77,30 @@ def create_table(client: Any, table_name: str) -> None:
     client.update_time_to_live(
         TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
     )
+
+
+def ensure_table(client: Any, table_name: str) -> bool:
+    """Create the table unless it exists, on any DynamoDB-compatible endpoint; True if TTL is on.
+
+    An endpoint without the TTL API (or that refuses it) still gets the table: the caller then
+    deletes expired items itself.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        client.describe_table(TableName=table_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        client.create_table(**create_table_request(table_name))
+        client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1})
+    try:
+        status = client.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
+        if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            return True
+        client.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE}
+        )
+    except (ClientError, KeyError):
+        return False
+    return True

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 import fleetlink
 from fleetlink.api.deps import get_deps
 from fleetlink.api.problems import problem
-from fleetlink.contract.agents import Health
+from fleetlink.contract.agents import ServiceHealth
 from fleetlink.core.errors import NotFound
 
 router = Router()
@@ -30,8 +30,8 @@ AssetName = Annotated[str, PathParam(pattern=r"^[a-z.-]{1,40}$", description="A 
 
 
 @router.get("/health", summary="Liveness: the function runs", tags=["health"])
-def health() -> Health:
-    return Health(status="ok", version=fleetlink.__version__)
+def health() -> ServiceHealth:
+    return ServiceHealth(status="ok", version=fleetlink.__version__)
 
 
 @router.get("/health/ready", summary="Readiness: the table answers", tags=["health"])
@@ -41,7 +41,7 @@ def ready() -> Response[Any]:
     get_deps()  # binds the table
     if not table_answers():
         return problem(503, "not-ready", "the table does not answer", headers={"Retry-After": "5"})
-    body = Health(status="ready", version=fleetlink.__version__, checks={"table": "ok"})
+    body = ServiceHealth(status="ready", version=fleetlink.__version__, checks={"table": "ok"})
     return Response(200, "application/json", body.model_dump_json())
 
 
@@ -52,7 +52,12 @@ def openapi_json() -> dict[str, Any]:
     return openapi_document()
 
 
-@router.get("/docs", summary="Swagger UI", tags=["health"])
+@router.get(
+    "/docs",
+    summary="Swagger UI",
+    tags=["health"],
+    responses={200: {"description": "Swagger UI", "content": {"text/html": {"schema": {"type": "string"}}}}},
+)
 def docs() -> Response[str]:
     import json
 

@@ -34,7 +34,9 @@ NO_STORE = {"Cache-Control": "no-store"}
 TokenIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TOKEN), description="tok_ id")]
 
 
-@router.post("/registration-tokens", summary="Mint a registration token (shown once)", **OPERATOR)
+@router.post(
+    "/registration-tokens", summary="Mint a registration token (shown once)", status_code=201, **OPERATOR
+)
 def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -> Response[TokenCreated]:
     minted = get_deps().registration.mint_token(command, security.operator_actor(router))
     record = minted.record
@@ -82,6 +84,7 @@ def revoke_registration_token(token_id: TokenIdPath) -> TokenSummary:
     "takes over the token's agent id (`event: recover`). Re-registration (restart, hardware change): "
     "signed by the agent's current key with keyid = the agent id; no token; same id. Every "
     "authentication failure is the same 401.",
+    status_code=201,
     tags=["registration"],
     middlewares=[security.registering_agent],
     security=[{"registrationToken": [], "agentSignature": []}, {"agentSignature": []}],

@@ -24,7 +24,7 @@ OPERATOR: RouteAccess = {
 TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description="tsk_ id")]
 
 
-@router.post("/tasks", summary="Send a task to agents (by id and/or tags)", **OPERATOR)
+@router.post("/tasks", summary="Send a task to agents (by id and/or tags)", status_code=201, **OPERATOR)
 def create_task(command: Annotated[CreateTask, Body()]) -> Response[TaskCreated]:
     task, agent_ids = get_deps().task_service.create(command, security.operator_actor(router))
     body = TaskCreated(task_id=task.task_id, executions=task.execution_count, agent_ids=agent_ids)

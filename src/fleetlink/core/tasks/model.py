@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from fleetlink.core.entities import Strict, TagKey, TagValue
 from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.json_values import MAX_VALUE_DEPTH, JsonObject
 
 SHELL = "shell"
 #: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
@@ -78,7 +79,9 @@ class Verbatim(BaseModel):
 class CreateTask(Verbatim):
     type: TaskType = SHELL
     command: Annotated[str, StringConstraints(min_length=1, max_length=16_384)] | None = None
-    input: dict[str, Any] | None = None
+    input: JsonObject | None = Field(
+        default=None, description=f"For non-shell types; at most {MAX_VALUE_DEPTH} levels deep"
+    )
     targets: TaskTargets
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
     timeout_seconds: int = Field(default=300, ge=1, le=86_400)

@@ -1,0 +1,189 @@
+"""Every route and every cleanup duty under each kind of DynamoDB fault; the table stays sound.
+
+For each fault kind of ``FaultPlan`` (with a rate and a seed) a fleet is driven through its whole
+life: tokens, registrations, heartbeats, agent reads, tag updates, tasks created, listed, claimed,
+reported and cancelled, leases and deliveries expired by the cleanup duties, and a revocation.
+Every answer must be a status the route's OpenAPI document lists (so a fault ends in success or a
+documented 409/429/503, never a 500), and afterwards ``check_invariants`` must find nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.deps import Deps
+from fleetlink.api.functions import function_spec
+from fleetlink.core.clock import FixedClock
+from fleetlink.local.faults import KINDS, FaultPlan, inject_faults
+from fleetlink.local.routing import RouteTable
+from tests.conftest import TEST_TABLE
+from tests.invariants import check_invariants
+from tests.support import Api, Machine, Reply
+
+SEED = 7
+#: Rates per kind. botocore retries throttling, connection errors and timeouts with real sleeps
+#: (up to 1, 2, 4 s), so those stay low; conflicts, unprocessed batches and stale reads are not
+#: retried by botocore and can be frequent.
+RATES = {
+    "throttle": 0.03,
+    "conflict": 0.15,
+    "unprocessed": 0.3,
+    "connect": 0.03,
+    "timeout": 0.03,
+    "stale": 0.5,
+}
+MACHINES = 4
+ROUNDS = 3
+#: Every outcome of every kind, printed once at the end of the module.
+TALLY: dict[str, Counter[str]] = {}
+
+
+class Driver:
+    """Calls routes through the real handlers and checks each answer against the route's document."""
+
+    def __init__(self, api: Api, kind: str) -> None:
+        self.api = api
+        self.kind = kind
+        self.statuses: Counter[int] = Counter()
+        self.routes: set[str] = set()
+        self.undocumented: list[str] = []
+        self.table = RouteTable(route_table())
+        self.paths = openapi_document()["paths"]
+
+    def check(self, method: str, path: str, reply: Reply) -> Reply:
+        matched = self.table.match(method, path)
+        assert matched is not None, f"{method} {path}"
+        template = matched.route.template
+        self.routes.add(f"{method} {template}")
+        self.statuses[reply.status] += 1
+        documented = self.paths[template][method.lower()]["responses"]
+        if str(reply.status) not in documented:
+            self.undocumented.append(f"{method} {template} -> {reply.status}: {reply.body[:200]}")
+        return reply
+
+    def operator(self, function: str, method: str, path: str, body: Any = None, query: str = "") -> Reply:
+        return self.check(method, path, self.api.operator(function, method, path, body, query))
+
+    def signed(self, function: str, machine: Machine, method: str, path: str, body: Any = None) -> Reply:
+        return self.check(method, path, self.api.signed(function, machine, method, path, body))
+
+    def public(self, function: str, path: str) -> Reply:
+        return self.check("GET", path, self.api.call(function, "GET", path))
+
+    def register(self, machine: Machine, token: str | None) -> Reply:
+        return self.check("POST", "/v1/agents/register", self.api.register(machine, token))
+
+
+def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -> None:
+    """One fleet's life, every route and duty at least once (failures are answers, not exceptions)."""
+    api = driver.api
+    reply = driver.operator("registration", "POST", "/v1/registration-tokens", {"max_uses": MACHINES + 2})
+    token = reply.json["token"] if reply.status == 201 else api.mint_token(max_uses=MACHINES + 2)
+    machines = [Machine(f"{driver.kind}-{i}") for i in range(MACHINES)]
+    for machine in machines:
+        driver.register(machine, token)
+    machines = [m for m in machines if m.agent_id]
+    agent_ids = [m.agent_id for m in machines]
+    for machine in machines:
+        path = f"/v1/agents/{machine.agent_id}/heartbeat"
+        driver.signed("heartbeat", machine, "POST", path, {"status": "ok", "metrics": {"cpu": 0.5}})
+    driver.operator("operator", "GET", "/v1/agents", query="limit=10")
+    for machine in machines[:2]:
+        driver.operator("operator", "GET", f"/v1/agents/{machine.agent_id}")
+        tags = {"env": "test", "rack": machine.name}
+        driver.operator("operator", "PUT", f"/v1/agents/{machine.agent_id}/tags", {"tags": tags})
+    task_ids = []
+    for body in (
+        {"command": "echo hi", "targets": {"agent_ids": agent_ids}},
+        {"command": "sleep 1", "targets": {"tags": {"env": "test"}}, "max_concurrency": 1, "max_retries": 1},
+        {"command": "true", "targets": {"agent_ids": agent_ids[:2]}, "delivery_timeout_seconds": 60},
+    ):
+        reply = driver.operator("tasks", "POST", "/v1/tasks", {"type": "shell", **body})
+        if reply.status == 201:
+            task_ids.append(reply.json["task_id"])
+    for round_ in range(ROUNDS):
+        for machine in machines[: MACHINES - 1]:  # the last one never claims: its deliveries expire
+            claim = f"/v1/agents/{machine.agent_id}/executions/claim"
+            reply = driver.signed("tasks", machine, "POST", claim, {"max": 2, "running_executions": []})
+            leases = reply.json["executions"] if reply.status == 200 else []
+            for lease in leases[: 1 if round_ == 0 else 2]:  # round 0 leaves a lease to expire
+                execution = f"/v1/executions/{lease['execution_id']}"
+                driver.signed("tasks", machine, "GET", execution)
+                now = clock.now_ms()
+                result = {"attempt": lease["attempt"], "status": "succeeded", "exit_code": 0}
+                result |= {"output": "ok\n", "started_at": now, "finished_at": now}
+                driver.signed("tasks", machine, "POST", f"{execution}/result", result)
+        clock.advance(10 * 60 * 1000)  # past leases (timeout 300 s + grace) and delivery deadlines
+        for duty in function_spec("cleanup").duties:
+            duties[_run_duty(duty.run, deps)] += 1
+    driver.operator("tasks", "GET", "/v1/tasks", query="limit=5")
+    for task_id in task_ids:
+        driver.operator("tasks", "GET", f"/v1/tasks/{task_id}")
+    for task_id in task_ids[:2]:
+        driver.operator("tasks", "POST", f"/v1/tasks/{task_id}/cancel")
+    if machines:
+        driver.operator("operator", "POST", f"/v1/agents/{machines[-1].agent_id}/revoke")
+    for path in ("/v1/health", "/v1/health/ready", "/v1/openapi.json"):
+        driver.public("operator", path)
+
+
+def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:
+    """A duty's outcome: ``ok``, or the error it raised (the next round retries; invariants must hold)."""
+    try:
+        run(deps)
+    except Exception as error:
+        return f"raised {type(error).__name__}"
+    return "ok"
+
+
+#: Kinds that still break the contract or the table (issue 9, items 1-3), with what breaks; the
+#: fixes remove these marks (not strict: ids are random, so a seeded run may miss a rare case).
+PENDING = {
+    "throttle": "a transaction cancelled for throttling is a 500 (claim), not a 429",
+    "conflict": "TransactionConflict is a 500 (register, heartbeat, tags, claim, report, revoke), not "
+    "a 429/503; a finished execution's task update lost to it leaves open counts and finished_at wrong",
+    "timeout": "an open-count update applied and then timed out is retried: counts drift, the task "
+    "never finishes",
+    "stale": "the last executions to finish read the other open-count shards eventually consistently: "
+    "tasks stay active without finished_at",
+}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(kind, marks=pytest.mark.xfail(reason=PENDING[kind])) if kind in PENDING else kind
+        for kind in KINDS
+    ],
+)
+def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants(
+    kind: str, api: Api, deps: Deps, clock: FixedClock
+) -> None:
+    # Given a fresh table and faults of one kind at its rate, from a fixed seed
+    driver = Driver(api, kind)
+    duties: Counter[str] = Counter()
+    with inject_faults(FaultPlan(**{kind: RATES[kind]}, seed=SEED)) as injector:
+        # When a fleet lives its life through every route and duty
+        drive(driver, deps, clock, duties)
+    # Then every answer is one its route documents, and the table is sound
+    injected = sum(injector.counts.values())
+    TALLY[kind] = Counter(
+        {f"status {s}": n for s, n in driver.statuses.items()}
+        | {f"duty {d}": n for d, n in duties.items()}
+        | {"routes": len(driver.routes), "requests": driver.statuses.total(), "injected": injected}
+    )
+    print(f"\n{kind}: rate {RATES[kind]}, {json.dumps(dict(sorted(TALLY[kind].items())))}")
+    print(injector.summary())
+    violations = check_invariants(TEST_TABLE, boto3.client("dynamodb"))
+    for line in [*driver.undocumented, *violations]:
+        print(f"  {line[:240]}")
+    assert (driver.undocumented, violations) == ([], [])
+    assert len(driver.routes) == len(route_table()) - 1  # all but /docs (static HTML)
+    assert injected > 0

@@ -18,6 +18,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProject
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from fleetlink.store import contention
 from fleetlink.store.table import DEFAULT_TABLE_NAME, DISCRIMINATOR_ATTRIBUTE, INDEXES, TTL_ATTRIBUTE
 
 
@@ -49,6 +50,7 @@ def bind_table(table_name: str, region: str | None = None, host: str | None = No
     for model in models:
         model._connection = None
     shared_client = TableItem._get_connection().connection.client
+    contention.install(shared_client)
     for model in models:
         model._get_connection().connection._client = shared_client
 

@@ -20,6 +20,8 @@ from moto.core.botocore_stubber import MockRawResponse
 from fleetlink.store.models import TableItem
 
 _PREFIX = "com.amazonaws.dynamodb.v20120810#"
+#: Not an error: a BatchWriteItem answered 200 with every item it was given left unprocessed.
+UNPROCESSED = "UnprocessedItems"
 
 
 @dataclass
@@ -34,6 +36,8 @@ class ErrorPlan:
     served: int = 0
 
     def body(self, request: dict[str, Any]) -> bytes:
+        if self.code == UNPROCESSED:
+            return json.dumps({"UnprocessedItems": request["RequestItems"]}).encode()
         document: dict[str, Any] = {"__type": _PREFIX + self.code, "message": f"injected {self.code}"}
         if self.code == "TransactionCanceledException":
             actions = len(request.get("TransactItems", []))
@@ -57,7 +61,8 @@ def dynamodb_errors(*plans: ErrorPlan) -> Iterator[list[ErrorPlan]]:
                 # every before-send handler runs: send moto's copy to an address it does not serve
                 url, request.url = request.url, "http://injected-error.invalid/"
                 headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": "injected"}
-                return AWSResponse(url, 400, headers, MockRawResponse(plan.body(sent)))
+                status = 200 if plan.code == UNPROCESSED else 400
+                return AWSResponse(url, status, headers, MockRawResponse(plan.body(sent)))
         return None
 
     client.meta.events.register_first("before-send.dynamodb", answer, unique_id="test-dynamodb-errors")

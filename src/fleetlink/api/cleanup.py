@@ -41,6 +41,12 @@ DUTIES: dict[str, Duty] = {
             lambda deps: deps.task_service.expire_deliveries(),
             "queued executions nobody claimed before their delivery deadline: expired",
         ),
+        Duty(
+            "fanout",
+            1,
+            lambda deps: deps.task_service.continue_fanouts(),
+            "large fan-outs whose create ran out of time: the rest of their executions written",
+        ),
     )
 }
 

@@ -17,12 +17,13 @@ from fleetlink.core.entities import (
 )
 
 if TYPE_CHECKING:  # only the tasks function loads the task models
-    from fleetlink.core.tasks import Execution, Task, TaskState
+    from fleetlink.core.tasks import CreateRecord, Execution, Task, TaskState
 
 
 class DueTimer(StrEnum):
     LEASE = "lease"  # leased or running: the lease ends
     DELIVERY = "delivery"  # queued: the delivery deadline passes
+    FANOUT = "fanout"  # a task whose executions are still being written
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,26 @@ class NonceStore(Protocol):
 
 
 class TaskRepository(Protocol):
-    def create(self, task: Task, executions: list[Execution]) -> None: ...
+    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> None:
+        """Store the task at once (with ``record`` under its key, raising IdempotencyKeyTaken if one is
+        there); a small fan-out's executions with it, a large one's in chunks by ``continue_fanout``."""
+        ...
 
-    def get_task(self, task_id: str) -> Task | None: ...
+    def continue_fanout(self, task_id: str, now_ms: int, budget_s: float) -> bool:
+        """Write the task's remaining executions for up to ``budget_s``; True once all are written."""
+        ...
 
-    def save_task(self, task: Task) -> None: ...
+    def due_fanouts(self, now_ms: int, limit: int) -> list[str]:
+        """Tasks whose fan-out is unfinished and whose writer's time is up (the duty resumes them)."""
+        ...
+
+    def find_create(self, actor: str, idempotency_key: str) -> CreateRecord | None: ...
+
+    def get_task(self, task_id: str, *, consistent: bool = False) -> Task | None: ...
+
+    def cancel_task(self, task_id: str, now_ms: int) -> bool:
+        """Mark an active task cancelled (conditional: False when it is no longer active)."""
+        ...
 
     def list_tasks(
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
@@ -94,7 +110,7 @@ class TaskRepository(Protocol):
         """Newest first, among tasks created up to a year before ``now_ms``."""
         ...
 
-    def executions_of(self, task_id: str) -> list[Execution]: ...
+    def executions_of(self, task: Task) -> list[Execution]: ...
 
     def get_execution(self, execution_id: str) -> Execution | None: ...
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -21,6 +22,8 @@ MAX_INPUT_BYTES = 64 * 1024
 #: A lease never outlives the task's timeout by more than this.
 LEASE_GRACE_S = 60
 MAX_EXECUTIONS_PER_TASK = 10_000
+#: An Idempotency-Key: visible ASCII, as in the IETF draft's examples (UUIDs, ULIDs, hashes).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 AgentId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.AGENT))]
 ExecutionId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.EXECUTION))]
@@ -82,6 +85,10 @@ class CreateTask(Verbatim):
     max_retries: int = Field(default=0, ge=0, le=10)
     delivery_timeout_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
     max_concurrency: int | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
+
+    def request_digest(self) -> str:
+        """Identifies this exact request, so a retry under the same idempotency key is recognised."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:32]
 
     @model_validator(mode="after")
     def _payload_fits_type(self) -> CreateTask:
@@ -162,6 +169,7 @@ class Execution(BaseModel):
     max_retries: int
     delivery_timeout_seconds: int
     max_concurrency: int | None = None
+    fanout: int | None = Field(default=None, description="How many executions its task has")
     status: ExecutionStatus = ExecutionStatus.QUEUED
     attempt: int = 1
     created_at: int
@@ -196,6 +204,21 @@ class Execution(BaseModel):
         return None
 
 
+@dataclass(frozen=True)
+class CreateRecord:
+    """What a create under an idempotency key did: a retry with the same key gets the same answer."""
+
+    actor: str
+    idempotency_key: str
+    request_digest: str
+    task_id: str
+    agent_ids: list[str]
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another create under the same idempotency key was stored first."""
+
+
 # --- transitions (pure) --------------------------------------------------------------------
 
 
@@ -210,19 +233,33 @@ def new_task(command: CreateTask, agent_ids: list[str], actor: str, now: int) ->
         execution_count=len(agent_ids),
         **fields,
     )
-    executions = [
-        Execution(
-            execution_id=new_id(IdPrefix.EXECUTION, now),
-            task_id=task.task_id,
-            agent_id=agent_id,
-            created_at=now,
-            updated_at=now,
-            deliver_by=now + command.delivery_timeout_seconds * 1000,
-            **fields,
-        )
-        for agent_id in agent_ids
-    ]
+    executions = [execution_of(task, new_id(IdPrefix.EXECUTION, now), agent_id) for agent_id in agent_ids]
     return task, executions
+
+
+def execution_of(task: Task, execution_id: str, agent_id: str) -> Execution:
+    """The queued execution of a task on one agent (the same whoever writes it, whenever)."""
+    return Execution(
+        execution_id=execution_id,
+        task_id=task.task_id,
+        agent_id=agent_id,
+        created_at=task.created_at,
+        updated_at=task.created_at,
+        deliver_by=task.created_at + task.delivery_timeout_seconds * 1000,
+        fanout=task.execution_count,
+        **task.model_dump(
+            include={
+                "type",
+                "command",
+                "input",
+                "priority",
+                "timeout_seconds",
+                "max_retries",
+                "delivery_timeout_seconds",
+                "max_concurrency",
+            }
+        ),
+    )
 
 
 def lease(execution: Execution, now: int, lease_s: int) -> Execution:
@@ -246,7 +283,8 @@ def renew(execution: Execution, now: int, lease_s: int) -> Execution:
             "status": ExecutionStatus.RUNNING,
             "lease_expires_at": max(execution.lease_expires_at or now, min(now + lease_s * 1000, deadline)),
             "started_at": execution.started_at or now,
-            "updated_at": now,
+            # a renewal that changes nothing but the lease end is not an update of the execution
+            "updated_at": now if execution.status is not ExecutionStatus.RUNNING else execution.updated_at,
         }
     )
 

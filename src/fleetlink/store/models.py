@@ -222,11 +222,11 @@ class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
 
 
 class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi3: a task's executions."""
+    """gsi3: a task's executions, sharded (status and result only)."""
 
     class Meta:
         index_name = _TASK_EXECUTIONS.name
-        projection = AllProjection()
+        projection = IncludeProjection(list(_TASK_EXECUTIONS.non_key_attributes))
 
     gsi3pk = UnicodeAttribute(hash_key=True, attr_name=_TASK_EXECUTIONS.partition_key)
     gsi3sk = UnicodeAttribute(range_key=True, attr_name=_TASK_EXECUTIONS.sort_key)
@@ -264,6 +264,7 @@ class ExecutionItem(TableItem, discriminator="execution"):
     max_retries = NumberAttribute()
     delivery_timeout_seconds = NumberAttribute()
     max_concurrency = NumberAttribute(null=True)
+    fanout = NumberAttribute(null=True)
     status = UnicodeAttribute()
     attempt = NumberAttribute()
     created_at = NumberAttribute()
@@ -282,3 +283,37 @@ class ExecutionItem(TableItem, discriminator="execution"):
     result_attempt = NumberAttribute(null=True)
     result_digest = UnicodeAttribute(null=True)
     version = VersionAttribute()
+
+
+class FanoutDueIndex(GlobalSecondaryIndex["FanoutItem"]):
+    """gsi4 again, for unfinished fan-outs."""
+
+    class Meta:
+        index_name = _DUE.name
+        projection = IncludeProjection(list(_DUE.non_key_attributes))
+
+    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=_DUE.partition_key)
+    gsi4sk = UnicodeAttribute(range_key=True, attr_name=_DUE.sort_key)
+
+
+class FanoutItem(TableItem, discriminator="task_fanout"):
+    """A large fan-out still being written: while it exists the task cannot finish."""
+
+    due = FanoutDueIndex()
+    gsi4pk = UnicodeAttribute(attr_name=_DUE.partition_key)
+    gsi4sk = UnicodeAttribute(attr_name=_DUE.sort_key)
+    task_id = UnicodeAttribute()
+
+
+class FanoutChunkItem(TableItem, discriminator="task_fanout_chunk"):
+    """Executions of a large fan-out not yet written: ``[[execution_id, agent_id], ...]``."""
+
+    executions = JSONAttribute()
+
+
+class IdempotencyItem(TableItem, discriminator="idempotency"):
+    """A create under an Idempotency-Key: its request's digest and what it answered."""
+
+    task_id = UnicodeAttribute()
+    request_digest = UnicodeAttribute()
+    agent_ids = ListAttribute(of=UnicodeAttribute)

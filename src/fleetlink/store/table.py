@@ -28,8 +28,30 @@ INDEXES: tuple[IndexDefinition, ...] = (
     IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),
     # an agent's queued executions, highest priority first then oldest (items leave it when leased)
     IndexDefinition("gsi2", "gsi2pk", "gsi2sk"),
-    # a task's executions
-    IndexDefinition("gsi3", "gsi3pk", "gsi3sk"),
+    # a task's executions, sharded: what a task's progress shows (never the command or input,
+    # nor the lease end, so neither creation's payload nor a lease renewal is copied here)
+    IndexDefinition(
+        "gsi3",
+        "gsi3pk",
+        "gsi3sk",
+        projection="INCLUDE",
+        non_key_attributes=(
+            DISCRIMINATOR_ATTRIBUTE,
+            "execution_id",
+            "task_id",
+            "agent_id",
+            "status",
+            "attempt",
+            "exit_code",
+            "error",
+            "output",
+            "output_truncated",
+            "output_bytes",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ),
+    ),
     # timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it)
     IndexDefinition(
         "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)

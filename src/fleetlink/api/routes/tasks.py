@@ -6,13 +6,13 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.task_schemas import TaskCreated, TaskDetail, TaskList
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks import CreateTask, TaskState
+from fleetlink.core.tasks import IDEMPOTENCY_KEY_PATTERN, CreateTask, TaskState
 
 router = Router()
 OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["tasks"]}
@@ -20,8 +20,20 @@ TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description=
 
 
 @router.post("/tasks", summary="Send a task to agents (by id and/or tags)", **OPERATOR)  # type: ignore[arg-type]
-def create_task(command: Annotated[CreateTask, Body()]) -> Response[TaskCreated]:
-    task, agent_ids = get_deps().task_service.create(command, security.operator_actor(router))
+def create_task(
+    command: Annotated[CreateTask, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Retry-safe create: the same key and body within 24 h answer the first create",
+        ),
+    ] = None,
+) -> Response[TaskCreated]:
+    task, agent_ids = get_deps().task_service.create(
+        command, security.operator_actor(router), idempotency_key
+    )
     body = TaskCreated(task_id=task.task_id, executions=task.execution_count, agent_ids=agent_ids)
     return Response(201, "application/json", body)
 

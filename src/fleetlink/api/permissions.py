@@ -97,12 +97,15 @@ FUNCTION_TABLE_ACCESS: dict[str, TableAccess] = {
         table=_actions("Query", "GetItem", "PutItem", "UpdateItem"),
         indexes={"gsi2": _actions("Query")},
     ),
-    # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; executions in
-    # BatchWriteItem), read (GetItem, gsi3 executions of a task), list (gsi1 tasks by month) and
+    # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; the task in a
+    # transaction, a large fan-out's chunks in BatchWriteItem, then per chunk a transaction of Delete,
+    # Puts and Updates), read (GetItem, gsi3 executions of a task), list (gsi1 tasks by month) and
     # cancel tasks; agents claim (gsi2 queue Query, transition), read and report executions; a
     # finished execution updates its task (UpdateItem, open counts BatchGetItem)
     "tasks": TableAccess(
-        table=_actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"),
+        table=_actions(
+            "Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"
+        ),
         indexes={"gsi1": _actions("Query"), "gsi2": _actions("Query"), "gsi3": _actions("Query")},
     ),
     # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query, BatchGetItem of
@@ -112,9 +115,11 @@ FUNCTION_TABLE_ACCESS: dict[str, TableAccess] = {
         indexes={"gsi1": _actions("Query")},
     ),
     # lease-expiry and delivery-expiry: due timers (gsi4 Query), each execution (GetItem), its
-    # transition (PutItem, or Put + Update of the task) and the task's open counts (BatchGetItem)
+    # transition (PutItem, or Put + Update of the task) and the task's open counts (BatchGetItem);
+    # fanout: due fan-outs (gsi4 Query), their chunks (Query), each written in a transaction (Delete,
+    # Puts, Updates), then the fan-out marker deleted (DeleteItem)
     "cleanup": TableAccess(
-        table=_actions("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
+        table=_actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"),
         indexes={"gsi4": _actions("Query")},
     ),
 }

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fleetlink.core.entities import Hardware, KeyAlg, Tags
+from fleetlink.core.numbers import Metric, StrictInt
 
 Pem = Annotated[str, StringConstraints(min_length=64, max_length=16_384, pattern=r"^\s*-----BEGIN ")]
 Fingerprint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:+/=-]{16,256}$")]
@@ -22,8 +23,10 @@ class Strict(BaseModel):
 
 
 class MintRegistrationToken(Strict):
-    ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600, description="Lifetime of the token")
-    max_uses: int = Field(default=1, ge=1, le=100_000)
+    ttl_seconds: StrictInt = Field(
+        default=3600, ge=60, le=30 * 24 * 3600, description="Lifetime of the token"
+    )
+    max_uses: StrictInt = Field(default=1, ge=1, le=100_000)
     tags: Tags = Field(default_factory=dict, description="Tags every agent registered with it gets")
     name_prefix: NamePrefix | None = Field(default=None, description="Agents are named <prefix>-<hostname>")
 
@@ -46,7 +49,7 @@ class Heartbeat(Strict):
     status: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")] | None = Field(
         default=None, description="What the agent says of itself, e.g. ok, busy, draining"
     )
-    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
+    metrics: dict[MetricName, Metric] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
     running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=100, description="Execution ids whose leases to renew"
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from fleetlink.core.clock import Clock
 from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
 from fleetlink.core.entities import (
+    MAX_TAGS,
     Agent,
     AgentState,
     AuditRecord,
@@ -14,7 +15,7 @@ from fleetlink.core.entities import (
     RegistrationEventKind,
     RegistrationToken,
 )
-from fleetlink.core.errors import Conflict, Forbidden, Unauthenticated
+from fleetlink.core.errors import Conflict, Forbidden, Unauthenticated, Unprocessable
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.ports import AgentRepository, RegistrationStore, TokenUse
 from fleetlink.core.similarity import MIN_TRUSTED_SIMILARITY, similarity_score
@@ -85,6 +86,12 @@ class RegistrationService:
     def _register_new(
         self, command: RegisterAgent, token: RegistrationToken, now: int
     ) -> RegistrationOutcome:
+        tags = {**token.tags, **command.tags}
+        if len(tags) > MAX_TAGS:
+            raise Unprocessable(
+                f"the token's and the agent's tags together are {len(tags)}; at most {MAX_TAGS}",
+                code="too-many-tags",
+            )
         agent_id = new_id(IdPrefix.AGENT, now)
         hostname = command.hardware.hostname.split(".")[0].lower()
         agent = Agent(
@@ -95,7 +102,7 @@ class RegistrationService:
             public_key=command.public_key,
             encryption_public_key=command.encryption_public_key,
             hardware=command.hardware,
-            tags={**token.tags, **command.tags},
+            tags=tags,
             capabilities=command.capabilities,
             agent_version=command.agent_version,
             registered_at=now,

@@ -14,6 +14,7 @@ from fleetlink.core.commands import Strict
 from fleetlink.core.entities import TagKey, TagValue
 from fleetlink.core.errors import Conflict
 from fleetlink.core.ids import IdPrefix, id_pattern, new_id
+from fleetlink.core.numbers import Count, EpochMs, StrictInt, check_json_numbers
 
 SHELL = "shell"
 #: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
@@ -80,11 +81,11 @@ class CreateTask(Verbatim):
     command: Annotated[str, StringConstraints(min_length=1, max_length=16_384)] | None = None
     input: dict[str, Any] | None = None
     targets: TaskTargets
-    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
-    timeout_seconds: int = Field(default=300, ge=1, le=86_400)
-    max_retries: int = Field(default=0, ge=0, le=10)
-    delivery_timeout_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
-    max_concurrency: int | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
+    priority: StrictInt = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
+    timeout_seconds: StrictInt = Field(default=300, ge=1, le=86_400)
+    max_retries: StrictInt = Field(default=0, ge=0, le=10)
+    delivery_timeout_seconds: StrictInt = Field(default=86_400, ge=60, le=7 * 86_400)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
 
     def request_digest(self) -> str:
         """Identifies this exact request, so a retry under the same idempotency key is recognised."""
@@ -99,28 +100,30 @@ class CreateTask(Verbatim):
                 raise ValueError("a shell task takes a command, not input")
         elif self.command is not None:
             raise ValueError(f"a {self.type} task takes input, not a command")
+        if self.input is not None:
+            check_json_numbers(self.input)
         if self.input is not None and len(json.dumps(self.input)) > MAX_INPUT_BYTES:
             raise ValueError(f"input is over {MAX_INPUT_BYTES} bytes as JSON")
         return self
 
 
 class ClaimExecutions(Strict):
-    max: int = Field(default=1, ge=1, le=10)
+    max: StrictInt = Field(default=1, ge=1, le=10)
     running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=100
     )
 
 
 class ExecutionResult(Verbatim):
-    attempt: int = Field(ge=1)
+    attempt: StrictInt = Field(ge=1, le=1000)
     status: Literal["succeeded", "failed", "timed_out"]
-    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    exit_code: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     output: str | None = None
-    output_truncated: bool = False
-    output_bytes: int | None = Field(default=None, ge=0)
+    output_truncated: bool = Field(default=False, strict=True)
+    output_bytes: Count | None = None
     error: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    started_at: int = Field(ge=0)
-    finished_at: int = Field(ge=0)
+    started_at: EpochMs
+    finished_at: EpochMs
 
     @model_validator(mode="after")
     def _ordered(self) -> ExecutionResult:

@@ -41,6 +41,8 @@ from fleetlink.store.models import (
     transaction,
 )
 
+#: Items a filtered list reads per Query (the filter then keeps what matches).
+FILTERED_PAGE = 100
 #: Failed registration attempts are kept this long (they are written by unauthenticated callers).
 FAILED_REGISTRATION_RETENTION_S = 90 * 24 * 3600
 #: An expired token item is removed by TTL this long after it expires.
@@ -175,6 +177,8 @@ class DynamoAgentRepository:
                     keys.agent_list_pk(shard),
                     filter_condition=condition,
                     limit=n,
+                    # DynamoDB applies Limit before the filter: read real pages when filtering
+                    page_size=FILTERED_PAGE if condition is not None else None,
                     last_evaluated_key=last_key,
                 ),
                 cursor,

@@ -42,6 +42,8 @@ from fleetlink.store.repositories import decode_cursor, encode_cursor, entity, f
 
 #: How far back the task list looks (months), beyond the retention of finished tasks.
 LIST_MONTHS = 13
+#: Items a filtered list reads per Query (the filter then keeps what matches).
+FILTERED_PAGE = 100
 #: Executions per transaction: a fan-out this small is written with its task, a larger one in
 #: chunks of this many (with the chunk's removal and its counts: at most 1 + 25 + 8 actions,
 #: and 25 executions of at most 80 KB stay far below the 4 MB a transaction may carry).
@@ -158,7 +160,7 @@ class DynamoTaskRepository:
                     break
                 for chunk in chunks:
                     if time.monotonic() >= deadline:
-                        return False
+                        return _hand_over(marker, task_id, now_ms)
                     self._write_chunk(task, chunk, now_ms)
             marker.delete(condition=FanoutItem.pk.exists())
         except DeleteError as error:
@@ -168,7 +170,7 @@ class DynamoTaskRepository:
         except PynamoDBException as error:
             if translate(error) is None:
                 raise
-            return False
+            return _hand_over(marker, task_id, now_ms)
         if task is not None:
             self._finish_if_done(task_id, task.execution_count, now_ms)
         return True
@@ -252,6 +254,8 @@ class DynamoTaskRepository:
                 scan_index_forward=False,
                 filter_condition=condition,
                 limit=limit - len(found),
+                # DynamoDB applies Limit before the filter: read real pages, stop at the items wanted
+                page_size=FILTERED_PAGE if condition is not None else None,
                 last_evaluated_key=last_key,
             )
             found += [_task(item) for item in results]
@@ -319,7 +323,10 @@ class DynamoTaskRepository:
         return True
 
     def _renew(self, before: Execution, after: Execution) -> bool:
-        """UpdateItem of the lease fields and the timer, conditional on the version read."""
+        """UpdateItem of the lease fields and the timer, conditional on the version read (nothing
+        when the lease already ends as late as it may)."""
+        if not _changed(before, after):
+            return True
         item = ExecutionItem(keys.execution_pk(after.execution_id), keys.SINGLETON_SK)
         item.version = before.version
         actions: list[Action] = [
@@ -425,6 +432,17 @@ class DynamoTaskRepository:
         if version is not None:
             item.version = version
         return item
+
+
+def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
+    """Make an unfinished fan-out due now, so the next duty run resumes it (best effort: else it
+    becomes due when this writer's hold ends). Always False: the fan-out is unfinished."""
+    try:
+        marker.update(actions=[FanoutItem.gsi4sk.set(keys.fanout_due_keys(task_id, now_ms)[1])])
+    except PynamoDBException as error:
+        if translate(error) is None:
+            raise
+    return False
 
 
 def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:

@@ -83,9 +83,10 @@ class NonceStore(Protocol):
 
 
 class TaskRepository(Protocol):
-    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> None:
+    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
         """Store the task at once (with ``record`` under its key, raising IdempotencyKeyTaken if one is
-        there); a small fan-out's executions with it, a large one's in chunks by ``continue_fanout``."""
+        there) and a small fan-out's executions with it: True. A large one's executions are left to
+        ``continue_fanout``: False."""
         ...
 
     def continue_fanout(self, task_id: str, now_ms: int, budget_s: float) -> bool:

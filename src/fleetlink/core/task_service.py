@@ -87,7 +87,7 @@ class TaskService:
             else None
         )
         try:
-            self._tasks.create(task, executions, record)
+            written = self._tasks.create(task, executions, record)
         except IdempotencyKeyTaken:
             assert idempotency_key is not None
             stored = self._tasks.find_create(actor, idempotency_key)
@@ -96,7 +96,8 @@ class TaskService:
                     "a create under this key is in progress; retry", code="concurrent-update"
                 ) from None
             return self._replay(stored, digest)
-        self._tasks.continue_fanout(task.task_id, self._clock.now_ms(), CREATE_FANOUT_BUDGET_S)
+        if not written:
+            self._tasks.continue_fanout(task.task_id, self._clock.now_ms(), CREATE_FANOUT_BUDGET_S)
         return task, agent_ids
 
     def _replay(self, earlier: CreateRecord, digest: str) -> tuple[Task, list[str]]:

@@ -66,7 +66,7 @@ class DynamoTaskRepository:
 
     # --- tasks -------------------------------------------------------------------------
 
-    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> None:
+    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
         """The task, its idempotency record and counters in one transaction, never half of them.
 
         A fan-out of up to ``FANOUT_CHUNK`` executions is written in that transaction too. A larger
@@ -116,6 +116,7 @@ class DynamoTaskRepository:
             if IdempotencyItem.__name__ in failed_conditions(error):
                 raise IdempotencyKeyTaken(task.task_id) from error
             raise
+        return small
 
     def _put_chunks(self, task: Task, executions: list[Execution]) -> None:
         """The executions to write, in chunks (BatchWriteItem; unprocessed items resent with backoff)."""

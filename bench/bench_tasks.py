@@ -384,8 +384,9 @@ def print_units(units: Units, put: Measurement, get: Measurement, sizes: dict[st
     measured = dict(units.rows)
     for transition, label in transitions.items():
         calls = measured[label].calls
-        # a renewal is an UpdateItem of the execution (the heartbeat's last call), others a PutItem
-        puts = [c for c in calls if c.operation == "PutItem" and gsi_split(c)] or [calls[-1]]
+        # a renewal is an UpdateItem of the execution (the heartbeat's last one), others a PutItem
+        puts = [c for c in calls if c.operation == "PutItem" and gsi_split(c)]
+        puts = puts or [c for c in calls if c.operation == "UpdateItem"][-1:]
         split = gsi_split(puts[-1]) if puts else {}
         text = ", ".join(f"{name} {value:g}" for name, value in sorted(split.items())) or "none"
         total = sum(split.values())
@@ -783,7 +784,7 @@ def throughput() -> None:
     print(
         f"  leases renewed per execution: {renewals / executions:.2f}"
         f" (by heartbeats {sent['renewed by heartbeat']}, by claims {sent['renewed by claim']});"
-        " each renewal rewrites the execution item (see section 1)"
+        " each renewal updates the lease fields only (see section 1)"
     )
     print(
         f"  server's record: tasks {dict(states)}, executions {dict(outcomes)};"

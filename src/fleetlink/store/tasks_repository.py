@@ -38,12 +38,16 @@ from fleetlink.store.models import (
     TaskSlotsItem,
     transaction,
 )
-from fleetlink.store.repositories import decode_cursor, encode_cursor, entity, failed_conditions
+from fleetlink.store.repositories import (
+    FILTERED_PAGE,
+    decode_cursor,
+    encode_cursor,
+    entity,
+    failed_conditions,
+)
 
 #: How far back the task list looks (months), beyond the retention of finished tasks.
 LIST_MONTHS = 13
-#: Items a filtered list reads per Query (the filter then keeps what matches).
-FILTERED_PAGE = 100
 #: Executions per transaction: a fan-out this small is written with its task, a larger one in
 #: chunks of this many (with the chunk's removal and its counts: at most 1 + 25 + 8 actions,
 #: and 25 executions of at most 80 KB stay far below the 4 MB a transaction may carry).

@@ -38,13 +38,17 @@ node_modules/.installed: package.json package-lock.json
 run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PORT)
 	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev node_modules/.installed ## install what the tests need and run the whole suite
+test: $(VENV)/.dev node_modules/.installed ## install what the tests need, check the import contracts, run the whole suite
+	@test -x /usr/sbin/sshd || command -v sshd >/dev/null || { echo "installing openssh-server (tunnel relay tests)"; \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends openssh-server; }
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadfile
 
-lint: $(VENV)/.dev ## ruff and mypy
+lint: $(VENV)/.dev ## ruff, mypy and the import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: $(VENV)/.dev ## format and fix what ruff can
 	$(BIN)/ruff format .

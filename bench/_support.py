@@ -85,6 +85,8 @@ class BenchAgent:
     key: Any = None
     agent_id: str | None = None
     fingerprint: str = ""
+    #: The last heartbeat sequence signed (the fleetlink agent keeps it in agent.db).
+    sequence: int = 0
 
     def __post_init__(self) -> None:
         from fleetlink.auth.keys import generate_private_key
@@ -116,9 +118,16 @@ class BenchAgent:
         ).encode()
 
     def signed_event(
-        self, method: str, path: str, body: bytes, *, key_id: str, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes,
+        *,
+        key_id: str,
+        headers: dict[str, str] | None = None,
+        nonce: str | None = None,
     ) -> dict[str, Any]:
-        """An event signed by this agent's key (fresh nonce each call)."""
+        """An event signed by this agent's key (a fresh random nonce unless ``nonce`` is given)."""
         from fleetlink.auth.signatures import sign_request
         from fleetlink.core.entities import KeyAlg
 
@@ -133,21 +142,46 @@ class BenchAgent:
             private_key=self.key,
             key_id=key_id,
             key_alg=KeyAlg.ED25519,
+            nonce=nonce,
         )
         return http_event(
             method, path, body=body, headers={**extra, **{k.lower(): v for k, v in signature.items()}}
         )
 
-    def heartbeat_event(self, beat: int = 0) -> dict[str, Any]:
+    def heartbeat_event(self, beat: int = 0, *, sequenced: bool = True) -> dict[str, Any]:
+        """A heartbeat as the fleetlink agent signs it (``seq:<n>``, the next sequence), or with a
+        random nonce as a generic RFC 9421 client does (``sequenced=False``)."""
+        from fleetlink.auth.sequence import sequence_nonce
+
         assert self.agent_id is not None
         body = json.dumps({"status": "ok", "metrics": {"cpu": 0.25 + (beat % 50) / 100, "mem": 0.5}}).encode()
-        return self.signed_event("POST", f"/v1/agents/{self.agent_id}/heartbeat", body, key_id=self.agent_id)
+        nonce = None
+        if sequenced:
+            self.sequence += 1
+            nonce = sequence_nonce(self.sequence)
+        path = f"/v1/agents/{self.agent_id}/heartbeat"
+        return self.signed_event("POST", path, body, key_id=self.agent_id, nonce=nonce)
 
     def registration_event(self, token: str | None) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {token}"} if token else {}
+        key_id = self.agent_id or self.fingerprint  # a registered agent re-registers by its key
         return self.signed_event(
-            "POST", "/v1/agents/register", self.registration_body(), key_id=self.fingerprint, headers=headers
+            "POST", "/v1/agents/register", self.registration_body(), key_id=key_id, headers=headers
         )
+
+
+# --- results other scripts read (bench/cost_model.py) ------------------------------------------
+
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def save_results(name: str, figures: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` (what bench/cost_model.py reads) and return its path."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(f"\n  figures written to {path.relative_to(ROOT)}")
+    return path
 
 
 # --- the stack -------------------------------------------------------------------------------
@@ -268,7 +302,7 @@ def fresh_python(
 
 def pynamodb_clients() -> list[Any]:
     """The botocore clients of every fleetlink model class (each class may hold its own)."""
-    from fleetlink.store.models import TableItem
+    from fleetlink.store.base import TableItem
 
     clients: dict[int, Any] = {}
     pending: list[type[Any]] = [TableItem]

@@ -1,5 +1,9 @@
 """Cold start: import time of each Lambda handler in a fresh interpreter, against ``import boto3``.
 
+The functions come from the registry (``fleetlink.api.functions.FUNCTIONS``); each round runs every
+arm once in a shuffled order with a baseline run between any two handler runs, so a busy machine's
+noise falls on both sides; medians over many rounds.
+
 Then, separately, import + first request (heartbeat: a signed heartbeat; operator: GET /v1/health)
 against import boto3 + a client from a fresh session + one GetItem, both on moto started in the
 same process before the timer. Last, the heartbeat handler's heaviest imports (``-X importtime``).
@@ -8,6 +12,7 @@ same process before the timer. Last, the heartbeat handler's heaviest imports (`
 from __future__ import annotations
 
 import json
+import random
 import re
 import sys
 from pathlib import Path
@@ -24,11 +29,13 @@ from _support import (
     local_stack,
     median,
     ratio_text,
+    save_results,
 )
+from fleetlink.api.functions import FUNCTIONS as REGISTRY
 
-FUNCTIONS = ("registration", "heartbeat", "operator", "cleanup")
-IMPORT_ROUNDS = 7
-FIRST_REQUEST_RUNS = 3
+FUNCTIONS = tuple(REGISTRY)
+IMPORT_ROUNDS = 21
+FIRST_REQUEST_RUNS = 9
 GOAL = "<= 1.3"
 
 # Both arms import the same helpers before the timer starts.
@@ -115,17 +122,22 @@ def seconds(code: str) -> float:
 def import_only() -> dict[str, float]:
     header(f"Import only, fresh interpreter (median of {IMPORT_ROUNDS}; baseline: import boto3)")
     times: dict[str, list[float]] = {name: [] for name in ("boto3", *FUNCTIONS)}
+    shuffle = random.Random(12)
     for _ in range(IMPORT_ROUNDS):
-        # baseline, two handlers, baseline, two handlers: every handler run sits next to a baseline run
-        for name in ("boto3", FUNCTIONS[0], FUNCTIONS[1], "boto3", FUNCTIONS[2], FUNCTIONS[3]):
-            code = IMPORT_BOTO3 if name == "boto3" else IMPORT_HANDLER.format(path=str(handler_path(name)))
-            times[name].append(seconds(code))
+        order = list(FUNCTIONS)
+        shuffle.shuffle(order)
+        for name in order:  # every handler run right after a baseline run
+            times["boto3"].append(seconds(IMPORT_BOTO3))
+            times[name].append(seconds(IMPORT_HANDLER.format(path=str(handler_path(name)))))
     base = median(times["boto3"])
     print(f"  {'import boto3 (baseline)':32} {base * 1000:8.1f} ms")
+    http = {spec.name for spec in REGISTRY.values() if spec.serves_http}
     for name in FUNCTIONS:
         value = median(times[name])
-        label = f"functions/{name}/handler.py"
+        label = f"functions/{name}/handler.py" + ("" if name in http else " (scheduled)")
         print(f"  {label:32} {value * 1000:8.1f} ms   {ratio_text(value, base, GOAL)}")
+    worst = max(median(times[name]) / base for name in http)
+    print(f"  worst HTTP handler / import boto3: {worst:.2f} (goal {GOAL})")
     print("  note: the handlers load botocore's session/client machinery lazily (on their first DynamoDB")
     print("  call), so these import figures leave it out; the next section includes it.")
     return {name: median(values) for name, values in times.items()}
@@ -145,7 +157,7 @@ def seed_for_heartbeat() -> tuple[list[dict[str, object]], list[dict[str, object
     return items, events
 
 
-def first_request(boto3_import_s: float, heartbeat_import_s: float) -> None:
+def first_request(boto3_import_s: float, heartbeat_import_s: float) -> dict[str, object]:
     header(f"Import + first request, fresh interpreter (median of {FIRST_REQUEST_RUNS})")
     items, heartbeats = seed_for_heartbeat()
     health = [http_event("GET", "/v1/health"), http_event("GET", "/v1/health")]
@@ -165,8 +177,11 @@ def first_request(boto3_import_s: float, heartbeat_import_s: float) -> None:
         ),
     }
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in arms}
+    shuffle = random.Random(7)
     for _ in range(FIRST_REQUEST_RUNS):
-        for name, (code, seed) in arms.items():
+        order = list(arms.items())
+        shuffle.shuffle(order)
+        for name, (code, seed) in order:
             result = fresh_python(code, stdin=json.dumps(seed))
             runs[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -201,6 +216,11 @@ def first_request(boto3_import_s: float, heartbeat_import_s: float) -> None:
         f"  {'':4}heartbeat {estimate * 1000:.0f} ms vs boto3 + client + GetItem"
         f" {estimate_base * 1000:.0f} ms, {ratio_text(estimate, estimate_base, GOAL)}"
     )
+    return {
+        "first_request_total_s": {name: mid(name, "total") for name in ("heartbeat", "operator")},
+        "first_request_baseline_s": base,
+        "derived_heartbeat_ratio": estimate / estimate_base,
+    }
 
 
 def import_profile() -> None:
@@ -225,8 +245,12 @@ def import_profile() -> None:
 def main() -> None:
     print(f"python {sys.version.split()[0]}; timings in fresh interpreters (subprocesses), same venv")
     imports = import_only()
-    first_request(imports["boto3"], imports["heartbeat"])
+    first = first_request(imports["boto3"], imports["heartbeat"])
     import_profile()
+    save_results(
+        "cold_start",
+        {"import_s": imports, "import_ratio": {n: imports[n] / imports["boto3"] for n in FUNCTIONS}, **first},
+    )
 
 
 if __name__ == "__main__":

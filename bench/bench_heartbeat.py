@@ -1,21 +1,16 @@
 """Warm heartbeat latency in-process on moto, against the bare DynamoDB calls a heartbeat needs.
 
-Handler arm: signed heartbeats (events built and signed before timing) through
-``functions/heartbeat/handler.py``. Baseline arm: the same four DynamoDB requests the handler
-sends (captured from one heartbeat: Query of the agent partition, conditional PutItem of a fresh
-nonce, UpdateItem of the presence item, Query COUNT of the agent's queue), made directly with a
-boto3 client on the same moto. The arms alternate in blocks so they share the machine's noise.
-
-moto answers a Query by sorting the whole table, so its latency grows with every nonce item; real
-DynamoDB's does not. The nonce items both arms create are deleted between blocks (untimed), so the
-table stays the size of one agent's partition throughout.
+Handler arm: heartbeats signed as the fleetlink agent signs them (``seq:<n>`` nonces; events built
+and signed before timing) through ``functions/heartbeat/handler.py``. Baseline arm: the same three
+DynamoDB requests the handler sends (captured from one heartbeat: Query of the agent partition,
+the presence UpdateItem whose condition checks the sequence, Query COUNT of the agent's queue),
+made directly with a boto3 client on the same moto, with the sequence advanced each time. The arms
+alternate in blocks so they share the machine's noise.
 """
 
 from __future__ import annotations
 
 import gc
-import re
-import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -42,40 +37,29 @@ BLOCK = 25
 GOAL = "<= 1.3"
 
 
-def nonce_key(event: dict[str, Any], agent_id: str) -> str:
-    """The nonce item's partition key a signed heartbeat event will create."""
-    match = re.search(r'nonce="([^"]+)"', event["headers"]["signature-input"])
-    assert match is not None
-    return f"NONCE#{agent_id}#{match[1]}"
-
-
-def delete_nonces(client: Any, keys: list[str]) -> None:
-    for pk in keys:
-        client.delete_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": "#"}})
-    keys.clear()
-
-
 def baseline_heartbeat(
-    client: Any, requests: list[tuple[str, dict[str, Any]]], spent: list[str]
+    client: Any, requests: list[tuple[str, dict[str, Any]]], sequence: int
 ) -> Callable[[], None]:
-    """One call = what a heartbeat needs from DynamoDB, as raw boto3 requests (fresh nonce each time)."""
+    """One call = what a heartbeat needs from DynamoDB, as raw boto3 requests (next sequence each time)."""
     operations = [name for name, _ in requests]
-    assert operations == ["Query", "PutItem", "UpdateItem", "Query"], (
-        f"the heartbeat's DynamoDB calls changed: {operations}"
-    )
-    query, put, update, pending = (params for _, params in requests)
-    key_id = put["Item"]["pk"]["S"].split("#")[1]
-    ttl_lifetime = int(put["Item"]["ttl"]["N"]) - int(put["ExpressionAttributeValues"][":0"]["N"])
+    expected = ["Query", "UpdateItem", "Query"]
+    assert operations == expected, f"the heartbeat's DynamoDB calls changed: {operations}"
+    query, update, pending = (params for _, params in requests)
+    values = update["ExpressionAttributeValues"]
+    sequence_slots = [name for name, value in values.items() if value.get("N") == str(sequence)]
+    assert sequence_slots, "the presence update does not carry the heartbeat's sequence"
+    # The baseline updates a copy of the presence item, so the two arms' sequences never meet.
+    presence = client.get_item(TableName=TABLE, Key=update["Key"], ConsistentRead=True)["Item"]
+    update["Key"] = {**update["Key"], "pk": {"S": "AGENT#bench-baseline"}}
+    client.put_item(TableName=TABLE, Item={**presence, **update["Key"]})
+    state = {"next": sequence}
 
     def run() -> None:
-        now_ms = int(time.time() * 1000)
-        put["Item"]["pk"]["S"] = f"NONCE#{key_id}#{secrets.token_urlsafe(16)}"
-        spent.append(put["Item"]["pk"]["S"])
-        put["Item"]["ttl"]["N"] = str(now_ms // 1000 + ttl_lifetime)
-        put["ExpressionAttributeValues"][":0"]["N"] = str(now_ms // 1000)
-        update["ExpressionAttributeValues"][":0"]["N"] = str(now_ms)
+        state["next"] += 1
+        for name in sequence_slots:
+            values[name]["N"] = str(state["next"])
+        values[":0"]["N"] = str(int(time.time() * 1000))
         client.query(**query)
-        client.put_item(**put)
         client.update_item(**update)
         client.query(**pending)
 
@@ -91,19 +75,15 @@ def main() -> None:
         stack.invoke("heartbeat", agent.heartbeat_event(0))  # first heartbeat: creates the clients
         _, requests = capture_dynamodb(lambda: stack.invoke("heartbeat", agent.heartbeat_event(1)))
         client = boto3.client("dynamodb", region_name=stack.client.meta.region_name)
-        spent: list[str] = []
-        baseline = baseline_heartbeat(client, requests, spent)
+        baseline = baseline_heartbeat(client, requests, agent.sequence)
         handler = stack.handler("heartbeat")
         context = stack.contexts["heartbeat"]
 
         events = [agent.heartbeat_event(i) for i in range(N + WARMUP)]  # signed before any timing
-        assert agent.agent_id is not None
-        spent += [nonce_key(event, agent.agent_id) for event in events[:WARMUP]]
         for event in events[:WARMUP]:
             handler(event, context)
         for _ in range(WARMUP):
             baseline()
-        delete_nonces(stack.client, spent)
 
         handler_times: list[float] = []
         baseline_times: list[float] = []
@@ -120,23 +100,20 @@ def main() -> None:
                         response = handler(event, context)
                         handler_times.append(time.perf_counter() - start)
                         statuses.add(response["statusCode"])
-                        spent.append(nonce_key(event, agent.agent_id))
                     else:
                         start = time.perf_counter()
                         baseline()
                         baseline_times.append(time.perf_counter() - start)
-                delete_nonces(stack.client, spent)
 
         dynamo_share = time_inside_dynamodb(stack, agent)
 
     header(f"Warm heartbeat latency, in-process on moto ({N} each, blocks of {BLOCK}, alternating)")
     operations = [name for name, _ in requests]
     print(f"  handler statuses: {sorted(statuses)}; DynamoDB calls per heartbeat: {operations}")
-    print("  baseline = the handler's own 4 requests (captured), replayed with boto3 (fresh nonce each);")
-    print("  nonce items are deleted between blocks, untimed (moto's Query sorts the whole table).")
+    print("  baseline = the handler's own 3 requests (captured), replayed with boto3 (next sequence each).")
     print(f"  {'':34} {'p50':>9} {'p99':>9}")
     rows = (
-        ("boto3: Query+PutItem+UpdateItem+Query", baseline_times),
+        ("boto3: Query+UpdateItem+Query", baseline_times),
         ("heartbeat lambda_handler", handler_times),
     )
     for label, values in rows:
@@ -146,7 +123,7 @@ def main() -> None:
         print(f"  p{q} {ratio_text(value, base, GOAL)}")
     inside, total = dynamo_share
     print(f"  where the handler's time goes (separate pass of 100 heartbeats, mean {total * 1000:.2f} ms):")
-    print(f"  {'':4}{inside * 1000:.2f} ms inside the 4 DynamoDB calls (PynamoDB's botocore client + moto),")
+    print(f"  {'':4}{inside * 1000:.2f} ms inside the 3 DynamoDB calls (PynamoDB's botocore client + moto),")
     outside = (total - inside) * 1000
     print(f"  {'':4}{outside:.2f} ms outside (Powertools, validation, signature check, PynamoDB)")
 

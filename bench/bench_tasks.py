@@ -45,7 +45,7 @@ from _support import (
     percentile,
     ratio_text,
 )
-from fleetlink.local.capacity import CallRecord, CapacityMeter, Measurement, item_size
+from capacity import CallRecord, CapacityMeter, Measurement, item_size
 
 LABEL = 62
 #: Queued executions behind the head when a claim of 1 is measured on a deep queue.
@@ -629,8 +629,8 @@ def print_latency(handler: Timings, baseline: Timings, claim: Replay, result: Re
 
 def throughput() -> None:
     from fleetlink.agent.client import FleetlinkClient, OperatorClient
-    from fleetlink.agent.runner import RunnerEvent, TaskRunner
-    from fleetlink.agent.store import AgentStore
+    from fleetlink.agent.tasks.runner import RunnerEvent, TaskRunner
+    from fleetlink.agent.tasks.store import AgentStore
     from fleetlink.api.settings import Settings
     from fleetlink.core.entities import Hardware, KeyAlg
     from fleetlink.local.server import DevStack
@@ -659,7 +659,7 @@ def throughput() -> None:
             return super().report_result(*args, **kwargs)
 
     retried = RunnerWarnings()
-    runner_log = logging.getLogger("fleetlink.agent.runner")
+    runner_log = logging.getLogger("fleetlink.agent.tasks.runner")
     runner_log.addHandler(retried)
     runner_log.propagate = False  # counted and summarised below instead of printed as they happen
     lock = threading.Lock()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.functions import scheduled_functions
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.entities import KeyAlg
@@ -27,6 +28,8 @@ PATH_VALUES = {
     "agent_id": AGENT_ID,
     "task_id": "tsk_01KDXRYP0000000000000000CD",
     "execution_id": "exe_01KDXRYP0000000000000000EF",
+    "token_id": "tok_01KDXRYP000000000000000TOK",
+    "tunnel_id": "tun_01KDXRYP0000000000000000GH",
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
@@ -44,6 +47,15 @@ BODIES: dict[tuple[str, str], Any] = {
         "status": "ok",
         "metrics": {"load1": 0.42, "mem_used_pct": 61.5},
     },
+    ("POST", "/v1/agents/{agent_id}/keys"): {
+        "public_key": "-----BEGIN PUBLIC KEY-----\n"
+        "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+        "-----END PUBLIC KEY-----\n",
+        "key_alg": "ed25519",
+        "created": AT_S,
+        "proof": "c2lnbmF0dXJlLWJ5LXRoZS1uZXcta2V5LW92ZXItdGhlLWtleS1wcm9vZi1zdHJpbmc",
+    },
+    ("POST", "/v1/agents/{agent_id}/recovery-token"): {"ttl_seconds": 900},
     ("PUT", "/v1/agents/{agent_id}/tags"): {"tags": {"role": "web", "zone": "eu-west-1a"}},
     ("POST", "/v1/tasks"): {
         "type": "shell",
@@ -61,6 +73,26 @@ BODIES: dict[tuple[str, str], Any] = {
         "output": " 10:00:00 up 3 days,  load average: 0.10, 0.05, 0.01\n",
         "started_at": 1_767_225_590_000,
         "finished_at": 1_767_225_590_120,
+    },
+    ("POST", "/v1/agents/{agent_id}/tunnels"): {
+        "provider": "self_hosted",
+        "name": "web-ui",
+        "mode": "http",
+        "local_target": "127.0.0.1:8080",
+        "enabled": True,
+        "routes": [{"path_prefix": "/api", "local_target": "127.0.0.1:8081", "priority": 10}],
+    },
+    ("PATCH", "/v1/tunnels/{tunnel_id}"): {"enabled": False},
+    ("PUT", "/v1/tunnels/{tunnel_id}/status"): {"health": "up", "public_url": "https://web-ui.example.com"},
+    ("POST", "/v1/tunnels/{tunnel_id}/events"): {
+        "events": [
+            {
+                "level": "info",
+                "event_type": "tunnel_start",
+                "message": "self_hosted listening on 127.0.0.1:18080",
+                "created_at": 1_767_225_590_000,
+            }
+        ]
     },
 }
 QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
@@ -96,8 +128,9 @@ def sample(function: str, method: str, path: str, security: list[dict[str, Any]]
     headers = {"user-agent": "fleetlink-agent/0.1.0", "accept": "application/json"}
     if raw:
         headers["content-type"] = "application/json"
-    if function == "operator" or path == "/v1/registration-tokens":
-        if not path.startswith("/v1/health") and path not in ("/v1/openapi.json", "/v1/docs"):
+    signed = any("agentSignature" in requirement for requirement in security)
+    if not signed:  # an operator route (IAM) or a public one
+        if any("operator" in requirement for requirement in security):
             headers["authorization"] = (
                 "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEEXAMPLE00/... (checked by API Gateway)"
             )
@@ -156,7 +189,8 @@ def main() -> None:
         "time": "2026-01-01T00:00:00Z",
     }
     (HERE / "scheduled").mkdir(exist_ok=True)
-    (HERE / "scheduled" / "cleanup.json").write_text(json.dumps(schedule, indent=2) + "\n")
+    for spec in scheduled_functions():
+        (HERE / "scheduled" / f"{spec.name}.json").write_text(json.dumps(schedule, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ cdk-nag's AwsSolutions checks run on every synth and fail it on any unacknowledg
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +23,7 @@ if __name__ == "__main__":  # run as a script by the CDK CLI
 import aws_cdk as cdk
 from layers.build import built_layers
 
-from fleetlink.api import cleanup
-from fleetlink.api.cleanup import Duty
+from fleetlink.api.functions import FUNCTIONS, FunctionSpec
 from infra import constants, nag
 from infra.config import StageConfig
 from infra.constructs.http_api import Route, routes
@@ -50,12 +49,12 @@ def build_app(
     *,
     layers_build_dir: Path = constants.LAYERS_BUILD_DIR,
     api_routes: Iterable[Route] | None = None,
-    duties: Mapping[str, Duty] | None = None,
+    functions: Sequence[FunctionSpec] | None = None,
     checks: bool = True,
 ) -> FleetlinkStacks:
     """Add one stage's stacks to ``app``; no account or region, so the stacks are environment-agnostic.
 
-    Routes come from the handlers' route table and OpenAPI document, duties from ``DUTIES``; tests
+    Functions come from the registry, routes from the handlers' route table and OpenAPI document; tests
     may pass their own. ``checks`` adds cdk-nag (AwsSolutions), which runs when the app synthesizes.
     """
     config = StageConfig.from_context(app.node)
@@ -69,9 +68,10 @@ def build_app(
             config=config,
             table=data.table,
             table_key=data.key,
+            cursor_key=data.cursor_key,
             layer_dirs=layer_dirs,
             api_routes=list(routes() if api_routes is None else api_routes),
-            duties=cleanup.DUTIES if duties is None else duties,
+            functions=tuple(FUNCTIONS.values()) if functions is None else functions,
         )
     if checks:
         nag.add_checks(app)

@@ -4,14 +4,18 @@
 | --- | --- | --- |
 | ``stage`` | ``dev`` | goes into stack, API, dashboard and alarm names |
 | ``log_retention_days`` | 30 | Lambda and access log retention (a CloudWatch value: 1, 3, 7, 14, 30, ...) |
-| ``log_level`` | ``INFO`` | ``POWERTOOLS_LOG_LEVEL`` |
+| ``log_level`` | ``INFO`` | application log level (Lambda drops lines below it); ``POWERTOOLS_LOG_LEVEL`` |
+| ``system_log_level`` | ``WARN`` | Lambda's own lines: WARN drops START/END/REPORT, keeps errors, timeouts |
+| ``access_log_format`` | ``compact`` | HTTP API access log line: ``compact`` (short keys) or ``full`` |
 | ``throttle_rate_limit`` | 3000 | default route throttling, requests/s (100k agents at 60 s use 1,667) |
 | ``throttle_burst_limit`` | 5000 | default route throttling: burst (the account-level default burst) |
 | ``cors_allowed_origins`` | none | comma-separated origins; CORS stays off without it |
 | ``alarm_email`` | none | creates an SNS topic for the alarms with this e-mail subscribed |
-| ``lambda_memory_mb`` | 512 | memory of every function |
+| ``lambda_memory_mb`` | 512 | memory of a function whose registry entry names none |
+| ``function_memory_mb`` | none | memory over the registry's: ``heartbeat=512,tasks=1024`` or a JSON object |
 | ``heartbeat_interval_s`` | 60 | ``FLEETLINK_HEARTBEAT_INTERVAL_S``, what agents are told |
-| ``tracing`` | true | X-Ray active tracing (sampled: 1 request/s + 5 %) |
+| ``tracing`` | true | X-Ray active tracing (Lambda's fixed sampling: 1 request/s + 5 %) |
+| ``heartbeat_tracing`` | ``off`` | heartbeat: ``off`` (PassThrough, see ``tracing_of``) or ``active`` |
 | ``snap_start`` | false | Lambda SnapStart on published versions (aliases ``live``) |
 """
 
@@ -52,6 +56,9 @@ RETENTION_DAYS: dict[int, logs.RetentionDays] = {
     3653: logs.RetentionDays.TEN_YEARS,
 }
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SYSTEM_LOG_LEVELS = ("DEBUG", "INFO", "WARN")
+ACCESS_LOG_FORMATS = ("compact", "full")
+HEARTBEAT_TRACING = ("off", "active")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -66,9 +73,13 @@ class StageConfig:
     throttle_burst_limit: int = 5000
     cors_allowed_origins: tuple[str, ...] = ()
     alarm_email: str | None = None
+    system_log_level: str = "WARN"
+    access_log_format: str = "compact"
     lambda_memory_mb: int = 512
+    function_memory_mb: tuple[tuple[str, int], ...] = ()
     heartbeat_interval_s: int = 60
     tracing: bool = True
+    heartbeat_tracing: str = "off"
     snap_start: bool = False
 
     def __post_init__(self) -> None:
@@ -85,8 +96,14 @@ class StageConfig:
             raise ValueError(f"context 'log_level' must be one of {LOG_LEVELS}, got {self.log_level!r}")
         if self.throttle_rate_limit <= 0 or self.throttle_burst_limit <= 0:
             raise ValueError("context 'throttle_rate_limit' and 'throttle_burst_limit' must be positive")
+        _one_of("system_log_level", self.system_log_level, SYSTEM_LOG_LEVELS)
+        _one_of("access_log_format", self.access_log_format, ACCESS_LOG_FORMATS)
+        _one_of("heartbeat_tracing", self.heartbeat_tracing, HEARTBEAT_TRACING)
         if not 128 <= self.lambda_memory_mb <= 10240:
             raise ValueError(f"context 'lambda_memory_mb' must be 128..10240, got {self.lambda_memory_mb}")
+        for name, memory in self.function_memory_mb:
+            if not 128 <= memory <= 10240:
+                raise ValueError(f"context 'function_memory_mb': {name!r} must be 128..10240, got {memory}")
         if self.heartbeat_interval_s <= 0:
             raise ValueError("context 'heartbeat_interval_s' must be positive")
         if self.alarm_email is not None and not _EMAIL.fullmatch(self.alarm_email):
@@ -95,6 +112,10 @@ class StageConfig:
     @property
     def log_retention(self) -> logs.RetentionDays:
         return RETENTION_DAYS[self.log_retention_days]
+
+    def memory_mb(self, function: str, registry_mb: int | None) -> int:
+        """A function's memory: context over the registry entry, then the stage default."""
+        return dict(self.function_memory_mb).get(function) or registry_mb or self.lambda_memory_mb
 
     @classmethod
     def from_context(cls, node: Node) -> StageConfig:
@@ -109,15 +130,24 @@ class StageConfig:
             stage=str(get("stage")),
             log_retention_days=_int(get("log_retention_days"), "log_retention_days"),
             log_level=str(get("log_level")).upper(),
+            system_log_level=str(get("system_log_level")).upper(),
+            access_log_format=str(get("access_log_format")).lower(),
             throttle_rate_limit=_int(get("throttle_rate_limit"), "throttle_rate_limit"),
             throttle_burst_limit=_int(get("throttle_burst_limit"), "throttle_burst_limit"),
             cors_allowed_origins=_strings(get("cors_allowed_origins")),
             alarm_email=str(get("alarm_email")) if get("alarm_email") else None,
             lambda_memory_mb=_int(get("lambda_memory_mb"), "lambda_memory_mb"),
+            function_memory_mb=_sizes(get("function_memory_mb"), "function_memory_mb"),
             heartbeat_interval_s=_int(get("heartbeat_interval_s"), "heartbeat_interval_s"),
             tracing=_bool(get("tracing"), "tracing"),
+            heartbeat_tracing=str(get("heartbeat_tracing")).lower(),
             snap_start=_bool(get("snap_start"), "snap_start"),
         )
+
+
+def _one_of(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"context {key!r} must be one of {allowed}, got {value!r}")
 
 
 def _int(value: Any, key: str) -> int:
@@ -143,3 +173,17 @@ def _bool(value: Any, key: str) -> bool:
 def _strings(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     return tuple(item.strip() for item in items if str(item).strip())
+
+
+def _sizes(value: Any, key: str) -> tuple[tuple[str, int], ...]:
+    """``{"heartbeat": 512}`` (cdk.json) or ``"heartbeat=512,tasks=1024"`` (``-c``), as sorted pairs."""
+    if isinstance(value, dict):
+        pairs = [(str(name), size) for name, size in value.items()]
+    else:
+        pairs = []
+        for entry in _strings(value):
+            name, sep, size = entry.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"context {key!r} entries are name=MB, got {entry!r}")
+            pairs.append((name.strip(), size.strip()))
+    return tuple(sorted((name, _int(size, key)) for name, size in pairs))

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 
-from fleetlink.api.app import FUNCTION_ROUTERS
+from fleetlink.api.functions import FUNCTIONS, http_functions
 
 PROJECT = "fleetlink"
 DEFAULT_STAGE = "dev"
@@ -21,20 +20,15 @@ PACKAGE_DIR = REPO_ROOT / "src" / "fleetlink"
 #: Layer asset directories are built here at synth time (git-ignored), by layers/build.py.
 LAYERS_BUILD_DIR = REPO_ROOT / "layers" / "build"
 
-#: The function of the scheduled cleanup duties (``fleetlink.api.cleanup.DUTIES``).
-CLEANUP_FUNCTION = "cleanup"
-#: One Lambda per route group the API serves, plus cleanup; each is ``functions/<name>/handler.py``
-#: defining ``lambda_handler``. Derived, so a new route group gets its function without infra changes.
-FUNCTION_NAMES: tuple[str, ...] = (*FUNCTION_ROUTERS, CLEANUP_FUNCTION)
-HTTP_FUNCTION_NAMES: tuple[str, ...] = tuple(FUNCTION_ROUTERS)
+#: One Lambda per entry of the registry (``fleetlink.api.functions``); each is
+#: ``functions/<name>/handler.py`` defining ``lambda_handler``. Derived: a new entry gets its function.
+FUNCTION_NAMES: tuple[str, ...] = tuple(FUNCTIONS)
+HTTP_FUNCTION_NAMES: tuple[str, ...] = tuple(spec.name for spec in http_functions())
 HANDLER_FILE = "handler.py"
 HANDLER = "handler.lambda_handler"
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-DEFAULT_TIMEOUT = Duration.seconds(10)
-#: Cleanup duties walk timer shards; they get longer than a request.
-CLEANUP_TIMEOUT = Duration.minutes(1)
 
 #: Environment every function gets (TABLE_NAME, log level and heartbeat interval come per stage).
 COMMON_ENVIRONMENT: dict[str, str] = {

@@ -1,6 +1,7 @@
 """Build the two Lambda layers into ``layers/build/`` locally, without Docker.
 
-- ``deps``: the third-party runtime dependencies of ``[project.dependencies]`` in pyproject.toml,
+- ``deps``: the third-party runtime dependencies of the functions in pyproject.toml (the base
+  ``[project.dependencies]`` plus the ``server`` extra),
   as arm64 wheels for CPython 3.13 (``pip --platform ... --only-binary=:all:``), minus what the
   Lambda Python runtime ships itself (``RUNTIME_PROVIDED``). Rebuilt only when its inputs change:
   the dependency list, the exclusions, the target platform or this builder's format.
@@ -58,7 +59,7 @@ RUNTIME_PROVIDED_MODULES = frozenset(
 )
 
 #: Parts of the package that only the node side (agent, dev stack, command line) uses.
-SHARED_EXCLUDED = ("agent", "local", "cli.py")
+SHARED_EXCLUDED = ("agent", "local", "cli")
 #: Never shipped in any asset.
 BYTECODE = ("__pycache__", "*.pyc")
 
@@ -95,10 +96,14 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+#: The extra holding what only the functions need (Powertools, PynamoDB, boto3).
+SERVER_EXTRA = "server"
+
+
 def runtime_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
-    """The requirement strings of ``[project.dependencies]``."""
+    """The requirement strings the functions run with: ``[project.dependencies]`` plus the server extra."""
     project: dict[str, Any] = tomllib.loads(pyproject.read_text())["project"]
-    return list(project["dependencies"])
+    return [*project.get("dependencies", []), *project.get("optional-dependencies", {}).get(SERVER_EXTRA, [])]
 
 
 def deps_inputs(pyproject: Path = PYPROJECT) -> dict[str, Any]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api.app import lambda_entry
+from fleetlink.auth.key_proof import sign_key_proof
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.clock import FixedClock
@@ -93,9 +95,8 @@ class Api:
 
     def __init__(self, clock: FixedClock) -> None:
         self.clock = clock
-        self._handlers = {
-            name: lambda_entry(name) for name in ("registration", "heartbeat", "operator", "tasks")
-        }
+        #: Built on a function's first call, as a container would: a test loads only what it calls.
+        self._handlers: dict[str, Any] = {}
 
     def call(
         self,
@@ -113,6 +114,8 @@ class Api:
         )
         event["headers"]["x-forwarded-proto"] = "https"
         context = cast(LambdaContext, LocalLambdaContext(function_name=function))
+        if function not in self._handlers:
+            self._handlers[function] = lambda_entry(function)
         response = self._handlers[function](event, context)
         return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
 
@@ -159,9 +162,18 @@ class Api:
         token: str = reply.json["token"]
         return token
 
-    def register(self, agent: Machine, token: str | None, body: dict[str, Any] | None = None) -> Reply:
+    def register(
+        self,
+        agent: Machine,
+        token: str | None,
+        body: dict[str, Any] | None = None,
+        *,
+        key_id: str | None = None,
+    ) -> Reply:
+        """Register (keyid = fingerprint) or, once the machine has an agent id, re-register (keyid = it)."""
         raw = _raw(body or agent.register_body())
-        headers = self.signed_headers(agent, "POST", "/v1/agents/register", raw, key_id=agent.fingerprint)
+        key_id = key_id or agent.agent_id or agent.fingerprint
+        headers = self.signed_headers(agent, "POST", "/v1/agents/register", raw, key_id=key_id)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         reply = self.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
@@ -169,11 +181,46 @@ class Api:
             agent.agent_id = reply.json["agent_id"]
         return reply
 
+    def rotate_key(self, agent: Machine, new: Machine, *, signer: Machine | None = None) -> Reply:
+        """Install ``new``'s key on ``agent``'s id: proved by ``new``, signed by ``signer`` (the agent)."""
+        assert agent.agent_id is not None
+        created = self.clock.now_ms() // 1000
+        body = {
+            "public_key": public_key_pem(new.key),
+            "key_alg": new.alg.value,
+            "created": created,
+            "proof": sign_key_proof(new.key, agent.agent_id, new.alg, created),
+        }
+        path = f"/v1/agents/{agent.agent_id}/keys"
+        return self.signed("registration", signer or agent, "POST", path, body, key_id=agent.agent_id)
+
+    def recovery_token(self, agent_id: str, **body: Any) -> Reply:
+        return self.operator("registration", "POST", f"/v1/agents/{agent_id}/recovery-token", body or None)
+
     def heartbeat(self, agent: Machine, body: dict[str, Any] | None = None, **sign: Any) -> Reply:
         path = f"/v1/agents/{agent.agent_id}/heartbeat"
         return self.signed(
             "heartbeat", agent, "POST", path, body if body is not None else {"status": "ok"}, **sign
         )
+
+
+def refusal_reasons(records: list[logging.LogRecord]) -> list[str]:
+    """Why authentications were refused, from the handlers' logs (the 401 itself never says)."""
+    return [str(getattr(r, "reason", "")) for r in records if r.getMessage() == "authentication refused"]
+
+
+def assert_generic_401(reply: Reply) -> None:
+    """The one answer to every failed authentication on agent routes."""
+    assert reply.status == 401, reply.body
+    assert reply.json == GENERIC_401, reply.body
+
+
+GENERIC_401 = {
+    "type": "urn:fleetlink:problem:unauthenticated",
+    "title": "Authentication failed",
+    "status": 401,
+    "detail": "the request could not be authenticated",
+}
 
 
 def operator_headers() -> dict[str, str]:

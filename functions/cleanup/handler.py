@@ -1,5 +1,5 @@
 """Lambda entry for the scheduled cleanup duties: wiring only."""
 
-from fleetlink.api.cleanup import scheduled_entry
+from fleetlink.api.scheduled import scheduled_entry
 
-lambda_handler = scheduled_entry()
+lambda_handler = scheduled_entry("cleanup")

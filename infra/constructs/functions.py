@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from fleetlink.api.permissions import TableAccess
@@ -22,6 +23,31 @@ from infra.config import StageConfig
 ASSET_EXCLUDES = ["__pycache__", "*.pyc"]
 #: The alias every caller invokes when SnapStart is on (SnapStart works on published versions only).
 LIVE_ALIAS = "live"
+#: ``log_level`` (Python's names) as Lambda's application log level.
+APPLICATION_LOG_LEVELS = {
+    "DEBUG": lambda_.ApplicationLogLevel.DEBUG,
+    "INFO": lambda_.ApplicationLogLevel.INFO,
+    "WARNING": lambda_.ApplicationLogLevel.WARN,
+    "ERROR": lambda_.ApplicationLogLevel.ERROR,
+    "CRITICAL": lambda_.ApplicationLogLevel.FATAL,
+}
+SYSTEM_LOG_LEVELS = {
+    "DEBUG": lambda_.SystemLogLevel.DEBUG,
+    "INFO": lambda_.SystemLogLevel.INFO,
+    "WARN": lambda_.SystemLogLevel.WARN,
+}
+#: The function whose tracing ``heartbeat_tracing`` sets (most of the traffic, least of the interest).
+HEARTBEAT_FUNCTION = "heartbeat"
+
+
+def tracing_of(name: str, config: StageConfig) -> lambda_.Tracing:
+    """Active (Lambda samples 1 request/s + 5 %), except the heartbeat's by default: PassThrough, i.e.
+    traced only when the caller sampled it, which an HTTP API never does. Lambda takes no sampling rule."""
+    if not config.tracing:
+        return lambda_.Tracing.DISABLED
+    if name == HEARTBEAT_FUNCTION and config.heartbeat_tracing == "off":
+        return lambda_.Tracing.PASS_THROUGH
+    return lambda_.Tracing.ACTIVE
 
 
 def function_code(name: str) -> lambda_.Code:
@@ -37,8 +63,12 @@ def function_code(name: str) -> lambda_.Code:
 class FleetFunction(Construct):
     """``functions/<name>`` on python3.13/arm64 with the layers, traced, logging to its own group.
 
+    Logs are Lambda's JSON format: application lines below ``log_level`` and Lambda's own lines
+    below ``system_log_level`` (default WARN: no START/END/REPORT per invocation) are dropped.
+
     Its role allows exactly what ``access`` declares on the table (and the table key's matching KMS
-    actions through DynamoDB only), writing to its own log group, and X-Ray: no managed policy.
+    actions through DynamoDB only), reading ``secrets`` (GetSecretValue on each), writing to its own
+    log group, and X-Ray: no managed policy.
     """
 
     def __init__(
@@ -53,7 +83,9 @@ class FleetFunction(Construct):
         table_key: kms.IKey,
         access: TableAccess,
         environment: Mapping[str, str],
-        timeout: Duration = constants.DEFAULT_TIMEOUT,
+        secrets: Sequence[secretsmanager.ISecret] = (),
+        memory_mb: int,
+        timeout: Duration,
         async_failures: lambda_.IDestination | None = None,
         async_max_event_age: Duration | None = None,
     ) -> None:
@@ -80,12 +112,15 @@ class FleetFunction(Construct):
             handler=constants.HANDLER,
             runtime=constants.RUNTIME,
             architecture=constants.ARCHITECTURE,
-            memory_size=config.lambda_memory_mb,
+            memory_size=memory_mb,
             timeout=timeout,
             layers=list(layers),
             role=cast(iam.IRole, self.role),
             log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE if config.tracing else lambda_.Tracing.DISABLED,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=APPLICATION_LOG_LEVELS[config.log_level],
+            system_log_level_v2=SYSTEM_LOG_LEVELS[config.system_log_level],
+            tracing=tracing_of(name, config),
             environment=dict(environment),
             snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snap_start else None,
         )
@@ -100,6 +135,11 @@ class FleetFunction(Construct):
         )
         self.log_group.grant_write(self.role)
         grant_table_access(self.role, table, table_key, access)
+        for secret in secrets:
+            # GetSecretValue on that one secret (grant_read would add DescribeSecret, which it never calls)
+            self.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[secret.secret_arn])
+            )
         if config.tracing:
             nag.accept(
                 self.role,

@@ -7,7 +7,7 @@ cleanup function fails on it (Lambda's asynchronous retries, then its on-failure
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy
@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
-from fleetlink.api.cleanup import Duty
+from fleetlink.api.functions import Duty
 from infra import constants, nag
 
 #: How often EventBridge retries delivering a scheduled event.
@@ -72,24 +72,26 @@ class CleanupDeadLetters(Construct):
 
 
 class CleanupSchedules(Construct):
-    """``rate(every_minutes)`` per duty, targeting the cleanup function with the duty's name."""
+    """``rate(every_minutes)`` per duty, targeting a scheduled function with the duty's name."""
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
+        function_name: str,
         target: lambda_.IFunction,
-        duties: Mapping[str, Duty],
+        duties: Sequence[Duty],
         dead_letter_queue: sqs.IQueue,
     ) -> None:
         super().__init__(scope, construct_id)
         self.rules: dict[str, events.Rule] = {}
-        for name, duty in sorted(duties.items()):
+        for duty in sorted(duties, key=lambda duty: duty.name):
+            name = duty.name
             rule = events.Rule(
                 self,
                 f"{constants.pascal(name)}Schedule",
-                description=f"fleetlink cleanup duty {name}: {duty.description}"[:512],
+                description=f"fleetlink {function_name} duty {name}: {duty.description}"[:512],
                 schedule=events.Schedule.rate(Duration.minutes(duty.every_minutes)),
             )
             rule.add_target(

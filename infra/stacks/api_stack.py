@@ -6,19 +6,19 @@ in the data stack and arrive as (weak) cross-stack references.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_secretsmanager as secretsmanager
 from layers.build import LayerDirs
 
 from constructs import Construct
-from fleetlink.api.cleanup import Duty
-from fleetlink.api.permissions import table_access
+from fleetlink.api.functions import FUNCTIONS, FunctionSpec
 from infra import constants
 from infra.config import StageConfig
 from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
@@ -28,7 +28,8 @@ from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, Cl
 
 
 class ApiStack(Stack):
-    """One function per name in ``function_names``, wired to ``api_routes`` and ``duties``."""
+    """One function per registry entry in ``functions``: HTTP ones wired to ``api_routes``, scheduled
+    ones to one rule per duty."""
 
     def __init__(
         self,
@@ -38,10 +39,10 @@ class ApiStack(Stack):
         config: StageConfig,
         table: dynamodb.ITable,
         table_key: kms.IKey,
+        cursor_key: secretsmanager.ISecret,
         layer_dirs: LayerDirs,
         api_routes: Sequence[Route],
-        duties: Mapping[str, Duty],
-        function_names: Sequence[str] = constants.FUNCTION_NAMES,
+        functions: Sequence[FunctionSpec] = tuple(FUNCTIONS.values()),
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -70,24 +71,30 @@ class ApiStack(Stack):
             **constants.COMMON_ENVIRONMENT,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "FLEETLINK_HEARTBEAT_INTERVAL_S": str(config.heartbeat_interval_s),
+            "FLEETLINK_CURSOR_KEY_SECRET_ARN": cursor_key.secret_arn,
         }
 
+        unknown = {name for name, _ in config.function_memory_mb} - {spec.name for spec in functions}
+        if unknown:
+            raise ValueError(f"context 'function_memory_mb' names unknown functions: {sorted(unknown)}")
         self.fleet_functions: dict[str, FleetFunction] = {}
-        for name in function_names:
-            cleanup = name == constants.CLEANUP_FUNCTION
-            self.fleet_functions[name] = FleetFunction(
+        for spec in functions:
+            scheduled = bool(spec.duties)
+            self.fleet_functions[spec.name] = FleetFunction(
                 self,
-                constants.pascal(name),
-                name=name,
+                constants.pascal(spec.name),
+                name=spec.name,
                 config=config,
                 layers=[self.deps_layer, self.shared_layer],
                 table=table,
                 table_key=table_key,
-                access=table_access(name),
+                access=spec.access,
+                secrets=[cursor_key],
                 environment=environment,
-                timeout=constants.CLEANUP_TIMEOUT if cleanup else constants.DEFAULT_TIMEOUT,
-                async_failures=destinations.SqsDestination(self.dead_letters.queue) if cleanup else None,
-                async_max_event_age=MAX_EVENT_AGE_CAP if cleanup else None,
+                memory_mb=config.memory_mb(spec.name, spec.memory_mb),
+                timeout=Duration.seconds(spec.timeout_s),
+                async_failures=destinations.SqsDestination(self.dead_letters.queue) if scheduled else None,
+                async_max_event_age=MAX_EVENT_AGE_CAP if scheduled else None,
             )
         #: name → the Lambda function (alarms, dashboards and tests look here).
         self.functions = {name: f.function for name, f in self.fleet_functions.items()}
@@ -97,16 +104,22 @@ class ApiStack(Stack):
             self,
             "HttpApi",
             config=config,
-            targets={name: targets[name] for name in function_names if name != constants.CLEANUP_FUNCTION},
+            targets={spec.name: targets[spec.name] for spec in functions if spec.serves_http},
             api_routes=api_routes,
         )
-        self.schedules = CleanupSchedules(
-            self,
-            "CleanupSchedules",
-            target=targets[constants.CLEANUP_FUNCTION],
-            duties=duties,
-            dead_letter_queue=self.dead_letters.queue,
-        )
+        #: function name → its schedules (one rule per duty).
+        self.schedules = {
+            spec.name: CleanupSchedules(
+                self,
+                f"{constants.pascal(spec.name)}Schedules",
+                function_name=spec.name,
+                target=targets[spec.name],
+                duties=spec.duties,
+                dead_letter_queue=self.dead_letters.queue,
+            )
+            for spec in functions
+            if spec.duties
+        }
         self.monitoring = Monitoring(
             self,
             "Monitoring",

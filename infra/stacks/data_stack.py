@@ -1,4 +1,5 @@
-"""Stateful stack: the one DynamoDB table (built from ``fleetlink.store.table``) and its KMS key."""
+"""Stateful stack: the one DynamoDB table (built from ``fleetlink.store.table``), its KMS key, and the
+secret every function authenticates list cursors with."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 from aws_cdk import CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
 from fleetlink.store import table as table_definition
-from infra import constants
+from infra import constants, nag
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -84,7 +86,8 @@ def table_schema() -> TableSchema:
 
 
 class DataStack(Stack):
-    """The table (on-demand, PITR, deletion protection, retained) encrypted with its own CMK."""
+    """The table (on-demand, PITR, deletion protection, retained) encrypted with its own CMK, and the
+    cursor key secret (``FLEETLINK_CURSOR_KEY_SECRET_ARN`` of every function)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, stage: str, **kwargs: Any) -> None:
         # Beyond dev, CloudFormation refuses to delete this stack at all (the table and key are retained
@@ -124,6 +127,22 @@ class DataStack(Stack):
                 projection_type=index.projection_type,
                 non_key_attributes=index.non_key_attributes,
             )
+
+        # The HMAC key of list cursors: generated here, never in the template; functions read it at run time.
+        self.cursor_key = secretsmanager.Secret(
+            self,
+            "CursorKey",
+            description=f"fleetlink {stage}: authenticates the API's list cursors (HMAC key)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True
+            ),
+        )
+        nag.accept(
+            self.cursor_key,
+            "AwsSolutions-SMG4",
+            "the key only authenticates short-lived page cursors: it is rotated by replacing its value "
+            "(outstanding cursors then answer 400 and the caller lists again), no rotation function needed",
+        )
 
         CfnOutput(self, "TableName", value=self.table.table_name, description="the fleetlink table")
         CfnOutput(self, "TableKeyArn", value=self.key.key_arn, description="the table's KMS key")

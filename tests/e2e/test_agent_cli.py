@@ -15,8 +15,10 @@ import typer
 from typer.testing import CliRunner, Result
 
 from fleetlink.agent import hardware
-from fleetlink.agent.cli import agent_app, agents_app, tokens_app
 from fleetlink.agent.identity import IdentityStore
+from fleetlink.cli.agent import agent_app
+from fleetlink.cli.operator.agents import agents_app
+from fleetlink.cli.operator.tokens import tokens_app
 from tests.e2e.conftest import DevServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -129,15 +131,13 @@ def test_a_wrong_operator_token_is_an_error_message_not_a_traceback(cli: Cli) ->
     assert "a valid operator token is required" in result.stderr
 
 
-def test_a_spent_token_is_refused_with_the_servers_reason(
-    cli: Cli, dev_server: DevServer, run_tag: str, tmp_path: Path
-) -> None:
+def test_a_spent_token_is_refused(cli: Cli, dev_server: DevServer, run_tag: str, tmp_path: Path) -> None:
     # Given a one-use token already used by this machine
     token = cli.token("--tag", run_tag)
     cli.run(agent_app, ["register", "--token", token])
     # And a second machine (its own machine id and state dir)
     (tmp_path / "machine-id").write_text(f"{uuid.uuid4().hex}\n")
     other = Cli(dev_server, tmp_path / "other")
-    # When a second machine tries it / Then it is told the token is used up
+    # When a second machine tries it / Then it is refused (why is the server's log's business)
     result = other.run(agent_app, ["register", "--token", token], expect=1)
-    assert "used up" in result.stderr
+    assert "could not be authenticated" in result.stderr

@@ -14,14 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetlink.agent.client import (
-    Claimed,
-    FleetlinkApiError,
-    FleetlinkClientError,
-    HeartbeatAck,
-    Lease,
-    ResultRecorded,
-)
+from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
+from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 
 #: Guards against a hung test; never an assertion about speed.
 WAIT_S = 30.0
@@ -74,6 +69,8 @@ class FakeAgentApi:
             command=command,
             input=input,
             timeout_seconds=timeout_seconds,
+            priority=0,
+            lease_expires_at=None,
         )
         with self._changed:
             self.queued.append(lease)
@@ -156,4 +153,6 @@ class FakeAgentApi:
             recorded = "cancelled" if execution_id in self.cancelling else status
             self.cancelling.discard(execution_id)
             self._changed.notify_all()
-            return ResultRecorded(execution_id=execution_id, attempt=attempt, status=recorded)
+            return ResultRecorded.model_validate(
+                {"execution_id": execution_id, "attempt": attempt, "status": recorded}
+            )

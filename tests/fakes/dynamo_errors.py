@@ -17,7 +17,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
-from fleetlink.store.models import TableItem
+from fleetlink.store.base import TableItem
 
 _PREFIX = "com.amazonaws.dynamodb.v20120810#"
 #: Not an error: a BatchWriteItem answered 200 with every item it was given left unprocessed.

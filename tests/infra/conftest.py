@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,11 +12,10 @@ import pytest
 from aws_cdk.assertions import Template
 from infra.app import FleetlinkStacks, build_app
 
-from fleetlink.api import cleanup
-from fleetlink.api.cleanup import Duty
+from fleetlink.api.functions import FUNCTIONS, Duty
 from infra import constants
 
-#: A duty registered for the tests (DUTIES may be empty, or hold the real ones): it must get a schedule.
+#: A duty the tests add to the cleanup function (besides its real ones): it must get a schedule.
 FAKE_DUTY = Duty("test-sweep", 7, lambda _deps: 0, "a duty the infra tests register")
 
 #: Context of the "everything switched on" configuration.
@@ -29,8 +28,13 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "cors_allowed_origins": "https://console.example.com,https://ops.example.com",
     "alarm_email": "oncall@example.com",
     "lambda_memory_mb": "1024",
+    # every function's memory from context, the heartbeat's apart
+    "function_memory_mb": ",".join(f"{name}={768 if name == 'heartbeat' else 1024}" for name in FUNCTIONS),
     "heartbeat_interval_s": "120",
     "snap_start": "true",
+    "system_log_level": "info",
+    "access_log_format": "full",
+    "heartbeat_tracing": "active",
 }
 
 
@@ -77,7 +81,8 @@ def synthesize(outdir: Path, context: dict[str, Any] | None = None) -> Synthesiz
     """Build the app as ``cdk synth`` does (cdk-nag included) with FAKE_DUTY registered, and synth it."""
     app = cdk.App(context={**cdk_json_context(), **(context or {})}, outdir=str(outdir))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(cleanup.DUTIES, FAKE_DUTY.name, FAKE_DUTY)
+        cleanup = FUNCTIONS["cleanup"]
+        patch.setitem(FUNCTIONS, "cleanup", replace(cleanup, duties=(*cleanup.duties, FAKE_DUTY)))
         stacks = build_app(app)
     error = None
     try:

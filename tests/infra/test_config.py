@@ -70,8 +70,23 @@ def test_context_strings_from_the_command_line_are_parsed() -> None:
         ("lambda_memory_mb", "64", "lambda_memory_mb"),
         ("alarm_email", "not-an-address", "alarm_email"),
         ("tracing", "maybe", "tracing"),
+        ("system_log_level", "loud", "system_log_level"),
+        ("access_log_format", "verbose", "access_log_format"),
+        ("heartbeat_tracing", "sometimes", "heartbeat_tracing"),
+        ("function_memory_mb", "heartbeat", "function_memory_mb"),
+        ("function_memory_mb", "heartbeat=64", "function_memory_mb"),
     ],
 )
 def test_bad_context_is_refused_naming_the_key(key: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         config_of(**{key: value})
+
+
+def test_function_memory_from_context_wins_over_the_registry() -> None:
+    # Given per-function memory from the command line and from cdk.json
+    from_cli = config_of(function_memory_mb="heartbeat=256, tasks=1024")
+    from_json = config_of(function_memory_mb={"heartbeat": 256})
+    # Then it wins over the registry's entry, which wins over the stage default
+    assert (from_cli.memory_mb("heartbeat", 512), from_cli.memory_mb("tasks", None)) == (256, 1024)
+    assert from_json.memory_mb("heartbeat", 512) == 256
+    assert (from_json.memory_mb("operator", 384), from_json.memory_mb("operator", None)) == (384, 512)

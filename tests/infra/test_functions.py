@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match
 from infra.constructs.functions import function_code
 
-from fleetlink.api.app import FUNCTION_ROUTERS
+from fleetlink.api.functions import FUNCTIONS
 from infra import constants
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import from_data_stack, only_resource, resources_of_type
@@ -33,11 +33,11 @@ def relative_files(root: Path) -> set[str]:
     }
 
 
-def test_function_names_are_the_route_groups_plus_cleanup() -> None:
-    # Given the route groups the API serves
+def test_function_names_are_the_registry_entries() -> None:
+    # Given the function registry
     # When the CDK app's function names are read
-    # Then they are derived from FUNCTION_ROUTERS (a new group gets its function) and cleanup
-    assert (*FUNCTION_ROUTERS, "cleanup") == constants.FUNCTION_NAMES
+    # Then they are derived from it (a new entry gets its function)
+    assert tuple(FUNCTIONS) == constants.FUNCTION_NAMES
 
 
 def test_there_is_one_function_per_name(default_app: Synthesized) -> None:
@@ -45,9 +45,7 @@ def test_there_is_one_function_per_name(default_app: Synthesized) -> None:
     assert set(default_app.stacks.api.functions) == set(NAMES)
     default_app.api.all_resources_properties(
         FUNCTION_TYPE,
-        Match.object_like(
-            {"Runtime": "python3.13", "Architectures": ["arm64"], "TracingConfig": {"Mode": "Active"}}
-        ),
+        Match.object_like({"Runtime": "python3.13", "Architectures": ["arm64"]}),
     )
 
 
@@ -96,8 +94,8 @@ def test_shared_layer_holds_the_server_side_package(default_app: Synthesized) ->
     table_py = "python/fleetlink/store/table.py"
     assert {"python/fleetlink/__init__.py", table_py} <= files
     assert (staged / table_py).read_bytes() == (constants.PACKAGE_DIR / "store/table.py").read_bytes()
-    assert not [f for f in files if f.startswith(("python/fleetlink/agent/", "python/fleetlink/local/"))]
-    assert "python/fleetlink/cli.py" not in files
+    node_side = ("python/fleetlink/agent/", "python/fleetlink/local/", "python/fleetlink/cli/")
+    assert not [f for f in files if f.startswith(node_side)]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -105,6 +103,18 @@ def test_function_table_name_is_the_table(default_app: Synthesized, name: str) -
     table_id, _ = only_resource(default_app.data_json, "AWS::DynamoDB::Table")
     reference = properties(default_app, name)["Environment"]["Variables"]["TABLE_NAME"]
     assert from_data_stack(default_app, reference) == {"Ref": table_id}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_function_reads_the_cursor_key_from_the_data_stack_secret(
+    default_app: Synthesized, name: str
+) -> None:
+    # Given the function's environment
+    variables = properties(default_app, name)["Environment"]["Variables"]
+    secret_id, _ = only_resource(default_app.data_json, "AWS::SecretsManager::Secret")
+    # Then it names the cursor key secret of the data stack, never the key itself
+    assert from_data_stack(default_app, variables["FLEETLINK_CURSOR_KEY_SECRET_ARN"]) == {"Ref": secret_id}
+    assert "FLEETLINK_CURSOR_KEY" not in variables
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -130,12 +140,41 @@ def test_settings_come_from_context(custom_app: Synthesized) -> None:
             "DEBUG",
             "120",
         )
-        assert function["MemorySize"] == 1024
+        assert function["MemorySize"] == (768 if name == "heartbeat" else 1024)
+        assert function["LoggingConfig"]["ApplicationLogLevel"] == "DEBUG"
+        assert function["LoggingConfig"]["SystemLogLevel"] == "INFO"
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_memory_is_the_registry_entrys_by_default(default_app: Synthesized, name: str) -> None:
+    assert properties(default_app, name)["MemorySize"] == (FUNCTIONS[name].memory_mb or 512)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "heartbeat"])
 def test_function_is_traced_by_xray(default_app: Synthesized, name: str) -> None:
     assert properties(default_app, name)["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_heartbeats_are_not_traced_by_default(default_app: Synthesized) -> None:
+    # Given the default context / Then the heartbeat function is PassThrough: Lambda takes no sampling
+    # rule, and an HTTP API never sends a sampled trace header, so no heartbeat is traced
+    assert properties(default_app, "heartbeat")["TracingConfig"] == {"Mode": "PassThrough"}
+
+
+def test_heartbeat_tracing_from_context(custom_app: Synthesized) -> None:
+    assert properties(custom_app, "heartbeat")["TracingConfig"] == {"Mode": "Active"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logs_are_json_without_lambdas_per_invocation_lines(default_app: Synthesized, name: str) -> None:
+    # Given the default context / When the function's logging configuration is read
+    logging = properties(default_app, name)["LoggingConfig"]
+    # Then Lambda's JSON format, system lines from WARN up (no START/END/REPORT), application from INFO
+    assert {key: logging.get(key) for key in ("LogFormat", "SystemLogLevel", "ApplicationLogLevel")} == {
+        "LogFormat": "JSON",
+        "SystemLogLevel": "WARN",
+        "ApplicationLogLevel": "INFO",
+    }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -146,7 +185,7 @@ def test_function_logs_to_its_own_group_with_retention(default_app: Synthesized,
     # When its logging configuration is read
     logging = properties(default_app, name)["LoggingConfig"]
     # Then it writes to that group, kept 30 days by default, and retained if the stack goes
-    assert logging == {"LogGroup": {"Ref": group_id}}
+    assert logging["LogGroup"] == {"Ref": group_id}
     resource = default_app.api_json["Resources"][group_id]
     assert resource["Properties"]["RetentionInDays"] == 30
     assert resource["DeletionPolicy"] == "Retain"
@@ -211,3 +250,11 @@ def test_snap_start_from_context_runs_every_caller_through_a_live_alias(custom_a
 def test_missing_function_directory_fails_clearly() -> None:
     with pytest.raises(FileNotFoundError, match=r"functions/no-such-function/handler\.py"):
         function_code("no-such-function")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_timeout_is_the_registry_entry_s(default_app: Synthesized, name: str) -> None:
+    # Given the function's registry entry
+    # When its synthesized configuration is read
+    # Then its timeout is the entry's (cleanup's duties get longer than a request)
+    assert properties(default_app, name)["Timeout"] == FUNCTIONS[name].timeout_s

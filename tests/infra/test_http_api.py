@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
-from infra.constructs.http_api import ACCESS_LOG_FORMAT, Authorization, Route, authorization_of, routes
+from infra.constructs.http_api import (
+    ACCESS_LOG_FORMAT,
+    COMPACT_ACCESS_LOG_FORMAT,
+    Authorization,
+    Route,
+    authorization_of,
+    routes,
+)
 
 from fleetlink.api.app import openapi_document, route_table
 from tests.infra.conftest import Synthesized
@@ -102,12 +109,32 @@ def test_default_stage_auto_deploys_with_throttling_and_access_logs(default_app:
     assert properties["DefaultRouteSettings"] == {"ThrottlingBurstLimit": 5000, "ThrottlingRateLimit": 3000}
     log_group = default_app.logical_id(default_app.stacks.api.http_api.access_logs)
     assert properties["AccessLogSettings"]["DestinationArn"] == {"Fn::GetAtt": [log_group, "Arn"]}
-    assert json.loads(properties["AccessLogSettings"]["Format"]) == ACCESS_LOG_FORMAT
+    assert json.loads(properties["AccessLogSettings"]["Format"]) == COMPACT_ACCESS_LOG_FORMAT
 
 
-def test_access_log_format_has_the_request_id_and_no_headers() -> None:
-    assert ACCESS_LOG_FORMAT["requestId"] == "$context.requestId"
-    assert not [v for v in ACCESS_LOG_FORMAT.values() if "header" in v.lower() or "querystring" in v.lower()]
+def test_the_full_access_log_format_from_context(custom_app: Synthesized) -> None:
+    _, stage = only_resource(custom_app.api_json, "AWS::ApiGatewayV2::Stage")
+    assert json.loads(stage["Properties"]["AccessLogSettings"]["Format"]) == ACCESS_LOG_FORMAT
+
+
+@pytest.mark.parametrize("fields", [COMPACT_ACCESS_LOG_FORMAT, ACCESS_LOG_FORMAT])
+def test_access_log_formats_have_the_request_id_and_no_headers(fields: dict[str, str]) -> None:
+    assert "$context.requestId" in fields.values()
+    assert not [v for v in fields.values() if "header" in v.lower() or "querystring" in v.lower()]
+
+
+def test_the_compact_access_log_keeps_what_an_incident_needs() -> None:
+    # who (source IP), what (method, path with the agent id), when, outcome (status, latency, error)
+    assert {
+        "$context.requestId",
+        "$context.requestTimeEpoch",
+        "$context.identity.sourceIp",
+        "$context.httpMethod",
+        "$context.path",
+        "$context.status",
+        "$context.responseLatency",
+        "$context.integrationErrorMessage",
+    } == set(COMPACT_ACCESS_LOG_FORMAT.values())
 
 
 def test_throttling_comes_from_context(custom_app: Synthesized) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fleetlink.api.permissions import FUNCTION_TABLE_ACCESS, TableAccess, table_access
+from fleetlink.api.functions import function_spec
+from fleetlink.api.permissions import TableAccess
 from infra import constants
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import from_data_stack, listed, only_resource, role_id_of_function, role_statements
@@ -26,9 +27,12 @@ def resource_name(app: Synthesized, name: str, resource: Any) -> str:
     """A policy resource as a readable name: table, index/<n>, key, own-logs, dead-letters, * (or raw)."""
     table_id, _ = only_resource(app.data_json, "AWS::DynamoDB::Table")
     key_id, _ = only_resource(app.data_json, "AWS::KMS::Key")
+    secret_id, _ = only_resource(app.data_json, "AWS::SecretsManager::Secret")
     data_value = from_data_stack(app, resource)
     if data_value == {"Fn::GetAtt": [table_id, "Arn"]}:
         return "table"
+    if data_value == {"Ref": secret_id}:
+        return "cursor-key"
     if data_value == {"Fn::GetAtt": [key_id, "Arn"]}:
         return "key"
     if isinstance(resource, dict) and "Fn::Join" in resource:
@@ -62,16 +66,12 @@ def expected_table_pairs(access: TableAccess) -> set[tuple[str, str]]:
     return {(action, scope) for action, scope in access.calls()}
 
 
-def test_every_function_has_a_declaration() -> None:
-    assert set(FUNCTION_TABLE_ACCESS) == set(NAMES)
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_dynamodb_grants_are_exactly_the_declared_ones(any_app: Synthesized, name: str) -> None:
     # Given the function's role in the synthesized api stack
     granted = {(a, r) for a, r in allowed(any_app, name) if a.startswith("dynamodb:")}
     # Then it allows the declared actions on the table's ARN and Query on the declared index ARNs only
-    assert granted == expected_table_pairs(table_access(name))
+    assert granted == expected_table_pairs(function_spec(name).access)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -84,7 +84,7 @@ def test_kms_grants_are_what_the_table_access_needs_through_dynamodb_only(
         for s in role_statements(default_app, name)
         if any(a.startswith("kms:") for a in listed(s["Action"]))
     ]
-    expected = table_access(name).key_actions()
+    expected = function_spec(name).access.key_actions()
     granted = {
         (action, resource_name(default_app, name, r))
         for s in statements
@@ -105,13 +105,23 @@ def test_function_writes_only_to_its_own_log_group(default_app: Synthesized, nam
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_function_reads_only_the_cursor_key_secret(any_app: Synthesized, name: str) -> None:
+    # Given the role's Secrets Manager grants
+    granted = {(a, r) for a, r in allowed(any_app, name) if a.startswith("secretsmanager:")}
+    # Then it may read the value of the cursor key secret, and nothing else there
+    assert granted == {("secretsmanager:GetSecretValue", "cursor-key")}
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_function_allows_nothing_else(default_app: Synthesized, name: str) -> None:
     # Given everything the role allows
     granted = allowed(default_app, name)
-    # When DynamoDB, KMS, logs and X-Ray are taken away
-    rest = {(a, r) for a, r in granted if not a.startswith(("dynamodb:", "kms:", "logs:"))} - XRAY
-    # Then only the cleanup function keeps one more thing: sending its failures to the dead-letter queue
-    if name == constants.CLEANUP_FUNCTION:
+    # When DynamoDB, KMS, the cursor key, logs and X-Ray are taken away
+    rest = {
+        (a, r) for a, r in granted if not a.startswith(("dynamodb:", "kms:", "logs:", "secretsmanager:"))
+    } - XRAY
+    # Then only a scheduled function keeps one more thing: sending its failures to the dead-letter queue
+    if function_spec(name).duties:
         assert {a for a, _ in rest} <= {"sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"}
         assert {r for _, r in rest} == {"dead-letters"}
     else:
@@ -147,6 +157,6 @@ def test_declaring_a_wildcard_is_refused() -> None:
         TableAccess(table=frozenset({"dynamodb:*"}))
 
 
-def test_an_undeclared_function_stops_synthesis() -> None:
-    with pytest.raises(KeyError, match="FUNCTION_TABLE_ACCESS"):
-        table_access("no-such-function")
+def test_an_unregistered_function_is_an_error() -> None:
+    with pytest.raises(KeyError, match="FUNCTIONS"):
+        function_spec("no-such-function")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from layers import build
 
-from fleetlink.api.app import FUNCTION_ROUTERS
+from fleetlink.api.functions import function_spec
 from infra import constants
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
@@ -106,9 +106,7 @@ def test_shared_layer_is_the_package_without_the_node_side(built: Built) -> None
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     }
     node_side = {
-        f
-        for f in package
-        if f.startswith(("fleetlink/agent/", "fleetlink/local/")) or f == "fleetlink/cli.py"
+        f for f in package if f.startswith(("fleetlink/agent/", "fleetlink/local/", "fleetlink/cli/"))
     }
     assert set(built.shared_files) == package - node_side
 
@@ -172,7 +170,7 @@ def reachable(name: str, shared_python: Path) -> tuple[set[str], set[str], set[s
     missing: set[str] = set()
     third_party: set[str] = set()
     todo = [
-        *(f"{m}" for m in FUNCTION_ROUTERS.get(name, ())),
+        *function_spec(name).routers,
         *_imports(constants.FUNCTIONS_DIR / name / "handler.py"),
     ]
     while todo:

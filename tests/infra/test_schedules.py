@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from infra.constructs.schedules import DELIVERY_RETRY_ATTEMPTS
 
-from fleetlink.api import cleanup
+from fleetlink.api.functions import function_spec
 from infra import constants
 from tests.infra.conftest import FAKE_DUTY, Synthesized
 from tests.infra.helpers import only_resource, resources_of_type
@@ -47,7 +47,7 @@ def schedules(app: Synthesized) -> dict[str, dict[str, Any]]:
 
 def test_every_duty_has_one_schedule(default_app: Synthesized) -> None:
     # Given the duties when the app was built (the real ones and one the tests registered)
-    duties = {*cleanup.DUTIES, FAKE_DUTY.name}
+    duties = {*(duty.name for duty in function_spec("cleanup").duties), FAKE_DUTY.name}
     # When the rules are read
     # Then there is exactly one per duty
     default_app.api.resource_count_is("AWS::Events::Rule", len(duties))
@@ -58,7 +58,8 @@ def test_a_schedule_runs_at_its_duty_interval(default_app: Synthesized) -> None:
     rule = schedules(default_app)[FAKE_DUTY.name]
     assert rule["ScheduleExpression"] == f"rate({FAKE_DUTY.every_minutes} minutes)"
     assert rule["State"] == "ENABLED"
-    for name, duty in cleanup.DUTIES.items():
+    for duty in function_spec("cleanup").duties:
+        name = duty.name
         unit = "minute" if duty.every_minutes == 1 else "minutes"
         assert schedules(default_app)[name]["ScheduleExpression"] == f"rate({duty.every_minutes} {unit})"
 

@@ -7,18 +7,23 @@ through the Lambda handlers exactly as API Gateway would hand it to them.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, OperatorClient
 from fleetlink.agent.hardware import fingerprint
+from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.api.app import route_table
 from fleetlink.api.deps import Deps
 from fleetlink.auth.keys import PrivateKey, generate_private_key
+from fleetlink.core.agents.model import RegistrationEventKind
 from fleetlink.core.clock import FixedClock
-from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness, RegistrationEventKind
-from fleetlink.local.server import RouteTable
+from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+from fleetlink.local.routing import RouteTable
+from fleetlink.store import keys
+from fleetlink.store.agents import AgentPresenceItem
 from tests.support import DOMAIN, OPERATOR_TOKEN, Api
 
 BASE = f"https://{DOMAIN}"
@@ -129,14 +134,14 @@ def test_a_revoked_agent_gets_a_403_problem(
     assert (raised.value.status, raised.value.code) == (403, "agent-revoked")
 
 
-def test_an_unknown_token_is_refused_with_the_servers_reason(
+def test_an_unknown_token_is_refused_with_the_generic_401(
     operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey
 ) -> None:
     with pytest.raises(FleetlinkApiError) as raised:
         agent_client(transport).register(
             "tok_01JABCDEFGHJKMNPQRSTVWXYZ0.nope", machine(4), key, KeyAlg.ED25519
         )
-    assert (raised.value.status, raised.value.code) == (401, "registration-token-invalid")
+    assert (raised.value.status, raised.value.code) == (401, "unauthenticated")
 
 
 def test_iter_agents_reads_every_page_and_tags_can_be_replaced(
@@ -163,3 +168,88 @@ def test_a_bad_request_comes_back_with_field_errors(operator: OperatorClient) ->
         operator.create_token(name_prefix="Not A Prefix")
     assert raised.value.status == 422
     assert any(error["loc"][-1] == "name_prefix" for error in raised.value.errors)
+
+
+def test_the_client_rotates_its_key_and_keeps_its_id(
+    operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey
+) -> None:
+    # Given a registered agent
+    client = agent_client(transport)
+    agent_id = client.register(operator.create_token().token, machine(5), key, KeyAlg.ED25519).agent_id
+    new_key = generate_private_key(KeyAlg.ED25519)
+    # When it rotates to a new key
+    rotated = client.rotate_key(agent_id, new_key, KeyAlg.ED25519)
+    # Then same id; the client signs with the new key, which the server now holds
+    assert rotated.agent_id == agent_id
+    assert client.heartbeat(agent_id).server_time > 0
+    old = FleetlinkClient(
+        BASE, private_key=key, key_alg=KeyAlg.ED25519, transport=transport, sleep=lambda _: None
+    )
+    with pytest.raises(FleetlinkApiError) as raised:
+        old.heartbeat(agent_id)
+    assert raised.value.status == 401
+    events = [e.event for e in operator.get_agent(agent_id).registration_history]
+    assert events == [RegistrationEventKind.KEY_ROTATION, RegistrationEventKind.REGISTER]
+
+
+# --- heartbeats signed with the agent's sequence (agent.db) -----------------------------------
+
+
+def sequenced_client(
+    transport: httpx.MockTransport, state_dir: Path, wall_ms: list[int], key: PrivateKey | None = None
+) -> FleetlinkClient:
+    """The agent's client as `fleetlink agent` builds it: heartbeats signed with the agent.db sequence."""
+    return FleetlinkClient(
+        BASE,
+        transport=transport,
+        sleep=lambda _: None,
+        private_key=key,
+        key_alg=KeyAlg.ED25519 if key else None,
+        heartbeat_sequence=HeartbeatSequence.in_state_dir(state_dir, clock_ms=lambda: wall_ms[0]).next,
+    )
+
+
+def recorded_sequence(agent_id: str) -> int | None:
+    item = AgentPresenceItem.get(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK, consistent_read=True)
+    return None if item.sequence is None else int(item.sequence)
+
+
+def test_heartbeats_carry_the_sequence_across_a_restart_and_a_clock_step_back(
+    operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey, tmp_path: Path
+) -> None:
+    # Given a registered agent whose heartbeat was signed with its agent.db sequence
+    token = operator.create_token(ttl_seconds=600, max_uses=1)
+    wall_ms = [int(time.time() * 1000)]
+    client = sequenced_client(transport, tmp_path, wall_ms)
+    agent_id = client.register(token.token, machine(7), key, KeyAlg.ED25519).agent_id
+    client.heartbeat(agent_id)
+    first = recorded_sequence(agent_id)
+    # When the agent restarts (new client, new handle on the same file) with its clock an hour back
+    wall_ms[0] -= 3_600_000
+    restarted = sequenced_client(transport, tmp_path, wall_ms, key)
+    restarted.agent_id = agent_id
+    ack = restarted.heartbeat(agent_id)
+    # Then its heartbeat is accepted with the next sequence
+    assert first is not None
+    assert ack.heartbeat_interval_s == 60
+    assert recorded_sequence(agent_id) == first + 1
+
+
+def test_a_sequence_behind_the_servers_falls_back_to_a_single_use_nonce(
+    operator: OperatorClient, transport: httpx.MockTransport, key: PrivateKey, tmp_path: Path
+) -> None:
+    # Given an agent that heartbeated from one state dir
+    token = operator.create_token(ttl_seconds=600, max_uses=1)
+    wall_ms = [int(time.time() * 1000)]
+    client = sequenced_client(transport, tmp_path / "first", wall_ms)
+    agent_id = client.register(token.token, machine(8), key, KeyAlg.ED25519).agent_id
+    client.heartbeat(agent_id)
+    seen = recorded_sequence(agent_id)
+    # When it heartbeats from a fresh agent.db while its clock is an hour behind (its sequence is stale)
+    wall_ms[0] -= 3_600_000
+    behind = sequenced_client(transport, tmp_path / "restored", wall_ms, key)
+    ack = behind.heartbeat(agent_id)
+    # Then the heartbeat still gets through (by a nonce item) and the recorded sequence is unchanged
+    assert ack.heartbeat_interval_s == 60
+    assert recorded_sequence(agent_id) == seen
+    assert operator.get_agent(agent_id).liveness is Liveness.ONLINE

@@ -7,8 +7,9 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from fleetlink.api.deps import Deps
-from fleetlink.core.commands import MintRegistrationToken, RegisterAgent
-from fleetlink.core.tasks import ClaimExecutions, CreateTask, new_task
+from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.tasks.model import ClaimExecutions, CreateTask
+from fleetlink.core.tasks.transitions import new_task
 from tests.support import Machine
 
 EXECUTIONS = 200
@@ -19,7 +20,7 @@ def test_twenty_threads_claiming_two_hundred_executions_lease_each_exactly_once(
     # Given one agent with 200 queued executions
     token = deps.registration.mint_token(MintRegistrationToken(max_uses=1), "test").token
     agent_id = deps.registration.register(
-        RegisterAgent.model_validate(Machine("busy").register_body()), token
+        RegisterAgent.model_validate(Machine("busy").register_body()), deps.registration.redeem(token)
     ).agent_id
     agent = deps.agents.get_view(agent_id).agent  # type: ignore[union-attr]
     service = deps.task_service

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fleetlink.core.clock import FixedClock
-from tests.support import Api, Machine
+from tests.support import Api, Machine, assert_generic_401, refusal_reasons
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_silent_agent_becomes_connection_lost(api: Api, agent: Machine, clock: F
     )
 
 
-def test_replayed_nonce_is_refused(api: Api, agent: Machine) -> None:
+def test_replayed_nonce_is_refused(api: Api, agent: Machine, caplog: pytest.LogCaptureFixture) -> None:
     # Given a heartbeat that went through
     path = f"/v1/agents/{agent.agent_id}/heartbeat"
     raw = b'{"status":"ok"}'
@@ -54,8 +54,8 @@ def test_replayed_nonce_is_refused(api: Api, agent: Machine) -> None:
     assert api.call("heartbeat", "POST", path, body=raw, headers=headers).status == 200
     # When the very same request is sent again / Then 401 replayed
     again = api.call("heartbeat", "POST", path, body=raw, headers=headers)
-    assert again.status == 401
-    assert again.problem_code() == "signature-replayed"
+    assert_generic_401(again)
+    assert refusal_reasons(caplog.records)[-1] == "signature-replayed"
 
 
 def test_nonce_whose_ttl_passed_but_is_not_yet_deleted_counts_as_unseen(
@@ -69,22 +69,27 @@ def test_nonce_whose_ttl_passed_but_is_not_yet_deleted_counts_as_unseen(
 
 
 @pytest.mark.parametrize(("offset_s", "status"), [(-301, 401), (301, 401), (-299, 200), (299, 200)])
-def test_created_must_be_within_300_seconds(api: Api, agent: Machine, offset_s: int, status: int) -> None:
+def test_created_must_be_within_300_seconds(
+    api: Api, agent: Machine, offset_s: int, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
     reply = api.heartbeat(agent, created=api.clock.now_ms() // 1000 + offset_s)
     assert reply.status == status, reply.body
     if status == 401:
-        assert reply.problem_code() == "signature-expired"
+        assert_generic_401(reply)
+        assert refusal_reasons(caplog.records)[-1] == "signature-expired"
 
 
-def test_tampered_body_is_refused(api: Api, agent: Machine) -> None:
+def test_tampered_body_is_refused(api: Api, agent: Machine, caplog: pytest.LogCaptureFixture) -> None:
     path = f"/v1/agents/{agent.agent_id}/heartbeat"
     headers = api.signed_headers(agent, "POST", path, b'{"status":"ok"}')
     reply = api.call("heartbeat", "POST", path, body=b'{"status":"busy"}', headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "content-digest-mismatch"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "content-digest-mismatch"
 
 
-def test_tampered_body_with_recomputed_digest_is_refused(api: Api, agent: Machine) -> None:
+def test_tampered_body_with_recomputed_digest_is_refused(
+    api: Api, agent: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given an attacker who swaps the body and fixes Content-Digest (which the signature covers)
     from http_message_signatures.digests import ContentDigest
 
@@ -92,21 +97,23 @@ def test_tampered_body_with_recomputed_digest_is_refused(api: Api, agent: Machin
     headers = api.signed_headers(agent, "POST", path, b'{"status":"ok"}')
     headers["Content-Digest"] = ContentDigest.create(b'{"status":"busy"}')
     reply = api.call("heartbeat", "POST", path, body=b'{"status":"busy"}', headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-invalid"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-invalid"
 
 
-def test_tampered_path_is_refused(api: Api, agent: Machine) -> None:
+def test_tampered_path_is_refused(api: Api, agent: Machine, caplog: pytest.LogCaptureFixture) -> None:
     # Given a signed heartbeat whose URL gains a query string on the way
     path = f"/v1/agents/{agent.agent_id}/heartbeat"
     raw = b'{"status":"ok"}'
     headers = api.signed_headers(agent, "POST", path, raw)
     reply = api.call("heartbeat", "POST", path, body=raw, headers=headers, query="x=1")
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-invalid"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-invalid"
 
 
-def test_signature_by_another_agents_key_is_refused(api: Api, agent: Machine) -> None:
+def test_signature_by_another_agents_key_is_refused(
+    api: Api, agent: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
     other = Machine("hb-2")
     api.register(other, api.mint_token())
     # Given B's signature claiming A's keyid
@@ -114,8 +121,8 @@ def test_signature_by_another_agents_key_is_refused(api: Api, agent: Machine) ->
     # When it is sent
     reply = api.signed("heartbeat", other, "POST", path, {"status": "ok"}, key_id=agent.agent_id)
     # Then the signature does not verify under A's key
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-invalid"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-invalid"
 
 
 def test_agent_cannot_heartbeat_for_another_agent(api: Api, agent: Machine) -> None:
@@ -127,33 +134,37 @@ def test_agent_cannot_heartbeat_for_another_agent(api: Api, agent: Machine) -> N
     assert reply.problem_code() == "not-your-resource"
 
 
-def test_missing_content_digest_is_refused(api: Api, agent: Machine) -> None:
+def test_missing_content_digest_is_refused(
+    api: Api, agent: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
     path = f"/v1/agents/{agent.agent_id}/heartbeat"
     headers = api.signed_headers(agent, "POST", path, b"")  # signed as if bodiless
     reply = api.call("heartbeat", "POST", path, body=b'{"status":"ok"}', headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-components-missing"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-components-missing"
 
 
-def test_unsigned_request_is_refused(api: Api, agent: Machine) -> None:
+def test_unsigned_request_is_refused(api: Api, agent: Machine, caplog: pytest.LogCaptureFixture) -> None:
     reply = api.call("heartbeat", "POST", f"/v1/agents/{agent.agent_id}/heartbeat", body={"status": "ok"})
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-missing"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-missing"
 
 
-def test_garbage_signature_headers_are_refused(api: Api, agent: Machine) -> None:
+def test_garbage_signature_headers_are_refused(
+    api: Api, agent: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
     headers = {"Signature-Input": "sig=(((", "Signature": "sig=:@@@:"}
     reply = api.call("heartbeat", "POST", f"/v1/agents/{agent.agent_id}/heartbeat", body={}, headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-malformed"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-malformed"
 
 
-def test_unknown_agent_is_refused(api: Api) -> None:
+def test_unknown_agent_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     stranger = Machine("stranger")
     stranger.agent_id = "agt_01J00000000000000000000000"
     reply = api.heartbeat(stranger)
-    assert reply.status == 401
-    assert reply.problem_code() == "unknown-key"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "unknown-key"
 
 
 def test_revoked_agent_is_forbidden(api: Api, agent: Machine) -> None:
@@ -197,7 +208,9 @@ def test_malformed_agent_id_in_path_is_refused(api: Api, agent: Machine) -> None
     assert reply.status == 422
 
 
-def test_signature_moved_to_another_path_is_refused(api: Api, agent: Machine) -> None:
+def test_signature_moved_to_another_path_is_refused(
+    api: Api, agent: Machine, caplog: pytest.LogCaptureFixture
+) -> None:
     # Given a heartbeat signed for A's path, sent to another agent's path
     other = Machine("hb-4")
     api.register(other, api.mint_token())
@@ -205,5 +218,5 @@ def test_signature_moved_to_another_path_is_refused(api: Api, agent: Machine) ->
     headers = api.signed_headers(agent, "POST", f"/v1/agents/{agent.agent_id}/heartbeat", raw)
     # When it arrives / Then the signed @target-uri no longer matches
     reply = api.call("heartbeat", "POST", f"/v1/agents/{other.agent_id}/heartbeat", body=raw, headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-invalid"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "signature-invalid"

@@ -121,7 +121,7 @@ def test_operator_routes_need_the_operator_token(api: Api) -> None:
 
 def test_operator_actions_are_audited(api: Api, deps) -> None:  # type: ignore[no-untyped-def]
     from fleetlink.store import keys
-    from fleetlink.store.models import AuditItem
+    from fleetlink.store.agents import AuditItem
 
     (agent,) = _register(api, 1)
     api.operator("operator", "PUT", f"/v1/agents/{agent.agent_id}/tags", {"tags": {"a": "b"}})

@@ -21,23 +21,25 @@ from typing import Any, cast
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleetlink.api.app import FUNCTION_ROUTERS, lambda_entry
+from fleetlink.api.app import lambda_entry
 from fleetlink.api.deps import build_deps, set_deps
-from fleetlink.api.permissions import FUNCTION_TABLE_ACCESS, calls_of_request, table_access
+from fleetlink.api.functions import FUNCTIONS as REGISTRY
+from fleetlink.api.functions import function_spec
+from fleetlink.api.permissions import calls_of_request
 from fleetlink.api.settings import OperatorAuth, Settings
-from fleetlink.core import task_service
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.tasks import service as task_service
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
-from fleetlink.store import tasks_repository
-from fleetlink.store.models import TableItem
+from fleetlink.store import tasks as task_store
+from fleetlink.store.base import TableItem
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
 
 ROOT = Path(__file__).parents[2]
 SAMPLES = sorted((ROOT / "events" / "http").glob("*.json"))
 SCHEDULED_SAMPLES = sorted((ROOT / "events" / "scheduled").glob("*.json"))
 SAMPLED_AT_MS = 1_767_225_600_000
-FUNCTIONS = (*FUNCTION_ROUTERS, "cleanup")
+FUNCTIONS = tuple(REGISTRY)
 OUTSIDE = "<no handler>"
 
 Calls = dict[str, set[tuple[str, str]]]
@@ -130,14 +132,30 @@ def run_flows(recorder: CallRecorder) -> None:
         assert api.register(machine, None).status == 201  # re-registration: same key and hardware
         assert api.heartbeat(machine).status == 200
         run_task_flows(api, machine, other)
+        run_tunnel_flows(api, machine)
         assert api.operator("operator", "GET", "/v1/agents").status == 200
         assert api.operator("operator", "GET", "/v1/agents", query="tag=role:web").status == 200
         assert api.operator("operator", "GET", f"/v1/agents/{machine.agent_id}").status == 200
         tags = {"tags": {"zone": "a"}}  # role=web removed: a tag member is deleted
         assert api.operator("operator", "PUT", f"/v1/agents/{machine.agent_id}/tags", tags).status == 200
         assert api.operator("operator", "POST", f"/v1/agents/{other.agent_id}/revoke").status == 200
-        assert api.register(other, None).status == 403  # a revoked agent re-registering: recorded failure
+        assert api.register(other, None).status == 403  # a revoked agent re-registering: refused
+        run_identity_flows(api, machine, token)
         assert api.call("operator", "GET", "/v1/health/ready").status == 200
+
+
+def run_identity_flows(api: Api, machine: Machine, token: str) -> None:
+    """Tokens listed and revoked, a look-alike registering (evidence read), rotation, recovery."""
+    assert api.operator("registration", "GET", "/v1/registration-tokens").status == 200
+    assert api.register(Machine("perm-1"), token).status == 201  # resembles machine: its profile read
+    rotated = Machine("perm-1")
+    assert api.rotate_key(machine, rotated).status == 200
+    machine.key = rotated.key
+    recovery = api.recovery_token(machine.agent_id or "")
+    assert recovery.status == 201
+    assert api.register(Machine("perm-1"), recovery.json["token"]).status == 201
+    token_id = token.split(".")[0]
+    assert api.operator("registration", "DELETE", f"/v1/registration-tokens/{token_id}").status == 200
 
 
 def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
@@ -200,12 +218,35 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
 @contextmanager
 def chunked_fan_outs(budget_s: float) -> Iterator[None]:
     """Creates treat every fan-out as large (chunks of one) and write for at most ``budget_s``."""
-    chunk, budget = tasks_repository.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S
-    tasks_repository.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = 1, budget_s
+    chunk, budget = task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S
+    task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = 1, budget_s
     try:
         yield
     finally:
-        tasks_repository.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = chunk, budget
+        task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = chunk, budget
+
+
+def run_tunnel_flows(api: RecordedApi, machine: Machine) -> None:
+    """A tunnel created, fetched, reported on, its events posted and read, listed, summarised,
+    patched and deleted."""
+    body = {"provider": "self_hosted", "name": "web", "local_target": "127.0.0.1:8080"}
+    reply = api.operator("tunnels", "POST", f"/v1/agents/{machine.agent_id}/tunnels", body)
+    assert reply.status == 201, reply.body
+    tunnel = f"/v1/tunnels/{reply.json['tunnel_id']}"
+    assert api.signed("tunnels", machine, "GET", f"/v1/agents/{machine.agent_id}/tunnels").status == 200
+    assert api.signed("tunnels", machine, "PUT", f"{tunnel}/status", {"health": "up"}).status == 200
+    event = {"level": "error", "event_type": "error", "message": "x", "created_at": api.clock.now_ms()}
+    assert api.signed("tunnels", machine, "POST", f"{tunnel}/events", {"events": [event]}).status == 200
+    for path, query in (
+        (f"{tunnel}/events", ""),
+        ("/v1/tunnels", ""),
+        ("/v1/tunnels/health", ""),
+        ("/v1/tunnels/events", ""),
+        ("/v1/tunnels/events", "errors=true"),
+    ):
+        assert api.operator("tunnels", "GET", path, query=query).status == 200
+    assert api.operator("tunnels", "PATCH", tunnel, {"enabled": False}).status == 200
+    assert api.operator("tunnels", "DELETE", tunnel).status == 204
 
 
 def _cleanup_handler() -> Any:
@@ -226,11 +267,12 @@ def observed() -> Calls:
     return recorder.calls
 
 
-def test_every_function_is_declared() -> None:
-    # Given the functions the CDK app deploys (one per route group, plus cleanup)
-    # When the permission declaration is read
-    # Then each has an entry, and nothing else does
-    assert set(FUNCTION_TABLE_ACCESS) == set(FUNCTIONS)
+def test_every_registered_function_has_a_handler() -> None:
+    # Given the functions the registry declares
+    # When their code directories are looked up
+    missing = [name for name in FUNCTIONS if not (ROOT / "functions" / name / "handler.py").is_file()]
+    # Then each has its Lambda entry
+    assert not missing
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)
@@ -238,7 +280,7 @@ def test_function_calls_nothing_undeclared(observed: Calls, function: str) -> No
     # Given every call the function's code made over the samples and flows
     made = observed.get(function, set())
     # When compared with what the declaration grants
-    undeclared = made - table_access(function).calls()
+    undeclared = made - function_spec(function).access.calls()
     # Then nothing would be denied in AWS
     assert not undeclared, f"{function} calls undeclared (action, scope) pairs: {sorted(undeclared)}"
 
@@ -246,7 +288,7 @@ def test_function_calls_nothing_undeclared(observed: Calls, function: str) -> No
 @pytest.mark.parametrize("function", FUNCTIONS)
 def test_every_declared_action_is_called(observed: Calls, function: str) -> None:
     # Given what the declaration grants the function
-    declared = table_access(function).calls()
+    declared = function_spec(function).access.calls()
     # When compared with the calls its code made
     unused = declared - observed.get(function, set())
     # Then every grant is needed (extend the flows above when a new call is declared)

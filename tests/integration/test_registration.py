@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.entities import KeyAlg
-from tests.support import Api, Machine, operator_headers
+from tests.support import Api, Machine, assert_generic_401, operator_headers, refusal_reasons
 
 
 def test_minted_token_is_shown_once_and_stored_only_hashed(api: Api, deps) -> None:  # type: ignore[no-untyped-def]
@@ -72,43 +74,46 @@ def test_re_registration_history_keeps_similarity_scores(api: Api) -> None:
     assert history[0]["hardware"]["ip_address"] == "10.9.9.9"
 
 
-def test_new_key_for_known_fingerprint_needs_a_token(api: Api) -> None:
-    # Given a registered machine that now presents a different key, without a token
+def test_new_key_for_a_known_fingerprint_without_a_token_is_the_generic_401(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a registered machine, and another key presenting its fingerprint without a token
     agent = Machine("edge-1")
     api.register(agent, api.mint_token())
     impostor = Machine("edge-1")
-    # When it re-registers
+    # When it registers
     reply = api.register(impostor, None)
-    # Then it is refused, and the attempt is in the history as a failure
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-missing"
+    # Then the generic 401, the reason only in the logs, and nothing in the victim's history
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records) == ["registration-token-missing"]
     history = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json["registration_history"]
-    assert history[0]["success"] is False
-    assert history[0]["key_changed"] is True
+    assert [e["event"] for e in history] == ["register"]
 
 
-def test_new_key_with_a_valid_token_rotates_the_key(api: Api) -> None:
-    # Given a registered machine re-keyed by its operator, with a fresh token
-    agent = Machine("edge-2")
-    api.register(agent, api.mint_token())
-    rekeyed = Machine("edge-2")
-    # When it re-registers / Then it keeps its id and the new key now signs its heartbeats
-    reply = api.register(rekeyed, api.mint_token())
-    assert reply.status == 201
-    assert rekeyed.agent_id == agent.agent_id
-    assert api.heartbeat(rekeyed).status == 200
-    assert api.heartbeat(agent).status == 401
-
-
-def test_changed_machine_id_counts_as_a_new_machine(api: Api) -> None:
-    # Given a registered fingerprint re-presented with another machine id and no token
+def test_changed_hardware_with_the_current_key_keeps_the_id(api: Api) -> None:
+    # Given a registered agent whose machine id changed (new board), still holding its key
     agent = Machine("vm-1")
     api.register(agent, api.mint_token())
-    body = agent.register_body(hardware=agent.hardware(machine_id="cloned-vm"))
-    # When it re-registers / Then similarity is 0 and a token is needed
+    first_id = agent.agent_id
+    body = agent.register_body(hardware=agent.hardware(machine_id="new-board"), fingerprint="f" * 64)
+    # When it re-registers signed by its current key, with no token
     reply = api.register(agent, None, body)
-    assert reply.status == 401
-    assert "similarity 0" in reply.problem()["detail"]
+    # Then the key is the identity: same id, the drift scored 0 in the history
+    assert reply.status == 201, reply.body
+    assert (reply.json["agent_id"], reply.json["similarity_score"]) == (first_id, 0)
+    shown = api.operator("operator", "GET", f"/v1/agents/{first_id}").json
+    assert shown["fingerprint"] == "f" * 64
+
+
+def test_re_registration_cannot_change_the_key(api: Api) -> None:
+    # Given a registered agent re-registering with a body naming another key
+    agent = Machine("keep-1")
+    api.register(agent, api.mint_token())
+    body = agent.register_body(public_key=Machine("other").register_body()["public_key"])
+    # When sent signed by its current key / Then 409: keys change only by rotation
+    reply = api.register(agent, None, body)
+    assert reply.status == 409
+    assert reply.problem_code() == "key-change-needs-rotation"
 
 
 def test_revoked_agent_cannot_re_register(api: Api) -> None:
@@ -120,73 +125,70 @@ def test_revoked_agent_cannot_re_register(api: Api) -> None:
     assert reply.problem_code() == "agent-revoked"
 
 
-def test_expired_token_is_refused(api: Api, clock: FixedClock) -> None:
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "registration-token-missing"),
+        (
+            "tok_01J0000000000000000000000A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            "registration-token-invalid",
+        ),
+        ("not-a-token", "registration-token-invalid"),
+        ("x" * 4000, "registration-token-invalid"),
+    ],
+)
+def test_missing_unknown_or_malformed_token_is_the_generic_401(
+    api: Api, caplog: pytest.LogCaptureFixture, token: str | None, reason: str
+) -> None:
+    reply = api.register(Machine("nobody"), token)
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records) == [reason]
+    assert token is None or token not in reply.body
+
+
+def test_expired_token_is_refused(api: Api, clock: FixedClock, caplog: pytest.LogCaptureFixture) -> None:
     # Given a token that lived 60 s, 61 s ago
     token = api.mint_token(ttl_seconds=60)
     clock.advance(61_000)
-    # When an agent registers with it / Then 401 with the reason
-    reply = api.register(Machine("late-1"), token)
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-expired"
+    # When an agent registers with it / Then the generic 401, the reason in the logs
+    assert_generic_401(api.register(Machine("late-1"), token))
+    assert refusal_reasons(caplog.records) == ["registration-token-expired"]
 
 
-def test_used_up_token_is_refused(api: Api) -> None:
+def test_used_up_token_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     token = api.mint_token(max_uses=1)
     assert api.register(Machine("one"), token).status == 201
-    reply = api.register(Machine("two"), token)
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-used-up"
+    assert_generic_401(api.register(Machine("two"), token))
+    assert refusal_reasons(caplog.records) == ["registration-token-used-up"]
 
 
-@pytest.mark.parametrize(
-    "token",
-    [
-        "tok_01J0000000000000000000000A.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",  # unknown id
-        "not-a-token",
-        "x" * 4000,
-    ],
-)
-def test_unknown_or_malformed_token_is_refused(api: Api, token: str) -> None:
-    reply = api.register(Machine("nobody"), token)
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-invalid"
-    assert token not in reply.body
-
-
-def test_right_token_id_with_wrong_secret_is_refused(api: Api) -> None:
+def test_right_token_id_with_wrong_secret_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     token_id = api.mint_token().split(".")[0]
-    reply = api.register(Machine("guess"), f"{token_id}.{'A' * 43}")
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-invalid"
+    assert_generic_401(api.register(Machine("guess"), f"{token_id}.{'A' * 43}"))
+    assert refusal_reasons(caplog.records) == ["registration-token-invalid"]
 
 
-def test_missing_token_for_a_new_machine_is_refused(api: Api) -> None:
-    reply = api.register(Machine("anon"), None)
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-missing"
-
-
-def test_registration_signed_by_another_key_is_refused(api: Api) -> None:
+def test_registration_signed_by_another_key_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     # Given a body carrying agent A's public key, signed by B's key
     a, b = Machine("a"), Machine("b")
     body = a.register_body()
-    raw = __import__("json").dumps(body).encode()
+    raw = json.dumps(body).encode()
     headers = api.signed_headers(b, "POST", "/v1/agents/register", raw, key_id=a.fingerprint)
     headers["Authorization"] = f"Bearer {api.mint_token()}"
     # When it registers / Then no proof of possession: 401
     reply = api.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-invalid"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records) == ["signature-invalid"]
 
 
-def test_registration_keyid_must_be_the_fingerprint(api: Api) -> None:
+def test_registration_keyid_must_be_the_fingerprint(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     agent = Machine("k")
-    raw = __import__("json").dumps(agent.register_body()).encode()
+    raw = json.dumps(agent.register_body()).encode()
     headers = api.signed_headers(agent, "POST", "/v1/agents/register", raw, key_id="someone-else")
     headers["Authorization"] = f"Bearer {api.mint_token()}"
     reply = api.call("registration", "POST", "/v1/agents/register", body=raw, headers=headers)
-    assert reply.status == 401
-    assert reply.problem_code() == "signature-keyid-mismatch"
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records) == ["signature-keyid-mismatch"]
 
 
 def test_garbage_public_key_is_a_400(api: Api) -> None:

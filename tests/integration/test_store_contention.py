@@ -10,7 +10,7 @@ import pytest
 
 from fleetlink.store.contention import MAX_ATTEMPTS
 from tests.fakes.dynamo_errors import ErrorPlan, dynamodb_errors
-from tests.support import Api, Machine
+from tests.support import Api, Machine, assert_generic_401, refusal_reasons
 
 CANCELLED = "TransactionCanceledException"
 
@@ -49,15 +49,19 @@ def test_registration_that_keeps_conflicting_is_a_429_with_retry_after(
     assert plan.served == MAX_ATTEMPTS
 
 
-def test_a_cancelled_transaction_with_a_failed_condition_is_not_retried(api: Api, token: str) -> None:
-    # Given a one-use token already spent
-    spent = api.mint_token(max_uses=1)
-    assert api.register(Machine("first"), spent).status == 201
-    # When a second machine registers with it
-    reply = api.register(Machine("second"), spent)
-    # Then the condition decides (no retry can change it): the token is used up
-    assert reply.status == 401
-    assert reply.problem_code() == "registration-token-used-up"
+def test_a_cancelled_transaction_with_a_failed_condition_is_not_retried(
+    api: Api, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the registration's transaction is cancelled because the token's condition failed
+    # (another registration spent its last use between the read and the write)
+    plan = ErrorPlan("TransactWriteItems", CANCELLED, times=100, reasons=["ConditionalCheckFailed"])
+    # When a machine registers
+    with dynamodb_errors(plan):
+        reply = api.register(Machine("second"), token)
+    # Then the condition decides after one attempt (no retry can change it): the token is used up
+    assert plan.served == 1
+    assert_generic_401(reply)
+    assert refusal_reasons(caplog.records)[-1] == "registration-token-used-up"
 
 
 @pytest.mark.parametrize("code", ["TransactionConflictException", "ThrottlingException"])

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from fleetlink.api.cleanup import DUTIES
 from fleetlink.api.deps import Deps
+from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
 from tests.support import Api, Machine, Reply
 
@@ -59,7 +59,7 @@ def task(api: Api, task_id: str) -> dict[str, Any]:
 
 
 def run_duty(deps: Deps, name: str) -> int:
-    return DUTIES[name].run(deps)
+    return function_spec("cleanup").duty(name).run(deps)
 
 
 def test_task_fans_out_to_every_agent_with_the_tags(api: Api, web: list[Machine]) -> None:

@@ -14,10 +14,10 @@ import boto3
 import pytest
 
 from fleetlink.api.deps import Deps
-from fleetlink.core import task_service
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.tasks import service as task_service
 from fleetlink.store import keys
-from fleetlink.store.models import TableItem
+from fleetlink.store.base import TableItem
 from tests.conftest import TEST_TABLE
 from tests.fakes.dynamo_errors import UNPROCESSED, ErrorPlan, dynamodb_errors
 from tests.fakes.stale_reads import stale_reads

@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from fleetlink.agent import hardware as hw
 from fleetlink.agent.hardware import collect_hardware, fingerprint
-from fleetlink.core.commands import Fingerprint
+from fleetlink.core.agents.commands import Fingerprint
 from fleetlink.core.entities import Hardware
 
 

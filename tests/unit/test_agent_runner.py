@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from fleetlink.agent.client import FleetlinkApiError
-from fleetlink.agent.runner import (
+from fleetlink.agent.tasks.runner import (
     NEVER_STARTED,
     RESTARTED,
     SEND_OUTPUT_BYTES,
@@ -23,7 +23,7 @@ from fleetlink.agent.runner import (
     HandlerRegistry,
     TaskRunner,
 )
-from fleetlink.agent.store import AgentStore, ExecutionRecord, ExecutionResult, ResultStatus, RowStatus
+from fleetlink.agent.tasks.store import AgentStore, ExecutionRecord, ExecutionResult, ResultStatus, RowStatus
 from tests.fakes.agent_api import FakeAgentApi, api_error
 
 AGENT_ID = "agt_01JABCDEFGHJKMNPQRSTVWXYZ0"

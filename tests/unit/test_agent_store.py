@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.store import (
+from fleetlink.agent.tasks.store import (
     MIGRATIONS,
     AgentStore,
     ExecutionResult,

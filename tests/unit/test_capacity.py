@@ -7,8 +7,7 @@ operations" (read-write-operations), Amazon DynamoDB Developer Guide.
 from __future__ import annotations
 
 import pytest
-
-from fleetlink.local.capacity import (
+from bench.capacity import (
     IndexSchema,
     batch_read_units,
     index_write_units,

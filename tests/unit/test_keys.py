@@ -19,8 +19,12 @@ def test_shards_spread_agents_evenly() -> None:
     assert max(counts.values()) < 2 * 8000 / keys.LIST_SHARDS
 
 
-def test_fingerprint_key_has_fixed_length_whatever_the_fingerprint() -> None:
-    assert len(keys.fingerprint_pk("a" * 16)) == len(keys.fingerprint_pk("b" * 256))
+def test_evidence_key_has_fixed_length_whatever_the_fingerprint() -> None:
+    assert len(keys.evidence_pk("fpr", "a" * 16)) == len(keys.evidence_pk("fpr", "b" * 256))
+
+
+def test_registration_nonces_and_agent_nonces_never_share_a_key() -> None:
+    assert keys.registration_nonce_pk("agt_x", "n") != keys.nonce_pk("agt_x", "n")
 
 
 def test_profile_and_presence_share_the_agent_partition_under_one_prefix() -> None:

@@ -2,8 +2,8 @@
 
 import pytest
 
+from fleetlink.core.agents.liveness import MISSED_INTERVALS_BEFORE_LOST, liveness
 from fleetlink.core.entities import Liveness
-from fleetlink.core.liveness import MISSED_INTERVALS_BEFORE_LOST, liveness
 
 NOW = 1_800_000_000_000
 INTERVAL_S = 60

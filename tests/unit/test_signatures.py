@@ -74,9 +74,10 @@ def library_signed_request(
     body: bytes = BODY,
     nonce: str | None = "n-1",
     expires: int | None = None,
+    url: str = URL,
 ) -> IncomingRequest:
     """Sign with the bare library, to produce signatures fleetlink's signer would not."""
-    message = SimpleNamespace(method="POST", url=URL, headers=dict(headers or {}))
+    message = SimpleNamespace(method="POST", url=url, headers=dict(headers or {}))
     signer = HTTPMessageSigner(
         signature_algorithm=algorithms.ED25519,
         key_resolver=MappingKeyResolver(public_keys={}, private_keys={KEY_ID: ED25519_KEY}),
@@ -90,7 +91,7 @@ def library_signed_request(
         covered_component_ids=components,
         use_existing_digest="Content-Digest" in message.headers,
     )
-    return IncomingRequest(method="POST", target_uri=URL, headers=message.headers, body=body)
+    return IncomingRequest(method="POST", target_uri=url, headers=message.headers, body=body)
 
 
 def _datetime(epoch_s: int) -> datetime.datetime:
@@ -267,9 +268,30 @@ def test_sha512_content_digest_is_accepted() -> None:
 
 
 def test_path_with_authority_instead_of_target_uri_is_accepted() -> None:
-    """Given a signature over @path and @authority (no @target-uri), when verified, then it passes."""
+    """Given a request without a query signed over @path and @authority, when verified, then it passes."""
+    request = library_signed_request(
+        ["@method", "@path", "@authority", "content-digest"],
+        headers={"Content-Digest": digest_header(BODY)},
+        url=URL.split("?")[0],
+    )
+
+    assert verify_ed25519(request).key_id == KEY_ID
+
+
+def test_query_string_outside_the_covered_components_is_rejected() -> None:
+    """Given a request with a query string signed over @path and @authority only, then coverage is missing."""
     request = library_signed_request(
         ["@method", "@path", "@authority", "content-digest"], headers={"Content-Digest": digest_header(BODY)}
+    )
+
+    assert rejection_code(request) == "signature-components-missing"
+
+
+def test_query_string_covered_by_query_component_is_accepted() -> None:
+    """Given a request with a query string signed over @path, @authority and @query, then it passes."""
+    request = library_signed_request(
+        ["@method", "@path", "@query", "@authority", "content-digest"],
+        headers={"Content-Digest": digest_header(BODY)},
     )
 
     assert verify_ed25519(request).key_id == KEY_ID

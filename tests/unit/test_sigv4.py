@@ -163,7 +163,7 @@ def test_region_is_read_from_default_endpoints_only(host: str, region: str | Non
 
 def test_operator_cli_signs_with_sigv4_when_no_operator_token_is_given() -> None:
     # Given no operator token
-    from fleetlink.agent.cli import _operator
+    from fleetlink.cli.operator import operator_client as _operator
 
     # When the CLI builds its operator client / Then requests are signed with SigV4 instead of a bearer
     client = _operator("https://abc123.execute-api.eu-west-1.amazonaws.com", None)

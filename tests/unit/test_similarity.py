@@ -1,7 +1,7 @@
 """Hardware similarity scoring for re-registration."""
 
+from fleetlink.core.agents.similarity import FIELD_WEIGHTS, similarity_score
 from fleetlink.core.entities import Hardware
-from fleetlink.core.similarity import FIELD_WEIGHTS, similarity_score
 
 KNOWN = Hardware(
     machine_id="m-1",

@@ -7,18 +7,14 @@ from typing import Any
 import pytest
 
 from fleetlink.core.errors import Conflict
-from fleetlink.core.tasks import (
+from fleetlink.core.tasks.model import (
     LEASE_GRACE_S,
     OUTPUT_INLINE_LIMIT,
     Execution,
     ExecutionResult,
     ExecutionStatus,
-    apply_result,
-    cancel,
-    lease,
-    lease_expired,
-    renew,
 )
+from fleetlink.core.tasks.transitions import apply_result, cancel, lease, lease_expired, renew
 
 NOW = 1_800_000_000_000
 

@@ -1,7 +1,13 @@
 """Registration token secrets."""
 
+from fleetlink.core.agents.tokens import (
+    format_token,
+    hash_secret,
+    new_token_secret,
+    parse_token,
+    secret_matches,
+)
 from fleetlink.core.ids import IdPrefix, new_id
-from fleetlink.core.tokens import format_token, hash_secret, new_token_secret, parse_token, secret_matches
 
 
 def test_token_round_trips_through_its_string_form() -> None:

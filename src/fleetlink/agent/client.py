@@ -17,15 +17,41 @@ from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 import fleetlink
 from fleetlink.agent.hardware import fingerprint as hardware_fingerprint
-from fleetlink.api import schemas
-from fleetlink.api.schemas import AgentDetail, AgentList, AgentSummary, Registered, TokenCreated
 from fleetlink.auth.httpx_auth import HttpxSignatureAuth
 from fleetlink.auth.keys import PrivateKey, public_key_pem
+from fleetlink.auth.sequence import sequence_nonce
+from fleetlink.contract.agents import (
+    AgentDetail,
+    AgentList,
+    AgentSummary,
+    HeartbeatAck,
+    KeyRotated,
+    Registered,
+    TokenCreated,
+)
+from fleetlink.contract.tasks import (
+    Claimed,
+    ExecutionDetail,
+    ResultRecorded,
+    TaskCreated,
+    TaskDetail,
+    TaskList,
+)
+from fleetlink.contract.tunnels import (
+    DesiredState,
+    EventList,
+    EventsBatch,
+    HealthSummary,
+    StatusReport,
+    Tunnel,
+    TunnelList,
+)
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
+from fleetlink.core.tasks.model import Task
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -38,6 +64,10 @@ USER_AGENT = f"fleetlink-agent/{fleetlink.__version__}"
 M = TypeVar("M", bound=BaseModel)
 _Item = TypeVar("_Item", covariant=True)
 _jitter = random.SystemRandom()
+
+
+#: The problem code of a heartbeat whose sequence is not greater than the last one the server saw.
+SEQUENCE_STALE = "heartbeat-sequence-stale"
 
 
 class FleetlinkClientError(Exception):
@@ -121,124 +151,6 @@ def api_root(base_url: str) -> str:
 
 def _segment(value: str) -> str:
     return quote(value, safe="")
-
-
-# --- answers about tasks, as the client reads them (unknown extra fields are ignored) -----------
-
-
-class HeartbeatAck(schemas.HeartbeatAck):
-    """The heartbeat answer; ``cancel`` lists executions the agent must stop."""
-
-    cancel: list[str] = Field(default_factory=list)
-
-
-class Lease(BaseModel):
-    """A claimed execution: what to run, and until when the lease holds."""
-
-    execution_id: str
-    task_id: str
-    attempt: int
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    timeout_seconds: int
-    priority: int = 0
-    lease_expires_at: int | None = None
-
-
-class Claimed(BaseModel):
-    executions: list[Lease]
-    renewed: list[str] = Field(default_factory=list)
-    cancel: list[str] = Field(default_factory=list)
-
-
-class ResultRecorded(BaseModel):
-    """What the server recorded for a result: succeeded|failed|timed_out|cancelled, or queued (retried)."""
-
-    execution_id: str
-    attempt: int
-    status: str
-
-
-#: Execution statuses nothing follows.
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "timed_out", "cancelled", "expired"})
-
-
-class ExecutionSummary(BaseModel):
-    execution_id: str
-    agent_id: str
-    status: str
-    attempt: int = 1
-    exit_code: int | None = None
-    error: str | None = None
-    output: str | None = None
-    output_truncated: bool = False
-    output_bytes: int | None = None
-    started_at: int | None = None
-    finished_at: int | None = None
-    duration_ms: int | None = None
-    updated_at: int | None = None
-
-    @property
-    def terminal(self) -> bool:
-        """Whether this execution has ended (nothing more will happen to it)."""
-        return self.status in TERMINAL_STATUSES
-
-
-class ExecutionDetail(ExecutionSummary):
-    """An agent's own execution."""
-
-    task_id: str
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    timeout_seconds: int
-    lease_expires_at: int | None = None
-    cancel_requested: bool = False
-
-
-class TaskCreated(BaseModel):
-    task_id: str
-    executions: int
-    agent_ids: list[str] = Field(default_factory=list)
-
-
-class TaskSummary(BaseModel):
-    task_id: str
-    type: str
-    command: str | None = None
-    input: dict[str, Any] | None = None
-    targets: dict[str, Any] = Field(default_factory=dict)
-    priority: int = 0
-    timeout_seconds: int
-    max_retries: int = 0
-    delivery_timeout_seconds: int | None = None
-    max_concurrency: int | None = None
-    created_at: int
-    created_by: str | None = None
-    state: str
-    finished_at: int | None = None
-    cancelled_at: int | None = None
-    execution_count: int | None = None
-    counts: dict[str, int] = Field(default_factory=dict)
-
-    @property
-    def done(self) -> bool:
-        """Whether every execution has ended (a cancelled task may still be stopping running ones)."""
-        return self.finished_at is not None
-
-
-class TaskDetail(TaskSummary):
-    executions: list[ExecutionSummary] = Field(default_factory=list)
-
-    @property
-    def done(self) -> bool:
-        return super().done or (self.state != "active" and all(e.terminal for e in self.executions))
-
-
-class TaskList(BaseModel):
-    items: list[TaskSummary]
-    cursor: str | None = None
 
 
 class _ApiClient:
@@ -342,7 +254,12 @@ class _ApiClient:
 
 
 class FleetlinkClient(_ApiClient):
-    """The agent's client: registration (keyid = fingerprint) and signed calls (keyid = agent id)."""
+    """The agent's client: registration (keyid = fingerprint) and signed calls (keyid = agent id).
+
+    With ``heartbeat_sequence`` (e.g. :meth:`fleetlink.agent.sequence.HeartbeatSequence.next`), each
+    heartbeat is signed with ``nonce="seq:<n>"``: the server then writes one item per heartbeat
+    instead of two. Without it, heartbeats carry random nonces like every other call.
+    """
 
     def __init__(
         self,
@@ -351,21 +268,29 @@ class FleetlinkClient(_ApiClient):
         private_key: PrivateKey | None = None,
         key_alg: KeyAlg | None = None,
         agent_id: str | None = None,
+        heartbeat_sequence: Callable[[], int] | None = None,
         **options: Any,
     ) -> None:
         super().__init__(base_url, **options)
         self._private_key = private_key
         self._key_alg = key_alg
+        self._heartbeat_sequence = heartbeat_sequence
         #: Who this client signs as when a call names no agent (set by :meth:`register`).
         self.agent_id = agent_id
 
-    def _signed_as(self, key_id: str | None = None) -> HttpxSignatureAuth:
+    def _signed_as(
+        self, key_id: str | None = None, nonce: Callable[[], str] | None = None
+    ) -> HttpxSignatureAuth:
         if self._private_key is None or self._key_alg is None:
             raise ValueError("this client has no signing key: pass private_key and key_alg")
         key_id = key_id or self.agent_id
         if not key_id:
             raise ValueError("this client does not know its agent id: pass agent_id")
-        return HttpxSignatureAuth(self._private_key, key_id, self._key_alg)
+        return HttpxSignatureAuth(self._private_key, key_id, self._key_alg, nonce=nonce)
+
+    def _heartbeat_nonce(self) -> str:
+        assert self._heartbeat_sequence is not None
+        return sequence_nonce(self._heartbeat_sequence())
 
     def register(
         self,
@@ -380,13 +305,17 @@ class FleetlinkClient(_ApiClient):
         agent_version: str | None = None,
         encryption_public_key: str | None = None,
         fingerprint: str | None = None,
+        agent_id: str | None = None,
     ) -> Registered:
-        """Register ``key`` for this hardware, or re-register it (then ``token`` may be None).
+        """Register ``key`` as a new agent (with a registration or recovery ``token``), or re-register.
 
-        The request is signed by ``key`` with keyid = the fingerprint (default: of ``hardware``).
+        A new registration is signed by ``key`` with keyid = the fingerprint (default: of
+        ``hardware``). Re-registration (``agent_id`` given, or this client already registered
+        ``key``) is signed with keyid = the agent id and needs no token: the key is the identity.
         The client signs later calls with ``key`` from then on.
         """
         fp = fingerprint or hardware_fingerprint(hardware)
+        known_as = agent_id or (self.agent_id if key is self._private_key else None)
         body: dict[str, Any] = {
             "fingerprint": fp,
             "public_key": public_key_pem(key),
@@ -406,11 +335,36 @@ class FleetlinkClient(_ApiClient):
             "POST",
             "/agents/register",
             body=body,
-            auth=HttpxSignatureAuth(key, fp, alg),
+            auth=HttpxSignatureAuth(key, known_as or fp, alg),
             headers=headers,
         )
         self._private_key, self._key_alg = key, alg
         self.agent_id = result.agent_id
+        return result
+
+    def rotate_key(self, agent_id: str, new_key: PrivateKey, new_alg: KeyAlg) -> KeyRotated:
+        """Install ``new_key`` (signed by the current key, with the new key's proof); sign with it after.
+
+        Keep the old key until this returns: if the answer is lost, the next call tells which key
+        the server holds (a 401 with the old key means the new one is installed).
+        """
+        from fleetlink.auth.key_proof import sign_key_proof
+
+        created = int(time.time())
+        body = {
+            "public_key": public_key_pem(new_key),
+            "key_alg": new_alg.value,
+            "created": created,
+            "proof": sign_key_proof(new_key, agent_id, new_alg, created),
+        }
+        result = self._call(
+            KeyRotated,
+            "POST",
+            f"/agents/{_segment(agent_id)}/keys",
+            body=body,
+            auth=self._signed_as(agent_id),
+        )
+        self._private_key, self._key_alg = new_key, new_alg
         return result
 
     def heartbeat(
@@ -428,13 +382,19 @@ class FleetlinkClient(_ApiClient):
             body["metrics"] = dict(metrics)
         if running_executions:
             body["running_executions"] = list(running_executions)
-        return self._call(
-            HeartbeatAck,
-            "POST",
-            f"/agents/{_segment(agent_id)}/heartbeat",
-            body=body,
-            auth=self._signed_as(agent_id),
-        )
+        path = f"/agents/{_segment(agent_id)}/heartbeat"
+        if self._heartbeat_sequence is None:
+            return self._call(HeartbeatAck, "POST", path, body=body, auth=self._signed_as(agent_id))
+        try:
+            return self._call(
+                HeartbeatAck, "POST", path, body=body, auth=self._signed_as(agent_id, self._heartbeat_nonce)
+            )
+        except FleetlinkApiError as error:
+            if error.code != SEQUENCE_STALE:
+                raise
+        # The server saw a greater sequence than this file holds (e.g. the file was restored from an
+        # old copy while the clock is behind): this beat goes through a single-use nonce instead.
+        return self._call(HeartbeatAck, "POST", path, body=body, auth=self._signed_as(agent_id))
 
     def claim(self, agent_id: str, max: int = 1, running_executions: list[str] | None = None) -> Claimed:
         """Lease up to ``max`` (1-10) queued executions; ``running_executions`` renews leases held."""
@@ -496,6 +456,23 @@ class FleetlinkClient(_ApiClient):
         return self._call(
             ExecutionDetail, "GET", f"/executions/{_segment(execution_id)}", auth=self._signed_as()
         )
+
+    # --- tunnels (the agent side of ``TunnelApi``) ------------------------------------------------
+
+    def get_desired_state(self, agent_id: str) -> DesiredState:
+        """The agent's tunnels with routes; secrets only sealed to its encryption key."""
+        path = f"/agents/{_segment(agent_id)}/tunnels"
+        return self._call(DesiredState, "GET", path, auth=self._signed_as(agent_id))
+
+    def put_status(self, tunnel_id: str, report: StatusReport) -> None:
+        """Report a tunnel's health, public URL and error (a repeat of the last report writes nothing)."""
+        body = report.model_dump(mode="json", exclude_none=True)
+        self._send("PUT", f"/tunnels/{_segment(tunnel_id)}/status", body=body, auth=self._signed_as())
+
+    def post_events(self, tunnel_id: str, batch: EventsBatch) -> None:
+        """Append up to 100 of a tunnel's events (a resent batch is stored once)."""
+        body = batch.model_dump(mode="json")
+        self._send("POST", f"/tunnels/{_segment(tunnel_id)}/events", body=body, auth=self._signed_as())
 
 
 class OperatorClient(_ApiClient):
@@ -610,13 +587,75 @@ class OperatorClient(_ApiClient):
         params = _query(state=str(state) if state else None, limit=limit, cursor=cursor)
         return self._call(TaskList, "GET", "/tasks", params=params)
 
-    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
+    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[Task]:
         """Every task in ``state`` (all when None), newest first, following cursors page by page."""
         return _follow(lambda cursor: self.list_tasks(state=state, limit=page_size, cursor=cursor))
 
     def cancel_task(self, task_id: str) -> TaskDetail:
         """Cancel a task (idempotent): queued executions end now, running ones are stopped by their agents."""
         return self._call(TaskDetail, "POST", f"/tasks/{_segment(task_id)}/cancel")
+
+    # --- tunnels ----------------------------------------------------------------------------------
+
+    def create_tunnel(self, agent_id: str, spec: Mapping[str, Any]) -> Tunnel:
+        """Create a tunnel for an agent (``spec``: provider, name, mode, local_target, routes, secret...)."""
+        return self._call(Tunnel, "POST", f"/agents/{_segment(agent_id)}/tunnels", body=dict(spec))
+
+    def list_tunnels(
+        self,
+        *,
+        agent_id: str | None = None,
+        provider: str | None = None,
+        health: str | None = None,
+        enabled: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TunnelList:
+        """One page of tunnels, fleet-wide or one agent's."""
+        params = _query(
+            agent_id=agent_id,
+            provider=provider,
+            health=health,
+            enabled=None if enabled is None else str(enabled).lower(),
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(TunnelList, "GET", "/tunnels", params=params)
+
+    def iter_tunnels(self, **filters: Any) -> Iterator[Tunnel]:
+        """Every matching tunnel, following cursors page by page."""
+        return _follow(lambda cursor: self.list_tunnels(cursor=cursor, **filters))
+
+    def get_tunnel(self, tunnel_id: str) -> Tunnel:
+        return self._call(Tunnel, "GET", f"/tunnels/{_segment(tunnel_id)}")
+
+    def patch_tunnel(self, tunnel_id: str, changes: Mapping[str, Any]) -> Tunnel:
+        """Change a tunnel (enabled, local_target, public_hostname, routes, secret)."""
+        return self._call(Tunnel, "PATCH", f"/tunnels/{_segment(tunnel_id)}", body=dict(changes))
+
+    def delete_tunnel(self, tunnel_id: str) -> None:
+        self._send("DELETE", f"/tunnels/{_segment(tunnel_id)}")
+
+    def tunnel_events(self, tunnel_id: str, limit: int | None = None, cursor: str | None = None) -> EventList:
+        """A tunnel's events, newest first."""
+        params = _query(limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", f"/tunnels/{_segment(tunnel_id)}/events", params=params)
+
+    def fleet_events(
+        self,
+        *,
+        errors: bool = False,
+        since: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventList:
+        """Every tunnel's events (or only errors) since ``since`` (default 24 h), newest first."""
+        params = _query(errors="true" if errors else None, since=since, limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", "/tunnels/events", params=params)
+
+    def tunnels_health(self) -> HealthSummary:
+        """The fleet's tunnels counted by provider and health."""
+        return self._call(HealthSummary, "GET", "/tunnels/health")
 
 
 def _query(**values: str | int | None) -> dict[str, str | int]:

@@ -1,4 +1,4 @@
-"""One resolver per Lambda function, built from its routers; the Lambda entry around it."""
+"""One resolver per HTTP function, built from its registry entry's routers; the Lambda entry around it."""
 
 from __future__ import annotations
 
@@ -9,22 +9,19 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fleetlink.api.problems import install_problem_handlers, problem
-from fleetlink.api.settings import LARGE_BODY_ROUTES, MAX_BODY_BYTES
-
-API_PREFIX = "/v1"
-
-#: The route groups each HTTP Lambda serves; the dev stack and the CDK app wire routes from this.
-FUNCTION_ROUTERS: dict[str, tuple[str, ...]] = {
-    "registration": ("fleetlink.api.routes.registration",),
-    "heartbeat": ("fleetlink.api.routes.heartbeat",),
-    "tasks": ("fleetlink.api.routes.tasks", "fleetlink.api.routes.executions"),
-    "operator": ("fleetlink.api.routes.operator", "fleetlink.api.routes.health"),
-}
+from fleetlink.api import security
+from fleetlink.api.functions import API_PREFIX, function_spec, http_functions
+from fleetlink.api.problems import install_problem_handlers
+from fleetlink.core.errors import PayloadTooLarge
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
 
@@ -36,13 +33,13 @@ def resolver_for(function_name: str) -> APIGatewayHttpResolver:
     """The function's resolver; one per process, since a Powertools router binds to one resolver."""
     app = APIGatewayHttpResolver(enable_validation=True)
     install_problem_handlers(app)
-    for module in FUNCTION_ROUTERS[function_name]:
+    spec = function_spec(function_name)
+    # Powertools puts its request validation (which parses the body) first on every route; this
+    # step takes its place and runs authentication and the body limit before it.
+    app._request_validation_middleware = AuthenticateThenValidate(spec.body_limit_bytes)
+    for module in spec.routers:
         app.include_router(importlib.import_module(module).router, prefix=API_PREFIX)
     return app
-
-
-def body_limit(path: str) -> int:
-    return LARGE_BODY_ROUTES.get(path, MAX_BODY_BYTES)
 
 
 def _body_size(event: dict[str, Any]) -> int:
@@ -50,19 +47,20 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
 
 
-def _too_large(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A 413 problem for a body over the route's limit, before anything parses it."""
-    path = event.get("rawPath", "")
-    limit = body_limit(path)
-    if _body_size(event) <= limit:
-        return None
-    response = problem(413, "payload-too-large", f"the body exceeds {limit} bytes", instance=path)
-    return {
-        "statusCode": response.status_code,
-        "headers": {"Content-Type": response.content_type or "", **response.headers},
-        "body": response.body,
-        "isBase64Encoded": False,
-    }
+class AuthenticateThenValidate(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation (which parses the body), preceded by who is calling (headers
+    only) and the function's body limit: an unauthenticated request is refused before its body is read."""
+
+    def __init__(self, body_limit_bytes: int) -> None:
+        super().__init__()
+        self._body_limit = body_limit_bytes
+
+    def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response[Any]:
+        route = app.context.get("_route")  # the matched route, as Powertools records it
+        security.authenticate_route(app, list(getattr(route, "middlewares", None) or ()))
+        if _body_size(app.current_event.raw_event) > self._body_limit:
+            raise PayloadTooLarge(f"the body exceeds {self._body_limit} bytes")
+        return super().handler(app, next_middleware)
 
 
 def lambda_entry(function_name: str) -> LambdaHandler:
@@ -71,7 +69,7 @@ def lambda_entry(function_name: str) -> LambdaHandler:
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return _too_large(event) or app.resolve(event, context)
+        return app.resolve(event, context)
 
     return handler
 
@@ -86,7 +84,7 @@ def _openapi(function_name: str) -> dict[str, Any]:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The whole API's OpenAPI 3.1 document: every function's routes, merged."""
-    documents = [_openapi(name) for name in FUNCTION_ROUTERS]
+    documents = [_openapi(spec.name) for spec in http_functions()]
     merged = documents[0]
     for document in documents[1:]:
         merged["paths"].update(document.get("paths", {}))
@@ -98,7 +96,7 @@ def openapi_document() -> dict[str, Any]:
 def route_table() -> list[tuple[str, str, str]]:
     """(function, METHOD, OpenAPI path) of every HTTP route, from the functions' own resolvers."""
     table = []
-    for name in FUNCTION_ROUTERS:
-        paths = _openapi(name).get("paths", {})
-        table += [(name, method.upper(), path) for path, methods in paths.items() for method in methods]
+    for spec in http_functions():
+        paths = _openapi(spec.name).get("paths", {})
+        table += [(spec.name, method.upper(), path) for path, methods in paths.items() for method in methods]
     return sorted(table)

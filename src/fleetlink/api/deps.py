@@ -1,63 +1,147 @@
-"""The dependencies of a handler, built once per container on first use (never at import)."""
+"""The composition root: what a handler uses, built on first use and per capability (never at import).
+
+``Deps`` holds the settings and the clock; each capability's repositories and services are built
+(and their modules imported) only when a route first asks for them, so a function loads only the
+capabilities its routes use: the registration function never imports the task modules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
-if TYPE_CHECKING:  # each function imports only the use cases it calls (cold start)
-    from fleetlink.core.agents import AgentService
-    from fleetlink.core.ports import AgentRepository, NonceStore, RegistrationStore, TaskRepository
-    from fleetlink.core.registration import RegistrationService
-    from fleetlink.core.task_service import TaskService
+if TYPE_CHECKING:
+    from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
+    from fleetlink.core.agents.recovery import RecoveryService
+    from fleetlink.core.agents.registration import RegistrationService
+    from fleetlink.core.agents.service import AgentService
+    from fleetlink.core.heartbeat import HeartbeatService
+    from fleetlink.core.tasks.ports import TaskRepository
+    from fleetlink.core.tasks.service import TaskService
+    from fleetlink.core.tunnels.ports import TunnelRepository
+    from fleetlink.core.tunnels.service import TunnelService
+    from fleetlink.store.cursors import CursorCodec
 
 
-@dataclass(frozen=True)
 class Deps:
-    settings: Settings
-    clock: Clock
-    agents: AgentRepository
-    registrations: RegistrationStore
-    nonces: NonceStore
-    tasks: TaskRepository
+    """Settings, clock, and one lazily built provider per capability (cached for the container)."""
 
-    @property
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+
+    @cached_property
+    def cursors(self) -> CursorCodec:
+        """Seals and opens every list's cursors with the configured key (see ``Settings.cursor_key``)."""
+        from fleetlink.store.cursors import CursorCodec
+
+        settings = self.settings
+        arn = settings.cursor_key_secret_arn
+        if settings.cursor_key is None and arn:
+            from fleetlink.api.settings import cursor_key_from_secret
+
+            return CursorCodec(lambda: cursor_key_from_secret(arn, settings.region))
+        return CursorCodec(settings.cursor_key)
+
+    # --- agents ----------------------------------------------------------------------------
+
+    @cached_property
+    def agents(self) -> AgentRepository:
+        from fleetlink.store.agents import DynamoAgentRepository
+
+        return DynamoAgentRepository(self.cursors)
+
+    @cached_property
+    def registrations(self) -> RegistrationStore:
+        from fleetlink.store.agents import DynamoRegistrationStore
+
+        return DynamoRegistrationStore(self.cursors)
+
+    @cached_property
+    def nonces(self) -> NonceStore:
+        from fleetlink.store.agents import DynamoNonceStore
+
+        return DynamoNonceStore()
+
+    @cached_property
     def registration(self) -> RegistrationService:
-        from fleetlink.core.registration import RegistrationService
+        from fleetlink.core.agents.registration import RegistrationService
 
         return RegistrationService(self.registrations, self.agents, self.clock)
 
-    @property
+    @cached_property
+    def recovery(self) -> RecoveryService:
+        from fleetlink.core.agents.recovery import RecoveryService
+
+        return RecoveryService(self.registration, self.registrations, self.agents, self.clock)
+
+    @cached_property
     def agent_service(self) -> AgentService:
-        from fleetlink.core.agents import AgentService
+        from fleetlink.core.agents.service import AgentService
 
-        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s, self.task_service)
+        return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
 
-    @property
+    # --- tasks -----------------------------------------------------------------------------
+
+    @cached_property
+    def tasks(self) -> TaskRepository:
+        from fleetlink.store.tasks import DynamoTaskRepository
+
+        return DynamoTaskRepository(self.settings.retention_days, self.cursors)
+
+    @cached_property
     def task_service(self) -> TaskService:
-        from fleetlink.core.task_service import TaskService
+        from fleetlink.core.tasks.service import TaskService
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
 
+    # --- tunnels ---------------------------------------------------------------------------
+
+    @cached_property
+    def tunnels(self) -> TunnelRepository:
+        from fleetlink.store.tunnels import DynamoTunnelRepository
+
+        return DynamoTunnelRepository(self.settings.tunnel_event_retention_days, self.cursors)
+
+    @cached_property
+    def tunnel_service(self) -> TunnelService:
+        from fleetlink.core.tunnels.service import TunnelService
+
+        return TunnelService(self.tunnels, self.agents, _seal, self.clock, self.settings.heartbeat_interval_s)
+
+    # --- the heartbeat: presence first, then every capability's part of the answer -----------
+
+    @cached_property
+    def heartbeat(self) -> HeartbeatService:
+        from fleetlink.core.heartbeat import HeartbeatContributor, HeartbeatService
+        from fleetlink.core.tunnels.service import TunnelsHeartbeat
+
+        contributors: list[HeartbeatContributor] = [self.task_service, TunnelsHeartbeat()]
+        return HeartbeatService(
+            self.clock, self.settings.heartbeat_interval_s, self.agent_service, contributors
+        )
+
+
+def _seal(recipient_public_key_pem: str, plaintext: bytes, *, context: bytes) -> str:
+    """Seal a secret to an agent (``fleetlink.auth.sealing``, loaded on first use); ValueError when
+    the agent's key cannot be sealed to."""
+    from fleetlink.auth.sealing import SealError, seal
+
+    try:
+        return seal(recipient_public_key_pem, plaintext, context=context)
+    except SealError as error:
+        raise ValueError(str(error)) from error
+
 
 def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
-    """Deps on DynamoDB for these settings."""
-    from fleetlink.store.models import bind_table
-    from fleetlink.store.repositories import DynamoAgentRepository, DynamoNonceStore, DynamoRegistrationStore
-    from fleetlink.store.tasks_repository import DynamoTaskRepository
+    """Deps on DynamoDB for these settings (binds the table; no repository is built yet)."""
+    from fleetlink.store.base import bind_table
 
     bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
-    return Deps(
-        settings=settings,
-        clock=clock or SystemClock(),
-        agents=DynamoAgentRepository(),
-        registrations=DynamoRegistrationStore(),
-        nonces=DynamoNonceStore(),
-        tasks=DynamoTaskRepository(settings.retention_days),
-    )
+    return Deps(settings, clock or SystemClock())
 
 
 _current: Deps | None = None

@@ -74,7 +74,8 @@ def install_problem_handlers(app: APIGatewayHttpResolver) -> None:
     def _domain(error: FleetlinkError) -> Response[str]:
         if error.status >= 500:
             logger.warning("request failed", extra={"problem": error.code, "status": error.status})
-        return problem_from_error(error, instance())
+        # a 401 names no path: its body is the same whichever agent id an unauthenticated caller tried
+        return problem_from_error(error, instance() if error.status != 401 else None)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(error: RequestValidationError) -> Response[str]:

@@ -1,4 +1,10 @@
-"""Who is calling: signed agents (RFC 9421), registering agents, operators."""
+"""Who is calling: signed agents (RFC 9421), registering agents, operators.
+
+Routes declare their caller with a middleware (``signed_agent``, ``registering_agent``,
+``operator``). The resolver runs that check before Powertools validates (and so parses) the body:
+an unauthenticated request costs a header parse and gets a 401. On agent routes every
+authentication failure is one generic 401 problem; why it failed goes to the logs and a metric.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,24 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
+from fleetlink.api import heartbeat_replay
 from fleetlink.api.deps import get_deps
+from fleetlink.api.heartbeat_replay import sequence_replaces_nonce
 from fleetlink.api.settings import OperatorAuth
-from fleetlink.core.entities import Agent, AgentState, KeyAlg
+from fleetlink.core.agents.model import Agent, RegistrationToken
+from fleetlink.core.agents.ports import AgentView, NonceScope
+from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, Unauthenticated
+from fleetlink.core.ids import IdPrefix, is_id
 
 if TYPE_CHECKING:
     from fleetlink.auth.signatures import IncomingRequest, SignatureParams
+    from fleetlink.core.agents.commands import RegisterAgent
 
 # fleetlink.auth (cryptography, http_message_signatures) is imported where a signature is
 # checked, so functions that never check one (operator) do not load it on a cold start.
@@ -28,7 +41,16 @@ NextMiddleware = Callable[[BaseRouter], Response[Any]]
 
 #: Where the authenticated caller is kept in the resolver's context.
 CALLER_AGENT = "agent"
+CALLER_VIEW = "agent_view"
 CALLER_OPERATOR = "operator"
+CALLER_TOKEN = "registration_token"  # noqa: S105 - a context key
+AUTHENTICATED = "authenticated"
+
+#: The one answer to every failed authentication on agent routes.
+GENERIC_401_DETAIL = "the request could not be authenticated"
+METRICS_NAMESPACE = "fleetlink"
+
+logger = Logger(service="fleetlink")
 
 
 def http_event(router: BaseRouter) -> APIGatewayProxyEventV2:
@@ -64,8 +86,30 @@ def _public_key(pem: str, alg: KeyAlg) -> Any:
     return load_public_key(pem, alg)
 
 
-def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg) -> SignatureParams:
-    """Verify the signature, then spend its nonce (a replay fails here)."""
+def refused(error: Unauthenticated, event: APIGatewayProxyEventV2) -> Unauthenticated:
+    """The generic 401 for a failed authentication; the reason is logged and counted, never returned."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    logger.info(
+        "authentication refused",
+        extra={"reason": error.code, "detail": error.detail, "path": event.raw_path},
+    )
+    with single_metric(
+        name="AuthenticationRefused", unit=MetricUnit.Count, value=1, namespace=METRICS_NAMESPACE
+    ) as metric:
+        metric.add_dimension(name="reason", value=error.code)
+    return Unauthenticated(GENERIC_401_DETAIL)
+
+
+def verify_signed(
+    request: IncomingRequest,
+    public_key_pem: str,
+    key_alg: KeyAlg,
+    scope: NonceScope = NonceScope.AGENT,
+    app: BaseRouter | None = None,
+) -> SignatureParams:
+    """Verify the signature, then spend its nonce in ``scope`` (a replay fails here), unless ``app``'s
+    route checks a heartbeat sequence in its own write (``fleetlink.api.heartbeat_replay``)."""
     from fleetlink.auth.signatures import verify_request
 
     deps = get_deps()
@@ -77,55 +121,70 @@ def verify_signed(request: IncomingRequest, public_key_pem: str, key_alg: KeyAlg
         now_s=now_ms // 1000,
         max_skew_s=deps.settings.signature_max_skew_s,
     )
+    if app is not None and sequence_replaces_nonce(app, params):
+        return params
     if not deps.nonces.remember(
-        params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s
+        scope, params.key_id, params.nonce, now_ms=now_ms, lifetime_s=deps.settings.nonce_lifetime_s
     ):
         raise Unauthenticated("this signature's nonce was already used", code="signature-replayed")
     return params
 
 
-def signed_agent(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
-    """Middleware: the request is signed by a registered, active agent (keyid = agent id)."""
+def _verified_agent(request: IncomingRequest, app: BaseRouter | None = None) -> AgentView:
+    """The agent (with its presence) whose current key signed the request (keyid = agent id; read
+    consistently)."""
     from fleetlink.auth.signatures import read_signature_params
 
-    request = incoming_request(http_event(app))
     key_id = read_signature_params(request).key_id
-    view = get_deps().agents.get_view(key_id)
+    view = get_deps().agents.get_view(key_id, consistent=True) if is_id(key_id, IdPrefix.AGENT) else None
     if view is None:
         raise Unauthenticated("the signature's keyid is not a registered agent", code="unknown-key")
-    agent = view.agent
-    verify_signed(request, agent.public_key, agent.key_alg)
-    if agent.state is AgentState.REVOKED:
+    verify_signed(request, view.agent.public_key, view.agent.key_alg, app=app)
+    return view
+
+
+def _admit(app: BaseRouter, view: AgentView) -> None:
+    if view.agent.state is AgentState.REVOKED:
         raise Forbidden("this agent is revoked", code="agent-revoked")
-    app.append_context(**{CALLER_AGENT: agent})
-    return next_middleware(app)
+    app.append_context(**{CALLER_AGENT: view.agent, CALLER_VIEW: view})
 
 
-def calling_agent(app: BaseRouter) -> Agent:
-    agent: Agent = app.context[CALLER_AGENT]
-    return agent
+def authenticate_agent(app: BaseRouter) -> None:
+    """A registered, active agent signed the request with its current key."""
+    event = http_event(app)
+    try:
+        view = _verified_agent(incoming_request(event), app)
+    except Unauthenticated as error:
+        raise refused(error, event) from None
+    _admit(app, view)
 
 
-def verify_registration(app: BaseRouter, fingerprint: str, public_key_pem: str, key_alg: KeyAlg) -> None:
-    """A registration is signed by the key it registers, with keyid = the fingerprint."""
+def calling_view(app: BaseRouter) -> AgentView:
+    """The calling agent with its presence, as read to check the signature."""
+    view: AgentView = app.context[CALLER_VIEW]
+    return view
+
+
+def authenticate_registration(app: BaseRouter) -> None:
+    """Before the body is read: keyid = an agent id signed by its current key (re-registration), or
+    else a valid registration or recovery token (the new key's signature is checked with the body)."""
     from fleetlink.auth.signatures import read_signature_params
 
-    request = incoming_request(http_event(app))
-    if read_signature_params(request).key_id != fingerprint:
-        raise Unauthenticated(
-            "a registration's keyid must be its fingerprint", code="signature-keyid-mismatch"
-        )
-    verify_signed(request, public_key_pem, key_alg)
+    event = http_event(app)
+    request = incoming_request(event)
+    try:
+        if is_id(read_signature_params(request).key_id, IdPrefix.AGENT):
+            view = _verified_agent(request)
+        else:
+            app.append_context(**{CALLER_TOKEN: get_deps().registration.redeem(bearer_token(event))})
+            return
+    except Unauthenticated as error:
+        raise refused(error, event) from None
+    _admit(app, view)
 
 
-def bearer_token(event: APIGatewayProxyEventV2) -> str | None:
-    value = (event.headers or {}).get("authorization") or (event.headers or {}).get("Authorization") or ""
-    scheme, _, token = value.partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
-
-
-def operator(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
-    """Middleware: an operator. In AWS, API Gateway checked IAM; locally, the operator token."""
+def authenticate_operator(app: BaseRouter) -> None:
+    """An operator. In AWS, API Gateway checked IAM; locally, the operator token."""
     settings = get_deps().settings
     event = http_event(app)
     if settings.operator_auth is OperatorAuth.IAM:
@@ -146,7 +205,71 @@ def operator(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
             raise Unauthenticated("a valid operator token is required", code="operator-token-invalid")
         actor = "operator-token"
     app.append_context(**{CALLER_OPERATOR: actor})
-    return next_middleware(app)
+
+
+def _gate(authenticate: Callable[[BaseRouter], None]) -> Callable[..., Response[Any]]:
+    def middleware(app: BaseRouter, next_middleware: NextMiddleware) -> Response[Any]:
+        if not app.context.get(AUTHENTICATED):
+            authenticate(app)
+        return next_middleware(app)
+
+    middleware.__doc__ = f"Route middleware: {authenticate.__doc__}"
+    return middleware
+
+
+#: Route middlewares that declare (and, run late, enforce) who may call a route.
+signed_agent = _gate(authenticate_agent)
+registering_agent = _gate(authenticate_registration)
+operator = _gate(authenticate_operator)
+AUTHENTICATORS: dict[Callable[..., Response[Any]], Callable[[BaseRouter], None]] = {
+    signed_agent: authenticate_agent,
+    registering_agent: authenticate_registration,
+    operator: authenticate_operator,
+}
+
+
+def authenticate_route(app: BaseRouter, route_middlewares: list[Callable[..., Any]]) -> None:
+    """Run the route's authentication now (before its body is read); its middleware then passes."""
+    for middleware in route_middlewares:
+        if middleware is heartbeat_replay.accepts_sequence:
+            heartbeat_replay.mark_accepts_sequence(app)
+        authenticate = AUTHENTICATORS.get(middleware)
+        if authenticate is not None:
+            authenticate(app)
+            app.append_context(**{AUTHENTICATED: True})
+
+
+def calling_agent(app: BaseRouter) -> Agent:
+    agent: Agent = app.context[CALLER_AGENT]
+    return agent
+
+
+def registering_caller(app: BaseRouter) -> Agent | RegistrationToken:
+    """Who is registering: a known agent (by its current key) or the holder of a redeemed token."""
+    caller: Agent | RegistrationToken = app.context.get(CALLER_AGENT) or app.context[CALLER_TOKEN]
+    return caller
+
+
+def verify_new_key(app: BaseRouter, command: RegisterAgent) -> None:
+    """A new registration is signed by the key it registers, with keyid = the fingerprint."""
+    from fleetlink.auth.signatures import read_signature_params
+
+    event = http_event(app)
+    request = incoming_request(event)
+    try:
+        if read_signature_params(request).key_id != command.fingerprint:
+            raise Unauthenticated(
+                "a registration's keyid must be its fingerprint", code="signature-keyid-mismatch"
+            )
+        verify_signed(request, command.public_key, command.key_alg, NonceScope.REGISTRATION)
+    except Unauthenticated as error:
+        raise refused(error, event) from None
+
+
+def bearer_token(event: APIGatewayProxyEventV2) -> str | None:
+    value = (event.headers or {}).get("authorization") or (event.headers or {}).get("Authorization") or ""
+    scheme, _, token = value.partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def operator_actor(app: BaseRouter) -> str:

@@ -9,10 +9,6 @@ from enum import StrEnum
 
 from fleetlink.store.table import DEFAULT_TABLE_NAME
 
-MAX_BODY_BYTES = 1024 * 1024
-#: Routes allowed a larger body than MAX_BODY_BYTES.
-LARGE_BODY_ROUTES = {"/v1/relay/batch": 5 * 1024 * 1024}
-
 
 class OperatorAuth(StrEnum):
     IAM = "iam"  # API Gateway checked SigV4; the handler reads the caller from the request context
@@ -31,6 +27,13 @@ class Settings:
     nonce_lifetime_s: int = 600
     #: Finished tasks and executions are removed (TTL) this many days after they finish.
     retention_days: int = 30
+    #: Authenticates list cursors (HMAC). Functions share one secret value so a cursor opens in any
+    #: container: ``FLEETLINK_CURSOR_KEY`` itself (dev stack), or deployed, the Secrets Manager secret
+    #: named by ``FLEETLINK_CURSOR_KEY_SECRET_ARN`` (read on first use). Neither: a key per process.
+    cursor_key: bytes | None = None
+    cursor_key_secret_arn: str | None = None
+    #: Tunnel events are removed (TTL) this many days after they happened.
+    tunnel_event_retention_days: int = 30
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,4 +47,27 @@ class Settings:
             operator_auth=OperatorAuth(env.get("FLEETLINK_OPERATOR_AUTH", OperatorAuth.IAM.value)),
             operator_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
             retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
+            cursor_key=cursor_key(env.get("FLEETLINK_CURSOR_KEY")),
+            cursor_key_secret_arn=env.get("FLEETLINK_CURSOR_KEY_SECRET_ARN") or None,
+            tunnel_event_retention_days=int(env.get("FLEETLINK_TUNNEL_EVENT_RETENTION_DAYS", "30")),
         )
+
+
+def cursor_key(secret: str | None) -> bytes | None:
+    """The cursor HMAC key derived from a configured secret of at least 32 characters."""
+    if not secret:
+        return None
+    if len(secret) < 32:
+        raise ValueError("FLEETLINK_CURSOR_KEY must be at least 32 characters of random text")
+    return hashlib.sha256(b"fleetlink-cursor-key\n" + secret.encode()).digest()
+
+
+def cursor_key_from_secret(secret_arn: str, region: str | None) -> bytes:
+    """The cursor HMAC key from the Secrets Manager secret the CDK app creates (one GetSecretValue)."""
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=region)
+    key = cursor_key(client.get_secret_value(SecretId=secret_arn).get("SecretString"))
+    if key is None:
+        raise ValueError(f"the cursor key secret {secret_arn} holds no string")
+    return key

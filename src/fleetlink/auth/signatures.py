@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import http_sf
 from http_message_signatures import (
@@ -160,13 +161,19 @@ def _check_time(created: int, expires: object, now_s: int, max_skew_s: int) -> N
         raise Unauthenticated("the signature has expired", code="signature-expired")
 
 
-def _check_coverage(covered_components: Mapping[str, str], body: bytes) -> None:
+def _check_coverage(covered_components: Mapping[str, str], request: IncomingRequest) -> None:
     covered = set(covered_components)
+    body = request.body
     if '"@method"' not in covered:
         raise Unauthenticated("the signature must cover @method", code="signature-components-missing")
     if '"@target-uri"' not in covered and not {'"@path"', '"@authority"'} <= covered:
         raise Unauthenticated(
             "the signature must cover @target-uri (or @path with @authority)",
+            code="signature-components-missing",
+        )
+    if urlsplit(request.target_uri).query and not {'"@target-uri"', '"@query"'} & covered:
+        raise Unauthenticated(
+            "a request with a query string must be signed over @query or @target-uri",
             code="signature-components-missing",
         )
     try:
@@ -214,7 +221,7 @@ def verify_request(
         raise Unauthenticated(_failure_detail(exc), code="signature-invalid") from exc
     verified = _signature_params(result.parameters)
     _check_time(verified.created, result.parameters.get("expires"), now_s, max_skew_s)
-    _check_coverage(result.covered_components, request.body)
+    _check_coverage(result.covered_components, request)
     return verified
 
 

@@ -1,4 +1,7 @@
-"""Domain entities (pydantic). Times are epoch milliseconds."""
+"""Value types every capability shares (pydantic): tags, hardware, key algorithms, pages, audit.
+
+Times are epoch milliseconds. Each capability keeps its own records in ``core/<capability>/model.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +16,18 @@ from fleetlink.core.numbers import check_json_numbers
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+ -]{0,128}$")]
 #: Tags per agent. Replacing every tag is one transaction: profile + audit + removals + additions
-#: = 2 + 2 x 40 = 82 actions, registering one is 5 + 40; DynamoDB allows 100 per transaction.
+#: = 2 + 2 x 40 = 82 actions, registering one is 6 + 40; DynamoDB allows 100 per transaction.
 MAX_TAGS = 40
 Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 MAX_HARDWARE_EXTRA_FIELDS = 16
+
+
+class Strict(BaseModel):
+    """A command body: unknown fields are refused, strings stripped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class KeyAlg(StrEnum):
@@ -35,11 +44,6 @@ class Liveness(StrEnum):
     ONLINE = "online"
     CONNECTION_LOST = "connection_lost"
     NEVER_SEEN = "never_seen"
-
-
-class RegistrationEventKind(StrEnum):
-    REGISTER = "register"
-    RE_REGISTER = "re-register"
 
 
 class Hardware(BaseModel):
@@ -71,58 +75,6 @@ class Hardware(BaseModel):
     def fields(self) -> dict[str, str]:
         """Every reported field as a normalised string, for comparison."""
         return {k: str(v).strip().lower() for k, v in self.model_dump().items() if str(v).strip()}
-
-
-class Agent(BaseModel):
-    agent_id: str
-    fingerprint: str
-    name: str
-    key_alg: KeyAlg
-    public_key: str
-    encryption_public_key: str | None = None
-    hardware: Hardware
-    tags: dict[str, str] = Field(default_factory=dict)
-    capabilities: list[str] = Field(default_factory=list)
-    agent_version: str | None = None
-    state: AgentState = AgentState.ACTIVE
-    registered_at: int
-    updated_at: int
-    revoked_at: int | None = None
-    version: int | None = None
-
-
-class Presence(BaseModel):
-    """What the last heartbeat said; absent until the first one."""
-
-    last_seen_at: int
-    reported_status: str | None = None
-    metrics: dict[str, float] = Field(default_factory=dict)
-    heartbeats: int = 0
-
-
-class RegistrationEvent(BaseModel):
-    event_id: str
-    agent_id: str
-    event: RegistrationEventKind
-    success: bool
-    similarity_score: int | None = None
-    key_changed: bool = False
-    token_id: str | None = None
-    reason: str | None = None
-    hardware: Hardware
-    at: int
-
-
-class RegistrationToken(BaseModel):
-    token_id: str
-    secret_hash: str
-    name_prefix: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    max_uses: int
-    uses: int = 0
-    expires_at: int
-    created_at: int
-    created_by: str
 
 
 class AuditRecord(BaseModel):

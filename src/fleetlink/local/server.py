@@ -2,8 +2,9 @@
 
 Each request becomes an API Gateway HTTP API (payload 2.0) event for the function that owns its
 route (``route_table()``), the handler from ``functions/<name>/handler.py`` runs on moto DynamoDB,
-and its response goes back over HTTP. A timer plays EventBridge (the cleanup function) and
-DynamoDB's TTL process, which moto does not emulate.
+and its response goes back over HTTP. A timer plays EventBridge (the scheduled functions'
+duties) and DynamoDB's TTL process (``fleetlink.local.ttl``), which moto does not emulate. Routing:
+``fleetlink.local.routing``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import base64
 import importlib.util
 import json
 import os
-import re
 import secrets
 import sys
 import threading
@@ -20,19 +20,20 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
+from fleetlink.local.routing import RouteTable
+from fleetlink.local.ttl import expire_ttl_items
 
 #: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-CLEANUP_FUNCTION = "cleanup"
 #: Lambda's synchronous invocation payload limit; the handlers enforce the per-route limits below it.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -72,71 +73,6 @@ def load_handler(function: str, functions_dir: Path = FUNCTIONS_DIR) -> LambdaHa
     if not callable(handler):
         raise ImportError(f"{path} does not define a callable lambda_handler")
     return cast(LambdaHandler, handler)
-
-
-# --- routing -------------------------------------------------------------------------------------
-
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\+?\}")
-
-
-@dataclass(frozen=True)
-class Route:
-    """One API Gateway route: ``METHOD /path/{param}``, served by ``function``."""
-
-    function: str
-    method: str
-    template: str
-    pattern: re.Pattern[str] = field(compare=False)
-
-    @property
-    def route_key(self) -> str:
-        return f"{self.method} {self.template}"
-
-    @property
-    def literal_segments(self) -> int:
-        return sum(1 for part in self.template.split("/") if part and not _PARAM.fullmatch(part))
-
-
-def compile_route(function: str, method: str, template: str) -> Route:
-    """A route whose path parameters each match one path segment (``[^/]+``)."""
-    regex, last = "", 0
-    for match in _PARAM.finditer(template):
-        regex += re.escape(template[last : match.start()]) + f"(?P<{match.group(1)}>[^/]+)"
-        last = match.end()
-    regex += re.escape(template[last:])
-    return Route(function, method.upper(), template, re.compile(regex))
-
-
-@dataclass(frozen=True)
-class RouteMatch:
-    route: Route
-    path_parameters: dict[str, str]
-
-
-class RouteTable:
-    """Picks the route for a request as API Gateway does: the most specific (most literal) match."""
-
-    def __init__(self, routes: list[tuple[str, str, str]]) -> None:
-        self.routes = [compile_route(*route) for route in routes]
-
-    def _matching(self, path: str) -> list[tuple[Route, re.Match[str]]]:
-        found = [(route, route.pattern.fullmatch(path)) for route in self.routes]
-        return [(route, match) for route, match in found if match is not None]
-
-    def match(self, method: str, path: str) -> RouteMatch | None:
-        """The route for ``method`` and raw ``path``, with decoded path parameters; None if none."""
-        candidates = [(r, m) for r, m in self._matching(path) if r.method == method.upper()]
-        if not candidates:
-            return None
-        route, match = max(candidates, key=lambda found: found[0].literal_segments)
-        return RouteMatch(route, {name: unquote(value) for name, value in match.groupdict().items()})
-
-    def allowed_methods(self, path: str) -> list[str]:
-        """The methods some route accepts on ``path`` (empty: no route has this path)."""
-        return sorted({route.method for route, _ in self._matching(path)})
-
-    def functions(self) -> list[str]:
-        return sorted({route.function for route in self.routes})
 
 
 # --- responses -----------------------------------------------------------------------------------
@@ -183,39 +119,6 @@ def lambda_response(result: Any) -> HttpResponse:
     else:
         payload = json.dumps(body).encode()
     return HttpResponse(int(result["statusCode"]), pairs, payload)
-
-
-# --- DynamoDB TTL, emulated ----------------------------------------------------------------------
-
-
-def expire_ttl_items(table_name: str, *, now_s: int | None = None) -> int:
-    """Delete the items whose TTL has passed from moto's table, as DynamoDB's TTL process would.
-
-    moto keeps expired items forever; this walks moto's in-memory table directly (it is not a
-    DynamoDB API call, so the application's "no Scan" rule holds) and deletes items whose TTL
-    attribute is a number of epoch seconds in the past. Returns how many it deleted.
-    """
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.dynamodb.models import dynamodb_backends
-
-    from fleetlink.local.moto_backend import _request_lock
-
-    now = int(time.time()) if now_s is None else now_s
-    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
-    region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    with _request_lock:  # one moto request at a time: the deletes are atomic like any write
-        table = dynamodb_backends[account][region].tables.get(table_name)
-        if table is None or table.ttl.get("TimeToLiveStatus") != "ENABLED":
-            return 0
-        attribute = str(table.ttl.get("AttributeName"))
-        expired = []
-        for item in table.all_items():
-            value = item.attrs.get(attribute)
-            if value is not None and value.type == "N" and float(value.value) < now:
-                expired.append(item)
-        for item in expired:
-            table.delete_item(item.hash_key, item.range_key)
-    return len(expired)
 
 
 # --- the stack -----------------------------------------------------------------------------------
@@ -280,10 +183,11 @@ class DevStack:
             self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
         from fleetlink.api.app import route_table
         from fleetlink.api.deps import set_deps
+        from fleetlink.api.functions import FUNCTIONS
 
         set_deps(None)
         self.routes = RouteTable(route_table())
-        for function in [*self.routes.functions(), CLEANUP_FUNCTION]:
+        for function in FUNCTIONS:
             self._handlers[function] = load_handler(function, self.functions_dir)
 
         self._server = _Server((self.host, self.port), _RequestHandler, stack=self)
@@ -359,25 +263,28 @@ class DevStack:
                 raise StackStoppedError
             return self._handlers[function](event, context)
 
-    def run_cleanup(self, duty: str | None = None) -> Any:
-        """Invoke the cleanup function as its EventBridge schedule would."""
-        return self.invoke(CLEANUP_FUNCTION, scheduled_event(duty))
+    def run_scheduled(self, function: str, duty: str | None = None) -> Any:
+        """Invoke a scheduled function as its EventBridge schedule would (every duty when None)."""
+        return self.invoke(function, scheduled_event(duty))
 
     def expire_ttl_items(self, now_s: int | None = None) -> int:
         """Delete expired items, as DynamoDB's TTL process would (see :func:`expire_ttl_items`)."""
         return expire_ttl_items(self.table_name, now_s=now_s)
 
     def tick(self) -> None:
-        """One scheduled round: the cleanup function, then TTL expiry; failures are logged, not raised."""
-        try:
-            result = self.run_cleanup()
-            handled = result.get("handled", {}) if isinstance(result, dict) else {}
-            if any(handled.values()):
-                self._log(f"fleetlink dev: cleanup handled {handled}")
-        except StackStoppedError:
-            return
-        except Exception as exc:
-            self._log(f"fleetlink dev: cleanup failed: {type(exc).__name__}: {exc}")
+        """One scheduled round: every scheduled function, then TTL expiry; failures are logged, not raised."""
+        from fleetlink.api.functions import scheduled_functions
+
+        for spec in scheduled_functions():
+            try:
+                result = self.run_scheduled(spec.name)
+                handled = result.get("handled", {}) if isinstance(result, dict) else {}
+                if any(handled.values()):
+                    self._log(f"fleetlink dev: {spec.name} handled {handled}")
+            except StackStoppedError:
+                return
+            except Exception as exc:
+                self._log(f"fleetlink dev: {spec.name} failed: {type(exc).__name__}: {exc}")
         try:
             deleted = self.expire_ttl_items()
             if deleted:
@@ -437,6 +344,9 @@ class StackStoppedError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: Connections the kernel holds until accepted (socketserver's default of 5 resets some of a
+    #: fleet's agents when they connect at once while the server is busy).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[_RequestHandler], *, stack: DevStack) -> None:
         if ":" in address[0]:

@@ -14,6 +14,9 @@ AGENT_STATE_PREFIX = "STATE#"
 REGISTRATION_PREFIX = "REG#"
 AUDIT_PREFIX = "AUDIT#"
 SINGLETON_SK = "#"
+AGENT_PREFIX = "AGENT#"
+#: The key readiness reads (never written): one Query proves the table answers.
+READINESS_KEY = ("HEALTH#", SINGLETON_SK)
 
 
 def shard_of(entity_id: str, shards: int = LIST_SHARDS) -> int:
@@ -22,7 +25,12 @@ def shard_of(entity_id: str, shards: int = LIST_SHARDS) -> int:
 
 
 def agent_pk(agent_id: str) -> str:
-    return f"AGENT#{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
+
+
+def agent_id_of_pk(pk: str) -> str:
+    """The agent id an ``agent_pk`` was built from."""
+    return pk.removeprefix(AGENT_PREFIX)
 
 
 def registration_sk(event_id: str) -> str:
@@ -43,17 +51,38 @@ def agent_list_keys(agent_id: str) -> tuple[str, str]:
     return agent_list_pk(shard_of(agent_id)), agent_id
 
 
-def fingerprint_pk(fingerprint: str) -> str:
-    """The uniqueness guard of a hardware fingerprint (hashed: fixed length, any characters)."""
-    return f"FPR#{hashlib.sha256(fingerprint.encode()).hexdigest()}"
+def evidence_pk(kind: str, value: str) -> str:
+    """Agents ever registered with one piece of hardware evidence (``fpr`` fingerprint, ``mid`` machine
+    id), hashed: fixed length, any characters. Evidence, never identity: many agents may share it."""
+    return f"SEEN#{kind}#{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+def evidence_sk(agent_id: str) -> str:
+    return f"AGENT#{agent_id}"
 
 
 def token_pk(token_id: str) -> str:
     return f"TOKEN#{token_id}"
 
 
+#: gsi1 partition of the token list (operator-minted, few).
+TOKEN_LIST_PK = "TOKENS"  # noqa: S105 - a partition key
+
+
+def token_list_keys(token_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk) of a token: listed newest first."""
+    return TOKEN_LIST_PK, token_id
+
+
 def nonce_pk(key_id: str, nonce: str) -> str:
+    """A nonce spent under an agent id."""
     return f"NONCE#{key_id}#{nonce}"
+
+
+def registration_nonce_pk(fingerprint: str, nonce: str) -> str:
+    """A nonce spent by a registration (keyid = a fingerprint): apart from agents' nonces, so no
+    fingerprint, whatever it looks like, can spend an agent's nonce."""
+    return f"REGNONCE#{fingerprint}#{nonce}"
 
 
 def tag_member_pk(key: str, value: str, shard: int) -> str:
@@ -62,7 +91,7 @@ def tag_member_pk(key: str, value: str, shard: int) -> str:
 
 
 def tag_member_sk(agent_id: str) -> str:
-    return f"AGENT#{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
 
 
 def task_pk(task_id: str) -> str:
@@ -147,3 +176,56 @@ def due_keys(timer: str, execution_id: str, due_at_ms: int) -> tuple[str, str]:
 
 def due_pk(timer: str, shard: int) -> str:
     return f"DUE#{timer}#{shard}"
+
+
+# --- tunnels -------------------------------------------------------------------------------------
+
+TUNNEL_PREFIX = "TUNNEL#"
+TUNNEL_EVENT_PREFIX = "EVT#"
+
+
+def tunnel_sk(tunnel_id: str) -> str:
+    """A tunnel lives in its agent's partition: the agent's desired state is one Query."""
+    return f"{TUNNEL_PREFIX}{tunnel_id}"
+
+
+def tunnel_name_sk(provider: str, name: str) -> str:
+    """The uniqueness guard of (agent, provider, name), in the agent's partition."""
+    return f"TUNNELNAME#{provider}#{name}"
+
+
+def tunnel_pk(tunnel_id: str) -> str:
+    """A tunnel's own partition: the pointer to its agent (sk ``#``) and its events."""
+    return f"{TUNNEL_PREFIX}{tunnel_id}"
+
+
+def tunnel_list_keys(tunnel_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk): the fleet's tunnels, sharded by id."""
+    return tunnel_list_pk(shard_of(tunnel_id)), tunnel_id
+
+
+def tunnel_list_pk(shard: int) -> str:
+    return f"TUNNELS#{shard}"
+
+
+def tunnel_event_sk(created_at_ms: int, event_id: str) -> str:
+    """Events sort by time within the tunnel's partition (newest first: read backwards)."""
+    return f"{TUNNEL_EVENT_PREFIX}{created_at_ms:013d}#{event_id}"
+
+
+def tunnel_event_fleet_sk(created_at_ms: int, event_id: str) -> str:
+    return f"{created_at_ms:013d}#{event_id}"
+
+
+def tunnel_events_day(at_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def tunnel_events_pk(day: str, shard: int) -> str:
+    """gsi3 partition of every tunnel event of one day (one shard of it)."""
+    return f"TUNEVENTS#{day}#{shard}"
+
+
+def tunnel_errors_pk(day: str, shard: int) -> str:
+    """gsi2 partition of the error events of one day (one shard of it): sparse, errors only."""
+    return f"TUNERRORS#{day}#{shard}"

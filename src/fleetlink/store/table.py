@@ -23,40 +23,51 @@ class IndexDefinition:
     non_key_attributes: tuple[str, ...] = ()
 
 
-INDEXES: tuple[IndexDefinition, ...] = (
-    # fleet-wide lists: agents (sharded; written on profile changes, never by heartbeats), tasks by month
-    IndexDefinition("gsi1", "gsi1pk", "gsi1sk"),
-    # an agent's queued executions, highest priority first then oldest (items leave it when leased)
-    IndexDefinition("gsi2", "gsi2pk", "gsi2sk"),
-    # a task's executions, sharded: what a task's progress shows (never the command or input,
-    # nor the lease end, so neither creation's payload nor a lease renewal is copied here)
-    IndexDefinition(
-        "gsi3",
-        "gsi3pk",
-        "gsi3sk",
-        projection="INCLUDE",
-        non_key_attributes=(
-            DISCRIMINATOR_ATTRIBUTE,
-            "execution_id",
-            "task_id",
-            "agent_id",
-            "status",
-            "attempt",
-            "exit_code",
-            "error",
-            "output",
-            "output_truncated",
-            "output_bytes",
-            "started_at",
-            "finished_at",
-            "updated_at",
-        ),
-    ),
-    # timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it)
-    IndexDefinition(
-        "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
+#: Fleet-wide lists: agents (sharded; written on profile changes, never by heartbeats), tasks by month.
+LIST_INDEX = IndexDefinition("gsi1", "gsi1pk", "gsi1sk")
+#: An agent's queued executions, highest priority first then oldest (items leave it when leased).
+QUEUE_INDEX = IndexDefinition("gsi2", "gsi2pk", "gsi2sk")
+#: A task's executions, sharded: what a task's progress shows (never the command or input,
+#: nor the lease end, so neither creation's payload nor a lease renewal is copied here); and
+#: tunnel events by day (fleet events), whole.
+TASK_EXECUTIONS_INDEX = IndexDefinition(
+    "gsi3",
+    "gsi3pk",
+    "gsi3sk",
+    projection="INCLUDE",
+    non_key_attributes=(
+        DISCRIMINATOR_ATTRIBUTE,
+        "execution_id",
+        "task_id",
+        "agent_id",
+        "status",
+        "attempt",
+        "exit_code",
+        "error",
+        "output",
+        "output_truncated",
+        "output_bytes",
+        "started_at",
+        "finished_at",
+        "updated_at",
+        # tunnel events
+        "event_id",
+        "tunnel_id",
+        "level",
+        "event_type",
+        "message",
+        "data",
+        "created_at",
+        TTL_ATTRIBUTE,
     ),
 )
+#: Timers, sharded: lease ends, delivery deadlines and unfinished fan-outs (the item kind only:
+#: PynamoDB filters on it).
+DUE_INDEX = IndexDefinition(
+    "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
+)
+#: Every index of the table; models address them by the names above, never by position.
+INDEXES: tuple[IndexDefinition, ...] = (LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX, DUE_INDEX)
 
 
 def key_attributes() -> list[str]:

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 import fleetlink
 from fleetlink.api.deps import get_deps
 from fleetlink.api.problems import problem
-from fleetlink.api.schemas import Health
+from fleetlink.contract.agents import Health
 
 router = Router()
 

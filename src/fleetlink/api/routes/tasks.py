@@ -10,16 +10,21 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.task_schemas import TaskCreated, TaskDetail, TaskList
+from fleetlink.api.params import RouteAccess
+from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks import IDEMPOTENCY_KEY_PATTERN, CreateTask, TaskState
+from fleetlink.core.tasks.model import IDEMPOTENCY_KEY_PATTERN, CreateTask, TaskState
 
 router = Router()
-OPERATOR = {"middlewares": [security.operator], "security": [{"operator": []}], "tags": ["tasks"]}
+OPERATOR: RouteAccess = {
+    "middlewares": [security.operator],
+    "security": [{"operator": []}],
+    "tags": ["tasks"],
+}
 TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description="tsk_ id")]
 
 
-@router.post("/tasks", summary="Send a task to agents (by id and/or tags)", **OPERATOR)  # type: ignore[arg-type]
+@router.post("/tasks", summary="Send a task to agents (by id and/or tags)", **OPERATOR)
 def create_task(
     command: Annotated[CreateTask, Body()],
     idempotency_key: Annotated[
@@ -38,7 +43,7 @@ def create_task(
     return Response(201, "application/json", body)
 
 
-@router.get("/tasks", summary="List tasks, newest first", **OPERATOR)  # type: ignore[arg-type]
+@router.get("/tasks", summary="List tasks, newest first", **OPERATOR)
 def list_tasks(
     state: Annotated[TaskState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -48,11 +53,11 @@ def list_tasks(
     return TaskList(items=page.items, cursor=page.cursor)
 
 
-@router.get("/tasks/<task_id>", summary="A task with its executions", **OPERATOR)  # type: ignore[arg-type]
+@router.get("/tasks/<task_id>", summary="A task with its executions", **OPERATOR)
 def get_task(task_id: TaskIdPath) -> TaskDetail:
     return TaskDetail.of(*get_deps().task_service.get(task_id))
 
 
-@router.post("/tasks/<task_id>/cancel", summary="Cancel a task (idempotent)", **OPERATOR)  # type: ignore[arg-type]
+@router.post("/tasks/<task_id>/cancel", summary="Cancel a task (idempotent)", **OPERATOR)
 def cancel_task(task_id: TaskIdPath) -> TaskDetail:
     return TaskDetail.of(*get_deps().task_service.cancel(task_id))

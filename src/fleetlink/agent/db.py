@@ -1,0 +1,114 @@
+"""The agent's one SQLite file (``agent.db`` in the state dir), shared by its components.
+
+:func:`open_db` opens it with the agent's settings (WAL, ``foreign_keys=ON``, ``busy_timeout``).
+Each component (tasks, tunnels, relay) owns its tables and brings them up to date with
+:func:`migrate`: its ``MIGRATIONS`` are SQL scripts applied in order, and the number applied is kept
+per component in ``schema_versions``, so components evolve without numbering each other's steps.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+DB_FILE = "agent.db"
+DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+_SCHEMA_VERSIONS = """
+CREATE TABLE IF NOT EXISTS schema_versions (
+    component TEXT    PRIMARY KEY CHECK (length(component) BETWEEN 1 AND 64),
+    version   INTEGER NOT NULL CHECK (version >= 0)
+)
+"""
+
+
+class SchemaError(Exception):
+    """The file cannot be brought to this agent's schema (e.g. a newer agent wrote it)."""
+
+
+def open_db(
+    path: str | os.PathLike[str], *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
+    """Open (creating it and its directory, mode 0700) the database at ``path`` with the agent's settings.
+
+    Autocommit (``isolation_level=None``): callers open transactions explicitly. The connection may
+    be used from several threads, one at a time (callers hold a lock).
+    """
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
+    )
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise SchemaError(f"{path}: SQLite refused WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def statements(script: str) -> Iterator[str]:
+    """The complete SQL statements of ``script``, one at a time (triggers stay whole)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise SchemaError(f"an incomplete SQL statement in a migration: {pending.strip()[:80]!r}")
+
+
+def schema_version(conn: sqlite3.Connection, component: str) -> int:
+    """How many of ``component``'s migrations the file holds (0 when none)."""
+    conn.execute(_SCHEMA_VERSIONS)
+    row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def adopt_version(conn: sqlite3.Connection, component: str, version: int) -> None:
+    """Record ``component`` at ``version`` unless it already has a version (for files whose tables
+    predate ``schema_versions``)."""
+    conn.execute(_SCHEMA_VERSIONS)
+    conn.execute(
+        "INSERT INTO schema_versions (component, version) VALUES (?, ?) ON CONFLICT (component) DO NOTHING",
+        (component, version),
+    )
+
+
+def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str]) -> int:
+    """Apply ``component``'s migrations not yet applied, in one transaction; return its version.
+
+    Raises SchemaError when the file holds more of them than this agent knows (a newer agent wrote it).
+    Never edit an applied migration: append a new one.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = schema_version(conn, component)
+        if current > len(migrations):
+            raise SchemaError(
+                f"the {component} schema in this file is at version {current}, "
+                f"newer than this agent's {len(migrations)}"
+            )
+        for script in migrations[current:]:
+            for statement in statements(script):
+                conn.execute(statement)
+        if current < len(migrations):
+            conn.execute(
+                "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(migrations)),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return len(migrations)

@@ -1,0 +1,289 @@
+"""``fleetlink records``: this node's records (put, get, ls, rm, status, sync) and other nodes' (query).
+
+Local commands work on ``agent.db`` in the state dir and never wait for the network; the sync
+worker (``fleetlink agent run``, or ``records sync`` alone) carries writes to the relay. ``query``
+asks the relay, signed as this agent. ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from fleetlink.agent.client import FleetlinkClientError
+from fleetlink.agent.identity import IdentityError, resolve_state_dir
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.agent.relay.service import RelayService
+from fleetlink.agent.relay.store import LocalRecord, RecordStore
+from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryRecord, QueryRequest
+from fleetlink.core.relay.records import InvalidRecord
+
+records_app = typer.Typer(
+    help="Records on this node, synced through the relay; query other nodes' records.", no_args_is_help=True
+)
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar="FLEETLINK_STATE_DIR",
+        help="The agent's state dir (default: ~/.fleetlink/agent)",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
+Collection = Annotated[str, typer.Argument(help="Collection: 1-64 of A-Z a-z 0-9 _ . -")]
+Key = Annotated[str, typer.Argument(help="Key: 1-512 UTF-8 bytes, no control characters")]
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, highlight=False).print(f"[bold red]Error:[/bold red] [red]{escape(message)}[/red]")
+    return typer.Exit(1)
+
+
+@contextmanager
+def _store(state_dir: Path | None) -> Iterator[RecordStore]:
+    try:
+        with RecordStore.in_state_dir(resolve_state_dir(state_dir)) as store:
+            yield store
+    except InvalidRecord as exc:
+        raise _fail(str(exc)) from None
+    except IdentityError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _record_json(record: LocalRecord) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "collection": record.collection,
+        "key": record.key,
+        "record_id": record.record_id,
+        "hlc": record.hlc,
+        "updated_at": record.updated_at,
+        "synced": record.synced_at is not None,
+    }
+    if record.deleted:
+        data["deleted"] = True
+    else:
+        data["value"] = record.value
+    return data
+
+
+def _compact(value: Any, width: int = 80) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@records_app.command()
+def put(
+    collection: Collection,
+    key: Key,
+    value: Annotated[str, typer.Argument(help="A JSON value ('-' reads it from stdin)")],
+    string: Annotated[bool, typer.Option("--string", "-s", help="Store VALUE as a string, not JSON")] = False,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a value locally (queued for the relay)."""
+    text = sys.stdin.read() if value == "-" else value
+    if string:
+        data: Any = text
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise _fail("VALUE is not JSON (use --string to store text)") from None
+    with _store(state_dir) as store:
+        record = store.set(collection, key, data)
+    if as_json:
+        _print_json(_record_json(record))
+    else:
+        _console().print(f"{escape(collection)}/{escape(key)} = {escape(_compact(data))}  (hlc {record.hlc})")
+
+
+@records_app.command()
+def get(
+    collection: Collection, key: Key, state_dir: StateDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Print a value (exit 1 if the key has none)."""
+    with _store(state_dir) as store:
+        record = store.get_record(collection, key)
+    if record is None or record.deleted:
+        raise _fail(f"{collection}/{key} has no value" + (" (deleted)" if record else ""))
+    _print_json(_record_json(record) if as_json else record.value)
+
+
+@records_app.command("ls")
+def list_records(
+    collection: Annotated[str | None, typer.Argument(help="Collection (none: list collections)")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this")] = None,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted keys")] = False,
+    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List collections, or the keys of one collection with their values and sync state."""
+    with _store(state_dir) as store:
+        if collection is None:
+            counts = store.collections()
+            if as_json:
+                _print_json(counts)
+                return
+            table = Table("collection", "keys")
+            for name, count in counts.items():
+                table.add_row(escape(name), str(count))
+            _console().print(table)
+            return
+        records = store.list(collection, prefix=prefix, include_deleted=deleted, limit=limit)
+    if as_json:
+        _print_json([_record_json(record) for record in records])
+        return
+    table = Table("key", "value", "hlc", "sync")
+    for record in records:
+        value = "(deleted)" if record.deleted else _compact(record.value, 60)
+        table.add_row(
+            escape(record.key), escape(value), record.hlc, "synced" if record.synced_at else "pending"
+        )
+    _console().print(table)
+
+
+@records_app.command("rm")
+def remove(
+    collection: Collection, key: Key, state_dir: StateDirOption = None, as_json: JsonOption = False
+) -> None:
+    """Delete a key (a tombstone, queued for the relay); exit 1 if it had no value."""
+    with _store(state_dir) as store:
+        removed = store.delete(collection, key)
+    if as_json:
+        _print_json({"collection": collection, "key": key, "deleted": removed})
+    if not removed:
+        raise _fail(f"{collection}/{key} has no value")
+    if not as_json:
+        _console().print(f"deleted {escape(collection)}/{escape(key)}")
+
+
+@records_app.command()
+def query(
+    collection: Collection,
+    node: Annotated[str | None, typer.Option("--node", help="Only this agent's records (agt_…)")] = None,
+    prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this")] = None,
+    since: Annotated[int | None, typer.Option("--since", min=0, help="Updated after (epoch ms)")] = None,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted keys")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_QUERY_LIMIT, help="Per page")] = 50,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow cursors to the end")] = False,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Query records of any node through the relay (as the collection's read policy allows)."""
+    found: list[QueryRecord] = []
+    cursor: str | None = None
+    try:
+        with RelayClient.from_state_dir(resolve_state_dir(state_dir)) as client:
+            while True:
+                request = QueryRequest(
+                    collection=collection,
+                    node_id=node,
+                    key_prefix=prefix,
+                    updated_since=since,
+                    include_deleted=deleted,
+                    limit=limit,
+                    cursor=cursor,
+                )
+                answer = client.query(request)
+                found.extend(answer.records)
+                cursor = answer.cursor
+                if not (all_pages and cursor):
+                    break
+    except (FleetlinkClientError, IdentityError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if as_json:
+        _print_json({"records": [r.model_dump(mode="json") for r in found], "cursor": cursor})
+        return
+    table = Table("node", "key", "value", "hlc")
+    for record in found:
+        value = "(deleted)" if record.deleted else _compact(record.value, 60)
+        table.add_row(record.node_id, escape(record.key), escape(value), record.hlc)
+    _console().print(table)
+    if cursor:
+        _console().print(f"more: --all, or the cursor {escape(cursor)}")
+
+
+@records_app.command()
+def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> None:
+    """How far this node is behind: queue, oldest pending record, last success and error, dead letters."""
+    with _store(state_dir) as store:
+        health = store.health()
+        dead = store.dead_letters(limit=10)
+    if as_json:
+        _print_json({**health.as_dict(), "recent_dead_letters": [asdict(d) for d in dead]})
+        return
+    table = Table(show_header=False, box=None)
+    age = health.oldest_pending_age_s
+    rows = {
+        "queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
+        "oldest pending": "-" if age is None else f"{age:.1f} s",
+        "last success": str(health.last_success_at or "never"),
+        "last error": health.last_error or "-",
+        "failures in a row": str(health.consecutive_failures),
+        "dead letters": str(health.dead_letters),
+    }
+    for name, value in rows.items():
+        table.add_row(name, escape(value))
+    _console().print(table)
+    for letter in dead:
+        _console().print(
+            f"  rejected {escape(letter.collection)}/{escape(letter.key)}: {escape(letter.reason)}"
+        )
+
+
+@records_app.command()
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="Drain the queue, then exit")] = False,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Run the sync worker on its own (``fleetlink agent run`` runs it too) until Ctrl-C."""
+    path = resolve_state_dir(state_dir)
+    try:
+        client = RelayClient.from_state_dir(path)
+    except (FleetlinkClientError, IdentityError) as exc:
+        raise _fail(str(exc)) from None
+    with client, RecordStore.in_state_dir(path) as store:
+        worker = RelayService(store, client)
+        if once:
+            worker.start()
+            while store.has_pending() and worker.step() == 0.0:
+                pass
+            health = store.health()
+            _console().print(f"queue {health.queue_size}, dead letters {health.dead_letters}")
+            if health.queue_size:
+                raise _fail(f"not drained: {health.last_error or 'the relay asked to wait'}")
+            return
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            worker.stop()
+
+        previous = signal.signal(signal.SIGTERM, request_stop)
+        try:
+            worker.run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)

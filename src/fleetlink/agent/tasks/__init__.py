@@ -1,0 +1,1 @@
+"""The tasks capability on the agent: the tasks service (runner) and its local store."""

@@ -1,0 +1,1 @@
+"""Node side of tunnels: local store, providers, reconciler and the agent service."""

@@ -1,0 +1,1 @@
+"""Tunnel providers behind one interface (start / stop / health / public_url)."""

@@ -1,0 +1,95 @@
+"""Shared shape of the providers that run an external agent binary (cloudflared, ngrok, tailscale)."""
+
+from __future__ import annotations
+
+import socket
+
+from fleetlink.agent.tunnels.providers.base import (
+    ManagedProcess,
+    ProviderContext,
+    ProviderExit,
+    down,
+    tcp_reachable,
+)
+from fleetlink.agent.tunnels.store import TunnelStatus
+from fleetlink.contract.tunnels import Health
+
+
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (for a provider's local status server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ExternalProvider:
+    """One long-running provider process; subclasses say how to run it and read its output."""
+
+    #: Output fragments that mean the provider refused the credential.
+    auth_markers: tuple[str, ...] = ()
+
+    def __init__(self, context: ProviderContext) -> None:
+        self.context = context
+        self.process: ManagedProcess | None = None
+        self._public_url: str | None = None
+        self.error: str | None = None
+
+    @property
+    def binary(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def public_url(self) -> str | None:
+        return self._public_url
+
+    @property
+    def exited(self) -> ProviderExit | None:
+        process = self.process
+        if process is None or process.returncode is None:
+            return None
+        message = self.error or process.last_error()
+        auth = any(marker in "\n".join(process.tail) for marker in self.auth_markers)
+        return ProviderExit(
+            process.returncode,
+            f"{self.name}_auth_failed" if auth else f"{self.name}_exited",
+            message,
+            auth_failed=auth,
+        )
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.removesuffix("Provider").lower()
+
+    def on_line(self, line: str) -> None:
+        """Read one line of the provider's output (URL, errors)."""
+
+    async def launch(self, argv: list[str], env: dict[str, str]) -> None:
+        secrets = [self.context.secret] if self.context.secret else []
+        self.process = ManagedProcess(
+            argv, env=env, secrets=secrets, on_line=self.on_line, cwd=self.context.workdir
+        )
+        await self.process.start()
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await self.process.stop()
+
+    async def target_status(self, status: TunnelStatus) -> TunnelStatus:
+        """Degrade an otherwise-up status when the local service does not answer."""
+        if status.health is Health.UP and not await tcp_reachable(self.context.upstream):
+            return TunnelStatus(
+                Health.DEGRADED,
+                status.public_url,
+                "target_unreachable",
+                f"nothing answers at {self.context.upstream}",
+            )
+        return status
+
+    def not_running(self) -> TunnelStatus | None:
+        if self.process is None or not self.process.running:
+            failure = self.exited
+            return down(
+                failure.error_code if failure else "not_running",
+                failure.error_message if failure else f"{self.binary} is not running",
+            )
+        return None

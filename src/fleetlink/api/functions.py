@@ -1,0 +1,208 @@
+"""The one registry of Lambda functions: what each serves or runs, and how it is sized.
+
+Everything else derives from ``FUNCTIONS``: the route table and the merged OpenAPI document
+(``fleetlink.api.app``), the IAM policies (each entry's ``access``),
+the CDK app (one function per entry, its HTTP routes, one schedule per duty), the dev stack, the
+``events/`` samples and the tests. Adding a function is one entry here plus its code: its routers,
+or its duties, and ``functions/<name>/handler.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fleetlink.api.permissions import TableAccess, actions
+
+if TYPE_CHECKING:  # the registry is read by the CDK app and every handler: it loads nothing else
+    from fleetlink.api.deps import Deps
+
+#: The API's path prefix; every router is mounted under it.
+API_PREFIX = "/v1"
+#: Largest request body a function accepts unless its entry allows more (API Gateway's own cap is 10 MB).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Duty:
+    """A periodic job of a scheduled function: ``run(deps)`` returns how many items it handled."""
+
+    name: str
+    every_minutes: int
+    run: Callable[[Deps], int]
+    description: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One Lambda function: HTTP routes (its routers) and/or scheduled duties, and its sizing."""
+
+    name: str
+    #: What its code calls on the table: the source of its IAM policy (see ``fleetlink.api.permissions``).
+    access: TableAccess
+    #: Modules defining ``router``; each is mounted under ``API_PREFIX``.
+    routers: tuple[str, ...] = ()
+    #: Run on EventBridge schedules (the dev stack: a timer); the event's ``detail.duty`` names one.
+    duties: tuple[Duty, ...] = ()
+    #: None: the stage's default (``StageConfig.lambda_memory_mb``); CDK context ``function_memory_mb``
+    #: overrides it. Chosen from bench/bench_durations.py (warm duration by memory, see docs/cost.md).
+    memory_mb: int | None = None
+    timeout_s: int = 10
+    #: Larger bodies are answered 413 before anything parses them.
+    body_limit_bytes: int = MAX_BODY_BYTES
+
+    @property
+    def serves_http(self) -> bool:
+        return bool(self.routers)
+
+    def duty(self, name: str) -> Duty:
+        for duty in self.duties:
+            if duty.name == name:
+                return duty
+        raise KeyError(f"function {self.name!r} has no duty {name!r}")
+
+
+#: Every function. In ``access``: every signed route spends a nonce (PutItem) after reading the
+#: caller (Query); transactions count as their item actions.
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.name: spec
+    for spec in (
+        FunctionSpec(
+            "registration",
+            routers=("fleetlink.api.routes.registration",),
+            # tokens minted in a transaction (two Puts), listed (gsi1 Query), revoked (transaction:
+            # Update and an audit Put); registration: the token (GetItem), the signing agent on
+            # re-registration, key rotation and recovery (Query), agents seen with the same hardware
+            # (evidence Query, profiles BatchGetItem), the nonce (PutItem), the registration
+            # transaction (Puts, the token's Update)
+            access=TableAccess(
+                table=actions("GetItem", "PutItem", "UpdateItem", "Query", "BatchGetItem"),
+                indexes={"gsi1": actions("Query")},
+            ),
+            memory_mb=512,
+        ),
+        FunctionSpec(
+            "heartbeat",
+            routers=("fleetlink.api.routes.heartbeat",),
+            # the caller (Query), the nonce of a random-nonce signature (PutItem; a sequenced heartbeat
+            # has none), the presence update (UpdateItem); what is pending for the agent (gsi2 count),
+            # the running executions it renews (GetItem, then a transition: PutItem, or a transaction
+            # of Put and the task's Update)
+            access=TableAccess(
+                table=actions("Query", "GetItem", "PutItem", "UpdateItem"),
+                indexes={"gsi2": actions("Query")},
+            ),
+            # most of the bill: its time is DynamoDB round trips, so more CPU buys little
+            memory_mb=256,
+        ),
+        FunctionSpec(
+            "tasks",
+            routers=("fleetlink.api.routes.tasks", "fleetlink.api.routes.executions"),
+            # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; the task
+            # in a transaction, a large fan-out's chunks in BatchWriteItem, then per chunk a transaction
+            # of Delete, Puts and Updates), read (GetItem, gsi3 executions of a task), list (gsi1 tasks
+            # by month) and cancel tasks; agents claim (gsi2 queue Query, transition), read and report
+            # executions; a finished execution updates its task (UpdateItem, open counts BatchGetItem)
+            access=TableAccess(
+                table=actions(
+                    "Query",
+                    "GetItem",
+                    "BatchGetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                ),
+                indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
+            ),
+            memory_mb=512,
+        ),
+        FunctionSpec(
+            "tunnels",
+            routers=("fleetlink.api.routes.tunnels",),
+            # operators: the agent (Query), create/patch/delete in a transaction (Put/Delete of the
+            # tunnel, its name guard and pointer, Update of the agent's tunnels version, Put events),
+            # reads by id (GetItem pointer and tunnel), the fleet list and health summary (gsi1 Query,
+            # BatchGetItem of presences), a tunnel's events (Query), fleet events (gsi3) and errors
+            # (gsi2); agents: desired state (Query), status (GetItem, PutItem), events (BatchWriteItem)
+            access=TableAccess(
+                table=actions(
+                    "Query",
+                    "GetItem",
+                    "BatchGetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                ),
+                indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
+            ),
+        ),
+        FunctionSpec(
+            "operator",
+            routers=("fleetlink.api.routes.agents", "fleetlink.api.routes.health"),
+            # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,
+            # BatchGetItem of profiles and presences), revoke and tags (transaction: Put profile and
+            # audit, Put/Delete tag members)
+            access=TableAccess(
+                table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem"),
+                indexes={"gsi1": actions("Query")},
+            ),
+            memory_mb=512,
+        ),
+        # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
+        FunctionSpec(
+            "cleanup",
+            # lease-expiry and delivery-expiry: due timers (gsi4 Query), each execution (GetItem), its
+            # transition (PutItem, or Put + Update of the task) and the task's open counts
+            # (BatchGetItem); fanout: due fan-outs (gsi4 Query), their chunks (Query), each written in
+            # a transaction (Delete, Puts, Updates), then the fan-out marker deleted (DeleteItem)
+            access=TableAccess(
+                table=actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"),
+                indexes={"gsi4": actions("Query")},
+            ),
+            duties=(
+                Duty(
+                    "lease-expiry",
+                    1,
+                    lambda deps: deps.task_service.expire_leases(),
+                    "attempts whose agent stopped renewing the lease: "
+                    "timed out, requeued while retries remain",
+                ),
+                Duty(
+                    "delivery-expiry",
+                    5,
+                    lambda deps: deps.task_service.expire_deliveries(),
+                    "queued executions nobody claimed before their delivery deadline: expired",
+                ),
+                Duty(
+                    "fanout",
+                    1,
+                    lambda deps: deps.task_service.continue_fanouts(),
+                    "large fan-outs whose create ran out of time: the rest of their executions written",
+                ),
+            ),
+            # duties walk timer shards: longer than a request
+            timeout_s=60,
+            memory_mb=256,
+        ),
+    )
+}
+
+
+def function_spec(name: str) -> FunctionSpec:
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(f"no function {name!r} in fleetlink.api.functions.FUNCTIONS") from None
+
+
+def http_functions() -> list[FunctionSpec]:
+    """The functions that serve HTTP routes, in registry order."""
+    return [spec for spec in FUNCTIONS.values() if spec.serves_http]
+
+
+def scheduled_functions() -> list[FunctionSpec]:
+    """The functions that run duties on a schedule, in registry order."""
+    return [spec for spec in FUNCTIONS.values() if spec.duties]

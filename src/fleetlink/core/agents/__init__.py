@@ -1,0 +1,1 @@
+"""Agents: registration, presence and what operators see and do with agents."""

@@ -1,0 +1,220 @@
+"""Tasks and their executions (one per targeted agent): entities, commands, pure state transitions."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from fleetlink.core.entities import Strict, TagKey, TagValue
+from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.numbers import Count, EpochMs, StrictInt, check_json_numbers
+
+SHELL = "shell"
+#: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
+OUTPUT_INLINE_LIMIT = 16 * 1024
+MAX_INPUT_BYTES = 64 * 1024
+#: A lease never outlives the task's timeout by more than this.
+LEASE_GRACE_S = 60
+MAX_EXECUTIONS_PER_TASK = 10_000
+#: An Idempotency-Key: visible ASCII, as in the IETF draft's examples (UUIDs, ULIDs, hashes).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
+
+AgentId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.AGENT))]
+ExecutionId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.EXECUTION))]
+TaskType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
+
+
+class ExecutionStatus(StrEnum):
+    QUEUED = "queued"
+    LEASED = "leased"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (ExecutionStatus.QUEUED, ExecutionStatus.LEASED, ExecutionStatus.RUNNING)
+
+    @property
+    def holds_lease(self) -> bool:
+        return self in (ExecutionStatus.LEASED, ExecutionStatus.RUNNING)
+
+
+class TaskState(StrEnum):
+    ACTIVE = "active"
+    FINISHED = "finished"
+    CANCELLED = "cancelled"
+
+
+# --- commands ------------------------------------------------------------------------------
+
+
+class TaskTargets(Strict):
+    agent_ids: list[AgentId] = Field(default_factory=list, max_length=1000)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=10, description="All must match")
+
+    @model_validator(mode="after")
+    def _some_target(self) -> TaskTargets:
+        if not self.agent_ids and not self.tags:
+            raise ValueError("name at least one agent id or tag")
+        return self
+
+
+class Verbatim(BaseModel):
+    """Strict, and strings kept as sent (commands and outputs are not ours to trim)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateTask(Verbatim):
+    type: TaskType = SHELL
+    command: Annotated[str, StringConstraints(min_length=1, max_length=16_384)] | None = None
+    input: dict[str, Any] | None = None
+    targets: TaskTargets
+    priority: StrictInt = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
+    timeout_seconds: StrictInt = Field(default=300, ge=1, le=86_400)
+    max_retries: StrictInt = Field(default=0, ge=0, le=10)
+    delivery_timeout_seconds: StrictInt = Field(default=86_400, ge=60, le=7 * 86_400)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
+
+    def request_digest(self) -> str:
+        """Identifies this exact request, so a retry under the same idempotency key is recognised."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:32]
+
+    @model_validator(mode="after")
+    def _payload_fits_type(self) -> CreateTask:
+        if self.type == SHELL:
+            if self.command is None or not self.command.strip():
+                raise ValueError("a shell task needs a non-blank command")
+            if self.input is not None:
+                raise ValueError("a shell task takes a command, not input")
+        elif self.command is not None:
+            raise ValueError(f"a {self.type} task takes input, not a command")
+        if self.input is not None:
+            check_json_numbers(self.input)
+        if self.input is not None and len(json.dumps(self.input)) > MAX_INPUT_BYTES:
+            raise ValueError(f"input is over {MAX_INPUT_BYTES} bytes as JSON")
+        return self
+
+
+class ClaimExecutions(Strict):
+    max: StrictInt = Field(default=1, ge=1, le=10)
+    running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class ExecutionResult(Verbatim):
+    attempt: StrictInt = Field(ge=1, le=1000)
+    status: Literal["succeeded", "failed", "timed_out"]
+    exit_code: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    output: str | None = None
+    output_truncated: bool = Field(default=False, strict=True)
+    output_bytes: Count | None = None
+    error: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    started_at: EpochMs
+    finished_at: EpochMs
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExecutionResult:
+        if self.finished_at < self.started_at:
+            raise ValueError("finished_at is before started_at")
+        return self
+
+    def digest(self) -> str:
+        """Identifies this exact result, so a resend is recognised."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:32]
+
+
+# --- entities ------------------------------------------------------------------------------
+
+
+class Task(BaseModel):
+    task_id: str
+    type: str
+    command: str | None = None
+    input: dict[str, Any] | None = None
+    targets: TaskTargets
+    priority: int
+    timeout_seconds: int
+    max_retries: int
+    delivery_timeout_seconds: int
+    max_concurrency: int | None = None
+    created_at: int
+    created_by: str
+    execution_count: int
+    state: TaskState = TaskState.ACTIVE
+    finished_at: int | None = None
+    cancelled_at: int | None = None
+
+
+class Execution(BaseModel):
+    """One task on one agent. Carries what the agent needs, so a claim reads nothing else."""
+
+    execution_id: str
+    task_id: str
+    agent_id: str
+    type: str
+    command: str | None = None
+    input: dict[str, Any] | None = None
+    priority: int
+    timeout_seconds: int
+    max_retries: int
+    delivery_timeout_seconds: int
+    max_concurrency: int | None = None
+    fanout: int | None = Field(default=None, description="How many executions its task has")
+    status: ExecutionStatus = ExecutionStatus.QUEUED
+    attempt: int = 1
+    created_at: int
+    updated_at: int
+    deliver_by: int
+    leased_at: int | None = None
+    lease_expires_at: int | None = None
+    cancel_requested: bool = False
+    started_at: int | None = None
+    finished_at: int | None = None
+    exit_code: int | None = None
+    output: str | None = None
+    output_truncated: bool = False
+    output_bytes: int | None = None
+    error: str | None = None
+    result_attempt: int | None = None
+    result_digest: str | None = None
+    version: int | None = None
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    def due_at(self) -> int | None:
+        """When a timer must look at it: the lease end while leased, the delivery deadline while queued."""
+        if self.status.holds_lease:
+            return self.lease_expires_at
+        if self.status is ExecutionStatus.QUEUED:
+            return self.deliver_by
+        return None
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    """What a create under an idempotency key did: a retry with the same key gets the same answer."""
+
+    actor: str
+    idempotency_key: str
+    request_digest: str
+    task_id: str
+    agent_ids: list[str]
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another create under the same idempotency key was stored first."""

@@ -1,0 +1,638 @@
+"""DynamoDB as it misbehaves on AWS, injected into botocore clients (tests and ``fleetlink dev --faults``).
+
+moto never throttles, never reports a conflict, and always reads consistently. A :class:`FaultInjector`
+hooks the botocore events of DynamoDB clients (PynamoDB's shared client and any boto3 client) and,
+each with its own rate drawn from one seeded RNG, makes calls fail the way DynamoDB does:
+
+=========== =======================================================================================
+kind        what the caller sees
+=========== =======================================================================================
+throttle    ``ThrottlingException`` or ``ProvisionedThroughputExceededException`` (even odds); on
+            ``TransactWriteItems`` / ``TransactGetItems`` a ``TransactionCanceledException`` whose
+            ``CancellationReasons`` hold one ``ThrottlingError``. Nothing is applied.
+conflict    ``TransactionConflictException`` on PutItem / UpdateItem / DeleteItem (an item under a
+            running transaction); on transactions a ``TransactionCanceledException`` with one
+            ``TransactionConflict`` reason. Nothing is applied.
+unprocessed BatchWriteItem / BatchGetItem of two or more items: a random non-empty proper subset is
+            neither written nor read and comes back in ``UnprocessedItems`` / ``UnprocessedKeys``.
+connect     ``EndpointConnectionError``: the request never reached DynamoDB.
+timeout     ``ReadTimeoutError``. A read is not served; a write is first sent on with probability
+            ``timeout_applied`` (default 0.5) and, if it succeeded, counted as ``timeout_applied``:
+            the nasty case where the write happened and the caller cannot know (botocore's retry
+            of it may then fail the write's own condition).
+stale       an eventually consistent GetItem / Query / Scan / BatchGetItem (``ConsistentRead``
+            absent or false; index queries always are) answers the previous version of each item
+            written less than ``stale_window_ms`` ago: the old image, or no item if it was created.
+=========== =======================================================================================
+
+Injection is **per attempt**: throttle, conflict, connect and timeout are decided in
+``before-send``, which botocore emits for every attempt, so botocore's retry handler sees each
+injected failure and retries the retryable ones (throttling, connection errors and timeouts in the
+``standard`` and ``legacy`` modes) exactly as it would on AWS, with its backoff and retry quota; the
+caller gets the error only once its attempts are spent. Conflicts and cancelled transactions are
+not retried by botocore, as on AWS. ``unprocessed`` is decided once per call (``before-call``),
+as it is a successful answer that botocore never retries. botocore sleeps its real backoff between
+attempts (a boto3 client: ``standard`` mode; the models' shared client instead retries throttling
+and conflicts with ``fleetlink.store.contention``'s short full-jitter backoff, four attempts), so a
+test that wants speed keeps retried fault rates low or gives its own client fewer attempts.
+
+To refuse an attempt, the injector must keep it from the backend: it takes moto's in-process
+handler off each client it is attached to and forwards the attempts it lets through itself (to moto
+when moto is on, else over HTTP to the client's endpoint, e.g. DynamoDB Local); ``detach`` puts
+moto's handler back.
+
+Stale reads need the previous version of what was written: while ``stale`` can fire, each write
+first reads the items it will touch through a separate, unhooked client (a consistent BatchGetItem;
+writes through an attached client are serialised so the image read is the one replaced) and keeps
+the image once the write succeeds. Approximations: a stale Query or Scan substitutes or drops the
+items the backend returned but cannot bring back items deleted since (a GetItem or BatchGetItem
+can); filters are not re-evaluated on old images; a projection is applied by top-level name.
+
+Never imported by the Lambdas.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+
+KINDS = ("throttle", "conflict", "unprocessed", "connect", "timeout", "stale")
+WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
+DATA_OPERATIONS = WRITE_OPERATIONS | READ_OPERATIONS
+_SINGLE_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
+_TRANSACTIONS = frozenset({"TransactWriteItems", "TransactGetItems"})
+_BATCHES = frozenset({"BatchWriteItem", "BatchGetItem"})
+_STALE_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
+_APPLIES_TO: Mapping[str, frozenset[str]] = {
+    "throttle": DATA_OPERATIONS,
+    "conflict": _SINGLE_WRITES | _TRANSACTIONS,
+    "unprocessed": _BATCHES,
+    "connect": DATA_OPERATIONS,
+    "timeout": DATA_OPERATIONS,
+    "stale": _STALE_READS,
+}
+_ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
+_UNPROCESSED_CONTEXT = "fleetlink.faults.unprocessed"
+_PRE_READ_ROUNDS = 8
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """Which faults to inject, how often (0..1 per attempt or per call), from which seed.
+
+    ``per_operation`` overrides a kind's rate for one operation, e.g. ``{("throttle", "UpdateItem"): 0.5}``.
+    """
+
+    throttle: float = 0.0
+    conflict: float = 0.0
+    unprocessed: float = 0.0
+    connect: float = 0.0
+    timeout: float = 0.0
+    stale: float = 0.0
+    seed: int = 0
+    timeout_applied: float = 0.5
+    stale_window_ms: int = 1000
+    per_operation: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in (*KINDS, "timeout_applied"):
+            _check_rate(name, getattr(self, name))
+        for (kind, operation), rate in self.per_operation.items():
+            if kind not in KINDS:
+                raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
+            if operation not in _APPLIES_TO[kind]:
+                raise ValueError(f"{kind} faults apply to {', '.join(sorted(_APPLIES_TO[kind]))}")
+            _check_rate(f"{kind}@{operation}", rate)
+        if self.stale_window_ms < 0:
+            raise ValueError("stale_window_ms must be at least 0")
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultPlan:
+        """Parse ``"throttle=0.05,conflict=0.1,unprocessed=0.2,timeout=0.01,stale=0.3,seed=7"``.
+
+        ``kind@Operation=rate`` overrides one operation (``throttle@UpdateItem=0.5``); also
+        ``timeout_applied=`` and ``stale_window_ms=``. Raises ValueError naming the bad entry.
+        """
+        values: dict[str, Any] = {}
+        per_operation: dict[tuple[str, str], float] = {}
+        known = {f.name for f in fields(cls)} - {"per_operation"}
+        for entry in filter(None, (part.strip() for part in spec.split(","))):
+            name, sep, text = (piece.strip() for piece in entry.partition("="))
+            if not sep or not text:
+                raise ValueError(f"fault entry {entry!r} is not name=value")
+            kind, at, operation = name.partition("@")
+            if at:
+                per_operation[(kind, operation)] = _parse_number(entry, text, float)
+            elif name in known:
+                values[name] = _parse_number(
+                    entry, text, int if name in ("seed", "stale_window_ms") else float
+                )
+            else:
+                raise ValueError(f"unknown fault entry {name!r}; known: {', '.join(sorted(known))}")
+        return cls(**values, per_operation=per_operation)
+
+    def rate(self, kind: str, operation: str) -> float:
+        """The rate of ``kind`` for ``operation`` (0 where the kind does not apply)."""
+        if operation not in _APPLIES_TO[kind]:
+            return 0.0
+        return self.per_operation.get((kind, operation), getattr(self, kind))
+
+    def can_inject(self, kind: str) -> bool:
+        return any(self.rate(kind, operation) > 0 for operation in _APPLIES_TO[kind])
+
+
+class FaultInjector:
+    """Injects a :class:`FaultPlan` into DynamoDB clients; ``counts`` tallies (kind, operation)."""
+
+    def __init__(self, plan: FaultPlan, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.plan = plan
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self._clock = clock
+        self._rng = random.Random(plan.seed)  # noqa: S311 (fault injection, not cryptography)
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._attached: dict[int, _Attachment] = {}
+        self._reader: Any = None
+        self._schemas: dict[str, _TableSchema] = {}
+        self._previous: dict[tuple[str, str], tuple[dict[str, Any] | None, float]] = {}
+
+    # -- wiring --
+
+    def attach(self, client: Any) -> None:
+        """Inject into a botocore/boto3 DynamoDB client (idempotent)."""
+        if id(client) in self._attached:
+            return
+        attachment = _Attachment(self, client, _moto_handler())
+        events = client.meta.events
+        if attachment.moto_handler is not None:
+            events.unregister("before-send", attachment.moto_handler)
+        events.register_last("before-send.dynamodb", attachment.before_send)
+        events.register_first("before-call.dynamodb", self._before_call)
+        events.register_first("after-call.dynamodb", self._after_call)
+        self._attached[id(client)] = attachment
+        if self._reader is None:
+            import botocore.session
+
+            self._reader = botocore.session.Session().create_client(
+                "dynamodb", region_name=client.meta.region_name, endpoint_url=client.meta.endpoint_url
+            )
+
+    def attach_pynamodb(self) -> None:
+        """Inject into the client the fleetlink models share (call after ``bind_table``)."""
+        from fleetlink.store.base import TableItem
+
+        pending: list[type[Any]] = [TableItem]
+        while pending:
+            model = pending.pop()
+            pending += model.__subclasses__()
+            self.attach(model._get_connection().connection.client)
+
+    def detach(self) -> None:
+        """Stop injecting, and give each client back moto's handler."""
+        for attachment in self._attached.values():
+            events = attachment.client.meta.events
+            events.unregister("before-send.dynamodb", attachment.before_send)
+            events.unregister("before-call.dynamodb", self._before_call)
+            events.unregister("after-call.dynamodb", self._after_call)
+            if attachment.moto_handler is not None:
+                events.register("before-send", attachment.moto_handler)
+        self._attached.clear()
+
+    def summary(self) -> str:
+        """One line per (kind, operation) injected, most frequent first."""
+        return "\n".join(f"{kind:<16}{op:<20}{n}" for (kind, op), n in self.counts.most_common())
+
+    # -- decisions --
+
+    def _fires(self, kind: str, operation: str) -> bool:
+        rate = self.plan.rate(kind, operation)
+        return rate > 0 and self._draw() < rate
+
+    def _draw(self) -> float:
+        with self._lock:
+            return self._rng.random()
+
+    def _count(self, kind: str, operation: str) -> None:
+        with self._lock:
+            self.counts[(kind, operation)] += 1
+
+    def _choice(self, population: int) -> int:
+        with self._lock:
+            return self._rng.randrange(population)
+
+    # -- botocore events --
+
+    def _before_call(self, model: Any, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """``unprocessed``: drop a subset of a batch from the request, to hand back in ``after-call``."""
+        operation = model.name
+        if operation not in _BATCHES or not self._fires("unprocessed", operation):
+            return
+        body = json.loads(params["body"])
+        items = body["RequestItems"]
+        entries = [(table, i) for table in items for i in range(len(_batch_entries(items[table])))]
+        if len(entries) < 2:
+            return
+        with self._lock:
+            held = set(self._rng.sample(entries, self._rng.randint(1, len(entries) - 1)))
+        kept: dict[str, Any] = {}
+        unprocessed: dict[str, Any] = {}
+        for table, request in items.items():
+            keep = [e for i, e in enumerate(_batch_entries(request)) if (table, i) not in held]
+            hold = [e for i, e in enumerate(_batch_entries(request)) if (table, i) in held]
+            for target, chosen in ((kept, keep), (unprocessed, hold)):
+                if chosen:
+                    target[table] = _with_entries(request, chosen)
+        body["RequestItems"] = kept
+        params["body"] = json.dumps(body).encode()
+        context[_UNPROCESSED_CONTEXT] = unprocessed
+        self._count("unprocessed", operation)
+
+    def _after_call(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        unprocessed = context.pop(_UNPROCESSED_CONTEXT, None)
+        if unprocessed is None or "Error" in parsed:
+            return
+        name = "UnprocessedItems" if model.name == "BatchWriteItem" else "UnprocessedKeys"
+        merged = parsed.setdefault(name, {})
+        for table, request in unprocessed.items():
+            if table in merged:
+                merged[table] = _with_entries(
+                    merged[table], _batch_entries(merged[table]) + _batch_entries(request)
+                )
+            else:
+                merged[table] = request
+
+    def _before_send(self, via: _Attachment, request: Any, event_name: str) -> Any:
+        """Per attempt: refuse it with a fault, or forward it (reads possibly answered stale)."""
+        operation = event_name.rsplit(".", 1)[-1]
+        if operation not in DATA_OPERATIONS:
+            return via.forward(request, event_name)
+        if self._fires("connect", operation):
+            self._count("connect", operation)
+            raise EndpointConnectionError(endpoint_url=request.url)
+        body = json.loads(request.body or b"{}")
+        if self._fires("throttle", operation):
+            self._count("throttle", operation)
+            return self._throttled(request, operation, body)
+        if self._fires("conflict", operation):
+            self._count("conflict", operation)
+            if operation in _TRANSACTIONS:
+                return self._cancelled(request, body, "TransactionConflict")
+            return _error_response(
+                request,
+                "TransactionConflictException",
+                "Transaction is ongoing for the item",
+            )
+        if self._fires("timeout", operation):
+            applied = False
+            if operation in WRITE_OPERATIONS and self._draw() < self.plan.timeout_applied:
+                response = self._forward_write(via, request, event_name, operation, body)
+                applied = response is not None and response.status_code == 200
+            self._count("timeout_applied" if applied else "timeout", operation)
+            raise ReadTimeoutError(endpoint_url=request.url)
+        if operation in WRITE_OPERATIONS:
+            return self._forward_write(via, request, event_name, operation, body)
+        stale_possible = operation in _STALE_READS and _eventually_consistent(operation, body)
+        if stale_possible and self._fires("stale", operation):
+            return self._stale_read(via, request, event_name, operation, body)
+        return via.forward(request, event_name)
+
+    # -- answers --
+
+    def _throttled(self, request: Any, operation: str, body: dict[str, Any]) -> AWSResponse:
+        if operation in _TRANSACTIONS:
+            return self._cancelled(request, body, "ThrottlingError")
+        if self._choice(2):
+            return _error_response(
+                request,
+                "ProvisionedThroughputExceededException",
+                "The level of configured provisioned throughput for the table was exceeded.",
+            )
+        return _error_response(
+            request, "ThrottlingException", "Rate of requests exceeds the allowed throughput."
+        )
+
+    def _cancelled(self, request: Any, body: dict[str, Any], code: str) -> AWSResponse:
+        actions = len(body.get("TransactItems", [])) or 1
+        culprit = self._choice(actions)
+        reasons: list[dict[str, str]] = [{"Code": "None"} for _ in range(actions)]
+        reasons[culprit] = {"Code": code, "Message": _REASON_MESSAGES[code]}
+        codes = ", ".join(reason["Code"] for reason in reasons)
+        return _error_response(
+            request,
+            "TransactionCanceledException",
+            f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+            CancellationReasons=reasons,
+        )
+
+    def _forward_write(
+        self, via: _Attachment, request: Any, event_name: str, operation: str, body: dict[str, Any]
+    ) -> Any:
+        if not self.plan.can_inject("stale"):
+            return via.forward(request, event_name)
+        with self._write_lock:
+            touched = self._touched_keys(operation, body)
+            before = self._read_images(touched)
+            response = via.forward(request, event_name)
+            if response is not None and response.status_code == 200:
+                if operation == "BatchWriteItem":
+                    left = json.loads(response.content or b"{}").get("UnprocessedItems", {})
+                    held = self._touched_keys(operation, {"RequestItems": left})
+                    touched = [key for key in touched if key not in held]
+                now = self._clock()
+                for key in touched:
+                    self._previous[key] = (before.get(key), now)
+            return response
+
+    def _stale_read(
+        self, via: _Attachment, request: Any, event_name: str, operation: str, body: dict[str, Any]
+    ) -> Any:
+        response = via.forward(request, event_name)
+        if response is None or response.status_code != 200:
+            return response
+        answer = json.loads(response.content)
+        if operation == "GetItem":
+            changed = self._stale_get(body, answer)
+        elif operation == "BatchGetItem":
+            changed = self._stale_batch_get(body, answer)
+        else:
+            changed = self._stale_query(body, answer)
+        if not changed:
+            return response
+        self._count("stale", operation)
+        return _replace_body(response, json.dumps(answer).encode())
+
+    def _stale_get(self, body: dict[str, Any], answer: dict[str, Any]) -> bool:
+        table = body["TableName"]
+        version = self._recent(table, body["Key"])
+        if version is None:
+            return False
+        image = version[0]
+        if image is None:
+            answer.pop("Item", None)
+        else:
+            answer["Item"] = _project(image, _projected_names(body))
+        return True
+
+    def _stale_batch_get(self, body: dict[str, Any], answer: dict[str, Any]) -> bool:
+        changed = False
+        responses = answer.setdefault("Responses", {})
+        for table, request in body["RequestItems"].items():
+            if request.get("ConsistentRead"):
+                continue
+            schema = self._schema(table)
+            names = _projected_names(request)
+            current = {schema.key_of(item): item for item in responses.get(table, [])}
+            unprocessed = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+            held = {schema.key_of(key) for key in unprocessed}
+            for key in request["Keys"]:
+                identity = schema.key_of(key)
+                version = self._recent(table, key)
+                if version is None or identity in held:
+                    continue
+                changed = True
+                if version[0] is None:
+                    current.pop(identity, None)
+                else:
+                    current[identity] = _project(version[0], names)
+            responses[table] = list(current.values())
+        return changed
+
+    def _stale_query(self, body: dict[str, Any], answer: dict[str, Any]) -> bool:
+        table = body["TableName"]
+        schema = self._schema(table)
+        index = body.get("IndexName")
+        index_keys, index_names = (
+            schema.indexes.get(index, (schema.keys, None)) if index else (schema.keys, None)
+        )
+        names = _projected_names(body)
+        changed = False
+        items: list[dict[str, Any]] = []
+        for item in answer.get("Items", []):
+            version = self._recent(table, {k: item[k] for k in schema.keys})
+            if version is None:
+                items.append(item)
+                continue
+            changed = True
+            old = version[0]
+            if old is None or any(old.get(k) != item.get(k) for k in index_keys):
+                continue  # not in this partition of the index (or the table) before the write
+            items.append(_project(old, names if names is not None else index_names))
+        if changed:
+            answer["Items"] = items
+            answer["Count"] = len(items)
+        return changed
+
+    # -- previous images --
+
+    def _recent(self, table: str, key: Mapping[str, Any]) -> tuple[dict[str, Any] | None, float] | None:
+        identity = (table, self._schema(table).key_of(key))
+        version = self._previous.get(identity)
+        if version is None:
+            return None
+        if (self._clock() - version[1]) * 1000 > self.plan.stale_window_ms:
+            self._previous.pop(identity, None)
+            return None
+        return version
+
+    def _touched_keys(self, operation: str, body: dict[str, Any]) -> list[tuple[str, str]]:
+        """(table, key) of every item a write request puts, updates or deletes."""
+        found: list[tuple[str, Mapping[str, Any]]] = []
+        if operation == "PutItem":
+            found.append((body["TableName"], body["Item"]))
+        elif operation in ("UpdateItem", "DeleteItem"):
+            found.append((body["TableName"], body["Key"]))
+        elif operation == "BatchWriteItem":
+            for table, requests in body["RequestItems"].items():
+                for entry in requests:
+                    if "PutRequest" in entry:
+                        found.append((table, entry["PutRequest"]["Item"]))
+                    else:
+                        found.append((table, entry["DeleteRequest"]["Key"]))
+        else:
+            for action in body["TransactItems"]:
+                for verb, detail in action.items():
+                    if verb == "Put":
+                        found.append((detail["TableName"], detail["Item"]))
+                    elif verb in ("Update", "Delete"):
+                        found.append((detail["TableName"], detail["Key"]))
+        return [(table, self._schema(table).key_of(key)) for table, key in found]
+
+    def _read_images(self, touched: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The current items under these keys, read consistently through the unhooked client."""
+        images: dict[tuple[str, str], dict[str, Any]] = {}
+        wanted: dict[str, list[dict[str, Any]]] = {}
+        for table, key in dict.fromkeys(touched):
+            wanted.setdefault(table, []).append(json.loads(key))
+        pending: dict[str, Any] = {t: {"Keys": keys, "ConsistentRead": True} for t, keys in wanted.items()}
+        for _ in range(_PRE_READ_ROUNDS):
+            if not pending:
+                break
+            answer = self._reader.batch_get_item(RequestItems=pending)
+            for table, items in answer.get("Responses", {}).items():
+                for item in items:
+                    images[(table, self._schema(table).key_of(item))] = item
+            pending = answer.get("UnprocessedKeys") or {}
+        return images
+
+    def _schema(self, table: str) -> _TableSchema:
+        schema = self._schemas.get(table)
+        if schema is None:
+            description = self._reader.describe_table(TableName=table)["Table"]
+            schema = self._schemas[table] = _TableSchema.from_description(description)
+        return schema
+
+
+@contextmanager
+def inject_faults(
+    plan: FaultPlan,
+    *clients: Any,
+    include_pynamodb: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[FaultInjector]:
+    """Inject ``plan`` into these clients (and the models' shared client) for the block."""
+    injector = FaultInjector(plan, clock=clock)
+    for client in clients:
+        injector.attach(client)
+    if include_pynamodb:
+        injector.attach_pynamodb()
+    try:
+        yield injector
+    finally:
+        injector.detach()
+
+
+class _Attachment:
+    """One attached client: its ``before-send`` handler, and moto's handler taken off it (if any)."""
+
+    def __init__(self, injector: FaultInjector, client: Any, moto_handler: Any) -> None:
+        self.injector = injector
+        self.client = client
+        self.moto_handler = moto_handler
+
+    def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
+        return self.injector._before_send(self, request, event_name)
+
+    def forward(self, request: Any, event_name: str) -> Any:
+        """Send an attempt on: to moto's handler when moto serves it, else over HTTP."""
+        if self.moto_handler is not None:
+            response = self.moto_handler(event_name=event_name, request=request)
+            if response is not None:
+                return response
+        return self.client._endpoint.http_session.send(request)
+
+
+@dataclass(frozen=True)
+class _TableSchema:
+    keys: tuple[str, ...]
+    # index name -> (its key attributes, the attributes it projects; None for ALL)
+    indexes: Mapping[str, tuple[tuple[str, ...], set[str] | None]]
+
+    @classmethod
+    def from_description(cls, table: Mapping[str, Any]) -> _TableSchema:
+        keys = tuple(k["AttributeName"] for k in table["KeySchema"])
+        indexes: dict[str, tuple[tuple[str, ...], set[str] | None]] = {}
+        for index in [*table.get("GlobalSecondaryIndexes", []), *table.get("LocalSecondaryIndexes", [])]:
+            index_keys = tuple(k["AttributeName"] for k in index["KeySchema"])
+            projection = index.get("Projection", {})
+            projected = None
+            if projection.get("ProjectionType") != "ALL":
+                projected = {*keys, *index_keys, *projection.get("NonKeyAttributes", [])}
+            indexes[index["IndexName"]] = (index_keys, projected)
+        return cls(keys, indexes)
+
+    def key_of(self, item: Mapping[str, Any]) -> str:
+        return json.dumps({name: item[name] for name in self.keys}, sort_keys=True)
+
+
+_REASON_MESSAGES = {
+    "TransactionConflict": "Transaction is ongoing for the item",
+    "ThrottlingError": "Throughput exceeds the current capacity of your table or index.",
+}
+
+
+def _check_rate(name: str, rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"fault rate {name}={rate} is not between 0 and 1")
+
+
+def _parse_number(entry: str, text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"fault entry {entry!r} needs a {kind.__name__}") from None
+
+
+def _moto_handler() -> Any:
+    """moto's before-send handler if moto is loaded (never imports moto)."""
+    models = sys.modules.get("moto.core.models")
+    return getattr(models, "botocore_stubber", None)
+
+
+def _eventually_consistent(operation: str, body: Mapping[str, Any]) -> bool:
+    if operation == "BatchGetItem":
+        return any(not request.get("ConsistentRead") for request in body["RequestItems"].values())
+    return not body.get("ConsistentRead") or bool(body.get("IndexName"))
+
+
+def _batch_entries(request: Any) -> list[Any]:
+    """A BatchWriteItem table entry is a list of requests; a BatchGetItem one holds ``Keys``."""
+    return list(request) if isinstance(request, list) else list(request["Keys"])
+
+
+def _with_entries(request: Any, entries: list[Any]) -> Any:
+    return entries if isinstance(request, list) else {**request, "Keys": entries}
+
+
+def _projected_names(body: Mapping[str, Any]) -> set[str] | None:
+    """Top-level attribute names a ProjectionExpression asks for (None: every attribute)."""
+    expression = body.get("ProjectionExpression")
+    if not expression:
+        return None
+    aliases = body.get("ExpressionAttributeNames", {})
+    names = set()
+    for path in expression.split(","):
+        top = path.strip().split(".", 1)[0].split("[", 1)[0]
+        names.add(aliases.get(top, top))
+    return names
+
+
+def _project(item: dict[str, Any], names: set[str] | None) -> dict[str, Any]:
+    return dict(item) if names is None else {k: v for k, v in item.items() if k in names}
+
+
+def _error_response(request: Any, code: str, message: str, **extra: Any) -> AWSResponse:
+    body = json.dumps({"__type": _ERROR_PREFIX + code, "message": message, **extra}).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amz-crc32": str(zlib.crc32(body))}
+    return AWSResponse(request.url, 400, headers, _RawBody(body))
+
+
+def _replace_body(response: Any, body: bytes) -> AWSResponse:
+    headers = dict(response.headers.items())
+    for name in list(headers):
+        if name.lower() in ("x-amz-crc32", "content-length"):
+            del headers[name]
+    headers["x-amz-crc32"] = str(zlib.crc32(body))
+    return AWSResponse(response.url, response.status_code, headers, _RawBody(body))
+
+
+class _RawBody:
+    """The raw stream botocore reads a response body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body

@@ -1,0 +1,192 @@
+"""The table invariant checker: silent on a table the handlers built, precise on a hand-broken one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+
+from fleetlink.api.deps import Deps
+from fleetlink.store import keys
+from tests.invariants import check_invariants
+from tests.support import Api, Machine
+
+
+@dataclass
+class Fleet:
+    """Two agents registered on one two-use token; a max_concurrency=1 task for both, one execution leased."""
+
+    api: Api
+    table: str
+    client: Any
+    machines: list[Machine]
+    token_id: str
+    task_id: str
+    leased: dict[str, Any]
+    waiting: str
+
+    def update(self, pk: str, expression: str, sk: str = keys.SINGLETON_SK, **values: Any) -> None:
+        """A raw UpdateItem: ``#name`` placeholders name attributes, ``:name`` values."""
+        names = {f"#{name}": name for name in values if f"#{name}" in expression}
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
+            UpdateExpression=expression,
+            ExpressionAttributeValues={f":{name}": _wire(value) for name, value in values.items()},
+            **({"ExpressionAttributeNames": names} if names else {}),
+        )
+
+    def delete(self, pk: str, sk: str = keys.SINGLETON_SK) -> None:
+        self.client.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+
+    def set_status(self, execution_id: str, status: str) -> None:
+        self.update(keys.execution_pk(execution_id), "SET #status = :status", status=status)
+
+    def open_pk(self, execution_id: str) -> str:
+        return keys.task_open_pk(self.task_id, keys.task_shard(execution_id, len(self.machines)))
+
+    def report(self, lease: dict[str, Any]) -> None:
+        machine = next(m for m in self.machines if m.agent_id == lease["agent_id"])
+        now = self.api.clock.now_ms()
+        body = {"attempt": lease["attempt"], "status": "succeeded", "exit_code": 0, "output": "hi\n"}
+        body |= {"started_at": now, "finished_at": now}
+        path = f"/v1/executions/{lease['execution_id']}/result"
+        assert self.api.signed("tasks", machine, "POST", path, body).status == 200
+
+    def claim(self, machine: Machine) -> list[dict[str, Any]]:
+        path = f"/v1/agents/{machine.agent_id}/executions/claim"
+        reply = self.api.signed("tasks", machine, "POST", path, {"max": 1, "running_executions": []})
+        assert reply.status == 200, reply.body
+        return [{**lease, "agent_id": machine.agent_id} for lease in reply.json["executions"]]
+
+    def violations(self) -> list[str]:
+        return check_invariants(self.table, self.client)
+
+
+def _wire(value: Any) -> dict[str, str]:
+    return {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
+
+
+@pytest.fixture
+def fleet(api: Api, deps: Deps) -> Fleet:
+    token = api.mint_token(max_uses=2)
+    machines = [Machine(f"node-{i}") for i in range(2)]
+    for machine in machines:
+        assert api.register(machine, token).status == 201
+    body = {"type": "shell", "command": "echo hi", "max_concurrency": 1}
+    body["targets"] = {"agent_ids": [m.agent_id for m in machines]}
+    created = api.operator("tasks", "POST", "/v1/tasks", body)
+    assert created.status == 201, created.body
+    fleet = Fleet(
+        api=api,
+        table=deps.settings.table_name,
+        client=boto3.client("dynamodb", region_name=deps.settings.region),
+        machines=machines,
+        token_id=token.split(".", 1)[0],
+        task_id=created.json["task_id"],
+        leased={},
+        waiting="",
+    )
+    leases = [lease for machine in machines for lease in fleet.claim(machine)]
+    assert len(leases) == 1  # one slot: the other agent waits
+    fleet.leased = leases[0]
+    detail = api.operator("tasks", "GET", f"/v1/tasks/{fleet.task_id}").json
+    fleet.waiting = next(e["execution_id"] for e in detail["executions"] if e["status"] == "queued")
+    return fleet
+
+
+# --- a sound table ---------------------------------------------------------------------------------
+
+
+def test_a_table_built_by_the_handlers_has_no_violation(fleet: Fleet) -> None:
+    assert fleet.violations() == []
+
+
+def test_a_task_run_to_the_end_has_no_violation(fleet: Fleet) -> None:
+    # Given the leased execution reported, then the waiting one claimed and reported
+    fleet.report(fleet.leased)
+    waiting_agent = next(m for m in fleet.machines if m.agent_id != fleet.leased["agent_id"])
+    fleet.report(fleet.claim(waiting_agent)[0])
+    # Then the finished task breaks nothing
+    assert fleet.api.operator("tasks", "GET", f"/v1/tasks/{fleet.task_id}").json["state"] == "finished"
+    assert fleet.violations() == []
+
+
+# --- a hand-broken table ---------------------------------------------------------------------------
+
+
+def test_an_open_count_off_by_one(fleet: Fleet) -> None:
+    fleet.update(fleet.open_pk(fleet.waiting), "ADD #open :open", open=-1)
+    assert any(
+        f"task {fleet.task_id}: open count" in v and "unfinished executions there" in v
+        for v in fleet.violations()
+    )
+
+
+def test_an_active_task_whose_executions_are_all_final(fleet: Fleet) -> None:
+    # Given both executions final (and their open counts and slot brought along) but the task still active
+    for execution_id in (fleet.leased["execution_id"], fleet.waiting):
+        fleet.set_status(execution_id, "succeeded")
+        fleet.update(fleet.open_pk(execution_id), "ADD #open :open", open=-1)
+    fleet.update(keys.task_pk(fleet.task_id), "SET active = :active", sk=keys.TASK_SLOTS_SK, active=0)
+    # Then exactly the stuck task is reported
+    assert fleet.violations() == [
+        f"task {fleet.task_id}: active but all 2 executions are final",
+        f"task {fleet.task_id}: all executions are final but finished_at is missing",
+    ]
+
+
+def test_a_finished_task_with_an_unfinished_execution(fleet: Fleet) -> None:
+    fleet.update(
+        keys.task_pk(fleet.task_id), "SET #state = :state, finished_at = :at", state="finished", at=1
+    )
+    assert fleet.violations() == [f"task {fleet.task_id}: finished with 2 unfinished executions"]
+
+
+def test_executions_without_their_task(fleet: Fleet) -> None:
+    fleet.delete(keys.task_pk(fleet.task_id))
+    violations = fleet.violations()
+    assert f"task {fleet.task_id}: 2 executions but no task item" in violations
+    assert f"task {fleet.task_id}: open counts but no task item" in violations
+    assert f"task {fleet.task_id}: a slots item but no task item" in violations
+
+
+def test_an_execution_missing_from_its_task(fleet: Fleet) -> None:
+    # Given a partial create: one execution never written, but its open count was
+    fleet.delete(keys.execution_pk(fleet.waiting))
+    violations = fleet.violations()
+    assert f"task {fleet.task_id}: execution_count 2 but 1 executions" in violations
+    # (the other execution may share the missing one's shard: the count there is one too many)
+    shard = keys.task_shard(fleet.waiting, len(fleet.machines))
+    assert any(f"in shard {shard} but" in v and "open count" in v for v in violations)
+
+
+def test_slots_that_do_not_match_the_leased_executions(fleet: Fleet) -> None:
+    fleet.update(keys.task_pk(fleet.task_id), "SET active = :active", sk=keys.TASK_SLOTS_SK, active=0)
+    assert fleet.violations() == [f"task {fleet.task_id}: 0 slots taken but 1 executions hold a lease"]
+
+
+def test_slots_over_the_limit(fleet: Fleet) -> None:
+    fleet.set_status(fleet.waiting, "leased")
+    fleet.update(keys.task_pk(fleet.task_id), "SET active = :active", sk=keys.TASK_SLOTS_SK, active=2)
+    assert fleet.violations() == [f"task {fleet.task_id}: 2 slots taken of a limit of 1"]
+
+
+def test_a_concurrency_task_without_its_slots_item(fleet: Fleet) -> None:
+    fleet.delete(keys.task_pk(fleet.task_id), keys.TASK_SLOTS_SK)
+    assert fleet.violations() == [f"task {fleet.task_id}: max_concurrency 1 but no slots item"]
+
+
+def test_a_token_used_more_than_its_max_uses(fleet: Fleet) -> None:
+    fleet.update(keys.token_pk(fleet.token_id), "SET uses = :uses", uses=3)
+    assert fleet.violations() == [
+        f"token {fleet.token_id}: used 3 times, more than its max_uses 2",
+        f"token {fleet.token_id}: 3 uses counted but 2 registrations used it",
+    ]
+
+
+def test_a_token_use_without_its_registration(fleet: Fleet) -> None:
+    fleet.update(keys.token_pk(fleet.token_id), "SET uses = :uses", uses=1)
+    assert fleet.violations() == [f"token {fleet.token_id}: 1 uses counted but 2 registrations used it"]

@@ -1,0 +1,136 @@
+"""Invariants of the table that every request and cleanup duty must keep, checked by the tests.
+
+``check_invariants`` answers the violations it finds (empty: the table is sound):
+
+- each task's open counts equal its unfinished executions, shard by shard;
+- a task whose executions are all final (and whose fan-out is written) is not active and has
+  ``finished_at``; a finished task has no unfinished execution; a task has the ``execution_count``
+  executions it says, counting those its unfinished fan-out still has to write;
+- no execution, open count, slots item or fan-out marker without its task;
+- a ``max_concurrency`` task's slots count exactly its leased executions, within the limit;
+- no registration token used more than its ``max_uses``, and each use is one successful registration.
+
+A test tool for moto only: it reads the whole table with one paginated, strongly consistent Scan,
+because an item whose parent is gone (an execution without its task) cannot be found by key. The
+service itself never scans.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer
+
+from fleetlink.core.tasks.model import ExecutionStatus, TaskState
+from fleetlink.store.keys import task_shard
+
+Item = dict[str, Any]
+MAX_PAGES = 10_000
+
+
+def check_invariants(table_name: str, client: Any | None = None) -> list[str]:
+    """Every invariant violation in the table, one sentence each (empty when the table is sound)."""
+    by_kind: dict[str, list[Item]] = defaultdict(list)
+    for item in _all_items(client or boto3.client("dynamodb"), table_name):
+        by_kind[item.get("type", "")].append(item)
+    return [*_task_violations(by_kind), *_token_violations(by_kind)]
+
+
+def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    tasks = {item["task_id"]: item for item in by_kind["task"]}
+    executions: dict[str, list[Item]] = defaultdict(list)
+    for execution in by_kind["execution"]:
+        executions[execution["task_id"]].append(execution)
+    open_counts: dict[str, dict[int, int]] = defaultdict(dict)
+    for shard in by_kind["task_open"]:
+        open_counts[shard["task_id"]][int(shard["pk"].rsplit("#", 1)[1])] = int(shard["open"])
+    slots = {item["pk"].removeprefix("TASK#"): item for item in by_kind["task_slots"]}
+    fanouts = {item["task_id"] for item in by_kind["task_fanout"]}
+    to_write: Counter[str] = Counter()
+    for chunk in by_kind["task_fanout_chunk"]:
+        to_write[chunk["pk"].removeprefix("TASK#")] += len(chunk["executions"])
+
+    for task_id in sorted(executions.keys() - tasks.keys()):
+        yield f"task {task_id}: {len(executions[task_id])} executions but no task item"
+    for task_id in sorted(open_counts.keys() - tasks.keys()):
+        yield f"task {task_id}: open counts but no task item"
+    for task_id in sorted(slots.keys() - tasks.keys()):
+        yield f"task {task_id}: a slots item but no task item"
+    for task_id in sorted(fanouts - tasks.keys()):
+        yield f"task {task_id}: a fan-out marker but no task item"
+
+    for task_id, task in sorted(tasks.items()):
+        own = executions[task_id]
+        unfinished = [e for e in own if not ExecutionStatus(e["status"]).terminal]
+        yield from _open_count_violations(task_id, unfinished, open_counts[task_id])
+        pending = to_write[task_id] if task_id in fanouts else 0
+        if len(own) + pending != int(task["execution_count"]):
+            yield (
+                f"task {task_id}: execution_count {task['execution_count']} but {len(own)} executions"
+                + (f" and {pending} still to write" if pending else "")
+            )
+        state = TaskState(task["state"])
+        if own and not unfinished and task_id not in fanouts:
+            if state is TaskState.ACTIVE:
+                yield f"task {task_id}: active but all {len(own)} executions are final"
+            if task.get("finished_at") is None:
+                yield f"task {task_id}: all executions are final but finished_at is missing"
+        if state is TaskState.FINISHED and unfinished:
+            yield f"task {task_id}: finished with {len(unfinished)} unfinished executions"
+        if task.get("max_concurrency"):
+            yield from _slot_violations(task_id, task, own, slots.get(task_id))
+
+
+def _open_count_violations(task_id: str, unfinished: list[Item], counts: dict[int, int]) -> Iterator[str]:
+    expected = Counter(
+        task_shard(e["execution_id"], int(e["fanout"]) if e.get("fanout") is not None else None)
+        for e in unfinished
+    )
+    for shard in sorted(expected.keys() | counts.keys()):
+        if counts.get(shard, 0) != expected[shard]:
+            yield (
+                f"task {task_id}: open count {counts.get(shard, 0)} in shard {shard}"
+                f" but {expected[shard]} unfinished executions there"
+            )
+
+
+def _slot_violations(task_id: str, task: Item, own: list[Item], slots: Item | None) -> Iterator[str]:
+    if slots is None:
+        yield f"task {task_id}: max_concurrency {task['max_concurrency']} but no slots item"
+        return
+    leased = sum(ExecutionStatus(e["status"]).holds_lease for e in own)
+    active, limit = int(slots["active"]), int(slots["limit"])
+    if active != leased:
+        yield f"task {task_id}: {active} slots taken but {leased} executions hold a lease"
+    if not 0 <= active <= limit:
+        yield f"task {task_id}: {active} slots taken of a limit of {limit}"
+    if limit != int(task["max_concurrency"]):
+        yield f"task {task_id}: slots limit {limit} but max_concurrency {task['max_concurrency']}"
+
+
+def _token_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    registrations = Counter(
+        item["token_id"] for item in by_kind["registration"] if item.get("success") and item.get("token_id")
+    )
+    for token in sorted(by_kind["registration_token"], key=lambda t: str(t["token_id"])):
+        token_id, uses, max_uses = token["token_id"], int(token["uses"]), int(token["max_uses"])
+        if uses > max_uses:
+            yield f"token {token_id}: used {uses} times, more than its max_uses {max_uses}"
+        if registrations[token_id] != uses:
+            yield f"token {token_id}: {uses} uses counted but {registrations[token_id]} registrations used it"
+
+
+def _all_items(client: Any, table_name: str) -> Iterator[Item]:
+    deserializer = TypeDeserializer()
+    request: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
+    for _ in range(MAX_PAGES):
+        page = client.scan(**request)
+        for raw in page.get("Items", []):
+            yield {name: deserializer.deserialize(value) for name, value in raw.items()}
+        if "LastEvaluatedKey" not in page:
+            return
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    raise RuntimeError(f"{table_name} holds more than {MAX_PAGES} pages: too large to check")

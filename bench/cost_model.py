@@ -21,6 +21,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import RESULTS_DIR, header
+from fleetlink.api.functions import function_spec
 
 #: AWS list prices, us-east-1, as this project knew them in November 2025 (no free tier, no savings
 #: plans, no tax). Prices change: re-check them; the unit counts stay right.
@@ -47,8 +48,9 @@ INTERVALS_S = (30, 60, 120)
 FLEETS = (1_000, 10_000, 100_000)
 #: Bytes an agent's items keep in the table (profile, presence, tag members, registration history).
 BYTES_PER_AGENT = 3_800
-#: The cleanup schedules: lease expiry every minute, delivery expiry every 5 (8 empty gsi4 Queries each).
-CLEANUP_RUNS_PER_MONTH = MONTH_S // 60 + MONTH_S // 300
+#: The cleanup schedules, one per duty of the registry (lease expiry and fan-outs every minute,
+#: delivery expiry every 5), each run 8 empty gsi4 Queries when idle.
+CLEANUP_RUNS_PER_MONTH = sum(MONTH_S // (duty.every_minutes * 60) for duty in function_spec("cleanup").duties)
 CLEANUP_RRU_PER_RUN = 8 * 0.5
 GOAL = 0.11
 #: Other capabilities' idle cost per agent, each from its benchmark's results file when present.

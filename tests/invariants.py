@@ -3,9 +3,10 @@
 ``check_invariants`` answers the violations it finds (empty: the table is sound):
 
 - each task's open counts equal its unfinished executions, shard by shard;
-- a task whose executions are all final is not active and has ``finished_at``; a finished task has no
-  unfinished execution; a task has the ``execution_count`` executions it says;
-- no execution, open count or slots item without its task;
+- a task whose executions are all final (and whose fan-out is written) is not active and has
+  ``finished_at``; a finished task has no unfinished execution; a task has the ``execution_count``
+  executions it says, counting those its unfinished fan-out still has to write;
+- no execution, open count, slots item or fan-out marker without its task;
 - a ``max_concurrency`` task's slots count exactly its leased executions, within the limit;
 - no registration token used more than its ``max_uses``, and each use is one successful registration.
 
@@ -24,8 +25,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState
-from fleetlink.store.keys import shard_of
-from fleetlink.store.tasks import OPEN_SHARDS
+from fleetlink.store.keys import task_shard
 
 Item = dict[str, Any]
 MAX_PAGES = 10_000
@@ -48,6 +48,10 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
     for shard in by_kind["task_open"]:
         open_counts[shard["task_id"]][int(shard["pk"].rsplit("#", 1)[1])] = int(shard["open"])
     slots = {item["pk"].removeprefix("TASK#"): item for item in by_kind["task_slots"]}
+    fanouts = {item["task_id"] for item in by_kind["task_fanout"]}
+    to_write: Counter[str] = Counter()
+    for chunk in by_kind["task_fanout_chunk"]:
+        to_write[chunk["pk"].removeprefix("TASK#")] += len(chunk["executions"])
 
     for task_id in sorted(executions.keys() - tasks.keys()):
         yield f"task {task_id}: {len(executions[task_id])} executions but no task item"
@@ -55,15 +59,21 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
         yield f"task {task_id}: open counts but no task item"
     for task_id in sorted(slots.keys() - tasks.keys()):
         yield f"task {task_id}: a slots item but no task item"
+    for task_id in sorted(fanouts - tasks.keys()):
+        yield f"task {task_id}: a fan-out marker but no task item"
 
     for task_id, task in sorted(tasks.items()):
         own = executions[task_id]
         unfinished = [e for e in own if not ExecutionStatus(e["status"]).terminal]
         yield from _open_count_violations(task_id, unfinished, open_counts[task_id])
-        if len(own) != int(task["execution_count"]):
-            yield f"task {task_id}: execution_count {task['execution_count']} but {len(own)} executions"
+        pending = to_write[task_id] if task_id in fanouts else 0
+        if len(own) + pending != int(task["execution_count"]):
+            yield (
+                f"task {task_id}: execution_count {task['execution_count']} but {len(own)} executions"
+                + (f" and {pending} still to write" if pending else "")
+            )
         state = TaskState(task["state"])
-        if own and not unfinished:
+        if own and not unfinished and task_id not in fanouts:
             if state is TaskState.ACTIVE:
                 yield f"task {task_id}: active but all {len(own)} executions are final"
             if task.get("finished_at") is None:
@@ -75,7 +85,10 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
 
 
 def _open_count_violations(task_id: str, unfinished: list[Item], counts: dict[int, int]) -> Iterator[str]:
-    expected = Counter(shard_of(e["execution_id"], OPEN_SHARDS) for e in unfinished)
+    expected = Counter(
+        task_shard(e["execution_id"], int(e["fanout"]) if e.get("fanout") is not None else None)
+        for e in unfinished
+    )
     for shard in sorted(expected.keys() | counts.keys()):
         if counts.get(shard, 0) != expected[shard]:
             yield (

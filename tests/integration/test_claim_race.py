@@ -26,7 +26,7 @@ def test_twenty_threads_claiming_two_hundred_executions_lease_each_exactly_once(
     service = deps.task_service
     command = CreateTask(command="true", targets={"agent_ids": [agent_id]})  # type: ignore[arg-type]
     for _ in range(EXECUTIONS):  # straight to the store: fan-out is not what races here
-        deps.tasks.create(*new_task(command, [agent_id], "test", deps.clock.now_ms()))
+        deps.tasks.create(*new_task(command, [agent_id], "test", deps.clock.now_ms()), None)
     start = threading.Barrier(CLAIMERS)
 
     # When 20 threads claim in a loop (up to 10 at a time) until the queue is empty

@@ -10,7 +10,6 @@ import pytest
 
 from fleetlink.api.deps import Deps
 from fleetlink.store import keys
-from fleetlink.store.tasks import OPEN_SHARDS
 from tests.invariants import check_invariants
 from tests.support import Api, Machine
 
@@ -46,7 +45,7 @@ class Fleet:
         self.update(keys.execution_pk(execution_id), "SET #status = :status", status=status)
 
     def open_pk(self, execution_id: str) -> str:
-        return keys.task_open_pk(self.task_id, keys.shard_of(execution_id, OPEN_SHARDS))
+        return keys.task_open_pk(self.task_id, keys.task_shard(execution_id, len(self.machines)))
 
     def report(self, lease: dict[str, Any]) -> None:
         machine = next(m for m in self.machines if m.agent_id == lease["agent_id"])
@@ -160,7 +159,7 @@ def test_an_execution_missing_from_its_task(fleet: Fleet) -> None:
     violations = fleet.violations()
     assert f"task {fleet.task_id}: execution_count 2 but 1 executions" in violations
     # (the other execution may share the missing one's shard: the count there is one too many)
-    shard = keys.shard_of(fleet.waiting, OPEN_SHARDS)
+    shard = keys.task_shard(fleet.waiting, len(fleet.machines))
     assert any(f"in shard {shard} but" in v and "open count" in v for v in violations)
 
 

@@ -28,8 +28,10 @@ from fleetlink.api.functions import function_spec
 from fleetlink.api.permissions import calls_of_request
 from fleetlink.api.settings import OperatorAuth, Settings
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.tasks import service as task_service
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
+from fleetlink.store import tasks as task_store
 from fleetlink.store.base import TableItem
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
 
@@ -202,11 +204,26 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
     create({"agent_ids": [machine.agent_id]}, timeout_seconds=10)
     claim(machine)
     create({"agent_ids": [other.agent_id]}, delivery_timeout_seconds=60)
+    with chunked_fan_outs(budget_s=60.0):  # written in chunks by the create itself
+        create({"tags": {"role": "web"}})
+    with chunked_fan_outs(budget_s=0.0):  # none written by the create: the fan-out duty's work
+        create({"tags": {"role": "web"}})
     api.clock.advance(121_000)  # past the lease and the delivery deadline
     cleanup = _cleanup_handler()
     with api.recorder.running("cleanup"):
         handled = cleanup({"detail": {"duty": None}}, LocalLambdaContext("cleanup"))["handled"]
     assert all(handled.values()), handled  # every duty had something to do
+
+
+@contextmanager
+def chunked_fan_outs(budget_s: float) -> Iterator[None]:
+    """Creates treat every fan-out as large (chunks of one) and write for at most ``budget_s``."""
+    chunk, budget = task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S
+    task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = 1, budget_s
+    try:
+        yield
+    finally:
+        task_store.FANOUT_CHUNK, task_service.CREATE_FANOUT_BUDGET_S = chunk, budget
 
 
 def run_tunnel_flows(api: RecordedApi, machine: Machine) -> None:

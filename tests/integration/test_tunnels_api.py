@@ -287,6 +287,30 @@ def test_events_are_stored_once_newest_first_and_expire(api: Api, node: Node, cl
     assert api.operator("tunnels", "GET", path).json["items"] == []
 
 
+def test_fleet_events_are_answered_whole_from_the_shared_index(api: Api, node: Node) -> None:
+    """gsi3 projects only what it lists of an item: a tunnel event's own fields must be among them."""
+    # Given an event posted for a tunnel
+    tunnel = created(api, node)
+    event = {
+        "level": "warn",
+        "event_type": "restart",
+        "message": "restarted",
+        "created_at": api.clock.now_ms(),
+    }
+    path = f"/v1/tunnels/{tunnel['tunnel_id']}/events"
+    assert api.signed("tunnels", node, "POST", path, {"events": [event]}).status == 200
+    # When the fleet's recent events are read
+    reply = api.operator("tunnels", "GET", "/v1/tunnels/events")
+    # Then the event comes back with all its fields
+    assert reply.status == 200, reply.body
+    (found,) = [e for e in reply.json["items"] if e["event_type"] == "restart"]
+    assert (found["level"], found["message"], found["tunnel_id"]) == (
+        "warn",
+        "restarted",
+        tunnel["tunnel_id"],
+    )
+
+
 def test_more_than_100_events_are_refused(api: Api, node: Node) -> None:
     tunnel = created(api, node)
     one = {"level": "info", "event_type": "restart", "message": "r", "created_at": 1}

@@ -15,6 +15,7 @@ from fleetlink.local.faults import FaultInjector, FaultPlan, inject_faults
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.store.agents import EvidenceItem
 from fleetlink.store.base import bind_table
+from fleetlink.store.contention import MAX_ATTEMPTS
 
 TABLE = "fleetlink-faults"
 REGION = "us-east-1"
@@ -218,9 +219,10 @@ def test_pynamodb_models_see_the_fault_through_their_shared_client(client: Any) 
     bind_table(TABLE, REGION)
     with inject_faults(FaultPlan(conflict=1.0)) as faults, pytest.raises(PutError) as raised:
         EvidenceItem(pk="SEEN#fpr#x", sk="AGENT#agt_1", agent_id="agt_1").save()
-    # Then the model's save fails with DynamoDB's error code
+    # Then the model's save fails with DynamoDB's error code once the store's contention handler
+    # spent its attempts (each one met the fault)
     assert raised.value.cause_response_code == "TransactionConflictException"
-    assert faults.counts[("conflict", "PutItem")] == 1
+    assert faults.counts[("conflict", "PutItem")] == MAX_ATTEMPTS
 
 
 # --- unprocessed items and keys -------------------------------------------------------------------

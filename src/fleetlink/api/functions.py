@@ -99,12 +99,21 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "tasks",
             routers=("fleetlink.api.routes.tasks", "fleetlink.api.routes.executions"),
-            # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; executions
-            # in BatchWriteItem), read (GetItem, gsi3 executions of a task), list (gsi1 tasks by month)
-            # and cancel tasks; agents claim (gsi2 queue Query, transition), read and report executions;
-            # a finished execution updates its task (UpdateItem, open counts BatchGetItem)
+            # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; the task
+            # in a transaction, a large fan-out's chunks in BatchWriteItem, then per chunk a transaction
+            # of Delete, Puts and Updates), read (GetItem, gsi3 executions of a task), list (gsi1 tasks
+            # by month) and cancel tasks; agents claim (gsi2 queue Query, transition), read and report
+            # executions; a finished execution updates its task (UpdateItem, open counts BatchGetItem)
             access=TableAccess(
-                table=actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "BatchWriteItem"),
+                table=actions(
+                    "Query",
+                    "GetItem",
+                    "BatchGetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                ),
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
             memory_mb=512,
@@ -145,10 +154,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
         FunctionSpec(
             "cleanup",
-            # due timers (gsi4 Query), each execution (GetItem), its transition (PutItem, or Put +
-            # Update of the task) and the task's open counts (BatchGetItem)
+            # lease-expiry and delivery-expiry: due timers (gsi4 Query), each execution (GetItem), its
+            # transition (PutItem, or Put + Update of the task) and the task's open counts
+            # (BatchGetItem); fanout: due fan-outs (gsi4 Query), their chunks (Query), each written in
+            # a transaction (Delete, Puts, Updates), then the fan-out marker deleted (DeleteItem)
             access=TableAccess(
-                table=actions("GetItem", "BatchGetItem", "PutItem", "UpdateItem"),
+                table=actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"),
                 indexes={"gsi4": actions("Query")},
             ),
             duties=(
@@ -164,6 +175,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                     5,
                     lambda deps: deps.task_service.expire_deliveries(),
                     "queued executions nobody claimed before their delivery deadline: expired",
+                ),
+                Duty(
+                    "fanout",
+                    1,
+                    lambda deps: deps.task_service.continue_fanouts(),
+                    "large fan-outs whose create ran out of time: the rest of their executions written",
                 ),
             ),
             # duties walk timer shards: longer than a request

@@ -11,10 +11,14 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from fleetlink.core.ids import IdPrefix, new_id
+from fleetlink.core.numbers import check_json_numbers
 
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+ -]{0,128}$")]
-Tags = Annotated[dict[TagKey, TagValue], Field(max_length=50)]
+#: Tags per agent. Replacing every tag is one transaction: profile + audit + removals + additions
+#: = 2 + 2 x 40 = 82 actions, registering one is 6 + 40; DynamoDB allows 100 per transaction.
+MAX_TAGS = 40
+Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 MAX_HARDWARE_EXTRA_FIELDS = 16
@@ -66,6 +70,7 @@ class Hardware(BaseModel):
         for name, value in extra.items():
             if len(name) > 64 or not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
                 raise ValueError(f"hardware field {name!r} must be a scalar of at most 256 characters")
+            check_json_numbers(value)
 
     def fields(self) -> dict[str, str]:
         """Every reported field as a normalised string, for comparison."""

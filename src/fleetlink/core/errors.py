@@ -67,8 +67,8 @@ class Throttled(FleetlinkError):
     code = "throttled"
     title = "Too many requests"
 
-    def __init__(self, detail: str, *, retry_after_s: int = 1) -> None:
-        super().__init__(detail, retry_after_s=retry_after_s)
+    def __init__(self, detail: str, *, retry_after_s: int = 1, code: str | None = None) -> None:
+        super().__init__(detail, code=code, retry_after_s=retry_after_s)
         self.retry_after_s = retry_after_s
 
 
@@ -77,8 +77,8 @@ class Unavailable(FleetlinkError):
     code = "unavailable"
     title = "Service unavailable"
 
-    def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
-        super().__init__(detail, retry_after_s=retry_after_s)
+    def __init__(self, detail: str, *, retry_after_s: int = 2, code: str | None = None) -> None:
+        super().__init__(detail, code=code, retry_after_s=retry_after_s)
         self.retry_after_s = retry_after_s
 
 

@@ -19,6 +19,7 @@ from pydantic import Field, StringConstraints
 from fleetlink.core.access import Caller, require_own
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import Strict
+from fleetlink.core.numbers import Metric
 
 MetricName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.]{1,24}$")]
 MAX_HEARTBEAT_METRICS = 16
@@ -28,7 +29,7 @@ class Heartbeat(Strict):
     status: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,31}$")] | None = Field(
         default=None, description="What the agent says of itself, e.g. ok, busy, draining"
     )
-    metrics: dict[MetricName, float] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
+    metrics: dict[MetricName, Metric] = Field(default_factory=dict, max_length=MAX_HEARTBEAT_METRICS)
     running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=100, description="Execution ids whose leases to renew"
     )

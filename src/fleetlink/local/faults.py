@@ -32,8 +32,9 @@ injected failure and retries the retryable ones (throttling, connection errors a
 caller gets the error only once its attempts are spent. Conflicts and cancelled transactions are
 not retried by botocore, as on AWS. ``unprocessed`` is decided once per call (``before-call``),
 as it is a successful answer that botocore never retries. botocore sleeps its real backoff between
-attempts (PynamoDB's client: ``standard`` mode, four attempts, up to 1 s, 2 s, 4 s), so a test that
-wants speed keeps retried fault rates low or gives its own client fewer attempts.
+attempts (a boto3 client: ``standard`` mode; the models' shared client instead retries throttling
+and conflicts with ``fleetlink.store.contention``'s short full-jitter backoff, four attempts), so a
+test that wants speed keeps retried fault rates low or gives its own client fewer attempts.
 
 To refuse an attempt, the injector must keep it from the backend: it takes moto's in-process
 handler off each client it is attached to and forwards the attempts it lets through itself (to moto

@@ -422,6 +422,9 @@ class StackStoppedError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: Connections the kernel holds until accepted (socketserver's default of 5 resets some of a
+    #: fleet's agents when they connect at once while the server is busy).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[_RequestHandler], *, stack: DevStack) -> None:
         if ":" in address[0]:

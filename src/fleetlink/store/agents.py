@@ -27,7 +27,7 @@ from fleetlink.core.errors import Conflict, Unauthenticated
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
-from fleetlink.store.cursors import CursorCodec, last_key_of, sharded_pages
+from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, last_key_of, sharded_pages
 from fleetlink.store.table import LIST_INDEX
 
 #: An expired token item is removed by TTL this long after it expires.
@@ -233,6 +233,8 @@ class DynamoAgentRepository:
                     keys.agent_list_pk(shard),
                     filter_condition=condition,
                     limit=n,
+                    # DynamoDB applies Limit before the filter: read real pages when filtering
+                    page_size=FILTERED_PAGE if condition is not None else None,
                     last_evaluated_key=last_key,
                 ),
                 limit,

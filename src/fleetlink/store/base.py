@@ -13,6 +13,7 @@ from pynamodb.connection.table import TableConnection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from fleetlink.store import contention
 from fleetlink.store.table import DEFAULT_TABLE_NAME, DISCRIMINATOR_ATTRIBUTE, TTL_ATTRIBUTE
 
 #: The botocore client every model uses once the table is bound (creating one costs ~100 ms).
@@ -60,7 +61,9 @@ def bind_table(table_name: str, region: str | None = None, host: str | None = No
     models: list[type[TableItem]] = [TableItem, *_all_subclasses(TableItem)]
     for model in models:
         model._connection = None
-    _shared_client.append(TableItem._get_connection().connection.client)
+    client = TableItem._get_connection().connection.client
+    contention.install(client)
+    _shared_client.append(client)
 
 
 def transaction() -> TransactWrite:

@@ -25,6 +25,9 @@ _VERSION = b"fleetlink-cursor-v1"
 _TAG_BYTES = 16
 #: Cursors longer than this are refused unread (a page position is far smaller).
 MAX_CURSOR_CHARS = 2048
+#: Items a filtered list reads per Query (DynamoDB applies Limit before the filter, so a filtered
+#: Query of Limit n may return nothing while matches wait further on; the filter keeps what matches).
+FILTERED_PAGE = 100
 
 
 def _b64(raw: bytes) -> str:

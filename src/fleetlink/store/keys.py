@@ -111,6 +111,37 @@ def task_list_pk(at_ms: int) -> str:
     return f"TASKS#{month}"
 
 
+#: A task's counters and its executions under gsi3 are spread over min(this, executions) shards.
+TASK_SHARDS = 8
+TASK_FANOUT_SK = "FANOUT"
+TASK_FANOUT_CHUNK_PREFIX = "FANOUT#"
+
+
+def task_shards(fanout: int | None) -> int:
+    """Shards of a task with ``fanout`` executions (None: written before fan-outs were counted)."""
+    return min(TASK_SHARDS, fanout) if fanout else TASK_SHARDS
+
+
+def task_shard(execution_id: str, fanout: int | None) -> int:
+    return shard_of(execution_id, task_shards(fanout))
+
+
+def fanout_chunk_sk(chunk: int) -> str:
+    """One chunk of a large fan-out's executions still to write."""
+    return f"{TASK_FANOUT_CHUNK_PREFIX}{chunk:05d}"
+
+
+def fanout_due_keys(task_id: str, due_at_ms: int) -> tuple[str, str]:
+    """(gsi4pk, gsi4sk) of an unfinished fan-out: when its writer's time is up."""
+    return due_pk("fanout", shard_of(task_id)), f"{due_at_ms:013d}#{task_id}"
+
+
+def idempotency_pk(actor: str, key: str) -> str:
+    """A create under an Idempotency-Key, per operator (hashed: fixed length, any characters)."""
+    digest = hashlib.sha256(f"{actor}\n{key}".encode()).hexdigest()
+    return f"IDEM#{digest}"
+
+
 def task_open_pk(task_id: str, shard: int) -> str:
     """One shard of the count of a task's unfinished executions (spreads a fan-out's writes)."""
     return f"TASKOPEN#{task_id}#{shard}"
@@ -129,13 +160,13 @@ def queue_pk(agent_id: str) -> str:
     return f"QUEUE#{agent_id}"
 
 
-def task_executions_keys(task_id: str, agent_id: str, execution_id: str) -> tuple[str, str]:
-    """(gsi3pk, gsi3sk) of an execution under its task."""
-    return task_executions_pk(task_id), f"{agent_id}#{execution_id}"
+def task_executions_keys(task_id: str, shard: int, agent_id: str, execution_id: str) -> tuple[str, str]:
+    """(gsi3pk, gsi3sk) of an execution under one shard of its task."""
+    return task_executions_pk(task_id, shard), f"{agent_id}#{execution_id}"
 
 
-def task_executions_pk(task_id: str) -> str:
-    return f"TASKEXE#{task_id}"
+def task_executions_pk(task_id: str, shard: int) -> str:
+    return f"TASKEXE#{task_id}#{shard}"
 
 
 def due_keys(timer: str, execution_id: str, due_at_ms: int) -> tuple[str, str]:

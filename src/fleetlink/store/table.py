@@ -27,9 +27,42 @@ class IndexDefinition:
 LIST_INDEX = IndexDefinition("gsi1", "gsi1pk", "gsi1sk")
 #: An agent's queued executions, highest priority first then oldest (items leave it when leased).
 QUEUE_INDEX = IndexDefinition("gsi2", "gsi2pk", "gsi2sk")
-#: A task's executions.
-TASK_EXECUTIONS_INDEX = IndexDefinition("gsi3", "gsi3pk", "gsi3sk")
-#: Timers, sharded: lease ends and delivery deadlines (the item kind only: PynamoDB filters on it).
+#: A task's executions, sharded: what a task's progress shows (never the command or input,
+#: nor the lease end, so neither creation's payload nor a lease renewal is copied here); and
+#: tunnel events by day (fleet events), whole.
+TASK_EXECUTIONS_INDEX = IndexDefinition(
+    "gsi3",
+    "gsi3pk",
+    "gsi3sk",
+    projection="INCLUDE",
+    non_key_attributes=(
+        DISCRIMINATOR_ATTRIBUTE,
+        "execution_id",
+        "task_id",
+        "agent_id",
+        "status",
+        "attempt",
+        "exit_code",
+        "error",
+        "output",
+        "output_truncated",
+        "output_bytes",
+        "started_at",
+        "finished_at",
+        "updated_at",
+        # tunnel events
+        "event_id",
+        "tunnel_id",
+        "level",
+        "event_type",
+        "message",
+        "data",
+        "created_at",
+        TTL_ATTRIBUTE,
+    ),
+)
+#: Timers, sharded: lease ends, delivery deadlines and unfinished fan-outs (the item kind only:
+#: PynamoDB filters on it).
 DUE_INDEX = IndexDefinition(
     "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
 )

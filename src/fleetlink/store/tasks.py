@@ -1,31 +1,45 @@
 """Tasks on the single table: item models and the adapter of the task port (tasks, executions, their
-queue, timers and completion counts)."""
+queue, timers and completion counts, large fan-outs being written, idempotent creates)."""
 
 from __future__ import annotations
 
 import datetime
+import time
 from collections import Counter
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
+    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     VersionAttribute,
 )
 from pynamodb.constants import ALL_OLD
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.entities import Page
-from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskProgress, TaskState
+from fleetlink.core.errors import Throttled
+from fleetlink.core.tasks.model import (
+    CreateRecord,
+    Execution,
+    ExecutionStatus,
+    IdempotencyKeyTaken,
+    Task,
+    TaskProgress,
+    TaskState,
+)
 from fleetlink.core.tasks.ports import DueTimer
-from fleetlink.store import keys
+from fleetlink.core.tasks.transitions import cancel, execution_of
+from fleetlink.store import contention, keys
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.errors import translate
 from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 
 # --- items ---------------------------------------------------------------------------------
@@ -96,11 +110,11 @@ class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
 
 
 class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi3: a task's executions."""
+    """gsi3: a task's executions, sharded (status and result only)."""
 
     class Meta:
         index_name = TASK_EXECUTIONS_INDEX.name
-        projection = AllProjection()
+        projection = IncludeProjection(list(TASK_EXECUTIONS_INDEX.non_key_attributes))
 
     gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
     gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)
@@ -139,6 +153,7 @@ class ExecutionItem(TableItem, discriminator="execution"):
     delivery_timeout_seconds = NumberAttribute()
     max_concurrency = NumberAttribute(null=True)
     max_errors = NumberAttribute(null=True)
+    fanout = NumberAttribute(null=True)
     status = UnicodeAttribute()
     attempt = NumberAttribute()
     created_at = NumberAttribute()
@@ -159,14 +174,60 @@ class ExecutionItem(TableItem, discriminator="execution"):
     version = VersionAttribute()
 
 
+class FanoutDueIndex(GlobalSecondaryIndex["FanoutItem"]):
+    """gsi4 again, for unfinished fan-outs."""
+
+    class Meta:
+        index_name = DUE_INDEX.name
+        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
+
+    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
+    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
+
+
+class FanoutItem(TableItem, discriminator="task_fanout"):
+    """A large fan-out still being written: while it exists the task cannot finish."""
+
+    due = FanoutDueIndex()
+    gsi4pk = UnicodeAttribute(attr_name=DUE_INDEX.partition_key)
+    gsi4sk = UnicodeAttribute(attr_name=DUE_INDEX.sort_key)
+    task_id = UnicodeAttribute()
+
+
+class FanoutChunkItem(TableItem, discriminator="task_fanout_chunk"):
+    """Executions of a large fan-out not yet written: ``[[execution_id, agent_id], ...]``."""
+
+    executions = JSONAttribute()
+
+
+class IdempotencyItem(TableItem, discriminator="idempotency"):
+    """A create under an Idempotency-Key: its request's digest and what it answered."""
+
+    task_id = UnicodeAttribute()
+    request_digest = UnicodeAttribute()
+    agent_ids = ListAttribute(of=UnicodeAttribute)
+
+
 # --- repository ----------------------------------------------------------------------------
 
-#: Shards of a task's open-execution count: a large fan-out finishing at once spreads its writes.
-OPEN_SHARDS = 8
 #: How far back the task list looks (months), beyond the retention of finished tasks.
 LIST_MONTHS = 13
 #: Final statuses counted in the open-count shards (attribute name = status).
 _FINISHED_COUNTS = tuple(status.value for status in ExecutionStatus if status.terminal)
+#: Executions per transaction: a fan-out this small is written with its task, a larger one in
+#: chunks of this many (with the chunk's removal and its counts: at most 1 + 25 + 8 actions,
+#: and 25 executions of at most 80 KB stay far below the 4 MB a transaction may carry).
+FANOUT_CHUNK = 25
+#: A fan-out's writer holds it this long past its budget before the fan-out duty takes over.
+FANOUT_GRACE_S = 30
+#: Creates under an Idempotency-Key are remembered this long.
+IDEMPOTENCY_RETENTION_S = 24 * 3600
+#: Chunks of a fan-out are removed by TTL after this long (left only by a create that failed).
+FANOUT_CHUNK_RETENTION_S = 7 * 86_400
+#: Rounds of BatchWriteItem for the items it left unprocessed, with full-jitter backoff between.
+BATCH_WRITE_ROUNDS = 6
+#: A renewal changes only these fields of an execution, so it updates only them.
+_LEASE_FIELDS = frozenset({"status", "lease_expires_at", "started_at", "updated_at"})
 
 
 class DynamoTaskRepository:
@@ -176,35 +237,181 @@ class DynamoTaskRepository:
 
     # --- tasks -------------------------------------------------------------------------
 
-    def create(self, task: Task, executions: list[Execution]) -> None:
-        """Task, its open counts and executions, in batches (BatchWriteItem, 25 a request)."""
-        open_per_shard = Counter(keys.shard_of(e.execution_id, OPEN_SHARDS) for e in executions)
-        with TaskItem.batch_write() as batch:
-            batch.save(_task_item(task))
-            if task.max_concurrency:
-                batch.save(
-                    TaskSlotsItem(keys.task_pk(task.task_id), keys.TASK_SLOTS_SK, limit=task.max_concurrency)
-                )
-            for shard, count in open_per_shard.items():
-                batch.save(
-                    TaskOpenItem(
-                        keys.task_open_pk(task.task_id, shard),
-                        keys.SINGLETON_SK,
-                        task_id=task.task_id,
-                        open=count,
+    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
+        """The task, its idempotency record and counters in one transaction, never half of them.
+
+        A fan-out of up to ``FANOUT_CHUNK`` executions is written in that transaction too. A larger
+        one is first stored as chunks to write (inert until the task exists) and a fan-out marker
+        that keeps the task from finishing; ``continue_fanout`` writes the chunks.
+        """
+        small = len(executions) <= FANOUT_CHUNK
+        if not small:
+            self._put_chunks(task, executions)
+        counts = (
+            Counter(keys.task_shard(e.execution_id, e.fanout) for e in executions) if small else Counter()
+        )
+        try:
+            with transaction() as tx:
+                tx.save(_task_item(task), condition=TaskItem.pk.does_not_exist())
+                if record is not None:
+                    tx.save(
+                        _idempotency_item(record, task.created_at),
+                        condition=IdempotencyItem.pk.does_not_exist(),
+                        return_values=ALL_OLD,
+                    )
+                if task.max_concurrency:
+                    tx.save(
+                        TaskSlotsItem(
+                            keys.task_pk(task.task_id), keys.TASK_SLOTS_SK, limit=task.max_concurrency
+                        )
+                    )
+                for shard in range(keys.task_shards(task.execution_count)):
+                    tx.save(_open_item(task.task_id, shard, counts[shard]))
+                if small:
+                    for execution in executions:
+                        tx.save(self._execution_item(execution, version=None))
+                else:
+                    gsi4pk, gsi4sk = keys.fanout_due_keys(
+                        task.task_id, task.created_at + FANOUT_GRACE_S * 1000
+                    )
+                    tx.save(
+                        FanoutItem(
+                            keys.task_pk(task.task_id),
+                            keys.TASK_FANOUT_SK,
+                            task_id=task.task_id,
+                            gsi4pk=gsi4pk,
+                            gsi4sk=gsi4sk,
+                        )
+                    )
+        except TransactWriteError as error:
+            if IdempotencyItem.__name__ in failed_conditions(error):
+                raise IdempotencyKeyTaken(task.task_id) from error
+            raise
+        return small
+
+    def _put_chunks(self, task: Task, executions: list[Execution]) -> None:
+        """The executions to write, in chunks (BatchWriteItem; unprocessed items resent with backoff)."""
+        ttl = task.created_at // 1000 + FANOUT_CHUNK_RETENTION_S
+        chunks = [
+            FanoutChunkItem(
+                keys.task_pk(task.task_id),
+                keys.fanout_chunk_sk(number),
+                executions=[[e.execution_id, e.agent_id] for e in part],
+                ttl=ttl,
+            )
+            for number, part in enumerate(_batched(executions, FANOUT_CHUNK))
+        ]
+        _batch_put([chunk.serialize() for chunk in chunks])
+
+    def continue_fanout(self, task_id: str, now_ms: int, budget_s: float) -> bool:
+        """Write the remaining chunks, each in one transaction with its counts; once none remain,
+        remove the marker and finish the task if every execution already ended.
+
+        Each chunk's removal is conditional, so two writers never write a chunk twice. Contention
+        or throttling stops the run (the fan-out duty resumes it), never the caller's request.
+        """
+        deadline = time.monotonic() + budget_s
+        try:
+            marker = FanoutItem.get(keys.task_pk(task_id), keys.TASK_FANOUT_SK, consistent_read=True)
+        except FanoutItem.DoesNotExist:
+            return True
+        try:
+            _, due = keys.fanout_due_keys(task_id, now_ms + int((budget_s + FANOUT_GRACE_S) * 1000))
+            marker.update(actions=[FanoutItem.gsi4sk.set(due)])
+            task = self.get_task(task_id, consistent=True)
+            while task is not None:
+                chunks = list(
+                    FanoutChunkItem.query(
+                        keys.task_pk(task_id),
+                        FanoutChunkItem.sk.startswith(keys.TASK_FANOUT_CHUNK_PREFIX),
+                        consistent_read=True,
+                        limit=10,
                     )
                 )
-            for execution in executions:
-                batch.save(self._execution_item(execution, version=1))
+                if not chunks:
+                    break
+                for chunk in chunks:
+                    if time.monotonic() >= deadline:
+                        return _hand_over(marker, task_id, now_ms)
+                    self._write_chunk(task, chunk, now_ms)
+            marker.delete(condition=FanoutItem.pk.exists())
+        except DeleteError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return True  # another writer finished it
+            raise
+        except PynamoDBException as error:
+            if translate(error) is None:
+                raise
+            return _hand_over(marker, task_id, now_ms)
+        if task is not None:
+            self._finish_if_done(task_id, task.execution_count, now_ms)
+        return True
 
-    def get_task(self, task_id: str) -> Task | None:
+    def _write_chunk(self, task: Task, chunk: FanoutChunkItem, now_ms: int) -> None:
+        executions = [
+            execution_of(task, execution_id, agent_id) for execution_id, agent_id in chunk.executions
+        ]
+        if task.state is not TaskState.ACTIVE:
+            executions = [cancel(e, now_ms) for e in executions]
+        counts = Counter(
+            keys.task_shard(e.execution_id, e.fanout) for e in executions if not e.status.terminal
+        )
         try:
-            return _task(TaskItem.get(keys.task_pk(task_id), keys.SINGLETON_SK))
+            with transaction() as tx:
+                tx.delete(chunk, condition=FanoutChunkItem.pk.exists())
+                for execution in executions:
+                    tx.save(self._execution_item(execution, version=None))
+                for shard, count in counts.items():
+                    tx.update(_open_item(task.task_id, shard, 0), actions=[TaskOpenItem.open.add(count)])
+        except TransactWriteError as error:
+            if not failed_conditions(error):
+                raise  # else another writer wrote this chunk
+
+    def due_fanouts(self, now_ms: int, limit: int) -> list[str]:
+        found: list[str] = []
+        for shard in range(keys.LIST_SHARDS):
+            results = FanoutItem.due.query(
+                keys.due_pk(DueTimer.FANOUT.value, shard),
+                FanoutItem.gsi4sk < f"{now_ms + 1:013d}",
+                limit=limit,
+            )
+            found += [item.pk.removeprefix("TASK#") for item in results]
+        return found
+
+    def find_create(self, actor: str, idempotency_key: str) -> CreateRecord | None:
+        try:
+            item = IdempotencyItem.get(
+                keys.idempotency_pk(actor, idempotency_key), keys.SINGLETON_SK, consistent_read=True
+            )
+        except IdempotencyItem.DoesNotExist:
+            return None
+        return CreateRecord(
+            actor,
+            idempotency_key,
+            item.request_digest,
+            item.task_id,
+            [str(agent_id) for agent_id in item.agent_ids],
+        )
+
+    def get_task(self, task_id: str, *, consistent: bool = False) -> Task | None:
+        try:
+            return _task(TaskItem.get(keys.task_pk(task_id), keys.SINGLETON_SK, consistent_read=consistent))
         except TaskItem.DoesNotExist:
             return None
 
-    def save_task(self, task: Task) -> None:
-        _task_item(task).save()
+    def cancel_task(self, task_id: str, now_ms: int) -> bool:
+        """One UpdateItem, only while active: a task that finished meanwhile keeps its end and TTL."""
+        task = TaskItem(keys.task_pk(task_id), keys.SINGLETON_SK)
+        try:
+            task.update(
+                actions=[TaskItem.state.set(TaskState.CANCELLED.value), TaskItem.cancelled_at.set(now_ms)],
+                condition=TaskItem.state == TaskState.ACTIVE.value,
+            )
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def list_tasks(
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
@@ -226,6 +433,8 @@ class DynamoTaskRepository:
                 scan_index_forward=False,
                 filter_condition=condition,
                 limit=limit - len(found),
+                # DynamoDB applies Limit before the filter: read real pages, stop at the items wanted
+                page_size=FILTERED_PAGE if condition is not None else None,
                 last_evaluated_key=last_key,
             )
             found += [_task(item) for item in results]
@@ -237,7 +446,9 @@ class DynamoTaskRepository:
 
     def progress_of(self, task_ids: list[str]) -> dict[str, TaskProgress]:
         """Sums of each task's count shards (BatchGetItem, 100 keys a request)."""
-        shards = [(keys.task_open_pk(t, s), keys.SINGLETON_SK) for t in task_ids for s in range(OPEN_SHARDS)]
+        shards = [
+            (keys.task_open_pk(t, s), keys.SINGLETON_SK) for t in task_ids for s in range(keys.TASK_SHARDS)
+        ]
         progress = {task_id: TaskProgress() for task_id in task_ids}
         for item in TaskOpenItem.batch_get(shards):
             found = progress.get(item.task_id)
@@ -252,8 +463,16 @@ class DynamoTaskRepository:
 
     # --- executions --------------------------------------------------------------------
 
-    def executions_of(self, task_id: str) -> list[Execution]:
-        return [_execution(item) for item in ExecutionItem.by_task.query(keys.task_executions_pk(task_id))]
+    def executions_of(self, task: Task) -> list[Execution]:
+        """As gsi3 lists them, shard by shard: status and result; the rest comes from the task.
+
+        Listed executions carry no version: re-read one (``get_execution``) before changing it.
+        """
+        items: list[ExecutionItem] = []
+        for shard in range(keys.task_shards(task.execution_count)):
+            items += ExecutionItem.by_task.query(keys.task_executions_pk(task.task_id, shard))
+        items.sort(key=lambda item: item.gsi3sk)
+        return [_listed(task, item) for item in items]
 
     def get_execution(self, execution_id: str) -> Execution | None:
         try:
@@ -269,7 +488,16 @@ class DynamoTaskRepository:
         return ExecutionItem.queue.count(keys.queue_pk(agent_id))
 
     def transition(self, before: Execution, after: Execution) -> bool:
-        """Conditional on the version read; a lease taken or given back moves a concurrency slot too."""
+        """Conditional on the version read; a lease taken or given back moves a concurrency slot too.
+
+        A lease renewal updates only the lease fields (and its timer); other changes put the item.
+        """
+        if (
+            before.status.holds_lease
+            and after.status.holds_lease
+            and _changed(before, after) <= _LEASE_FIELDS
+        ):
+            return self._renew(before, after)
         item = self._execution_item(after, version=before.version)
         slot = _slot_change(before, after)
         try:
@@ -291,25 +519,60 @@ class DynamoTaskRepository:
             self._close_one(after)
         return True
 
+    def _renew(self, before: Execution, after: Execution) -> bool:
+        """UpdateItem of the lease fields and the timer, conditional on the version read (nothing
+        when the lease already ends as late as it may)."""
+        if not _changed(before, after):
+            return True
+        item = ExecutionItem(keys.execution_pk(after.execution_id), keys.SINGLETON_SK)
+        item.version = before.version
+        actions: list[Action] = [
+            getattr(ExecutionItem, name).set(
+                getattr(after, name).value if name == "status" else getattr(after, name)
+            )
+            for name in sorted(_changed(before, after))
+        ]
+        due_at = after.due_at()
+        if due_at is not None and due_at != before.due_at():
+            _, gsi4sk = keys.due_keys(DueTimer.LEASE.value, after.execution_id, due_at)
+            actions.append(ExecutionItem.gsi4sk.set(gsi4sk))
+        try:
+            item.update(actions=actions)
+        except UpdateError as error:
+            if error.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     def _close_one(self, execution: Execution) -> None:
         """Count the execution done; the last one of the task finishes it (state, time, TTL)."""
-        shard = TaskOpenItem(
-            keys.task_open_pk(execution.task_id, keys.shard_of(execution.execution_id, OPEN_SHARDS)),
-            keys.SINGLETON_SK,
-        )
+        shard = keys.task_shard(execution.execution_id, execution.fanout)
+        count = _open_item(execution.task_id, shard, 0)
         counted: list[Action] = [TaskOpenItem.open.add(-1)]
         if execution.status.value in _FINISHED_COUNTS:
             counted.append(getattr(TaskOpenItem, execution.status.value).add(1))
-        shard.update(actions=counted)  # returns the new count into `shard`
-        if shard.open > 0:
-            return
-        counts = TaskOpenItem.batch_get(
-            [(keys.task_open_pk(execution.task_id, s), keys.SINGLETON_SK) for s in range(OPEN_SHARDS)]
-        )
-        if any(item.open > 0 for item in counts):
-            return
-        task = TaskItem(keys.task_pk(execution.task_id), keys.SINGLETON_SK)
-        now = execution.updated_at
+        count.update(actions=counted)  # returns the new count into `count`
+        if count.open <= 0:
+            self._finish_if_done(execution.task_id, execution.fanout, execution.updated_at, skip=shard)
+
+    def _finish_if_done(self, task_id: str, fanout: int | None, now: int, skip: int | None = None) -> None:
+        """Finish the task if no other count shard is open and no fan-out is still being written.
+
+        The read is strongly consistent: each closer writes its shard before reading the others, so
+        of two executions ending at once on different shards at least one sees both at zero.
+        """
+        others = [
+            (keys.task_open_pk(task_id, s), keys.SINGLETON_SK)
+            for s in range(keys.task_shards(fanout))
+            if s != skip
+        ]
+        if fanout is None or fanout > FANOUT_CHUNK:
+            others.append((keys.task_pk(task_id), keys.TASK_FANOUT_SK))
+        if others:
+            for item in TableItem.batch_get(others, consistent_read=True):
+                if isinstance(item, FanoutItem) or (isinstance(item, TaskOpenItem) and item.open > 0):
+                    return
+        task = TaskItem(keys.task_pk(task_id), keys.SINGLETON_SK)
         done: list[Action] = [
             TaskItem.finished_at.set(now),
             TaskItem.ttl.set(now // 1000 + self._retention_s),
@@ -343,7 +606,10 @@ class DynamoTaskRepository:
         """The item, with the index keys its state puts it under and, once finished, its TTL."""
         values: dict[str, Any] = execution.model_dump(mode="json", exclude={"type", "version"})
         gsi3pk, gsi3sk = keys.task_executions_keys(
-            execution.task_id, execution.agent_id, execution.execution_id
+            execution.task_id,
+            keys.task_shard(execution.execution_id, execution.fanout),
+            execution.agent_id,
+            execution.execution_id,
         )
         item = ExecutionItem(
             keys.execution_pk(execution.execution_id),
@@ -366,6 +632,73 @@ class DynamoTaskRepository:
         if version is not None:
             item.version = version
         return item
+
+
+def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
+    """Make an unfinished fan-out due now, so the next duty run resumes it (best effort: else it
+    becomes due when this writer's hold ends). Always False: the fan-out is unfinished."""
+    try:
+        marker.update(actions=[FanoutItem.gsi4sk.set(keys.fanout_due_keys(task_id, now_ms)[1])])
+    except PynamoDBException as error:
+        if translate(error) is None:
+            raise
+    return False
+
+
+def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:
+    return TaskOpenItem(keys.task_open_pk(task_id, shard), keys.SINGLETON_SK, task_id=task_id, open=count)
+
+
+def _idempotency_item(record: CreateRecord, now_ms: int) -> IdempotencyItem:
+    return IdempotencyItem(
+        keys.idempotency_pk(record.actor, record.idempotency_key),
+        keys.SINGLETON_SK,
+        task_id=record.task_id,
+        request_digest=record.request_digest,
+        agent_ids=record.agent_ids,
+        ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S,
+    )
+
+
+def _batch_put(items: list[dict[str, Any]]) -> None:
+    """BatchWriteItem, 25 a request; what DynamoDB leaves unprocessed is resent after a jittered
+    backoff, a bounded number of rounds, then a 429 (the items are inert until referenced)."""
+    connection = TableItem._get_connection().connection
+    table = TableItem.Meta.table_name
+    pending = items
+    for round_ in range(BATCH_WRITE_ROUNDS):
+        unprocessed: list[dict[str, Any]] = []
+        for group in _batched(pending, 25):
+            data = connection.batch_write_item(table, put_items=list(group))
+            unprocessed += [r["PutRequest"]["Item"] for r in data.get("UnprocessedItems", {}).get(table, [])]
+        if not unprocessed:
+            return
+        pending = unprocessed
+        time.sleep(contention.backoff_s(round_ + 1))
+    raise Throttled("the store is busy; retry shortly", code="store-busy", retry_after_s=1)
+
+
+T = TypeVar("T")
+
+
+def _batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _changed(before: Execution, after: Execution) -> set[str]:
+    return {
+        name
+        for name in Execution.model_fields
+        if name != "version" and getattr(before, name) != getattr(after, name)
+    }
+
+
+def _listed(task: Task, item: ExecutionItem) -> Execution:
+    projected = {
+        name: value for name, value in item.attribute_values.items() if name in Execution.model_fields
+    }
+    base = execution_of(task, item.execution_id, item.agent_id).model_dump()
+    return Execution.model_validate(base | projected | {"version": None})
 
 
 def _month_index(at_ms: int) -> int:

@@ -21,7 +21,7 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.entities import Page
 from fleetlink.core.errors import Conflict
@@ -87,7 +87,7 @@ class FleetEventsIndex(GlobalSecondaryIndex["TunnelEventItem"]):
 
     class Meta:
         index_name = TASK_EXECUTIONS_INDEX.name
-        projection = AllProjection()
+        projection = IncludeProjection(list(TASK_EXECUTIONS_INDEX.non_key_attributes))
 
     gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
     gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)

@@ -6,14 +6,14 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import RouteAccess
 from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks.model import CreateTask, TaskState
+from fleetlink.core.tasks.model import IDEMPOTENCY_KEY_PATTERN, CreateTask, TaskState
 
 router = Router()
 OPERATOR: RouteAccess = {
@@ -25,8 +25,20 @@ TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description=
 
 
 @router.post("/tasks", summary="Send a task to agents (by id and/or tags)", status_code=201, **OPERATOR)
-def create_task(command: Annotated[CreateTask, Body()]) -> Response[TaskCreated]:
-    task, agent_ids = get_deps().task_service.create(command, security.operator_actor(router))
+def create_task(
+    command: Annotated[CreateTask, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            pattern=IDEMPOTENCY_KEY_PATTERN,
+            description="Retry-safe create: the same key and body within 24 h answer the first create",
+        ),
+    ] = None,
+) -> Response[TaskCreated]:
+    task, agent_ids = get_deps().task_service.create(
+        command, security.operator_actor(router), idempotency_key
+    )
     body = TaskCreated(task_id=task.task_id, executions=task.execution_count, agent_ids=agent_ids)
     return Response(201, "application/json", body)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from fleetlink.core.entities import Hardware, KeyAlg, Strict, Tags
+from fleetlink.core.numbers import StrictInt
 
 Pem = Annotated[str, StringConstraints(min_length=64, max_length=16_384, pattern=r"^\s*-----BEGIN ")]
 Fingerprint = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:+/=-]{16,256}$")]
@@ -15,8 +16,10 @@ Capability = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$
 
 
 class MintRegistrationToken(Strict):
-    ttl_seconds: int = Field(default=3600, ge=60, le=30 * 24 * 3600, description="Lifetime of the token")
-    max_uses: int = Field(default=1, ge=1, le=100_000)
+    ttl_seconds: StrictInt = Field(
+        default=3600, ge=60, le=30 * 24 * 3600, description="Lifetime of the token"
+    )
+    max_uses: StrictInt = Field(default=1, ge=1, le=100_000)
     tags: Tags = Field(default_factory=dict, description="Tags every agent registered with it gets")
     name_prefix: NamePrefix | None = Field(default=None, description="Agents are named <prefix>-<hostname>")
 
@@ -40,7 +43,7 @@ class ReplaceTags(Strict):
 
 
 class MintRecoveryToken(Strict):
-    ttl_seconds: int = Field(default=900, ge=60, le=24 * 3600, description="Lifetime of the token")
+    ttl_seconds: StrictInt = Field(default=900, ge=60, le=24 * 3600, description="Lifetime of the token")
 
 
 class RotateKey(Strict):
@@ -48,7 +51,7 @@ class RotateKey(Strict):
 
     public_key: Pem = Field(description="PEM SubjectPublicKeyInfo of the new signing key")
     key_alg: KeyAlg
-    created: int = Field(ge=0, le=2**53, description="Epoch seconds the proof was made (within 300 s)")
+    created: StrictInt = Field(ge=0, le=2**53, description="Epoch seconds the proof was made (within 300 s)")
     proof: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{16,1024}$")] = Field(
         description="base64url (no padding) signature by the NEW key over the key-proof string"
     )

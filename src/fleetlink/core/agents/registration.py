@@ -29,12 +29,10 @@ from fleetlink.core.agents.tokens import (
     secret_matches,
 )
 from fleetlink.core.clock import Clock
-from fleetlink.core.entities import AgentState, AuditRecord, KeyAlg, Page
+from fleetlink.core.entities import MAX_TAGS, AgentState, AuditRecord, KeyAlg, Page
 from fleetlink.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
 from fleetlink.core.ids import IdPrefix, new_id
 
-#: An agent carries at most this many tags (the token's and its own together).
-MAX_AGENT_TAGS = 50
 #: How many known agents a new registration is compared with, per piece of evidence.
 RESEMBLANCE_CANDIDATES = 10
 
@@ -154,8 +152,11 @@ class RegistrationService:
                 tags=conflicts,
             )
         tags = {**command.tags, **token.tags}
-        if len(tags) > MAX_AGENT_TAGS:
-            raise Unprocessable(f"an agent carries at most {MAX_AGENT_TAGS} tags", code="too-many-tags")
+        if len(tags) > MAX_TAGS:
+            raise Unprocessable(
+                f"the token's and the agent's tags together are {len(tags)}; at most {MAX_TAGS}",
+                code="too-many-tags",
+            )
         agent_id = new_id(IdPrefix.AGENT, now)
         hostname = command.hardware.hostname.split(".")[0].lower()
         agent = Agent(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from fleetlink.core.entities import Strict, TagKey, TagValue
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_VALUE_DEPTH, JsonObject
+from fleetlink.core.numbers import Count, EpochMs, StrictInt, check_json_numbers
 
 SHELL = "shell"
 #: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
@@ -20,6 +22,8 @@ MAX_INPUT_BYTES = 64 * 1024
 #: A lease never outlives the task's timeout by more than this.
 LEASE_GRACE_S = 60
 MAX_EXECUTIONS_PER_TASK = 10_000
+#: An Idempotency-Key: visible ASCII, as in the IETF draft's examples (UUIDs, ULIDs, hashes).
+IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,255}$"
 
 AgentId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.AGENT))]
 ExecutionId = Annotated[str, StringConstraints(pattern=id_pattern(IdPrefix.EXECUTION))]
@@ -83,18 +87,22 @@ class CreateTask(Verbatim):
         default=None, description=f"For non-shell types; at most {MAX_VALUE_DEPTH} levels deep"
     )
     targets: TaskTargets
-    priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
-    timeout_seconds: int = Field(default=300, ge=1, le=86_400)
-    max_retries: int = Field(default=0, ge=0, le=10)
-    delivery_timeout_seconds: int = Field(default=86_400, ge=60, le=7 * 86_400)
-    max_concurrency: int | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
-    max_errors: int | None = Field(
+    priority: StrictInt = Field(default=0, ge=-1000, le=1000, description="Higher runs first")
+    timeout_seconds: StrictInt = Field(default=300, ge=1, le=86_400)
+    max_retries: StrictInt = Field(default=0, ge=0, le=10)
+    delivery_timeout_seconds: StrictInt = Field(default=86_400, ge=60, le=7 * 86_400)
+    max_concurrency: StrictInt | None = Field(default=None, ge=1, le=MAX_EXECUTIONS_PER_TASK)
+    max_errors: StrictInt | None = Field(
         default=None,
         ge=1,
         le=MAX_EXECUTIONS_PER_TASK,
         description="Error budget: once this many executions failed or timed out (after their retries), "
         "the task's still queued executions are cancelled instead of dispatched",
     )
+
+    def request_digest(self) -> str:
+        """Identifies this exact request, so a retry under the same idempotency key is recognised."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:32]
 
     @model_validator(mode="after")
     def _payload_fits_type(self) -> CreateTask:
@@ -105,28 +113,30 @@ class CreateTask(Verbatim):
                 raise ValueError("a shell task takes a command, not input")
         elif self.command is not None:
             raise ValueError(f"a {self.type} task takes input, not a command")
+        if self.input is not None:
+            check_json_numbers(self.input)
         if self.input is not None and len(json.dumps(self.input)) > MAX_INPUT_BYTES:
             raise ValueError(f"input is over {MAX_INPUT_BYTES} bytes as JSON")
         return self
 
 
 class ClaimExecutions(Strict):
-    max: int = Field(default=1, ge=1, le=10)
+    max: StrictInt = Field(default=1, ge=1, le=10)
     running_executions: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
         default_factory=list, max_length=100
     )
 
 
 class ExecutionResult(Verbatim):
-    attempt: int = Field(ge=1)
+    attempt: StrictInt = Field(ge=1, le=1000)
     status: Literal["succeeded", "failed", "timed_out"]
-    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    exit_code: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     output: str | None = None
-    output_truncated: bool = False
-    output_bytes: int | None = Field(default=None, ge=0)
+    output_truncated: bool = Field(default=False, strict=True)
+    output_bytes: Count | None = None
     error: Annotated[str, StringConstraints(max_length=4096)] | None = None
-    started_at: int = Field(ge=0)
-    finished_at: int = Field(ge=0)
+    started_at: EpochMs
+    finished_at: EpochMs
 
     @model_validator(mode="after")
     def _ordered(self) -> ExecutionResult:
@@ -185,6 +195,7 @@ class Execution(BaseModel):
     delivery_timeout_seconds: int
     max_concurrency: int | None = None
     max_errors: int | None = None
+    fanout: int | None = Field(default=None, description="How many executions its task has")
     status: ExecutionStatus = ExecutionStatus.QUEUED
     attempt: int = 1
     created_at: int
@@ -217,3 +228,18 @@ class Execution(BaseModel):
         if self.status is ExecutionStatus.QUEUED:
             return self.deliver_by
         return None
+
+
+@dataclass(frozen=True)
+class CreateRecord:
+    """What a create under an idempotency key did: a retry with the same key gets the same answer."""
+
+    actor: str
+    idempotency_key: str
+    request_digest: str
+    task_id: str
+    agent_ids: list[str]
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another create under the same idempotency key was stored first."""

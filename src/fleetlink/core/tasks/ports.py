@@ -6,20 +6,37 @@ from enum import StrEnum
 from typing import Protocol
 
 from fleetlink.core.entities import Page
-from fleetlink.core.tasks.model import Execution, Task, TaskProgress, TaskState
+from fleetlink.core.tasks.model import CreateRecord, Execution, Task, TaskProgress, TaskState
 
 
 class DueTimer(StrEnum):
     LEASE = "lease"  # leased or running: the lease ends
     DELIVERY = "delivery"  # queued: the delivery deadline passes
+    FANOUT = "fanout"  # a task whose executions are still being written
 
 
 class TaskRepository(Protocol):
-    def create(self, task: Task, executions: list[Execution]) -> None: ...
+    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
+        """Store the task at once (with ``record`` under its key, raising IdempotencyKeyTaken if one is
+        there) and a small fan-out's executions with it: True. A large one's executions are left to
+        ``continue_fanout``: False."""
+        ...
 
-    def get_task(self, task_id: str) -> Task | None: ...
+    def continue_fanout(self, task_id: str, now_ms: int, budget_s: float) -> bool:
+        """Write the task's remaining executions for up to ``budget_s``; True once all are written."""
+        ...
 
-    def save_task(self, task: Task) -> None: ...
+    def due_fanouts(self, now_ms: int, limit: int) -> list[str]:
+        """Tasks whose fan-out is unfinished and whose writer's time is up (the duty resumes them)."""
+        ...
+
+    def find_create(self, actor: str, idempotency_key: str) -> CreateRecord | None: ...
+
+    def get_task(self, task_id: str, *, consistent: bool = False) -> Task | None: ...
+
+    def cancel_task(self, task_id: str, now_ms: int) -> bool:
+        """Mark an active task cancelled (conditional: False when it is no longer active)."""
+        ...
 
     def list_tasks(
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int
@@ -31,7 +48,7 @@ class TaskRepository(Protocol):
         """Open and finished execution counts of each task (batched reads of its count shards)."""
         ...
 
-    def executions_of(self, task_id: str) -> list[Execution]: ...
+    def executions_of(self, task: Task) -> list[Execution]: ...
 
     def get_execution(self, execution_id: str) -> Execution | None: ...
 

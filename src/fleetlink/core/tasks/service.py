@@ -15,10 +15,12 @@ from fleetlink.core.heartbeat import Heartbeat, HeartbeatParts
 from fleetlink.core.tasks.model import (
     MAX_EXECUTIONS_PER_TASK,
     ClaimExecutions,
+    CreateRecord,
     CreateTask,
     Execution,
     ExecutionResult,
     ExecutionStatus,
+    IdempotencyKeyTaken,
     Task,
     TaskProgress,
     TaskState,
@@ -38,6 +40,11 @@ from fleetlink.core.tasks.transitions import (
 
 #: How many due executions one timer run handles.
 TIMER_BATCH = 100
+#: How long a create writes a large fan-out before answering (the fan-out duty writes the rest);
+#: half the tasks function's 10 s timeout, so the answer always leaves in time.
+CREATE_FANOUT_BUDGET_S = 5.0
+#: How long the fan-out duty writes per run (within the cleanup function's timeout).
+DUTY_FANOUT_BUDGET_S = 40.0
 
 _Step = Callable[[Execution], Execution | None]
 
@@ -67,12 +74,59 @@ class TaskService:
 
     # --- operators ---------------------------------------------------------------------
 
-    def create(self, command: CreateTask, actor: str) -> tuple[Task, list[str]]:
-        """The task and one queued execution per targeted active agent."""
+    def create(
+        self, command: CreateTask, actor: str, idempotency_key: str | None = None
+    ) -> tuple[Task, list[str]]:
+        """The task and one queued execution per targeted active agent.
+
+        Under an idempotency key, a retry of the same request answers what the first one created
+        (and creates nothing); the same key with another request is a 422.
+        """
+        digest = command.request_digest()
+        if idempotency_key is not None:
+            earlier = self._tasks.find_create(actor, idempotency_key)
+            if earlier is not None:
+                return self._replay(earlier, digest)
         agent_ids = self._resolve(command.targets)
         task, executions = new_task(command, agent_ids, actor, self._clock.now_ms())
-        self._tasks.create(task, executions)
+        record = (
+            CreateRecord(actor, idempotency_key, digest, task.task_id, agent_ids)
+            if idempotency_key is not None
+            else None
+        )
+        try:
+            written = self._tasks.create(task, executions, record)
+        except IdempotencyKeyTaken:
+            assert idempotency_key is not None
+            stored = self._tasks.find_create(actor, idempotency_key)
+            if stored is None:
+                raise Conflict(
+                    "a create under this key is in progress; retry", code="concurrent-update"
+                ) from None
+            return self._replay(stored, digest)
+        if not written:
+            self._tasks.continue_fanout(task.task_id, self._clock.now_ms(), CREATE_FANOUT_BUDGET_S)
         return task, agent_ids
+
+    def _replay(self, earlier: CreateRecord, digest: str) -> tuple[Task, list[str]]:
+        if earlier.request_digest != digest:
+            raise Unprocessable(
+                "this Idempotency-Key was used with a different request", code="idempotency-key-reused"
+            )
+        task = self._tasks.get_task(earlier.task_id, consistent=True)
+        if task is None:
+            raise NotFound(
+                f"the task {earlier.task_id} created under this key is gone", code="task-not-found"
+            )
+        return task, earlier.agent_ids
+
+    def continue_fanouts(self) -> int:
+        """The fan-out duty: finish writing the executions of tasks whose create ran out of time."""
+        now = self._clock.now_ms()
+        return sum(
+            self._tasks.continue_fanout(task_id, now, DUTY_FANOUT_BUDGET_S)
+            for task_id in self._tasks.due_fanouts(now, TIMER_BATCH)
+        )
 
     def _resolve(self, targets: TaskTargets) -> list[str]:
         found: dict[str, Agent] = {}
@@ -110,7 +164,7 @@ class TaskService:
         task = self._tasks.get_task(task_id)
         if task is None:
             raise NotFound(f"no task {task_id}", code="task-not-found")
-        return task, self._tasks.executions_of(task_id)
+        return task, self._tasks.executions_of(task)
 
     def list_tasks(self, *, state: TaskState | None, limit: int, cursor: str | None) -> Page[Task]:
         return self._tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self._clock.now_ms())
@@ -119,15 +173,20 @@ class TaskService:
         return self._tasks.progress_of(task_ids)
 
     def cancel(self, task_id: str) -> tuple[Task, list[Execution]]:
-        """Queued executions end cancelled now; leased or running ones are told to stop."""
+        """Queued executions end cancelled now; leased or running ones are told to stop.
+
+        The task changes only while active (a task that finished meanwhile stays finished). The
+        executions come from an index that may lag: one it misses is cancelled when claimed.
+        """
         task, executions = self.get(task_id)
         if task.state is not TaskState.ACTIVE:
             return task, executions
         now = self._clock.now_ms()
-        task = task.model_copy(update={"state": TaskState.CANCELLED, "cancelled_at": now})
-        self._tasks.save_task(task)
-        for execution in executions:
-            self._transition(execution, lambda e: None if e.status.terminal else cancel(e, now))
+        if self._tasks.cancel_task(task_id, now):
+            for listed in executions:
+                current = None if listed.status.terminal else self._tasks.get_execution(listed.execution_id)
+                if current is not None:
+                    self._transition(current, lambda e: None if e.status.terminal else cancel(e, now))
         return self.get(task_id)
 
     # --- agents ------------------------------------------------------------------------
@@ -138,11 +197,20 @@ class TaskService:
         renewal = self.renew(caller, command.running_executions)
         now = self._clock.now_ms()
         leased: list[Execution] = []
+        active: dict[str, bool] = {}
         for candidate in self._tasks.queued_for(agent_id, command.max + 10):
             if len(leased) == command.max:
                 break
-            after = lease(candidate, now, self.lease_s)
-            if candidate.status is ExecutionStatus.QUEUED and self._tasks.transition(candidate, after):
+            if candidate.status is not ExecutionStatus.QUEUED:
+                continue
+            if candidate.task_id not in active:
+                task = self._tasks.get_task(candidate.task_id, consistent=True)
+                active[candidate.task_id] = task is not None and task.state is TaskState.ACTIVE
+            if not active[candidate.task_id]:  # cancelled after the cancel's (lagging) listing
+                self._transition(
+                    candidate, lambda e: cancel(e, now) if e.status is ExecutionStatus.QUEUED else None
+                )
+            elif self._tasks.transition(candidate, after := lease(candidate, now, self.lease_s)):
                 leased.append(after)
         return Claimed(leased, renewal.renewed, renewal.cancel)
 
@@ -205,13 +273,19 @@ class TaskService:
     def _spend_error_budget(self, failed: Execution, now: int) -> None:
         """With ``failed``, has the task reached its ``max_errors``? Then cancel its queued executions."""
         assert failed.max_errors is not None
-        executions = self._tasks.executions_of(failed.task_id)
+        task = self._tasks.get_task(failed.task_id)
+        if task is None:
+            return
+        executions = self._tasks.executions_of(task)
         errors = 1 + sum(1 for e in executions if e.status.is_error and e.execution_id != failed.execution_id)
         if errors < failed.max_errors:
             return
         reason = f"not dispatched: {errors} executions failed (the task's max_errors is {failed.max_errors})"
-        for execution in executions:
-            if execution.status is ExecutionStatus.QUEUED:
+        for listed in executions:
+            # listed executions carry no version: re-read each before changing it
+            queued = listed.status is ExecutionStatus.QUEUED
+            execution = self._tasks.get_execution(listed.execution_id) if queued else None
+            if execution is not None:
                 self._transition(
                     execution,
                     lambda e: not_dispatched(e, now, reason) if e.status is ExecutionStatus.QUEUED else None,

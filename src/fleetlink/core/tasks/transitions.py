@@ -28,19 +28,34 @@ def new_task(command: CreateTask, agent_ids: list[str], actor: str, now: int) ->
         execution_count=len(agent_ids),
         **fields,
     )
-    executions = [
-        Execution(
-            execution_id=new_id(IdPrefix.EXECUTION, now),
-            task_id=task.task_id,
-            agent_id=agent_id,
-            created_at=now,
-            updated_at=now,
-            deliver_by=now + command.delivery_timeout_seconds * 1000,
-            **fields,
-        )
-        for agent_id in agent_ids
-    ]
+    executions = [execution_of(task, new_id(IdPrefix.EXECUTION, now), agent_id) for agent_id in agent_ids]
     return task, executions
+
+
+def execution_of(task: Task, execution_id: str, agent_id: str) -> Execution:
+    """The queued execution of a task on one agent (the same whoever writes it, whenever)."""
+    return Execution(
+        execution_id=execution_id,
+        task_id=task.task_id,
+        agent_id=agent_id,
+        created_at=task.created_at,
+        updated_at=task.created_at,
+        deliver_by=task.created_at + task.delivery_timeout_seconds * 1000,
+        fanout=task.execution_count,
+        **task.model_dump(
+            include={
+                "type",
+                "command",
+                "input",
+                "priority",
+                "timeout_seconds",
+                "max_retries",
+                "delivery_timeout_seconds",
+                "max_concurrency",
+                "max_errors",
+            }
+        ),
+    )
 
 
 def lease(execution: Execution, now: int, lease_s: int) -> Execution:
@@ -64,7 +79,8 @@ def renew(execution: Execution, now: int, lease_s: int) -> Execution:
             "status": ExecutionStatus.RUNNING,
             "lease_expires_at": max(execution.lease_expires_at or now, min(now + lease_s * 1000, deadline)),
             "started_at": execution.started_at or now,
-            "updated_at": now,
+            # a renewal that changes nothing but the lease end is not an update of the execution
+            "updated_at": now if execution.status is not ExecutionStatus.RUNNING else execution.updated_at,
         }
     )
 

@@ -30,6 +30,9 @@ from fleetlink.agent.daemon import (
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.agent.relay.service import RelayService
+from fleetlink.agent.relay.store import DB_FILE, RecordStore, SyncHealth
 from fleetlink.agent.tasks.runner import MAX_CONCURRENCY, HandlerRegistry, RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.cli.render import (
@@ -299,6 +302,9 @@ def run_agent(
     registry.load_entry_points()
     with reporting_errors(), client, _only_runner(identity_store.path):
         store = AgentStore.in_state_dir(identity_store.path)
+        records = RecordStore.in_state_dir(identity_store.path)
+        relay_client = RelayClient.from_state_dir(identity_store.path)
+        relay = RelayService(records, relay_client)
         tasks = TasksService(
             client,
             store,
@@ -315,7 +321,7 @@ def run_agent(
             host_metrics=_metrics,
             first_beat_jitter_s=first_heartbeat_jitter,
         )
-        daemon = Supervisor(heartbeat, [tasks])
+        daemon = Supervisor(heartbeat, [tasks, relay])
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -328,13 +334,15 @@ def run_agent(
 
         err().print(
             f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) from {escape(str(store.path))}; Ctrl-C stops"
+            f"{concurrency} at a time) from {escape(str(store.path))}, syncing records; Ctrl-C stops"
         )
         try:
             with daemon.signals(said):
                 daemon.run()
         finally:
             store.close()
+            relay_client.close()
+            records.close()
     err().print("agent stopped")
 
 
@@ -358,6 +366,47 @@ def whoami(state_dir: StateDirOption = None) -> None:
         "state dir": str(store.path),
         "key file": f"{store.key_path}" + ("" if store.key_path.exists() else " (missing)"),
     }
+    for field, value in rows.items():
+        table.add_row(field, escape(value))
+    out().print(table)
+
+
+def _relay_rows(health: SyncHealth) -> dict[str, str]:
+    age = health.oldest_pending_age_s
+    return {
+        "relay queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
+        "relay oldest pending": "-" if age is None else duration(int(age * 1000)),
+        "relay last success": ago(health.last_success_at),
+        "relay last error": first_line(health.last_error or "-", 120),
+        "relay failures in a row": str(health.consecutive_failures),
+        "relay dead letters": str(health.dead_letters),
+    }
+
+
+@agent_app.command()
+def status(
+    state_dir: StateDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """This agent's identity and how far its record sync is behind (from agent.db; no network)."""
+    store = IdentityStore(state_dir)
+    with reporting_errors():
+        identity = store.load_identity()
+        if identity is None:
+            raise fail(f"this machine is not registered (state dir {store.path})")
+    health = None
+    if (store.path / DB_FILE).exists():
+        with RecordStore.in_state_dir(store.path) as records:
+            health = records.health()
+    if as_json:
+        body = {"agent_id": identity.agent_id, "api_url": identity.api_url, "state_dir": str(store.path)}
+        out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": str(store.path)}
+    rows |= _relay_rows(health) if health else {"relay": "no records yet"}
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)

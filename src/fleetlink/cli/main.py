@@ -36,6 +36,7 @@ GROUPS = (
     ("agents", "fleetlink.cli.operator.agents", "agents_app"),
     ("tokens", "fleetlink.cli.operator.tokens", "tokens_app"),
     ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
+    ("records", "fleetlink.cli.records", "records_app"),
 )
 #: What the agent extra adds; without it the groups are left out quietly.
 AGENT_EXTRA = frozenset({"httpx", "httpcore"})

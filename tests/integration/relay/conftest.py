@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import agent_db
-
-agent_db.install()
-
-from fleetlink.agent.relay.client import RelayClient  # noqa: E402
-from fleetlink.auth.keys import PrivateKey, generate_private_key, private_key_to_pem  # noqa: E402
-from fleetlink.core.clock import SystemClock  # noqa: E402
-from fleetlink.core.entities import KeyAlg  # noqa: E402
-from tests.fakes.relay_api import FakeRelayCloud  # noqa: E402
-from tests.fakes.relay_http import RelayHttpServer, serve  # noqa: E402
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.auth.keys import PrivateKey, generate_private_key, private_key_to_pem
+from fleetlink.core.clock import SystemClock
+from fleetlink.core.entities import KeyAlg
+from tests.fakes.relay_api import FakeRelayCloud
+from tests.fakes.relay_http import RelayHttpServer, serve
 
 NODE = "agt_01JBX0000000000000000000AA"
 OTHER_NODE = "agt_01JBX0000000000000000000BB"

@@ -15,6 +15,7 @@ from fleetlink.cli.render import (
     LIVENESS_STYLE,
     STATE_STYLE,
     ago,
+    duration,
     err,
     format_tags,
     now_ms,
@@ -64,6 +65,7 @@ def list_agents(
     table.add_column("LIVENESS", no_wrap=True)
     table.add_column("LAST SEEN", no_wrap=True)
     table.add_column("TAGS", overflow="fold")
+    table.add_column("RELAY", no_wrap=True)
     for agent in agents:
         table.add_row(
             agent.agent_id,
@@ -72,8 +74,24 @@ def list_agents(
             styled(agent.liveness.value, LIVENESS_STYLE),
             ago(agent.last_seen_at, now),
             escape(format_tags(agent.tags)),
+            relay_lag(agent.metrics),
         )
     out().print(table)
+
+
+def relay_lag(metrics: dict[str, float]) -> str:
+    """An agent's record sync from its last heartbeat: ``ok``, or what waits, for how long, and why."""
+    if "relay_queue_size" not in metrics:
+        return "-"
+    parts = []
+    if metrics["relay_queue_size"]:
+        oldest = duration(int(metrics.get("relay_oldest_pending_age_s", 0) * 1000))
+        parts.append(f"{metrics['relay_queue_size']:g} queued, oldest {oldest}")
+    if metrics.get("relay_consecutive_failures"):
+        parts.append(f"{metrics['relay_consecutive_failures']:g} failures")
+    if metrics.get("relay_dead_letters"):
+        parts.append(f"{metrics['relay_dead_letters']:g} rejected")
+    return "[yellow]" + ", ".join(parts) + "[/yellow]" if parts else "[green]ok[/green]"
 
 
 def _summary_rows(agent: AgentSummary) -> dict[str, str]:

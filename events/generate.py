@@ -28,6 +28,14 @@ PATH_VALUES = {
     "agent_id": AGENT_ID,
     "task_id": "tsk_01KDXRYP0000000000000000CD",
     "execution_id": "exe_01KDXRYP0000000000000000EF",
+    "collection": "inventory",
+}
+_RECORD = {
+    "record_id": "rec_01KDXRYP0000000000000000GH",
+    "collection": "inventory",
+    "key": "disks/sda",
+    "hlc": "1767225599000-0000",
+    "value": {"size_gb": 512, "smart": "ok"},
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
@@ -64,6 +72,13 @@ BODIES: dict[tuple[str, str], Any] = {
         "finished_at": 1_767_225_590_120,
     },
 }
+BODIES |= {
+    ("POST", "/v1/relay/immediate"): _RECORD,
+    ("POST", "/v1/relay/batch"): {"records": [_RECORD]},
+    ("POST", "/v1/relay/query"): {"collection": "inventory", "key_prefix": "disks/", "limit": 50},
+    ("POST", "/v1/relay/records/query"): {"collection": "inventory", "updated_since": 1_767_225_000_000},
+    ("PUT", "/v1/relay/collections/{collection}"): {"readers": {"tag": {"role": "web"}}},
+}
 QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
 
 
@@ -97,7 +112,7 @@ def sample(function: str, method: str, path: str, security: list[dict[str, Any]]
     headers = {"user-agent": "fleetlink-agent/0.1.0", "accept": "application/json"}
     if raw:
         headers["content-type"] = "application/json"
-    if function == "operator" or path == "/v1/registration-tokens":
+    if function == "operator" or path == "/v1/registration-tokens" or {"operator": []} in security:
         if not path.startswith("/v1/health") and path not in ("/v1/openapi.json", "/v1/docs"):
             headers["authorization"] = (
                 "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLEEXAMPLE00/... (checked by API Gateway)"

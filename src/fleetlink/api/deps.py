@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from fleetlink.core.agents.registration import RegistrationService
     from fleetlink.core.agents.service import AgentService
     from fleetlink.core.heartbeat import HeartbeatService
+    from fleetlink.core.relay.ports import RelayRepository
+    from fleetlink.core.relay.service import RecordService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
+    from fleetlink.store.cursors import CursorCodec
 
 
 class Deps:
@@ -28,6 +31,13 @@ class Deps:
     def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.clock = clock
+
+    @cached_property
+    def cursors(self) -> CursorCodec:
+        """Seals and opens every list's cursors with the configured key (``FLEETLINK_CURSOR_KEY``)."""
+        from fleetlink.store.cursors import CursorCodec
+
+        return CursorCodec(self.settings.cursor_key)
 
     # --- agents ----------------------------------------------------------------------------
 
@@ -74,6 +84,20 @@ class Deps:
         from fleetlink.core.tasks.service import TaskService
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
+
+    # --- relay sync ------------------------------------------------------------------------
+
+    @cached_property
+    def relay(self) -> RelayRepository:
+        from fleetlink.store.relay import DynamoRelayRepository
+
+        return DynamoRelayRepository(self.cursors)
+
+    @cached_property
+    def record_service(self) -> RecordService:
+        from fleetlink.core.relay.service import RecordService
+
+        return RecordService(self.relay, self.clock)
 
     # --- the heartbeat: every capability's part of the answer, presence first ---------------
 

@@ -27,6 +27,9 @@ class Settings:
     nonce_lifetime_s: int = 600
     #: Finished tasks and executions are removed (TTL) this many days after they finish.
     retention_days: int = 30
+    #: Authenticates list cursors (HMAC). Deployed functions share one secret value
+    #: (``FLEETLINK_CURSOR_KEY``) so a cursor opens in any container; None: a key per process.
+    cursor_key: bytes | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -40,4 +43,14 @@ class Settings:
             operator_auth=OperatorAuth(env.get("FLEETLINK_OPERATOR_AUTH", OperatorAuth.IAM.value)),
             operator_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
             retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
+            cursor_key=cursor_key(env.get("FLEETLINK_CURSOR_KEY")),
         )
+
+
+def cursor_key(secret: str | None) -> bytes | None:
+    """The cursor HMAC key derived from a configured secret of at least 32 characters."""
+    if not secret:
+        return None
+    if len(secret) < 32:
+        raise ValueError("FLEETLINK_CURSOR_KEY must be at least 32 characters of random text")
+    return hashlib.sha256(b"fleetlink-cursor-key\n" + secret.encode()).digest()

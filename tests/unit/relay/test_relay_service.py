@@ -10,6 +10,7 @@ from fleetlink.agent.relay.service import Backoff, RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.cli.operator.agents import relay_lag
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.heartbeat import Heartbeat
 from tests.fakes.relay_api import FakeRelayApi, FakeRelayCloud, relay_error
 from tests.unit.relay.conftest import NODE
 
@@ -206,11 +207,13 @@ def test_heartbeat_metrics_show_a_lagging_node(
     )
     metrics = worker.heartbeat_metrics()
     assert metrics["relay_queue_size"] == 1
-    assert metrics["relay_oldest_pending_age_s"] == 90.0
+    assert metrics["relay_oldest_age_s"] == 90.0
     assert metrics["relay_bytes_pending"] > 0
     assert metrics["relay_dead_letters"] == 0
     assert metrics["relay_clock_offset_s"] == 2.0
     assert all(isinstance(value, float) for value in metrics.values())
+    # and the server accepts them as heartbeat metrics (names of at most 24 characters)
+    assert Heartbeat(metrics=metrics).metrics == metrics
 
 
 def test_under_the_daemon_a_local_write_wakes_the_relay_service(
@@ -230,11 +233,11 @@ def test_under_the_daemon_a_local_write_wakes_the_relay_service(
 
 def test_the_cli_shows_relay_lag_from_heartbeat_metrics() -> None:
     # Given heartbeat metrics of a synced node and of one that is behind
-    synced = {"relay_queue_size": 0.0, "relay_oldest_pending_age_s": 0.0}
+    synced = {"relay_queue_size": 0.0, "relay_oldest_age_s": 0.0}
     behind = {
         "relay_queue_size": 12.0,
-        "relay_oldest_pending_age_s": 300.0,
-        "relay_consecutive_failures": 4.0,
+        "relay_oldest_age_s": 300.0,
+        "relay_failures": 4.0,
     }
     # When shown in `fleetlink agents ls` / Then ok, or what waits and why; "-" without relay metrics
     assert relay_lag(synced) == "[green]ok[/green]"

@@ -268,9 +268,9 @@ def health_metrics(health: SyncHealth, server_offset_ms: int | None = None) -> d
     metrics: dict[str, float] = {
         "relay_queue_size": float(health.queue_size),
         "relay_bytes_pending": float(health.bytes_pending),
-        "relay_oldest_pending_age_s": health.oldest_pending_age_s or 0.0,
+        "relay_oldest_age_s": health.oldest_pending_age_s or 0.0,
         "relay_dead_letters": float(health.dead_letters),
-        "relay_consecutive_failures": float(health.consecutive_failures),
+        "relay_failures": float(health.consecutive_failures),
     }
     if health.last_success_at is not None:
         metrics["relay_last_success_age_s"] = max(0.0, (health.checked_at - health.last_success_at) / 1000)

@@ -85,10 +85,10 @@ def relay_lag(metrics: dict[str, float]) -> str:
         return "-"
     parts = []
     if metrics["relay_queue_size"]:
-        oldest = duration(int(metrics.get("relay_oldest_pending_age_s", 0) * 1000))
+        oldest = duration(int(metrics.get("relay_oldest_age_s", 0) * 1000))
         parts.append(f"{metrics['relay_queue_size']:g} queued, oldest {oldest}")
-    if metrics.get("relay_consecutive_failures"):
-        parts.append(f"{metrics['relay_consecutive_failures']:g} failures")
+    if metrics.get("relay_failures"):
+        parts.append(f"{metrics['relay_failures']:g} failures")
     if metrics.get("relay_dead_letters"):
         parts.append(f"{metrics['relay_dead_letters']:g} rejected")
     return "[yellow]" + ", ".join(parts) + "[/yellow]" if parts else "[green]ok[/green]"

@@ -8,9 +8,16 @@ from typing import Any
 
 import pytest
 
+from fleetlink.api.deps import Deps
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.ids import IdPrefix, new_id
-from fleetlink.core.relay.records import MAX_VALUE_BYTES, TOMBSTONE_RETENTION_MS
+from fleetlink.core.relay.merge import Outcome
+from fleetlink.core.relay.ports import RecordQuery
+from fleetlink.core.relay.records import MAX_VALUE_BYTES, TOMBSTONE_RETENTION_MS, make_record
+from fleetlink.core.relay.service import RecordService
+from fleetlink.local.faults import FaultInjector, FaultPlan
+from fleetlink.store.base import TableItem
+from fleetlink.store.relay import DynamoRelayRepository
 from tests.support import Api, Machine, Reply
 
 FN = "relay"
@@ -280,3 +287,26 @@ def test_unsigned_relay_calls_are_401(api: Api, clock: FixedClock) -> None:
     # Given no signature / When a batch is sent / Then 401
     reply = api.call(FN, "POST", "/v1/relay/batch", body={"records": [rec("k", hlc(clock), 1)]})
     assert reply.status == 401
+
+
+def test_records_the_store_throttles_are_answered_retry_and_land_when_sent_again(
+    deps: Deps, clock: FixedClock, node: Machine
+) -> None:
+    # Given the relay's store with DynamoDB throttling most record writes (after botocore's retries)
+    service = RecordService(DynamoRelayRepository(), clock)
+    records = [make_record(**rec(f"k{i:02d}", hlc(clock), i)) for i in range(16)]
+    injector = FaultInjector(FaultPlan(per_operation={("throttle", "PutItem"): 0.8}, seed=7))
+    injector.attach(TableItem._get_connection().connection.client)
+    try:
+        # When a batch is applied
+        first = service.apply(str(node.agent_id), records)
+    finally:
+        injector.detach()
+    # Then each record is applied or answered retry (some of each), none lost, none a failure
+    outcomes = [answer.outcome for answer in first]
+    assert set(outcomes) == {Outcome.APPLIED, Outcome.RETRY}
+    # And when the node sends the retried ones again, they apply
+    again = [r for r, answer in zip(records, first, strict=True) if answer.outcome is Outcome.RETRY]
+    assert {answer.outcome for answer in service.apply(str(node.agent_id), again)} == {Outcome.APPLIED}
+    page = service.query(RecordQuery(collection="inv", node_id=node.agent_id, limit=100), reader_tags=None)
+    assert sorted(item.key for item in page.items) == [f"k{i:02d}" for i in range(16)]

@@ -288,7 +288,7 @@ def run_agent(
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
 ) -> None:
-    """Run the agent daemon (heartbeat and tasks) until Ctrl-C or SIGTERM, printing a line per execution.
+    """Run the agent daemon (heartbeat, tasks, record sync) until Ctrl-C or SIGTERM; a line per execution.
 
     The first Ctrl-C stops claiming; running tasks get --stop-grace seconds, a second Ctrl-C stops them.
 

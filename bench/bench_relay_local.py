@@ -20,11 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.fakes import agent_db
-
-agent_db.install()  # until fleetlink.agent.db is on this branch
-
-from fleetlink.agent.relay.store import RecordStore, Synchronous  # noqa: E402
+from fleetlink.agent.relay.store import RecordStore, Synchronous
 
 GOAL_PER_S = 5_000
 GOAL_RATIO = 1.5

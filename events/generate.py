@@ -31,6 +31,14 @@ PATH_VALUES = {
     "token_id": "tok_01KDXRYP000000000000000TOK",
     "tunnel_id": "tun_01KDXRYP0000000000000000GH",
     "name": "swagger-ui.css",
+    "collection": "inventory",
+}
+_RECORD = {
+    "record_id": "rec_01KDXRYP0000000000000000GH",
+    "collection": "inventory",
+    "key": "disks/sda",
+    "hlc": "1767225599000-0000",
+    "value": {"size_gb": 512, "smart": "ok"},
 }
 FINGERPRINT = "3f1c9ad0e6b1b2d4c0aa7d5e2f9b8c7a6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a"
 IAM = {
@@ -95,6 +103,13 @@ BODIES: dict[tuple[str, str], Any] = {
             }
         ]
     },
+}
+BODIES |= {
+    ("POST", "/v1/relay/immediate"): _RECORD,
+    ("POST", "/v1/relay/batch"): {"records": [_RECORD]},
+    ("POST", "/v1/relay/query"): {"collection": "inventory", "key_prefix": "disks/", "limit": 50},
+    ("POST", "/v1/relay/records/query"): {"collection": "inventory", "updated_since": 1_767_225_000_000},
+    ("PUT", "/v1/relay/collections/{collection}"): {"readers": {"tag": {"role": "web"}}},
 }
 QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
 

@@ -133,6 +133,7 @@ def run_flows(recorder: CallRecorder) -> None:
         assert api.heartbeat(machine).status == 200
         run_task_flows(api, machine, other)
         run_tunnel_flows(api, machine)
+        run_relay_flows(api, machine)
         assert api.operator("operator", "GET", "/v1/agents").status == 200
         assert api.operator("operator", "GET", "/v1/agents", query="tag=role:web").status == 200
         assert api.operator("operator", "GET", f"/v1/agents/{machine.agent_id}").status == 200
@@ -156,6 +157,21 @@ def run_identity_flows(api: Api, machine: Machine, token: str) -> None:
     assert api.register(Machine("perm-1"), recovery.json["token"]).status == 201
     token_id = token.split(".")[0]
     assert api.operator("registration", "DELETE", f"/v1/registration-tokens/{token_id}").status == 200
+
+
+def run_relay_flows(api: RecordedApi, machine: Machine) -> None:
+    """A batch, a resend (failed conditions), queries by node, across the fleet and by time, a policy."""
+    hlc = f"{NOW_MS:013d}-0000"
+    record = {"record_id": "rec_01KDXRYP0000000000000000GH", "collection": "c", "key": "k", "hlc": hlc}
+    batch = {"records": [record | {"value": 1}]}
+    for _ in range(2):
+        assert api.signed("relay", machine, "POST", "/v1/relay/batch", batch).status == 200
+    for body in ({"node_id": machine.agent_id}, {}, {"updated_since": 0}):
+        query = {"collection": "c"} | body
+        assert api.signed("relay", machine, "POST", "/v1/relay/query", query).status == 200
+    policy = {"readers": {"tag": {"role": "web"}}}
+    assert api.operator("relay", "PUT", "/v1/relay/collections/c", policy).status == 200
+    assert api.operator("relay", "GET", f"/v1/relay/nodes/{machine.agent_id}").status == 200
 
 
 def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from fleetlink.core.agents.registration import RegistrationService
     from fleetlink.core.agents.service import AgentService
     from fleetlink.core.heartbeat import HeartbeatService
+    from fleetlink.core.relay.ports import RelayRepository
+    from fleetlink.core.relay.service import RecordService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
@@ -111,6 +113,20 @@ class Deps:
         from fleetlink.core.tunnels.service import TunnelService
 
         return TunnelService(self.tunnels, self.agents, _seal, self.clock, self.settings.heartbeat_interval_s)
+
+    # --- relay sync ------------------------------------------------------------------------
+
+    @cached_property
+    def relay(self) -> RelayRepository:
+        from fleetlink.store.relay import DynamoRelayRepository
+
+        return DynamoRelayRepository(self.cursors)
+
+    @cached_property
+    def record_service(self) -> RecordService:
+        from fleetlink.core.relay.service import RecordService
+
+        return RecordService(self.relay, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # the registry is read by the CDK app and every handler: it l
 API_PREFIX = "/v1"
 #: Largest request body a function accepts unless its entry allows more (API Gateway's own cap is 10 MB).
 MAX_BODY_BYTES = 1024 * 1024
+#: A relay batch: up to 500 records, 5 MiB (``fleetlink.core.relay.records.MAX_BATCH_BYTES``).
+MAX_RELAY_BODY_BYTES = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,22 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 indexes={"gsi1": actions("Query")},
             ),
             memory_mb=512,
+        ),
+        FunctionSpec(
+            "relay",
+            routers=("fleetlink.api.routes.relay",),
+            # the caller (Query) and the nonce (PutItem); each record one conditional PutItem; the
+            # node's sync state (UpdateItem per request; GetItem for operators); read policies
+            # (GetItem, PutItem); queries: a node's partition (Query), the fleet by key (gsi1) or by
+            # update time (gsi2)
+            access=TableAccess(
+                table=actions("Query", "GetItem", "PutItem", "UpdateItem"),
+                indexes={"gsi1": actions("Query"), "gsi2": actions("Query")},
+            ),
+            # a batch of 500 records is written 8 at a time: room for a slow or throttled table
+            memory_mb=512,
+            timeout_s=29,
+            body_limit_bytes=MAX_RELAY_BODY_BYTES,
         ),
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
         FunctionSpec(

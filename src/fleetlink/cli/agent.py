@@ -41,6 +41,9 @@ from fleetlink.agent.daemon import (
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.agent.relay.service import RelayService
+from fleetlink.agent.relay.store import DB_FILE, RecordStore, SyncHealth
 from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.agent.tasks.runner import (
     CANCELLED,
@@ -363,7 +366,9 @@ def run_agent(
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
 ) -> None:
-    """Run the agent daemon (heartbeat, tasks, tunnels) until Ctrl-C or SIGTERM; a line per execution.
+    """Run the agent daemon (heartbeat, tasks, tunnels, record sync) until Ctrl-C or SIGTERM.
+
+    It prints a line per execution.
 
     The first Ctrl-C stops claiming; running tasks get --stop-grace seconds, a second Ctrl-C stops them.
 
@@ -379,6 +384,9 @@ def run_agent(
     context = _agent_context(identity, state_dir)
     with reporting_errors(context), client, _only_runner(identity_store.path):
         store = AgentStore.in_state_dir(identity_store.path)
+        records = RecordStore.in_state_dir(identity_store.path)
+        relay_client = RelayClient.from_state_dir(identity_store.path)
+        relay = RelayService(records, relay_client)
         tasks = TasksService(
             client,
             store,
@@ -401,7 +409,7 @@ def run_agent(
             state_dir=identity_store.path,
             open_secret=_secret_opener(identity_store.path),
         )
-        daemon = Supervisor(heartbeat, [tasks, tunnels])
+        daemon = Supervisor(heartbeat, [tasks, tunnels, relay])
         tasks.on_started = functools.partial(daemon.wake, heartbeat.name)
 
         def said(urgent: bool) -> None:
@@ -415,13 +423,16 @@ def run_agent(
 
         err().print(
             f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}; Ctrl-C stops"
+            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}, syncing records; "
+            "Ctrl-C stops"
         )
         try:
             with daemon.signals(said):
                 daemon.run()
         finally:
             store.close()
+            relay_client.close()
+            records.close()
     err().print("agent stopped")
 
 
@@ -665,3 +676,44 @@ def install_service(
         )
     journal = "journalctl" if system else "journalctl --user"
     out().print(f"  {journal} -u {unit} -f              # its log", markup=False)
+
+
+def _relay_rows(health: SyncHealth) -> dict[str, str]:
+    age = health.oldest_pending_age_s
+    return {
+        "relay queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
+        "relay oldest pending": "-" if age is None else duration(int(age * 1000)),
+        "relay last success": ago(health.last_success_at),
+        "relay last error": first_line(health.last_error or "-", 120),
+        "relay failures in a row": str(health.consecutive_failures),
+        "relay dead letters": str(health.dead_letters),
+    }
+
+
+@agent_app.command()
+def status(
+    state_dir: StateDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """This agent's identity and how far its record sync is behind (from agent.db; no network)."""
+    store = IdentityStore(state_dir)
+    with reporting_errors():
+        identity = store.load_identity()
+        if identity is None:
+            raise fail(f"this machine is not registered (state dir {store.path})")
+    health = None
+    if (store.path / DB_FILE).exists():
+        with RecordStore.in_state_dir(store.path) as records:
+            health = records.health()
+    if as_json:
+        body = {"agent_id": identity.agent_id, "api_url": identity.api_url, "state_dir": str(store.path)}
+        out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
+        return
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": str(store.path)}
+    rows |= _relay_rows(health) if health else {"relay": "no records yet"}
+    for field, value in rows.items():
+        table.add_row(field, escape(value))
+    out().print(table)

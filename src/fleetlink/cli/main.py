@@ -50,6 +50,7 @@ GROUPS = (
     ("tokens", "fleetlink.cli.operator.tokens", "tokens_app"),
     ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
     ("tunnels", "fleetlink.cli.operator.tunnels", "tunnels_app"),
+    ("records", "fleetlink.cli.records", "records_app"),
 )
 #: What the agent extra adds; without it the groups are left out quietly.
 AGENT_EXTRA = frozenset({"httpx", "httpcore"})

@@ -61,6 +61,10 @@ class RelayRecord(BaseModel):
     hlc: str = Field(pattern=HLC_PATTERN, examples=["1764512345678-0001"])
     value: JsonValue = Field(default=None, description="Any JSON, at most 64 KiB serialised")
     deleted: bool = False
+    node_id: str | None = Field(
+        default=None,
+        description="Optional; when given it must be the signing agent (a node writes only its own records)",
+    )
 
     _check_key = field_validator("key")(_key)
 
@@ -145,6 +149,24 @@ class QueryRecord(BaseModel):
 class QueryAnswer(BaseModel):
     records: list[QueryRecord]
     cursor: str | None = None
+
+
+class NodeSyncState(BaseModel):
+    """A node's sync as the cloud saw it (operators): totals since its first record."""
+
+    node_id: str
+    records: int = Field(description="Keys holding a value now")
+    tombstones: int = Field(description="Keys deleted (tombstones written; TTL expiry not subtracted)")
+    applied: int
+    duplicate: int
+    stale: int
+    rejected: int
+    retry: int
+    last_applied_hlc: str | None = Field(
+        description="The highest hlc applied: how far the cloud has the node"
+    )
+    last_applied_at: int | None
+    last_request_at: int
 
 
 class TagReaders(BaseModel):

@@ -229,3 +229,47 @@ def tunnel_events_pk(day: str, shard: int) -> str:
 def tunnel_errors_pk(day: str, shard: int) -> str:
     """gsi2 partition of the error events of one day (one shard of it): sparse, errors only."""
     return f"TUNERRORS#{day}#{shard}"
+
+
+# --- relay sync ---------------------------------------------------------------------------------
+
+#: Joins the parts of a relay index sort key: a control character, which keys never contain, and
+#: lower than any character they may contain, so ``a`` sorts before ``a/b`` and prefixes stay prefixes.
+RELAY_SEPARATOR = "\x1f"
+RELAY_SYNC_SK = "RELAY#SYNC"
+
+
+def relay_record_pk(node_id: str, collection: str) -> str:
+    """A node's records of one collection, by key (sort key: the record's key itself)."""
+    return f"REC#{node_id}#{collection}"
+
+
+def relay_fleet_pk(collection: str, shard: int) -> str:
+    """gsi1 partition: one shard (by node) of a collection's records across the fleet, by key."""
+    return f"RECKEY#{collection}#{shard}"
+
+
+def relay_fleet_keys(collection: str, node_id: str, key: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk) of a record: key order across the fleet, so key prefixes are ranges."""
+    return relay_fleet_pk(collection, shard_of(node_id)), f"{key}{RELAY_SEPARATOR}{node_id}"
+
+
+def relay_changes_pk(collection: str, shard: int) -> str:
+    """gsi2 partition: one shard (by node) of a collection's records by time of update."""
+    return f"RECTIME#{collection}#{shard}"
+
+
+def relay_changes_keys(collection: str, node_id: str, key: str, updated_at_ms: int) -> tuple[str, str]:
+    """(gsi2pk, gsi2sk) of a record: update order, so ``updated_since`` is a range."""
+    sort_key = RELAY_SEPARATOR.join((f"{updated_at_ms:013d}", node_id, key))
+    return relay_changes_pk(collection, shard_of(node_id)), sort_key
+
+
+def relay_changes_after(updated_since_ms: int) -> str:
+    """The lowest gsi2sk of records updated after ``updated_since_ms``."""
+    return f"{updated_since_ms + 1:013d}"
+
+
+def relay_policy_pk(collection: str) -> str:
+    """Who may read a collection (absent: the whole fleet)."""
+    return f"RELAYCOL#{collection}"

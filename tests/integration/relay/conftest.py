@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.fakes import agent_db
-
-agent_db.install()
-
-from fleetlink.agent.relay.client import RelayClient  # noqa: E402
-from fleetlink.auth.keys import PrivateKey, generate_private_key, private_key_to_pem  # noqa: E402
-from fleetlink.core.clock import SystemClock  # noqa: E402
-from fleetlink.core.entities import KeyAlg  # noqa: E402
-from tests.fakes.relay_api import FakeRelayCloud  # noqa: E402
-from tests.fakes.relay_http import RelayHttpServer, serve  # noqa: E402
+from fleetlink.agent.client import FleetlinkClient, OperatorClient
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.auth.keys import PrivateKey, generate_private_key, private_key_to_pem
+from fleetlink.core.clock import SystemClock
+from fleetlink.core.entities import Hardware, KeyAlg
+from fleetlink.local.server import DevStack
+from tests.fakes.relay_api import FakeRelayCloud
+from tests.fakes.relay_http import RelayHttpServer, serve
 
 NODE = "agt_01JBX0000000000000000000AA"
 OTHER_NODE = "agt_01JBX0000000000000000000BB"
+OPERATOR_TOKEN = "relay-operator-token"
 
 
 @pytest.fixture
@@ -49,3 +50,37 @@ def client(relay_server: RelayHttpServer, node_key: PrivateKey) -> Iterator[Rela
         relay_server.url, private_key=node_key, key_alg=KeyAlg.ED25519, agent_id=NODE
     ) as relay_client:
         yield relay_client
+
+
+@dataclass
+class DevNode:
+    """An agent registered on a dev stack: its id and key, and the stack's URL and operator token."""
+
+    url: str
+    operator_token: str
+    agent_id: str
+    key: PrivateKey
+    key_file: Path
+
+
+def register_node(
+    url: str, operator_token: str, tmp_path: Path, tags: dict[str, str] | None = None
+) -> DevNode:
+    """A new agent on the stack at ``url`` (registration token, key, hardware), its key saved to a file."""
+    key = generate_private_key(KeyAlg.ED25519)
+    with OperatorClient(url, operator_token) as operator:
+        token = operator.create_token(ttl_seconds=600, max_uses=1, tags=tags or {}).token
+    machine = f"relay-{uuid.uuid4().hex}"
+    hardware = Hardware(machine_id=machine, hostname=f"{machine}.test")
+    with FleetlinkClient(url) as client:
+        registered = client.register(token, hardware, key, KeyAlg.ED25519)
+    key_file = tmp_path / f"{registered.agent_id}.key"
+    key_file.write_text(private_key_to_pem(key))
+    return DevNode(url, operator_token, registered.agent_id, key, key_file)
+
+
+@pytest.fixture
+def dev_stack() -> Iterator[DevStack]:
+    """The `fleetlink dev` stack (real handlers on moto behind a real HTTP server), in this process."""
+    with DevStack(operator_token=OPERATOR_TOKEN, access_log=None, cleanup_every_s=0) as stack:
+        yield stack

@@ -12,15 +12,11 @@ import random
 import sys
 from pathlib import Path
 
-from tests.fakes import agent_db
-
-agent_db.install()
-
-from fleetlink.agent.relay.client import RelayClient  # noqa: E402
-from fleetlink.agent.relay.service import Backoff, RelayService  # noqa: E402
-from fleetlink.agent.relay.store import RecordStore  # noqa: E402
-from fleetlink.auth.keys import load_private_key  # noqa: E402
-from fleetlink.core.entities import KeyAlg  # noqa: E402
+from fleetlink.agent.relay.client import RelayClient
+from fleetlink.agent.relay.service import Backoff, RelayService
+from fleetlink.agent.relay.store import RecordStore
+from fleetlink.auth.keys import load_private_key
+from fleetlink.core.entities import KeyAlg
 
 KEYS = 40
 

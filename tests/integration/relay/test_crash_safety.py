@@ -1,8 +1,11 @@
-"""Crash safety: a node SIGKILLed at random moments while writing and syncing never has a record
-without its outbox entry, and after a final drain the cloud holds exactly the node's last values,
-with nothing lost and nothing applied twice.
+"""Crash safety against the dev stack over real HTTP: a node SIGKILLed at random moments while writing
+and syncing never has a record without its outbox entry, and after a final drain the relay function
+holds exactly the node's last values, with nothing lost and nothing applied twice.
 
-``RELAY_CRASH_KILLS`` sets the number of kills (default 30; the acceptance run uses 200).
+The stack is `fleetlink dev`'s (:class:`~fleetlink.local.server.DevStack`: the real relay handler on
+moto behind a real HTTP server), run in this process so that every conditional write the relay
+made can be counted per record id. ``RELAY_CRASH_KILLS`` sets the number of kills (default 30; the
+acceptance run uses 200).
 """
 
 from __future__ import annotations
@@ -14,15 +17,22 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+
+import httpx
+import pytest
 
 from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
-from fleetlink.auth.keys import PrivateKey
+from fleetlink.contract.relay import QueryRequest
 from fleetlink.core.entities import KeyAlg
-from tests.fakes.relay_http import RelayHttpServer
-from tests.integration.relay.conftest import NODE
+from fleetlink.core.relay.merge import StoredRecord
+from fleetlink.core.relay.ports import WriteResult
+from fleetlink.local.server import DevStack
+from fleetlink.store.relay import DynamoRelayRepository
+from tests.integration.relay.conftest import OPERATOR_TOKEN, register_node
 
 ROOT = Path(__file__).resolve().parents[3]
 KILLS = int(os.environ.get("RELAY_CRASH_KILLS", "30"))
@@ -48,8 +58,20 @@ def unsettled_records(db: Path) -> list[str]:
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(
-    tmp_path: Path, key_file: Path, node_key: PrivateKey, relay_server: RelayHttpServer
+    tmp_path: Path, dev_stack: DevStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Given the relay function counting every write it applied, per record id
+    applied: Counter[str] = Counter()
+    put_if_newer = DynamoRelayRepository.put_if_newer
+
+    def counted(self: DynamoRelayRepository, item: StoredRecord) -> WriteResult:
+        result = put_if_newer(self, item)
+        if result.applied:
+            applied[item.record_id] += 1
+        return result
+
+    monkeypatch.setattr(DynamoRelayRepository, "put_if_newer", counted)
+    node = register_node(dev_stack.url, OPERATOR_TOKEN, tmp_path)
     db = tmp_path / "agent.db"
     rng = random.Random(1234)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
@@ -61,9 +83,9 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(
                 "-m",
                 "tests.integration.relay.crash_writer",
                 str(db),
-                relay_server.url,
-                str(key_file),
-                NODE,
+                node.url,
+                str(node.key_file),
+                node.agent_id,
                 str(kill),
             ],
             stdout=subprocess.PIPE,
@@ -74,7 +96,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(
         try:
             assert child.stdout is not None
             assert child.stdout.readline().strip() == "started"
-            time.sleep(rng.uniform(0.0, 0.25))  # the kill moment: a random delay after the first write
+            time.sleep(rng.uniform(0.0, 0.4))  # the kill moment: a random delay after the first write
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=START_TIMEOUT_S)
@@ -84,26 +106,36 @@ def test_sigkill_at_random_moments_loses_nothing_and_applies_nothing_twice(
     # When the node comes back and drains
     with (
         RecordStore(db) as store,
-        RelayClient(relay_server.url, private_key=node_key, key_alg=KeyAlg.ED25519, agent_id=NODE) as client,
+        RelayClient(node.url, private_key=node.key, key_alg=KeyAlg.ED25519, agent_id=node.agent_id) as client,
     ):
         worker = RelayService(store, client)
         worker.start()
         assert worker.drain(max_rounds=100)
-        local = {r.key: (r.record_id, r.hlc) for r in store.list("crash", include_deleted=True)}
+        # a node's hlcs strictly increase, so (hlc, value) names one write of a key
+        local = {r.key: (r.hlc, r.value, r.deleted) for r in store.list("crash", include_deleted=True)}
         dead = store.health().dead_letters
-    # Then the cloud holds exactly the node's last record of every key, none applied twice
-    cloud = relay_server.cloud
-    held = {key: (record_id, hlc) for (_, _, key), (record_id, hlc, _) in cloud.state().items()}
-    outcomes = {
-        kind: sum(n for (_, k), n in cloud.outcomes.items() if k == kind)
-        for kind in ("applied", "duplicate", "stale")
-    }
+        held: dict[str, tuple[str, object, bool]] = {}
+        cursor = None
+        for _ in range(10):
+            page = client.query(
+                QueryRequest(collection="crash", node_id=node.agent_id, include_deleted=True, cursor=cursor)
+            )
+            held |= {r.key: (r.hlc, r.value, r.deleted) for r in page.records}
+            cursor = page.cursor
+            if cursor is None:
+                break
+    sync = httpx.get(
+        f"{node.url}/v1/relay/nodes/{node.agent_id}", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    ).json()
+    # Then the relay holds exactly the node's last record of every key, none applied twice
     lost = sum(1 for key, value in local.items() if held.get(key) != value)
+    twice = [record_id for record_id, n in applied.items() if n > 1]
     print(
-        f"\nrelay crash test: {KILLS} SIGKILLs, {len(local)} keys, lost {lost}, "
-        f"applied twice {len(cloud.applied_twice())}, dead letters {dead}, outcomes {outcomes}, "
-        f"requests {relay_server.requests}"
+        f"\nrelay crash test on the dev stack: {KILLS} SIGKILLs, {len(local)} keys, lost {lost}, "
+        f"applied twice {len(twice)}, dead letters {dead}, relay counts: applied {sync['applied']}, "
+        f"duplicate {sync['duplicate']}, stale {sync['stale']}, retry {sync['retry']}"
     )
     assert held == local
-    assert cloud.applied_twice() == []
+    assert twice == []
+    assert sum(applied.values()) == sync["applied"]
     assert dead == 0

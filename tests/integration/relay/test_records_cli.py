@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetlink.agent.identity import Identity, IdentityStore
-from fleetlink.agent.relay.cli import records_app
 from fleetlink.auth.keys import PrivateKey, private_key_to_pem
+from fleetlink.cli.records import records_app
 from fleetlink.core.entities import KeyAlg
 from tests.fakes.relay_http import RelayHttpServer
 from tests.integration.relay.conftest import NODE

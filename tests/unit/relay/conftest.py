@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import agent_db
-
-agent_db.install()
-
-from fleetlink.agent.relay.store import RecordStore  # noqa: E402
-from fleetlink.core.clock import FixedClock  # noqa: E402
-from tests.fakes.relay_api import FakeRelayApi, FakeRelayCloud  # noqa: E402
+from fleetlink.agent.relay.store import RecordStore
+from fleetlink.core.clock import FixedClock
+from tests.fakes.relay_api import FakeRelayApi, FakeRelayCloud
 
 NOW_MS = 1_764_512_345_678
 NODE = "agt_01JBX0000000000000000000AA"

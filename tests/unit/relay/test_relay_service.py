@@ -5,9 +5,12 @@ from __future__ import annotations
 import random
 
 from fleetlink.agent.client import FleetlinkConnectionError, HeartbeatAck
+from fleetlink.agent.daemon import HeartbeatService, Supervisor
 from fleetlink.agent.relay.service import Backoff, RelayService
 from fleetlink.agent.relay.store import RecordStore
+from fleetlink.cli.operator.agents import relay_lag
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.heartbeat import Heartbeat
 from tests.fakes.relay_api import FakeRelayApi, FakeRelayCloud, relay_error
 from tests.unit.relay.conftest import NODE
 
@@ -204,8 +207,39 @@ def test_heartbeat_metrics_show_a_lagging_node(
     )
     metrics = worker.heartbeat_metrics()
     assert metrics["relay_queue_size"] == 1
-    assert metrics["relay_oldest_pending_age_s"] == 90.0
+    assert metrics["relay_oldest_age_s"] == 90.0
     assert metrics["relay_bytes_pending"] > 0
     assert metrics["relay_dead_letters"] == 0
     assert metrics["relay_clock_offset_s"] == 2.0
     assert all(isinstance(value, float) for value in metrics.values())
+    # and the server accepts them as heartbeat metrics (names of at most 24 characters)
+    assert Heartbeat(metrics=metrics).metrics == metrics
+
+
+def test_under_the_daemon_a_local_write_wakes_the_relay_service(
+    store: RecordStore, api: FakeRelayApi, clock: FixedClock
+) -> None:
+    # Given the relay service inside the agent daemon's supervisor
+    worker = service(store, api, clock)
+    supervisor = Supervisor(HeartbeatService(api, NODE, first_beat_jitter_s=0), [worker])  # type: ignore[arg-type]
+    worker.start()
+    slot_wake = supervisor._slots["relay"].wake
+    slot_wake.clear()
+    # When a program writes a record locally
+    store.set("inv", "k", 1)
+    # Then the supervisor is asked to run the relay's next round now
+    assert slot_wake.is_set()
+
+
+def test_the_cli_shows_relay_lag_from_heartbeat_metrics() -> None:
+    # Given heartbeat metrics of a synced node and of one that is behind
+    synced = {"relay_queue_size": 0.0, "relay_oldest_age_s": 0.0}
+    behind = {
+        "relay_queue_size": 12.0,
+        "relay_oldest_age_s": 300.0,
+        "relay_failures": 4.0,
+    }
+    # When shown in `fleetlink agents ls` / Then ok, or what waits and why; "-" without relay metrics
+    assert relay_lag(synced) == "ok"
+    assert relay_lag(behind) == "12 queued, oldest 5m00s, 4 failures"
+    assert relay_lag({"load1": 0.1}) == "-"

@@ -106,6 +106,8 @@ class RelayService:
         #: Server time minus local time, from the last heartbeat answer.
         self.server_offset_ms: int | None = None
         self._wake = threading.Event()
+        #: The supervisor's wake for this service (``fleetlink agent run``), bound by :meth:`bind`.
+        self._wake_supervised: Callable[[], None] = lambda: None
         self._stopped = threading.Event()
         #: Requests sent to the relay (immediate and batch), for diagnostics.
         self.requests = 0
@@ -116,6 +118,10 @@ class RelayService:
         return cls(RecordStore.in_state_dir(state_dir), api, owns_store=True, **options)
 
     # --- the daemon's Service interface ---
+
+    def bind(self, wake: Callable[[], None]) -> None:
+        """The supervisor's way to run this service's next round now (a local write calls it)."""
+        self._wake_supervised = wake
 
     def start(self) -> None:
         """Pick up the failure count and the next attempt time a previous run left, and listen for writes."""
@@ -173,6 +179,7 @@ class RelayService:
     def wake(self) -> None:
         """Start the next round now (a write was queued); a backoff in progress is still honoured."""
         self._wake.set()
+        self._wake_supervised()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Run rounds until ``stop`` (or :meth:`stop`) is set."""
@@ -261,9 +268,9 @@ def health_metrics(health: SyncHealth, server_offset_ms: int | None = None) -> d
     metrics: dict[str, float] = {
         "relay_queue_size": float(health.queue_size),
         "relay_bytes_pending": float(health.bytes_pending),
-        "relay_oldest_pending_age_s": health.oldest_pending_age_s or 0.0,
+        "relay_oldest_age_s": health.oldest_pending_age_s or 0.0,
         "relay_dead_letters": float(health.dead_letters),
-        "relay_consecutive_failures": float(health.consecutive_failures),
+        "relay_failures": float(health.consecutive_failures),
     }
     if health.last_success_at is not None:
         metrics["relay_last_success_age_s"] = max(0.0, (health.checked_at - health.last_success_at) / 1000)

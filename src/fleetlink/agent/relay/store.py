@@ -15,7 +15,6 @@ or the agent but may lose the last commits on power loss.
 from __future__ import annotations
 
 import builtins
-import importlib
 import json
 import os
 import sqlite3
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from fleetlink.agent.db import migrate, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
@@ -88,11 +88,6 @@ MIGRATIONS: tuple[str, ...] = (
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _agent_db() -> Any:
-    """``fleetlink.agent.db`` (``open_db``, ``migrate``), the agent's shared SQLite plumbing."""
-    return importlib.import_module("fleetlink.agent.db")
 
 
 def wire_size(record_id: str, collection: str, key: str, hlc: str, value_json: str | None) -> int:
@@ -218,13 +213,13 @@ class RecordStore:
         self._wall_clock = wall_clock or clock
         self._lock = threading.RLock()
         self._listeners: list[Callable[[], None]] = []
-        db = _agent_db()
-        self._db: sqlite3.Connection = db.open_db(self.path)
+        # open_db allows use from several threads; every use here holds self._lock
+        self._db: sqlite3.Connection = open_db(self.path)
         try:
             self._db.isolation_level = None  # explicit transactions only
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
-            db.migrate(self._db, COMPONENT, MIGRATIONS)
+            migrate(self._db, COMPONENT, MIGRATIONS)
         except BaseException:
             self._db.close()
             raise

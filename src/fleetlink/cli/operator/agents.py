@@ -19,6 +19,7 @@ from fleetlink.cli.render import (
     OutputFormat,
     OutputOption,
     ago,
+    duration,
     err,
     format_tags,
     now_ms,
@@ -74,6 +75,7 @@ def list_agents(
         Column("LIVENESS"),
         Column("LAST SEEN"),
         Column("TAGS", fold=True),
+        Column("RELAY"),
     ]
     rows = [
         [
@@ -83,10 +85,26 @@ def list_agents(
             styled(agent.liveness.value, LIVENESS_STYLE),
             ago(agent.last_seen_at, now),
             escape(format_tags(agent.tags)),
+            relay_lag(agent.metrics),
         ]
         for agent in agents
     ]
     print_table(columns, rows)
+
+
+def relay_lag(metrics: dict[str, float]) -> str:
+    """An agent's record sync from its last heartbeat: ``ok``, or what waits, for how long, and why."""
+    if "relay_queue_size" not in metrics:
+        return "-"
+    parts = []
+    if metrics["relay_queue_size"]:
+        oldest = duration(int(metrics.get("relay_oldest_age_s", 0) * 1000))
+        parts.append(f"{metrics['relay_queue_size']:g} queued, oldest {oldest}")
+    if metrics.get("relay_failures"):
+        parts.append(f"{metrics['relay_failures']:g} failures")
+    if metrics.get("relay_dead_letters"):
+        parts.append(f"{metrics['relay_dead_letters']:g} rejected")
+    return ", ".join(parts) if parts else "ok"
 
 
 def _summary_rows(agent: AgentSummary) -> dict[str, str]:

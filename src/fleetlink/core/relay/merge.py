@@ -27,11 +27,13 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     STALE = "stale"
     REJECTED = "rejected"
+    #: The cloud could not write the record now (throttled): the node sends it again.
+    RETRY = "retry"
 
     @property
     def acknowledges(self) -> bool:
         """Whether the node may forget the record (the cloud has it, or has something newer)."""
-        return self is not Outcome.REJECTED
+        return self in (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.STALE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,133 @@
+"""Relay sync: nodes send their records and query any node's; operators set read policies and see sync.
+
+Agents sign every call; the node of a record is the signing agent. Operators query through
+``/relay/records/query`` (API Gateway authorizes a route with IAM or not at all, so the operator's
+form of ``/relay/query`` is a route of its own; same body, same answer, no read policy applied).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+
+from fleetlink.api import security
+from fleetlink.api.deps import get_deps
+from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.contract.relay import (
+    BatchAnswer,
+    BatchRequest,
+    CollectionPolicy,
+    NodeSyncState,
+    QueryAnswer,
+    QueryRecord,
+    QueryRequest,
+    RecordResult,
+    RecordStatus,
+    RelayRecord,
+    TagReaders,
+)
+from fleetlink.core.errors import NotFound
+from fleetlink.core.relay.merge import StoredRecord
+from fleetlink.core.relay.policy import Readers
+from fleetlink.core.relay.ports import RecordQuery
+from fleetlink.core.relay.records import COLLECTION_PATTERN, InvalidRecord, Record
+from fleetlink.core.relay.service import RecordAnswer, Rejection
+
+router = Router()
+AGENT: RouteAccess = {
+    "middlewares": [security.signed_agent],
+    "security": [{"agentSignature": []}],
+    "tags": ["relay"],
+}
+OPERATOR: RouteAccess = {
+    "middlewares": [security.operator],
+    "security": [{"operator": []}],
+    "tags": ["relay"],
+}
+CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN, description="Collection name")]
+
+
+def _incoming(node_id: str, wire: RelayRecord) -> Record | Rejection:
+    """The checked record, or why it is refused (someone else's, or a broken rule)."""
+    if wire.node_id is not None and wire.node_id != node_id:
+        return Rejection(wire.record_id, "not-your-record: a node writes only its own records")
+    try:
+        return wire.to_core()
+    except InvalidRecord as exc:
+        return Rejection(wire.record_id, str(exc))
+
+
+def _result(answer: RecordAnswer) -> RecordResult:
+    status = RecordStatus(answer.outcome.value)
+    return RecordResult(record_id=answer.record_id, status=status, error=answer.error)
+
+
+def _apply(records: list[RelayRecord]) -> list[RecordResult]:
+    node_id = security.calling_agent(router).agent_id
+    answers = get_deps().record_service.apply(node_id, [_incoming(node_id, wire) for wire in records])
+    return [_result(answer) for answer in answers]
+
+
+@router.post("/relay/immediate", summary="Send one record of this node", **AGENT)
+def immediate(record: Annotated[RelayRecord, Body()]) -> RecordResult:
+    return _apply([record])[0]
+
+
+@router.post("/relay/batch", summary="Send 1-500 records of this node (each decided on its own)", **AGENT)
+def batch(request: Annotated[BatchRequest, Body()]) -> BatchAnswer:
+    return BatchAnswer(results=_apply(request.records))
+
+
+def _query(request: QueryRequest, reader_tags: dict[str, str] | None) -> QueryAnswer:
+    query = RecordQuery(**request.model_dump())
+    page = get_deps().record_service.query(query, reader_tags=reader_tags)
+    return QueryAnswer(records=[_query_record(item) for item in page.items], cursor=page.cursor)
+
+
+def _query_record(item: StoredRecord) -> QueryRecord:
+    return QueryRecord(
+        node_id=item.node_id,
+        collection=item.collection,
+        key=item.key,
+        value=None if item.value_json is None else json.loads(item.value_json),
+        deleted=item.deleted,
+        hlc=str(item.hlc),
+        updated_at=item.updated_at,
+    )
+
+
+@router.post("/relay/query", summary="Records of any node, as the collection's read policy allows", **AGENT)
+def agent_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
+    return _query(request, security.calling_agent(router).tags)
+
+
+@router.post("/relay/records/query", summary="Records of any node (operators)", **OPERATOR)
+def operator_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
+    return _query(request, None)
+
+
+def _policy(readers: Readers) -> CollectionPolicy:
+    return CollectionPolicy(readers="fleet" if readers == "fleet" else TagReaders(tag=dict(readers)))
+
+
+@router.put("/relay/collections/<collection>", summary="Set who may query a collection", **OPERATOR)
+def put_policy(collection: CollectionPath, policy: Annotated[CollectionPolicy, Body()]) -> CollectionPolicy:
+    readers: Readers = "fleet" if policy.readers == "fleet" else dict(policy.readers.tag)
+    get_deps().record_service.set_readers(collection, readers, by=security.operator_actor(router))
+    return _policy(readers)
+
+
+@router.get("/relay/collections/<collection>", summary="Who may query a collection", **OPERATOR)
+def get_policy(collection: CollectionPath) -> CollectionPolicy:
+    return _policy(get_deps().record_service.readers(collection))
+
+
+@router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **OPERATOR)
+def node_sync(agent_id: AgentIdPath) -> NodeSyncState:
+    state = get_deps().record_service.sync_state(agent_id)
+    if state is None:
+        raise NotFound("no record of this agent reached the relay", code="no-relay-sync")
+    return NodeSyncState.model_validate(state, from_attributes=True)

@@ -46,7 +46,9 @@ test: $(VENV)/.dev node_modules/.installed ## install what the tests need, check
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/contract
+	@# the contract fuzz in one process: schemathesis' generated cases do not spread over xdist workers
+	$(BIN)/pytest -p no:xdist tests/contract
 
 lint: $(VENV)/.dev ## ruff, mypy and the import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .

@@ -41,7 +41,8 @@ run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PO
 
 test: $(VENV)/.dev node_modules/.installed ## install what the tests need, check the import contracts, run the whole suite
 	@test -x /usr/sbin/sshd || command -v sshd >/dev/null || { echo "installing openssh-server (tunnel relay tests)"; \
-		$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get install -y --no-install-recommends openssh-server; }
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
+		$$SUDO apt-get install -y --no-install-recommends openssh-server; }
 	@command -v chromium >/dev/null || { echo "installing chromium (the /v1/docs browser test)"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y --no-install-recommends chromium; }

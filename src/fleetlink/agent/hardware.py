@@ -14,7 +14,8 @@ import socket
 import uuid
 from pathlib import Path
 
-from fleetlink.agent.identity import IdentityError, resolve_state_dir, write_private_file
+from fleetlink.agent.identity import IdentityError, resolve_state_dir
+from fleetlink.auth.files import write_private_file
 from fleetlink.core.entities import Hardware
 
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))

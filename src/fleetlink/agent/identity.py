@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from fleetlink.auth.files import PRIVATE_FILE_MODE, write_private_file
 from fleetlink.auth.keys import PrivateKey, generate_private_key, load_private_key, private_key_to_pem
 from fleetlink.core.entities import KeyAlg
 
@@ -21,7 +22,6 @@ STATE_DIR_ENV = "FLEETLINK_STATE_DIR"
 DEFAULT_STATE_DIR = Path("~/.fleetlink/agent")
 KEY_FILE = "signing_key.pem"
 IDENTITY_FILE = "identity.json"
-PRIVATE_FILE_MODE = 0o600
 STATE_DIR_MODE = 0o700
 
 
@@ -38,29 +38,6 @@ def resolve_state_dir(state_dir: str | os.PathLike[str] | None = None) -> Path:
 def key_alg_of(key: PrivateKey) -> KeyAlg:
     """The signature algorithm a private key is used with."""
     return KeyAlg.ED25519 if isinstance(key, ed25519.Ed25519PrivateKey) else KeyAlg.RSA_PSS_SHA512
-
-
-def write_private_file(path: Path, content: bytes) -> bool:
-    """Create ``path`` with mode 0600 holding ``content``, unless it exists; return whether it was created.
-
-    The content goes to a fresh ``O_CREAT | O_EXCL`` 0600 file first and is then hard-linked into
-    place, so a concurrent reader never sees a half-written file and a concurrent writer never
-    overwrites this one.
-    """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import secrets
 from pathlib import Path
 from typing import TypeAlias
@@ -32,12 +31,13 @@ from cryptography.hazmat.primitives import hashes, hpke, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from fleetlink.auth.files import write_private_file
+
 MAX_PLAINTEXT_BYTES = 8 * 1024
 """The largest secret that can be sealed (8 KiB: provider tokens are well under 1 KiB)."""
 
 MIN_RSA_BITS = 2048
 ENCRYPTION_KEY_FILE = "encryption_key.pem"
-PRIVATE_FILE_MODE = 0o600
 
 VERSION = "fl1"
 ALG_HPKE_X25519 = "hpke-x25519-sha256-chacha20poly1305"
@@ -138,20 +138,7 @@ def save_encryption_key(path: Path, key: x25519.X25519PrivateKey) -> bool:
     The PEM goes to a fresh exclusive 0600 file first and is hard-linked into place, so a reader
     never sees half a key and a concurrent writer never replaces one.
     """
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(encryption_key_to_pem(key).encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        temp.unlink(missing_ok=True)
+    return write_private_file(path, encryption_key_to_pem(key).encode())
 
 
 def load_or_create_encryption_key(state_dir: Path) -> x25519.X25519PrivateKey:

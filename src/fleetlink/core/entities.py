@@ -11,7 +11,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from fleetlink.core.ids import IdPrefix, new_id
-from fleetlink.core.numbers import check_json_numbers
+from fleetlink.core.json_values import check_json_value
 
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
 TagValue = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/@+ -]{0,128}$")]
@@ -70,7 +70,7 @@ class Hardware(BaseModel):
         for name, value in extra.items():
             if len(name) > 64 or not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
                 raise ValueError(f"hardware field {name!r} must be a scalar of at most 256 characters")
-            check_json_numbers(value)
+            check_json_value(value)
 
     def fields(self) -> dict[str, str]:
         """Every reported field as a normalised string, for comparison."""

@@ -8,13 +8,13 @@ size limit measures and what both sides store.
 from __future__ import annotations
 
 import json
-import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
 from fleetlink.core.ids import IdPrefix, is_id
+from fleetlink.core.json_values import MAX_VALUE_DEPTH, check_json_value
 from fleetlink.core.relay.hlc import Hlc, InvalidHlc
 
 COLLECTION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -22,8 +22,6 @@ MAX_COLLECTION_CHARS = 64
 MAX_KEY_BYTES = 512
 #: A value's canonical JSON at most this many bytes (far under DynamoDB's 400 KB item limit).
 MAX_VALUE_BYTES = 64 * 1024
-#: Nesting of arrays and objects in a value (DynamoDB's own limit for nested attributes is 32).
-MAX_VALUE_DEPTH = 32
 #: Integers in values stay within what a DynamoDB number holds (38 significant digits).
 MAX_INT_DIGITS = 38
 #: An hlc further than this ahead of the server's clock is rejected (a broken clock must not win forever).
@@ -86,31 +84,11 @@ def parse_hlc(text: str | Hlc) -> Hlc:
 
 
 def _check_json_shape(value: Any) -> None:
-    """Only JSON types, finite numbers, bounded integers, string keys, bounded depth (iteratively)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, bool) or item is None or isinstance(item, str):
-            continue
-        if isinstance(item, int):
-            if len(str(abs(item))) > MAX_INT_DIGITS:
-                raise InvalidRecord("invalid-value", f"integers may have at most {MAX_INT_DIGITS} digits")
-            continue
-        if isinstance(item, float):
-            if not math.isfinite(item):
-                raise InvalidRecord("invalid-value", "numbers must be finite (no NaN or Infinity)")
-            continue
-        if isinstance(item, dict | list | tuple):
-            if depth > MAX_VALUE_DEPTH:
-                raise InvalidRecord("invalid-value", f"value nests deeper than {MAX_VALUE_DEPTH} levels")
-            if isinstance(item, dict):
-                if not all(isinstance(name, str) for name in item):
-                    raise InvalidRecord("invalid-value", "object keys must be strings")
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
-            continue
-        raise InvalidRecord("invalid-value", f"{type(item).__name__} is not a JSON type")
+    """Only JSON types, finite numbers, integers DynamoDB holds, string keys, bounded depth."""
+    try:
+        check_json_value(value, max_depth=MAX_VALUE_DEPTH, max_int=10**MAX_INT_DIGITS - 1)
+    except ValueError as exc:
+        raise InvalidRecord("invalid-value", f"value {exc}" if "nests" in str(exc) else str(exc)) from None
 
 
 def encode_value(value: Any) -> str:

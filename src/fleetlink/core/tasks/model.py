@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from fleetlink.core.entities import Strict, TagKey, TagValue
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_VALUE_DEPTH, JsonObject
-from fleetlink.core.numbers import Count, EpochMs, StrictInt, check_json_numbers
+from fleetlink.core.numbers import Count, EpochMs, StrictInt
 
 SHELL = "shell"
 #: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
@@ -113,8 +113,6 @@ class CreateTask(Verbatim):
                 raise ValueError("a shell task takes a command, not input")
         elif self.command is not None:
             raise ValueError(f"a {self.type} task takes input, not a command")
-        if self.input is not None:
-            check_json_numbers(self.input)
         if self.input is not None and len(json.dumps(self.input)) > MAX_INPUT_BYTES:
             raise ValueError(f"input is over {MAX_INPUT_BYTES} bytes as JSON")
         return self

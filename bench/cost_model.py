@@ -119,7 +119,7 @@ def cost_line(
     from _support import save_results
     from fleetlink.api.functions import FUNCTIONS
 
-    memory = FUNCTIONS[function].memory_mb or 512
+    memory = FUNCTIONS[function].memory_mb or 512  # none named: the stage default, lambda_memory_mb
     duration_s = load("durations")["functions"][function]["duration_s"][str(memory)]
     billed_ms = math.ceil(duration_s * 1000)
     log_bytes = load("log_bytes")["after_bytes_per_heartbeat"]

@@ -91,6 +91,22 @@ class CpuOutsideDynamo:
         return total - self.inside, self.calls
 
 
+def relay_record(n: int) -> dict[str, Any]:
+    """A typical small record (~150 bytes of JSON value), as a node sends it."""
+    from fleetlink.core.ids import IdPrefix, new_id
+    from fleetlink.core.relay.hlc import Hlc
+
+    value = {"n": n, "host": f"web-{n % 97:02d}", "disk_free_gb": n % 512, "status": "ok", "tags": ["a", "b"]}
+    hlc = Hlc(int(time.time() * 1000), 0)
+    return {
+        "record_id": new_id(IdPrefix.RECORD),
+        "collection": "bench",
+        "key": f"host/{n:06d}",
+        "hlc": str(hlc),
+        "value": value,
+    }
+
+
 def requests(stack: Stack) -> dict[str, Callable[[], Any]]:
     """One representative warm request per function, each call a fresh one."""
     from fleetlink.local.events import scheduled_event
@@ -109,11 +125,35 @@ def requests(stack: Stack) -> dict[str, Callable[[], Any]]:
         path = f"/v1/agents/{agent.agent_id}/executions/claim"
         return stack.invoke("tasks", agent.signed_event("POST", path, body, key_id=agent.agent_id))
 
+    tunnel = stack.operator(
+        "tunnels",
+        "POST",
+        f"/v1/agents/{agent.agent_id}/tunnels",
+        {"provider": "self_hosted", "name": "web", "local_target": "127.0.0.1:8080"},
+    )
+    healths = iter(["up", "down"] * 10**6)
+
+    def report_status() -> Any:
+        """A tunnel's health changing (an unchanged report writes nothing)."""
+        assert agent.agent_id is not None
+        body = json.dumps({"health": next(healths)}).encode()
+        path = f"/v1/tunnels/{tunnel['tunnel_id']}/status"
+        return stack.invoke("tunnels", agent.signed_event("PUT", path, body, key_id=agent.agent_id))
+
+    def send_record() -> Any:
+        """One record sent alone, as the sync worker does when a node writes now and then."""
+        assert agent.agent_id is not None
+        body = json.dumps(relay_record(next(counter))).encode()
+        event = agent.signed_event("POST", "/v1/relay/immediate", body, key_id=agent.agent_id)
+        return stack.invoke("relay", event)
+
     return {
         "registration": register,
         "heartbeat": lambda: stack.invoke("heartbeat", agent.heartbeat_event(0)),
         "tasks": claim,
         "operator": lambda: stack.operator("operator", "GET", f"/v1/agents/{agent.agent_id}"),
+        "tunnels": report_status,
+        "relay": send_record,
         "cleanup": lambda: stack.handler("cleanup")(
             scheduled_event("lease-expiry"), stack.contexts["cleanup"]
         ),

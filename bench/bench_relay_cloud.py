@@ -6,6 +6,8 @@ and the lag from a local write to its visibility in a query.
   the same conditional PutItem straight to the same DynamoDB, with the same parallelism (goal at most 1.5x).
 - Request units per applied, duplicate and stale record (100-record batches, counted from item
   sizes per AWS's rules by bench/capacity.py), including the per-request sync-state update.
+- The relay-sync line of bench/cost_model.py (``--cost-only`` for it alone): one record through
+  the relay handler, counted by bench/capacity.py, written to bench/results/relay_cost.json.
 - Lag: a record written on the node with the sync worker running until a query of another call
   sees it (p50 / p99).
 
@@ -15,6 +17,7 @@ Run: ``PYTHONPATH=src:. python bench/bench_relay_cloud.py [--records N] [--lag-s
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import threading
 import time
@@ -42,6 +45,8 @@ from fleetlink.store.relay import DynamoRelayRepository
 OPERATOR_TOKEN = "bench-relay-operator-token"
 #: Between two queries of the lag measurement (its resolution).
 POLL_S = 0.01
+#: The relay-sync cost line's assumption: records a node writes an hour, each sent alone.
+RECORDS_PER_HOUR = 1
 
 
 def value(n: int) -> dict[str, object]:
@@ -145,11 +150,52 @@ def lag(stack: DevStack, tmp: Path, samples: int) -> None:
     )
 
 
+def sync_cost() -> None:
+    """Request units of one record sent alone through the relay handler (signature check, nonce,
+    record, sync state), written as the relay-sync line of bench/cost_model.py."""
+    from bench._support import BenchAgent, local_stack
+    from bench.bench_durations import relay_record
+    from bench.cost_model import cost_line
+
+    header("One record through /v1/relay/immediate (relay handler on moto, CapacityMeter)")
+    with local_stack() as stack:
+        meter = CapacityMeter(stack.client)
+        agent = BenchAgent(1)
+        stack.register(agent, stack.mint_token())
+        assert agent.agent_id is not None
+        sent = []
+        for n in range(3):
+            body = json.dumps(relay_record(n)).encode()
+            event = agent.signed_event("POST", "/v1/relay/immediate", body, key_id=agent.agent_id)
+            with meter.measure(f"record{n}") as measured:
+                answer = json.loads(stack.invoke("relay", event)["body"])
+            assert answer["status"] == "applied", answer
+            sent.append(measured)
+    worst = max(sent, key=lambda m: (m.wcu + m.gsi_wcu, m.rcu))
+    print(
+        f"  {worst.rcu:g} RCU + {worst.wcu:g} WCU + {worst.gsi_wcu:g} index WCU per record"
+        f"   (calls: {', '.join(worst.operations())})"
+    )
+    cost_line(
+        "relay",
+        f"relay sync: {RECORDS_PER_HOUR} record an hour per node, each sent alone (assumed rate;"
+        " a node that writes nothing sends nothing)",
+        function="relay",
+        requests_per_month=RECORDS_PER_HOUR * 24 * 30,
+        rru=worst.rcu,
+        wru=worst.wcu + worst.gsi_wcu,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--lag-samples", type=int, default=100)
+    parser.add_argument("--cost-only", action="store_true", help="only the relay-sync cost line")
     args = parser.parse_args()
+    if args.cost_only:
+        sync_cost()
+        return
     with (
         tempfile.TemporaryDirectory() as tmp,
         DevStack(operator_token=OPERATOR_TOKEN, access_log=None, cleanup_every_s=0) as stack,
@@ -167,6 +213,7 @@ def main() -> None:
         DevStack(operator_token=OPERATOR_TOKEN, access_log=None, cleanup_every_s=0) as stack,
     ):
         lag(stack, Path(tmp), args.lag_samples)
+    sync_cost()
 
 
 if __name__ == "__main__":

@@ -20,10 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _support import BenchAgent, Stack, header, local_stack
 from bench_capacity import LABEL, call_text, measure, row, self_check
 from capacity import CapacityMeter, Measurement
+from cost_model import cost_line
 
 FLEET_AGENTS = 10
 TUNNELS_PER_AGENT = 3
 EVENTS_PER_BATCH = 20
+#: The idle cost line's assumption: how often one of an agent's tunnels changes health.
+HEALTH_CHANGES_PER_DAY = 1
 SECRET = "bench-provider-credential-0123456789abcdef0123456789abcdef"
 
 
@@ -132,6 +135,10 @@ def operations(meter: CapacityMeter, stack: Stack) -> dict[str, Measurement]:
     results[f"events batch ({EVENTS_PER_BATCH}, 4 errors)"] = measure(
         meter, "events", lambda: signed(stack, first, "POST", f"/v1/tunnels/{tunnel_id}/events", batch)
     )
+    one = {"events": [{**batch["events"][1], "event_type": "health_down", "message": "down"}]}
+    results["events batch (1 health change)"] = measure(
+        meter, "event", lambda: signed(stack, first, "POST", f"/v1/tunnels/{tunnel_id}/events", one)
+    )
     results["tunnel read (GET /v1/tunnels/{id})"] = measure(
         meter, "read", lambda: stack.operator("tunnels", "GET", f"/v1/tunnels/{tunnel_id}")
     )
@@ -210,6 +217,26 @@ def main() -> None:
     header("Per call")
     for label, measurement in results.items():
         print(f"  {label}:\n      " + " | ".join(call_text(call) for call in measurement.calls))
+    save_cost_line(results, same)
+
+
+def save_cost_line(results: dict[str, Measurement], heartbeat_unchanged: bool) -> None:
+    """An agent with tunnels adds nothing to its idle heartbeat (measured above); what it sends is a
+    status report and an event each time a tunnel's health changes (assumed rate)."""
+    if not heartbeat_unchanged:
+        raise SystemExit("the idle heartbeat grew with tunnels: the tunnels line cannot be per request")
+    status, event = results["status report, changed"], results["events batch (1 health change)"]
+    per_change = [status, event]
+    requests = HEALTH_CHANGES_PER_DAY * 30 * len(per_change)
+    cost_line(
+        "tunnels",
+        f"tunnels: {TUNNELS_PER_AGENT} per agent, idle heartbeat unchanged; {HEALTH_CHANGES_PER_DAY} health"
+        " change a day (status report + 1-event batch, assumed rate); desired state fetched only on change",
+        function="tunnels",
+        requests_per_month=requests,
+        rru=sum(m.rcu for m in per_change) / len(per_change),
+        wru=sum(m.wcu + m.gsi_wcu for m in per_change) / len(per_change),
+    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ capabilities are read from ``bench/results/<name>_cost.json`` when their benchma
 (see ``EXTRA_LINES``), in this shape, per agent per month::
 
     {"label": "tunnels: ...", "per_agent_month": {"api_requests": 0, "lambda_invocations": 0,
-     "lambda_gb_s": 0, "wru": 0, "rru": 0, "log_bytes": 0}}
+     "lambda_gb_s": 0, "wru": 0, "rru": 0, "log_bytes": 0}, "basis": {...}}
+
+``basis`` holds the measured per-request figures the month was multiplied from (``cost_line``
+writes both), so every line traces back to a benchmark.
 """
 
 from __future__ import annotations
@@ -107,6 +110,44 @@ def heartbeats() -> tuple[Heartbeat, Heartbeat]:
     return before, after
 
 
+def cost_line(
+    name: str, label: str, *, function: str, requests_per_month: float, rru: float, wru: float
+) -> dict[str, Any]:
+    """A capability's line from its measured units per request (``wru`` counts index writes too),
+    the function's modelled duration at its registry memory (durations.json) and the compact access
+    log line (log_bytes.json); written to ``bench/results/<name>_cost.json`` and returned."""
+    from _support import save_results
+    from fleetlink.api.functions import FUNCTIONS
+
+    memory = FUNCTIONS[function].memory_mb or 512  # none named: the stage default, lambda_memory_mb
+    duration_s = load("durations")["functions"][function]["duration_s"][str(memory)]
+    billed_ms = math.ceil(duration_s * 1000)
+    log_bytes = load("log_bytes")["after_bytes_per_heartbeat"]
+    n = requests_per_month
+    figures = {
+        "label": label,
+        "per_agent_month": {
+            "api_requests": n,
+            "lambda_invocations": n,
+            "lambda_gb_s": n * memory / 1024 * billed_ms / 1000,
+            "wru": n * wru,
+            "rru": n * rru,
+            "log_bytes": n * log_bytes,
+        },
+        "basis": {
+            "requests_per_month": n,
+            "function": function,
+            "memory_mb": memory,
+            "billed_ms": billed_ms,
+            "wru_per_request": wru,
+            "rru_per_request": rru,
+            "log_bytes_per_request": log_bytes,
+        },
+    }
+    save_results(f"{name}_cost", figures)
+    return figures
+
+
 def api_cost(requests: float) -> float:
     first = min(requests, 300e6)
     return first / 1e6 * API_PER_M_FIRST_300M + (requests - first) / 1e6 * API_PER_M_AFTER
@@ -123,12 +164,17 @@ def iot_messages_cost(messages: float) -> float:
     return first / 1e6 * IOT_PER_M_MESSAGES + (messages - first) / 1e6 * IOT_PER_M_MESSAGES_AFTER_1B
 
 
-def extra_lines() -> dict[str, dict[str, float] | None]:
-    found: dict[str, dict[str, float] | None] = {}
+def extra_figures() -> dict[str, dict[str, Any] | None]:
+    """Each capability's results file as written by ``cost_line``, or None when not measured."""
+    found: dict[str, dict[str, Any] | None] = {}
     for name in EXTRA_LINES:
         path = RESULTS_DIR / f"{name}_cost.json"
-        found[name] = json.loads(path.read_text())["per_agent_month"] if path.is_file() else None
+        found[name] = json.loads(path.read_text()) if path.is_file() else None
     return found
+
+
+def extra_lines() -> dict[str, dict[str, float] | None]:
+    return {name: None if f is None else f["per_agent_month"] for name, f in extra_figures().items()}
 
 
 def bill(beat: Heartbeat, agents: int, interval_s: int) -> dict[str, float]:
@@ -175,10 +221,17 @@ def main() -> None:
             f"  {beat.label:8} {beat.wru:5g} {beat.rru:5g} {beat.memory_mb:5d}MB {beat.billed_ms:5d}ms"
             f" {beat.log_bytes:9.0f} {'sampled' if beat.traced else 'no':>7}"
         )
-    extras = extra_lines()
-    for name, per_agent in extras.items():
-        state = "included" if per_agent else f"not measured yet (no bench/results/{name}_cost.json)"
-        print(f"  {name} line: {state}")
+    for name, figures in extra_figures().items():
+        if figures is None:
+            print(f"  {name} line: not measured yet (no bench/results/{name}_cost.json)")
+            continue
+        basis = figures["basis"]
+        print(
+            f"  {name} line: {figures['label']}; per request {basis['wru_per_request']:g} WRU"
+            f" {basis['rru_per_request']:g} RRU, {basis['memory_mb']} MB x {basis['billed_ms']} ms,"
+            f" {basis['log_bytes_per_request']:.0f} log bytes; {basis['requests_per_month']:g} requests"
+            " per agent-month"
+        )
 
     header("Monthly bill at a 60 s heartbeat, after")
     names = list(bill(after, FLEETS[0], 60))

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from fleetlink.core.agents.model import RegistrationEvent, RegistrationEventKind, TokenPurpose
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
 
 if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of` constructors
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # the handlers' domain objects; the agent never calls the `of
     from fleetlink.core.heartbeat import HeartbeatResult
 
 
-class TokenCreated(BaseModel):
+class TokenCreated(DeferredModel):
     token: str = Field(description="The registration token; shown once, stored only hashed")
     token_id: str
     expires_at: int
@@ -27,7 +28,7 @@ class TokenCreated(BaseModel):
     name_prefix: str | None
 
 
-class TokenSummary(BaseModel):
+class TokenSummary(DeferredModel):
     """A registration or recovery token as operators list it: never its secret."""
 
     token_id: str
@@ -47,26 +48,26 @@ class TokenSummary(BaseModel):
         return cls.model_validate(token.model_dump(exclude={"secret_hash"}))
 
 
-class TokenList(BaseModel):
+class TokenList(DeferredModel):
     items: list[TokenSummary]
     cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
 
 
-class RecoveryTokenCreated(BaseModel):
+class RecoveryTokenCreated(DeferredModel):
     token: str = Field(description="Single-use recovery token for this agent id; shown once, stored hashed")
     token_id: str
     agent_id: str
     expires_at: int
 
 
-class KeyRotated(BaseModel):
+class KeyRotated(DeferredModel):
     agent_id: str
     key_alg: KeyAlg
     public_key: str
     updated_at: int
 
 
-class Registered(BaseModel):
+class Registered(DeferredModel):
     agent_id: str
     event: RegistrationEventKind
     similarity_score: int | None = Field(
@@ -76,7 +77,7 @@ class Registered(BaseModel):
     server_time: int
 
 
-class HeartbeatAck(BaseModel):
+class HeartbeatAck(DeferredModel):
     # Always sent; the default lets an agent read an answer from a server that predates ``cancel``.
     model_config = ConfigDict(json_schema_serialization_defaults_required=True)
 
@@ -94,7 +95,7 @@ class HeartbeatAck(BaseModel):
         return cls.model_validate(result, from_attributes=True)
 
 
-class AgentSummary(BaseModel):
+class AgentSummary(DeferredModel):
     agent_id: str
     name: str
     state: AgentState
@@ -130,12 +131,12 @@ class AgentDetail(AgentSummary):
     registration_history: list[RegistrationEvent] = Field(description="Newest first")
 
 
-class AgentList(BaseModel):
+class AgentList(DeferredModel):
     items: list[AgentSummary]
     cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
 
 
-class ServiceHealth(BaseModel):
+class ServiceHealth(DeferredModel):
     status: str
     version: str
     checks: dict[str, Any] = Field(default_factory=dict)

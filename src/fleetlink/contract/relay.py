@@ -11,8 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, JsonValue, field_validator, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.relay.hlc import HLC_PATTERN
 from fleetlink.core.relay.records import (
@@ -52,7 +53,7 @@ def _key(value: str) -> str:
         raise ValueError(exc.detail) from None
 
 
-class RelayRecord(BaseModel):
+class RelayRecord(DeferredModel):
     """One write of the signing node: a value, or ``deleted: true`` (a tombstone)."""
 
     record_id: str = Field(pattern=id_pattern(IdPrefix.RECORD), description="rec_ + ULID, made by the node")
@@ -103,7 +104,7 @@ class RelayRecord(BaseModel):
         )
 
 
-class RecordResult(BaseModel):
+class RecordResult(DeferredModel):
     """The answer for one record (the whole answer of ``/relay/immediate``)."""
 
     record_id: str
@@ -111,17 +112,17 @@ class RecordResult(BaseModel):
     error: str | None = Field(default=None, description="Why, for rejected and retry")
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(DeferredModel):
     records: list[RelayRecord] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)
 
 
-class BatchAnswer(BaseModel):
+class BatchAnswer(DeferredModel):
     """One result per record, in request order."""
 
     results: list[RecordResult]
 
 
-class QueryRequest(BaseModel):
+class QueryRequest(DeferredModel):
     collection: str = Field(min_length=1, max_length=MAX_COLLECTION_CHARS, pattern=COLLECTION_PATTERN)
     node_id: str | None = Field(default=None, pattern=id_pattern(IdPrefix.AGENT))
     key_prefix: str | None = None
@@ -136,7 +137,7 @@ class QueryRequest(BaseModel):
         return None if value is None else _key(value)
 
 
-class QueryRecord(BaseModel):
+class QueryRecord(DeferredModel):
     node_id: str
     collection: str
     key: str
@@ -146,12 +147,12 @@ class QueryRecord(BaseModel):
     updated_at: int
 
 
-class QueryAnswer(BaseModel):
+class QueryAnswer(DeferredModel):
     records: list[QueryRecord]
     cursor: str | None = None
 
 
-class NodeSyncState(BaseModel):
+class NodeSyncState(DeferredModel):
     """A node's sync as the cloud saw it (operators): totals since its first record."""
 
     node_id: str
@@ -169,11 +170,11 @@ class NodeSyncState(BaseModel):
     last_request_at: int
 
 
-class TagReaders(BaseModel):
+class TagReaders(DeferredModel):
     tag: dict[str, str] = Field(min_length=1, description="An agent must carry all these tags")
 
 
-class CollectionPolicy(BaseModel):
+class CollectionPolicy(DeferredModel):
     """Who may query a collection: ``"fleet"`` (every active agent) or agents with the given tags."""
 
     readers: Literal["fleet"] | TagReaders = "fleet"

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskProgress, TaskState
 
 
-class ExecutionSummary(BaseModel):
+class ExecutionSummary(DeferredModel):
     execution_id: str
     agent_id: str
     status: ExecutionStatus
@@ -50,7 +51,7 @@ class ExecutionDetail(ExecutionSummary):
     cancel_requested: bool
 
 
-class Lease(BaseModel):
+class Lease(DeferredModel):
     """A claimed execution: what to run and until when the lease holds."""
 
     execution_id: str
@@ -64,19 +65,19 @@ class Lease(BaseModel):
     lease_expires_at: int | None
 
 
-class Claimed(BaseModel):
+class Claimed(DeferredModel):
     executions: list[Lease]
     renewed: list[str]
     cancel: list[str]
 
 
-class ResultRecorded(BaseModel):
+class ResultRecorded(DeferredModel):
     execution_id: str
     attempt: int
     status: ExecutionStatus = Field(description="What was recorded; queued when the attempt is retried")
 
 
-class TaskCreated(BaseModel):
+class TaskCreated(DeferredModel):
     task_id: str
     executions: int
     agent_ids: list[str]
@@ -115,6 +116,6 @@ class TaskSummary(Task):
         return cls(**task.model_dump(), open_executions=found.open, finished_executions=found.finished)
 
 
-class TaskList(BaseModel):
+class TaskList(DeferredModel):
     items: list[TaskSummary]
     cursor: str | None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.tunnels.model import (
     MAX_EVENTS_PER_REQUEST,
     MAX_ROUTES,
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class Tunnel(BaseModel):
+class Tunnel(DeferredModel):
     """A tunnel as answered to operators and agents (never a plaintext secret)."""
 
     tunnel_id: Annotated[str, Field(pattern=TUNNEL_ID_PATTERN)]
@@ -110,19 +111,19 @@ class DesiredTunnel(Tunnel):
         return cls(**_answer_fields(view), sealed_secret=view.record.sealed_secret)
 
 
-class DesiredState(BaseModel):
+class DesiredState(DeferredModel):
     """``GET /v1/agents/{agent_id}/tunnels`` as the agent reads it."""
 
     tunnels: list[DesiredTunnel]
     tunnels_version: int | None = None
 
 
-class TunnelList(BaseModel):
+class TunnelList(DeferredModel):
     items: list[Tunnel]
     cursor: str | None = Field(description="Pass back to get the next page; null on the last page")
 
 
-class Event(BaseModel):
+class Event(DeferredModel):
     """An event as answered (newest first in lists)."""
 
     event_id: str
@@ -139,18 +140,18 @@ class Event(BaseModel):
         return cls.model_validate(event, from_attributes=True)
 
 
-class EventList(BaseModel):
+class EventList(DeferredModel):
     items: list[Event]
     cursor: str | None = Field(description="Pass back to get the next (older) page; null on the last")
 
 
-class HealthCountRow(BaseModel):
+class HealthCountRow(DeferredModel):
     provider: Provider
     health: Health
     count: int
 
 
-class HealthSummary(BaseModel):
+class HealthSummary(DeferredModel):
     """``GET /v1/tunnels/health``: tunnels by provider and health (silent agents' tunnels: unknown)."""
 
     total: int

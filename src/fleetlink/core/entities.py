@@ -8,8 +8,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.json_values import check_json_value
 
@@ -24,7 +25,7 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 MAX_HARDWARE_EXTRA_FIELDS = 16
 
 
-class Strict(BaseModel):
+class Strict(DeferredModel):
     """A command body: unknown fields are refused, strings stripped."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -46,7 +47,7 @@ class Liveness(StrEnum):
     NEVER_SEEN = "never_seen"
 
 
-class Hardware(BaseModel):
+class Hardware(DeferredModel):
     """What an agent reports about its machine; unknown extra fields are kept (at most 16, short)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -77,7 +78,7 @@ class Hardware(BaseModel):
         return {k: str(v).strip().lower() for k, v in self.model_dump().items() if str(v).strip()}
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(DeferredModel):
     audit_id: str
     actor: str
     action: str
@@ -102,6 +103,6 @@ class AuditRecord(BaseModel):
 T = TypeVar("T")
 
 
-class Page(BaseModel, Generic[T]):
+class Page(DeferredModel, Generic[T]):
     items: list[T]
     cursor: str | None = None

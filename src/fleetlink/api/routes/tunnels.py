@@ -9,7 +9,6 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
@@ -23,6 +22,7 @@ from fleetlink.contract.tunnels import (
     Tunnel,
     TunnelList,
 )
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.tunnels.model import (
     EventsBatch,
@@ -49,13 +49,13 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-class StatusRecorded(BaseModel):
+class StatusRecorded(DeferredModel):
     tunnel_id: str
     health: Health
     changed: bool
 
 
-class EventsAccepted(BaseModel):
+class EventsAccepted(DeferredModel):
     accepted: int
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg
 
 
@@ -21,7 +22,7 @@ class TokenPurpose(StrEnum):
     RECOVERY = "recovery"  # lets one new key take over one agent id, once
 
 
-class Agent(BaseModel):
+class Agent(DeferredModel):
     agent_id: str
     fingerprint: str
     name: str
@@ -39,7 +40,7 @@ class Agent(BaseModel):
     version: int | None = None
 
 
-class Presence(BaseModel):
+class Presence(DeferredModel):
     """What the last heartbeat said; absent until the first one."""
 
     last_seen_at: int
@@ -48,7 +49,7 @@ class Presence(BaseModel):
     heartbeats: int = 0
 
 
-class Resemblance(BaseModel):
+class Resemblance(DeferredModel):
     """A known agent whose hardware a new registration resembles (evidence for the operator only)."""
 
     agent_id: str
@@ -56,7 +57,7 @@ class Resemblance(BaseModel):
     same_fingerprint: bool
 
 
-class RegistrationEvent(BaseModel):
+class RegistrationEvent(DeferredModel):
     event_id: str
     agent_id: str
     event: RegistrationEventKind
@@ -70,7 +71,7 @@ class RegistrationEvent(BaseModel):
     resembles: Resemblance | None = None
 
 
-class RegistrationToken(BaseModel):
+class RegistrationToken(DeferredModel):
     token_id: str
     secret_hash: str
     purpose: TokenPurpose = TokenPurpose.REGISTRATION

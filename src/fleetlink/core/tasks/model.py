@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.entities import Strict, TagKey, TagValue
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_VALUE_DEPTH, JsonObject
@@ -74,7 +75,7 @@ class TaskTargets(Strict):
         return self
 
 
-class Verbatim(BaseModel):
+class Verbatim(DeferredModel):
     """Strict, and strings kept as sent (commands and outputs are not ours to trim)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -150,7 +151,7 @@ class ExecutionResult(Verbatim):
 # --- entities ------------------------------------------------------------------------------
 
 
-class Task(BaseModel):
+class Task(DeferredModel):
     task_id: str
     type: str
     command: str | None = None
@@ -170,7 +171,7 @@ class Task(BaseModel):
     cancelled_at: int | None = None
 
 
-class TaskProgress(BaseModel):
+class TaskProgress(DeferredModel):
     """How far a task got, as kept in its open-count shards (no execution is read)."""
 
     open: int = 0
@@ -178,7 +179,7 @@ class TaskProgress(BaseModel):
     finished: dict[str, int] = Field(default_factory=dict)
 
 
-class Execution(BaseModel):
+class Execution(DeferredModel):
     """One task on one agent. Carries what the agent needs, so a claim reads nothing else."""
 
     execution_id: str

@@ -15,8 +15,9 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
+from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 
 MAX_ROUTES = 32
@@ -147,7 +148,7 @@ SealedSecret = Annotated[str, Field(min_length=8, max_length=MAX_SEALED_SECRET_C
 Priority = Annotated[int, Field(ge=0, le=MAX_PRIORITY)]
 
 
-class _Strict(BaseModel):
+class _Strict(DeferredModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -237,7 +238,7 @@ class EventsBatch(_Strict):
 # --- records ---------------------------------------------------------------------------------------
 
 
-class TunnelRecord(BaseModel):
+class TunnelRecord(DeferredModel):
     """A tunnel as stored: the operator's desired config, the agent's last reported status, and the
     secret only in its sealed form (``sealed_secret``, opened by the agent alone)."""
 
@@ -272,7 +273,7 @@ class TunnelRecord(BaseModel):
         )
 
 
-class TunnelEvent(BaseModel):
+class TunnelEvent(DeferredModel):
     """One entry of a tunnel's event log (expires after the retention, by TTL)."""
 
     event_id: str

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,6 @@ from fleetlink.cli.main import app
 from fleetlink.local.faults import FaultPlan
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.local.server import DevStack
-from fleetlink.local.ttl import expire_ttl_items_via_api
 from fleetlink.store.table import ensure_table
 
 
@@ -38,22 +36,6 @@ def test_ensure_table_keeps_an_existing_table(client: Any) -> None:
     client.put_item(TableName="existing", Item={"pk": {"S": "a"}, "sk": {"S": "b"}})
     assert ensure_table(client, "existing") is True
     assert client.get_item(TableName="existing", Key={"pk": {"S": "a"}, "sk": {"S": "b"}})["Item"]
-
-
-def test_ttl_through_the_api_deletes_only_expired_items(client: Any) -> None:
-    # Given items whose TTL passed, has not passed, or is absent
-    now = int(time.time())
-    for pk, ttl in (("old", now - 5), ("new", now + 3600), ("none", None)):
-        item = {"pk": {"S": pk}, "sk": {"S": "x"}} | ({"ttl": {"N": str(ttl)}} if ttl else {})
-        client.put_item(TableName="existing", Item=item)
-    # When the emulated TTL pass runs; Then only the expired one is gone
-    assert expire_ttl_items_via_api(client, "existing", now_s=now) == 1
-    left = {
-        pk
-        for pk in ("old", "new", "none")
-        if "Item" in client.get_item(TableName="existing", Key={"pk": {"S": pk}, "sk": {"S": "x"}})
-    }
-    assert left == {"new", "none"}
 
 
 def test_a_dev_stack_with_faults_injects_them_into_the_handlers() -> None:

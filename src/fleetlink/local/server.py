@@ -34,7 +34,7 @@ from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled
 from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
-from fleetlink.local.ttl import expire_ttl_items, expire_ttl_items_via_api
+from fleetlink.local.ttl import expire_ttl_items
 
 #: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
@@ -316,9 +316,13 @@ class DevStack:
         return self.invoke(function, scheduled_event(duty))
 
     def expire_ttl_items(self, now_s: int | None = None) -> int:
-        """Delete expired items, as DynamoDB's TTL process would (see :func:`expire_ttl_items`)."""
+        """Delete expired items from moto, as DynamoDB's TTL process would (see :func:`expire_ttl_items`).
+
+        An external endpoint keeps its own TTL process, or none (DynamoDB Local): expired items then
+        stay, and every read already filters them (``ttl > now``), so nothing pages through the table.
+        """
         if self._endpoint_client is not None:
-            return expire_ttl_items_via_api(self._endpoint_client, self.table_name, now_s=now_s)
+            return 0
         return expire_ttl_items(self.table_name, now_s=now_s)
 
     def tick(self) -> None:

@@ -279,6 +279,8 @@ class DynamoTunnelRepository:
     ) -> Page[TunnelEvent]:
         """Newest first over the day partitions from now back to ``since_ms``: each shard's newest
         ``limit`` below the cursor, merged. The cursor is the last answered event's sort key."""
+        # events live `retention` at most (TTL): an older `since` reads no further back than that
+        since_ms = max(since_ms, now_ms - self._retention_s * 1000)
         scope = f"tunnel-fleet-events:errors={errors_only}:since={since_ms}"
         before = self._fleet_position(scope, cursor)
         floor = keys.tunnel_event_fleet_sk(since_ms, "")

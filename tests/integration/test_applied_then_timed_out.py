@@ -62,3 +62,15 @@ def test_a_sequenced_heartbeat_written_then_timed_out_is_not_stale_for_its_own_r
     # Then botocore's resend of an applied update finds its own write: no heartbeat is a 401
     assert injector.counts[("timeout_applied", "UpdateItem")] > 0
     assert set(statuses) <= {200, 503}, statuses
+
+
+def test_a_registration_whose_transaction_was_applied_then_timed_out_registers_once(api: Api) -> None:
+    # Given a token for two machines, and transactions applied and then timed out half the time
+    token = api.mint_token(max_uses=REQUESTS)
+    plan = FaultPlan(per_operation={("timeout", "TransactWriteItems"): 0.5}, timeout_applied=1.0, seed=SEED)
+    # When machines register (botocore resends each transaction with its ClientRequestToken)
+    with inject_faults(plan) as injector:
+        statuses = [api.register(Machine(f"tx-{n}"), token).status for n in range(REQUESTS)]
+    # Then DynamoDB's idempotent resend counts each registration once: all succeed, none is a 401/409
+    assert injector.counts[("timeout_applied", "TransactWriteItems")] > 0
+    assert set(statuses) <= {201, 503}, statuses

@@ -193,7 +193,7 @@ def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants
     # Given a fresh table and faults of one kind at its rate, from a fixed seed
     driver = Driver(api, kind)
     duties: Counter[str] = Counter()
-    with inject_faults(FaultPlan(**{kind: RATES[kind]}, seed=SEED)) as injector:
+    with inject_faults(FaultPlan.parse(f"{kind}={RATES[kind]},seed={SEED}")) as injector:
         # When a fleet lives its life through every route and duty
         drive(driver, deps, clock, duties)
     # Then every answer is one its route documents, and the table is sound

@@ -130,8 +130,8 @@ class TaskService:
 
     def _resolve(self, targets: TaskTargets) -> list[str]:
         found: dict[str, Agent] = {}
-        for agent_id in targets.agent_ids:
-            view = self._agents.get_view(agent_id)
+        for agent_id in targets.agent_ids:  # read consistently: an agent registered a moment ago counts
+            view = self._agents.get_view(agent_id, consistent=True)
             if view is None:
                 raise NotFound(f"no agent {agent_id}", code="agent-not-found")
             found[agent_id] = view.agent

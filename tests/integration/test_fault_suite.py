@@ -40,6 +40,11 @@ RATES = {
     "timeout": 0.03,
     "stale": 0.5,
 }
+#: Timeouts of writes are applied before the answer is lost (the caller cannot know), and more
+#: frequent, so that botocore's resends of applied writes are exercised on every write path.
+TIMEOUT_WRITES = ",".join(
+    ["timeout_applied=1.0", *(f"timeout@{op}=0.1" for op in ("PutItem", "UpdateItem", "TransactWriteItems"))]
+)
 MACHINES = 4
 TUNNEL = {"provider": "self_hosted", "name": "web", "mode": "http", "local_target": "127.0.0.1:8080"}
 ROUNDS = 3
@@ -193,7 +198,8 @@ def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants
     # Given a fresh table and faults of one kind at its rate, from a fixed seed
     driver = Driver(api, kind)
     duties: Counter[str] = Counter()
-    with inject_faults(FaultPlan.parse(f"{kind}={RATES[kind]},seed={SEED}")) as injector:
+    extra = f",{TIMEOUT_WRITES}" if kind == "timeout" else ""
+    with inject_faults(FaultPlan.parse(f"{kind}={RATES[kind]},seed={SEED}{extra}")) as injector:
         # When a fleet lives its life through every route and duty
         drive(driver, deps, clock, duties)
     # Then every answer is one its route documents, and the table is sound
@@ -213,3 +219,4 @@ def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants
     assert (driver.undocumented, violations) == ([], [])
     assert len(driver.routes) == len(route_table()) - 2, sorted(driver.routes)
     assert injected > 0
+    assert kind != "timeout" or any(k == "timeout_applied" for k, _ in injector.counts)

@@ -21,6 +21,7 @@ from fleetlink.api.app import openapi_document, route_table
 from fleetlink.api.deps import Deps
 from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.local.faults import KINDS, FaultPlan, inject_faults
 from fleetlink.local.routing import RouteTable
 from tests.conftest import TEST_TABLE
@@ -39,7 +40,13 @@ RATES = {
     "timeout": 0.03,
     "stale": 0.5,
 }
+#: Timeouts of writes are applied before the answer is lost (the caller cannot know), and more
+#: frequent, so that botocore's resends of applied writes are exercised on every write path.
+TIMEOUT_WRITES = ",".join(
+    ["timeout_applied=1.0", *(f"timeout@{op}=0.1" for op in ("PutItem", "UpdateItem", "TransactWriteItems"))]
+)
 MACHINES = 4
+TUNNEL = {"provider": "self_hosted", "name": "web", "mode": "http", "local_target": "127.0.0.1:8080"}
 ROUNDS = 3
 #: Every outcome of every kind, printed once at the end of the module.
 TALLY: dict[str, Counter[str]] = {}
@@ -52,6 +59,8 @@ class Driver:
         self.api = api
         self.kind = kind
         self.statuses: Counter[int] = Counter()
+        #: Answers other than 2xx, by route and status.
+        self.refusals: Counter[str] = Counter()
         self.routes: set[str] = set()
         self.undocumented: list[str] = []
         self.table = RouteTable(route_table())
@@ -63,6 +72,8 @@ class Driver:
         template = matched.route.template
         self.routes.add(f"{method} {template}")
         self.statuses[reply.status] += 1
+        if reply.status >= 300:
+            self.refusals[f"{method} {template} -> {reply.status}"] += 1
         documented = self.paths[template][method.lower()]["responses"]
         if str(reply.status) not in documented:
             self.undocumented.append(f"{method} {template} -> {reply.status}: {reply.body[:200]}")
@@ -86,6 +97,7 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -
     api = driver.api
     reply = driver.operator("registration", "POST", "/v1/registration-tokens", {"max_uses": MACHINES + 2})
     token = reply.json["token"] if reply.status == 201 else api.mint_token(max_uses=MACHINES + 2)
+    reply_token = reply
     machines = [Machine(f"{driver.kind}-{i}") for i in range(MACHINES)]
     for machine in machines:
         driver.register(machine, token)
@@ -128,10 +140,46 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -
         driver.operator("tasks", "GET", f"/v1/tasks/{task_id}")
     for task_id in task_ids[:2]:
         driver.operator("tasks", "POST", f"/v1/tasks/{task_id}/cancel")
+    drive_capabilities(driver, machines, token_reply=reply_token)
     if machines:
         driver.operator("operator", "POST", f"/v1/agents/{machines[-1].agent_id}/revoke")
     for path in ("/v1/health", "/v1/health/ready", "/v1/openapi.json"):
         driver.public("operator", path)
+
+
+def drive_capabilities(driver: Driver, machines: list[Machine], token_reply: Reply) -> None:
+    """Tokens, identity, tunnels and relay routes, each at least once."""
+    driver.operator("registration", "GET", "/v1/registration-tokens")
+    if token_reply.status == 201:
+        driver.operator("registration", "DELETE", f"/v1/registration-tokens/{token_reply.json['token_id']}")
+    if not machines:
+        return
+    node, agent_id = machines[0], machines[0].agent_id
+    driver.operator("registration", "POST", f"/v1/agents/{agent_id}/recovery-token", {"ttl_seconds": 600})
+    new = Machine(f"{driver.kind}-rotated")
+    if driver.check("POST", f"/v1/agents/{agent_id}/keys", driver.api.rotate_key(node, new)).status == 200:
+        node.key = new.key
+    reply = driver.operator("tunnels", "POST", f"/v1/agents/{agent_id}/tunnels", TUNNEL)
+    tunnel = f"/v1/tunnels/{reply.json['tunnel_id'] if reply.status == 201 else 'tun_' + '0' * 26}"
+    driver.signed("tunnels", node, "GET", f"/v1/agents/{agent_id}/tunnels")
+    driver.signed("tunnels", node, "PUT", f"{tunnel}/status", {"health": "up"})
+    now = driver.api.clock.now_ms()
+    event = {"level": "info", "event_type": "tunnel_start", "message": "started", "created_at": now}
+    driver.signed("tunnels", node, "POST", f"{tunnel}/events", {"events": [event]})
+    for path in ("/v1/tunnels", "/v1/tunnels/events", "/v1/tunnels/health", tunnel, f"{tunnel}/events"):
+        driver.operator("tunnels", "GET", path)
+    driver.operator("tunnels", "PATCH", tunnel, {"enabled": False})
+    driver.operator("tunnels", "DELETE", tunnel)
+    driver.operator("relay", "PUT", "/v1/relay/collections/inv", {"readers": "fleet"})
+    driver.operator("relay", "GET", "/v1/relay/collections/inv")
+    hlc = f"{now:013d}-0001"
+    record = {"record_id": new_id(IdPrefix.RECORD), "collection": "inv", "key": "disk", "hlc": hlc}
+    driver.signed("relay", node, "POST", "/v1/relay/batch", {"records": [record | {"value": {"gb": 1}}]})
+    record = {**record, "record_id": new_id(IdPrefix.RECORD), "hlc": f"{now:013d}-0002"}
+    driver.signed("relay", node, "POST", "/v1/relay/immediate", record | {"value": {"gb": 2}})
+    driver.signed("relay", node, "POST", "/v1/relay/query", {"collection": "inv"})
+    driver.operator("relay", "POST", "/v1/relay/records/query", {"collection": "inv"})
+    driver.operator("relay", "GET", f"/v1/relay/nodes/{agent_id}")
 
 
 def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:
@@ -143,33 +191,15 @@ def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:
     return "ok"
 
 
-#: Kinds that still break the contract or the table (issue 9, items 1-3), with what breaks; the
-#: fixes remove these marks (not strict: ids are random, so a seeded run may miss a rare case).
-PENDING = {
-    "throttle": "a transaction cancelled for throttling is a 500 (claim), not a 429",
-    "conflict": "TransactionConflict is a 500 (register, heartbeat, tags, claim, report, revoke), not "
-    "a 429/503; a finished execution's task update lost to it leaves open counts and finished_at wrong",
-    "timeout": "an open-count update applied and then timed out is retried: counts drift, the task "
-    "never finishes",
-    "stale": "the last executions to finish read the other open-count shards eventually consistently: "
-    "tasks stay active without finished_at",
-}
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(kind, marks=pytest.mark.xfail(reason=PENDING[kind])) if kind in PENDING else kind
-        for kind in KINDS
-    ],
-)
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants(
     kind: str, api: Api, deps: Deps, clock: FixedClock
 ) -> None:
     # Given a fresh table and faults of one kind at its rate, from a fixed seed
     driver = Driver(api, kind)
     duties: Counter[str] = Counter()
-    with inject_faults(FaultPlan(**{kind: RATES[kind]}, seed=SEED)) as injector:
+    extra = f",{TIMEOUT_WRITES}" if kind == "timeout" else ""
+    with inject_faults(FaultPlan.parse(f"{kind}={RATES[kind]},seed={SEED}{extra}")) as injector:
         # When a fleet lives its life through every route and duty
         drive(driver, deps, clock, duties)
     # Then every answer is one its route documents, and the table is sound
@@ -181,9 +211,12 @@ def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants
     )
     print(f"\n{kind}: rate {RATES[kind]}, {json.dumps(dict(sorted(TALLY[kind].items())))}")
     print(injector.summary())
+    for refusal, n in driver.refusals.most_common():
+        print(f"  refused {n}x {refusal}")
     violations = check_invariants(TEST_TABLE, boto3.client("dynamodb"))
     for line in [*driver.undocumented, *violations]:
         print(f"  {line[:240]}")
     assert (driver.undocumented, violations) == ([], [])
-    assert len(driver.routes) == len(route_table()) - 1  # all but /docs (static HTML)
+    assert len(driver.routes) == len(route_table()) - 2, sorted(driver.routes)
     assert injected > 0
+    assert kind != "timeout" or any(k == "timeout_applied" for k, _ in injector.counts)

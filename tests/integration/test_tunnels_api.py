@@ -435,17 +435,3 @@ def test_no_secret_in_logs_or_problem_bodies(
     assert any("TransactWriteItems" in r.getMessage() for r in caplog.records)  # the writes were logged
     assert all(SECRET not in r.getMessage() for r in caplog.records)
     assert all(SECRET not in reply.body for reply in replies)
-
-
-def test_fleet_events_since_the_epoch_read_no_further_back_than_the_retention(api: Api, node: Node) -> None:
-    # Given a fleet-events query asking for everything since 1970 (events live 30 days at most)
-    from bench.capacity import CapacityMeter
-
-    meter = CapacityMeter()
-    # When it is answered
-    with meter.measure("fleet events since 0") as measured:
-        reply = api.operator("tunnels", "GET", "/v1/tunnels/events", query="since=0")
-    # Then it walks the retention's days only (31 days x 8 shards), not every day since 1970
-    assert reply.status == 200, reply.body
-    queries = [call for call in measured.calls if call.operation == "Query"]
-    assert len(queries) <= 31 * 8

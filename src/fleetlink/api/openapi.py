@@ -106,6 +106,8 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in methods.items():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)  # Powertools' own, on every route; ours where input is validated
+            if "204" in responses:  # Powertools gives it the handler's (None) return as a JSON body
+                responses["204"] = {"description": "Done; no content"}
             for status in sorted(route_problem_statuses(method, operation)):
                 response: dict[str, Any] = {
                     "description": PROBLEM_DESCRIPTIONS[status],

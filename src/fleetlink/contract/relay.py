@@ -15,6 +15,7 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 
 from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.numbers import MAX_SAFE_INT
 from fleetlink.core.relay.hlc import HLC_PATTERN
 from fleetlink.core.relay.records import (
     COLLECTION_PATTERN,
@@ -126,9 +127,11 @@ class QueryRequest(DeferredModel):
     collection: str = Field(min_length=1, max_length=MAX_COLLECTION_CHARS, pattern=COLLECTION_PATTERN)
     node_id: str | None = Field(default=None, pattern=id_pattern(IdPrefix.AGENT))
     key_prefix: str | None = None
-    updated_since: int | None = Field(default=None, ge=0, description="Epoch ms: records updated after")
+    updated_since: int | None = Field(
+        default=None, strict=True, ge=0, le=MAX_SAFE_INT, description="Epoch ms: records updated after"
+    )
     include_deleted: bool = False
-    limit: int = Field(default=DEFAULT_QUERY_LIMIT, ge=1, le=MAX_QUERY_LIMIT)
+    limit: int = Field(default=DEFAULT_QUERY_LIMIT, strict=True, ge=1, le=MAX_QUERY_LIMIT)
     cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_CHARS)
 
     @field_validator("key_prefix")

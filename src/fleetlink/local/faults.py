@@ -19,7 +19,9 @@ connect     ``EndpointConnectionError``: the request never reached DynamoDB.
 timeout     ``ReadTimeoutError``. A read is not served; a write is first sent on with probability
             ``timeout_applied`` (default 0.5) and, if it succeeded, counted as ``timeout_applied``:
             the nasty case where the write happened and the caller cannot know (botocore's retry
-            of it may then fail the write's own condition).
+            of it may then fail the write's own condition). A ``TransactWriteItems`` resent with
+            the ``ClientRequestToken`` of one applied (botocore fills it once per call) succeeds
+            without being applied again, as on DynamoDB (10 minutes; moto ignores the token).
 stale       an eventually consistent GetItem / Query / Scan / BatchGetItem (``ConsistentRead``
             absent or false; index queries always are) answers the previous version of each item
             written less than ``stale_window_ms`` ago: the old image, or no item if it was created.
@@ -87,6 +89,7 @@ _APPLIES_TO: Mapping[str, frozenset[str]] = {
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 _UNPROCESSED_CONTEXT = "fleetlink.faults.unprocessed"
 _PRE_READ_ROUNDS = 8
+_CLIENT_TOKEN_WINDOW_S = 600
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,8 @@ class FaultInjector:
         self._reader: Any = None
         self._schemas: dict[str, _TableSchema] = {}
         self._previous: dict[tuple[str, str], tuple[dict[str, Any] | None, float]] = {}
+        #: ClientRequestToken of each transaction applied -> when (DynamoDB honours it for 10 min).
+        self._transactions: dict[str, float] = {}
 
     # -- wiring --
 
@@ -338,6 +343,25 @@ class FaultInjector:
         )
 
     def _forward_write(
+        self, via: _Attachment, request: Any, event_name: str, operation: str, body: dict[str, Any]
+    ) -> Any:
+        """Send a write on; a transaction resent with the ``ClientRequestToken`` of one already
+        applied is answered as DynamoDB does (success, nothing applied again; moto ignores the token)."""
+        token = body.get("ClientRequestToken") if operation == "TransactWriteItems" else None
+        if token is not None and self._applied_transaction(token):
+            return _success_response(request, b"{}")
+        response = self._write_with_images(via, request, event_name, operation, body)
+        if token is not None and response is not None and response.status_code == 200:
+            with self._lock:
+                self._transactions[token] = self._clock()
+        return response
+
+    def _applied_transaction(self, token: str) -> bool:
+        with self._lock:
+            applied_at = self._transactions.get(token)
+        return applied_at is not None and self._clock() - applied_at < _CLIENT_TOKEN_WINDOW_S
+
+    def _write_with_images(
         self, via: _Attachment, request: Any, event_name: str, operation: str, body: dict[str, Any]
     ) -> Any:
         if not self.plan.can_inject("stale"):
@@ -617,6 +641,11 @@ def _error_response(request: Any, code: str, message: str, **extra: Any) -> AWSR
     body = json.dumps({"__type": _ERROR_PREFIX + code, "message": message, **extra}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amz-crc32": str(zlib.crc32(body))}
     return AWSResponse(request.url, 400, headers, _RawBody(body))
+
+
+def _success_response(request: Any, body: bytes) -> AWSResponse:
+    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amz-crc32": str(zlib.crc32(body))}
+    return AWSResponse(request.url, 200, headers, _RawBody(body))
 
 
 def _replace_body(response: Any, body: bytes) -> AWSResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 from typing import Any
 
@@ -80,6 +81,9 @@ class AgentPresenceItem(TableItem, discriminator="presence"):
     heartbeats = NumberAttribute(default=0)
     #: The last heartbeat sequence (``seq:<n>`` nonce) accepted; absent until the first one.
     sequence = NumberAttribute(null=True)
+    #: Random per heartbeat request that wrote ``sequence``: botocore's resend of that very update
+    #: (applied, answer lost) passes the replay check; a replayed heartbeat does not.
+    sequence_claim = UnicodeAttribute(null=True)
     #: Moved on by the tunnels capability (``fleetlink.store.tunnels``); heartbeats never write it.
     tunnels_version = NumberAttribute(null=True)
 
@@ -134,7 +138,14 @@ class RegistrationTokenItem(TableItem, discriminator="registration_token"):
 
 
 class NonceItem(TableItem, discriminator="nonce"):
-    """A signature nonce already used; TTL removes it."""
+    """A signature nonce already used; TTL removes it.
+
+    ``claim`` is random per verification, so botocore's resend of a put that was applied but whose
+    answer was lost finds its own item and passes, while a replayed request (another verification)
+    does not (docs/security.md, "Nonce writes that time out").
+    """
+
+    claim = UnicodeAttribute(null=True)
 
 
 class TagMemberItem(TableItem, discriminator="tag_member"):
@@ -314,8 +325,13 @@ class DynamoAgentRepository:
         if sequence is None:
             item.update(actions=actions, condition=condition)
             return
-        actions.append(AgentPresenceItem.sequence.set(sequence))
-        condition &= AgentPresenceItem.sequence.does_not_exist() | (AgentPresenceItem.sequence < sequence)
+        claim = secrets.token_urlsafe(12)
+        actions += [AgentPresenceItem.sequence.set(sequence), AgentPresenceItem.sequence_claim.set(claim)]
+        condition &= (
+            AgentPresenceItem.sequence.does_not_exist()
+            | (AgentPresenceItem.sequence < sequence)
+            | (AgentPresenceItem.sequence_claim == claim)
+        )
         try:
             item.update(actions=actions, condition=condition)
         except UpdateError as error:
@@ -468,16 +484,19 @@ class DynamoRegistrationStore:
 
 class DynamoNonceStore:
     def remember(self, scope: NonceScope, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
-        """Conditional put: a nonce item whose TTL passed (but is not yet deleted) counts as unseen."""
+        """Conditional put: a nonce item whose TTL passed (but is not yet deleted) counts as unseen, and
+        so does the item this very call wrote in an attempt whose answer timed out (its ``claim``)."""
         now_s = now_ms // 1000
         pk = (
             keys.nonce_pk(key_id, nonce)
             if scope is NonceScope.AGENT
             else keys.registration_nonce_pk(key_id, nonce)
         )
-        item = NonceItem(pk, keys.SINGLETON_SK, ttl=now_s + lifetime_s)
+        claim = secrets.token_urlsafe(12)
+        item = NonceItem(pk, keys.SINGLETON_SK, ttl=now_s + lifetime_s, claim=claim)
+        unseen = NonceItem.pk.does_not_exist() | (NonceItem.ttl < now_s) | (NonceItem.claim == claim)
         try:
-            item.save(condition=NonceItem.pk.does_not_exist() | (NonceItem.ttl < now_s))
+            item.save(condition=unseen)
         except PutError as error:
             if condition_failed(error):
                 return False

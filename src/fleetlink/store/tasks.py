@@ -500,23 +500,31 @@ class DynamoTaskRepository:
             return self._renew(before, after)
         item = self._execution_item(after, version=before.version)
         slot = _slot_change(before, after)
+        closes = after.status.terminal and not before.status.terminal
         try:
-            if slot:
-                slots = TaskSlotsItem(keys.task_pk(after.task_id), keys.TASK_SLOTS_SK)
+            if slot or closes:
+                # one transaction: a resend of it (same ClientRequestToken) is applied once
                 with transaction() as tx:
                     tx.save(item)
-                    room = TaskSlotsItem.active < TaskSlotsItem.limit if slot > 0 else None
-                    tx.update(
-                        slots, actions=[TaskSlotsItem.active.add(slot)], condition=room, return_values=ALL_OLD
-                    )
+                    if slot:
+                        slots = TaskSlotsItem(keys.task_pk(after.task_id), keys.TASK_SLOTS_SK)
+                        room = TaskSlotsItem.active < TaskSlotsItem.limit if slot > 0 else None
+                        tx.update(
+                            slots,
+                            actions=[TaskSlotsItem.active.add(slot)],
+                            condition=room,
+                            return_values=ALL_OLD,
+                        )
+                    if closes:
+                        tx.update(_count_item(after), actions=_closed_actions(after))
             else:
                 item.save()
         except (PutError, TransactWriteError) as error:
             if _condition_failed(error):
                 return False
             raise
-        if after.status.terminal and not before.status.terminal:
-            self._close_one(after)
+        if closes:
+            self.settle(after)
         return True
 
     def _renew(self, before: Execution, after: Execution) -> bool:
@@ -544,14 +552,18 @@ class DynamoTaskRepository:
             raise
         return True
 
-    def _close_one(self, execution: Execution) -> None:
-        """Count the execution done; the last one of the task finishes it (state, time, TTL)."""
+    def settle(self, execution: Execution) -> None:
+        """After a final execution was counted done (in its own write): the last one finishes the task.
+
+        The shard is read consistently after the write, so of two closers of one shard the later
+        one sees zero. A resent result calls it again, in case the finish failed the first time.
+        """
+        if not execution.status.terminal:
+            return
         shard = keys.task_shard(execution.execution_id, execution.fanout)
-        count = _open_item(execution.task_id, shard, 0)
-        counted: list[Action] = [TaskOpenItem.open.add(-1)]
-        if execution.status.value in _FINISHED_COUNTS:
-            counted.append(getattr(TaskOpenItem, execution.status.value).add(1))
-        count.update(actions=counted)  # returns the new count into `count`
+        count = TaskOpenItem.get(
+            keys.task_open_pk(execution.task_id, shard), keys.SINGLETON_SK, consistent_read=True
+        )
         if count.open <= 0:
             self._finish_if_done(execution.task_id, execution.fanout, execution.updated_at, skip=shard)
 
@@ -643,6 +655,20 @@ def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
         if translate(error) is None:
             raise
     return False
+
+
+def _count_item(execution: Execution) -> TaskOpenItem:
+    """The open-count shard an execution is counted in."""
+    shard = keys.task_shard(execution.execution_id, execution.fanout)
+    return TaskOpenItem(keys.task_open_pk(execution.task_id, shard), keys.SINGLETON_SK)
+
+
+def _closed_actions(execution: Execution) -> list[Action]:
+    """One fewer open execution, one more with its final status."""
+    actions: list[Action] = [TaskOpenItem.open.add(-1)]
+    if execution.status.value in _FINISHED_COUNTS:
+        actions.append(getattr(TaskOpenItem, execution.status.value).add(1))
+    return actions
 
 
 def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:

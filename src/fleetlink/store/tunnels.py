@@ -278,11 +278,14 @@ class DynamoTunnelRepository:
         self, *, errors_only: bool, since_ms: int, now_ms: int, limit: int, cursor: str | None
     ) -> Page[TunnelEvent]:
         """Newest first over the day partitions from now back to ``since_ms``: each shard's newest
-        ``limit`` below the cursor, merged. The cursor is the last answered event's sort key."""
-        # events live `retention` at most (TTL): an older `since` reads no further back than that
-        since_ms = max(since_ms, now_ms - self._retention_s * 1000)
-        scope = f"tunnel-fleet-events:errors={errors_only}:since={since_ms}"
+        ``limit`` below the cursor, merged. The cursor is the last answered event's sort key.
+
+        Days older than the events' retention hold nothing (TTL), so ``since_ms`` is raised to it:
+        ``since=0`` reads the retained days, not every day since 1970.
+        """
+        scope = f"tunnel-fleet-events:errors={errors_only}:since={since_ms}"  # as asked: pages agree
         before = self._fleet_position(scope, cursor)
+        since_ms = max(since_ms, now_ms - self._retention_s * 1000)
         floor = keys.tunnel_event_fleet_sk(since_ms, "")
         index = TunnelEventItem.fleet_errors if errors_only else TunnelEventItem.fleet_events
         partition = keys.tunnel_errors_pk if errors_only else keys.tunnel_events_pk

@@ -147,6 +147,7 @@ def rotate_key(agent_id: AgentIdPath, command: Annotated[RotateKey, Body()]) -> 
 @router.post(
     "/agents/<agent_id>/recovery-token",
     summary="Mint a single-use, short-lived token with which a new key takes over this agent id",
+    status_code=201,
     **OPERATOR,
 )
 def mint_recovery_token(

@@ -96,7 +96,9 @@ def list_tunnels(
     return TunnelList(items=[Tunnel.of(view) for view in page.items], cursor=page.cursor)
 
 
-@router.post("/agents/<agent_id>/tunnels", summary="Create a tunnel for an agent", **OPERATOR)
+@router.post(
+    "/agents/<agent_id>/tunnels", summary="Create a tunnel for an agent", status_code=201, **OPERATOR
+)
 def create_tunnel(agent_id: AgentIdPath, command: Annotated[TunnelCreate, Body()]) -> Response[Tunnel]:
     view = get_deps().tunnel_service.create(agent_id, command)
     return Response(201, "application/json", Tunnel.of(view))
@@ -112,7 +114,9 @@ def patch_tunnel(tunnel_id: TunnelIdPath, command: Annotated[TunnelPatch, Body()
     return Tunnel.of(get_deps().tunnel_service.patch(tunnel_id, command))
 
 
-@router.delete("/tunnels/<tunnel_id>", summary="Delete a tunnel (its agent stops it)", **OPERATOR)
+@router.delete(
+    "/tunnels/<tunnel_id>", summary="Delete a tunnel (its agent stops it)", status_code=204, **OPERATOR
+)
 def delete_tunnel(tunnel_id: TunnelIdPath) -> Response[None]:
     get_deps().tunnel_service.delete(tunnel_id)
     return Response(204, None, None)

@@ -63,7 +63,7 @@ class AgentService:
         return Page[AgentStatus](items=items, cursor=page.cursor)
 
     def revoke(self, agent_id: str, actor: str) -> AgentStatus:
-        view = self._view(agent_id)
+        view = self._view(agent_id, consistent=True)
         if view.agent.state is AgentState.REVOKED:
             return self._status(view)
         now = self._clock.now_ms()
@@ -73,14 +73,15 @@ class AgentService:
         return self._status(AgentView(agent, view.presence))
 
     def replace_tags(self, agent_id: str, tags: dict[str, str], actor: str) -> AgentStatus:
-        view = self._view(agent_id)
+        view = self._view(agent_id, consistent=True)
         now = self._clock.now_ms()
         audit = AuditRecord.of(actor, "agent.tags.replace", agent_id, now, before=view.agent.tags, after=tags)
         agent = self._agents.replace_tags(view.agent, tags, now_ms=now, audit=audit)
         return self._status(AgentView(agent, view.presence))
 
-    def _view(self, agent_id: str) -> AgentView:
-        view = self._agents.get_view(agent_id)
+    def _view(self, agent_id: str, *, consistent: bool = False) -> AgentView:
+        """The agent; ``consistent`` where a write rests on it (a stale read would be a 404 or a 409)."""
+        view = self._agents.get_view(agent_id, consistent=consistent)
         if view is None:
             raise NotFound(f"no agent {agent_id}", code="agent-not-found")
         return view

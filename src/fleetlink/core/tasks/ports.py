@@ -62,6 +62,10 @@ class TaskRepository(Protocol):
         """Store ``after`` if the stored execution is still ``before`` (False: it changed meanwhile)."""
         ...
 
+    def settle(self, execution: Execution) -> None:
+        """Finish ``execution``'s task if it was the last open one (again: a write may have failed)."""
+        ...
+
     def due(self, timer: DueTimer, now_ms: int, limit: int) -> list[str]:
         """Ids of executions whose timer passed (candidates: re-read before acting)."""
         ...

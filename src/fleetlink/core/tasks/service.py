@@ -130,8 +130,8 @@ class TaskService:
 
     def _resolve(self, targets: TaskTargets) -> list[str]:
         found: dict[str, Agent] = {}
-        for agent_id in targets.agent_ids:
-            view = self._agents.get_view(agent_id)
+        for agent_id in targets.agent_ids:  # read consistently: an agent registered a moment ago counts
+            view = self._agents.get_view(agent_id, consistent=True)
             if view is None:
                 raise NotFound(f"no agent {agent_id}", code="agent-not-found")
             found[agent_id] = view.agent
@@ -265,8 +265,11 @@ class TaskService:
             if after is not None and after.status.is_error and after.max_errors:
                 # before the result frees a concurrency slot, so nothing queued slips out meanwhile
                 self._spend_error_budget(after, now)
-            if after is None or self._tasks.transition(execution, after):
-                return after or execution
+            if after is None:  # a resend: the first one's task finish may have failed after its write
+                self._tasks.settle(execution)
+                return execution
+            if self._tasks.transition(execution, after):
+                return after
             execution = self.execution_for(caller, execution_id)
         raise Conflict("the execution keeps changing; retry", code="concurrent-update")
 

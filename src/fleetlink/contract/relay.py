@@ -15,7 +15,7 @@ from pydantic import Field, JsonValue, field_validator, model_validator
 
 from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.numbers import MAX_SAFE_INT
+from fleetlink.core.json_values import MAX_SAFE_INT
 from fleetlink.core.relay.hlc import HLC_PATTERN
 from fleetlink.core.relay.records import (
     COLLECTION_PATTERN,

@@ -20,13 +20,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from fleetlink.agent.client import FleetlinkClientError
 from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore
+from fleetlink.cli.render import Column, print_table
 from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryRecord, QueryRequest
 from fleetlink.core.relay.records import InvalidRecord
 
@@ -46,6 +46,10 @@ StateDirOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
 Collection = Annotated[str, typer.Argument(help="Collection: 1-64 of A-Z a-z 0-9 _ . -")]
 Key = Annotated[str, typer.Argument(help="Key: 1-512 UTF-8 bytes, no control characters")]
+
+
+def _shown(value: Any, deleted: bool) -> str:
+    return "(deleted)" if deleted else _compact(value, 60)
 
 
 def _console() -> Console:
@@ -147,22 +151,20 @@ def list_records(
             if as_json:
                 _print_json(counts)
                 return
-            table = Table("collection", "keys")
-            for name, count in counts.items():
-                table.add_row(escape(name), str(count))
-            _console().print(table)
+            print_table(
+                [Column("COLLECTION"), Column("KEYS", justify="right")],
+                [[escape(name), str(count)] for name, count in counts.items()],
+            )
             return
         records = store.list(collection, prefix=prefix, include_deleted=deleted, limit=limit)
     if as_json:
         _print_json([_record_json(record) for record in records])
         return
-    table = Table("key", "value", "hlc", "sync")
-    for record in records:
-        value = "(deleted)" if record.deleted else _compact(record.value, 60)
-        table.add_row(
-            escape(record.key), escape(value), record.hlc, "synced" if record.synced_at else "pending"
-        )
-    _console().print(table)
+    rows = [
+        [escape(r.key), escape(_shown(r.value, r.deleted)), r.hlc, "synced" if r.synced_at else "pending"]
+        for r in records
+    ]
+    print_table([Column("KEY"), Column("VALUE"), Column("HLC"), Column("SYNC")], rows)
 
 
 @records_app.command("rm")
@@ -217,11 +219,8 @@ def query(
     if as_json:
         _print_json({"records": [r.model_dump(mode="json") for r in found], "cursor": cursor})
         return
-    table = Table("node", "key", "value", "hlc")
-    for record in found:
-        value = "(deleted)" if record.deleted else _compact(record.value, 60)
-        table.add_row(record.node_id, escape(record.key), escape(value), record.hlc)
-    _console().print(table)
+    rows = [[r.node_id, escape(r.key), escape(_shown(r.value, r.deleted)), r.hlc] for r in found]
+    print_table([Column("NODE"), Column("KEY"), Column("VALUE"), Column("HLC")], rows)
     if cursor:
         _console().print(f"more: --all, or the cursor {escape(cursor)}")
 
@@ -235,7 +234,6 @@ def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> Non
     if as_json:
         _print_json({**health.as_dict(), "recent_dead_letters": [asdict(d) for d in dead]})
         return
-    table = Table(show_header=False, box=None)
     age = health.oldest_pending_age_s
     rows = {
         "queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
@@ -245,9 +243,7 @@ def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> Non
         "failures in a row": str(health.consecutive_failures),
         "dead letters": str(health.dead_letters),
     }
-    for name, value in rows.items():
-        table.add_row(name, escape(value))
-    _console().print(table)
+    print_table([Column(""), Column("")], [[n, escape(v)] for n, v in rows.items()], header=False)
     for letter in dead:
         _console().print(
             f"  rejected {escape(letter.collection)}/{escape(letter.key)}: {escape(letter.reason)}"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Self
 
 DB_FILE = "agent.db"
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -112,3 +114,21 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
         raise
     conn.execute("COMMIT")
     return len(migrations)
+
+
+class LockedConnection:
+    """A component's ``agent.db`` connection, used from several threads under one lock; closed once
+    (also as a context manager). Subclasses set ``_db`` and ``_lock`` in ``__init__``."""
+
+    _db: sqlite3.Connection
+    _lock: threading.RLock
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from fleetlink.agent.db import migrate, open_db
+from fleetlink.agent.db import LockedConnection, migrate, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
@@ -191,7 +191,7 @@ class DeadLetter:
     rejected_at: int
 
 
-class RecordStore:
+class RecordStore(LockedConnection):
     """Local-first JSON records: ``set`` / ``get`` / ``delete`` / ``list`` by collection and key.
 
     Thread-safe (one connection under a lock); several processes may open the same file.
@@ -228,16 +228,6 @@ class RecordStore:
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> RecordStore:
         """The store in the agent's state dir (its ``agent.db``)."""
         return cls(Path(state_dir) / DB_FILE, **options)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def on_write(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after each local write commits (e.g. to wake the sync worker)."""

@@ -26,11 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from fleetlink.agent.db import (
     DB_FILE,
     DEFAULT_BUSY_TIMEOUT_MS,
+    LockedConnection,
     SchemaError,
     adopt_version,
     migrate,
@@ -196,7 +197,7 @@ def still_running(record: ExecutionRecord) -> bool:
 # --- the store -----------------------------------------------------------------------------------
 
 
-class AgentStore:
+class AgentStore(LockedConnection):
     """Thread-safe access to ``agent.db``: one connection, one lock, autocommit plus explicit transactions."""
 
     def __init__(
@@ -223,16 +224,6 @@ class AgentStore:
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> AgentStore:
         """The store of the agent whose state lives in ``state_dir``."""
         return cls(Path(state_dir) / DB_FILE, **options)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

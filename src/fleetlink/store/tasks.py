@@ -444,12 +444,14 @@ class DynamoTaskRepository:
         next_cursor = self._cursors.seal(scope, {"m": month, "k": last_key}) if month >= oldest else None
         return Page[Task](items=found, cursor=next_cursor)
 
-    def progress_of(self, task_ids: list[str]) -> dict[str, TaskProgress]:
-        """Sums of each task's count shards (BatchGetItem, 100 keys a request)."""
+    def progress_of(self, tasks: list[Task]) -> dict[str, TaskProgress]:
+        """Sums of each task's count shards, only the min(8, n) it has (BatchGetItem, 100 keys a request)."""
         shards = [
-            (keys.task_open_pk(t, s), keys.SINGLETON_SK) for t in task_ids for s in range(keys.TASK_SHARDS)
+            (keys.task_open_pk(task.task_id, s), keys.SINGLETON_SK)
+            for task in tasks
+            for s in range(keys.task_shards(task.execution_count))
         ]
-        progress = {task_id: TaskProgress() for task_id in task_ids}
+        progress = {task.task_id: TaskProgress() for task in tasks}
         for item in TaskOpenItem.batch_get(shards):
             found = progress.get(item.task_id)
             if found is None:

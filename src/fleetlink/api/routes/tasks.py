@@ -51,7 +51,7 @@ def list_tasks(
 ) -> TaskList:
     service = get_deps().task_service
     page = service.list_tasks(state=state, limit=limit, cursor=cursor)
-    progress = service.progress([task.task_id for task in page.items])
+    progress = service.progress(page.items)
     items = [TaskSummary.of(task, progress.get(task.task_id)) for task in page.items]
     return TaskList(items=items, cursor=page.cursor)
 

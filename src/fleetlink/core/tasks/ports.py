@@ -44,7 +44,7 @@ class TaskRepository(Protocol):
         """Newest first, among tasks created up to a year before ``now_ms``."""
         ...
 
-    def progress_of(self, task_ids: list[str]) -> dict[str, TaskProgress]:
+    def progress_of(self, tasks: list[Task]) -> dict[str, TaskProgress]:
         """Open and finished execution counts of each task (batched reads of its count shards)."""
         ...
 

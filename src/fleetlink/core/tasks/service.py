@@ -169,8 +169,8 @@ class TaskService:
     def list_tasks(self, *, state: TaskState | None, limit: int, cursor: str | None) -> Page[Task]:
         return self._tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self._clock.now_ms())
 
-    def progress(self, task_ids: list[str]) -> dict[str, TaskProgress]:
-        return self._tasks.progress_of(task_ids)
+    def progress(self, tasks: list[Task]) -> dict[str, TaskProgress]:
+        return self._tasks.progress_of(tasks)
 
     def cancel(self, task_id: str) -> tuple[Task, list[Execution]]:
         """Queued executions end cancelled now; leased or running ones are told to stop.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fleetlink.core.heartbeat import HeartbeatService
     from fleetlink.core.relay.ports import RelayRepository
     from fleetlink.core.relay.service import RecordService
+    from fleetlink.core.releases.service import ReleaseService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
@@ -127,6 +128,25 @@ class Deps:
         from fleetlink.core.relay.service import RecordService
 
         return RecordService(self.relay, self.clock)
+
+    # --- releases ---------------------------------------------------------------------------
+
+    @cached_property
+    def release_service(self) -> ReleaseService:
+        from fleetlink.core.errors import Unavailable
+        from fleetlink.core.releases.service import ReleaseService
+        from fleetlink.store.release_bucket import S3ReleaseBucket
+        from fleetlink.store.releases import DynamoReleaseRepository
+
+        bucket = self.settings.releases_bucket
+        if not bucket:
+            raise Unavailable(
+                "no releases bucket is configured (FLEETLINK_RELEASES_BUCKET)", retry_after_s=60
+            )
+        endpoint = self.settings.releases_s3_endpoint
+        return ReleaseService(
+            DynamoReleaseRepository(), S3ReleaseBucket(bucket, self.settings.region, endpoint), self.clock
+        )
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------
 

@@ -169,6 +169,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             timeout_s=29,
             body_limit_bytes=MAX_RELAY_BODY_BYTES,
         ),
+        FunctionSpec(
+            "releases",
+            routers=("fleetlink.api.routes.releases",),
+            # the release key (GetItem, conditional PutItem), releases (GetItem, conditional PutItem,
+            # UpdateItem, Query of the one releases partition); a registration token (GetItem) or the
+            # signing agent (Query) and its nonce (PutItem); the bucket: presigned links only (its
+            # role's s3:PutObject/GetObject on releases/*, HeadObject to publish)
+            access=TableAccess(table=actions("GetItem", "PutItem", "UpdateItem", "Query")),
+            memory_mb=256,
+        ),
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
         FunctionSpec(
             "cleanup",

@@ -42,6 +42,7 @@ MANIFEST_CONTEXT = b"fleetlink-release-v1\n"
 ROTATION_CONTEXT = b"fleetlink-release-key-rotation-v1\n"
 PLATFORMS = ("linux-x86_64", "linux-aarch64")
 VERSION_PATTERN = r"^[0-9]+(\.[0-9]+){1,3}([a-z0-9.+-]{0,32})$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 #: An installation needs this many times the artifact's size free (wheels unpacked, plus a margin).
 SPACE_FACTOR = 6

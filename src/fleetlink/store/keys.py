@@ -273,3 +273,15 @@ def relay_changes_after(updated_since_ms: int) -> str:
 def relay_policy_pk(collection: str) -> str:
     """Who may read a collection (absent: the whole fleet)."""
     return f"RELAYCOL#{collection}"
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+#: The release key the fleet pins (one item), and every release (one partition: a few per version).
+RELEASE_KEY_PK = "RELEASEKEY"
+RELEASES_PK = "RELEASES"
+
+
+def release_sk(platform: str, version: str) -> str:
+    """A release, under its platform: one platform's releases are a ``begins_with`` range."""
+    return f"{platform}#{version}"

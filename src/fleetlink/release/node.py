@@ -448,8 +448,10 @@ def bootstrap(argv: list[str], api_url: str, served_key: str) -> int:
         prefix.mkdir(parents=True, exist_ok=True)
         pem = pin_key(prefix, served_key)
         registered = (prefix / "state" / "identity.json").is_file()
-        if not registered and not args.token:
-            raise ReleaseError("--token <registration token> is needed to register this node")
+        if not args.token:
+            raise ReleaseError(
+                "--token <registration token> is needed (to download; a registered node does not spend a use)"
+            )
         platform_name = this_platform()
         base = args.url.rstrip("/")
         version = urllib.parse.quote(args.version, safe="")

@@ -1,0 +1,13 @@
+"""The agent's side of decommissioning: a signed deregistration (the API soft-deletes and revokes it)."""
+
+from __future__ import annotations
+
+from fleetlink.agent.client import FleetlinkClient, _segment
+from fleetlink.contract.agents import AgentSummary
+
+
+def deregister(client: FleetlinkClient, agent_id: str) -> AgentSummary:
+    """Tell the API this agent is gone (signed by its key): hidden, revoked, purged after the retention."""
+    return client._call(
+        AgentSummary, "POST", f"/agents/{_segment(agent_id)}/deregister", auth=client._signed_as()
+    )

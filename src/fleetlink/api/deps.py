@@ -14,6 +14,7 @@ from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from fleetlink.core.agents.decommission import DecommissionService
     from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
     from fleetlink.core.agents.recovery import RecoveryService
     from fleetlink.core.agents.registration import RegistrationService
@@ -87,6 +88,19 @@ class Deps:
 
         return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
 
+    @cached_property
+    def decommission(self) -> DecommissionService:
+        from fleetlink.core.agents.decommission import DecommissionService
+        from fleetlink.store.decommission import DynamoDecommissionRepository
+
+        return DecommissionService(
+            self.agents,
+            DynamoDecommissionRepository(self.cursors),
+            self.clock,
+            self.settings.heartbeat_interval_s,
+            self.settings.deleted_agent_retention_days * 86_400,
+        )
+
     # --- tasks -----------------------------------------------------------------------------
 
     @cached_property
@@ -133,20 +147,13 @@ class Deps:
 
     @cached_property
     def release_service(self) -> ReleaseService:
-        from fleetlink.core.errors import Unavailable
         from fleetlink.core.releases.service import ReleaseService
         from fleetlink.store.release_bucket import S3ReleaseBucket
         from fleetlink.store.releases import DynamoReleaseRepository
 
-        bucket = self.settings.releases_bucket
-        if not bucket:
-            raise Unavailable(
-                "no releases bucket is configured (FLEETLINK_RELEASES_BUCKET)", retry_after_s=60
-            )
-        endpoint = self.settings.releases_s3_endpoint
-        return ReleaseService(
-            DynamoReleaseRepository(), S3ReleaseBucket(bucket, self.settings.region, endpoint), self.clock
-        )
+        settings = self.settings
+        bucket = S3ReleaseBucket(settings.releases_bucket, settings.region, settings.releases_s3_endpoint)
+        return ReleaseService(DynamoReleaseRepository(), bucket, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------
 

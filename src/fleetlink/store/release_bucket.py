@@ -12,13 +12,17 @@ from fleetlink.core.errors import Unavailable
 class S3ReleaseBucket:
     """Presigned PUT/GET (SigV4) of single objects, and HEAD to check an upload landed."""
 
-    def __init__(self, bucket: str, region: str | None, endpoint: str | None = None) -> None:
+    def __init__(self, bucket: str | None, region: str | None, endpoint: str | None = None) -> None:
         self._bucket = bucket
         self._region = region
         self._endpoint = endpoint
         self._client_cache: list[Any] = []
 
     def _client(self) -> Any:
+        if not self._bucket:
+            raise Unavailable(
+                "no releases bucket is configured (FLEETLINK_RELEASES_BUCKET)", retry_after_s=60
+            )
         if not self._client_cache:
             import boto3
             from botocore.config import Config

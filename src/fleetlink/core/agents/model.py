@@ -37,6 +37,8 @@ class Agent(DeferredModel):
     registered_at: int
     updated_at: int
     revoked_at: int | None = None
+    #: Soft-deleted (``agents rm``, or the agent deregistered): hidden from lists, purged later.
+    deleted_at: int | None = None
     version: int | None = None
 
 

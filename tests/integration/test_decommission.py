@@ -39,18 +39,33 @@ def _busy_agent(api: Api, clock: FixedClock) -> tuple[Machine, str, str]:
     tunnel_id = tunnel.json["tunnel_id"]
     now = clock.now_ms()
     event = {"level": "info", "event_type": "tunnel_start", "message": "started", "created_at": now}
-    assert api.signed("tunnels", agent, "POST", f"/v1/tunnels/{tunnel_id}/events", {"events": [event]}).status < 300
-    record = {"record_id": new_id(IdPrefix.RECORD), "collection": "inv", "key": "disk", "hlc": f"{now:013d}-0001"}
-    assert api.signed("relay", agent, "POST", "/v1/relay/immediate", record | {"value": {"gb": 1}}).status == 200
+    assert (
+        api.signed("tunnels", agent, "POST", f"/v1/tunnels/{tunnel_id}/events", {"events": [event]}).status
+        < 300
+    )
+    record = {
+        "record_id": new_id(IdPrefix.RECORD),
+        "collection": "inv",
+        "key": "disk",
+        "hlc": f"{now:013d}-0001",
+    }
+    assert (
+        api.signed("relay", agent, "POST", "/v1/relay/immediate", record | {"value": {"gb": 1}}).status == 200
+    )
     task = api.operator(
-        "tasks", "POST", "/v1/tasks", {"type": "shell", "command": "true", "targets": {"agent_ids": [agent.agent_id]}}
+        "tasks",
+        "POST",
+        "/v1/tasks",
+        {"type": "shell", "command": "true", "targets": {"agent_ids": [agent.agent_id]}},
     )
     assert task.status == 201, task.body
     return agent, tunnel_id, task.json["task_id"]
 
 
 def _listed(api: Api, query: str = "") -> set[str]:
-    return {item["agent_id"] for item in api.operator("operator", "GET", "/v1/agents", query=query).json["items"]}
+    return {
+        item["agent_id"] for item in api.operator("operator", "GET", "/v1/agents", query=query).json["items"]
+    }
 
 
 def test_a_deleted_agent_is_revoked_hidden_and_restorable(api: Api, clock: FixedClock) -> None:
@@ -61,16 +76,21 @@ def test_a_deleted_agent_is_revoked_hidden_and_restorable(api: Api, clock: Fixed
     # Then it is revoked, hidden from the list and the tag's list, shown among deleted agents,
     # and its own signed calls are refused
     assert deleted.status == 200, deleted.body
-    assert deleted.json["state"] == "revoked" and deleted.json["deleted_at"] == clock.now_ms()
+    assert deleted.json["state"] == "revoked"
+    assert deleted.json["deleted_at"] == clock.now_ms()
     assert agent.agent_id not in _listed(api) | _listed(api, "tag=ring:canary")
     shown = api.operator("operator", "GET", "/v1/deleted-agents").json["items"]
     assert [item["agent_id"] for item in shown] == [agent.agent_id]
     assert api.heartbeat(agent).status == 403
     # And deleting again changes nothing
-    assert api.operator("operator", "DELETE", f"/v1/agents/{agent.agent_id}").json["deleted_at"] == deleted.json["deleted_at"]
+    assert (
+        api.operator("operator", "DELETE", f"/v1/agents/{agent.agent_id}").json["deleted_at"]
+        == deleted.json["deleted_at"]
+    )
     # When it is restored, Then it is active, listed and tagged again, and may heartbeat
     restored = api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/restore")
-    assert restored.status == 200 and restored.json["state"] == "active"
+    assert restored.status == 200
+    assert restored.json["state"] == "active"
     assert agent.agent_id in _listed(api, "tag=ring:canary")
     assert api.heartbeat(agent).status == 200
     # And restoring an agent that is not deleted is a conflict
@@ -103,10 +123,12 @@ def test_the_cleanup_duty_purges_every_item_after_the_retention_and_keeps_execut
     assert purged > 0
     left = {name: _partition(pk) for name, pk in doomed.items()}
     assert [item["sk"]["S"] for item in left.pop("agent")] == [
-        item["sk"]["S"] for item in _partition(doomed["agent"]) if item["sk"]["S"].startswith(keys.AUDIT_PREFIX)
+        item["sk"]["S"]
+        for item in _partition(doomed["agent"])
+        if item["sk"]["S"].startswith(keys.AUDIT_PREFIX)
     ]
     assert all(not items for items in left.values()), left
-    assert not [i for i in _partition(keys.tag_member_pk("ring", "canary", shard))]
+    assert not list(_partition(keys.tag_member_pk("ring", "canary", shard)))
     assert api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").status == 404
     task = api.operator("tasks", "GET", f"/v1/tasks/{task_id}").json
     assert [execution["agent_id"] for execution in task["executions"]] == [agent.agent_id]
@@ -119,17 +141,20 @@ def test_purge_now_refuses_an_agent_that_is_not_deleted(api: Api, clock: FixedCl
     assert api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/purge").status == 409
     assert api.operator("operator", "DELETE", f"/v1/agents/{agent.agent_id}").status == 200
     purged = api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/purge")
-    assert purged.status == 200 and purged.json["purged_items"] > 5
+    assert purged.status == 200
+    assert purged.json["purged_items"] > 5
 
 
 def test_an_agent_deregisters_itself_only(api: Api, clock: FixedClock) -> None:
     # Given two agents
     token = api.mint_token()
     one, other = Machine("one"), Machine("other")
-    assert api.register(one, token).status == 201 and api.register(other, token).status == 201
+    assert api.register(one, token).status == 201
+    assert api.register(other, token).status == 201
     # When one signs the deregistration of the other, Then it is refused
     assert api.signed("operator", one, "POST", f"/v1/agents/{other.agent_id}/deregister").status == 403
     # When it deregisters itself, Then it is deleted (revoked, hidden)
     reply = api.signed("operator", one, "POST", f"/v1/agents/{one.agent_id}/deregister")
-    assert reply.status == 200 and reply.json["deleted_at"] is not None
+    assert reply.status == 200
+    assert reply.json["deleted_at"] is not None
     assert one.agent_id not in _listed(api)

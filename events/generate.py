@@ -119,6 +119,11 @@ BODIES |= {
         "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
         "-----END PUBLIC KEY-----\n"
     },
+    ("POST", "/v1/agents/{agent_id}/version"): {
+        "event": "upgrade",
+        "version": "0.2.0",
+        "from_version": "0.1.0",
+    },
     ("POST", "/v1/releases"): {
         "version": "0.2.0",
         "platform": "linux-x86_64",

@@ -179,6 +179,11 @@ def run_release_flows(api: RecordedApi, machine: Machine, token: str, settings: 
     headers = {"Authorization": f"Bearer {token}"}
     assert api.call("releases", "GET", path, query=query, headers=headers).status == 200
     assert api.call("releases", "GET", "/v1/agent/install.sh").status == 200
+    report = {"event": "upgrade", "version": "0.2.0", "from_version": "0.1.0"}
+    assert (
+        api.signed("releases", machine, "POST", f"/v1/agents/{machine.agent_id}/version", report).status
+        == 200
+    )
 
 
 def run_decommission_flows(api: RecordedApi, token: str) -> None:

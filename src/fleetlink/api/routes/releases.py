@@ -14,8 +14,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import RouteAccess
-from fleetlink.core.errors import Unauthenticated
+from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.core.agents.versions import ReportVersion
+from fleetlink.core.deferred_model import DeferredModel
+from fleetlink.core.errors import Forbidden, Unauthenticated
 from fleetlink.core.releases.model import (
     AnnounceRelease,
     Release,
@@ -167,3 +169,26 @@ def install_script() -> Response[str]:
         key_literal=json.dumps(key.public_key),
     )
     return Response(200, "text/x-shellscript; charset=utf-8", script, headers={"Cache-Control": "no-store"})
+
+
+class VersionReported(DeferredModel):
+    agent_id: str
+    agent_version: str
+
+
+@router.post(
+    "/agents/<agent_id>/version",
+    summary="An agent reports the release it runs after an upgrade or a rollback (kept in its history)",
+    middlewares=[security.signed_agent],
+    security=[{"agentSignature": []}],
+    tags=["agent"],
+)
+def report_version(agent_id: AgentIdPath, command: Annotated[ReportVersion, Body()]) -> VersionReported:
+    from fleetlink.core.agents.versions import VersionService
+
+    caller = security.calling_agent(router)
+    if caller.agent_id != agent_id:
+        raise Forbidden("an agent reports only its own version", code="not-your-agent")
+    deps = get_deps()
+    agent = VersionService(deps.registrations, deps.clock).report(caller, command)
+    return VersionReported(agent_id=agent.agent_id, agent_version=agent.agent_version or command.version)

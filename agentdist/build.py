@@ -31,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,11 @@ def agent_requirements() -> list[str]:
     return [*project["dependencies"], *project["optional-dependencies"]["agent"], "pip"]
 
 
-def build_fleetlink_wheel(version: str, epoch: int, out: Path) -> Path:
-    """The fleetlink wheel at ``version`` (the source copied, its version set), built reproducibly."""
+def build_fleetlink_wheel(
+    version: str, epoch: int, out: Path, patch: Callable[[Path], None] | None = None
+) -> Path:
+    """The fleetlink wheel at ``version`` (the source copied, its version set), built reproducibly;
+    ``patch`` may change the copied package first (tests build a release that fails to start)."""
     with tempfile.TemporaryDirectory() as temp:
         source = Path(temp) / "src-tree"
         source.mkdir()
@@ -102,6 +106,8 @@ def build_fleetlink_wheel(version: str, epoch: int, out: Path) -> Path:
         )
         init = source / "src" / "fleetlink" / "__init__.py"
         init.write_text(re.sub(r'__version__ = "[^"]*"', f'__version__ = "{version}"', init.read_text()))
+        if patch is not None:
+            patch(source / "src" / "fleetlink")
         env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch), PIP_DISABLE_PIP_VERSION_CHECK="1")
         _run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(source)],
@@ -189,6 +195,7 @@ def build(
     platforms: tuple[str, ...] = tuple(PLATFORM_TAGS),
     out: Path = DEFAULT_OUT,
     python_versions: tuple[str, ...] = PYTHON_VERSIONS,
+    patch: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """Build the artifacts; their paths."""
     version = version or project_version()
@@ -196,7 +203,7 @@ def build(
     out.mkdir(parents=True, exist_ok=True)
     artifacts = []
     with tempfile.TemporaryDirectory() as temp:
-        fleetlink_wheel = build_fleetlink_wheel(version, epoch, Path(temp))
+        fleetlink_wheel = build_fleetlink_wheel(version, epoch, Path(temp), patch)
         for platform_name in platforms:
             cache = download_wheels(platform_name, python_versions)
             wheels = [fleetlink_wheel, *(path for path in cache.glob("*.whl"))]

@@ -30,6 +30,15 @@ OPERATOR_TOKEN = "rollout-operator-token"
 #: Guards against a hung step; never an assertion about speed.
 WAIT_S = 90.0
 VERSION = "1.0.0"
+NEXT = "1.0.1"
+BROKEN = "1.0.2"
+#: How long a new version has to heartbeat before it is rolled back (the default is 60 s).
+HEALTH_DEADLINE_S = "20"
+
+
+def _fails_to_start(package: Path) -> None:
+    """A release whose command line exits at once: the agent never starts."""
+    (package / "cli" / "__main__.py").write_text('raise SystemExit("this release fails to start")\n')
 
 
 @dataclass
@@ -52,6 +61,7 @@ class Fleet:
             "FLEETLINK_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "NO_COLOR": "1",
             "COLUMNS": "200",
+            "FLEETLINK_UPGRADE_HEALTH_DEADLINE_S": HEALTH_DEADLINE_S,
             **extra,
         }
 
@@ -120,11 +130,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         f"\nartifact {artifact.name}: {artifact.stat().st_size / 1e6:.1f} MB, "
         f"built in {time.perf_counter() - started:.1f} s"
     )
+    (following,) = build(NEXT, (node.this_platform(),), root / "dist")
+    (broken,) = build(BROKEN, (node.this_platform(),), root / "dist", patch=_fails_to_start)
     dev = start_dev_process(OPERATOR_TOKEN, options=("--ephemeral", "--heartbeat-interval", "2"))
-    fleet = Fleet(dev, root, root / "release-key.pem", {VERSION: artifact})
+    fleet = Fleet(dev, root, root / "release-key.pem", {VERSION: artifact, NEXT: following, BROKEN: broken})
     try:
         fleet.fleetlink("release", "keygen", "--out", str(fleet.key))
-        fleet.fleetlink("release", "publish", "--key", str(fleet.key), str(artifact))
+        fleet.fleetlink(
+            "release", "publish", "--key", str(fleet.key), str(artifact), str(following), str(broken)
+        )
         yield fleet
     finally:
         dev.interrupt()
@@ -251,3 +265,62 @@ def test_agents_rm_hides_an_agent_until_restored(fleet: Fleet, tmp_path: Path) -
     fleet.fleetlink("agents", "restore", agent_id)
     assert agent_id in fleet.fleetlink("agents", "ls", "--tag", "ring=rm").stdout
     fleet.fleetlink("agent", "heartbeat", "--state-dir", str(state))
+
+
+def _history(fleet: Fleet, agent_id: str) -> list[tuple[str, str]]:
+    return [(e["event"], e.get("reason") or "") for e in _agent(fleet, agent_id)["registration_history"]]
+
+
+def test_upgrade_a_ring_then_a_release_that_fails_to_start_rolls_back(fleet: Fleet) -> None:
+    # Given an agent installed at VERSION in ring "up"
+    prefix = fleet.root / "node-u"
+    done = fleet.install(prefix, "--token", fleet.token("--tag", "ring=up"), "--version", VERSION)
+    assert done.returncode == 0, done.stdout + done.stderr
+    agent_id = done.stdout.strip().splitlines()[-1]
+    try:
+        _wait_for("a heartbeat", lambda: _agent(fleet, agent_id)["liveness"] == "online")
+        # When the operator upgrades the ring to NEXT
+        started = time.perf_counter()
+        upgrade = fleet.fleetlink(
+            "agents",
+            "upgrade",
+            "--to",
+            NEXT,
+            "--target",
+            "tag:ring=up",
+            "--max-concurrency",
+            "10%",
+            "--max-errors",
+            "1",
+        )
+        # Then the agent runs NEXT once its first heartbeat under NEXT is in (the task ends only then)
+        elapsed = time.perf_counter() - started
+        print(
+            f"\nupgrade {VERSION} -> {NEXT}, "
+            f"operator command to the new version's first heartbeat: {elapsed:.1f} s"
+        )
+        assert "1 of 1 upgraded" in upgrade.stdout
+        agent = _agent(fleet, agent_id)
+        assert agent["agent_version"] == NEXT
+        assert (node.current_version(prefix), node.previous_version(prefix)) == (NEXT, VERSION)
+        assert ("upgrade", f"{VERSION} -> {NEXT}") in _history(fleet, agent_id)
+        # When the ring is upgraded to a release that fails to start
+        failed = fleet.fleetlink("agents", "upgrade", "--to", BROKEN, "--target", "tag:ring=up", expect=1)
+        # Then the agent rolled back to NEXT by itself, reports it, and the failure is in its history
+        assert "0 of 1 upgraded" in failed.stdout
+        assert "did not heartbeat" in failed.stderr
+        assert node.current_version(prefix) == NEXT
+        assert any(event == "rollback" and BROKEN in reason for event, reason in _history(fleet, agent_id))
+        assert _agent(fleet, agent_id)["agent_version"] == NEXT
+        seen = _agent(fleet, agent_id)["last_seen_at"]
+        _wait_for("a heartbeat after the rollback", lambda: _agent(fleet, agent_id)["last_seen_at"] > seen)
+        # And an upgrade to a version nobody published is refused before any task is sent
+        missing = fleet.fleetlink("agents", "upgrade", "--to", "9.9.9", "--target", "tag:ring=up", expect=1)
+        assert "no published release 9.9.9" in missing.stderr
+    finally:
+        subprocess.run(
+            [str(prefix / "bin" / "fleetlink"), "agent", "uninstall", "--force"],
+            env=fleet.env(),
+            check=False,
+            timeout=WAIT_S,
+        )

@@ -55,6 +55,7 @@ from fleetlink.agent.tasks.runner import (
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.service import TunnelsService
 from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.agent.updates import finish_pending_upgrade
 from fleetlink.auth.sealing import (
     ENCRYPTION_KEY_FILE,
     EncryptionPrivateKey,
@@ -384,6 +385,9 @@ def run_agent(
     context = _agent_context(identity, state_dir)
     with reporting_errors(context), client, _only_runner(identity_store.path):
         store = AgentStore.in_state_dir(identity_store.path)
+        # an upgrade this process is the outcome of: settled before anything else (fleetlink.agent.updates)
+        if settled := finish_pending_upgrade(identity_store.path, client, identity.agent_id, store):
+            err().print(f"[bold]{escape(settled)}[/bold]")
         records = RecordStore.in_state_dir(identity_store.path)
         relay_client = RelayClient.from_state_dir(identity_store.path)
         relay = RelayService(records, relay_client)

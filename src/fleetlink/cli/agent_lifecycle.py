@@ -142,3 +142,12 @@ def uninstall(
     installation.remove_service()
     shutil.rmtree(installation.prefix)
     err().print(f"[green]uninstalled[/green]: {escape(str(installation.prefix))} removed")
+
+
+@agent_app.command("upgrade-apply", hidden=True)
+def upgrade_apply(prefix: Annotated[Path, typer.Option("--prefix")]) -> None:
+    """The switcher an upgrade starts (detached, on the old version): switch, wait for the new
+    version's heartbeat, else roll back."""
+    from fleetlink.agent.updates import main_apply
+
+    raise typer.Exit(main_apply(prefix))

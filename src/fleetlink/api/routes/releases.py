@@ -56,7 +56,21 @@ def set_release_key(command: Annotated[SetReleaseKey, Body()]) -> ReleaseKey:
     return get_deps().release_service.set_key(command)
 
 
-@router.get("/releases/key", summary="The release public key the fleet pins", tags=["releases"])
+#: A route that answers 404 without a path parameter: no release key was set yet.
+NO_KEY_YET = {
+    404: {
+        "description": "No release key yet (the first `fleetlink release publish` sets it)",
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+@router.get(
+    "/releases/key",
+    summary="The release public key the fleet pins",
+    tags=["releases"],
+    responses={200: {"description": "The release key"}, **NO_KEY_YET},
+)
 def get_release_key() -> ReleaseKey:
     return get_deps().release_service.key()
 
@@ -154,7 +168,8 @@ def _api_url(app: Router) -> str:
         200: {
             "description": "POSIX shell script",
             "content": {"text/x-shellscript": {"schema": {"type": "string"}}},
-        }
+        },
+        **NO_KEY_YET,
     },
 )
 def install_script() -> Response[str]:

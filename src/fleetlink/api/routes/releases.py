@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter, Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
@@ -57,7 +58,7 @@ def set_release_key(command: Annotated[SetReleaseKey, Body()]) -> ReleaseKey:
 
 
 #: A route that answers 404 without a path parameter: no release key was set yet.
-NO_KEY_YET = {
+NO_KEY_YET: dict[int, OpenAPIResponse] = {
     404: {
         "description": "No release key yet (the first `fleetlink release publish` sets it)",
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},

@@ -11,10 +11,10 @@ from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath, RouteAccess
 from fleetlink.contract.agents import AgentList, AgentSummary
+from fleetlink.contract.rollout import PurgeResult
 from fleetlink.core.agents.liveness import liveness
 from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.agents.service import AgentStatus
-from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.errors import Forbidden
 
 router = Router()
@@ -28,11 +28,6 @@ AGENT: RouteAccess = {
     "security": [{"agentSignature": []}],
     "tags": ["agent"],
 }
-
-
-class PurgeResult(DeferredModel):
-    agent_id: str
-    purged_items: int
 
 
 @router.delete(

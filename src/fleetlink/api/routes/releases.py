@@ -16,8 +16,8 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.contract.rollout import VersionReported
 from fleetlink.core.agents.versions import ReportVersion
-from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.errors import Forbidden, Unauthenticated
 from fleetlink.core.releases.model import (
     AnnounceRelease,
@@ -185,11 +185,6 @@ def install_script() -> Response[str]:
         key_literal=json.dumps(key.public_key),
     )
     return Response(200, "text/x-shellscript; charset=utf-8", script, headers={"Cache-Control": "no-store"})
-
-
-class VersionReported(DeferredModel):
-    agent_id: str
-    agent_version: str
 
 
 @router.post(

@@ -14,16 +14,11 @@ from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_clie
 from fleetlink.cli.operator.agents import agents_app
 from fleetlink.cli.render import CallContext, err, fail, out, reporting_errors, when
 from fleetlink.contract.agents import AgentList, AgentSummary
-from fleetlink.core.deferred_model import DeferredModel
+from fleetlink.contract.rollout import PurgeResult
 from fleetlink.core.entities import AgentState
 from fleetlink.core.releases.model import ReleaseList
 
 AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")]
-
-
-class PurgeResult(DeferredModel):
-    agent_id: str
-    purged_items: int
 
 
 def iter_deleted(client: OperatorClient, page_size: int | None = None) -> Iterator[AgentSummary]:

@@ -150,7 +150,7 @@ def test_install_from_the_served_script_registers_heartbeats_and_is_safe_to_re_r
     prefix = fleet.root / "node-a"
     # When the served script installs the agent into a temp prefix
     started = time.perf_counter()
-    done = fleet.install(prefix, "--token", token)
+    done = fleet.install(prefix, "--token", token, "--version", VERSION)
     print(f"\ninstall (download, verify, install, register, start): {time.perf_counter() - started:.1f} s")
     # Then it registers, runs (the documented fallback: no systemd here) and heartbeats, at that version
     assert done.returncode == 0, done.stdout + done.stderr
@@ -161,7 +161,7 @@ def test_install_from_the_served_script_registers_heartbeats_and_is_safe_to_re_r
     assert node.current_version(prefix) == VERSION
     assert list((fleet.root / "home").iterdir()) == []
     # When it runs again with the same token
-    again = fleet.install(prefix, "--token", token)
+    again = fleet.install(prefix, "--token", token, "--version", VERSION)
     # Then nothing changes: the same agent, the same version, still one running
     assert again.returncode == 0, again.stdout + again.stderr
     assert "already running" in again.stderr

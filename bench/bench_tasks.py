@@ -628,10 +628,11 @@ def print_latency(handler: Timings, baseline: Timings, claim: Replay, result: Re
 
 
 def throughput() -> None:
-    from fleetlink.agent.client import FleetlinkClient, OperatorClient
     from fleetlink.agent.tasks.runner import RunnerEvent, TaskRunner
     from fleetlink.agent.tasks.store import AgentStore
     from fleetlink.api.settings import Settings
+    from fleetlink.client.agent import FleetlinkClient
+    from fleetlink.client.operator import OperatorClient
     from fleetlink.core.entities import Hardware, KeyAlg
     from fleetlink.local.server import DevStack
 
@@ -813,7 +814,8 @@ class RunnerWarnings(logging.Handler):
 
 def heartbeat_flood(url: str, agents: list[BenchAgent], seconds: float) -> tuple[int, float, Counter[str]]:
     """Signed heartbeats from one thread per agent for ``seconds``: (answered, wall time, errors by kind)."""
-    from fleetlink.agent.client import FleetlinkClient, FleetlinkClientError
+    from fleetlink.client.agent import FleetlinkClient
+    from fleetlink.client.http import FleetlinkClientError
     from fleetlink.core.entities import KeyAlg
 
     counts = [0] * len(agents)

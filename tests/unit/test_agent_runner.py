@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError
 from fleetlink.agent.tasks.runner import (
     NEVER_STARTED,
     RESTARTED,
@@ -24,6 +23,7 @@ from fleetlink.agent.tasks.runner import (
     TaskRunner,
 )
 from fleetlink.agent.tasks.store import AgentStore, ExecutionRecord, ExecutionResult, ResultStatus, RowStatus
+from fleetlink.client.http import FleetlinkApiError
 from tests.fakes.agent_api import FakeAgentApi, api_error
 
 AGENT_ID = "agt_01JABCDEFGHJKMNPQRSTVWXYZ0"

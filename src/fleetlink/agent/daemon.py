@@ -24,11 +24,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 
 log = logging.getLogger(__name__)
@@ -95,17 +95,6 @@ class BaseService:
     def hurry(self) -> None:
         """A graceful stop in progress has become urgent (a second Ctrl-C)."""
         return
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Waits after consecutive transient failures: ``base * 2**(n-1)`` up to ``cap``, times 0.5-1."""
-
-    base_s: float = 1.0
-    cap_s: float = 30.0
-
-    def wait_s(self, failures: int) -> float:
-        return float(min(self.cap_s, self.base_s * 2.0 ** max(0, failures - 1)) * _random.uniform(0.5, 1.0))
 
 
 class HeartbeatService(BaseService):
@@ -206,7 +195,7 @@ class Supervisor:
         if len(set(names)) != len(names):
             raise ValueError(f"service names must be unique: {names}")
         self.heartbeat = heartbeat
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(base_s=1.0, max_s=30.0)
         self._slots = {service.name: _Slot(service) for service in (heartbeat, *services)}
         heartbeat.attach(services, self.wake)
         for service in (heartbeat, *services):
@@ -278,7 +267,7 @@ class Supervisor:
                     self._fail(slot, error)
                     return
                 slot.failures += 1
-                wait_s = self.backoff.wait_s(slot.failures)
+                wait_s = self.backoff.delay_s(slot.failures)
                 log.warning("%s failed (%s); retrying in %.0f s", slot.service.name, error, wait_s)
             except Exception as error:
                 log.exception("%s failed; stopping the agent", slot.service.name)

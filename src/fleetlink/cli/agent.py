@@ -26,13 +26,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import (
-    FleetlinkApiError,
-    FleetlinkClient,
-    FleetlinkClientError,
-    FleetlinkConnectionError,
-    api_root,
-)
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
@@ -41,7 +34,6 @@ from fleetlink.agent.daemon import (
 )
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import DB_FILE, RecordStore, SyncHealth
 from fleetlink.agent.sequence import HeartbeatSequence
@@ -81,6 +73,9 @@ from fleetlink.cli.render import (
     styled,
     when,
 )
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, FleetlinkConnectionError, api_root
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.entities import KeyAlg
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
 from fleetlink.agent.relay.api import RelayApi
 from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth, now_ms
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.relay import RecordResult, RecordStatus, RelayRecord
 from fleetlink.core.relay.records import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_FUTURE_SKEW_MS
@@ -34,23 +33,6 @@ log = logging.getLogger(__name__)
 REFUSED_STATUSES = frozenset({400, 413, 422})
 #: Room left in a batch body for ``{"records":[...]}`` and the commas.
 BATCH_ENVELOPE_BYTES = 16 * 1024
-#: The longest a server's Retry-After is obeyed (a bigger one is taken as this).
-MAX_RETRY_AFTER_S = 900.0
-
-
-@dataclass
-class Backoff:
-    """Exponential delays with jitter: ``base_s * 2**(failures-1)`` capped at ``max_s``, times 0.5-1."""
-
-    base_s: float = 1.0
-    max_s: float = 60.0
-    rng: random.Random = field(default_factory=random.SystemRandom)
-
-    def delay_s(self, failures: int, retry_after_s: float | None = None) -> float:
-        computed = min(self.max_s, self.base_s * 2.0 ** max(0, failures - 1)) * self.rng.uniform(0.5, 1.0)
-        if retry_after_s is None:
-            return computed
-        return max(computed, min(retry_after_s, MAX_RETRY_AFTER_S))
 
 
 def to_wire(entry: OutboxEntry) -> RelayRecord:
@@ -94,7 +76,7 @@ class RelayService:
         self.store = store
         self.api = api
         self._clock = clock
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(base_s=1.0, max_s=60.0)
         self._idle_interval_s = idle_interval_s
         self._max_batch_records = max_batch_records
         self._max_batch_bytes = max_batch_bytes

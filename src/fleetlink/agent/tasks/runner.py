@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService, HeartbeatApi, HeartbeatService, Supervisor
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
@@ -46,6 +45,7 @@ from fleetlink.agent.tasks.store import (
     StoreError,
     now_ms,
 )
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 

@@ -15,11 +15,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
 from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
 from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore, now_ms
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.tunnels import (
     MAX_EVENTS_PER_REQUEST,
     DesiredState,

@@ -18,7 +18,6 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
@@ -45,6 +44,7 @@ from fleetlink.cli.render import (
     wants_json,
     when,
 )
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail, TaskSummary
 from fleetlink.core.entities import AgentState, Liveness

@@ -32,10 +32,11 @@ from fleetlink.agent.daemon import (
     HeartbeatService,
     Supervisor,
 )
+from fleetlink.agent.db import db_path
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
 from fleetlink.agent.relay.service import RelayService
-from fleetlink.agent.relay.store import DB_FILE, RecordStore, SyncHealth
+from fleetlink.agent.relay.store import RecordStore, SyncHealth
 from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.agent.tasks.runner import (
     CANCELLED,
@@ -46,7 +47,7 @@ from fleetlink.agent.tasks.runner import (
 )
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.service import TunnelsService
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.auth.sealing import (
     ENCRYPTION_KEY_FILE,
     EncryptionPrivateKey,
@@ -463,7 +464,7 @@ def local_tunnels(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
-    path = IdentityStore(state_dir).path / DB_FILE_NAME
+    path = db_path(IdentityStore(state_dir).path)
     if not path.exists():
         raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
     with reporting_errors():
@@ -697,7 +698,7 @@ def status(
         if identity is None:
             raise fail(f"this machine is not registered (state dir {store.path})")
     health = None
-    if (store.path / DB_FILE).exists():
+    if db_path(store.path).exists():
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
     if as_json:

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fleetlink.agent.db import now_ms
 from fleetlink.agent.relay.api import RelayApi
-from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth, now_ms
+from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck

@@ -27,6 +27,7 @@ from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
 from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService, HeartbeatApi, HeartbeatService, Supervisor
+from fleetlink.agent.db import now_ms
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
@@ -43,7 +44,6 @@ from fleetlink.agent.tasks.store import (
     ResultStatus,
     RowStatus,
     StoreError,
-    now_ms,
 )
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck

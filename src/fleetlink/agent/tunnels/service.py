@@ -15,10 +15,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from fleetlink.agent.db import db_path, now_ms
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
 from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore, now_ms
+from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.tunnels import (
     MAX_EVENTS_PER_REQUEST,
@@ -95,7 +96,7 @@ class TunnelsService:
         """Open the store and bring back the tunnels it holds (works with the cloud unreachable)."""
         config = self.config or load_config(self.state_dir)
         self.config = config
-        self.store = TunnelStore.open(self.state_dir / DB_FILE_NAME)
+        self.store = TunnelStore.open(db_path(self.state_dir))
         self.store.prune_events(now_ms() - config.event_retention_days * 86_400_000)
         self._thread.start()
         self.reconciler = Reconciler(

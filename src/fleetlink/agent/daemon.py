@@ -45,9 +45,18 @@ _random = random.SystemRandom()
 
 
 class Service(Protocol):
-    """One capability's work inside ``fleetlink agent run``; the supervisor runs each in its own thread."""
+    """One capability's work inside ``fleetlink agent run``; the supervisor runs each in its own thread.
+
+    Every service has the same shape: it is handed its store and its API client when built (by
+    :mod:`fleetlink.agent.app`), which also closes them once the daemon stopped; the supervisor
+    binds its wake, then calls ``start`` once, ``step`` in a loop, ``on_heartbeat`` and
+    ``heartbeat_metrics`` around each beat, and ``stop`` (then ``hurry``, if a stop turns urgent).
+    """
 
     name: str
+
+    def bind(self, wake: Callable[[], None]) -> None:
+        """How to run this service's next round now (done by the supervisor)."""
 
     def start(self) -> None:
         """Recover local state; called once before the loop."""
@@ -64,18 +73,24 @@ class Service(Protocol):
     def stop(self, *, urgent: bool = False) -> None:
         """Release resources, once, at shutdown (``urgent``: without waiting for work to finish)."""
 
+    def hurry(self) -> None:
+        """A graceful stop in progress has become urgent (a second Ctrl-C)."""
+
 
 class BaseService:
-    """A :class:`Service` with no-op defaults; the supervisor hands it :attr:`wake` to wake itself."""
+    """A :class:`Service` with no-op defaults; the supervisor binds :meth:`wake` to its loop."""
 
     name = "service"
 
     def __init__(self) -> None:
-        #: Run this service's next round now (bound by the supervisor; a no-op until then).
-        self.wake: Callable[[], None] = lambda: None
+        self._wake_bound: Callable[[], None] = lambda: None
 
     def bind(self, wake: Callable[[], None]) -> None:
-        self.wake = wake
+        self._wake_bound = wake
+
+    def wake(self) -> None:
+        """Run this service's next round now (a no-op until the supervisor bound it)."""
+        self._wake_bound()
 
     def start(self) -> None:
         return None
@@ -199,9 +214,7 @@ class Supervisor:
         self._slots = {service.name: _Slot(service) for service in (heartbeat, *services)}
         heartbeat.attach(services, self.wake)
         for service in (heartbeat, *services):
-            bind = getattr(service, "bind", None)
-            if callable(bind):
-                bind(functools.partial(self.wake, service.name))
+            service.bind(functools.partial(self.wake, service.name))
         self._stopping = threading.Event()
         self._urgent = threading.Event()
         self._changed = threading.Event()
@@ -225,9 +238,8 @@ class Supervisor:
         if urgent and not self._urgent.is_set():
             self._urgent.set()
             for slot in self._slots.values():
-                hurry = getattr(slot.service, "hurry", None)
-                if callable(hurry) and self._stopping.is_set():
-                    hurry()
+                if self._stopping.is_set():
+                    slot.service.hurry()
         self._stopping.set()
         self.heartbeat.draining = True
         self._changed.set()

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import datetime
 import fcntl
-import functools
 import getpass
 import json
 import logging
 import os
-import re
-import shlex
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -26,35 +22,26 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from fleetlink.agent.app import AgentOptions, NotRegistered, agent_client, build_agent, host_metrics
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
-    HeartbeatService,
-    Supervisor,
 )
 from fleetlink.agent.db import db_path
 from fleetlink.agent.hardware import collect_hardware, fingerprint
-from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
-from fleetlink.agent.relay.service import RelayService
+from fleetlink.agent.identity import Identity, IdentityStore
 from fleetlink.agent.relay.store import RecordStore, SyncHealth
-from fleetlink.agent.sequence import HeartbeatSequence
+from fleetlink.agent.systemd import SYSTEM_UNIT_DIR, fleetlink_command, systemd_unit, unit_name
 from fleetlink.agent.tasks.runner import (
     CANCELLED,
     MAX_CONCURRENCY,
     HandlerRegistry,
     RunnerEvent,
-    TasksService,
 )
-from fleetlink.agent.tasks.store import AgentStore
-from fleetlink.agent.tunnels.service import TunnelsService
 from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.auth.sealing import (
-    ENCRYPTION_KEY_FILE,
-    EncryptionPrivateKey,
     encryption_public_key_pem,
-    load_encryption_key,
     load_or_create_encryption_key,
-    open_sealed,
 )
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
@@ -76,7 +63,6 @@ from fleetlink.cli.render import (
 )
 from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, FleetlinkConnectionError, api_root
-from fleetlink.client.relay import RelayClient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.entities import KeyAlg
 
@@ -166,14 +152,6 @@ def register(
     typer.echo(result.agent_id)
 
 
-def _metrics() -> dict[str, float]:
-    try:
-        load1, load5, load15 = os.getloadavg()
-    except (OSError, AttributeError):
-        return {}
-    return {"load1": round(load1, 3), "load5": round(load5, 3), "load15": round(load15, 3)}
-
-
 def _print_ack(ack: HeartbeatAck, as_json: bool) -> None:
     if as_json:
         out().print_json(ack.model_dump_json())
@@ -189,23 +167,12 @@ def _agent_context(identity: Identity, state_dir: Path | None) -> CallContext:
 
 
 def _load_agent(store: IdentityStore) -> tuple[Identity, FleetlinkClient]:
-    identity = store.load_identity()
-    key = store.load_key()
-    if identity is None or key is None:
+    try:
+        return agent_client(store)
+    except NotRegistered as exc:
         raise fail(
-            f"this machine is not registered (state dir {store.path})",
-            fix="fleetlink agent register --url <API URL> --token <registration token>",
-        )
-    if key_alg_of(key) is not identity.key_alg:
-        raise fail(f"the key in {store.key_path} does not match identity.json's {identity.key_alg.value}")
-    client = FleetlinkClient(
-        identity.api_url,
-        private_key=key,
-        key_alg=identity.key_alg,
-        agent_id=identity.agent_id,
-        heartbeat_sequence=HeartbeatSequence.in_state_dir(store.path).next,
-    )
-    return identity, client
+            str(exc), fix="fleetlink agent register --url <API URL> --token <registration token>"
+        ) from None
 
 
 @agent_app.command()
@@ -240,7 +207,7 @@ def heartbeat(
         with client:
             while True:
                 try:
-                    ack = client.heartbeat(identity.agent_id, status=status, metrics=_metrics())
+                    ack = client.heartbeat(identity.agent_id, status=status, metrics=host_metrics())
                     _print_ack(ack, as_json)
                     wait_s = float(ack.heartbeat_interval_s)
                 except FleetlinkApiError as error:
@@ -329,19 +296,6 @@ def _agent_logging() -> None:
     logger.propagate = False
 
 
-def _secret_opener(state_dir: Path) -> Callable[..., bytes] | None:
-    """Opens secrets sealed to this agent with its encryption key (None: it registered none)."""
-    path = state_dir / ENCRYPTION_KEY_FILE
-    if not path.exists():
-        return None
-    key: EncryptionPrivateKey = load_encryption_key(path)
-
-    def open_secret(sealed: str, *, context: bytes) -> bytes:
-        return open_sealed(key, sealed, context=context)
-
-    return open_secret
-
-
 @agent_app.command("run")
 def run_agent(
     state_dir: StateDirOption = None,
@@ -373,40 +327,23 @@ def run_agent(
     """
     identity_store = IdentityStore(state_dir)
     with reporting_errors():
-        identity, client = _load_agent(identity_store)
+        identity, client = _load_agent(identity_store)  # says how to register when this machine is not
+    client.close()
     _agent_logging()
     registry = HandlerRegistry()
     registry.load_entry_points()
-    context = _agent_context(identity, state_dir)
-    with reporting_errors(context), client, _only_runner(identity_store.path):
-        store = AgentStore.in_state_dir(identity_store.path)
-        records = RecordStore.in_state_dir(identity_store.path)
-        relay_client = RelayClient.from_state_dir(identity_store.path)
-        relay = RelayService(records, relay_client)
-        tasks = TasksService(
-            client,
-            store,
-            registry,
-            identity.agent_id,
-            concurrency,
-            listener=_print_event,
-            stop_grace_s=stop_grace,
-        )
-        heartbeat = HeartbeatService(
-            client,
-            identity.agent_id,
-            running_executions=tasks.running_ids,
-            host_metrics=_metrics,
-            first_beat_jitter_s=first_heartbeat_jitter,
-        )
-        tunnels = TunnelsService(
-            agent_id=identity.agent_id,
-            api=client,
-            state_dir=identity_store.path,
-            open_secret=_secret_opener(identity_store.path),
-        )
-        daemon = Supervisor(heartbeat, [tasks, tunnels, relay])
-        tasks.on_started = functools.partial(daemon.wake, heartbeat.name)
+    options = AgentOptions(
+        concurrency=concurrency,
+        stop_grace_s=stop_grace,
+        first_beat_jitter_s=first_heartbeat_jitter,
+        on_event=_print_event,
+        registry=registry,
+    )
+    with (
+        reporting_errors(_agent_context(identity, state_dir)),
+        _only_runner(identity_store.path),
+        build_agent(identity_store.path, options) as agent,
+    ):
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -418,17 +355,12 @@ def run_agent(
                 )
 
         err().print(
-            f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}, syncing records; "
+            f"agent {agent.identity.agent_id} running tasks ({', '.join(registry.types())}; "
+            f"{concurrency} at a time) and tunnels from {escape(str(agent.db_path))}, syncing records; "
             "Ctrl-C stops"
         )
-        try:
-            with daemon.signals(said):
-                daemon.run()
-        finally:
-            store.close()
-            relay_client.close()
-            records.close()
+        with agent.supervisor.signals(said):
+            agent.run()
     err().print("agent stopped")
 
 
@@ -541,60 +473,6 @@ def local_tunnels(
 
 # --- service -------------------------------------------------------------------------------------
 
-SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-
-
-def _fleetlink_command() -> str:
-    """How systemd should start this fleetlink: the installed script, else this Python's module."""
-    script = Path(sys.argv[0])
-    if script.name == "fleetlink" and script.exists():
-        return shlex.quote(str(script.resolve()))
-    return f"{shlex.quote(sys.executable)} -m fleetlink.cli"
-
-
-def unit_name(state_dir: Path) -> str:
-    """``fleetlink-agent`` for the default state dir, ``fleetlink-agent-<dir name>`` for another."""
-    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
-        return "fleetlink-agent"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-.") or "agent"
-    return f"fleetlink-agent-{slug}"
-
-
-def systemd_unit(
-    *,
-    command: str,
-    state_dir: Path,
-    agent_id: str | None,
-    system: bool,
-    run_as: str | None,
-    concurrency: int,
-    stop_grace_s: float,
-) -> str:
-    """A systemd service running ``fleetlink agent run`` for the agent of ``state_dir``."""
-    who = f"agent {agent_id}" if agent_id else "agent"
-    lines = [
-        "[Unit]",
-        f"Description=fleetlink {who} (state dir {state_dir})",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        "Type=simple",
-        f"ExecStart={command} agent run --state-dir {shlex.quote(str(state_dir))} "
-        f"--concurrency {concurrency} --stop-grace {stop_grace_s:g}",
-        "Environment=PYTHONUNBUFFERED=1 NO_COLOR=1",
-        # an exit is an error retrying inside could not fix (e.g. revoked): retry slowly, then give up
-        "Restart=on-failure",
-        "RestartSec=30",
-        # SIGTERM to the daemon only: it stops claiming and gives running tasks --stop-grace to end
-        "KillMode=mixed",
-        f"TimeoutStopSec={int(stop_grace_s) + 30}",
-    ]
-    if system and run_as:
-        lines.append(f"User={run_as}")
-    lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
-    return "\n".join(lines)
-
 
 @agent_app.command("install-service")
 def install_service(
@@ -643,7 +521,7 @@ def install_service(
         )
     unit = unit_name(state_path) if name is None else name.removesuffix(".service")
     text = systemd_unit(
-        command=_fleetlink_command(),
+        command=fleetlink_command(),
         state_dir=state_path,
         agent_id=identity.agent_id if identity else None,
         system=system,

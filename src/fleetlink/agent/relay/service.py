@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from fleetlink.agent.daemon import BaseService
 from fleetlink.agent.db import now_ms
 from fleetlink.agent.relay.api import RelayApi
 from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth
@@ -55,7 +55,7 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class RelayService:
+class RelayService(BaseService):
     """The ``relay`` service of ``fleetlink agent run``; :meth:`run` runs it alone."""
 
     name = "relay"
@@ -70,8 +70,8 @@ class RelayService:
         idle_interval_s: float = 0.5,
         max_batch_records: int = MAX_BATCH_RECORDS,
         max_batch_bytes: int = MAX_BATCH_BYTES - BATCH_ENVELOPE_BYTES,
-        owns_store: bool = False,
     ) -> None:
+        super().__init__()
         if not 1 <= max_batch_records <= MAX_BATCH_RECORDS:
             raise ValueError(f"max_batch_records must be 1-{MAX_BATCH_RECORDS}")
         self.store = store
@@ -81,7 +81,6 @@ class RelayService:
         self._idle_interval_s = idle_interval_s
         self._max_batch_records = max_batch_records
         self._max_batch_bytes = max_batch_bytes
-        self._owns_store = owns_store
         self._failures = 0
         self._not_before = 0
         #: Entries up to this outbox seq go one by one (a batch holding them was refused).
@@ -89,22 +88,11 @@ class RelayService:
         #: Server time minus local time, from the last heartbeat answer.
         self.server_offset_ms: int | None = None
         self._wake = threading.Event()
-        #: The supervisor's wake for this service (``fleetlink agent run``), bound by :meth:`bind`.
-        self._wake_supervised: Callable[[], None] = lambda: None
         self._stopped = threading.Event()
         #: Requests sent to the relay (immediate and batch), for diagnostics.
         self.requests = 0
 
-    @classmethod
-    def in_state_dir(cls, state_dir: str | os.PathLike[str], api: RelayApi, **options: Any) -> RelayService:
-        """A worker over the store in ``state_dir``, closing that store when it stops."""
-        return cls(RecordStore.in_state_dir(state_dir), api, owns_store=True, **options)
-
     # --- the daemon's Service interface ---
-
-    def bind(self, wake: Callable[[], None]) -> None:
-        """The supervisor's way to run this service's next round now (a local write calls it)."""
-        self._wake_supervised = wake
 
     def start(self) -> None:
         """Pick up the failure count and the next attempt time a previous run left, and listen for writes."""
@@ -154,15 +142,13 @@ class RelayService:
         """Stop :meth:`run`; nothing is lost (the outbox is on disk) however urgent."""
         self._stopped.set()
         self._wake.set()
-        if self._owns_store:
-            self.store.close()
 
     # --- running alone ---
 
     def wake(self) -> None:
         """Start the next round now (a write was queued); a backoff in progress is still honoured."""
         self._wake.set()
-        self._wake_supervised()
+        super().wake()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Run rounds until ``stop`` (or :meth:`stop`) is set."""

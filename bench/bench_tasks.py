@@ -628,7 +628,8 @@ def print_latency(handler: Timings, baseline: Timings, claim: Replay, result: Re
 
 
 def throughput() -> None:
-    from fleetlink.agent.tasks.runner import RunnerEvent, TaskRunner
+    from fleetlink.agent.tasks.runner import TaskRunner
+    from fleetlink.agent.tasks.service import RunnerEvent
     from fleetlink.agent.tasks.store import AgentStore
     from fleetlink.api.settings import Settings
     from fleetlink.client.agent import FleetlinkClient
@@ -660,7 +661,7 @@ def throughput() -> None:
             return super().report_result(*args, **kwargs)
 
     retried = RunnerWarnings()
-    runner_log = logging.getLogger("fleetlink.agent.tasks.runner")
+    runner_log = logging.getLogger("fleetlink.agent.tasks.service")
     runner_log.addHandler(retried)
     runner_log.propagate = False  # counted and summarised below instead of printed as they happen
     lock = threading.Lock()

@@ -22,7 +22,7 @@ from typing import IO
 
 import pytest
 
-from fleetlink.agent.tasks.runner import RESTARTED
+from fleetlink.agent.tasks.service import RESTARTED
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail

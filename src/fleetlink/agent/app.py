@@ -22,7 +22,8 @@ from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.agent.sequence import HeartbeatSequence
-from fleetlink.agent.tasks.runner import HandlerRegistry, RunnerEvent, TasksService
+from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.service import RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.reconciler import SecretOpener
 from fleetlink.agent.tunnels.service import TunnelsService

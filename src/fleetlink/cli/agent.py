@@ -32,12 +32,8 @@ from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore
 from fleetlink.agent.relay.store import RecordStore, SyncHealth
 from fleetlink.agent.systemd import SYSTEM_UNIT_DIR, fleetlink_command, systemd_unit, unit_name
-from fleetlink.agent.tasks.runner import (
-    CANCELLED,
-    MAX_CONCURRENCY,
-    HandlerRegistry,
-    RunnerEvent,
-)
+from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.service import CANCELLED, MAX_CONCURRENCY, RunnerEvent
 from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.auth.sealing import (
     encryption_public_key_pem,

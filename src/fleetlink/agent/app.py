@@ -8,10 +8,11 @@ handed). A new service is one module under ``agent/`` plus one line in :func:`bu
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -33,9 +34,31 @@ from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkClientError
 from fleetlink.client.relay import RelayClient
 
+#: Held (flock) by the one daemon running from a state dir.
+LOCK_FILE = "agent.lock"
+
 
 class NotRegistered(FleetlinkClientError):
     """The state dir holds no usable identity (never registered, or its key does not match)."""
+
+
+class AlreadyRunning(FleetlinkClientError):
+    """Another daemon runs from this state dir."""
+
+
+@contextmanager
+def only_runner(state_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the state dir for as long as this agent runs tasks from it."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(state_dir / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(f"another `fleetlink agent run` is using {state_dir}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)

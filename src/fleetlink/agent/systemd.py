@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -62,3 +63,11 @@ def systemd_unit(
         lines.append(f"User={run_as}")
     lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
     return "\n".join(lines)
+
+
+def unit_path(unit: str, *, system: bool) -> Path:
+    """Where the unit file goes: /etc/systemd/system, or the user's systemd config folder."""
+    if system:
+        return SYSTEM_UNIT_DIR / f"{unit}.service"
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "systemd" / "user" / f"{unit}.service"

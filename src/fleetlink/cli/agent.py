@@ -7,11 +7,8 @@ and exit 1.
 from __future__ import annotations
 
 import datetime
-import fcntl
-import getpass
 import json
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +19,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.app import AgentOptions, NotRegistered, agent_client, build_agent, host_metrics
+from fleetlink.agent.app import (
+    AgentOptions,
+    AlreadyRunning,
+    NotRegistered,
+    agent_client,
+    build_agent,
+    host_metrics,
+    only_runner,
+)
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
@@ -31,17 +36,17 @@ from fleetlink.agent.db import db_path
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore
 from fleetlink.agent.relay.store import RecordStore, SyncHealth
-from fleetlink.agent.systemd import SYSTEM_UNIT_DIR, fleetlink_command, systemd_unit, unit_name
 from fleetlink.agent.tasks.handlers import HandlerRegistry
 from fleetlink.agent.tasks.service import CANCELLED, MAX_CONCURRENCY, RunnerEvent
-from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.auth.sealing import (
     encryption_public_key_pem,
     load_or_create_encryption_key,
 )
+from fleetlink.cli.agent_service import install_service
+from fleetlink.cli.agent_tunnels import local_tunnels
+from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
-    HEALTH_STYLE,
     CallContext,
     TagOption,
     ago,
@@ -66,17 +71,10 @@ agent_app = typer.Typer(
     help="This machine as a fleetlink agent: register, heartbeat, run, install-service, whoami.",
     no_args_is_help=True,
 )
+agent_app.command("tunnels")(local_tunnels)
+agent_app.command("install-service")(install_service)
 
 
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="FLEETLINK_STATE_DIR",
-        help="Where the agent's key and identity live (default: ~/.fleetlink/agent)",
-        show_default=False,
-    ),
-]
 # --- agent ---------------------------------------------------------------------------------------
 
 
@@ -226,22 +224,13 @@ def heartbeat(
         err().print(f"stopped after {sent} heartbeats")
 
 
-LOCK_FILE = "agent.lock"
-
-
 @contextmanager
 def _only_runner(state_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the state dir for as long as this agent runs tasks from it."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(state_dir / LOCK_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise fail(f"another `fleetlink agent run` is using {state_dir}") from None
-        try:
+    try:
+        with only_runner(state_dir):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except AlreadyRunning as exc:
+        raise fail(str(exc)) from None
 
 
 def _clock_time() -> str:
@@ -383,169 +372,6 @@ def whoami(state_dir: StateDirOption = None) -> None:
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
-
-
-@agent_app.command("tunnels")
-def local_tunnels(
-    state_dir: StateDirOption = None,
-    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
-    path = db_path(IdentityStore(state_dir).path)
-    if not path.exists():
-        raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
-    with reporting_errors():
-        store = TunnelStore.open(path)
-    try:
-        tunnels = store.tunnels()
-        recent = store.events(limit=events) if events else []
-    finally:
-        store.close()
-    if as_json:
-        rows = [
-            {
-                "tunnel_id": t.spec.tunnel_id,
-                "provider": t.spec.provider.value,
-                "name": t.spec.name,
-                "mode": t.spec.mode.value,
-                "enabled": t.spec.enabled,
-                "local_target": t.spec.local_target,
-                "routes": [r.__dict__ for r in t.spec.routes],
-                "health": t.status.health.value,
-                "public_url": t.status.public_url,
-                "error_code": t.status.error_code,
-                "error_message": t.status.error_message,
-                "reported": t.status_sent_seq >= t.status_seq,
-                "updated_at": t.updated_at,
-            }
-            for t in tunnels
-        ]
-        payload: dict[str, object] = {"tunnels": rows}
-        if events:
-            payload["events"] = [
-                e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
-            ]
-        out().print_json(json.dumps(payload))
-        return
-    table = Table(title=f"tunnels on this machine ({len(tunnels)})")
-    for column in (
-        "tunnel",
-        "provider",
-        "name",
-        "mode",
-        "enabled",
-        "health",
-        "public url",
-        "target",
-        "routes",
-        "error",
-    ):
-        table.add_column(column, overflow="fold")
-    for t in tunnels:
-        table.add_row(
-            t.spec.tunnel_id,
-            t.spec.provider.value,
-            escape(t.spec.name),
-            t.spec.mode.value,
-            "yes" if t.spec.enabled else "no",
-            styled(t.status.health.value, HEALTH_STYLE),
-            escape(t.status.public_url or "-"),
-            escape(t.spec.local_target),
-            str(len(t.spec.routes)),
-            escape(t.status.error_code or ""),
-        )
-    out().print(table)
-    if recent:
-        events_table = Table(title="recent events")
-        for column in ("when", "tunnel", "level", "type", "message"):
-            events_table.add_column(column, overflow="fold")
-        for e in recent:
-            events_table.add_row(
-                when(e.created_at), e.tunnel_id or "-", e.level.value, e.event_type.value, escape(e.message)
-            )
-        out().print(events_table)
-
-
-# --- service -------------------------------------------------------------------------------------
-
-
-@agent_app.command("install-service")
-def install_service(
-    state_dir: StateDirOption = None,
-    system: Annotated[
-        bool,
-        typer.Option(
-            "--system/--user",
-            help="A system unit in /etc/systemd/system (needs root), or a user unit in "
-            "~/.config/systemd/user (default)",
-        ),
-    ] = False,
-    print_only: Annotated[bool, typer.Option("--print", help="Print the unit; install nothing")] = False,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            help="Unit name (default: fleetlink-agent, or fleetlink-agent-<dir> for another state dir)",
-            show_default=False,
-        ),
-    ] = None,
-    run_as: Annotated[
-        str | None, typer.Option("--run-as", help="User of a system unit (default: you)", show_default=False)
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="Executions run at once")
-    ] = 4,
-    stop_grace: Annotated[
-        float, typer.Option("--stop-grace", min=0.0, help="On stop, seconds running tasks get to finish")
-    ] = 30.0,
-) -> None:
-    """Write a systemd unit that runs `fleetlink agent run` for this state dir (one unit per agent).
-
-    Two agents on one machine: register each in a state dir of its own, then install a unit per
-    state dir (`--state-dir ~/.fleetlink/web`, `--state-dir ~/.fleetlink/db`).
-    """
-    identity_store = IdentityStore(state_dir)
-    state_path = identity_store.path.resolve()
-    with reporting_errors():
-        identity = identity_store.load_identity()
-    if identity is None:
-        err().print(
-            f"[yellow]warning: {escape(str(state_path))} holds no agent yet; register it before starting "
-            f"the service: fleetlink agent register --token <token> --state-dir {escape(str(state_path))}"
-            "[/yellow]"
-        )
-    unit = unit_name(state_path) if name is None else name.removesuffix(".service")
-    text = systemd_unit(
-        command=fleetlink_command(),
-        state_dir=state_path,
-        agent_id=identity.agent_id if identity else None,
-        system=system,
-        run_as=run_as or (getpass.getuser() if system else None),
-        concurrency=concurrency,
-        stop_grace_s=stop_grace,
-    )
-    if print_only:
-        typer.echo(text, nl=False)
-        return
-    if system:
-        directory = SYSTEM_UNIT_DIR
-    else:
-        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        directory = Path(config_home) / "systemd" / "user"
-    path = directory / f"{unit}.service"
-    with reporting_errors():
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    systemctl = "systemctl" if system else "systemctl --user"
-    err().print(f"[green]wrote[/green] {escape(str(path))}; start it now and at every boot with:")
-    out().print(f"  {systemctl} daemon-reload && {systemctl} enable --now {unit}", markup=False)
-    if not system:
-        out().print(
-            "  loginctl enable-linger $USER    # keep it running when you are logged out", markup=False
-        )
-    journal = "journalctl" if system else "journalctl --user"
-    out().print(f"  {journal} -u {unit} -f              # its log", markup=False)
 
 
 def _relay_rows(health: SyncHealth) -> dict[str, str]:

@@ -71,8 +71,6 @@ agent_app = typer.Typer(
     help="This machine as a fleetlink agent: register, heartbeat, run, install-service, whoami.",
     no_args_is_help=True,
 )
-agent_app.command("tunnels")(local_tunnels)
-agent_app.command("install-service")(install_service)
 
 
 # --- agent ---------------------------------------------------------------------------------------
@@ -372,6 +370,10 @@ def whoami(state_dir: StateDirOption = None) -> None:
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
+
+
+agent_app.command("tunnels")(local_tunnels)
+agent_app.command("install-service")(install_service)
 
 
 def _relay_rows(health: SyncHealth) -> dict[str, str]:

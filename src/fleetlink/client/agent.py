@@ -11,8 +11,9 @@ from fleetlink.agent.hardware import fingerprint as hardware_fingerprint
 from fleetlink.auth.httpx_auth import HttpxSignatureAuth
 from fleetlink.auth.keys import PrivateKey, public_key_pem
 from fleetlink.auth.sequence import sequence_nonce
-from fleetlink.client.http import SEQUENCE_STALE, ApiClient, FleetlinkApiError, segment
+from fleetlink.client.http import ApiClient, FleetlinkApiError, segment
 from fleetlink.contract.agents import HeartbeatAck, KeyRotated, Registered
+from fleetlink.contract.problems import SEQUENCE_STALE
 from fleetlink.contract.tasks import Claimed, ExecutionDetail, ResultRecorded
 from fleetlink.contract.tunnels import DesiredState, EventsBatch, StatusReport
 from fleetlink.core.entities import Hardware, KeyAlg

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 import fleetlink
 from fleetlink.client.backoff import Backoff
+from fleetlink.contract.problems import problem_code
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -32,10 +33,6 @@ USER_AGENT = f"fleetlink-agent/{fleetlink.__version__}"
 
 M = TypeVar("M", bound=BaseModel)
 _Item = TypeVar("_Item", covariant=True)
-
-
-#: The problem code of a heartbeat whose sequence is not greater than the last one the server saw.
-SEQUENCE_STALE = "heartbeat-sequence-stale"
 
 
 class FleetlinkClientError(Exception):
@@ -63,7 +60,7 @@ class FleetlinkApiError(FleetlinkClientError):
     @property
     def code(self) -> str:
         """The problem type's last segment, e.g. ``agent-revoked``."""
-        return str(self.problem.get("type") or "").rsplit(":", 1)[-1]
+        return problem_code(str(self.problem.get("type") or ""))
 
     @property
     def errors(self) -> list[dict[str, Any]]:

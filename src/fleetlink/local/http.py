@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
+
 #: Lambda's synchronous invocation payload limit; the handlers enforce the per-route limits below it.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 #: Headers the server sets itself, whatever a handler returns.
 _HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
 _DECIMAL = re.compile(r"[0-9]{1,19}")
@@ -38,14 +38,7 @@ def problem_response(
     status: int, code: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None
 ) -> HttpResponse:
     """An RFC 9457 problem produced by the dev server itself (as API Gateway would answer)."""
-    document: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if instance:
-        document["instance"] = instance
+    document = problem_document(status, code, detail, instance=instance)
     pairs = [("Content-Type", PROBLEM_CONTENT_TYPE), *(headers or {}).items()]
     return HttpResponse(status, pairs, json.dumps(document).encode())
 

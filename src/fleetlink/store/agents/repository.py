@@ -9,6 +9,7 @@ from pynamodb.exceptions import TransactWriteError, UpdateError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
+from fleetlink.contract.problems import SEQUENCE_STALE
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.entities import AgentState, AuditRecord, Page
@@ -161,7 +162,7 @@ class DynamoAgentRepository:
                 raise Unauthenticated(
                     "this heartbeat's sequence is not greater than the last one accepted "
                     "(a replayed or reordered heartbeat)",
-                    code="heartbeat-sequence-stale",
+                    code=SEQUENCE_STALE,
                 ) from error
             raise
 

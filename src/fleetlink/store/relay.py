@@ -166,7 +166,7 @@ class DynamoRelayRepository:
             if translated is None:
                 raise
             raise translated from None
-        except BotoCoreError as error:
+        except BotoCoreError:
             raise Unavailable("the store cannot be reached; retry shortly") from None
         old = answer.get("Attributes")
         return WriteResult(applied=True, previous=_stored(old) if old else None)

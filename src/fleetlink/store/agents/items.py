@@ -24,6 +24,7 @@ from fleetlink.core.entities import AuditRecord
 from fleetlink.core.errors import Unauthenticated
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
+from fleetlink.store.presence import AgentPresenceItem as AgentPresenceItem
 from fleetlink.store.table import LIST_INDEX
 
 #: An expired token item is removed by TTL this long after it expires.
@@ -65,22 +66,6 @@ class AgentProfileItem(TableItem, discriminator="agent"):
     updated_at = NumberAttribute()
     revoked_at = NumberAttribute(null=True)
     version = VersionAttribute()
-
-
-class AgentPresenceItem(TableItem, discriminator="presence"):
-    """What the last heartbeat said: small (under 1 KB) so a heartbeat costs 1 write unit."""
-
-    last_seen_at = NumberAttribute(null=True)
-    reported_status = UnicodeAttribute(null=True)
-    metrics: MapAttribute[str, Any] = MapAttribute(default=dict)
-    heartbeats = NumberAttribute(default=0)
-    #: The last heartbeat sequence (``seq:<n>`` nonce) accepted; absent until the first one.
-    sequence = NumberAttribute(null=True)
-    #: Random per heartbeat request that wrote ``sequence``: botocore's resend of that very update
-    #: (applied, answer lost) passes the replay check; a replayed heartbeat does not.
-    sequence_claim = UnicodeAttribute(null=True)
-    #: Moved on by the tunnels capability (``fleetlink.store.tunnels``); heartbeats never write it.
-    tunnels_version = NumberAttribute(null=True)
 
 
 class RegistrationEventItem(TableItem, discriminator="registration"):

@@ -8,21 +8,23 @@ import sys
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from botocore.awsrequest import AWSResponse
 
-if TYPE_CHECKING:
-    from fleetlink.local.faults import FaultInjector
-
-
 _ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
+
+
+class _SendHook(Protocol):
+    """What an attachment hands each attempt to (the injector)."""
+
+    def _before_send(self, attachment: _Attachment, request: Any, event_name: str) -> Any: ...
 
 
 class _Attachment:
     """One attached client: its ``before-send`` handler, and moto's handler taken off it (if any)."""
 
-    def __init__(self, injector: FaultInjector, client: Any, moto_handler: Any) -> None:
+    def __init__(self, injector: _SendHook, client: Any, moto_handler: Any) -> None:
         self.injector = injector
         self.client = client
         self.moto_handler = moto_handler

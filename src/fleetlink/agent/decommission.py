@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fleetlink.agent.client import FleetlinkClient, _segment
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import segment
 from fleetlink.contract.agents import AgentSummary
 
 
 def deregister(client: FleetlinkClient, agent_id: str) -> AgentSummary:
     """Tell the API this agent is gone (signed by its key): hidden, revoked, purged after the retention."""
     return client._call(
-        AgentSummary, "POST", f"/agents/{_segment(agent_id)}/deregister", auth=client._signed_as()
+        AgentSummary, "POST", f"/agents/{segment(agent_id)}/deregister", auth=client._signed_as()
     )

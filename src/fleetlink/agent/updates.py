@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import fleetlink
-from fleetlink.agent.client import FleetlinkClient, _segment
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.installation import SYSTEMD, UNIT_NAME, Installation, systemd_running
 from fleetlink.agent.tasks.store import AgentStore, ExecutionResult, ResultStatus
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import FleetlinkClientError, segment
 from fleetlink.release import node, signing
 
 UPGRADE_TYPE = "upgrade"
@@ -80,13 +81,12 @@ def _now_ms() -> int:
 
 def agent_client(state_dir: Path) -> tuple[str, FleetlinkClient]:
     """(agent id, a client signing as it) from the state dir."""
-    store = IdentityStore(state_dir)
-    identity, key = store.load_identity(), store.load_key()
-    if identity is None or key is None:
-        raise UpgradeError(f"no registered agent in {state_dir}")
-    client = FleetlinkClient(
-        identity.api_url, private_key=key, key_alg=identity.key_alg, agent_id=identity.agent_id
-    )
+    from fleetlink.agent.app import agent_client as saved_agent  # the app imports this module
+
+    try:
+        identity, client = saved_agent(IdentityStore(state_dir))
+    except FleetlinkClientError as error:
+        raise UpgradeError(str(error)) from None
     return identity.agent_id, client
 
 
@@ -117,7 +117,7 @@ def fetch_and_install(installation: Installation, client: FleetlinkClient, versi
     try:
         release: dict[str, Any] = client._send(
             "GET",
-            f"/agent/releases/{_segment(version)}",
+            f"/agent/releases/{segment(version)}",
             params={"platform": platform_name},
             auth=client._signed_as(),
         )
@@ -305,7 +305,7 @@ def _report(
     body: dict[str, Any] = {"event": event, "version": version, "from_version": other}
     if detail:
         body["detail"] = detail[:500]
-    client._send("POST", f"/agents/{_segment(agent_id)}/version", body=body, auth=client._signed_as())
+    client._send("POST", f"/agents/{segment(agent_id)}/version", body=body, auth=client._signed_as())
 
 
 def main_apply(prefix: Path) -> int:

@@ -10,11 +10,12 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.installation import Installation, InstallationError
-from fleetlink.cli.agent import _load_agent, agent_app, systemd_unit
+from fleetlink.agent.systemd import systemd_unit
+from fleetlink.cli.agent import _load_agent, agent_app
 from fleetlink.cli.render import err, fail, out, reporting_errors
+from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.release import node
 
 service_app = typer.Typer(

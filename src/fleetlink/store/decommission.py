@@ -24,7 +24,7 @@ from fleetlink.core.agents.model import Agent
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Throttled
 from fleetlink.store import contention, keys
-from fleetlink.store.agents import AgentProfileItem, _audit_item, _profile_item, _tag_members
+from fleetlink.store.agents.items import AgentProfileItem, _audit_item, _profile_item, _tag_members
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, sharded_pages

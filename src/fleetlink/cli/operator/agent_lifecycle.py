@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.agent.client import OperatorClient, _follow, _query, _segment
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.operator.agents import agents_app
 from fleetlink.cli.render import CallContext, err, fail, out, reporting_errors, when
+from fleetlink.client.http import follow_pages, query_params, segment
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentList, AgentSummary
 from fleetlink.contract.rollout import PurgeResult
 from fleetlink.core.entities import AgentState
@@ -23,9 +24,9 @@ AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")
 
 def iter_deleted(client: OperatorClient, page_size: int | None = None) -> Iterator[AgentSummary]:
     """Every deleted (not yet purged) agent."""
-    return _follow(
+    return follow_pages(
         lambda cursor: client._call(
-            AgentList, "GET", "/deleted-agents", params=_query(limit=page_size, cursor=cursor)
+            AgentList, "GET", "/deleted-agents", params=query_params(limit=page_size, cursor=cursor)
         )
     )
 
@@ -57,9 +58,9 @@ def remove_agent(
     retention ends (7 days by default), then a cleanup duty purges everything it left."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         agent_id = resolve_agent(client, agent)
-        summary = client._call(AgentSummary, "DELETE", f"/agents/{_segment(agent_id)}")
+        summary = client._call(AgentSummary, "DELETE", f"/agents/{segment(agent_id)}")
         if purge:
-            result = client._call(PurgeResult, "POST", f"/agents/{_segment(agent_id)}/purge")
+            result = client._call(PurgeResult, "POST", f"/agents/{segment(agent_id)}/purge")
     if purge:
         out().print(f"{agent_id} deleted and purged ({result.purged_items} items)", markup=False)
         return
@@ -76,7 +77,7 @@ def restore_agent(
     """Restore a deleted agent (active again, its tags back) before it is purged."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         agent_id = resolve_agent(client, agent, deleted=True)
-        summary = client._call(AgentSummary, "POST", f"/agents/{_segment(agent_id)}/restore")
+        summary = client._call(AgentSummary, "POST", f"/agents/{segment(agent_id)}/restore")
     out().print(f"{summary.agent_id} restored ({summary.state.value})", markup=False)
 
 
@@ -89,7 +90,7 @@ def purge_agent(
     """Purge a deleted agent now (irreversible): every item it left is removed."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         agent_id = resolve_agent(client, agent, deleted=True)
-        result = client._call(PurgeResult, "POST", f"/agents/{_segment(agent_id)}/purge")
+        result = client._call(PurgeResult, "POST", f"/agents/{segment(agent_id)}/purge")
     out().print(f"{agent_id} purged ({result.purged_items} items)", markup=False)
 
 
@@ -144,7 +145,8 @@ def upgrade_agents(
 
     Example: fleetlink agents upgrade --to 0.2.0 --target tag:ring=canary --max-concurrency 10% --max-errors 1
     """
-    from fleetlink.cli.operator.tasks import _follow, parse_targets, resolve_names
+    from fleetlink.cli.operator.live import _follow
+    from fleetlink.cli.operator.targets import parse_targets, resolve_names
 
     targets = parse_targets(target)
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:

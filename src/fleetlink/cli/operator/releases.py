@@ -12,7 +12,6 @@ import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from rich.markup import escape
 
-from fleetlink.agent.client import FleetlinkApiError, OperatorClient
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
     CallContext,
@@ -29,6 +28,8 @@ from fleetlink.cli.render import (
     wants_json,
     when,
 )
+from fleetlink.client.http import FleetlinkApiError
+from fleetlink.client.operator import OperatorClient
 from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseList, ReleaseUpload
 from fleetlink.release import signing
 from fleetlink.release.node import RELEASE_FILE

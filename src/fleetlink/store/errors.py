@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from botocore import exceptions as botocore_errors
 from pynamodb.exceptions import PynamoDBException
 
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
 from fleetlink.store.contention import retryable
 
+#: Failures where DynamoDB never answered: no connection, or no answer in time (it may have applied
+#: a write; the writes that matter recognise their own applied write when resent).
+NO_ANSWER = (botocore_errors.ConnectionError, botocore_errors.HTTPClientError)
 UNAVAILABLE_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
 
 
 def failure_code(error: PynamoDBException) -> str | None:
-    return error.cause_response_code
+    """The error code DynamoDB answered, None when there was no answer (a timeout, a lost connection)."""
+    try:
+        return error.cause_response_code
+    except (AttributeError, KeyError, TypeError):  # the cause carries no error response
+        return None
 
 
 def translate(error: PynamoDBException) -> FleetlinkError | None:
@@ -28,6 +36,6 @@ def translate(error: PynamoDBException) -> FleetlinkError | None:
         )
     if code in UNAVAILABLE_CODES:
         return Unavailable("the store is unavailable; retry shortly", retry_after_s=2)
-    if error.cause is not None and "connect" in type(error.cause).__name__.lower():
+    if isinstance(error.cause, NO_ANSWER):
         return Unavailable("the store cannot be reached; retry shortly", retry_after_s=2)
     return None

@@ -35,7 +35,7 @@ from fleetlink.store.base import TableItem
 from fleetlink.store.conditions import CONDITION_FAILED
 from fleetlink.store.contention import THROTTLING_CODES
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
-from fleetlink.store.errors import UNAVAILABLE_CODES, translate
+from fleetlink.store.errors import UNAVAILABLE_CODES, failure_code, translate
 from fleetlink.store.table import (
     LIST_INDEX,
     PARTITION_KEY,
@@ -216,7 +216,7 @@ class DynamoRelayRepository:
                     )
                     return
                 except UpdateError as error:
-                    if error.cause_response_code != CONDITION_FAILED:
+                    if failure_code(error) != CONDITION_FAILED:
                         raise
             item.update(actions=counts)
         except PynamoDBException as error:

@@ -4,6 +4,7 @@ queue, timers and completion counts, large fan-outs being written, idempotent cr
 from __future__ import annotations
 
 import datetime
+import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import cancel, execution_of
 from fleetlink.store import contention, keys
 from fleetlink.store.base import TableItem, entity, transaction
-from fleetlink.store.conditions import failed_conditions
+from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import translate
 from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
@@ -171,6 +172,9 @@ class ExecutionItem(TableItem, discriminator="execution"):
     error = UnicodeAttribute(null=True)
     result_attempt = NumberAttribute(null=True)
     result_digest = UnicodeAttribute(null=True)
+    #: A random token per write: a resend of a write that was applied but whose answer was lost
+    #: fails its version condition and finds its own token (:func:`_applied`).
+    write_token = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
 
@@ -336,7 +340,7 @@ class DynamoTaskRepository:
                     self._write_chunk(task, chunk, now_ms)
             marker.delete(condition=FanoutItem.pk.exists())
         except DeleteError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return True  # another writer finished it
             raise
         except PynamoDBException as error:
@@ -408,7 +412,7 @@ class DynamoTaskRepository:
                 condition=TaskItem.state == TaskState.ACTIVE.value,
             )
         except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -484,7 +488,14 @@ class DynamoTaskRepository:
         return _execution(item)
 
     def queued_for(self, agent_id: str, limit: int) -> list[Execution]:
-        return [_execution(item) for item in ExecutionItem.queue.query(keys.queue_pk(agent_id), limit=limit)]
+        queued = ExecutionItem.gsi2sk < keys.LEASED_QUEUE_PREFIX
+        items = ExecutionItem.queue.query(keys.queue_pk(agent_id), queued, limit=limit)
+        return [_execution(item) for item in items]
+
+    def leased_unstarted(self, agent_id: str, limit: int) -> list[Execution]:
+        leased = ExecutionItem.gsi2sk.startswith(keys.LEASED_QUEUE_PREFIX)
+        items = ExecutionItem.queue.query(keys.queue_pk(agent_id), leased, limit=limit)
+        return [_execution(item) for item in items]
 
     def count_queued(self, agent_id: str) -> int:
         return ExecutionItem.queue.count(keys.queue_pk(agent_id))
@@ -493,6 +504,9 @@ class DynamoTaskRepository:
         """Conditional on the version read; a lease taken or given back moves a concurrency slot too.
 
         A lease renewal updates only the lease fields (and its timer); other changes put the item.
+        Each write carries a token of its own: when botocore resends a write that was applied but
+        whose answer was lost, the resend fails the version condition and the token read back says
+        the write is ours, so it counts as done (a claim, renewal or result is never lost that way).
         """
         if (
             before.status.holds_lease
@@ -501,6 +515,7 @@ class DynamoTaskRepository:
         ):
             return self._renew(before, after)
         item = self._execution_item(after, version=before.version)
+        item.write_token = token = _write_token()
         slot = _slot_change(before, after)
         closes = after.status.terminal and not before.status.terminal
         try:
@@ -522,9 +537,10 @@ class DynamoTaskRepository:
             else:
                 item.save()
         except (PutError, TransactWriteError) as error:
-            if _condition_failed(error):
+            if not _condition_failed(error):
+                raise
+            if not _applied(after.execution_id, token):
                 return False
-            raise
         if closes:
             self.settle(after)
         return True
@@ -546,11 +562,14 @@ class DynamoTaskRepository:
         if due_at is not None and due_at != before.due_at():
             _, gsi4sk = keys.due_keys(DueTimer.LEASE.value, after.execution_id, due_at)
             actions.append(ExecutionItem.gsi4sk.set(gsi4sk))
+        if before.status is ExecutionStatus.LEASED and after.status is not ExecutionStatus.LEASED:
+            actions += [ExecutionItem.gsi2pk.remove(), ExecutionItem.gsi2sk.remove()]  # started
+        actions.append(ExecutionItem.write_token.set(token := _write_token()))
         try:
             item.update(actions=actions)
         except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
+            if condition_failed(error):
+                return _applied(after.execution_id, token)
             raise
         return True
 
@@ -604,7 +623,7 @@ class DynamoTaskRepository:
                 task.update(actions=actions, condition=condition)
                 return
             except UpdateError as error:
-                if error.cause_response_code != "ConditionalCheckFailedException":
+                if not condition_failed(error):
                     raise
 
     def due(self, timer: DueTimer, now_ms: int, limit: int) -> list[str]:
@@ -637,6 +656,8 @@ class DynamoTaskRepository:
             item.gsi2pk, item.gsi2sk = keys.queue_keys(
                 execution.agent_id, execution.priority, execution.execution_id
             )
+        elif execution.status is ExecutionStatus.LEASED:
+            item.gsi2pk, item.gsi2sk = keys.leased_queue_keys(execution.agent_id, execution.execution_id)
         due_at = execution.due_at()
         if due_at is not None:
             timer = DueTimer.LEASE if execution.status.holds_lease else DueTimer.DELIVERY
@@ -657,6 +678,20 @@ def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
         if translate(error) is None:
             raise
     return False
+
+
+def _write_token() -> str:
+    return secrets.token_hex(8)
+
+
+def _applied(execution_id: str, token: str) -> bool:
+    """Whether the execution's last write is the one that carried ``token`` (a consistent read, made
+    only after a failed condition)."""
+    try:
+        item = ExecutionItem.get(keys.execution_pk(execution_id), keys.SINGLETON_SK, consistent_read=True)
+    except ExecutionItem.DoesNotExist:
+        return False
+    return item.write_token == token
 
 
 def _count_item(execution: Execution) -> TaskOpenItem:
@@ -749,7 +784,7 @@ def _slot_change(before: Execution, after: Execution) -> int:
 def _condition_failed(error: PutError | TransactWriteError) -> bool:
     if isinstance(error, TransactWriteError):
         return bool(failed_conditions(error))
-    return error.cause_response_code == "ConditionalCheckFailedException"
+    return condition_failed(error)
 
 
 def _task_item(task: Task) -> TaskItem:

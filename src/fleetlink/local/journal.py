@@ -115,7 +115,7 @@ class WriteJournal:
     def _flush(self) -> None:
         assert self._handle is not None
         self._handle.flush()
-        os.fsync(self._handle.fileno())
+        os.fdatasync(self._handle.fileno())  # the data, and the size it needs to be read back
         self._dirty = False
 
 

@@ -39,6 +39,7 @@ from fleetlink.agent.daemon import (
     HeartbeatService,
     Supervisor,
 )
+from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
 from fleetlink.agent.relay.client import RelayClient
@@ -384,6 +385,7 @@ def run_agent(
     context = _agent_context(identity, state_dir)
     with reporting_errors(context), client, _only_runner(identity_store.path):
         store = AgentStore.in_state_dir(identity_store.path)
+        state_dir_health = StateDirHealth(identity_store.path)
         records = RecordStore.in_state_dir(identity_store.path)
         relay_client = RelayClient.from_state_dir(identity_store.path)
         relay = RelayService(records, relay_client)
@@ -400,7 +402,7 @@ def run_agent(
             client,
             identity.agent_id,
             running_executions=tasks.running_ids,
-            host_metrics=_metrics,
+            host_metrics=lambda: _metrics() | state_dir_health.metrics(),
             first_beat_jitter_s=first_heartbeat_jitter,
         )
         tunnels = TunnelsService(

@@ -46,7 +46,7 @@ from fleetlink.agent.tasks.store import (
     StoreError,
     now_ms,
 )
-from fleetlink.agent.tasks.supervised import recover_supervised, run_supervised
+from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run_supervised
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 
@@ -390,6 +390,8 @@ class TasksService(BaseService):
             finished = self.store.record_finished(record.execution_id, record.attempt, result)
             self._emit("finished", finished, error)
         self.store.prune(reported_before=now - KEEP_REPORTED_MS)
+        if self.supervised:
+            prune_runs(self)
         self.report_pending()
 
     def on_heartbeat(self, ack: HeartbeatAck) -> None:

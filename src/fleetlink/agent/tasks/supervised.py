@@ -96,3 +96,17 @@ def recover_supervised(service: TasksService) -> None:
         elif supervisor.alive(folder):
             log.info("%s still runs under its supervisor; adopting it", record.execution_id)
             service.adopt(record)
+
+
+def prune_runs(service: TasksService) -> int:
+    """Remove the run dirs of executions no longer in flight (their outcome is in the store); how many."""
+    runs = state_dir_of(service) / supervisor.RUNS_DIR
+    if not runs.is_dir():
+        return 0
+    keep = {f"{r.execution_id}-{r.attempt}" for r in service.store.in_flight()}
+    removed = 0
+    for folder in runs.iterdir():
+        if folder.name not in keep:
+            supervisor.forget(folder)
+            removed += 1
+    return removed

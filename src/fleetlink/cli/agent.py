@@ -39,6 +39,7 @@ from fleetlink.agent.daemon import (
     HeartbeatService,
     Supervisor,
 )
+from fleetlink.agent.db_check import DamagedDatabase, check_state_db
 from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
@@ -377,6 +378,10 @@ def run_agent(
     run left and brings the tunnels back.
     """
     identity_store = IdentityStore(state_dir)
+    try:
+        check_state_db(identity_store.path)
+    except DamagedDatabase as damaged:
+        raise fail(str(damaged), fix=damaged.fix) from None
     with reporting_errors():
         identity, client = _load_agent(identity_store)
     _agent_logging()

@@ -712,14 +712,18 @@ def status(
     if (store.path / DB_FILE).exists():
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
+    disk_problem = StateDirHealth(store.path).probe()
     if as_json:
-        body = {"agent_id": identity.agent_id, "api_url": identity.api_url, "state_dir": str(store.path)}
+        body: dict[str, object] = {"agent_id": identity.agent_id, "api_url": identity.api_url}
+        body |= {"state_dir": str(store.path), "state_dir_writable": disk_problem is None}
+        body |= {"state_dir_problem": disk_problem}
         out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": str(store.path)}
+    state = str(store.path) if disk_problem is None else f"{store.path} (NOT writable: {disk_problem})"
+    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": state}
     rows |= _relay_rows(health) if health else {"relay": "no records yet"}
     for field, value in rows.items():
         table.add_row(field, escape(value))

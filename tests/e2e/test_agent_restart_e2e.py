@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.client import OperatorClient
-from fleetlink.agent.tasks.runner import RESTARTED
+from fleetlink.agent.tasks.service import RESTARTED
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tasks.supervisor import RUNS_DIR, STARTED
+from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
 from tests.e2e.test_tasks_e2e import eventually, launch_agent, register_agent, wait_done
 

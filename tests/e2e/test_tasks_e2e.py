@@ -22,7 +22,7 @@ from typing import IO
 
 import pytest
 
-from fleetlink.agent.client import OperatorClient
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 

@@ -1,17 +1,21 @@
-"""DynamoDB failures the caller can act on, as domain errors (throttling → 429, outage → 503)."""
+"""DynamoDB failures the caller can act on, as domain errors: the one translation every store adapter
+applies at its boundary (PynamoDB's errors and boto3's alike), with one ``Retry-After`` rule:
+contention and throttling → 429 after 1 s, an outage or an unreachable store → 503 after 2 s."""
 
 from __future__ import annotations
 
-from botocore import exceptions as botocore_errors
+from collections.abc import Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from pynamodb.exceptions import PynamoDBException
 
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
 from fleetlink.store.contention import retryable
 
-#: Failures where DynamoDB never answered: no connection, or no answer in time (it may have applied
-#: a write; the writes that matter recognise their own applied write when resent).
-NO_ANSWER = (botocore_errors.ConnectionError, botocore_errors.HTTPClientError)
 UNAVAILABLE_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+#: Seconds a client is told to wait (``Retry-After``).
+BUSY_RETRY_AFTER_S = 1
+UNAVAILABLE_RETRY_AFTER_S = 2
 
 
 def failure_code(error: PynamoDBException) -> str | None:
@@ -22,20 +26,40 @@ def failure_code(error: PynamoDBException) -> str | None:
         return None
 
 
-def translate(error: PynamoDBException) -> FleetlinkError | None:
-    """The domain error for a store failure a client should retry, else None (a bug: 500)."""
-    code = failure_code(error)
-    reasons = [
-        reason.code if reason else None for reason in getattr(error, "cancellation_reasons", None) or []
-    ]
-    if retryable(code, reasons):
+def store_error(
+    code: str | None, reasons: Sequence[str | None] = (), *, unreachable: bool = False
+) -> FleetlinkError | None:
+    """The domain error for a DynamoDB error ``code`` (and a cancelled transaction's ``reasons``)
+    a client should retry, else None (a bug: 500). ``unreachable``: no answer came at all."""
+    if retryable(code, list(reasons)):
         return Throttled(
             "the store is busy with other writes to the same items; retry shortly",
             code="store-busy",
-            retry_after_s=1,
+            retry_after_s=BUSY_RETRY_AFTER_S,
         )
     if code in UNAVAILABLE_CODES:
-        return Unavailable("the store is unavailable; retry shortly", retry_after_s=2)
-    if isinstance(error.cause, NO_ANSWER):
-        return Unavailable("the store cannot be reached; retry shortly", retry_after_s=2)
+        return Unavailable("the store is unavailable; retry shortly", retry_after_s=UNAVAILABLE_RETRY_AFTER_S)
+    if unreachable:
+        return Unavailable(
+            "the store cannot be reached; retry shortly", retry_after_s=UNAVAILABLE_RETRY_AFTER_S
+        )
     return None
+
+
+def translate(error: PynamoDBException) -> FleetlinkError | None:
+    """:func:`store_error` for a PynamoDB failure."""
+    reasons = [
+        reason.code if reason else None for reason in getattr(error, "cancellation_reasons", None) or []
+    ]
+    # no answer came: no connection, or none in time (a write may have been applied; the writes that
+    # matter recognise their own applied write when resent)
+    unreachable = isinstance(error.cause, (ConnectionError, HTTPClientError))
+    return store_error(failure_code(error), reasons, unreachable=unreachable)
+
+
+def translate_boto(error: ClientError | BotoCoreError) -> FleetlinkError | None:
+    """:func:`store_error` for a boto3 client's failure (a BotoCoreError: no answer came)."""
+    if isinstance(error, BotoCoreError):
+        return store_error(None, unreachable=True)
+    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+    return store_error(error.response.get("Error", {}).get("Code"), reasons)

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from fleetlink.agent.process import Control
 from fleetlink.agent.tasks import supervisor
+from fleetlink.agent.tasks.handlers import SHELL
 from fleetlink.agent.tasks.store import ExecutionRecord, ResultStatus
 
 if TYPE_CHECKING:
-    from fleetlink.agent.tasks.runner import Outcome, TasksService
+    from fleetlink.agent.tasks.execution import Outcome
+    from fleetlink.agent.tasks.service import TasksService
 
 log = logging.getLogger(__name__)
-
-SHELL = "shell"
 
 
 def state_dir_of(service: TasksService) -> Path:
@@ -60,7 +60,7 @@ def run_supervised(service: TasksService, record: ExecutionRecord, control: Cont
 
 def outcome_of(found: supervisor.Recorded | None, stopped: str | None, timeout_s: float) -> Outcome:
     """The execution's outcome from what the supervisor recorded (as ``run_shell`` would say it)."""
-    from fleetlink.agent.tasks.runner import Outcome
+    from fleetlink.agent.tasks.execution import Outcome
 
     if found is None:
         return Outcome(

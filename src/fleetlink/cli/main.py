@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from fleetlink.cli.params import install_help_types
+
 app = typer.Typer(
     name="fleetlink",
     help="fleetlink: a serverless control plane for fleets of agents.",
@@ -69,6 +71,7 @@ def _add_groups() -> None:
 
 
 _add_groups()
+install_help_types()
 
 
 def _is_loopback(host: str) -> bool:

@@ -4,7 +4,6 @@ the API; it is never printed."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from typing import Annotated, Any
@@ -13,16 +12,30 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from fleetlink.cli.names import AgentArgument, resolve_agent
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import HEALTH_STYLE, ago, err, now_ms, out, reporting_errors, styled, when
+from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.render import (
+    HEALTH_STYLE,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
+    ago,
+    err,
+    now_ms,
+    out,
+    reporting_errors,
+    styled,
+    wants_json,
+    when,
+)
 from fleetlink.contract.tunnels import Event, Health, Mode, Provider, Tunnel
 
 tunnels_app = typer.Typer(
     help="Operator: agents' tunnels, their events and the fleet's health.", no_args_is_help=True
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
-TunnelIdArgument = Annotated[str, typer.Argument(help="Tunnel id (tun_...)")]
+TunnelIdArgument = Annotated[str, typer.Argument(metavar="TUNNEL", help="Tunnel id (tun_...)")]
 
 
 def _route(value: str) -> dict[str, Any]:
@@ -37,7 +50,8 @@ def _route(value: str) -> dict[str, Any]:
 
 
 def _print_json(value: Any) -> None:
-    out().print_json(json.dumps(value))
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
@@ -84,7 +98,7 @@ def _show(tunnel: Tunnel, as_json: bool) -> None:
 
 @tunnels_app.command("create")
 def create_tunnel(
-    agent_id: Annotated[str, typer.Argument(help="Agent id (agt_...)")],
+    agent_ref: AgentArgument,
     name: Annotated[str, typer.Option("--name", help="Unique per agent and provider")],
     target: Annotated[str, typer.Option("--target", help="The local service, host:port")],
     url: UrlOption,
@@ -100,8 +114,10 @@ def create_tunnel(
         bool, typer.Option("--secret-stdin", help="Read the provider credential from stdin (never argv)")
     ] = False,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Create a tunnel for an agent; it starts within the agent's next heartbeat."""
+    as_json = wants_json(output, as_json)
     spec: dict[str, Any] = {
         "provider": provider.value,
         "name": name,
@@ -115,7 +131,7 @@ def create_tunnel(
     if secret_stdin:
         spec["secret"] = sys.stdin.read().strip()
     with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnel = client.create_tunnel(agent_id, spec)
+        tunnel = client.create_tunnel(resolve_agent(client, agent_ref), spec)
     if not as_json:
         err().print(f"[green]created[/green] {tunnel.tunnel_id}")
     _show(tunnel, as_json)
@@ -125,27 +141,47 @@ def create_tunnel(
 def list_tunnels(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="AGENT", help="Only this agent's (id or name)")
+    ] = None,
     provider: Annotated[Provider | None, typer.Option("--provider")] = None,
     health: Annotated[Health | None, typer.Option("--health")] = None,
     enabled: Annotated[
         bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many")] = 100,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """List tunnels with their health (a silent agent's tunnels read unknown)."""
+    """List tunnels with their health (a silent agent's tunnels read unknown), in the API's order.
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    as_json = wants_json(output, as_json)
     filters: dict[str, Any] = {
-        "agent_id": agent,
         "provider": provider.value if provider else None,
         "health": health.value if health else None,
         "enabled": enabled,
-        "limit": min(limit, 100),
     }
     with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnels = list(itertools.islice(client.iter_tunnels(**filters), limit))
+        filters["agent_id"] = resolve_agent(client, agent) if agent else None
+        taken = take(
+            lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    tunnels = taken.items
+    options = [
+        *(["--agent", agent] if agent else []),
+        *(["--provider", provider.value] if provider else []),
+        *(["--health", health.value] if health else []),
+        *([] if enabled is None else ["--enabled" if enabled else "--disabled"]),
+    ]
     if as_json:
         _print_json([t.model_dump(mode="json") for t in tunnels])
+        more_hint("tunnels ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     if not tunnels:
         err().print("no tunnels")
@@ -178,6 +214,7 @@ def list_tunnels(
             str(len(t.routes)),
         )
     out().print(table)
+    more_hint("tunnels ls", taken.cursor, limit=limit, options=options)
 
 
 @tunnels_app.command("show")
@@ -186,8 +223,10 @@ def show_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Show one tunnel and its routes."""
+    as_json = wants_json(output, as_json)
     with reporting_errors(), operator_client(url, operator_token) as client:
         tunnel = client.get_tunnel(tunnel_id)
     _show(tunnel, as_json)
@@ -212,29 +251,49 @@ def _events_table(events: list[Event], title: str) -> Table:
 @tunnels_app.command("events")
 def tunnel_events(
     url: UrlOption,
-    tunnel_id: Annotated[str | None, typer.Argument(help="A tunnel (default: the whole fleet)")] = None,
+    tunnel_id: Annotated[
+        str | None, typer.Argument(metavar="TUNNEL", help="A tunnel (default: the whole fleet)")
+    ] = None,
     operator_token: OperatorTokenOption = None,
     errors: Annotated[bool, typer.Option("--errors", help="Fleet-wide: only errors")] = False,
-    hours: Annotated[float, typer.Option("--hours", min=0.0, help="Fleet-wide: look back this far")] = 24.0,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 50,
+    hours: Annotated[
+        float, typer.Option("--hours", min=0.0, metavar="HOURS", help="Fleet-wide: look back this far")
+    ] = 24.0,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """A tunnel's events, or the fleet's recent events (or errors), newest first."""
+    """A tunnel's events, or the fleet's recent events (or errors), newest first.
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    as_json = wants_json(output, as_json)
+    since = now_ms() - int(hours * 3_600_000)
     with reporting_errors(), operator_client(url, operator_token) as client:
-        if tunnel_id:
-            page = client.tunnel_events(tunnel_id, limit=limit)
-        else:
-            since = now_ms() - int(hours * 3_600_000)
-            page = client.fleet_events(errors=errors, since=since, limit=limit)
+        taken = take(
+            lambda size, at: (
+                client.tunnel_events(tunnel_id, limit=size, cursor=at)
+                if tunnel_id
+                else client.fleet_events(errors=errors, since=since, limit=size, cursor=at)
+            ),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    options = [*([tunnel_id] if tunnel_id else []), *(["--errors"] if errors else [])]
+    options += [] if tunnel_id or hours == 24.0 else ["--hours", f"{hours:g}"]
     if as_json:
-        _print_json([e.model_dump(mode="json") for e in page.items])
+        _print_json([e.model_dump(mode="json") for e in taken.items])
+        more_hint("tunnels events", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     title = (
         f"events of {tunnel_id}"
         if tunnel_id
         else ("errors" if errors else "events") + f" of the last {hours:g} h"
     )
-    out().print(_events_table(page.items, title + " (newest first)"))
+    out().print(_events_table(taken.items, title + " (newest first)"))
+    more_hint("tunnels events", taken.cursor, limit=limit, options=options)
 
 
 def _set_enabled(
@@ -251,8 +310,10 @@ def enable_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Enable a tunnel: its agent starts it."""
+    as_json = wants_json(output, as_json)
     _set_enabled(tunnel_id, url, operator_token, True, as_json)
 
 
@@ -262,8 +323,10 @@ def disable_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Disable a tunnel: its agent stops it (the declaration stays)."""
+    as_json = wants_json(output, as_json)
     _set_enabled(tunnel_id, url, operator_token, False, as_json)
 
 
@@ -279,9 +342,13 @@ def delete_tunnel(
 
 @tunnels_app.command("health")
 def fleet_health(
-    url: UrlOption, operator_token: OperatorTokenOption = None, as_json: JsonOption = False
+    url: UrlOption,
+    operator_token: OperatorTokenOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """The fleet's tunnels counted by provider and health."""
+    as_json = wants_json(output, as_json)
     with reporting_errors(), operator_client(url, operator_token) as client:
         summary = client.tunnels_health()
     if as_json:

@@ -150,15 +150,22 @@ def test_expired_token_is_refused(api: Api, clock: FixedClock, caplog: pytest.Lo
     # Given a token that lived 60 s, 61 s ago
     token = api.mint_token(ttl_seconds=60)
     clock.advance(61_000)
-    # When an agent registers with it / Then the generic 401, the reason in the logs
-    assert_generic_401(api.register(Machine("late-1"), token))
+    # When an agent registers with it
+    reply = api.register(Machine("late-1"), token)
+    # Then the holder of the genuine token is told it expired (and the logs say so too)
+    assert (reply.status, reply.problem_code()) == (401, "registration-token-expired")
+    assert reply.json["title"] == "Registration token not usable"
     assert refusal_reasons(caplog.records) == ["registration-token-expired"]
 
 
 def test_used_up_token_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     token = api.mint_token(max_uses=1)
+    # Given a one-use token, used
     assert api.register(Machine("one"), token).status == 201
-    assert_generic_401(api.register(Machine("two"), token))
+    # When another machine registers with it / Then it is told the token is used up
+    reply = api.register(Machine("two"), token)
+    assert (reply.status, reply.problem_code()) == (401, "registration-token-used-up")
+    assert "used up" in reply.json["detail"]
     assert refusal_reasons(caplog.records) == ["registration-token-used-up"]
 
 

@@ -143,7 +143,14 @@ def register(
         # the saved agent re-registers by its key (no token); a new key registers with the token
         same_api = previous is not None and previous.api_url == api_root(api_url)
         known_as = previous.agent_id if previous and had_key and same_api else None
-        with FleetlinkClient(api_url) as client:
+        if known_as is None and not token:
+            raise fail(
+                "a new agent needs a registration token",
+                fix="fleetlink agent register --token <token>, with a token an operator minted "
+                "(fleetlink tokens create); or set FLEETLINK_REGISTRATION_TOKEN",
+            )
+        context = CallContext(url=api_url, registering=known_as is None)
+        with reporting_errors(context), FleetlinkClient(api_url) as client:
             result = client.register(
                 token,
                 hardware,

@@ -164,6 +164,8 @@ class CallContext:
     #: The agent the call was signed as (None: an operator call).
     agent_id: str | None = None
     state_dir: Path | None = None
+    #: The call registers with a token (`fleetlink agent register --token`).
+    registering: bool = False
 
 
 #: Where ``fleetlink dev`` keeps its generated operator token (relative to the project).
@@ -194,6 +196,10 @@ def explain(error: FleetlinkApiError, context: CallContext) -> tuple[str, str]:
             "than this command line",
             "update the control plane (`make run` from this checkout, or `make deploy`)",
         )
+    if context.registering:
+        from fleetlink.cli.registration import explain_registration
+
+        return explain_registration(error)
     if context.agent_id is None:
         if error.status == 401 and code == "operator-token-invalid":
             return (

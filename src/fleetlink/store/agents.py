@@ -24,7 +24,7 @@ from pynamodb.transactions import TransactWrite
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
 from fleetlink.core.agents.ports import AgentView, NonceScope, TokenUse
 from fleetlink.core.entities import AgentState, AuditRecord, Page
-from fleetlink.core.errors import Conflict, Unauthenticated
+from fleetlink.core.errors import Conflict, TokenUnusable, Unauthenticated
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
@@ -514,8 +514,10 @@ def _consume_token(tx: TransactWrite, use: TokenUse) -> None:
     tx.update(token, actions=[RegistrationTokenItem.uses.add(1)], condition=usable, return_values=ALL_OLD)
 
 
-def _token_unusable() -> Unauthenticated:
-    return Unauthenticated(
+def _token_unusable() -> TokenUnusable:
+    """The token passed its check but a registration spending it meanwhile used it up (or it expired or
+    was revoked since): said to the holder, who proved it holds the secret."""
+    return TokenUnusable(
         "the registration token is used up, expired or revoked", code="registration-token-used-up"
     )
 

@@ -30,7 +30,14 @@ from fleetlink.core.agents.tokens import (
 )
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import MAX_TAGS, AgentState, AuditRecord, KeyAlg, Page
-from fleetlink.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
+from fleetlink.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TokenUnusable,
+    Unauthenticated,
+    Unprocessable,
+)
 from fleetlink.core.ids import IdPrefix, new_id
 
 #: How many known agents a new registration is compared with, per piece of evidence.
@@ -128,12 +135,22 @@ class RegistrationService:
         token = self._store.get_token(parsed[0]) if parsed else None
         if parsed is None or token is None or not secret_matches(parsed[1], token.secret_hash):
             raise Unauthenticated("the registration token is not valid", code="registration-token-invalid")
+        # The caller holds this token's secret: it may learn why the token no longer works.
         if token.revoked_at is not None:
-            raise Unauthenticated("the registration token is revoked", code="registration-token-revoked")
+            raise TokenUnusable(
+                f"registration token {token.token_id} was revoked by an operator",
+                code="registration-token-revoked",
+            )
         if token.expires_at <= now:
-            raise Unauthenticated("the registration token has expired", code="registration-token-expired")
+            raise TokenUnusable(
+                f"registration token {token.token_id} expired", code="registration-token-expired"
+            )
         if token.uses >= token.max_uses:
-            raise Unauthenticated("the registration token is used up", code="registration-token-used-up")
+            raise TokenUnusable(
+                f"registration token {token.token_id} is used up: all {token.max_uses} registration(s) "
+                "it allowed were made",
+                code="registration-token-used-up",
+            )
         return token
 
     # --- registration --------------------------------------------------------------------

@@ -63,10 +63,15 @@ from fleetlink.auth.sealing import (
     load_or_create_encryption_key,
     open_sealed,
 )
+from fleetlink.cli.agent_keys import key_fingerprint, rotate_key
+from fleetlink.cli.records import last_error_text
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
     HEALTH_STYLE,
     CallContext,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
     TagOption,
     ago,
     api_failure,
@@ -77,8 +82,10 @@ from fleetlink.cli.render import (
     first_line,
     out,
     parse_tags,
+    print_details,
     reporting_errors,
     styled,
+    wants_json,
     when,
 )
 from fleetlink.contract.agents import HeartbeatAck
@@ -444,37 +451,52 @@ def run_agent(
 
 
 @agent_app.command()
-def whoami(state_dir: StateDirOption = None) -> None:
-    """Show this machine's saved agent identity (never the key itself)."""
+def whoami(
+    state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
+) -> None:
+    """Show this machine's saved agent identity and its key's fingerprint (never the key itself)."""
     store = IdentityStore(state_dir)
     with reporting_errors():
         identity = store.load_identity()
         if identity is None:
             raise fail(f"this machine is not registered (state dir {store.path})")
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+        key = store.load_key()
+    data = {
+        "agent_id": identity.agent_id,
+        "api_url": identity.api_url,
+        "key_alg": identity.key_alg.value,
+        "key_fingerprint": key_fingerprint(key) if key else None,
+        "hardware_fingerprint": identity.fingerprint,
+        "registered_at": identity.registered_at,
+        "state_dir": str(store.path),
+        "key_file": str(store.key_path),
+    }
+    if wants_json(output, as_json):
+        typer.echo(json.dumps(data, indent=2))
+        return
     rows = {
         "agent id": identity.agent_id,
         "api url": identity.api_url,
-        "key alg": identity.key_alg.value,
-        "fingerprint": identity.fingerprint,
+        "key": f"{identity.key_alg.value} {data['key_fingerprint'] or '(missing)'}",
+        "hardware fingerprint": f"{identity.fingerprint} (this machine's, shared by its agents)",
         "registered": f"{when(identity.registered_at)} ({ago(identity.registered_at)})",
         "state dir": str(store.path),
         "key file": f"{store.key_path}" + ("" if store.key_path.exists() else " (missing)"),
     }
-    for field, value in rows.items():
-        table.add_row(field, escape(value))
-    out().print(table)
+    print_details({field: escape(value) for field, value in rows.items()})
 
 
 @agent_app.command("tunnels")
 def local_tunnels(
     state_dir: StateDirOption = None,
-    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    events: Annotated[
+        int, typer.Option("--events", min=0, metavar="N", help="Also show this many recent events")
+    ] = 0,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
     """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
+    as_json = wants_json(output, as_json)
     path = IdentityStore(state_dir).path / DB_FILE_NAME
     if not path.exists():
         raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
@@ -509,7 +531,7 @@ def local_tunnels(
             payload["events"] = [
                 e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
             ]
-        out().print_json(json.dumps(payload))
+        typer.echo(json.dumps(payload, indent=2))
         return
     table = Table(title=f"tunnels on this machine ({len(tunnels)})")
     for column in (
@@ -691,7 +713,7 @@ def _relay_rows(health: SyncHealth) -> dict[str, str]:
         "relay queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
         "relay oldest pending": "-" if age is None else duration(int(age * 1000)),
         "relay last success": ago(health.last_success_at),
-        "relay last error": first_line(health.last_error or "-", 120),
+        "relay last error": first_line(last_error_text(health), 160),
         "relay failures in a row": str(health.consecutive_failures),
         "relay dead letters": str(health.dead_letters),
     }
@@ -699,8 +721,7 @@ def _relay_rows(health: SyncHealth) -> dict[str, str]:
 
 @agent_app.command()
 def status(
-    state_dir: StateDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
 ) -> None:
     """This agent's identity and how far its record sync is behind (from agent.db; no network)."""
     store = IdentityStore(state_dir)
@@ -712,9 +733,9 @@ def status(
     if (store.path / DB_FILE).exists():
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
-    if as_json:
+    if wants_json(output, as_json):
         body = {"agent_id": identity.agent_id, "api_url": identity.api_url, "state_dir": str(store.path)}
-        out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
+        typer.echo(json.dumps(body | {"relay": health.as_dict() if health else None}, indent=2))
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -724,3 +745,6 @@ def status(
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
+
+
+agent_app.command("rotate-key")(rotate_key)

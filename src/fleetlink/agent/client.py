@@ -310,6 +310,7 @@ class FleetlinkClient(_ApiClient):
         encryption_public_key: str | None = None,
         fingerprint: str | None = None,
         agent_id: str | None = None,
+        name_suffix: str | None = None,
     ) -> Registered:
         """Register ``key`` as a new agent (with a registration or recovery ``token``), or re-register.
 
@@ -331,6 +332,8 @@ class FleetlinkClient(_ApiClient):
         }
         if name:
             body["name"] = name
+        elif name_suffix:
+            body["name_suffix"] = name_suffix
         if encryption_public_key:
             body["encryption_public_key"] = encryption_public_key
         headers = {"Authorization": f"Bearer {token}"} if token else None

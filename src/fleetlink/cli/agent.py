@@ -126,7 +126,12 @@ def register(
     ] = None,
     tag: TagOption = None,
     name: Annotated[
-        str | None, typer.Option(help="Agent name (default: from the token and hostname)")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Agent name (default: <token's name prefix>-<hostname>, plus -<state dir name> for a "
+            "state dir other than the default, so two agents of one host differ)",
+        ),
     ] = None,
     alg: Annotated[
         KeyAlg | None, typer.Option("--alg", help="Key algorithm for a new key (default: ed25519)")
@@ -167,6 +172,7 @@ def register(
                 name=name,
                 fingerprint=agent_fingerprint,
                 agent_id=known_as,
+                name_suffix=state_dir_slug(store.path),
                 encryption_public_key=encryption_public_key_pem(encryption_key),
             )
         store.save_identity(
@@ -585,12 +591,17 @@ def _fleetlink_command() -> str:
     return f"{shlex.quote(sys.executable)} -m fleetlink.cli"
 
 
+def state_dir_slug(state_dir: Path) -> str | None:
+    """None for the default state dir; else its name made safe for names (``web``, ``db-1``)."""
+    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
+        return None
+    return (re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-._") or "agent")[:32]
+
+
 def unit_name(state_dir: Path) -> str:
     """``fleetlink-agent`` for the default state dir, ``fleetlink-agent-<dir name>`` for another."""
-    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
-        return "fleetlink-agent"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-.") or "agent"
-    return f"fleetlink-agent-{slug}"
+    slug = state_dir_slug(state_dir)
+    return "fleetlink-agent" if slug is None else f"fleetlink-agent-{slug}"
 
 
 def systemd_unit(

@@ -179,7 +179,7 @@ class RegistrationService:
         agent = Agent(
             agent_id=agent_id,
             fingerprint=command.fingerprint,
-            name=command.name or (f"{token.name_prefix}-{hostname}" if token.name_prefix else hostname),
+            name=command.name or _default_name(token.name_prefix, hostname, command.name_suffix),
             key_alg=command.key_alg,
             public_key=command.public_key,
             encryption_public_key=command.encryption_public_key,
@@ -277,6 +277,11 @@ class RegistrationService:
             ):
                 best = candidate
         return best
+
+
+def _default_name(prefix: str | None, hostname: str, suffix: str | None) -> str:
+    """``<prefix>-<hostname>-<suffix>``, each part when given (at most 63 characters)."""
+    return "-".join(part for part in (prefix, hostname, suffix) if part)[:63]
 
 
 def _event(

@@ -54,7 +54,7 @@ from fleetlink.agent.tasks.runner import (
 )
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.service import TunnelsService
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.agent.tunnels.store import DB_FILE_NAME, EventRecord, TunnelStore
 from fleetlink.auth.sealing import (
     ENCRYPTION_KEY_FILE,
     EncryptionPrivateKey,
@@ -338,6 +338,15 @@ def _print_event(event: RunnerEvent) -> None:
     out().print(f"[dim]{_clock_time()}[/dim] {line}")
 
 
+def _print_tunnel_event(event: EventRecord) -> None:
+    """One line per tunnel event the daemon records: started, stopped, health changes, errors."""
+    style = {"error": "red", "warn": "yellow"}.get(event.level.value, "")
+    what = (
+        f"tunnel {event.tunnel_id or '-'} {event.event_type.value}: {escape(first_line(event.message, 120))}"
+    )
+    out().print(f"[dim]{_clock_time()}[/dim] " + (f"[{style}]{what}[/{style}]" if style else what))
+
+
 class _ConsoleLogHandler(logging.Handler):
     """The runner's warnings as plain lines on stderr."""
 
@@ -428,6 +437,7 @@ def run_agent(
             api=client,
             state_dir=identity_store.path,
             open_secret=_secret_opener(identity_store.path),
+            on_event=_print_tunnel_event,
         )
         daemon = Supervisor(heartbeat, [tasks, tunnels, relay])
         tasks.on_started = functools.partial(daemon.wake, heartbeat.name)

@@ -331,7 +331,7 @@ def sync(
     once: Annotated[bool, typer.Option("--once", help="Drain the queue, then exit")] = False,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Run the sync worker on its own (``fleetlink agent run`` runs it too) until Ctrl-C."""
+    """Run the sync worker on its own (fleetlink agent run runs it too) until Ctrl-C."""
     path = resolve_state_dir(state_dir)
     try:
         client = RelayClient.from_state_dir(path)

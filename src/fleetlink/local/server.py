@@ -58,6 +58,10 @@ INVOKE_LOCK = threading.Lock()
 LambdaHandler = Callable[[dict[str, Any], Any], Any]
 AccessLog = Callable[[str], None]
 
+#: Requests agents make every few seconds (heartbeat, claim, their tunnels' desired state): logged
+#: only when they fail.
+QUIET_AGENT_PATH_ENDINGS = ("/heartbeat", "/executions/claim", "/tunnels")
+
 
 def _stderr_line(line: str) -> None:
     sys.stderr.write(line + "\n")
@@ -571,8 +575,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _access(self, status: int, started: float) -> None:
+        path = urlsplit(self.path).path
+        if status < 400 and path.startswith("/v1/agents/") and path.endswith(QUIET_AGENT_PATH_ENDINGS):
+            return  # an agent's routine polling, answered fine: not worth a line each time
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self.server.stack._log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
+        self.server.stack._log(f"{self.command} {path} {status} {elapsed_ms:.1f}ms")
 
     def __getattr__(self, name: str) -> Any:
         """``do_<METHOD>`` for any method: the routes decide (405 with ``Allow``), as API Gateway does."""

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -19,7 +19,7 @@ from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_t
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
 from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore, now_ms
+from fleetlink.agent.tunnels.store import DB_FILE_NAME, EventRecord, TunnelStore, now_ms
 from fleetlink.contract.tunnels import (
     MAX_EVENTS_PER_REQUEST,
     DesiredState,
@@ -70,8 +70,10 @@ class TunnelsService:
         open_secret: SecretOpener | None = None,
         config: TunnelsConfig | None = None,
         factories: Mapping[Provider, ProviderFactory] | None = None,
+        on_event: Callable[[EventRecord], None] | None = None,
     ) -> None:
         self.agent_id = agent_id
+        self.on_event = on_event
         self.api = api
         self.state_dir = state_dir
         self.open_secret = open_secret
@@ -96,6 +98,7 @@ class TunnelsService:
         config = self.config or load_config(self.state_dir)
         self.config = config
         self.store = TunnelStore.open(self.state_dir / DB_FILE_NAME)
+        self.store.on_event = self.on_event
         self.store.prune_events(now_ms() - config.event_retention_days * 86_400_000)
         self._thread.start()
         self.reconciler = Reconciler(

@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -249,6 +249,8 @@ class TunnelStore:
         conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
         self._conn = conn
         self._lock = threading.RLock()
+        #: Told of every event recorded (the daemon prints tunnel starts and health changes).
+        self.on_event: Callable[[EventRecord], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> TunnelStore:
@@ -472,6 +474,8 @@ class TunnelStore:
                     at,
                 ),
             )
+        if self.on_event is not None:
+            self.on_event(record)
         return record
 
     def events(self, tunnel_id: str | None = None, limit: int = 50) -> list[EventRecord]:

@@ -64,6 +64,7 @@ from fleetlink.auth.sealing import (
     open_sealed,
 )
 from fleetlink.cli.agent_keys import key_fingerprint, rotate_key
+from fleetlink.cli.handlers import add_handlers
 from fleetlink.cli.records import last_error_text
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
@@ -394,6 +395,15 @@ def run_agent(
             help="Wait a random 0 to this many seconds before the first heartbeat (spreads fleet restarts)",
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--handler",
+            metavar="TYPE=MODULE:FUNCTION",
+            help="Run tasks of TYPE with this function (module:function or file.py:function); repeat "
+            "for more. Installed packages may declare handlers as fleetlink.task_handlers entry points",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent daemon (heartbeat, tasks, tunnels, record sync) until Ctrl-C or SIGTERM.
 
@@ -409,6 +419,7 @@ def run_agent(
         identity, client = _load_agent(identity_store)
     _agent_logging()
     registry = HandlerRegistry()
+    add_handlers(registry, handler or [])
     registry.load_entry_points()
     context = _agent_context(identity, state_dir)
     with reporting_errors(context), client, _only_runner(identity_store.path):

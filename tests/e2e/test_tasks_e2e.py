@@ -114,10 +114,10 @@ def register_agent(
     return registered.stdout.strip(), env
 
 
-def launch_agent(agent_id: str, env: dict[str, str]) -> AgentProcess:
-    """Start `fleetlink agent run` for a registered agent."""
+def launch_agent(agent_id: str, env: dict[str, str], *options: str) -> AgentProcess:
+    """Start `fleetlink agent run OPTIONS` for a registered agent."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleetlink.cli", "agent", "run"],
+        [sys.executable, "-m", "fleetlink.cli", "agent", "run", *options],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -24,6 +24,9 @@ from fleetlink.core.tasks.model import ExecutionStatus
 
 #: How long `tasks run` waits by default (seconds; --wait-timeout changes it, 0: until the task ends).
 DEFAULT_WAIT_S = 120
+#: Targets offline at the start are waited for this long (seconds) before the wait ends without them:
+#: an agent that is just starting gets the chance to check in.
+OFFLINE_GRACE_S = 5.0
 #: Up to this many agents are named in one summary line; the rest are counted ("and 52 more").
 NAMED_AT_MOST = 10
 
@@ -126,7 +129,9 @@ def follow(
     change of status on stderr; stop when the task is done, when only offline targets' queued
     executions are left, or after ``wait_s`` seconds (0: no limit)."""
     console = console or out()
-    deadline = None if wait_s <= 0 else time.monotonic() + wait_s
+    started = time.monotonic()
+    deadline = None if wait_s <= 0 else started + wait_s
+    grace_ends = started + OFFLINE_GRACE_S
     seen: dict[str, str] = {}
     shown: set[str] = set()
     task = fetch()
@@ -144,7 +149,7 @@ def follow(
                     print_result(console, execution, names)
         if on_change is not None:
             on_change(task)
-        outcome = _ended(task, offline, deadline)
+        outcome = _ended(task, offline if time.monotonic() >= grace_ends else set(), deadline)
         if outcome is not None:
             return outcome
         time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))

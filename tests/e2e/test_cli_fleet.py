@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from fleetlink.agent.client import OperatorClient
 from fleetlink.auth.keys import public_key_pem
+from fleetlink.cli.main import app as fleetlink_app
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 from tests.e2e.test_dev_stack import Agent, signed
 from tests.e2e.test_tasks_e2e import (
@@ -54,13 +58,28 @@ class Fleet:
     def env(self, **extra: str) -> dict[str, str]:
         return _env(FLEETLINK_URL=self.server.url, FLEETLINK_OPERATOR_TOKEN=OPERATOR_TOKEN, **extra)
 
-    def fleetlink(self, *args: str, expect: int | None = 0, env: dict[str, str] | None = None) -> Any:
-        """Run `fleetlink ARGS` as the operator (piped); the finished process."""
-        result = _fleetlink(*args, env=env or self.env())
+    def fleetlink(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        """Run the `fleetlink ARGS` process as the operator (piped); the finished process."""
+        result = _fleetlink(*args, env=self.env())
         output = f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-        if expect is not None:
-            assert result.returncode == expect, output
+        assert result.returncode == expect, output
         assert "Traceback" not in result.stderr, output
+        return result
+
+    def cli(self, *args: str, expect: int = 0, env: dict[str, str] | None = None) -> Result:
+        """`fleetlink ARGS` in this process (typer's runner; still over real HTTP): stdout and stderr."""
+        environment = {
+            "FLEETLINK_URL": self.server.url,
+            "FLEETLINK_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "FLEETLINK_REGISTRATION_TOKEN": "",
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+            **(env or {}),
+        }
+        result = CliRunner().invoke(fleetlink_app, list(args), env=environment)
+        output = f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+        assert result.exit_code == expect, output
+        assert "Traceback" not in result.output, output
         return result
 
     def api(self, method: str, path: str, **options: Any) -> Any:
@@ -151,12 +170,12 @@ def test_the_wait_ends_listing_who_did_not_finish(fleet: Fleet) -> None:
     # Then it stops waiting and names the agent, and the commands that follow up
     assert f"stopped waiting after 2s (--wait-timeout): 1 not finished: web-{fleet.run}" in result.stderr
     task_id = result.stderr.split("fleetlink tasks cancel ")[1].split()[0]
-    fleet.fleetlink("tasks", "cancel", task_id)
+    fleet.cli("tasks", "cancel", task_id)
 
 
 def test_a_percentage_of_the_targets_is_turned_into_a_count(fleet: Fleet) -> None:
     # When a task is sent with --max-concurrency 50% to one agent
-    result = fleet.fleetlink(
+    result = fleet.cli(
         "tasks", "run", "-t", fleet.web.agent_id, "--max-concurrency", "50%", "-o", "json", "--", "true"
     )
     # Then the server got a count: at least 1
@@ -164,7 +183,7 @@ def test_a_percentage_of_the_targets_is_turned_into_a_count(fleet: Fleet) -> Non
 
 
 def test_a_duration_outside_the_servers_bounds_is_refused_before_sending(fleet: Fleet) -> None:
-    result = fleet.fleetlink("tasks", "run", "-t", "all", "--timeout", "2d", "--", "true", expect=2)
+    result = fleet.cli("tasks", "run", "-t", "all", "--timeout", "2d", "--", "true", expect=2)
     assert "'2d' is above the maximum, 1d" in result.stderr
 
 
@@ -175,14 +194,16 @@ def test_a_list_of_120_agents_is_complete_with_all_and_says_it_is_cut_without(fl
     # Given 120 agents tagged fleet=<id>
     group = uuid.uuid4().hex[:10]
     token = fleet.mint(max_uses=FLEET_SIZE, tags={"fleet": group})
-    registered = {fleet.register(token, name=f"n{i:03d}-{group}") for i in range(FLEET_SIZE)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        names = [f"n{i:03d}-{group}" for i in range(FLEET_SIZE)]
+        registered = set(pool.map(lambda name: fleet.register(token, name=name), names))
     # When they are listed with --all / Then every one is printed
     everything = json.loads(
-        fleet.fleetlink("agents", "ls", "--tag", f"fleet={group}", "--all", "-o", "json").stdout
+        fleet.cli("agents", "ls", "--tag", f"fleet={group}", "--all", "-o", "json").stdout
     )
     assert {agent["agent_id"] for agent in everything} == registered
     # When they are listed without it / Then 50 rows, and a hint with the command that continues
-    cut = fleet.fleetlink("agents", "ls", "--tag", f"fleet={group}")
+    cut = fleet.cli("agents", "ls", "--tag", f"fleet={group}")
     assert len(cut.stdout.splitlines()) == 1 + 50
     hint = next(line for line in cut.stderr.splitlines() if line.startswith("more: "))
     # And following the hints twice prints the rest, the last without a hint
@@ -190,13 +211,13 @@ def test_a_list_of_120_agents_is_complete_with_all_and_says_it_is_cut_without(fl
     for _ in range(2):
         words = shlex.split(hint.removeprefix("more: ").split(" (or ")[0])
         assert words[0] == "fleetlink"
-        page = fleet.fleetlink(*words[1:])
+        page = fleet.cli(*words[1:])
         seen |= {line.split()[0] for line in page.stdout.splitlines()[1:]}
         hint = next((line for line in page.stderr.splitlines() if line.startswith("more: ")), "")
     assert seen == registered
     assert hint == ""
     # And exactly the whole list is not said to be cut
-    whole = fleet.fleetlink("agents", "ls", "--tag", f"fleet={group}", "--limit", str(FLEET_SIZE))
+    whole = fleet.cli("agents", "ls", "--tag", f"fleet={group}", "--limit", str(FLEET_SIZE))
     assert "more:" not in whole.stderr
 
 
@@ -208,14 +229,12 @@ def test_a_name_works_in_agents_show_revoke_and_tunnels_create(fleet: Fleet) -> 
     name = f"named-{fleet.run}"
     agent_id = fleet.register(fleet.mint(), name=name)
     # When it is shown, given a tunnel, its tunnels listed and it is revoked, by name
-    shown = json.loads(fleet.fleetlink("agents", "show", name, "-o", "json").stdout)
+    shown = json.loads(fleet.cli("agents", "show", name, "-o", "json").stdout)
     tunnel = json.loads(
-        fleet.fleetlink(
-            "tunnels", "create", name, "--name", "web", "--target", "127.0.0.1:9", "-o", "json"
-        ).stdout
+        fleet.cli("tunnels", "create", name, "--name", "web", "--target", "127.0.0.1:9", "-o", "json").stdout
     )
-    listed = json.loads(fleet.fleetlink("tunnels", "ls", "--agent", name, "-o", "json").stdout)
-    revoked = json.loads(fleet.fleetlink("agents", "revoke", name, "-o", "json").stdout)
+    listed = json.loads(fleet.cli("tunnels", "ls", "--agent", name, "-o", "json").stdout)
+    revoked = json.loads(fleet.cli("agents", "revoke", name, "-o", "json").stdout)
     # Then each reached that agent
     assert shown["agent_id"] == tunnel["agent_id"] == revoked["agent_id"] == agent_id
     assert [t["tunnel_id"] for t in listed] == [tunnel["tunnel_id"]]
@@ -228,34 +247,34 @@ def test_a_name_two_agents_share_is_refused_without_all_matching(fleet: Fleet) -
     token = fleet.mint(max_uses=2)
     ids = {fleet.register(token, name=name) for _ in range(2)}
     # When it is shown or targeted / Then it is refused, naming both ids and the fix
-    refused = fleet.fleetlink("agents", "show", name, expect=1)
+    refused = fleet.cli("agents", "show", name, expect=1)
     assert all(agent_id in refused.stderr for agent_id in ids)
     assert "Fix:" in refused.stderr
-    refused = fleet.fleetlink("tasks", "run", "-t", name, "--no-wait", "--", "true", expect=1)
+    refused = fleet.cli("tasks", "run", "-t", name, "--no-wait", "--", "true", expect=1)
     assert "--all-matching" in refused.stderr
     # And with --all-matching both get the task
-    sent = fleet.fleetlink("tasks", "run", "-t", name, "--all-matching", "--no-wait", "--", "true")
+    sent = fleet.cli("tasks", "run", "-t", name, "--all-matching", "--no-wait", "--", "true")
     assert "2 execution(s)" in sent.stderr
-    fleet.fleetlink("tasks", "cancel", sent.stdout.strip())
+    fleet.cli("tasks", "cancel", sent.stdout.strip())
     for agent_id in ids:
         fleet.api("POST", f"/agents/{agent_id}/revoke")
 
 
 def test_tags_are_added_and_removed_one_by_one(fleet: Fleet) -> None:
     agent_id = fleet.register(fleet.mint(), name=f"tagged-{fleet.run}")
-    added = json.loads(fleet.fleetlink("agents", "tag", agent_id, "zone=a", "-o", "json").stdout)
+    added = json.loads(fleet.cli("agents", "tag", agent_id, "zone=a", "-o", "json").stdout)
     assert added["tags"] == {"run": fleet.run, "zone": "a"}
-    removed = json.loads(fleet.fleetlink("agents", "untag", agent_id, "zone", "-o", "json").stdout)
+    removed = json.loads(fleet.cli("agents", "untag", agent_id, "zone", "-o", "json").stdout)
     assert removed["tags"] == {"run": fleet.run}
-    fleet.fleetlink("agents", "untag", agent_id, "nope", expect=1)
+    fleet.cli("agents", "untag", agent_id, "nope", expect=1)
 
 
 # --- registration -----------------------------------------------------------------------------------
 
 
-def _register_cli(fleet: Fleet, home: Path, *token: str) -> Any:
-    env = fleet.env(FLEETLINK_STATE_DIR=str(home), FLEETLINK_MACHINE_ID=f"fleet-{uuid.uuid4().hex}")
-    return fleet.fleetlink("agent", "register", *token, expect=1, env=env)
+def _register_cli(fleet: Fleet, home: Path, *token: str) -> Result:
+    env = {"FLEETLINK_STATE_DIR": str(home), "FLEETLINK_MACHINE_ID": f"fleet-{uuid.uuid4().hex}"}
+    return fleet.cli("agent", "register", *token, expect=1, env=env)
 
 
 def test_a_used_up_or_revoked_token_gives_its_reason_and_fix(fleet: Fleet, tmp_path: Path) -> None:
@@ -263,7 +282,7 @@ def test_a_used_up_or_revoked_token_gives_its_reason_and_fix(fleet: Fleet, tmp_p
     used = fleet.mint()
     fleet.register(used, name=f"first-{fleet.run}")
     revoked = fleet.mint()
-    fleet.fleetlink("tokens", "revoke", revoked.split(".")[0])
+    fleet.cli("tokens", "revoke", revoked.split(".")[0])
     # When each is used to register / Then each is refused with its reason and a Fix line
     used_up = _register_cli(fleet, tmp_path / "a", "--token", used).stderr
     assert "is used up" in used_up
@@ -290,13 +309,13 @@ def test_a_missing_or_unknown_token_is_named_without_a_reason(fleet: Fleet, tmp_
 def test_every_list_and_show_prints_json(fleet: Fleet, tmp_path: Path) -> None:
     # Given a tunnel on the web agent and a collection with a read policy
     tunnel = json.loads(
-        fleet.fleetlink(
+        fleet.cli(
             "tunnels", "create", fleet.web.agent_id, "--name", "json", "--target", "127.0.0.1:9", "--json"
         ).stdout
     )
-    fleet.fleetlink("records", "policy", f"c{fleet.run}", "--tag", f"run={fleet.run}")
-    task_id = json.loads(fleet.fleetlink("tasks", "ls", "--limit", "1", "-o", "json").stdout)[0]["task_id"]
-    web_env = fleet.env(FLEETLINK_STATE_DIR=fleet.web_env["FLEETLINK_STATE_DIR"])
+    fleet.cli("records", "policy", f"c{fleet.run}", "--tag", f"run={fleet.run}")
+    task_id = json.loads(fleet.cli("tasks", "ls", "--limit", "1", "-o", "json").stdout)[0]["task_id"]
+    web_env = {"FLEETLINK_STATE_DIR": fleet.web_env["FLEETLINK_STATE_DIR"]}
     commands: list[tuple[list[str], dict[str, str] | None]] = [
         (["agents", "ls"], None),
         (["agents", "show", fleet.web.agent_id], None),
@@ -318,15 +337,15 @@ def test_every_list_and_show_prints_json(fleet: Fleet, tmp_path: Path) -> None:
     ]
     for args, env in commands:
         # When it is asked for -o json and for --json / Then both print the same parseable JSON
-        with_o = fleet.fleetlink(*args, "-o", "json", env=env).stdout
-        with_flag = fleet.fleetlink(*args, "--json", env=env).stdout
+        with_o = fleet.cli(*args, "-o", "json", env=env).stdout
+        with_flag = fleet.cli(*args, "--json", env=env).stdout
         assert json.loads(with_o) is not None, args
         assert type(json.loads(with_o)) is type(json.loads(with_flag)), args
     # And the tunnel's JSON has the API's field names
     api_fields = set(fleet.api("GET", f"/tunnels/{tunnel['tunnel_id']}"))
-    shown = json.loads(fleet.fleetlink("tunnels", "show", tunnel["tunnel_id"], "-o", "json").stdout)
+    shown = json.loads(fleet.cli("tunnels", "show", tunnel["tunnel_id"], "-o", "json").stdout)
     assert set(shown) == api_fields
-    fleet.fleetlink("tunnels", "rm", tunnel["tunnel_id"])
+    fleet.cli("tunnels", "rm", tunnel["tunnel_id"])
 
 
 # --- last: a token minted when the module started has expired by now --------------------------------
@@ -353,7 +372,7 @@ def test_the_readme_typed_task_example_runs(fleet: Fleet, tmp_path: Path) -> Non
     agent = launch_agent(agent_id, env, "--handler", handler)
     try:
         # When a disk.usage task is sent to it
-        result = fleet.fleetlink(
+        result = fleet.cli(
             "tasks", "run", "-t", agent_id, "--type", "disk.usage", "--input", '{"path": "/"}', "-o", "json"
         )
         # Then the handler's answer is the output

@@ -303,21 +303,6 @@ def parse_tags(pairs: list[str] | None) -> dict[str, str]:
     return dict(parse_tag(pair) for pair in pairs or [])
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_seconds(value: str | int) -> int:
-    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` as whole seconds (a typer parser; defaults come as int)."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit():
-        raise typer.BadParameter(f"{value!r} is not a duration like 90, 90s, 10m, 2h or 1d")
-    return int(number) * (unit or 1)
-
-
 def format_tags(tags: Mapping[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in sorted(tags.items()))
 

@@ -149,23 +149,28 @@ def follow(
                     print_result(console, execution, names)
         if on_change is not None:
             on_change(task)
-        outcome = _ended(task, offline if time.monotonic() >= grace_ends else set(), deadline)
+        outcome = _ended(task, offline, deadline, grace_over=time.monotonic() >= grace_ends)
         if outcome is not None:
             return outcome
         time.sleep(poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic())))
         task = fetch()
 
 
-def _ended(task: TaskDetail, offline: set[str], deadline: float | None) -> Outcome | None:
+def _ended(
+    task: TaskDetail, offline: set[str], deadline: float | None, *, grace_over: bool
+) -> Outcome | None:
+    """How the wait ends now, or None to go on: when the task is done; once the grace is over, when only
+    offline targets' queued executions are left; at the deadline."""
     open_ = [e for e in task.executions if not e.terminal]
     waiting_offline = [e for e in open_ if e.agent_id in offline and e.status is ExecutionStatus.QUEUED]
     working = [e for e in open_ if e not in waiting_offline]
     failed = any(e.terminal and e.status is not ExecutionStatus.SUCCEEDED for e in task.executions)
     if task.done or not open_:
         return Outcome(task, RunExit.FAILED if failed or not task.executions else RunExit.SUCCEEDED)
-    if not working:
+    timed_out = deadline is not None and time.monotonic() >= deadline
+    if not working and (grace_over or timed_out):
         return Outcome(task, RunExit.FAILED if failed else RunExit.OFFLINE, waiting_offline, [])
-    if deadline is not None and time.monotonic() >= deadline:
+    if timed_out:
         return Outcome(task, RunExit.WAIT_TIMEOUT, waiting_offline, working)
     return None
 

@@ -482,9 +482,9 @@ def _task_details(task: TaskDetail) -> dict[str, str]:
         "state": styled(task.state, TASK_STATE_STYLE),
         "targets": escape(target_text or "-"),
         "priority": str(task.priority),
-        "timeout": f"{task.timeout_seconds}s",
+        "timeout": format_seconds(task.timeout_seconds),
         "retries": str(task.max_retries),
-        "delivery timeout": duration(task.delivery_timeout_seconds * 1000),
+        "delivery timeout": format_seconds(task.delivery_timeout_seconds),
         "max concurrency": str(task.max_concurrency or "-"),
         "max errors": str(task.max_errors or "-"),
         "created": f"{when(task.created_at)} ({ago(task.created_at)})"

@@ -10,20 +10,21 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from fleetlink.cli.names import AgentArgument, resolve_agent
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.render import (
     HEALTH_STYLE,
+    Column,
     JsonOption,
     OutputFormat,
     OutputOption,
     ago,
     err,
     now_ms,
-    out,
+    print_details,
+    print_table,
     reporting_errors,
     styled,
     wants_json,
@@ -68,8 +69,8 @@ def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
         "local target": tunnel.local_target,
         "agent last seen": ago(tunnel.last_heartbeat_at) if tunnel.last_heartbeat_at else "never",
         "last error": f"{tunnel.last_error_code}: {tunnel.last_error_message or ''}"
-        if tunnel.last_error_code
-        else "-",
+        if tunnel.last_error_code and tunnel.health is not Health.UP
+        else "-",  # an error before the tunnel came up again is history (tunnels events)
         "created": when(tunnel.created_at),
         "updated": when(tunnel.updated_at),
     }
@@ -79,21 +80,23 @@ def _show(tunnel: Tunnel, as_json: bool) -> None:
     if as_json:
         _print_json(tunnel.model_dump(mode="json"))
         return
-    details = Table(show_header=False, box=None)
-    details.add_column(style="bold", no_wrap=True)
-    details.add_column(overflow="fold")
-    for field, value in _tunnel_rows(tunnel).items():
-        details.add_row(field, styled(value, HEALTH_STYLE) if field == "health" else escape(value))
-    out().print(details)
+    rows = _tunnel_rows(tunnel)
+    print_details(
+        {
+            field: styled(value, HEALTH_STYLE) if field == "health" else escape(value)
+            for field, value in rows.items()
+        }
+    )
     if tunnel.routes:
-        routes = Table(title="Routes (longest prefix wins, then priority)", title_justify="left")
-        for column in ("PREFIX", "TARGET", "PRIORITY", "ENABLED", "ID"):
-            routes.add_column(column, overflow="fold")
-        for r in sorted(tunnel.routes, key=lambda r: (-len(r.path_prefix), -r.priority)):
-            routes.add_row(
-                escape(r.path_prefix), escape(r.local_target), str(r.priority), str(r.enabled), r.route_id
-            )
-        out().print(routes)
+        routes = sorted(tunnel.routes, key=lambda r: (-len(r.path_prefix), -r.priority))
+        print_table(
+            [Column(name) for name in ("PREFIX", "TARGET", "PRIORITY", "ENABLED", "ID")],
+            [
+                [escape(r.path_prefix), escape(r.local_target), str(r.priority), str(r.enabled), r.route_id]
+                for r in routes
+            ],
+            title="Routes (longest prefix wins, then priority)",
+        )
 
 
 @tunnels_app.command("create")
@@ -186,8 +189,7 @@ def list_tunnels(
     if not tunnels:
         err().print("no tunnels")
         return
-    table = Table()
-    for column in (
+    columns = [
         "ID",
         "AGENT",
         "PROVIDER",
@@ -198,22 +200,25 @@ def list_tunnels(
         "PUBLIC URL",
         "TARGET",
         "ROUTES",
-    ):
-        table.add_column(column, overflow="fold")
-    for t in tunnels:
-        table.add_row(
-            t.tunnel_id,
-            t.agent_id,
-            t.provider.value,
-            escape(t.name),
-            t.mode.value,
-            "yes" if t.enabled else "no",
-            styled(t.health.value, HEALTH_STYLE),
-            escape(t.public_url or "-"),
-            escape(t.local_target),
-            str(len(t.routes)),
-        )
-    out().print(table)
+    ]
+    print_table(
+        [Column(name, fold=name in ("PUBLIC URL", "TARGET")) for name in columns],
+        [
+            [
+                t.tunnel_id,
+                t.agent_id,
+                t.provider.value,
+                escape(t.name),
+                t.mode.value,
+                "yes" if t.enabled else "no",
+                styled(t.health.value, HEALTH_STYLE),
+                escape(t.public_url or "-"),
+                escape(t.local_target),
+                str(len(t.routes)),
+            ]
+            for t in tunnels
+        ],
+    )
     more_hint("tunnels ls", taken.cursor, limit=limit, options=options)
 
 
@@ -232,20 +237,22 @@ def show_tunnel(
     _show(tunnel, as_json)
 
 
-def _events_table(events: list[Event], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("WHEN", "TUNNEL", "LEVEL", "TYPE", "MESSAGE"):
-        table.add_column(column, overflow="fold")
+def _print_events(events: list[Event], title: str) -> None:
     level_style = {"error": "red", "warn": "yellow", "info": "dim"}
-    for e in events:
-        table.add_row(
-            when(e.created_at),
-            e.tunnel_id or "-",
-            styled(e.level.value, level_style),
-            e.event_type.value,
-            escape(e.message),
-        )
-    return table
+    print_table(
+        [Column("WHEN"), Column("TUNNEL"), Column("LEVEL"), Column("TYPE"), Column("MESSAGE", fold=True)],
+        [
+            [
+                when(e.created_at),
+                e.tunnel_id or "-",
+                styled(e.level.value, level_style),
+                e.event_type.value,
+                escape(e.message),
+            ]
+            for e in events
+        ],
+        title=title,
+    )
 
 
 @tunnels_app.command("events")
@@ -292,7 +299,7 @@ def tunnel_events(
         if tunnel_id
         else ("errors" if errors else "events") + f" of the last {hours:g} h"
     )
-    out().print(_events_table(taken.items, title + " (newest first)"))
+    _print_events(taken.items, title + " (newest first)")
     more_hint("tunnels events", taken.cursor, limit=limit, options=options)
 
 
@@ -355,14 +362,22 @@ def fleet_health(
         _print_json(summary.model_dump(mode="json"))
         return
     healths = list(Health)
-    table = Table(title=f"{summary.total} tunnels, {summary.enabled} enabled", title_justify="left")
-    table.add_column("PROVIDER")
-    for health in healths:
-        table.add_column(styled(health.value, HEALTH_STYLE), justify="right")
-    table.add_column("TOTAL", justify="right")
     cells = {(row.provider, row.health): row.count for row in summary.counts}
-    for provider in Provider:
-        counts = [cells.get((provider, health), 0) for health in healths]
-        table.add_row(provider.value, *(str(n) for n in counts), str(summary.by_provider[provider]))
-    table.add_row("all", *(str(summary.by_health[h]) for h in healths), str(summary.total), style="bold")
-    out().print(table)
+    rows = [
+        [
+            provider.value,
+            *(str(cells.get((provider, health), 0)) for health in healths),
+            str(summary.by_provider[provider]),
+        ]
+        for provider in Provider
+    ]
+    rows.append(["all", *(str(summary.by_health[h]) for h in healths), str(summary.total)])
+    print_table(
+        [
+            Column("PROVIDER"),
+            *(Column(h.value, justify="right") for h in healths),
+            Column("TOTAL", justify="right"),
+        ],
+        rows,
+        title=f"{summary.total} tunnels, {summary.enabled} enabled",
+    )

@@ -248,7 +248,7 @@ def test_the_cli_runs_a_command_on_role_web_and_exits_0(
     # Then it exits 0, showing both agents succeeded and their output
     assert result.returncode == 0, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
+        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line.split()]
         assert "succeeded" in row
     assert result.stdout.count("\nhi\n") == 2
 
@@ -258,7 +258,7 @@ def test_the_cli_exits_1_when_an_agent_fails(server: DevServer, agents: list[Age
     result = _fleetlink("tasks", "run", "-t", "tag:role=web", "--poll", "0.2", "--", "exit 3", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
+        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line.split()]
         assert "failed" in row
 
 

@@ -134,14 +134,23 @@ def _bounds(low: int | None, high: int | None, show: Any) -> str:
 
 
 def duration_option(
-    *names: str, help: str, low: int | None = None, high: int | None = None, **options: Any
+    *names: str,
+    help: str,
+    low: int | None = None,
+    high: int | None = None,
+    default: int | None = None,
+    **options: Any,
 ) -> Any:
-    """A typer option taking a duration (whole seconds), bounds in its help and checked on parse."""
+    """A typer option taking a duration (whole seconds), bounds in its help and checked on parse;
+    ``default`` (seconds) is shown as a duration (``5m``)."""
+    shown = f" [default: {format_seconds(default)}]" if default is not None else ""
+    if default is not None:
+        options.setdefault("show_default", False)
     return typer.Option(
         *names,
         parser=duration_parser(low, high),
         metavar="DURATION",
-        help=help + _bounds(low, high, format_seconds),
+        help=help + _bounds(low or None, high, format_seconds) + shown,
         **options,
     )
 

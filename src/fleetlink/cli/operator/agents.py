@@ -278,7 +278,7 @@ def remove_agent_tags(
 def mint_recovery_token(
     agent_ref: AgentArgument,
     ttl: Annotated[
-        int, duration_option("--ttl", help="How long the token may be used", low=60, high=86_400)
+        int, duration_option("--ttl", help="How long the token may be used", low=60, high=86_400, default=900)
     ] = 900,
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,

@@ -241,8 +241,8 @@ def _count_targets(client: OperatorClient, agent_ids: list[str], tags: dict[str,
 
 
 EXIT_CODES_HELP = (
-    "Exit status: 0 every agent succeeded; 1 an execution failed, timed out, was cancelled or expired "
-    "(or no agent answered); 3 all that answered succeeded, offline targets did not answer (not waited "
+    "Exit status: 0 every agent succeeded; 1 an execution failed, timed out, was cancelled or expired; "
+    "2 a usage error; 3 all that answered succeeded, offline targets did not answer (not waited "
     "for); 4 the targets named no agent; 124 the wait ended with agents still at work; 130 Ctrl-C. "
     "In the last three the task goes on."
 )
@@ -276,7 +276,8 @@ def run_task(
         str, typer.Option("--type", metavar="TYPE", help="Task type: shell, or one an agent handles")
     ] = "shell",
     timeout: Annotated[
-        int, duration_option("--timeout", help="Per attempt: 90, 90s, 10m, 2h", low=1, high=86_400)
+        int,
+        duration_option("--timeout", help="Per attempt: 90, 90s, 10m, 2h", low=1, high=86_400, default=300),
     ] = 300,
     priority: Annotated[
         int, typer.Option("--priority", min=-1000, max=1000, metavar="N", help="Higher runs first")
@@ -315,6 +316,7 @@ def run_task(
             help="Stop waiting after this long (0: until the task ends) and list who did not answer; "
             "the task goes on",
             low=0,
+            default=DEFAULT_WAIT_S,
         ),
     ] = DEFAULT_WAIT_S,
     input_json: Annotated[
@@ -451,7 +453,10 @@ def wait_task(
     wait_timeout: Annotated[
         int,
         duration_option(
-            "--wait-timeout", help="Stop waiting after this long (0: until the task ends)", low=0
+            "--wait-timeout",
+            help="Stop waiting after this long (0: until the task ends)",
+            low=0,
+            default=DEFAULT_WAIT_S,
         ),
     ] = DEFAULT_WAIT_S,
     poll: Annotated[

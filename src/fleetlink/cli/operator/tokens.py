@@ -42,7 +42,7 @@ def create_token(
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     ttl: Annotated[
-        int, duration_option("--ttl", help="Lifetime: 10m, 2h, 7d", low=60, high=30 * 86_400)
+        int, duration_option("--ttl", help="Lifetime: 10m, 2h, 7d", low=60, high=30 * 86_400, default=3600)
     ] = 3600,
     max_uses: Annotated[
         int,

@@ -143,7 +143,7 @@ def duration_option(
 ) -> Any:
     """A typer option taking a duration (whole seconds), bounds in its help and checked on parse;
     ``default`` (seconds) is shown as a duration (``5m``)."""
-    shown = f" [default: {format_seconds(default)}]" if default is not None else ""
+    shown = f"; default {format_seconds(default)}" if default is not None else ""
     if default is not None:
         options.setdefault("show_default", False)
     return typer.Option(

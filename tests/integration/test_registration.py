@@ -258,3 +258,22 @@ def test_registration_missing_a_required_field_gets_a_field_error(api: Api, miss
     reply = api.register(agent, api.mint_token(), body)
     assert reply.status == 422
     assert ["body", missing] in [e["loc"] for e in reply.problem()["errors"]]
+
+
+def test_a_second_agent_of_one_machine_with_the_same_name_is_warned(api: Api) -> None:
+    # Given an agent of machine "box" registered under the default name
+    token = api.mint_token(max_uses=3)
+    first = api.register(Machine("box"), token)
+    assert first.status == 201, first.body
+    assert first.json["name"] == "box"
+    assert first.json["warnings"] == []
+    # When a second state dir of the same machine registers (a new key) without a name of its own
+    second = api.register(Machine("box"), token)
+    # Then it is registered, and told which agent of its machine already has that name
+    assert second.status == 201, second.body
+    (warning,) = second.json["warnings"]
+    assert first.json["agent_id"] in warning
+    # And with a name suffix (another state dir's name) there is nothing to warn about
+    third = Machine("box")
+    answer = api.register(third, token, third.register_body(name_suffix="db"))
+    assert (answer.json["name"], answer.json["warnings"]) == ("box-db", [])

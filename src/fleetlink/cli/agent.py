@@ -187,7 +187,12 @@ def register(
         )
     score = result.similarity_score
     how = "registered" if score is None else f"re-registered (similarity {score})"
-    err().print(f"[green]{how}[/green] as {result.agent_id}; identity saved in {escape(str(store.path))}")
+    named = f" ({escape(result.name)})" if result.name else ""
+    err().print(
+        f"[green]{how}[/green] as {result.agent_id}{named}; identity saved in {escape(str(store.path))}"
+    )
+    for warning in result.warnings:
+        err().print(f"[yellow]warning: {escape(warning)}[/yellow]")
     typer.echo(result.agent_id)
 
 

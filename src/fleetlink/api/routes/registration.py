@@ -112,6 +112,12 @@ def register_agent(command: Annotated[RegisterAgent, Body()]) -> Response[Regist
         similarity_score=outcome.similarity_score,
         heartbeat_interval_s=deps.settings.heartbeat_interval_s,
         server_time=deps.clock.now_ms(),
+        name=outcome.name,
+        warnings=[
+            f"agent {other} on this machine is also named {outcome.name!r}: give this one a name of its "
+            "own (--name), or operators must target it by id"
+            for other in outcome.same_name
+        ],
     )
     return Response(201, "application/json", body)
 

@@ -55,6 +55,9 @@ class RegistrationOutcome:
     agent_id: str
     event: RegistrationEventKind
     similarity_score: int | None
+    name: str | None = None
+    #: Agents seen on the same machine that carry the same name (names are not unique: a warning).
+    same_name: tuple[str, ...] = ()
 
 
 class RegistrationService:
@@ -190,16 +193,22 @@ class RegistrationService:
             registered_at=now,
             updated_at=now,
         )
+        known = self._store.agents_seen_with(
+            command.fingerprint, command.hardware.machine_id, RESEMBLANCE_CANDIDATES
+        )
         event = _event(
             agent,
             RegistrationEventKind.REGISTER,
             now,
             token_id=token.token_id,
             key_changed=True,
-            resembles=self._resemblance(command),
+            resembles=_resemblance(command, known),
         )
         self._store.register_new(agent, event, TokenUse(token.token_id, now))
-        return RegistrationOutcome(agent_id, RegistrationEventKind.REGISTER, None)
+        same_name = tuple(
+            other.agent_id for other in known if other.name == agent.name and other.state is AgentState.ACTIVE
+        )
+        return RegistrationOutcome(agent_id, RegistrationEventKind.REGISTER, None, agent.name, same_name)
 
     def re_register(self, caller: Agent, command: RegisterAgent) -> RegistrationOutcome:
         """Restart or hardware change of an agent authenticated by its current key: same id, no token."""
@@ -260,23 +269,22 @@ class RegistrationService:
         self._store.save_identity(updated, event, TokenUse(token.token_id, now))
         return RegistrationOutcome(agent.agent_id, RegistrationEventKind.RECOVER, score)
 
-    def _resemblance(self, command: RegisterAgent) -> Resemblance | None:
-        """The known agent this hardware most resembles, if any (never handed anything: evidence)."""
-        best: Resemblance | None = None
-        for known in self._store.agents_seen_with(
-            command.fingerprint, command.hardware.machine_id, RESEMBLANCE_CANDIDATES
+
+def _resemblance(command: RegisterAgent, known: list[Agent]) -> Resemblance | None:
+    """The known agent this hardware most resembles, if any (never handed anything: evidence)."""
+    best: Resemblance | None = None
+    for agent in known:
+        same = agent.fingerprint == command.fingerprint
+        score = similarity_score(agent.hardware, command.hardware)
+        if not same and score < MIN_TRUSTED_SIMILARITY:
+            continue
+        candidate = Resemblance(agent_id=agent.agent_id, score=score, same_fingerprint=same)
+        if best is None or (candidate.same_fingerprint, candidate.score) > (
+            best.same_fingerprint,
+            best.score,
         ):
-            same = known.fingerprint == command.fingerprint
-            score = similarity_score(known.hardware, command.hardware)
-            if not same and score < MIN_TRUSTED_SIMILARITY:
-                continue
-            candidate = Resemblance(agent_id=known.agent_id, score=score, same_fingerprint=same)
-            if best is None or (candidate.same_fingerprint, candidate.score) > (
-                best.same_fingerprint,
-                best.score,
-            ):
-                best = candidate
-        return best
+            best = candidate
+    return best
 
 
 def _default_name(prefix: str | None, hostname: str, suffix: str | None) -> str:

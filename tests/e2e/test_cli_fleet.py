@@ -23,9 +23,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.auth.keys import public_key_pem
 from fleetlink.cli.main import app as fleetlink_app
+from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 from tests.e2e.test_dev_stack import Agent, signed
 from tests.e2e.test_tasks_e2e import (

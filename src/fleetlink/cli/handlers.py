@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from fleetlink.agent.tasks.runner import HandlerRegistry
+from fleetlink.agent.tasks.handlers import HandlerRegistry
 
 
 def load_handler(spec: str) -> Any:

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.cli.render import fail
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
 from fleetlink.core.entities import AgentState
 from fleetlink.core.ids import IdPrefix, is_id

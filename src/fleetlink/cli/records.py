@@ -22,9 +22,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
 from fleetlink.agent.identity import IdentityError, resolve_state_dir
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore, SyncHealth
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption
@@ -38,6 +36,8 @@ from fleetlink.cli.render import (
     print_table,
     when,
 )
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryAnswer, QueryRecord, QueryRequest
 from fleetlink.core.relay.records import InvalidRecord
 

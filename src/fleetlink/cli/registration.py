@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fleetlink.agent.client import FleetlinkApiError
+from fleetlink.client.http import FleetlinkApiError
 
 ASK_FOR_A_NEW_ONE = (
     "ask an operator for a new one: fleetlink tokens create --max-uses N, then register with it"

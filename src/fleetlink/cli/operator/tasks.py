@@ -1,27 +1,32 @@
-"""``fleetlink tasks``: run commands on agents, follow them, list and cancel tasks."""
+"""``fleetlink tasks``: run commands on agents, follow them, list and cancel tasks (targets:
+``cli/operator/targets.py``; the progress table: ``cli/operator/live.py``; the wait:
+``cli/waiting.py``)."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import shlex
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
-from fleetlink.agent.client import FleetlinkApiError, OperatorClient
-from fleetlink.cli.names import AllMatchingOption, ambiguous
+from fleetlink.cli.names import AllMatchingOption
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.live import _live_view, _print_executions, _print_outputs, _what
+from fleetlink.cli.operator.targets import (
+    DEFAULT_DELIVERY_TIMEOUT_S,
+    MAX_TARGET_IDS,
+    _agents_named,
+    _count_targets,
+    _names,
+    parse_targets,
+    resolve_names,
+)
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
-    EXECUTION_STYLE,
     TASK_STATE_STYLE,
     CallContext,
     Column,
@@ -30,7 +35,6 @@ from fleetlink.cli.render import (
     OutputOption,
     ago,
     count_line,
-    duration,
     err,
     first_line,
     now_ms,
@@ -47,197 +51,23 @@ from fleetlink.cli.waiting import (
     DEFAULT_WAIT_S,
     RunExit,
     follow,
-    name_of,
-    print_result,
     say_who_did_not_answer,
     warn_offline,
 )
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
-from fleetlink.contract.tasks import ExecutionSummary, TaskDetail, TaskSummary
+from fleetlink.contract.tasks import TaskDetail, TaskSummary
 from fleetlink.core.entities import AgentState, Liveness
-from fleetlink.core.tasks.model import ExecutionStatus, Task, TaskState
+from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 
 tasks_app = typer.Typer(
     help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True
 )
 
-#: The server's default delivery timeout (seconds), named in the offline-target warning.
-DEFAULT_DELIVERY_TIMEOUT_S = 86_400
-#: Up to this many targets are looked up one by one for the offline warning; more: one listing.
-_LOOKUP_ONE_BY_ONE = 20
-#: The server takes at most this many agent ids in a task's targets.
-MAX_TARGET_IDS = 1000
-
-
-@dataclass
-class Targets:
-    """What --target named: agent ids, tags (all must match), and name globs / ``all`` to resolve."""
-
-    agent_ids: list[str] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    everyone: bool = False
-
-
-def parse_targets(targets: list[str] | None) -> Targets:
-    """``AGENT_ID`` (agt_...), ``tag:KEY=VALUE``, ``all``, or an agent name (glob: ``web-*``)."""
-    parsed = Targets()
-    for target in targets or []:
-        target = target.strip()
-        kind, sep, rest = target.partition(":")
-        if target == "all":
-            parsed.everyone = True
-        elif kind == "tag" and sep:
-            key, eq, value = rest.partition("=")
-            if not eq or not key.strip():
-                old_key, _, old_value = rest.partition(":")
-                hint = f"; write tag:{old_key}={old_value}" if old_key and old_value else ""
-                raise typer.BadParameter(
-                    f"{target!r}: a tag target is tag:KEY=VALUE{hint}", param_hint="--target"
-                )
-            parsed.tags[key.strip()] = value.strip()
-        elif kind == "agent" and sep and rest.strip():
-            parsed.agent_ids.append(rest.strip())
-        elif target.startswith("agt_"):
-            parsed.agent_ids.append(target)
-        elif target:
-            parsed.names.append(target)
-    if not (parsed.agent_ids or parsed.tags or parsed.names or parsed.everyone):
-        raise typer.BadParameter(
-            "name at least one target: an agent id, tag:KEY=VALUE, an agent name or glob, or all",
-            param_hint="--target",
-        )
-    return parsed
-
-
-def resolve_names(
-    targets: Targets, agents: Iterable[AgentSummary], *, all_matching: bool = False
-) -> list[AgentSummary]:
-    """The active agents ``all`` and the name globs pick; a glob that matches none is a usage error,
-    and so is a plain name several agents share (unless ``all_matching``)."""
-    active = [agent for agent in agents if agent.state is AgentState.ACTIVE]
-    if targets.everyone:
-        return active
-    picked: dict[str, AgentSummary] = {}
-    for pattern in targets.names:
-        matched = [agent for agent in active if fnmatch.fnmatchcase(agent.name, pattern)]
-        if not matched:
-            raise typer.BadParameter(f"no active agent is named {pattern!r}", param_hint="--target")
-        if len(matched) > 1 and not any(c in pattern for c in "*?[") and not all_matching:
-            raise ambiguous(pattern, matched, hint="target one by its id, or all of them with --all-matching")
-        picked |= {agent.agent_id: agent for agent in matched}
-    return list(picked.values())
-
 
 def shell_command(words: list[str]) -> str:
     """The command line to run: one word is taken as shell text as is; several are quoted and joined."""
     return words[0] if len(words) == 1 else shlex.join(words)
-
-
-def _what(task: Task) -> str:
-    if task.command is not None:
-        return task.command
-    return f"{task.type} {json.dumps(task.input, separators=(',', ':'))}" if task.input else task.type
-
-
-def _execution_duration(execution: ExecutionSummary, now_ms: int) -> str:
-    if execution.duration_ms is not None:
-        return duration(execution.duration_ms)
-    if execution.started_at is not None and execution.finished_at is None:
-        return duration(now_ms - execution.started_at) + "…"
-    return "-"
-
-
-def _execution_rows(task: TaskDetail, names: Mapping[str, str]) -> list[list[str]]:
-    now = now_ms()
-    rows = []
-    for execution in sorted(task.executions, key=lambda e: name_of(e.agent_id, names)):
-        shown = first_line(execution.output or "")
-        if not shown and execution.error:
-            shown = f"error: {first_line(execution.error)}"
-        rows.append(
-            [
-                escape(name_of(execution.agent_id, names)),
-                execution.agent_id,
-                styled(execution.status, EXECUTION_STYLE),
-                str(execution.attempt),
-                "-" if execution.exit_code is None else str(execution.exit_code),
-                _execution_duration(execution, now),
-                escape(shown),
-            ]
-        )
-    return rows
-
-
-_EXECUTION_COLUMNS = (
-    Column("AGENT"),
-    Column("ID"),
-    Column("STATUS"),
-    Column("ATTEMPT", justify="right"),
-    Column("EXIT", justify="right"),
-    Column("DURATION", justify="right"),
-    Column("OUTPUT", max_width=60),
-)
-
-
-def _task_title(task: TaskDetail) -> str:
-    return f"{task.task_id} {escape(first_line(_what(task), 70))}: {styled(task.state, TASK_STATE_STYLE)}"
-
-
-def _live_view(task: TaskDetail, names: Mapping[str, str]) -> Group:
-    table = Table(title=_task_title(task), title_justify="left")
-    for column in _EXECUTION_COLUMNS:
-        table.add_column(
-            column.name,
-            justify=column.justify,
-            no_wrap=True,
-            max_width=column.max_width,
-        )
-    for row in _execution_rows(task, names):
-        table.add_row(*row)
-    return Group(table, count_line(task.counts) or "[dim]no executions[/dim]")
-
-
-def _print_executions(task: TaskDetail, names: Mapping[str, str]) -> None:
-    print_table(_EXECUTION_COLUMNS, _execution_rows(task, names), title=_task_title(task))
-    counts = count_line(task.counts)
-    if counts:
-        out().print(counts)
-
-
-def _print_outputs(task: TaskDetail, names: Mapping[str, str]) -> None:
-    """Each agent's output in full (as kept by the server), under a heading naming the agent and outcome."""
-    console = out()
-    for execution in sorted(task.executions, key=lambda e: name_of(e.agent_id, names)):
-        if execution.output or execution.error:
-            print_result(console, execution, names)
-
-
-def _agents_named(client: OperatorClient, agent_ids: list[str]) -> list[AgentSummary]:
-    """The targeted agents' summaries: looked up one by one when few, else from one listing."""
-    if len(agent_ids) <= _LOOKUP_ONE_BY_ONE:
-        return [client.get_agent(agent_id) for agent_id in agent_ids]
-    wanted = set(agent_ids)
-    return [agent for agent in client.iter_agents(page_size=100) if agent.agent_id in wanted]
-
-
-def _names(client: OperatorClient, agent_ids: list[str]) -> dict[str, str]:
-    """Agent id -> name for the agents of a task (an agent gone since shows as its id)."""
-    try:
-        return {agent.agent_id: agent.name for agent in _agents_named(client, agent_ids)}
-    except FleetlinkApiError:
-        return {}
-
-
-def _count_targets(client: OperatorClient, agent_ids: list[str], tags: dict[str, str]) -> int:
-    """How many active agents the targets reach (to turn a percentage into a count)."""
-    reached = set(agent_ids)
-    if tags:
-        first = next(iter(tags.items()))
-        for agent in client.iter_agents(status=AgentState.ACTIVE, tag=":".join(first), page_size=100):
-            if all(agent.tags.get(k) == v for k, v in tags.items()):
-                reached.add(agent.agent_id)
-    return len(reached)
 
 
 EXIT_CODES_HELP = (

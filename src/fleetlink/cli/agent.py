@@ -475,3 +475,6 @@ def status(
 
 
 agent_app.command("rotate-key")(rotate_key)
+
+# the installed agent's service and uninstall (fleetlink.cli.agent_lifecycle) add their commands here
+from fleetlink.cli import agent_lifecycle as _lifecycle  # noqa: E402, F401

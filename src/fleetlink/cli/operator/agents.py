@@ -56,24 +56,32 @@ def list_agents(
     ] = None,
     limit: LimitOption = DEFAULT_LIMIT,
     every: AllOption = False,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Deleted agents not purged yet, only")] = False,
     cursor: CursorOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
-    """List agents with their state, liveness, last heartbeat and tags (-o json: a JSON array).
+    """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array).
 
     Order: the API's (stable: by shard, then registration time); the rows printed are sorted by name,
     then id. Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    from fleetlink.cli.operator.agent_lifecycle import deleted_page
+
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         taken = take(
-            lambda size, at: client.list_agents(status=status, tag=tag_filter, limit=size, cursor=at),
+            lambda size, at: (
+                deleted_page(client, size, at)
+                if deleted
+                else client.list_agents(status=status, tag=tag_filter, limit=size, cursor=at)
+            ),
             limit=limit,
             every=every,
             cursor=cursor,
         )
     agents = sorted(taken.items, key=lambda agent: (agent.name, agent.agent_id))
     options = [*(["--status", str(status)] if status else []), *(["--tag", tag] if tag else [])]
+    options += ["--deleted"] if deleted else []
     if wants_json(output, as_json):
         print_json(agents)
         more_hint("agents ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
@@ -87,6 +95,7 @@ def list_agents(
         Column("NAME", max_width=40),
         Column("STATE"),
         Column("LIVENESS"),
+        Column("VERSION"),
         Column("LAST SEEN"),
         Column("TAGS", fold=True),
         Column("RELAY"),
@@ -97,6 +106,7 @@ def list_agents(
             escape(agent.name),
             styled(agent.state.value, STATE_STYLE),
             styled(agent.liveness.value, LIVENESS_STYLE),
+            escape(agent.agent_version or "-"),
             ago(agent.last_seen_at, now),
             escape(format_tags(agent.tags)),
             relay_lag(agent.metrics),
@@ -300,3 +310,7 @@ def mint_recovery_token(
         "On the machine: fleetlink agent register --token <this token>"
     )
     typer.echo(minted.token)
+
+
+# deleting, restoring and upgrading agents (fleetlink.cli.operator.agent_lifecycle) add their commands here
+from fleetlink.cli.operator import agent_lifecycle as _lifecycle  # noqa: E402, F401

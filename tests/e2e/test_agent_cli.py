@@ -138,6 +138,7 @@ def test_a_spent_token_is_refused(cli: Cli, dev_server: DevServer, run_tag: str,
     # And a second machine (its own machine id and state dir)
     (tmp_path / "machine-id").write_text(f"{uuid.uuid4().hex}\n")
     other = Cli(dev_server, tmp_path / "other")
-    # When a second machine tries it / Then it is refused (why is the server's log's business)
+    # When a second machine tries it / Then it is refused: its holder is told the token is used up
     result = other.run(agent_app, ["register", "--token", token], expect=1)
-    assert "could not be authenticated" in result.stderr
+    assert "is used up" in result.stderr
+    assert "Fix:" in result.stderr

@@ -112,10 +112,10 @@ def register_agent(
     return registered.stdout.strip(), env
 
 
-def launch_agent(agent_id: str, env: dict[str, str]) -> AgentProcess:
-    """Start `fleetlink agent run` for a registered agent."""
+def launch_agent(agent_id: str, env: dict[str, str], *options: str) -> AgentProcess:
+    """Start `fleetlink agent run OPTIONS` for a registered agent."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fleetlink.cli", "agent", "run"],
+        [sys.executable, "-m", "fleetlink.cli", "agent", "run", *options],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -246,7 +246,7 @@ def test_the_cli_runs_a_command_on_role_web_and_exits_0(
     # Then it exits 0, showing both agents succeeded and their output
     assert result.returncode == 0, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
+        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line.split()]
         assert "succeeded" in row
     assert result.stdout.count("\nhi\n") == 2
 
@@ -256,7 +256,7 @@ def test_the_cli_exits_1_when_an_agent_fails(server: DevServer, agents: list[Age
     result = _fleetlink("tasks", "run", "-t", "tag:role=web", "--poll", "0.2", "--", "exit 3", env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     for agent in agents:
-        (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
+        (row,) = [line for line in result.stdout.splitlines() if agent.agent_id in line.split()]
         assert "failed" in row
 
 

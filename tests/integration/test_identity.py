@@ -175,8 +175,9 @@ def test_recovery_token_lets_a_new_key_take_over_that_agent_once(api: Api, victi
     shown = api.operator("operator", "GET", f"/v1/agents/{victim.agent_id}").json
     assert shown["tags"] == {"ring": "prod", "env": "test"}
     assert shown["registration_history"][0]["event"] == "recover"
-    # And the token does not work twice
-    assert_generic_401(api.register(Machine("victim"), minted.json["token"]))
+    # And the token does not work twice: its holder is told it is used up
+    again = api.register(Machine("victim"), minted.json["token"])
+    assert (again.status, again.problem_code()) == (401, "registration-token-used-up")
 
 
 def test_recovery_token_takes_over_only_its_own_agent(api: Api, victim: Machine) -> None:
@@ -194,7 +195,8 @@ def test_recovery_token_takes_over_only_its_own_agent(api: Api, victim: Machine)
 def test_recovery_token_expires(api: Api, victim: Machine, clock: FixedClock) -> None:
     token = api.recovery_token(victim.agent_id or "", ttl_seconds=60).json["token"]
     clock.advance(61_000)
-    assert_generic_401(api.register(Machine("victim"), token))
+    late = api.register(Machine("victim"), token)
+    assert (late.status, late.problem_code()) == (401, "registration-token-expired")
 
 
 def test_revoked_stays_revoked_on_every_path(api: Api, victim: Machine) -> None:
@@ -260,8 +262,10 @@ def test_revoked_token_is_refused(api: Api, caplog: pytest.LogCaptureFixture) ->
     reply = api.operator("registration", "DELETE", f"/v1/registration-tokens/{token_id}")
     assert reply.status == 200
     assert reply.json["revoked_at"] == api.clock.now_ms()
-    # When a machine registers with it / Then the generic 401, revoked only in the logs
-    assert_generic_401(api.register(Machine("late"), token))
+    # When a machine registers with it / Then the holder of the genuine token is told it was revoked
+    late = api.register(Machine("late"), token)
+    assert (late.status, late.problem_code()) == (401, "registration-token-revoked")
+    assert "revoked" in late.json["detail"]
     assert refusal_reasons(caplog.records) == ["registration-token-revoked"]
     # And revoking again is harmless, an unknown token a 404
     assert api.operator("registration", "DELETE", f"/v1/registration-tokens/{token_id}").status == 200

@@ -150,15 +150,22 @@ def test_expired_token_is_refused(api: Api, clock: FixedClock, caplog: pytest.Lo
     # Given a token that lived 60 s, 61 s ago
     token = api.mint_token(ttl_seconds=60)
     clock.advance(61_000)
-    # When an agent registers with it / Then the generic 401, the reason in the logs
-    assert_generic_401(api.register(Machine("late-1"), token))
+    # When an agent registers with it
+    reply = api.register(Machine("late-1"), token)
+    # Then the holder of the genuine token is told it expired (and the logs say so too)
+    assert (reply.status, reply.problem_code()) == (401, "registration-token-expired")
+    assert reply.json["title"] == "Registration token not usable"
     assert refusal_reasons(caplog.records) == ["registration-token-expired"]
 
 
 def test_used_up_token_is_refused(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     token = api.mint_token(max_uses=1)
+    # Given a one-use token, used
     assert api.register(Machine("one"), token).status == 201
-    assert_generic_401(api.register(Machine("two"), token))
+    # When another machine registers with it / Then it is told the token is used up
+    reply = api.register(Machine("two"), token)
+    assert (reply.status, reply.problem_code()) == (401, "registration-token-used-up")
+    assert "used up" in reply.json["detail"]
     assert refusal_reasons(caplog.records) == ["registration-token-used-up"]
 
 
@@ -251,3 +258,22 @@ def test_registration_missing_a_required_field_gets_a_field_error(api: Api, miss
     reply = api.register(agent, api.mint_token(), body)
     assert reply.status == 422
     assert ["body", missing] in [e["loc"] for e in reply.problem()["errors"]]
+
+
+def test_a_second_agent_of_one_machine_with_the_same_name_is_warned(api: Api) -> None:
+    # Given an agent of machine "box" registered under the default name
+    token = api.mint_token(max_uses=3)
+    first = api.register(Machine("box"), token)
+    assert first.status == 201, first.body
+    assert first.json["name"] == "box"
+    assert first.json["warnings"] == []
+    # When a second state dir of the same machine registers (a new key) without a name of its own
+    second = api.register(Machine("box"), token)
+    # Then it is registered, and told which agent of its machine already has that name
+    assert second.status == 201, second.body
+    (warning,) = second.json["warnings"]
+    assert first.json["agent_id"] in warning
+    # And with a name suffix (another state dir's name) there is nothing to warn about
+    third = Machine("box")
+    answer = api.register(third, token, third.register_body(name_suffix="db"))
+    assert (answer.json["name"], answer.json["warnings"]) == ("box-db", [])

@@ -10,7 +10,7 @@ import pytest
 
 from fleetlink.store.contention import MAX_ATTEMPTS
 from tests.fakes.dynamo_errors import ErrorPlan, dynamodb_errors
-from tests.support import Api, Machine, assert_generic_401, refusal_reasons
+from tests.support import Api, Machine, refusal_reasons
 
 CANCELLED = "TransactionCanceledException"
 
@@ -58,9 +58,11 @@ def test_a_cancelled_transaction_with_a_failed_condition_is_not_retried(
     # When a machine registers
     with dynamodb_errors(plan):
         reply = api.register(Machine("second"), token)
-    # Then the condition decides after one attempt (no retry can change it): the token is used up
+    # Then the condition decides after one attempt (no retry can change it): the holder of the genuine
+    # token is told it is used up
     assert plan.served == 1
-    assert_generic_401(reply)
+    assert reply.status == 401, reply.body
+    assert reply.problem_code() == "registration-token-used-up"
     assert refusal_reasons(caplog.records)[-1] == "registration-token-used-up"
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from fleetlink.cli.agent import agent_app
 from fleetlink.cli.main import app
 from fleetlink.cli.operator.targets import parse_targets
-from fleetlink.cli.render import Column, parse_seconds, parse_tag, print_table
+from fleetlink.cli.render import Column, parse_tag, print_table
 
 runner = CliRunner()
 
@@ -64,19 +64,6 @@ def test_a_system_unit_names_its_user_and_the_multi_user_target(tmp_path: Path) 
     unit = runner.invoke(agent_app, args).stdout
     assert "User=fleet" in unit
     assert "WantedBy=multi-user.target" in unit
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86_400)]
-)
-def test_durations(text: str, seconds: int) -> None:
-    assert parse_seconds(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "m", "-5", "1.5h", "ten"])
-def test_bad_durations_are_usage_errors(text: str) -> None:
-    with pytest.raises(typer.BadParameter):
-        parse_seconds(text)
 
 
 def test_targets_ids_tags_names_and_all() -> None:

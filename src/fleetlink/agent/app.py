@@ -29,7 +29,7 @@ from fleetlink.agent.tasks.service import RunnerEvent, TasksService
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.reconciler import SecretOpener
 from fleetlink.agent.tunnels.service import TunnelsService
-from fleetlink.agent.tunnels.store import TunnelStore
+from fleetlink.agent.tunnels.store import EventRecord, TunnelStore
 from fleetlink.agent.updates import finish_pending_upgrade
 from fleetlink.auth.sealing import ENCRYPTION_KEY_FILE, EncryptionPrivateKey, load_encryption_key, open_sealed
 from fleetlink.client.agent import FleetlinkClient
@@ -72,6 +72,8 @@ class AgentOptions:
     first_beat_jitter_s: float = DEFAULT_FIRST_BEAT_JITTER_S
     #: Told of every execution's start and end (the command line prints them).
     on_event: Callable[[RunnerEvent], None] | None = None
+    #: Told of every tunnel event (start, stop, health changes, errors; the command line prints them).
+    on_tunnel_event: Callable[[EventRecord], None] | None = None
     host_metrics: Callable[[], Mapping[str, float]] | None = None
     registry: HandlerRegistry = field(default_factory=HandlerRegistry)
 
@@ -186,6 +188,7 @@ def build_agent(state_dir: str | os.PathLike[str] | None, options: AgentOptions 
             store=tunnel_store,
             state_dir=home,
             open_secret=secret_opener(home),
+            on_event=options.on_tunnel_event,
         )
         relay = RelayService(records, relay_client)
         heartbeat = HeartbeatService(

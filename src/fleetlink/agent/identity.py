@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +24,14 @@ DEFAULT_STATE_DIR = Path("~/.fleetlink/agent")
 KEY_FILE = "signing_key.pem"
 IDENTITY_FILE = "identity.json"
 STATE_DIR_MODE = 0o700
+
+
+def state_dir_slug(state_dir: Path) -> str | None:
+    """None for the default state dir; else its name made safe for names (``web``, ``db-1``): what
+    tells apart the agents (and the units) of one machine."""
+    if state_dir == resolve_state_dir(DEFAULT_STATE_DIR):
+        return None
+    return (re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-._") or "agent")[:32]
 
 
 class IdentityError(Exception):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import sys
 from pathlib import Path
 
-from fleetlink.agent.identity import DEFAULT_STATE_DIR, IdentityStore
+from fleetlink.agent.identity import state_dir_slug
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 
@@ -23,10 +22,8 @@ def fleetlink_command() -> str:
 
 def unit_name(state_dir: Path) -> str:
     """``fleetlink-agent`` for the default state dir, ``fleetlink-agent-<dir name>`` for another."""
-    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
-        return "fleetlink-agent"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-.") or "agent"
-    return f"fleetlink-agent-{slug}"
+    slug = state_dir_slug(state_dir)
+    return "fleetlink-agent" if slug is None else f"fleetlink-agent-{slug}"
 
 
 def systemd_unit(

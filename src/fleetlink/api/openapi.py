@@ -69,6 +69,17 @@ PROBLEM_DESCRIPTIONS = {
     429: "Throttled: retry after Retry-After seconds",
     503: "Temporarily unavailable: retry after Retry-After seconds",
 }
+#: A registration token's own refusals: the holder of a genuine secret is told why it no longer works.
+TOKEN_PROBLEM_CODES = (
+    "registration-token-expired",
+    "registration-token-used-up",
+    "registration-token-revoked",
+)
+TOKEN_401_DESCRIPTION = (
+    "Not authenticated. One generic problem (`urn:fleetlink:problem:unauthenticated`) for a missing, "
+    "unknown or malformed token or a bad signature; a genuine token that can no longer be used is "
+    "named with its reason: " + ", ".join(f"`urn:fleetlink:problem:{code}`" for code in TOKEN_PROBLEM_CODES)
+)
 #: Whoever may call a route can also be refused: by security scheme name.
 ACCESS_STATUSES: dict[str, tuple[int, ...]] = {
     "agentSignature": (401, 403),
@@ -109,8 +120,11 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
             if "204" in responses:  # Powertools gives it the handler's (None) return as a JSON body
                 responses["204"] = {"description": "Done; no content"}
             for status in sorted(route_problem_statuses(method, operation)):
+                token_route = any("registrationToken" in r for r in operation.get("security", []))
                 response: dict[str, Any] = {
-                    "description": PROBLEM_DESCRIPTIONS[status],
+                    "description": TOKEN_401_DESCRIPTION
+                    if status == 401 and token_route
+                    else PROBLEM_DESCRIPTIONS[status],
                     "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
                 }
                 if status in ALWAYS:

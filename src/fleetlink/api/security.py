@@ -27,7 +27,7 @@ from fleetlink.api.settings import OperatorAuth
 from fleetlink.core.agents.model import Agent, RegistrationToken
 from fleetlink.core.agents.ports import AgentView, NonceScope
 from fleetlink.core.entities import AgentState, KeyAlg
-from fleetlink.core.errors import Forbidden, Unauthenticated
+from fleetlink.core.errors import Forbidden, TokenUnusable, Unauthenticated
 from fleetlink.core.ids import IdPrefix, is_id
 
 if TYPE_CHECKING:
@@ -178,6 +178,9 @@ def authenticate_registration(app: BaseRouter) -> None:
         else:
             app.append_context(**{CALLER_TOKEN: get_deps().registration.redeem(bearer_token(event))})
             return
+    except TokenUnusable as error:  # a genuine token's holder learns why it no longer works
+        refused(error, event)
+        raise
     except Unauthenticated as error:
         raise refused(error, event) from None
     _admit(app, view)

@@ -36,20 +36,27 @@ from fleetlink.agent.db import db_path
 from fleetlink.agent.db_check import DamagedDatabase, check_state_db
 from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.hardware import collect_hardware, fingerprint
-from fleetlink.agent.identity import Identity, IdentityStore
+from fleetlink.agent.identity import Identity, IdentityStore, state_dir_slug
 from fleetlink.agent.relay.store import RecordStore, SyncHealth
 from fleetlink.agent.tasks.handlers import HandlerRegistry
 from fleetlink.agent.tasks.service import CANCELLED, MAX_CONCURRENCY, RunnerEvent
+from fleetlink.agent.tunnels.store import EventRecord
 from fleetlink.auth.sealing import (
     encryption_public_key_pem,
     load_or_create_encryption_key,
 )
+from fleetlink.cli.agent_keys import key_fingerprint, rotate_key
 from fleetlink.cli.agent_service import install_service
 from fleetlink.cli.agent_tunnels import local_tunnels
+from fleetlink.cli.handlers import add_handlers
 from fleetlink.cli.options import StateDirOption
+from fleetlink.cli.records import last_error_text
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
     CallContext,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
     TagOption,
     ago,
     api_failure,
@@ -60,8 +67,10 @@ from fleetlink.cli.render import (
     first_line,
     out,
     parse_tags,
+    print_details,
     reporting_errors,
     styled,
+    wants_json,
     when,
 )
 from fleetlink.client.agent import FleetlinkClient
@@ -95,7 +104,12 @@ def register(
     ] = None,
     tag: TagOption = None,
     name: Annotated[
-        str | None, typer.Option(help="Agent name (default: from the token and hostname)")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Agent name (default: <token's name prefix>-<hostname>, plus -<state dir name> for a "
+            "state dir other than the default, so two agents of one host differ)",
+        ),
     ] = None,
     alg: Annotated[
         KeyAlg | None, typer.Option("--alg", help="Key algorithm for a new key (default: ed25519)")
@@ -119,7 +133,14 @@ def register(
         # the saved agent re-registers by its key (no token); a new key registers with the token
         same_api = previous is not None and previous.api_url == api_root(api_url)
         known_as = previous.agent_id if previous and had_key and same_api else None
-        with FleetlinkClient(api_url) as client:
+        if known_as is None and not token:
+            raise fail(
+                "a new agent needs a registration token",
+                fix="fleetlink agent register --token <token>, with a token an operator minted "
+                "(fleetlink tokens create); or set FLEETLINK_REGISTRATION_TOKEN",
+            )
+        context = CallContext(url=api_url, registering=known_as is None)
+        with reporting_errors(context), FleetlinkClient(api_url) as client:
             result = client.register(
                 token,
                 hardware,
@@ -129,6 +150,7 @@ def register(
                 name=name,
                 fingerprint=agent_fingerprint,
                 agent_id=known_as,
+                name_suffix=state_dir_slug(store.path),
                 encryption_public_key=encryption_public_key_pem(encryption_key),
             )
         store.save_identity(
@@ -142,7 +164,12 @@ def register(
         )
     score = result.similarity_score
     how = "registered" if score is None else f"re-registered (similarity {score})"
-    err().print(f"[green]{how}[/green] as {result.agent_id}; identity saved in {escape(str(store.path))}")
+    named = f" ({escape(result.name)})" if result.name else ""
+    err().print(
+        f"[green]{how}[/green] as {result.agent_id}{named}; identity saved in {escape(str(store.path))}"
+    )
+    for warning in result.warnings:
+        err().print(f"[yellow]warning: {escape(warning)}[/yellow]")
     typer.echo(result.agent_id)
 
 
@@ -266,6 +293,15 @@ def _print_event(event: RunnerEvent) -> None:
     out().print(f"[dim]{_clock_time()}[/dim] {line}")
 
 
+def _print_tunnel_event(event: EventRecord) -> None:
+    """One line per tunnel event the daemon records: started, stopped, health changes, errors."""
+    style = {"error": "red", "warn": "yellow"}.get(event.level.value, "")
+    what = (
+        f"tunnel {event.tunnel_id or '-'} {event.event_type.value}: {escape(first_line(event.message, 120))}"
+    )
+    out().print(f"[dim]{_clock_time()}[/dim] " + (f"[{style}]{what}[/{style}]" if style else what))
+
+
 class _ConsoleLogHandler(logging.Handler):
     """The runner's warnings as plain lines on stderr."""
 
@@ -300,6 +336,15 @@ def run_agent(
             help="Wait a random 0 to this many seconds before the first heartbeat (spreads fleet restarts)",
         ),
     ] = DEFAULT_FIRST_BEAT_JITTER_S,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--handler",
+            metavar="TYPE=MODULE:FUNCTION",
+            help="Run tasks of TYPE with this function (module:function or file.py:function); repeat "
+            "for more. Installed packages may declare handlers as fleetlink.task_handlers entry points",
+        ),
+    ] = None,
 ) -> None:
     """Run the agent daemon (heartbeat, tasks, tunnels, record sync) until Ctrl-C or SIGTERM.
 
@@ -320,12 +365,14 @@ def run_agent(
     client.close()
     _agent_logging()
     registry = HandlerRegistry()
+    add_handlers(registry, handler or [])
     registry.load_entry_points()
     options = AgentOptions(
         concurrency=concurrency,
         stop_grace_s=stop_grace,
         first_beat_jitter_s=first_heartbeat_jitter,
         on_event=_print_event,
+        on_tunnel_event=_print_tunnel_event,
         registry=registry,
     )
     with (
@@ -354,28 +401,39 @@ def run_agent(
 
 
 @agent_app.command()
-def whoami(state_dir: StateDirOption = None) -> None:
-    """Show this machine's saved agent identity (never the key itself)."""
+def whoami(
+    state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
+) -> None:
+    """Show this machine's saved agent identity and its key's fingerprint (never the key itself)."""
     store = IdentityStore(state_dir)
     with reporting_errors():
         identity = store.load_identity()
         if identity is None:
             raise fail(f"this machine is not registered (state dir {store.path})")
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+        key = store.load_key()
+    data = {
+        "agent_id": identity.agent_id,
+        "api_url": identity.api_url,
+        "key_alg": identity.key_alg.value,
+        "key_fingerprint": key_fingerprint(key) if key else None,
+        "hardware_fingerprint": identity.fingerprint,
+        "registered_at": identity.registered_at,
+        "state_dir": str(store.path),
+        "key_file": str(store.key_path),
+    }
+    if wants_json(output, as_json):
+        typer.echo(json.dumps(data, indent=2))
+        return
     rows = {
         "agent id": identity.agent_id,
         "api url": identity.api_url,
-        "key alg": identity.key_alg.value,
-        "fingerprint": identity.fingerprint,
+        "key": f"{identity.key_alg.value} {data['key_fingerprint'] or '(missing)'}",
+        "hardware fingerprint": f"{identity.fingerprint} (this machine's, shared by its agents)",
         "registered": f"{when(identity.registered_at)} ({ago(identity.registered_at)})",
         "state dir": str(store.path),
         "key file": f"{store.key_path}" + ("" if store.key_path.exists() else " (missing)"),
     }
-    for field, value in rows.items():
-        table.add_row(field, escape(value))
-    out().print(table)
+    print_details({field: escape(value) for field, value in rows.items()})
 
 
 agent_app.command("tunnels")(local_tunnels)
@@ -388,7 +446,7 @@ def _relay_rows(health: SyncHealth) -> dict[str, str]:
         "relay queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
         "relay oldest pending": "-" if age is None else duration(int(age * 1000)),
         "relay last success": ago(health.last_success_at),
-        "relay last error": first_line(health.last_error or "-", 120),
+        "relay last error": first_line(last_error_text(health), 160),
         "relay failures in a row": str(health.consecutive_failures),
         "relay dead letters": str(health.dead_letters),
     }
@@ -396,8 +454,7 @@ def _relay_rows(health: SyncHealth) -> dict[str, str]:
 
 @agent_app.command()
 def status(
-    state_dir: StateDirOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
 ) -> None:
     """This agent's identity and how far its record sync is behind (from agent.db; no network)."""
     store = IdentityStore(state_dir)
@@ -410,11 +467,11 @@ def status(
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
     disk_problem = StateDirHealth(store.path).probe()
-    if as_json:
+    if wants_json(output, as_json):
         body: dict[str, object] = {"agent_id": identity.agent_id, "api_url": identity.api_url}
         body |= {"state_dir": str(store.path), "state_dir_writable": disk_problem is None}
         body |= {"state_dir_problem": disk_problem}
-        out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
+        typer.echo(json.dumps(body | {"relay": health.as_dict() if health else None}, indent=2))
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -426,6 +483,8 @@ def status(
         table.add_row(field, escape(value))
     out().print(table)
 
+
+agent_app.command("rotate-key")(rotate_key)
 
 # the installed agent's service and uninstall (fleetlink.cli.agent_lifecycle) add their commands here
 from fleetlink.cli import agent_lifecycle as _lifecycle  # noqa: E402, F401

@@ -15,20 +15,28 @@ from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.render import (
     HEALTH_STYLE,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
     fail,
     out,
     reporting_errors,
     styled,
+    wants_json,
     when,
 )
 
 
 def local_tunnels(
     state_dir: StateDirOption = None,
-    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    events: Annotated[
+        int, typer.Option("--events", min=0, metavar="N", help="Also show this many recent events")
+    ] = 0,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
     """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
+    as_json = wants_json(output, as_json)
     path = db_path(IdentityStore(state_dir).path)
     if not path.exists():
         raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
@@ -63,7 +71,7 @@ def local_tunnels(
             payload["events"] = [
                 e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
             ]
-        out().print_json(json.dumps(payload))
+        typer.echo(json.dumps(payload, indent=2))
         return
     table = Table(title=f"tunnels on this machine ({len(tunnels)})")
     for column in (

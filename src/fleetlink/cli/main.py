@@ -18,6 +18,8 @@ from typing import Annotated
 
 import typer
 
+from fleetlink.cli.params import install_help_types
+
 app = typer.Typer(
     name="fleetlink",
     help="fleetlink: a serverless control plane for fleets of agents.",
@@ -70,6 +72,7 @@ def _add_groups() -> None:
 
 
 _add_groups()
+install_help_types()
 
 
 def _is_loopback(host: str) -> bool:
@@ -96,7 +99,7 @@ def _banner(url: str, token: str, where_from: str, data: str) -> None:
     console.print("[bold]Next[/bold], in another shell: mint a registration token, register an agent:")
     commands = [
         f"export FLEETLINK_URL={url} FLEETLINK_OPERATOR_TOKEN={token} PATH=$PWD/.venv/bin:$PATH",
-        "fleetlink tokens create --max-uses 5 --tag env=dev",
+        "fleetlink tokens create --max-uses 5 --tag role=web",
         "fleetlink agent register --token <registration token>",
         "fleetlink agents ls",
     ]
@@ -104,8 +107,8 @@ def _banner(url: str, token: str, where_from: str, data: str) -> None:
         console.print(f"  {command}", markup=False)
     console.print("then run the agent daemon in a terminal of its own (it prints a line per task):")
     console.print("  fleetlink agent run", markup=False)
-    console.print("and, back in the shell of the export, a task on every agent tagged env=dev:")
-    console.print("  fleetlink tasks run --target tag:env=dev -- uptime", markup=False)
+    console.print("and, back in the shell of the export, a task on every agent tagged role=web:")
+    console.print("  fleetlink tasks run --target tag:role=web -- uptime", markup=False)
     console.print("Ctrl-C stops it.")
     sys.stdout.flush()
 

@@ -8,6 +8,7 @@ asks the relay, signed as this agent. ``--json`` prints machine-readable output.
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sqlite3
 import sys
@@ -24,11 +25,21 @@ from rich.markup import escape
 
 from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.service import RelayService
-from fleetlink.agent.relay.store import LocalRecord, RecordStore
-from fleetlink.cli.render import Column, print_table
-from fleetlink.client.http import FleetlinkClientError
+from fleetlink.agent.relay.store import LocalRecord, RecordStore, SyncHealth
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption
+from fleetlink.cli.records_operator import operator_query, policy
+from fleetlink.cli.render import (
+    Column,
+    OutputFormat,
+    OutputOption,
+    ago,
+    api_failure,
+    print_table,
+    when,
+)
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.client.relay import RelayClient
-from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryRecord, QueryRequest
+from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryAnswer, QueryRecord, QueryRequest
 from fleetlink.core.relay.records import InvalidRecord
 
 records_app = typer.Typer(
@@ -44,7 +55,7 @@ StateDirOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Same as -o json")]
 Collection = Annotated[str, typer.Argument(help="Collection: 1-64 of A-Z a-z 0-9 _ . -")]
 Key = Annotated[str, typer.Argument(help="Key: 1-512 UTF-8 bytes, no control characters")]
 
@@ -111,8 +122,10 @@ def put(
     string: Annotated[bool, typer.Option("--string", "-s", help="Store VALUE as a string, not JSON")] = False,
     state_dir: StateDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Write a value locally (queued for the relay)."""
+    as_json = as_json or output is OutputFormat.JSON
     text = sys.stdin.read() if value == "-" else value
     if string:
         data: Any = text
@@ -131,9 +144,14 @@ def put(
 
 @records_app.command()
 def get(
-    collection: Collection, key: Key, state_dir: StateDirOption = None, as_json: JsonOption = False
+    collection: Collection,
+    key: Key,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Print a value (exit 1 if the key has none)."""
+    as_json = as_json or output is OutputFormat.JSON
     with _store(state_dir) as store:
         record = store.get_record(collection, key)
     if record is None or record.deleted:
@@ -149,8 +167,10 @@ def list_records(
     limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
     state_dir: StateDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """List collections, or the keys of one collection with their values and sync state."""
+    as_json = as_json or output is OutputFormat.JSON
     with _store(state_dir) as store:
         if collection is None:
             counts = store.collections()
@@ -175,9 +195,14 @@ def list_records(
 
 @records_app.command("rm")
 def remove(
-    collection: Collection, key: Key, state_dir: StateDirOption = None, as_json: JsonOption = False
+    collection: Collection,
+    key: Key,
+    state_dir: StateDirOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Delete a key (a tombstone, queued for the relay); exit 1 if it had no value."""
+    as_json = as_json or output is OutputFormat.JSON
     with _store(state_dir) as store:
         removed = store.delete(collection, key)
     if as_json:
@@ -191,49 +216,98 @@ def remove(
 @records_app.command()
 def query(
     collection: Collection,
-    node: Annotated[str | None, typer.Option("--node", help="Only this agent's records (agt_…)")] = None,
-    prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this")] = None,
-    since: Annotated[int | None, typer.Option("--since", min=0, help="Updated after (epoch ms)")] = None,
+    node: Annotated[
+        str | None, typer.Option("--node", metavar="AGENT_ID", help="Only this agent's records (agt_…)")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", metavar="TEXT", help="Only keys starting with this")
+    ] = None,
+    since: Annotated[
+        int | None, typer.Option("--since", min=0, metavar="EPOCH_MS", help="Updated after (epoch ms)")
+    ] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted keys")] = False,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=MAX_QUERY_LIMIT, help="Per page")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_QUERY_LIMIT, metavar="N", help="Per page")
+    ] = 50,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", metavar="CURSOR", help="Continue where a query stopped")
+    ] = None,
     all_pages: Annotated[bool, typer.Option("--all", help="Follow cursors to the end")] = False,
+    as_operator: Annotated[
+        bool,
+        typer.Option(
+            "--operator",
+            help="Ask as the operator (FLEETLINK_URL and FLEETLINK_OPERATOR_TOKEN, or IAM): every "
+            "collection, no agent state dir needed",
+        ),
+    ] = False,
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
     state_dir: StateDirOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """Query records of any node through the relay (as the collection's read policy allows)."""
+    """Query records of any node through the relay: as this agent (as the collection's read policy
+    allows), or with --operator as the operator."""
+    request = QueryRequest(
+        collection=collection,
+        node_id=node,
+        key_prefix=prefix,
+        updated_since=since,
+        include_deleted=deleted,
+        limit=limit,
+        cursor=cursor,
+    )
+    if as_operator:
+        answer = operator_query(url, operator_token, request, all_pages)
+    else:
+        answer = _agent_query(state_dir, request, all_pages)
+    found, next_cursor = answer.records, answer.cursor
+    if as_json or output is OutputFormat.JSON:
+        _print_json({"records": [r.model_dump(mode="json") for r in found], "cursor": next_cursor})
+    else:
+        rows = [[r.node_id, escape(r.key), escape(_shown(r.value, r.deleted)), r.hlc] for r in found]
+        print_table([Column("NODE"), Column("KEY"), Column("VALUE"), Column("HLC")], rows)
+    if next_cursor:
+        words = ["fleetlink", "records", "query", collection, *(["--operator"] if as_operator else [])]
+        words += ["--limit", str(limit), "--cursor", next_cursor]
+        Console(stderr=True, highlight=False).print(
+            f"[yellow]more: {escape(shlex.join(words))}[/yellow] [dim](or add --all)[/dim]"
+        )
+
+
+def _agent_query(state_dir: Path | None, request: QueryRequest, every: bool) -> QueryAnswer:
     found: list[QueryRecord] = []
-    cursor: str | None = None
     try:
         with RelayClient.from_state_dir(resolve_state_dir(state_dir)) as client:
             while True:
-                request = QueryRequest(
-                    collection=collection,
-                    node_id=node,
-                    key_prefix=prefix,
-                    updated_since=since,
-                    include_deleted=deleted,
-                    limit=limit,
-                    cursor=cursor,
-                )
                 answer = client.query(request)
                 found.extend(answer.records)
-                cursor = answer.cursor
-                if not (all_pages and cursor):
-                    break
+                if not (every and answer.cursor):
+                    return QueryAnswer(records=found, cursor=answer.cursor)
+                request = request.model_copy(update={"cursor": answer.cursor})
+    except FleetlinkApiError as exc:
+        raise api_failure(exc) from None
     except (FleetlinkClientError, IdentityError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    if as_json:
-        _print_json({"records": [r.model_dump(mode="json") for r in found], "cursor": cursor})
-        return
-    rows = [[r.node_id, escape(r.key), escape(_shown(r.value, r.deleted)), r.hlc] for r in found]
-    print_table([Column("NODE"), Column("KEY"), Column("VALUE"), Column("HLC")], rows)
-    if cursor:
-        _console().print(f"more: --all, or the cursor {escape(cursor)}")
+
+
+def last_error_text(health: SyncHealth) -> str:
+    """The last sync error with when it happened; once a sync succeeded after it, that it recovered."""
+    if not health.last_error:
+        return "-"
+    if health.last_error_at is not None and (health.last_success_at or 0) > health.last_error_at:
+        return f"none since {when(health.last_success_at)} (recovered)"
+    at = f" ({when(health.last_error_at)}, {ago(health.last_error_at)})" if health.last_error_at else ""
+    return health.last_error + at
 
 
 @records_app.command()
-def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> None:
+def status(
+    state_dir: StateDirOption = None, as_json: JsonOption = False, output: OutputOption = OutputFormat.TABLE
+) -> None:
     """How far this node is behind: queue, oldest pending record, last success and error, dead letters."""
+    as_json = as_json or output is OutputFormat.JSON
     with _store(state_dir) as store:
         health = store.health()
         dead = store.dead_letters(limit=10)
@@ -244,8 +318,10 @@ def status(state_dir: StateDirOption = None, as_json: JsonOption = False) -> Non
     rows = {
         "queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
         "oldest pending": "-" if age is None else f"{age:.1f} s",
-        "last success": str(health.last_success_at or "never"),
-        "last error": health.last_error or "-",
+        "last success": "never"
+        if health.last_success_at is None
+        else f"{when(health.last_success_at)} ({ago(health.last_success_at)})",
+        "last error": last_error_text(health),
         "failures in a row": str(health.consecutive_failures),
         "dead letters": str(health.dead_letters),
     }
@@ -261,7 +337,7 @@ def sync(
     once: Annotated[bool, typer.Option("--once", help="Drain the queue, then exit")] = False,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Run the sync worker on its own (``fleetlink agent run`` runs it too) until Ctrl-C."""
+    """Run the sync worker on its own (fleetlink agent run runs it too) until Ctrl-C."""
     path = resolve_state_dir(state_dir)
     try:
         client = RelayClient.from_state_dir(path)
@@ -289,3 +365,6 @@ def sync(
             pass
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+
+records_app.command("policy")(policy)

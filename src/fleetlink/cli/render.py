@@ -164,6 +164,8 @@ class CallContext:
     #: The agent the call was signed as (None: an operator call).
     agent_id: str | None = None
     state_dir: Path | None = None
+    #: The call registers with a token (`fleetlink agent register --token`).
+    registering: bool = False
 
 
 #: Where ``fleetlink dev`` keeps its generated operator token (relative to the project).
@@ -194,6 +196,10 @@ def explain(error: FleetlinkApiError, context: CallContext) -> tuple[str, str]:
             "than this command line",
             "update the control plane (`make run` from this checkout, or `make deploy`)",
         )
+    if context.registering:
+        from fleetlink.cli.registration import explain_registration
+
+        return explain_registration(error)
     if context.agent_id is None:
         if error.status == 401 and code == "operator-token-invalid":
             return (
@@ -295,21 +301,6 @@ def parse_tag(pair: str, param_hint: str = "--tag") -> tuple[str, str]:
 def parse_tags(pairs: list[str] | None) -> dict[str, str]:
     """``["k=v", ...]`` as a dict; a pair without ``=`` or with an empty key is a usage error."""
     return dict(parse_tag(pair) for pair in pairs or [])
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_seconds(value: str | int) -> int:
-    """``90``, ``90s``, ``10m``, ``2h``, ``1d`` as whole seconds (a typer parser; defaults come as int)."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().lower()
-    unit = _UNITS.get(text[-1:], 0)
-    number = text[:-1] if unit else text
-    if not number.isdigit():
-        raise typer.BadParameter(f"{value!r} is not a duration like 90, 90s, 10m, 2h or 1d")
-    return int(number) * (unit or 1)
 
 
 def format_tags(tags: Mapping[str, str]) -> str:

@@ -72,6 +72,7 @@ class FleetlinkClient(ApiClient):
         encryption_public_key: str | None = None,
         fingerprint: str | None = None,
         agent_id: str | None = None,
+        name_suffix: str | None = None,
     ) -> Registered:
         """Register ``key`` as a new agent (with a registration or recovery ``token``), or re-register.
 
@@ -93,6 +94,8 @@ class FleetlinkClient(ApiClient):
         }
         if name:
             body["name"] = name
+        elif name_suffix:
+            body["name_suffix"] = name_suffix
         if encryption_public_key:
             body["encryption_public_key"] = encryption_public_key
         headers = {"Authorization": f"Bearer {token}"} if token else None

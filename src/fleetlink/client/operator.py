@@ -12,10 +12,12 @@ from fleetlink.contract.agents import (
     AgentDetail,
     AgentList,
     AgentSummary,
+    RecoveryTokenCreated,
     TokenCreated,
     TokenList,
     TokenSummary,
 )
+from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest
 from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.contract.tunnels import EventList, HealthSummary, Tunnel, TunnelList
 from fleetlink.core.entities import AgentState, Liveness
@@ -219,3 +221,25 @@ class OperatorClient(ApiClient):
     def tunnels_health(self) -> HealthSummary:
         """The fleet's tunnels counted by provider and health."""
         return self._call(HealthSummary, "GET", "/tunnels/health")
+
+    # --- recovery and relay (operator) ------------------------------------------------------------
+
+    def mint_recovery_token(self, agent_id: str, ttl_seconds: int | None = None) -> RecoveryTokenCreated:
+        """A single-use token with which a new key takes over this agent id; shown only this once."""
+        body = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
+        path = f"/agents/{segment(agent_id)}/recovery-token"
+        return self._call(RecoveryTokenCreated, "POST", path, body=body)
+
+    def query_records(self, request: QueryRequest) -> QueryAnswer:
+        """One page of any node's records in a collection (operators read every collection)."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        return self._call(QueryAnswer, "POST", "/relay/records/query", body=body)
+
+    def collection_policy(self, collection: str) -> CollectionPolicy:
+        """Who may query a collection."""
+        return self._call(CollectionPolicy, "GET", f"/relay/collections/{segment(collection)}")
+
+    def set_collection_policy(self, collection: str, policy: CollectionPolicy) -> CollectionPolicy:
+        """Set who may query a collection: every active agent, or those carrying given tags."""
+        path = f"/relay/collections/{segment(collection)}"
+        return self._call(CollectionPolicy, "PUT", path, body=policy.model_dump(mode="json"))

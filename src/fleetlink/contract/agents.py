@@ -75,6 +75,13 @@ class Registered(DeferredModel):
     )
     heartbeat_interval_s: int
     server_time: int
+    name: str | None = Field(
+        default=None, description="The agent's name (given, or made from the token and host)"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the registering agent should know (an agent of its machine has its name)",
+    )
 
 
 class HeartbeatAck(DeferredModel):

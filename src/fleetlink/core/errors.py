@@ -32,6 +32,13 @@ class Unauthenticated(FleetlinkError):
     title = "Authentication failed"
 
 
+class TokenUnusable(Unauthenticated):
+    """A genuine registration or recovery token that can no longer be used: said to its holder (who
+    holds the secret and so learns nothing new), with why (``code``: expired, used up, revoked)."""
+
+    title = "Registration token not usable"
+
+
 class Forbidden(FleetlinkError):
     status = 403
     code = "forbidden"

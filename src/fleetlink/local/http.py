@@ -23,6 +23,10 @@ _DECIMAL = re.compile(r"[0-9]{1,19}")
 #: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
 _MAX_DRAIN_BYTES = 64 * 1024 * 1024
 
+#: Requests agents make every few seconds (heartbeat, claim, their tunnels' desired state): logged
+#: only when they fail.
+QUIET_AGENT_PATH_ENDINGS = ("/heartbeat", "/executions/claim", "/tunnels")
+
 
 # --- responses -----------------------------------------------------------------------------------
 
@@ -220,8 +224,11 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _access(self, status: int, started: float) -> None:
+        path = urlsplit(self.path).path
+        if status < 400 and path.startswith("/v1/agents/") and path.endswith(QUIET_AGENT_PATH_ENDINGS):
+            return  # an agent's routine polling, answered fine: not worth a line each time
         elapsed_ms = (time.perf_counter() - started) * 1000
-        self.server.stack.log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
+        self.server.stack.log(f"{self.command} {path} {status} {elapsed_ms:.1f}ms")
 
     def __getattr__(self, name: str) -> Any:
         """``do_<METHOD>`` for any method: the routes decide (405 with ``Allow``), as API Gateway does."""

@@ -263,6 +263,7 @@ def test_a_collection_restricted_to_a_tag_refuses_other_agents(
     refused = query(api, other, collection="secret")
     assert refused.status == 403
     assert refused.problem_code() == "collection-restricted"
+    assert "tagged site=paris" in refused.json["detail"]
     assert api.operator(FN, "POST", "/v1/relay/records/query", {"collection": "secret"}).status == 200
     # And opening it to the fleet lets the other in
     api.operator(FN, "PUT", "/v1/relay/collections/secret", {"readers": "fleet"})

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -20,7 +20,7 @@ from fleetlink.agent.db import now_ms
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
 from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
-from fleetlink.agent.tunnels.store import TunnelStore
+from fleetlink.agent.tunnels.store import EventRecord, TunnelStore
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.tunnels import (
     MAX_EVENTS_PER_REQUEST,
@@ -73,11 +73,14 @@ class TunnelsService(BaseService):
         open_secret: SecretOpener | None = None,
         config: TunnelsConfig | None = None,
         factories: Mapping[Provider, ProviderFactory] | None = None,
+        on_event: Callable[[EventRecord], None] | None = None,
     ) -> None:
         super().__init__()
         self.agent_id = agent_id
         self.api = api
         self.store = store
+        if on_event is not None:
+            store.on_event = on_event
         self.state_dir = state_dir
         self.open_secret = open_secret
         self.config = config

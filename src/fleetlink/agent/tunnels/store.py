@@ -14,7 +14,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,8 @@ class TunnelStore(LockedConnection):
         conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
         self._db = conn
         self._lock = threading.RLock()
+        #: Told of every event recorded (the daemon prints tunnel starts and health changes).
+        self.on_event: Callable[[EventRecord], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> TunnelStore:
@@ -450,6 +452,8 @@ class TunnelStore(LockedConnection):
                     at,
                 ),
             )
+        if self.on_event is not None:
+            self.on_event(record)
         return record
 
     def events(self, tunnel_id: str | None = None, limit: int = 50) -> list[EventRecord]:

@@ -21,7 +21,7 @@ from fleetlink.contract.agents import (
 )
 from fleetlink.core.agents.commands import MintRecoveryToken, MintRegistrationToken, RegisterAgent, RotateKey
 from fleetlink.core.agents.model import Agent
-from fleetlink.core.errors import Unauthenticated
+from fleetlink.core.errors import TokenUnusable, Unauthenticated
 from fleetlink.core.ids import IdPrefix, id_pattern
 
 router = Router()
@@ -83,7 +83,10 @@ def revoke_registration_token(token_id: TokenIdPath) -> TokenSummary:
     "sets to another value is a 422 `token-tag-conflict` naming it. With a recovery token, the new key "
     "takes over the token's agent id (`event: recover`). Re-registration (restart, hardware change): "
     "signed by the agent's current key with keyid = the agent id; no token; same id. Every "
-    "authentication failure is the same 401.",
+    "authentication failure is the same generic 401 (`unauthenticated`: a missing, unknown or malformed "
+    "token, a bad signature), except for the holder of a genuine token that can no longer be used, "
+    "who is told why: 401 `registration-token-expired`, `registration-token-used-up` or "
+    "`registration-token-revoked` (problem types `urn:fleetlink:problem:<code>`).",
     status_code=201,
     tags=["registration"],
     middlewares=[security.registering_agent],
@@ -98,7 +101,10 @@ def register_agent(command: Annotated[RegisterAgent, Body()]) -> Response[Regist
         security.verify_new_key(router, command)
         try:
             outcome = deps.registration.register(command, caller)
-        except Unauthenticated as error:  # the token was spent or revoked meanwhile
+        except TokenUnusable as error:  # spent or revoked meanwhile; the holder proved it has the secret
+            security.refused(error, security.http_event(router))
+            raise
+        except Unauthenticated as error:
             raise security.refused(error, security.http_event(router)) from None
     body = Registered(
         agent_id=outcome.agent_id,
@@ -106,6 +112,12 @@ def register_agent(command: Annotated[RegisterAgent, Body()]) -> Response[Regist
         similarity_score=outcome.similarity_score,
         heartbeat_interval_s=deps.settings.heartbeat_interval_s,
         server_time=deps.clock.now_ms(),
+        name=outcome.name,
+        warnings=[
+            f"agent {other} on this machine is also named {outcome.name!r}: give this one a name of its "
+            "own (--name), or operators must target it by id"
+            for other in outcome.same_name
+        ],
     )
     return Response(201, "application/json", body)
 

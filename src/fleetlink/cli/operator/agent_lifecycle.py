@@ -22,6 +22,12 @@ from fleetlink.core.releases.model import ReleaseList
 AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")]
 
 
+def deleted_page(client: OperatorClient, limit: int | None, cursor: str | None) -> AgentList:
+    """One page of deleted (not yet purged) agents."""
+    params = query_params(limit=limit, cursor=cursor)
+    return client._call(AgentList, "GET", "/deleted-agents", params=params)
+
+
 def iter_deleted(client: OperatorClient, page_size: int | None = None) -> Iterator[AgentSummary]:
     """Every deleted (not yet purged) agent."""
     return follow_pages(
@@ -145,8 +151,8 @@ def upgrade_agents(
 
     Example: fleetlink agents upgrade --to 0.2.0 --target tag:ring=canary --max-concurrency 10% --max-errors 1
     """
-    from fleetlink.cli.operator.live import _follow
     from fleetlink.cli.operator.targets import parse_targets, resolve_names
+    from fleetlink.cli.waiting import follow
 
     targets = parse_targets(target)
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
@@ -180,7 +186,15 @@ def upgrade_agents(
         if not wait:
             typer.echo(created.task_id)
             return
-        task = _follow(client, created.task_id, poll, None, live=False)
+        task_id = created.task_id
+        task = follow(
+            lambda: client.get_task(task_id),
+            names={},
+            offline=set(),
+            poll_s=poll,
+            wait_s=0,
+            show_results=False,
+        ).task
     failed = [e for e in task.executions if e.status != "succeeded"]
     for execution in failed:
         err().print(f"[red]{execution.agent_id} {execution.status}[/red] {escape(execution.error or '')}")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
+from fleetlink.cli.names import AgentArgument, resolve_agent, warn_duplicates
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     LIVENESS_STYLE,
     STATE_STYLE,
@@ -21,6 +23,7 @@ from fleetlink.cli.render import (
     ago,
     duration,
     err,
+    fail,
     format_tags,
     now_ms,
     out,
@@ -48,25 +51,40 @@ def list_agents(
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     status: Annotated[StatusFilter | None, typer.Option("--status", help="Only agents in this state")] = None,
-    tag: Annotated[str | None, typer.Option("--tag", help="Only agents with this tag, as key=value")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many agents")] = 50,
+    tag: Annotated[
+        str | None, typer.Option("--tag", metavar="KEY=VALUE", help="Only agents with this tag")
+    ] = None,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
     deleted: Annotated[bool, typer.Option("--deleted", help="Deleted agents not purged yet, only")] = False,
+    cursor: CursorOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
-    """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array)."""
-    from fleetlink.cli.operator.agent_lifecycle import iter_deleted
+    """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array).
+
+    Order: the API's (stable: by shard, then registration time); the rows printed are sorted by name,
+    then id. Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    from fleetlink.cli.operator.agent_lifecycle import deleted_page
 
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        found = (
-            iter_deleted(client, min(limit, 100))
-            if deleted
-            else client.iter_agents(status=status, tag=tag_filter, page_size=min(limit, 100))
+        taken = take(
+            lambda size, at: (
+                deleted_page(client, size, at)
+                if deleted
+                else client.list_agents(status=status, tag=tag_filter, limit=size, cursor=at)
+            ),
+            limit=limit,
+            every=every,
+            cursor=cursor,
         )
-        agents = list(itertools.islice(found, limit))
+    agents = sorted(taken.items, key=lambda agent: (agent.name, agent.agent_id))
+    options = [*(["--status", str(status)] if status else []), *(["--tag", tag] if tag else [])]
+    options += ["--deleted"] if deleted else []
     if wants_json(output, as_json):
         print_json(agents)
+        more_hint("agents ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     if not agents:
         err().print("no agents")
@@ -96,6 +114,8 @@ def list_agents(
         for agent in agents
     ]
     print_table(columns, rows)
+    warn_duplicates(agents)
+    more_hint("agents ls", taken.cursor, limit=limit, options=options)
 
 
 def relay_lag(metrics: dict[str, float]) -> str:
@@ -140,7 +160,7 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
 
 @agents_app.command("show")
 def show_agent(
-    agent_id: Annotated[str, typer.Argument(help="Agent id (agt_...)")],
+    agent_ref: AgentArgument,
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     output: OutputOption = OutputFormat.TABLE,
@@ -148,7 +168,7 @@ def show_agent(
 ) -> None:
     """Show one agent and its registration history with similarity scores (-o json: the API's object)."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent = client.get_agent(agent_id)
+        agent = client.get_agent(resolve_agent(client, agent_ref))
     if wants_json(output, as_json):
         print_json(agent)
         return
@@ -172,31 +192,124 @@ def show_agent(
 
 @agents_app.command("revoke")
 def revoke_agent(
-    agent_id: Annotated[str, typer.Argument(help="Agent id (agt_...)")],
+    agent_ref: AgentArgument,
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke an agent: its signed requests are refused from now on (idempotent)."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent = client.revoke(agent_id)
-    out().print(f"{agent.agent_id} {styled(agent.state.value, STATE_STYLE)} at {when(agent.revoked_at)}")
+        agent = client.revoke(resolve_agent(client, agent_ref))
+    if wants_json(output, as_json):
+        print_json(agent)
+        return
+    out().print(
+        f"{agent.agent_id} ({escape(agent.name)}) {styled(agent.state.value, STATE_STYLE)} "
+        f"at {when(agent.revoked_at)}"
+    )
 
 
-@agents_app.command("tags")
+TagPairs = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help="Tags, as key=value")]
+
+
+def _print_tags(agent: AgentSummary, json_out: bool) -> None:
+    if json_out:
+        print_json(agent)
+        return
+    out().print(
+        f"{agent.agent_id} ({escape(agent.name)}) tags: {escape(format_tags(agent.tags)) or '(none)'}"
+    )
+
+
+@agents_app.command("tags", no_args_is_help=True)
 def replace_agent_tags(
-    agent_id: Annotated[str, typer.Argument(help="Agent id (agt_...)")],
+    agent_ref: AgentArgument,
+    pairs: TagPairs = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every tag (give no pairs)")] = False,
     url: UrlOption = None,
-    pairs: Annotated[list[str] | None, typer.Argument(help="key=value pairs: the agent's new tags")] = None,
     operator_token: OperatorTokenOption = None,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove all tags (when no pairs are given)")] = False,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
 ) -> None:
-    """Replace an agent's tags with the given key=value pairs."""
+    """Replace all of an agent's tags with KEY=VALUE pairs (--clear: none). One tag: agents tag / untag."""
     tags = parse_tags(pairs)
     if not tags and not clear:
-        raise typer.BadParameter("give key=value pairs, or --clear to remove all tags", param_hint="pairs")
+        raise typer.BadParameter(
+            "give key=value pairs, or --clear to remove all tags", param_hint="KEY=VALUE"
+        )
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent = client.replace_tags(agent_id, tags)
-    out().print(f"{agent.agent_id} tags: {escape(format_tags(agent.tags)) or '(none)'}")
+        agent = client.replace_tags(resolve_agent(client, agent_ref), tags)
+    _print_tags(agent, wants_json(output, as_json))
+
+
+@agents_app.command("tag", no_args_is_help=True)
+def add_agent_tags(
+    agent_ref: AgentArgument,
+    pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE", help="Tags to add or change")],
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
+) -> None:
+    """Add (or change) tags on an agent, keeping its others."""
+    added = parse_tags(pairs)
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        agent_id = resolve_agent(client, agent_ref)
+        current = client.get_agent(agent_id).tags
+        agent = client.replace_tags(agent_id, {**current, **added})
+    _print_tags(agent, wants_json(output, as_json))
+
+
+@agents_app.command("untag", no_args_is_help=True)
+def remove_agent_tags(
+    agent_ref: AgentArgument,
+    tag_keys: Annotated[list[str], typer.Argument(metavar="KEY", help="Keys of the tags to remove")],
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove tags from an agent by key, keeping its others (a key it lacks is an error)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        agent_id = resolve_agent(client, agent_ref)
+        current = client.get_agent(agent_id).tags
+        missing = sorted(set(tag_keys) - set(current))
+        if missing:
+            raise fail(
+                f"the agent has no tag {', '.join(missing)}",
+                fix=f"fleetlink agents show {agent_ref} lists its tags",
+            )
+        agent = client.replace_tags(agent_id, {k: v for k, v in current.items() if k not in tag_keys})
+    _print_tags(agent, wants_json(output, as_json))
+
+
+@agents_app.command("recovery-token", no_args_is_help=True)
+def mint_recovery_token(
+    agent_ref: AgentArgument,
+    ttl: Annotated[
+        int, duration_option("--ttl", help="How long the token may be used", low=60, high=86_400, default=900)
+    ] = 900,
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
+) -> None:
+    """Mint a single-use token with which a new key takes over this agent id (a lost key, a new disk).
+
+    On the machine: fleetlink agent register --token <token> (a new state dir is fine)."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        agent_id = resolve_agent(client, agent_ref)
+        minted = client.mint_recovery_token(agent_id, ttl_seconds=ttl)
+    if wants_json(output, as_json):
+        print_json(minted)
+        return
+    err().print(
+        f"recovery token {minted.token_id} for {agent_id}: single use, expires {when(minted.expires_at)} "
+        "[dim](shown once: keep it now)[/dim]\n"
+        "On the machine: fleetlink agent register --token <this token>"
+    )
+    typer.echo(minted.token)
 
 
 # deleting, restoring and upgrading agents (fleetlink.cli.operator.agent_lifecycle) add their commands here

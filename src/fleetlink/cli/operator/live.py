@@ -1,13 +1,12 @@
-"""Following a task as it runs: the live progress table, the executions and their outputs."""
+"""Following a task as it runs: the live progress table, the executions and their outputs, each agent
+shown by name (the wait itself: ``cli/waiting.py``)."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import time
+from collections.abc import Mapping
 
 from rich.console import Group
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -17,17 +16,15 @@ from fleetlink.cli.render import (
     Column,
     count_line,
     duration,
-    err,
     first_line,
     now_ms,
     out,
     print_table,
-    section,
     styled,
 )
-from fleetlink.client.operator import OperatorClient
+from fleetlink.cli.waiting import name_of, print_result
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
-from fleetlink.core.tasks.model import ExecutionStatus, Task
+from fleetlink.core.tasks.model import Task
 
 
 def _what(task: Task) -> str:
@@ -44,15 +41,16 @@ def _execution_duration(execution: ExecutionSummary, now_ms: int) -> str:
     return "-"
 
 
-def _execution_rows(task: TaskDetail) -> list[list[str]]:
+def _execution_rows(task: TaskDetail, names: Mapping[str, str]) -> list[list[str]]:
     now = now_ms()
     rows = []
-    for execution in sorted(task.executions, key=lambda e: e.agent_id):
+    for execution in sorted(task.executions, key=lambda e: name_of(e.agent_id, names)):
         shown = first_line(execution.output or "")
         if not shown and execution.error:
             shown = f"error: {first_line(execution.error)}"
         rows.append(
             [
+                escape(name_of(execution.agent_id, names)),
                 execution.agent_id,
                 styled(execution.status, EXECUTION_STYLE),
                 str(execution.attempt),
@@ -66,6 +64,7 @@ def _execution_rows(task: TaskDetail) -> list[list[str]]:
 
 _EXECUTION_COLUMNS = (
     Column("AGENT"),
+    Column("ID"),
     Column("STATUS"),
     Column("ATTEMPT", justify="right"),
     Column("EXIT", justify="right"),
@@ -78,7 +77,7 @@ def _task_title(task: TaskDetail) -> str:
     return f"{task.task_id} {escape(first_line(_what(task), 70))}: {styled(task.state, TASK_STATE_STYLE)}"
 
 
-def _live_view(task: TaskDetail) -> Group:
+def _live_view(task: TaskDetail, names: Mapping[str, str]) -> Group:
     table = Table(title=_task_title(task), title_justify="left")
     for column in _EXECUTION_COLUMNS:
         table.add_column(
@@ -87,81 +86,21 @@ def _live_view(task: TaskDetail) -> Group:
             no_wrap=True,
             max_width=column.max_width,
         )
-    for row in _execution_rows(task):
+    for row in _execution_rows(task, names):
         table.add_row(*row)
     return Group(table, count_line(task.counts) or "[dim]no executions[/dim]")
 
 
-def _print_executions(task: TaskDetail) -> None:
-    print_table(_EXECUTION_COLUMNS, _execution_rows(task), title=_task_title(task))
+def _print_executions(task: TaskDetail, names: Mapping[str, str]) -> None:
+    print_table(_EXECUTION_COLUMNS, _execution_rows(task, names), title=_task_title(task))
     counts = count_line(task.counts)
     if counts:
         out().print(counts)
 
 
-def _print_outputs(task: TaskDetail) -> None:
+def _print_outputs(task: TaskDetail, names: Mapping[str, str]) -> None:
     """Each agent's output in full (as kept by the server), under a heading naming the agent and outcome."""
     console = out()
-    for execution in sorted(task.executions, key=lambda e: e.agent_id):
-        if not (execution.output or execution.error):
-            continue
-        outcome = execution.status + ("" if execution.exit_code is None else f", exit {execution.exit_code}")
-        style = EXECUTION_STYLE.get(execution.status, "default")
-        section(f"{execution.agent_id} [{style}]{escape(outcome)}[/]")
-        if execution.output:
-            console.out(execution.output.rstrip("\n"), highlight=False)
-        if execution.output_truncated:
-            total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
-            console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")
-        if execution.error:
-            console.print(f"[red]error:[/red] {escape(execution.error)}")
-
-
-def _all_succeeded(task: TaskDetail) -> bool:
-    return bool(task.executions) and all(e.status is ExecutionStatus.SUCCEEDED for e in task.executions)
-
-
-class WaitTimedOut(Exception):
-    """--wait-timeout passed before the task ended."""
-
-    def __init__(self, task: TaskDetail) -> None:
-        self.task = task
-
-
-def _clock() -> str:
-    return datetime.datetime.now().strftime("%H:%M:%S")
-
-
-def _follow(
-    client: OperatorClient, task_id: str, poll_s: float, deadline: float | None, *, live: bool
-) -> TaskDetail:
-    """Follow the task until it ends; ``live``: a redrawn table, else a line per change of status.
-
-    Raises :class:`WaitTimedOut` once ``deadline`` (monotonic) passes."""
-    task = client.get_task(task_id)
-
-    def wait() -> TaskDetail:
-        remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-        if remaining <= 0:
-            raise WaitTimedOut(task)
-        time.sleep(remaining)
-        return client.get_task(task_id)
-
-    if live:
-        with Live(_live_view(task), console=out(), auto_refresh=False) as view:
-            while not task.done:
-                task = wait()
-                view.update(_live_view(task), refresh=True)
-        return task
-    seen: dict[str, str] = {}
-    console = err()
-    while True:
-        for execution in sorted(task.executions, key=lambda e: e.agent_id):
-            if seen.get(execution.execution_id) != execution.status:
-                seen[execution.execution_id] = execution.status
-                console.print(
-                    f"[dim]{_clock()}[/dim] {execution.agent_id} {styled(execution.status, EXECUTION_STYLE)}"
-                )
-        if task.done:
-            return task
-        task = wait()
+    for execution in sorted(task.executions, key=lambda e: name_of(e.agent_id, names)):
+        if execution.output or execution.error:
+            print_result(console, execution, names)

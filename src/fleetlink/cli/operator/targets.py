@@ -1,5 +1,5 @@
-"""Task targets on the command line: agent ids, names and tags (``-t``), and the warning about
-targets that are offline."""
+"""Task targets on the command line: agent ids, names and tags (``-t``), resolved to agents (a name two
+agents share is refused without ``--all-matching``); their names and how many a percentage is of."""
 
 from __future__ import annotations
 
@@ -8,16 +8,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import typer
-from rich.markup import escape
 
-from fleetlink.cli.render import (
-    ago,
-    duration,
-    err,
-)
+from fleetlink.cli.names import ambiguous
+from fleetlink.client.http import FleetlinkApiError
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
-from fleetlink.core.entities import AgentState, Liveness
+from fleetlink.core.entities import AgentState
 
 #: The server's default delivery timeout (seconds), named in the offline-target warning.
 DEFAULT_DELIVERY_TIMEOUT_S = 86_400
@@ -68,8 +64,11 @@ def parse_targets(targets: list[str] | None) -> Targets:
     return parsed
 
 
-def resolve_names(targets: Targets, agents: Iterable[AgentSummary]) -> list[AgentSummary]:
-    """The active agents ``all`` and the name globs pick; a glob that matches none is a usage error."""
+def resolve_names(
+    targets: Targets, agents: Iterable[AgentSummary], *, all_matching: bool = False
+) -> list[AgentSummary]:
+    """The active agents ``all`` and the name globs pick; a glob that matches none is a usage error,
+    and so is a plain name several agents share (unless ``all_matching``)."""
     active = [agent for agent in agents if agent.state is AgentState.ACTIVE]
     if targets.everyone:
         return active
@@ -78,6 +77,8 @@ def resolve_names(targets: Targets, agents: Iterable[AgentSummary]) -> list[Agen
         matched = [agent for agent in active if fnmatch.fnmatchcase(agent.name, pattern)]
         if not matched:
             raise typer.BadParameter(f"no active agent is named {pattern!r}", param_hint="--target")
+        if len(matched) > 1 and not any(c in pattern for c in "*?[") and not all_matching:
+            raise ambiguous(pattern, matched, hint="target one by its id, or all of them with --all-matching")
         picked |= {agent.agent_id: agent for agent in matched}
     return list(picked.values())
 
@@ -90,18 +91,20 @@ def _agents_named(client: OperatorClient, agent_ids: list[str]) -> list[AgentSum
     return [agent for agent in client.iter_agents(page_size=100) if agent.agent_id in wanted]
 
 
-def warn_offline(agents: list[AgentSummary], delivery_timeout_s: int) -> None:
-    """One warning naming the targets that are not online, with when they were last seen."""
-    away = [agent for agent in agents if agent.liveness is not Liveness.ONLINE]
-    if not away:
-        return
-    named = "; ".join(
-        f"{agent.agent_id} ({escape(agent.name)}) {agent.liveness.value}, last seen {ago(agent.last_seen_at)}"
-        for agent in away[:10]
-    )
-    more = f" and {len(away) - 10} more" if len(away) > 10 else ""
-    err().print(
-        f"[yellow]warning: {len(away)} of {len(agents)} targets not online: {named}{more}. "
-        f"Their executions wait up to {duration(delivery_timeout_s * 1000)} (--delivery-timeout) "
-        "for them to return.[/yellow]"
-    )
+def _names(client: OperatorClient, agent_ids: list[str]) -> dict[str, str]:
+    """Agent id -> name for the agents of a task (an agent gone since shows as its id)."""
+    try:
+        return {agent.agent_id: agent.name for agent in _agents_named(client, agent_ids)}
+    except FleetlinkApiError:
+        return {}
+
+
+def _count_targets(client: OperatorClient, agent_ids: list[str], tags: dict[str, str]) -> int:
+    """How many active agents the targets reach (to turn a percentage into a count)."""
+    reached = set(agent_ids)
+    if tags:
+        first = next(iter(tags.items()))
+        for agent in client.iter_agents(status=AgentState.ACTIVE, tag=":".join(first), page_size=100):
+            if all(agent.tags.get(k) == v for k, v in tags.items()):
+                reached.add(agent.agent_id)
+    return len(reached)

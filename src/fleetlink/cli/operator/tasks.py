@@ -1,34 +1,31 @@
 """``fleetlink tasks``: run commands on agents, follow them, list and cancel tasks (targets:
-``cli/operator/targets.py``; following a run: ``cli/operator/live.py``)."""
+``cli/operator/targets.py``; the progress table: ``cli/operator/live.py``; the wait:
+``cli/waiting.py``)."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import shlex
-import time
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.markup import escape
 
+from fleetlink.cli.names import AllMatchingOption
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.operator.live import (
-    WaitTimedOut,
-    _all_succeeded,
-    _follow,
-    _print_executions,
-    _print_outputs,
-    _what,
-)
+from fleetlink.cli.operator.live import _live_view, _print_executions, _print_outputs, _what
 from fleetlink.cli.operator.targets import (
     DEFAULT_DELIVERY_TIMEOUT_S,
     MAX_TARGET_IDS,
     _agents_named,
+    _count_targets,
+    _names,
     parse_targets,
     resolve_names,
-    warn_offline,
 )
+from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
     TASK_STATE_STYLE,
     CallContext,
@@ -38,12 +35,10 @@ from fleetlink.cli.render import (
     OutputOption,
     ago,
     count_line,
-    duration,
     err,
     first_line,
     now_ms,
     out,
-    parse_seconds,
     print_details,
     print_json,
     print_table,
@@ -52,17 +47,22 @@ from fleetlink.cli.render import (
     wants_json,
     when,
 )
+from fleetlink.cli.waiting import (
+    DEFAULT_WAIT_S,
+    RunExit,
+    follow,
+    say_who_did_not_answer,
+    warn_offline,
+)
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
 from fleetlink.contract.tasks import TaskDetail, TaskSummary
-from fleetlink.core.entities import AgentState
+from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 
 tasks_app = typer.Typer(
     help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True
 )
-
-#: Exit status of `tasks run` when --wait-timeout ends the wait (as timeout(1) does).
-WAIT_TIMEOUT_EXIT = 124
 
 
 def shell_command(words: list[str]) -> str:
@@ -70,13 +70,25 @@ def shell_command(words: list[str]) -> str:
     return words[0] if len(words) == 1 else shlex.join(words)
 
 
+EXIT_CODES_HELP = (
+    "Exit status: 0 every agent succeeded; 1 an execution failed, timed out, was cancelled or expired; "
+    "2 a usage error; 3 all that answered succeeded, offline targets did not answer (not waited "
+    "for); 4 the targets named no agent; 124 the wait ended with agents still at work; 130 Ctrl-C. "
+    "In the last three the task goes on."
+)
+
+
 @tasks_app.command(
-    "run", context_settings={"allow_interspersed_args": False, "help_option_names": ["--help", "-h"]}
+    "run",
+    context_settings={"allow_interspersed_args": False, "help_option_names": ["--help", "-h"]},
+    epilog=EXIT_CODES_HELP,
 )
 def run_task(
     command: Annotated[
         list[str] | None,
-        typer.Argument(help="The command, after --; one argument is shell text, several are quoted"),
+        typer.Argument(
+            metavar="-- COMMAND", help="The command, after --; one argument is shell text, several are quoted"
+        ),
     ] = None,
     url: UrlOption = None,
     target: Annotated[
@@ -84,65 +96,78 @@ def run_task(
         typer.Option(
             "--target",
             "-t",
+            metavar="TARGET",
             help="An agent id (agt_...), tag:KEY=VALUE, an agent name or glob (web-*), or all; repeat "
             "for more (agents named by id or name, plus those carrying every tag)",
         ),
     ] = None,
+    all_matching: AllMatchingOption = False,
     task_type: Annotated[
-        str, typer.Option("--type", help="Task type: shell, or one an agent handles")
+        str, typer.Option("--type", metavar="TYPE", help="Task type: shell, or one an agent handles")
     ] = "shell",
     timeout: Annotated[
-        int, typer.Option("--timeout", parser=parse_seconds, help="Per attempt: 90, 90s, 10m, 2h (max 1d)")
+        int,
+        duration_option("--timeout", help="Per attempt: 90, 90s, 10m, 2h", low=1, high=86_400, default=300),
     ] = 300,
-    priority: Annotated[int, typer.Option("--priority", min=-1000, max=1000, help="Higher runs first")] = 0,
-    retries: Annotated[int, typer.Option("--retries", min=0, max=10, help="Retries after a failure")] = 0,
+    priority: Annotated[
+        int, typer.Option("--priority", min=-1000, max=1000, metavar="N", help="Higher runs first")
+    ] = 0,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, max=10, metavar="N", help="Retries after a failure")
+    ] = 0,
     max_concurrency: Annotated[
-        int | None, typer.Option("--max-concurrency", min=1, help="At most this many agents run it at once")
+        Share | None,
+        share_option(
+            "--max-concurrency", help="At most this many agents (or this share of them: 10%) run it at once"
+        ),
     ] = None,
     max_errors: Annotated[
-        int | None,
-        typer.Option(
+        Share | None,
+        share_option(
             "--max-errors",
-            min=1,
-            help="Error budget: once this many executions failed, the queued rest are cancelled (by the "
-            "server, whether or not this command still watches)",
+            help="Error budget, a count or a share of the targets (10%): once this many executions failed, "
+            "the queued rest are cancelled (by the server, whether or not this command still watches)",
         ),
     ] = None,
     delivery_timeout: Annotated[
         int | None,
-        typer.Option(
+        duration_option(
             "--delivery-timeout",
-            parser=parse_seconds,
-            help="How long an execution waits for an offline agent before it expires: 10m, 2h, 1d "
-            "(min 60s; default 1d)",
+            help="How long an execution waits for an offline agent before it expires (default 1d)",
+            low=60,
+            high=7 * 86_400,
             show_default=False,
         ),
     ] = None,
     wait_timeout: Annotated[
-        int | None,
-        typer.Option(
+        int,
+        duration_option(
             "--wait-timeout",
-            parser=parse_seconds,
-            help=f"Stop waiting after this long (exit {WAIT_TIMEOUT_EXIT}); the task goes on",
-            show_default=False,
+            help="Stop waiting after this long (0: until the task ends) and list who did not answer; "
+            "the task goes on",
+            low=0,
+            default=DEFAULT_WAIT_S,
         ),
-    ] = None,
+    ] = DEFAULT_WAIT_S,
     input_json: Annotated[
-        str | None, typer.Option("--input", help="JSON object: the input of a non-shell task")
+        str | None, typer.Option("--input", metavar="JSON", help="JSON object: the input of a non-shell task")
     ] = None,
     wait: Annotated[
         bool,
-        typer.Option("--wait/--no-wait", help="Follow the task until it ends (default), or just send it"),
+        typer.Option("--wait/--no-wait", help="Follow the task (default), or just send it and print its id"),
     ] = True,
-    poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks")] = 1.0,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between progress checks")
+    ] = 1.0,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
     operator_token: OperatorTokenOption = None,
 ) -> None:
-    """Send a task to agents and show live progress per agent; exit 0 only if every agent succeeded.
+    """Send a task to agents and print each agent's result and output as it finishes.
 
-    Examples: fleetlink tasks run --target tag:role=web -- uptime;
-    fleetlink tasks run -t 'web-*' --max-concurrency 2 --max-errors 1 -- ./deploy.sh
+    Offline targets are named at once and not waited for; after --wait-timeout (2m) it lists who did not
+    answer and how to follow up. Examples: fleetlink tasks run --target tag:role=web -- uptime;
+    fleetlink tasks run -t 'web-*' --max-concurrency 10% --max-errors 1 -- ./deploy.sh
     """
     targets = parse_targets(target)
     words = list(command or [])
@@ -158,20 +183,24 @@ def run_task(
         raise typer.BadParameter("give the command after --, e.g. -- uptime", param_hint="COMMAND")
     if task_type != "shell" and words:
         raise typer.BadParameter(f"a {task_type} task takes --input, not a command", param_hint="COMMAND")
-    if delivery_timeout is not None and delivery_timeout < 60:
-        raise typer.BadParameter("at least 60 seconds", param_hint="--delivery-timeout")
     json_out = wants_json(output, as_json)
-    deadline = None if wait_timeout is None else time.monotonic() + wait_timeout
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         known: list[AgentSummary] = []
         if targets.names or targets.everyone:
-            known = resolve_names(targets, client.iter_agents(status=AgentState.ACTIVE, page_size=100))
+            active = client.iter_agents(status=AgentState.ACTIVE, page_size=100)
+            known = resolve_names(targets, active, all_matching=all_matching)
         agent_ids = list(dict.fromkeys([*targets.agent_ids, *(agent.agent_id for agent in known)]))
         if len(agent_ids) > MAX_TARGET_IDS:
             raise typer.BadParameter(
                 f"{len(agent_ids)} agents; a task names at most {MAX_TARGET_IDS}: target a tag instead",
                 param_hint="--target",
             )
+        shares = [share for share in (max_concurrency, max_errors) if share is not None]
+        total = (
+            _count_targets(client, agent_ids, targets.tags)
+            if any(share.percent is not None for share in shares)
+            else 0
+        )
         created = client.create_task(
             type=task_type,
             command=shell_command(words) if words else None,
@@ -182,43 +211,98 @@ def run_task(
             timeout_seconds=timeout,
             max_retries=retries,
             delivery_timeout_seconds=delivery_timeout,
-            max_concurrency=max_concurrency,
-            max_errors=max_errors,
+            max_concurrency=None if max_concurrency is None else max_concurrency.of(total),
+            max_errors=None if max_errors is None else max_errors.of(total),
         )
         err().print(f"task {created.task_id}: {created.executions} execution(s)")
         if not wait:
             typer.echo(created.task_id)
             return
+        if not created.agent_ids:
+            err().print("[red]no agent matched the targets[/red]: fleetlink agents ls shows names and tags")
+            raise typer.Exit(RunExit.NO_TARGETS)
         by_id = {agent.agent_id: agent for agent in known}
         missing = [agent_id for agent_id in created.agent_ids if agent_id not in by_id]
         summaries = [by_id[a] for a in created.agent_ids if a in by_id] + _agents_named(client, missing)
-        warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
-        live = out().is_terminal and not json_out
-        try:
-            task = _follow(client, created.task_id, poll, deadline, live=live)
-        except WaitTimedOut as timed_out:
-            unfinished = [e for e in timed_out.task.executions if not e.terminal]
-            waiting = ", ".join(f"{e.agent_id} {e.status}" for e in unfinished[:10])
-            err().print(
-                f"[red]gave up waiting after {wait_timeout}s (--wait-timeout): "
-                f"{len(unfinished)} execution(s) "
-                f"not finished ({waiting}).[/red] The task goes on: fleetlink tasks show {created.task_id}; "
-                f"fleetlink tasks cancel {created.task_id}"
+        offline = warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
+        names = {agent.agent_id: agent.name for agent in summaries}
+        _wait_for(client, created.task_id, names, offline, poll, wait_timeout, json_out)
+
+
+def _wait_for(
+    client: OperatorClient,
+    task_id: str,
+    names: dict[str, str],
+    offline: set[str],
+    poll: float,
+    wait_timeout: int,
+    json_out: bool,
+) -> None:
+    """Follow a task as `tasks run` and `tasks wait` do, then exit with the status that says how it went."""
+    live = out().is_terminal and not json_out
+    try:
+        if live:
+            task = client.get_task(task_id)
+            with Live(_live_view(task, names), console=out(), auto_refresh=False) as view:
+                outcome = follow(
+                    lambda: client.get_task(task_id),
+                    names=names,
+                    offline=offline,
+                    poll_s=poll,
+                    wait_s=wait_timeout,
+                    on_change=lambda t: view.update(_live_view(t, names), refresh=True),
+                    console=view.console,
+                )
+        else:
+            outcome = follow(
+                lambda: client.get_task(task_id),
+                names=names,
+                offline=offline,
+                poll_s=poll,
+                wait_s=wait_timeout,
+                show_results=not json_out,
             )
-            if json_out:
-                print_json(timed_out.task)
-            raise typer.Exit(WAIT_TIMEOUT_EXIT) from None
-        except KeyboardInterrupt:
-            err().print(f"stopped following; the task goes on: fleetlink tasks show {created.task_id}")
-            raise typer.Exit(130) from None
+    except KeyboardInterrupt:
+        err().print(f"stopped following; the task goes on: fleetlink tasks show {task_id}")
+        raise typer.Exit(RunExit.INTERRUPTED) from None
     if json_out:
-        print_json(task)
-    else:
-        if not live:
-            _print_executions(task)
-        _print_outputs(task)
-    if not _all_succeeded(task):
-        raise typer.Exit(1)
+        print_json(outcome.task)
+    elif not live:
+        _print_executions(outcome.task, names)
+    if outcome.offline or outcome.unfinished:
+        say_who_did_not_answer(outcome, names, format_seconds(wait_timeout))
+    if outcome.exit is not RunExit.SUCCEEDED:
+        raise typer.Exit(outcome.exit)
+
+
+@tasks_app.command("wait", epilog=EXIT_CODES_HELP)
+def wait_task(
+    task_id: Annotated[str, typer.Argument(metavar="TASK", help="Task id (tsk_...)")],
+    url: UrlOption = None,
+    operator_token: OperatorTokenOption = None,
+    wait_timeout: Annotated[
+        int,
+        duration_option(
+            "--wait-timeout",
+            help="Stop waiting after this long (0: until the task ends)",
+            low=0,
+            default=DEFAULT_WAIT_S,
+        ),
+    ] = DEFAULT_WAIT_S,
+    poll: Annotated[
+        float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between progress checks")
+    ] = 1.0,
+    output: OutputOption = OutputFormat.TABLE,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a task already sent, as `tasks run` does: results as they come, then who did not answer."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        task = client.get_task(task_id)
+        agent_ids = [e.agent_id for e in task.executions]
+        summaries = _agents_named(client, agent_ids)
+        names = {agent.agent_id: agent.name for agent in summaries}
+        offline = {agent.agent_id for agent in summaries if agent.liveness is not Liveness.ONLINE}
+        _wait_for(client, task_id, names, offline, poll, wait_timeout, wants_json(output, as_json))
 
 
 def _task_details(task: TaskDetail) -> dict[str, str]:
@@ -233,9 +317,9 @@ def _task_details(task: TaskDetail) -> dict[str, str]:
         "state": styled(task.state, TASK_STATE_STYLE),
         "targets": escape(target_text or "-"),
         "priority": str(task.priority),
-        "timeout": f"{task.timeout_seconds}s",
+        "timeout": format_seconds(task.timeout_seconds),
         "retries": str(task.max_retries),
-        "delivery timeout": duration(task.delivery_timeout_seconds * 1000),
+        "delivery timeout": format_seconds(task.delivery_timeout_seconds),
         "max concurrency": str(task.max_concurrency or "-"),
         "max errors": str(task.max_errors or "-"),
         "created": f"{when(task.created_at)} ({ago(task.created_at)})"
@@ -259,14 +343,16 @@ def show_task(
     as_json: JsonOption = False,
 ) -> None:
     """Show a task: its details, a row per agent, and every agent's output (-o json: the API's object)."""
+    json_out = wants_json(output, as_json)
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         task = client.get_task(task_id)
-    if wants_json(output, as_json):
+        names = {} if json_out else _names(client, [e.agent_id for e in task.executions])
+    if json_out:
         print_json(task)
         return
     print_details(_task_details(task))
-    _print_executions(task)
-    _print_outputs(task)
+    _print_executions(task, names)
+    _print_outputs(task, names)
 
 
 #: How a listed task is shown: a finished task with failures is ``failed``, not ``finished``.
@@ -298,15 +384,27 @@ def list_tasks(
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
     state: Annotated[TaskState | None, typer.Option("--state", help="Only tasks in this state")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many tasks")] = 50,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
-    """List tasks, newest first, with their executions' outcomes (-o json: an array)."""
+    """List tasks, newest first, with their executions' outcomes (-o json: an array).
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        tasks = list(itertools.islice(client.iter_tasks(state=state, page_size=min(limit, 100)), limit))
+        taken = take(
+            lambda size, at: client.list_tasks(state=state, limit=size, cursor=at),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    tasks = taken.items
+    options = ["--state", str(state)] if state else []
     if wants_json(output, as_json):
         print_json(tasks)
+        more_hint("tasks ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     if not tasks:
         err().print("no tasks")
@@ -332,6 +430,7 @@ def list_tasks(
         for task in tasks
     ]
     print_table(columns, rows)
+    more_hint("tasks ls", taken.cursor, limit=limit, options=options)
 
 
 @tasks_app.command("cancel")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     CallContext,
     Column,
@@ -40,8 +41,13 @@ def tokens() -> None:
 def create_token(
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
-    ttl: Annotated[int, typer.Option("--ttl", min=60, help="Lifetime in seconds")] = 3600,
-    max_uses: Annotated[int, typer.Option("--max-uses", min=1, help="How many registrations it allows")] = 1,
+    ttl: Annotated[
+        int, duration_option("--ttl", help="Lifetime: 10m, 2h, 7d", low=60, high=30 * 86_400, default=3600)
+    ] = 3600,
+    max_uses: Annotated[
+        int,
+        typer.Option("--max-uses", min=1, max=100_000, metavar="N", help="How many registrations it allows"),
+    ] = 1,
     tag: TagOption = None,
     name_prefix: Annotated[
         str | None, typer.Option("--name-prefix", help="Agents get named <prefix>-<hostname>")
@@ -73,15 +79,26 @@ def _token_state(token: TokenSummary, now: int) -> str:
 def list_tokens(
     url: UrlOption = None,
     operator_token: OperatorTokenOption = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many tokens")] = 50,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
-    """List registration tokens, newest first: uses, expiry, tags (never the secret; -o json: an array)."""
+    """List registration and recovery tokens, newest first: uses, expiry, tags (never the secret).
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        tokens = list(itertools.islice(client.iter_tokens(page_size=min(limit, 100)), limit))
+        taken = take(
+            lambda size, at: client.list_tokens(limit=size, cursor=at),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    tokens = taken.items
     if output is OutputFormat.JSON or as_json:
         print_json(tokens)
+        more_hint("tokens ls", taken.cursor, limit=limit, options=["-o", "json"])
         return
     if not tokens:
         err().print("no tokens")
@@ -101,6 +118,7 @@ def list_tokens(
         for token in tokens
     ]
     print_table(columns, rows)
+    more_hint("tokens ls", taken.cursor, limit=limit)
 
 
 @tokens_app.command("revoke")

@@ -4,25 +4,39 @@ the API; it is never printed."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import sys
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
+from fleetlink.cli.names import AgentArgument, resolve_agent
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import HEALTH_STYLE, ago, err, now_ms, out, reporting_errors, styled, when
+from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.render import (
+    HEALTH_STYLE,
+    Column,
+    JsonOption,
+    OutputFormat,
+    OutputOption,
+    ago,
+    err,
+    now_ms,
+    print_details,
+    print_table,
+    reporting_errors,
+    styled,
+    wants_json,
+    when,
+)
 from fleetlink.contract.tunnels import Event, Health, Mode, Provider, Tunnel
 
 tunnels_app = typer.Typer(
     help="Operator: agents' tunnels, their events and the fleet's health.", no_args_is_help=True
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON")]
-TunnelIdArgument = Annotated[str, typer.Argument(help="Tunnel id (tun_...)")]
+TunnelIdArgument = Annotated[str, typer.Argument(metavar="TUNNEL", help="Tunnel id (tun_...)")]
 
 
 def _route(value: str) -> dict[str, Any]:
@@ -37,7 +51,8 @@ def _route(value: str) -> dict[str, Any]:
 
 
 def _print_json(value: Any) -> None:
-    out().print_json(json.dumps(value))
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
 
 
 def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
@@ -54,8 +69,8 @@ def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
         "local target": tunnel.local_target,
         "agent last seen": ago(tunnel.last_heartbeat_at) if tunnel.last_heartbeat_at else "never",
         "last error": f"{tunnel.last_error_code}: {tunnel.last_error_message or ''}"
-        if tunnel.last_error_code
-        else "-",
+        if tunnel.last_error_code and tunnel.health is not Health.UP
+        else "-",  # an error before the tunnel came up again is history (tunnels events)
         "created": when(tunnel.created_at),
         "updated": when(tunnel.updated_at),
     }
@@ -65,26 +80,28 @@ def _show(tunnel: Tunnel, as_json: bool) -> None:
     if as_json:
         _print_json(tunnel.model_dump(mode="json"))
         return
-    details = Table(show_header=False, box=None)
-    details.add_column(style="bold", no_wrap=True)
-    details.add_column(overflow="fold")
-    for field, value in _tunnel_rows(tunnel).items():
-        details.add_row(field, styled(value, HEALTH_STYLE) if field == "health" else escape(value))
-    out().print(details)
+    rows = _tunnel_rows(tunnel)
+    print_details(
+        {
+            field: styled(value, HEALTH_STYLE) if field == "health" else escape(value)
+            for field, value in rows.items()
+        }
+    )
     if tunnel.routes:
-        routes = Table(title="Routes (longest prefix wins, then priority)", title_justify="left")
-        for column in ("PREFIX", "TARGET", "PRIORITY", "ENABLED", "ID"):
-            routes.add_column(column, overflow="fold")
-        for r in sorted(tunnel.routes, key=lambda r: (-len(r.path_prefix), -r.priority)):
-            routes.add_row(
-                escape(r.path_prefix), escape(r.local_target), str(r.priority), str(r.enabled), r.route_id
-            )
-        out().print(routes)
+        routes = sorted(tunnel.routes, key=lambda r: (-len(r.path_prefix), -r.priority))
+        print_table(
+            [Column(name) for name in ("PREFIX", "TARGET", "PRIORITY", "ENABLED", "ID")],
+            [
+                [escape(r.path_prefix), escape(r.local_target), str(r.priority), str(r.enabled), r.route_id]
+                for r in routes
+            ],
+            title="Routes (longest prefix wins, then priority)",
+        )
 
 
 @tunnels_app.command("create")
 def create_tunnel(
-    agent_id: Annotated[str, typer.Argument(help="Agent id (agt_...)")],
+    agent_ref: AgentArgument,
     name: Annotated[str, typer.Option("--name", help="Unique per agent and provider")],
     target: Annotated[str, typer.Option("--target", help="The local service, host:port")],
     url: UrlOption,
@@ -100,8 +117,10 @@ def create_tunnel(
         bool, typer.Option("--secret-stdin", help="Read the provider credential from stdin (never argv)")
     ] = False,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Create a tunnel for an agent; it starts within the agent's next heartbeat."""
+    as_json = wants_json(output, as_json)
     spec: dict[str, Any] = {
         "provider": provider.value,
         "name": name,
@@ -115,7 +134,7 @@ def create_tunnel(
     if secret_stdin:
         spec["secret"] = sys.stdin.read().strip()
     with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnel = client.create_tunnel(agent_id, spec)
+        tunnel = client.create_tunnel(resolve_agent(client, agent_ref), spec)
     if not as_json:
         err().print(f"[green]created[/green] {tunnel.tunnel_id}")
     _show(tunnel, as_json)
@@ -125,33 +144,52 @@ def create_tunnel(
 def list_tunnels(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
-    agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's")] = None,
+    agent: Annotated[
+        str | None, typer.Option("--agent", metavar="AGENT", help="Only this agent's (id or name)")
+    ] = None,
     provider: Annotated[Provider | None, typer.Option("--provider")] = None,
     health: Annotated[Health | None, typer.Option("--health")] = None,
     enabled: Annotated[
         bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many")] = 100,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """List tunnels with their health (a silent agent's tunnels read unknown)."""
+    """List tunnels with their health (a silent agent's tunnels read unknown), in the API's order.
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    as_json = wants_json(output, as_json)
     filters: dict[str, Any] = {
-        "agent_id": agent,
         "provider": provider.value if provider else None,
         "health": health.value if health else None,
         "enabled": enabled,
-        "limit": min(limit, 100),
     }
     with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnels = list(itertools.islice(client.iter_tunnels(**filters), limit))
+        filters["agent_id"] = resolve_agent(client, agent) if agent else None
+        taken = take(
+            lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    tunnels = taken.items
+    options = [
+        *(["--agent", agent] if agent else []),
+        *(["--provider", provider.value] if provider else []),
+        *(["--health", health.value] if health else []),
+        *([] if enabled is None else ["--enabled" if enabled else "--disabled"]),
+    ]
     if as_json:
         _print_json([t.model_dump(mode="json") for t in tunnels])
+        more_hint("tunnels ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     if not tunnels:
         err().print("no tunnels")
         return
-    table = Table()
-    for column in (
+    columns = [
         "ID",
         "AGENT",
         "PROVIDER",
@@ -162,22 +200,26 @@ def list_tunnels(
         "PUBLIC URL",
         "TARGET",
         "ROUTES",
-    ):
-        table.add_column(column, overflow="fold")
-    for t in tunnels:
-        table.add_row(
-            t.tunnel_id,
-            t.agent_id,
-            t.provider.value,
-            escape(t.name),
-            t.mode.value,
-            "yes" if t.enabled else "no",
-            styled(t.health.value, HEALTH_STYLE),
-            escape(t.public_url or "-"),
-            escape(t.local_target),
-            str(len(t.routes)),
-        )
-    out().print(table)
+    ]
+    print_table(
+        [Column(name, fold=name in ("PUBLIC URL", "TARGET")) for name in columns],
+        [
+            [
+                t.tunnel_id,
+                t.agent_id,
+                t.provider.value,
+                escape(t.name),
+                t.mode.value,
+                "yes" if t.enabled else "no",
+                styled(t.health.value, HEALTH_STYLE),
+                escape(t.public_url or "-"),
+                escape(t.local_target),
+                str(len(t.routes)),
+            ]
+            for t in tunnels
+        ],
+    )
+    more_hint("tunnels ls", taken.cursor, limit=limit, options=options)
 
 
 @tunnels_app.command("show")
@@ -186,55 +228,79 @@ def show_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Show one tunnel and its routes."""
+    as_json = wants_json(output, as_json)
     with reporting_errors(), operator_client(url, operator_token) as client:
         tunnel = client.get_tunnel(tunnel_id)
     _show(tunnel, as_json)
 
 
-def _events_table(events: list[Event], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("WHEN", "TUNNEL", "LEVEL", "TYPE", "MESSAGE"):
-        table.add_column(column, overflow="fold")
+def _print_events(events: list[Event], title: str) -> None:
     level_style = {"error": "red", "warn": "yellow", "info": "dim"}
-    for e in events:
-        table.add_row(
-            when(e.created_at),
-            e.tunnel_id or "-",
-            styled(e.level.value, level_style),
-            e.event_type.value,
-            escape(e.message),
-        )
-    return table
+    print_table(
+        [Column("WHEN"), Column("TUNNEL"), Column("LEVEL"), Column("TYPE"), Column("MESSAGE", fold=True)],
+        [
+            [
+                when(e.created_at),
+                e.tunnel_id or "-",
+                styled(e.level.value, level_style),
+                e.event_type.value,
+                escape(e.message),
+            ]
+            for e in events
+        ],
+        title=title,
+    )
 
 
 @tunnels_app.command("events")
 def tunnel_events(
     url: UrlOption,
-    tunnel_id: Annotated[str | None, typer.Argument(help="A tunnel (default: the whole fleet)")] = None,
+    tunnel_id: Annotated[
+        str | None, typer.Argument(metavar="TUNNEL", help="A tunnel (default: the whole fleet)")
+    ] = None,
     operator_token: OperatorTokenOption = None,
     errors: Annotated[bool, typer.Option("--errors", help="Fleet-wide: only errors")] = False,
-    hours: Annotated[float, typer.Option("--hours", min=0.0, help="Fleet-wide: look back this far")] = 24.0,
-    limit: Annotated[int, typer.Option("--limit", min=1, max=100)] = 50,
+    hours: Annotated[
+        float, typer.Option("--hours", min=0.0, metavar="HOURS", help="Fleet-wide: look back this far")
+    ] = 24.0,
+    limit: LimitOption = DEFAULT_LIMIT,
+    every: AllOption = False,
+    cursor: CursorOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
-    """A tunnel's events, or the fleet's recent events (or errors), newest first."""
+    """A tunnel's events, or the fleet's recent events (or errors), newest first.
+
+    Cut at --limit with a hint naming the command that continues; --all reads every page."""
+    as_json = wants_json(output, as_json)
+    since = now_ms() - int(hours * 3_600_000)
     with reporting_errors(), operator_client(url, operator_token) as client:
-        if tunnel_id:
-            page = client.tunnel_events(tunnel_id, limit=limit)
-        else:
-            since = now_ms() - int(hours * 3_600_000)
-            page = client.fleet_events(errors=errors, since=since, limit=limit)
+        taken = take(
+            lambda size, at: (
+                client.tunnel_events(tunnel_id, limit=size, cursor=at)
+                if tunnel_id
+                else client.fleet_events(errors=errors, since=since, limit=size, cursor=at)
+            ),
+            limit=limit,
+            every=every,
+            cursor=cursor,
+        )
+    options = [*([tunnel_id] if tunnel_id else []), *(["--errors"] if errors else [])]
+    options += [] if tunnel_id or hours == 24.0 else ["--hours", f"{hours:g}"]
     if as_json:
-        _print_json([e.model_dump(mode="json") for e in page.items])
+        _print_json([e.model_dump(mode="json") for e in taken.items])
+        more_hint("tunnels events", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
     title = (
         f"events of {tunnel_id}"
         if tunnel_id
         else ("errors" if errors else "events") + f" of the last {hours:g} h"
     )
-    out().print(_events_table(page.items, title + " (newest first)"))
+    _print_events(taken.items, title + " (newest first)")
+    more_hint("tunnels events", taken.cursor, limit=limit, options=options)
 
 
 def _set_enabled(
@@ -251,8 +317,10 @@ def enable_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Enable a tunnel: its agent starts it."""
+    as_json = wants_json(output, as_json)
     _set_enabled(tunnel_id, url, operator_token, True, as_json)
 
 
@@ -262,8 +330,10 @@ def disable_tunnel(
     url: UrlOption,
     operator_token: OperatorTokenOption = None,
     as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Disable a tunnel: its agent stops it (the declaration stays)."""
+    as_json = wants_json(output, as_json)
     _set_enabled(tunnel_id, url, operator_token, False, as_json)
 
 
@@ -279,23 +349,35 @@ def delete_tunnel(
 
 @tunnels_app.command("health")
 def fleet_health(
-    url: UrlOption, operator_token: OperatorTokenOption = None, as_json: JsonOption = False
+    url: UrlOption,
+    operator_token: OperatorTokenOption = None,
+    as_json: JsonOption = False,
+    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """The fleet's tunnels counted by provider and health."""
+    as_json = wants_json(output, as_json)
     with reporting_errors(), operator_client(url, operator_token) as client:
         summary = client.tunnels_health()
     if as_json:
         _print_json(summary.model_dump(mode="json"))
         return
     healths = list(Health)
-    table = Table(title=f"{summary.total} tunnels, {summary.enabled} enabled", title_justify="left")
-    table.add_column("PROVIDER")
-    for health in healths:
-        table.add_column(styled(health.value, HEALTH_STYLE), justify="right")
-    table.add_column("TOTAL", justify="right")
     cells = {(row.provider, row.health): row.count for row in summary.counts}
-    for provider in Provider:
-        counts = [cells.get((provider, health), 0) for health in healths]
-        table.add_row(provider.value, *(str(n) for n in counts), str(summary.by_provider[provider]))
-    table.add_row("all", *(str(summary.by_health[h]) for h in healths), str(summary.total), style="bold")
-    out().print(table)
+    rows = [
+        [
+            provider.value,
+            *(str(cells.get((provider, health), 0)) for health in healths),
+            str(summary.by_provider[provider]),
+        ]
+        for provider in Provider
+    ]
+    rows.append(["all", *(str(summary.by_health[h]) for h in healths), str(summary.total)])
+    print_table(
+        [
+            Column("PROVIDER"),
+            *(Column(h.value, justify="right") for h in healths),
+            Column("TOTAL", justify="right"),
+        ],
+        rows,
+        title=f"{summary.total} tunnels, {summary.enabled} enabled",
+    )

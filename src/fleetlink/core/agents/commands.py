@@ -34,6 +34,13 @@ class RegisterAgent(Strict):
     hardware: Hardware
     tags: Tags = Field(default_factory=dict)
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")] | None = None
+    name_suffix: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")] | None = (
+        Field(
+            default=None,
+            description="Without a name: appended to the default name (<prefix>-<hostname>-<suffix>), "
+            "so that agents of one host (one state dir each) are told apart",
+        )
+    )
     capabilities: list[Capability] = Field(default_factory=list, max_length=64)
     agent_version: Annotated[str, StringConstraints(max_length=64)] | None = None
 

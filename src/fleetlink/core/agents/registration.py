@@ -30,7 +30,14 @@ from fleetlink.core.agents.tokens import (
 )
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import MAX_TAGS, AgentState, AuditRecord, KeyAlg, Page
-from fleetlink.core.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unprocessable
+from fleetlink.core.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    TokenUnusable,
+    Unauthenticated,
+    Unprocessable,
+)
 from fleetlink.core.ids import IdPrefix, new_id
 
 #: How many known agents a new registration is compared with, per piece of evidence.
@@ -48,6 +55,9 @@ class RegistrationOutcome:
     agent_id: str
     event: RegistrationEventKind
     similarity_score: int | None
+    name: str | None = None
+    #: Agents seen on the same machine that carry the same name (names are not unique: a warning).
+    same_name: tuple[str, ...] = ()
 
 
 class RegistrationService:
@@ -128,12 +138,22 @@ class RegistrationService:
         token = self._store.get_token(parsed[0]) if parsed else None
         if parsed is None or token is None or not secret_matches(parsed[1], token.secret_hash):
             raise Unauthenticated("the registration token is not valid", code="registration-token-invalid")
+        # The caller holds this token's secret: it may learn why the token no longer works.
         if token.revoked_at is not None:
-            raise Unauthenticated("the registration token is revoked", code="registration-token-revoked")
+            raise TokenUnusable(
+                f"registration token {token.token_id} was revoked by an operator",
+                code="registration-token-revoked",
+            )
         if token.expires_at <= now:
-            raise Unauthenticated("the registration token has expired", code="registration-token-expired")
+            raise TokenUnusable(
+                f"registration token {token.token_id} expired", code="registration-token-expired"
+            )
         if token.uses >= token.max_uses:
-            raise Unauthenticated("the registration token is used up", code="registration-token-used-up")
+            raise TokenUnusable(
+                f"registration token {token.token_id} is used up: all {token.max_uses} registration(s) "
+                "it allowed were made",
+                code="registration-token-used-up",
+            )
         return token
 
     # --- registration --------------------------------------------------------------------
@@ -162,7 +182,7 @@ class RegistrationService:
         agent = Agent(
             agent_id=agent_id,
             fingerprint=command.fingerprint,
-            name=command.name or (f"{token.name_prefix}-{hostname}" if token.name_prefix else hostname),
+            name=command.name or _default_name(token.name_prefix, hostname, command.name_suffix),
             key_alg=command.key_alg,
             public_key=command.public_key,
             encryption_public_key=command.encryption_public_key,
@@ -173,16 +193,22 @@ class RegistrationService:
             registered_at=now,
             updated_at=now,
         )
+        known = self._store.agents_seen_with(
+            command.fingerprint, command.hardware.machine_id, RESEMBLANCE_CANDIDATES
+        )
         event = _event(
             agent,
             RegistrationEventKind.REGISTER,
             now,
             token_id=token.token_id,
             key_changed=True,
-            resembles=self._resemblance(command),
+            resembles=_resemblance(command, known),
         )
         self._store.register_new(agent, event, TokenUse(token.token_id, now))
-        return RegistrationOutcome(agent_id, RegistrationEventKind.REGISTER, None)
+        same_name = tuple(
+            other.agent_id for other in known if other.name == agent.name and other.state is AgentState.ACTIVE
+        )
+        return RegistrationOutcome(agent_id, RegistrationEventKind.REGISTER, None, agent.name, same_name)
 
     def re_register(self, caller: Agent, command: RegisterAgent) -> RegistrationOutcome:
         """Restart or hardware change of an agent authenticated by its current key: same id, no token."""
@@ -243,23 +269,27 @@ class RegistrationService:
         self._store.save_identity(updated, event, TokenUse(token.token_id, now))
         return RegistrationOutcome(agent.agent_id, RegistrationEventKind.RECOVER, score)
 
-    def _resemblance(self, command: RegisterAgent) -> Resemblance | None:
-        """The known agent this hardware most resembles, if any (never handed anything: evidence)."""
-        best: Resemblance | None = None
-        for known in self._store.agents_seen_with(
-            command.fingerprint, command.hardware.machine_id, RESEMBLANCE_CANDIDATES
+
+def _resemblance(command: RegisterAgent, known: list[Agent]) -> Resemblance | None:
+    """The known agent this hardware most resembles, if any (never handed anything: evidence)."""
+    best: Resemblance | None = None
+    for agent in known:
+        same = agent.fingerprint == command.fingerprint
+        score = similarity_score(agent.hardware, command.hardware)
+        if not same and score < MIN_TRUSTED_SIMILARITY:
+            continue
+        candidate = Resemblance(agent_id=agent.agent_id, score=score, same_fingerprint=same)
+        if best is None or (candidate.same_fingerprint, candidate.score) > (
+            best.same_fingerprint,
+            best.score,
         ):
-            same = known.fingerprint == command.fingerprint
-            score = similarity_score(known.hardware, command.hardware)
-            if not same and score < MIN_TRUSTED_SIMILARITY:
-                continue
-            candidate = Resemblance(agent_id=known.agent_id, score=score, same_fingerprint=same)
-            if best is None or (candidate.same_fingerprint, candidate.score) > (
-                best.same_fingerprint,
-                best.score,
-            ):
-                best = candidate
-        return best
+            best = candidate
+    return best
+
+
+def _default_name(prefix: str | None, hostname: str, suffix: str | None) -> str:
+    """``<prefix>-<hostname>-<suffix>``, each part when given (at most 63 characters)."""
+    return "-".join(part for part in (prefix, hostname, suffix) if part)[:63]
 
 
 def _event(

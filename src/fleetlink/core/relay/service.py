@@ -144,9 +144,15 @@ class RecordService:
 
     def query(self, query: RecordQuery, *, reader_tags: Mapping[str, str] | None) -> Page[StoredRecord]:
         """A page of records; ``reader_tags`` are an agent's tags (None: an operator, who reads all)."""
-        if reader_tags is not None and not may_read(self.repository.readers(query.collection), reader_tags):
+        if reader_tags is None:
+            return self.repository.query(query, self.clock.now_ms())
+        readers = self.repository.readers(query.collection)
+        if not may_read(readers, reader_tags):
+            # the policy's tags are the operator's, not a secret: the agent learns what it lacks
+            wanted = "" if readers == "fleet" else ", ".join(f"{k}={v}" for k, v in sorted(readers.items()))
             raise Forbidden(
-                f"collection {query.collection!r} is readable only by agents with given tags",
+                f"collection {query.collection!r} is readable only by agents tagged {wanted}; "
+                "an operator sets an agent's tags (fleetlink agents tag AGENT KEY=VALUE)",
                 code="collection-restricted",
             )
         return self.repository.query(query, self.clock.now_ms())

@@ -21,7 +21,7 @@ from pynamodb.transactions import TransactWrite
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import TokenUse
 from fleetlink.core.entities import AuditRecord
-from fleetlink.core.errors import Unauthenticated
+from fleetlink.core.errors import TokenUnusable
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
 from fleetlink.store.presence import AgentPresenceItem as AgentPresenceItem
@@ -195,8 +195,10 @@ def _consume_token(tx: TransactWrite, use: TokenUse) -> None:
     tx.update(token, actions=[RegistrationTokenItem.uses.add(1)], condition=usable, return_values=ALL_OLD)
 
 
-def _token_unusable() -> Unauthenticated:
-    return Unauthenticated(
+def _token_unusable() -> TokenUnusable:
+    """The token passed its check but a registration spending it meanwhile used it up (or it expired or
+    was revoked since): said to the holder, who proved it holds the secret."""
+    return TokenUnusable(
         "the registration token is used up, expired or revoked", code="registration-token-used-up"
     )
 

@@ -21,6 +21,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
+from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
 from fleetlink.core.agents.ports import AgentView, NonceScope, TokenUse
 from fleetlink.core.entities import AgentState, AuditRecord, Page
@@ -63,6 +64,7 @@ class AgentProfileItem(TableItem, discriminator="agent"):
     encryption_public_key = UnicodeAttribute(null=True)
     hardware: MapAttribute[str, Any] = MapAttribute()
     tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    requested_tags: MapAttribute[str, Any] = MapAttribute(default=dict)
     capabilities = ListAttribute(of=UnicodeAttribute, default=list)
     agent_version = UnicodeAttribute(null=True)
     state = UnicodeAttribute()
@@ -452,7 +454,7 @@ class DynamoRegistrationStore:
                 tx.save(_event_item(event))
                 for evidence in _evidence(agent):
                     tx.save(evidence)
-                for member in _tag_members(agent.agent_id, agent.tags.items()):
+                for member in _tag_members(agent.agent_id, authorizing_tags(agent).items()):
                     tx.save(member)
         except TransactWriteError as error:
             if failed_conditions(error):

@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from fleetlink.api.security_headers import add_security_headers
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
 from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.persist import DevData, put_items, table_items
@@ -105,8 +106,8 @@ def problem_response(
     }
     if instance:
         document["instance"] = instance
-    pairs = [("Content-Type", PROBLEM_CONTENT_TYPE), *(headers or {}).items()]
-    return HttpResponse(status, pairs, json.dumps(document).encode())
+    answer = add_security_headers({"headers": {"Content-Type": PROBLEM_CONTENT_TYPE, **(headers or {})}})
+    return HttpResponse(status, list(answer["headers"].items()), json.dumps(document).encode())
 
 
 def lambda_response(result: Any) -> HttpResponse:

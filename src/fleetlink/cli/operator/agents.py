@@ -7,7 +7,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
@@ -21,6 +20,7 @@ from fleetlink.cli.render import (
     ago,
     duration,
     err,
+    escape,
     format_tags,
     now_ms,
     out,
@@ -84,7 +84,7 @@ def list_agents(
             styled(agent.state.value, STATE_STYLE),
             styled(agent.liveness.value, LIVENESS_STYLE),
             ago(agent.last_seen_at, now),
-            escape(format_tags(agent.tags)),
+            escape(format_tags(agent.tags, agent.requested_tags)),
             relay_lag(agent.metrics),
         ]
         for agent in agents
@@ -117,7 +117,7 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
         "last seen": ago(agent.last_seen_at) if agent.last_seen_at else "never",
         "reported status": escape(agent.reported_status or "-"),
         "metrics": metrics or "-",
-        "tags": escape(format_tags(agent.tags)) or "-",
+        "tags": escape(format_tags(agent.tags, agent.requested_tags)) or "-",
         "capabilities": escape(", ".join(agent.capabilities)) or "-",
         "agent version": escape(agent.agent_version or "-"),
         "key alg": agent.key_alg.value,

@@ -15,7 +15,6 @@ from typing import Annotated, Any
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.agent.client import OperatorClient
@@ -32,6 +31,7 @@ from fleetlink.cli.render import (
     count_line,
     duration,
     err,
+    escape,
     first_line,
     now_ms,
     out,
@@ -42,6 +42,7 @@ from fleetlink.cli.render import (
     reporting_errors,
     section,
     styled,
+    visible,
     wants_json,
     when,
 )
@@ -203,7 +204,7 @@ def _print_outputs(task: TaskDetail) -> None:
         style = EXECUTION_STYLE.get(execution.status, "default")
         section(f"{execution.agent_id} [{style}]{escape(outcome)}[/]")
         if execution.output:
-            console.out(execution.output.rstrip("\n"), highlight=False)
+            console.out(visible(execution.output.rstrip("\n"), block=True), highlight=False)
         if execution.output_truncated:
             total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
             console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")

@@ -6,7 +6,6 @@ import itertools
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
@@ -17,6 +16,7 @@ from fleetlink.cli.render import (
     OutputOption,
     TagOption,
     err,
+    escape,
     format_tags,
     now_ms,
     out,

@@ -10,11 +10,10 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import HEALTH_STYLE, ago, err, now_ms, out, reporting_errors, styled, when
+from fleetlink.cli.render import HEALTH_STYLE, ago, err, escape, now_ms, out, reporting_errors, styled, when
 from fleetlink.contract.tunnels import Event, Health, Mode, Provider, Tunnel
 
 tunnels_app = typer.Typer(

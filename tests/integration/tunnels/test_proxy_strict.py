@@ -234,3 +234,16 @@ def test_refusals_are_counted_and_logged_once_per_burst(
     assert proxy.refused["bad-host"] == 20
     lines = [r for r in caplog.records if "refused" in r.getMessage()]
     assert len(lines) == 1
+
+
+def test_the_provider_reports_its_proxys_refusals(recording: tuple[HttpProxy, RecordingTarget]) -> None:
+    # Given a self_hosted provider's proxy that refused two requests
+    from fleetlink.agent.tunnels.providers.self_hosted import SelfHostedProvider
+
+    proxy, _ = recording
+    for _ in range(2):
+        _raw(proxy.port, b"GET /x HTTP/1.1\r\n\r\n")
+    provider = SelfHostedProvider.__new__(SelfHostedProvider)
+    provider.server = proxy
+    # Then the count the agent puts in its heartbeat metrics says so
+    assert provider.refused_requests == 2

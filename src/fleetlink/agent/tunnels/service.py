@@ -133,6 +133,7 @@ class TunnelsService:
             "tunnels_up": float(sum(1 for t in tunnels if t.status.health is Health.UP)),
             "tunnels_running": float(self.reconciler.summary()["running"]),
             "tunnels_outbox": float(self.store.outbox_size()),
+            "tunnels_refused": float(self.reconciler.refused_requests()),
         }
 
     def stop(self, *, urgent: bool = False) -> None:

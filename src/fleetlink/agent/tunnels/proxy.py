@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from http import HTTPStatus
 
 from fleetlink.agent.tunnels.strict_http import (
@@ -63,11 +64,12 @@ class Route:
     port: int
     priority: int = 0
 
+    @cached_property
+    def _stem(self) -> str:
+        return self.prefix if self.prefix.endswith("/") else self.prefix + "/"
+
     def matches(self, path: str) -> bool:
-        if self.prefix == "/" or path == self.prefix:
-            return True
-        stem = self.prefix if self.prefix.endswith("/") else self.prefix + "/"
-        return path.startswith(stem)
+        return self.prefix == "/" or path == self.prefix or path.startswith(self._stem)
 
 
 class RouteTable:

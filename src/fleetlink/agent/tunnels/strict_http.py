@@ -45,8 +45,14 @@ class Head:
     def values(self, name: bytes) -> list[bytes]:
         return self.by_name.get(name, [])
 
-    def tokens(self, name: bytes) -> set[bytes]:
-        return {t.strip().lower() for v in self.by_name.get(name, ()) for t in v.split(b",") if t.strip()}
+    def tokens(self, name: bytes) -> frozenset[bytes]:
+        values = self.by_name.get(name)
+        if not values:  # the common case, on the hot path: most heads carry few of these headers
+            return _NO_TOKENS
+        return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
 class _Collector:

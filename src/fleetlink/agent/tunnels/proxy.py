@@ -51,6 +51,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Request headers the proxy rewrites; a head without any keeps its header block byte for byte.
+_REWRITTEN = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
 #: Refusals inside this many seconds of the last logged one are counted, not logged again.
 REFUSAL_LOG_BURST_S = 60.0
 
@@ -347,9 +349,20 @@ class HttpProxy(_Server):
     def _upstream_head(
         request: Head, target: bytes, upgrade: bytes | None, framing: str, client_ip: bytes
     ) -> bytes:
+        start = request.method + b" " + target + b" HTTP/1.1\r\n"
+        if upgrade is None and framing != "chunked" and request.by_name.keys().isdisjoint(_REWRITTEN):
+            # the common case: the client's (validated) header block as is, then the forwarding headers
+            block = request.raw[request.raw.index(b"\r\n") + 2 : -2]
+            host = request.by_name[b"host"][0]
+            return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
+                start,
+                block,
+                client_ip,
+                host,
+            )
         connection = request.tokens(b"connection")
         drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
-        lines = [request.method + b" " + target + b" HTTP/1.1"]
+        lines = [start[:-2]]
         lines += [
             k + b": " + v
             for k, v in request.headers
@@ -503,6 +516,9 @@ class HttpProxy(_Server):
 
     @staticmethod
     def _client_head(response: Head, body: str, *, close: bool) -> bytes:
+        plain = body == "length" and not close and response.version == b"HTTP/1.1"
+        if plain and response.by_name.keys().isdisjoint(HOP_BY_HOP):
+            return response.raw  # nothing to drop or add: the target's (validated) head as is
         connection = response.tokens(b"connection")
         drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
         lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason)]

@@ -36,6 +36,8 @@ class Head:
 
     headers: list[tuple[bytes, bytes]]
     by_name: dict[bytes, list[bytes]]
+    #: The head as received (validated): passed on unchanged where nothing in it must be rewritten.
+    raw: bytes = b""
     method: bytes = b""
     target: bytes = b""
     version: bytes = b"HTTP/1.1"
@@ -108,7 +110,7 @@ def parse_request(head: bytes) -> Head:
     hosts = collected.by_name.get(b"host", ())
     if len(hosts) != 1:
         raise BadRequest(400, "bad-host", f"a request carries exactly one Host header, not {len(hosts)}")
-    return Head(collected.headers, collected.by_name, method, target, b"HTTP/" + version.encode())
+    return Head(collected.headers, collected.by_name, head, method, target, b"HTTP/" + version.encode())
 
 
 def parse_response(head: bytes) -> Head:
@@ -122,6 +124,7 @@ def parse_response(head: bytes) -> Head:
     return Head(
         collected.headers,
         collected.by_name,
+        head,
         version=b"HTTP/" + parser.get_http_version().encode(),
         status=parser.get_status_code(),
         reason=collected.reason,

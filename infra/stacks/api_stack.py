@@ -24,6 +24,7 @@ from infra.config import StageConfig
 from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
 from infra.constructs.http_api import FleetHttpApi, Route
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.releases_bucket import grant_presigning, releases_bucket_name, releases_nag_resource
 from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, CleanupSchedules
 
 
@@ -110,6 +111,17 @@ class ApiStack(Stack):
                         "the on-failure destination's grant on the dead-letter queue's own key (one key, "
                         "one queue): sending an encrypted message needs these KMS actions",
                     )
+        if "releases" in self.fleet_functions:
+            releases_function = self.fleet_functions["releases"]
+            grant_presigning(releases_function.function, config.stage)
+            releases_function.function.add_environment(
+                "FLEETLINK_RELEASES_BUCKET", releases_bucket_name(config.stage)
+            )
+            nag.accept(
+                releases_function.role,
+                f"AwsSolutions-IAM5[Resource::{releases_nag_resource(config.stage)}]",
+                "presigned links for any artifact under releases/ (versions are not known in advance)",
+            )
         #: name → the Lambda function (alarms, dashboards and tests look here).
         self.functions = {name: f.function for name, f in self.fleet_functions.items()}
         targets = {name: f.target for name, f in self.fleet_functions.items()}

@@ -31,6 +31,12 @@ $(VENV)/.dev: $(VENV)/.created pyproject.toml
 	$(PIP) install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.run
 
+# checkov (infra tests) in a virtualenv of its own: its pins (boto3, packaging) conflict with ours.
+.venv-checkov/.installed:
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet "checkov==3.3.30"
+	touch $@
+
 # The CDK CLI, pinned in package.json / package-lock.json.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -39,7 +45,7 @@ node_modules/.installed: package.json package-lock.json
 run: $(VENV)/.run ## start the local control plane (moto) on http://$(HOST):$(PORT), data kept in .fleetlink/dev
 	$(BIN)/fleetlink dev --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev node_modules/.installed ## install what the tests need, check the import contracts, run the whole suite
+test: $(VENV)/.dev node_modules/.installed .venv-checkov/.installed ## install what the tests need, check the import contracts, run the whole suite
 	@test -x /usr/sbin/sshd || command -v sshd >/dev/null || { echo "installing openssh-server (tunnel relay tests)"; \
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y --no-install-recommends openssh-server; }

@@ -13,6 +13,7 @@
 | ``alarm_email`` | none | creates an SNS topic for the alarms with this e-mail subscribed |
 | ``lambda_memory_mb`` | 512 | memory of a function whose registry entry names none |
 | ``function_memory_mb`` | none | memory over the registry's: ``heartbeat=512,tasks=1024`` or a JSON object |
+| ``function_reserved_concurrency`` | none | over the registry's: ``relay=20`` or JSON; ``0``: unreserved |
 | ``heartbeat_interval_s`` | 60 | ``FLEETLINK_HEARTBEAT_INTERVAL_S``, what agents are told |
 | ``tracing`` | true | X-Ray active tracing (Lambda's fixed sampling: 1 request/s + 5 %) |
 | ``heartbeat_tracing`` | ``off`` | heartbeat: ``off`` (PassThrough, see ``tracing_of``) or ``active`` |
@@ -77,6 +78,7 @@ class StageConfig:
     access_log_format: str = "compact"
     lambda_memory_mb: int = 512
     function_memory_mb: tuple[tuple[str, int], ...] = ()
+    function_reserved_concurrency: tuple[tuple[str, int], ...] = ()
     heartbeat_interval_s: int = 60
     tracing: bool = True
     heartbeat_tracing: str = "off"
@@ -104,6 +106,11 @@ class StageConfig:
         for name, memory in self.function_memory_mb:
             if not 128 <= memory <= 10240:
                 raise ValueError(f"context 'function_memory_mb': {name!r} must be 128..10240, got {memory}")
+        for name, reserved in self.function_reserved_concurrency:
+            if not 0 <= reserved <= 10_000:
+                raise ValueError(
+                    f"context 'function_reserved_concurrency': {name!r} must be 0..10000, got {reserved}"
+                )
         if self.heartbeat_interval_s <= 0:
             raise ValueError("context 'heartbeat_interval_s' must be positive")
         if self.alarm_email is not None and not _EMAIL.fullmatch(self.alarm_email):
@@ -116,6 +123,11 @@ class StageConfig:
     def memory_mb(self, function: str, registry_mb: int | None) -> int:
         """A function's memory: context over the registry entry, then the stage default."""
         return dict(self.function_memory_mb).get(function) or registry_mb or self.lambda_memory_mb
+
+    def reserved_concurrency(self, function: str, registry: int | None) -> int | None:
+        """A function's reserved concurrency: context over the registry entry (0: none reserved)."""
+        reserved = dict(self.function_reserved_concurrency).get(function, registry)
+        return reserved or None
 
     @classmethod
     def from_context(cls, node: Node) -> StageConfig:
@@ -138,6 +150,9 @@ class StageConfig:
             alarm_email=str(get("alarm_email")) if get("alarm_email") else None,
             lambda_memory_mb=_int(get("lambda_memory_mb"), "lambda_memory_mb"),
             function_memory_mb=_sizes(get("function_memory_mb"), "function_memory_mb"),
+            function_reserved_concurrency=_sizes(
+                get("function_reserved_concurrency"), "function_reserved_concurrency"
+            ),
             heartbeat_interval_s=_int(get("heartbeat_interval_s"), "heartbeat_interval_s"),
             tracing=_bool(get("tracing"), "tracing"),
             heartbeat_tracing=str(get("heartbeat_tracing")).lower(),

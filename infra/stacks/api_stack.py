@@ -75,9 +75,13 @@ class ApiStack(Stack):
             "FLEETLINK_CURSOR_KEY_SECRET_ARN": cursor_key.secret_arn,
         }
 
-        unknown = {name for name, _ in config.function_memory_mb} - {spec.name for spec in functions}
-        if unknown:
-            raise ValueError(f"context 'function_memory_mb' names unknown functions: {sorted(unknown)}")
+        for key, pairs in (
+            ("function_memory_mb", config.function_memory_mb),
+            ("function_reserved_concurrency", config.function_reserved_concurrency),
+        ):
+            unknown = {name for name, _ in pairs} - {spec.name for spec in functions}
+            if unknown:
+                raise ValueError(f"context {key!r} names unknown functions: {sorted(unknown)}")
         self.fleet_functions: dict[str, FleetFunction] = {}
         for spec in functions:
             scheduled = bool(spec.duties)
@@ -93,10 +97,20 @@ class ApiStack(Stack):
                 secrets=[cursor_key],
                 environment=environment,
                 memory_mb=config.memory_mb(spec.name, spec.memory_mb),
+                reserved_concurrency=config.reserved_concurrency(spec.name, spec.reserved_concurrency),
                 timeout=Duration.seconds(spec.timeout_s),
                 async_failures=destinations.SqsDestination(self.dead_letters.queue) if scheduled else None,
                 async_max_event_age=MAX_EVENT_AGE_CAP if scheduled else None,
             )
+        for spec in functions:
+            if spec.duties:
+                for action in ("kms:GenerateDataKey*", "kms:ReEncrypt*"):
+                    nag.accept(
+                        self.fleet_functions[spec.name].role,
+                        f"AwsSolutions-IAM5[Action::{action}]",
+                        "the on-failure destination's grant on the dead-letter queue's own key (one key, "
+                        "one queue): sending an encrypted message needs these KMS actions",
+                    )
         if "releases" in self.fleet_functions:
             releases_function = self.fleet_functions["releases"]
             grant_presigning(releases_function.function, config.stage)

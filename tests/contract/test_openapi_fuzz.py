@@ -215,3 +215,50 @@ def test_the_run_was_large_and_clean() -> None:
         pytest.skip("the fuzz cases did not run in this session")
     assert OUTCOMES.total() >= 1000
     assert not [key for key in OUTCOMES if key[1] >= 500]
+
+
+#: Bodies past a limit of the JSON parser itself (not of any schema): each is a 4xx problem the
+#: route documents, on every route that takes a JSON body.
+PARSER_LIMIT_BODIES = {
+    "10000-digit-integer": b'{"n": ' + b"9" * 10_000 + b"}",
+    "deep-integer": b'{"a": [{"b": -' + b"1" * 10_000 + b"}]}",
+    "lone-surrogate": b'{"s": "\\ud800"}',
+}
+JSON_ROUTES = [
+    (method, path)
+    for path, methods in openapi_document()["paths"].items()
+    for method, operation in methods.items()
+    if "requestBody" in operation
+]
+
+
+@pytest.mark.parametrize("body", PARSER_LIMIT_BODIES.values(), ids=PARSER_LIMIT_BODIES.keys())
+@pytest.mark.parametrize(("method", "path"), JSON_ROUTES, ids=[f"{m.upper()} {p}" for m, p in JSON_ROUTES])
+def test_a_body_past_a_parser_limit_is_a_documented_4xx(
+    fleet: Fleet, method: str, path: str, body: bytes
+) -> None:
+    # Given a route that takes JSON, its caller's credentials, and a body no parser limit allows
+    operation = openapi_document()["paths"][path][method]
+    url = fleet.stack.url + path.replace("{agent_id}", fleet.agent_id).replace("{", "x_").replace("}", "")
+    schemes = {name for requirement in operation.get("security", []) for name in requirement}
+    headers = {"Content-Type": "application/json"}
+    if "operator" in schemes:
+        headers["Authorization"] = f"Bearer {OPERATOR_TOKEN}"
+    elif "agentSignature" in schemes:
+        headers |= sign_request(
+            method.upper(),
+            url,
+            {},
+            body,
+            private_key=fleet.key,
+            key_id=fleet.agent_id,
+            key_alg=KeyAlg.ED25519,
+        )
+    # When it is sent
+    response = fleet.session.request(method.upper(), url, data=body, headers=headers, timeout=30)
+    # Then a client error the route documents, as a problem document (never a 500)
+    assert 400 <= response.status_code < 500, response.text
+    assert str(response.status_code) in operation["responses"]
+    assert response.headers["Content-Type"] == "application/problem+json"
+    if response.status_code == 400:
+        assert response.json()["type"] == "urn:fleetlink:problem:json-limit"

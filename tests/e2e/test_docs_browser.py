@@ -68,3 +68,34 @@ def test_the_api_page_renders_every_operation_offline(dev_server: DevServer, tmp
     assert "opblock" in dom, dom[:2000]
     rendered = set(re.findall(r'data-path="([^"]+)"', dom))
     assert rendered == paths
+
+
+def test_the_docs_page_carries_a_csp_allowing_only_its_own_assets(dev_server: DevServer) -> None:
+    # Given the dev stack; When /v1/docs is fetched
+    answer = httpx.get(f"{dev_server.url}/v1/docs", timeout=30)
+    # Then it cannot be framed or sniffed, and its CSP allows the API's own assets and nothing else
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    policy = dict(
+        [*directive.split(" ", 1), ""][:2]
+        for directive in answer.headers["content-security-policy"].split("; ")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert policy["script-src"].startswith("'self' 'sha256-")
+    assert "unsafe-inline" not in answer.headers["content-security-policy"]
+    assert "http" not in answer.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/health", "/v1/openapi.json", "/v1/no-such-route", "/v1/docs/assets/swagger-ui.css", "/v1/agents"],
+)
+def test_every_json_and_asset_answer_carries_the_security_headers(dev_server: DevServer, path: str) -> None:
+    # Given an answer of the API: JSON, an asset, a problem (404, 401)
+    answer = httpx.get(f"{dev_server.url}{path}", timeout=30)
+    # Then nosniff, no framing, and a CSP that loads nothing
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+    assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]

@@ -30,6 +30,7 @@ CUSTOM_CONTEXT: dict[str, Any] = {
     "lambda_memory_mb": "1024",
     # every function's memory from context, the heartbeat's apart
     "function_memory_mb": ",".join(f"{name}={768 if name == 'heartbeat' else 1024}" for name in FUNCTIONS),
+    "function_reserved_concurrency": "relay=20,registration=0",
     "heartbeat_interval_s": "120",
     "snap_start": "true",
     "system_log_level": "info",

@@ -150,6 +150,26 @@ def test_memory_is_the_registry_entrys_by_default(default_app: Synthesized, name
     assert properties(default_app, name)["MemorySize"] == (FUNCTIONS[name].memory_mb or 512)
 
 
+def test_the_template_reserves_concurrency_capping_registration_and_relay_protecting_heartbeat(
+    default_app: Synthesized,
+) -> None:
+    # Given the default synthesis; Then the exposed functions are capped, heartbeats have their own
+    # share, and the rest use the unreserved pool
+    reserved = {name: properties(default_app, name).get("ReservedConcurrentExecutions") for name in NAMES}
+    assert {name: value for name, value in reserved.items() if value is not None} == {
+        "registration": 50,
+        "relay": 100,
+        "heartbeat": 200,
+    }
+
+
+def test_reserved_concurrency_is_set_per_stage(custom_app: Synthesized) -> None:
+    # Given a stage whose context sets relay to 20 and takes registration out of reservation
+    reserved = {name: properties(custom_app, name).get("ReservedConcurrentExecutions") for name in NAMES}
+    # Then the template follows the context over the registry
+    assert (reserved["relay"], reserved["registration"], reserved["heartbeat"]) == (20, None, 200)
+
+
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "heartbeat"])
 def test_function_is_traced_by_xray(default_app: Synthesized, name: str) -> None:
     assert properties(default_app, name)["TracingConfig"] == {"Mode": "Active"}

@@ -93,15 +93,16 @@ def test_a_new_machine_registers_with_a_token_and_heartbeats(
     # When a machine registers with it and heartbeats
     registered = client.register(token.token, machine(1), key, KeyAlg.ED25519, tags={"role": "db"})
     ack = client.heartbeat(registered.agent_id, status="ok", metrics={"load1": 0.25})
-    # Then operators see it online, named and tagged, with its metrics
+    # Then operators see it online, named, tagged by the token (its own ask a label), with its metrics
     agent = operator.get_agent(registered.agent_id)
     assert registered.event is RegistrationEventKind.REGISTER
     assert ack.heartbeat_interval_s == 60
     assert (agent.name, agent.tags, agent.liveness) == (
         "edge-edge-1",
-        {"env": "dev", "role": "db"},
+        {"env": "dev"},
         Liveness.ONLINE,
     )
+    assert agent.requested_tags == {"role": "db"}
     assert agent.metrics == {"load1": 0.25}
     assert agent.fingerprint == fingerprint(machine(1))
 

@@ -40,7 +40,7 @@ def test_new_agent_registers_with_a_token_and_its_own_key(api: Api, alg: KeyAlg)
     assert reply.json["agent_id"].startswith("agt_")
     assert reply.json["event"] == "register"
     shown = api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json
-    assert shown["tags"] == {"role": "web", "env": "test"}
+    assert (shown["tags"], shown["requested_tags"]) == ({"role": "web"}, {"env": "test"})
     assert shown["liveness"] == "never_seen"
 
 

@@ -19,6 +19,7 @@ from fleetlink.api import security
 from fleetlink.api.bodies import JsonBodyValidation
 from fleetlink.api.functions import API_PREFIX, function_spec, http_functions
 from fleetlink.api.problems import install_problem_handlers
+from fleetlink.api.security_headers import add_security_headers
 from fleetlink.core.errors import PayloadTooLarge
 
 LambdaHandler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -68,7 +69,7 @@ def lambda_entry(function_name: str) -> LambdaHandler:
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        return add_security_headers(app.resolve(event, context))
 
     return handler
 

@@ -1,4 +1,5 @@
-"""Request bodies: JSON only, and nested no deeper than a parser can take, checked before parsing.
+"""Request bodies: JSON only, nested no deeper than a parser can take (checked before parsing), and
+within the parser's other limits (checked while parsing): every JSON route answers them with a 400.
 
 Powertools' request validation reads a route's body according to its Content-Type (JSON, form
 data, multipart). Every fleetlink body is JSON, so :class:`JsonBodyValidation` answers any other
@@ -8,7 +9,9 @@ media type with a 415, and measures a body's nesting with a scan that never recu
 
 from __future__ import annotations
 
+import json
 import re
+import sys
 from typing import Any
 
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
@@ -23,6 +26,7 @@ MAX_JSON_DEPTH = 512
 #: The media types a body may be sent as (parameters such as ``charset=utf-8`` are allowed).
 JSON_MEDIA_TYPE = "application/json"
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
@@ -55,6 +59,16 @@ def check_json_depth(text: str, limit: int = MAX_JSON_DEPTH) -> None:
         raise InvalidInput(f"the JSON body is nested deeper than {limit} levels", code="json-too-deep")
 
 
+def check_no_lone_surrogates(value: Any) -> None:
+    """A ``\\ud800``-style escape without its pair parses to a string no UTF-8 store can hold: a 400."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "the JSON body holds an unpaired UTF-16 surrogate escape", code="json-limit"
+        ) from None
+
+
 class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
     """Powertools' request validation, with bodies read as bounded JSON only."""
 
@@ -65,5 +79,19 @@ class JsonBodyValidation(OpenAPIRequestValidationMiddleware):
                 f"request bodies are {JSON_MEDIA_TYPE}, not {content_type[:100]}",
                 code="unsupported-media-type",
             )
-        check_json_depth(app.current_event.decoded_body or "")
-        return self._parse_json_data(app)
+        text = app.current_event.decoded_body or ""
+        check_json_depth(text)
+        try:
+            body = self._parse_json_data(app)
+        except (ValueError, RecursionError) as error:
+            if isinstance(error, json.JSONDecodeError):
+                raise
+            # past a limit of the parser, e.g. an integer of more digits than Python converts
+            raise InvalidInput(
+                "the JSON body is past a parser limit (an integer of over "
+                f"{sys.get_int_max_str_digits()} digits, or nesting too deep)",
+                code="json-limit",
+            ) from None
+        if _SURROGATE_ESCAPE.search(text):
+            check_no_lone_surrogates(body)
+        return body

@@ -53,6 +53,10 @@ class FunctionSpec:
     timeout_s: int = 10
     #: Larger bodies are answered 413 before anything parses them.
     body_limit_bytes: int = MAX_BODY_BYTES
+    #: Reserved concurrency: a cap (a flood on this function cannot take the account's concurrency
+    #: from the others) and a guarantee (the others cannot take it from this one). None: the
+    #: account's unreserved pool. CDK context ``function_reserved_concurrency`` overrides it per stage.
+    reserved_concurrency: int | None = None
 
     @property
     def serves_http(self) -> bool:
@@ -83,6 +87,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 indexes={"gsi1": actions("Query")},
             ),
             memory_mb=512,
+            # unauthenticated until the token is checked: capped, so a flood stays here
+            reserved_concurrency=50,
         ),
         FunctionSpec(
             "heartbeat",
@@ -97,6 +103,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             ),
             # most of the bill: its time is DynamoDB round trips, so more CPU buys little
             memory_mb=256,
+            # protected: 100,000 agents at 60 s are ~1,700 requests/s x ~30 ms = ~50 at once
+            reserved_concurrency=200,
         ),
         FunctionSpec(
             "tasks",
@@ -174,6 +182,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             memory_mb=512,
             timeout_s=29,
             body_limit_bytes=MAX_RELAY_BODY_BYTES,
+            # batches of 500 records for up to 29 s each: capped, so a sync storm cannot starve heartbeats
+            reserved_concurrency=100,
         ),
         FunctionSpec(
             "releases",

@@ -58,7 +58,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 #: What each status means on every route that can answer it.
 PROBLEM_DESCRIPTIONS = {
-    400: "Malformed request: not JSON, nested too deeply, or a bad cursor or filter",
+    400: "Malformed request: not JSON, past a JSON parser limit (nesting, an integer of over 4300 digits, "
+    "an unpaired surrogate escape: json-limit), or a bad cursor or filter",
     401: "Not authenticated: missing or invalid signature or token",
     403: "Authenticated, but not allowed (revoked, or another agent's resource)",
     404: "No such resource (named in the path or the body)",

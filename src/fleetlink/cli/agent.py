@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.agent.app import (
@@ -63,6 +62,7 @@ from fleetlink.cli.render import (
     connection_failure,
     duration,
     err,
+    escape,
     fail,
     first_line,
     out,
@@ -446,7 +446,7 @@ def _relay_rows(health: SyncHealth) -> dict[str, str]:
         "relay queue": f"{health.queue_size} records, {health.bytes_pending} bytes",
         "relay oldest pending": "-" if age is None else duration(int(age * 1000)),
         "relay last success": ago(health.last_success_at),
-        "relay last error": first_line(last_error_text(health), 160),
+        "relay last error": escape(first_line(last_error_text(health), 160)),
         "relay failures in a row": str(health.consecutive_failures),
         "relay dead letters": str(health.dead_letters),
     }

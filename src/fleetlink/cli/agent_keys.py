@@ -14,12 +14,11 @@ from typing import Annotated
 
 import typer
 from cryptography.hazmat.primitives import serialization
-from rich.markup import escape
 
 from fleetlink.agent.identity import IdentityStore, key_alg_of
 from fleetlink.auth.files import write_private_file
 from fleetlink.auth.keys import PrivateKey, generate_private_key, load_private_key, private_key_to_pem
-from fleetlink.cli.render import err, fail, reporting_errors, when
+from fleetlink.cli.render import err, escape, fail, reporting_errors, when
 from fleetlink.core.entities import KeyAlg
 
 StateDirOption = Annotated[

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.installation import Installation, InstallationError
 from fleetlink.agent.systemd import systemd_unit
 from fleetlink.cli.agent import _load_agent, agent_app
-from fleetlink.cli.render import err, fail, out, reporting_errors
+from fleetlink.cli.render import err, escape, fail, out, reporting_errors
 from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.release import node
 

@@ -6,7 +6,6 @@ import getpass
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.systemd import fleetlink_command, systemd_unit, unit_name, unit_path
@@ -14,6 +13,7 @@ from fleetlink.agent.tasks.service import MAX_CONCURRENCY
 from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.render import (
     err,
+    escape,
     out,
     reporting_errors,
 )

@@ -6,7 +6,6 @@ import json
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.agent.db import db_path
@@ -18,6 +17,7 @@ from fleetlink.cli.render import (
     JsonOption,
     OutputFormat,
     OutputOption,
+    escape,
     fail,
     out,
     reporting_errors,

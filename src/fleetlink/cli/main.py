@@ -86,7 +86,8 @@ def _is_loopback(host: str) -> bool:
 
 def _banner(url: str, token: str, where_from: str, data: str) -> None:
     from rich.console import Console
-    from rich.markup import escape
+
+    from fleetlink.cli.render import escape
 
     console = Console(soft_wrap=True, highlight=False)
     # The first line is for programs (and people) waiting for the server: keep it plain.

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from fleetlink.cli.render import fail
+from fleetlink.cli.render import escape, fail
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentSummary
 from fleetlink.core.entities import AgentState

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from typing import Annotated, Generic, Protocol, TypeVar
 
 import typer
-from rich.markup import escape
 
-from fleetlink.cli.render import err
+from fleetlink.cli.render import err, escape
 
 #: The API's largest page.
 MAX_PAGE = 100

@@ -21,7 +21,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.service import RelayService
@@ -34,6 +33,7 @@ from fleetlink.cli.render import (
     OutputOption,
     ago,
     api_failure,
+    escape,
     print_table,
     when,
 )

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
@@ -15,6 +14,7 @@ from fleetlink.cli.render import (
     JsonOption,
     OutputFormat,
     OutputOption,
+    escape,
     format_tags,
     out,
     parse_tags,

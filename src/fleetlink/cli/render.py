@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 import typer
 from pydantic import BaseModel
 from rich.console import Console, JustifyMethod
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.table import Table
 from rich.text import Text
 
@@ -36,6 +37,32 @@ from fleetlink.core.tunnels.model import Health
 #: Width of output that is not a terminal (piped or captured) when COLUMNS is unset: lines are not
 #: wrapped (tables are printed plain there, so nothing is padded to it).
 PIPED_WIDTH = 1000
+
+#: What a terminal could act on: C0 and C1 controls (ESC starts every escape sequence), DEL, and the
+#: invisible format characters that reorder or hide text (bidi overrides, zero-width, BOM).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+#: The same, less line feed and tab: for multi-line text printed as a block (a task's output).
+_CONTROL_IN_BLOCK = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\e"}
+
+
+def _shown(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def visible(text: str, *, block: bool = False) -> str:
+    """``text`` with every control character written out (``ESC`` as ``\\e``, others as ``\\xNN`` or
+    ``\\uNNNN``), so nothing an agent or a user sent can move the cursor, retitle, clear or recolour
+    the terminal, or fake a line; ``block`` keeps line feeds and tabs (multi-line output)."""
+    return (_CONTROL_IN_BLOCK if block else _CONTROL).sub(_shown, text)
+
+
+def escape(text: str, *, block: bool = False) -> str:
+    """The one way a string from an agent or a user goes into table or plain output: control
+    characters made visible (:func:`visible`), then rich markup made inert. ``-o json`` never uses it."""
+    return escape_markup(visible(text, block=block))
+
 
 TagOption = Annotated[list[str] | None, typer.Option("--tag", help="key=value; repeat for more tags")]
 
@@ -303,8 +330,13 @@ def parse_tags(pairs: list[str] | None) -> dict[str, str]:
     return dict(parse_tag(pair) for pair in pairs or [])
 
 
-def format_tags(tags: Mapping[str, str]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(tags.items()))
+def format_tags(tags: Mapping[str, str], requested: Mapping[str, str] | None = None) -> str:
+    """``k=v, ...``; an agent's own requested tags (labels that never authorize) set apart after them."""
+    shown = ", ".join(f"{key}={value}" for key, value in sorted(tags.items()))
+    if requested:
+        labels = ", ".join(f"{key}={value}" for key, value in sorted(requested.items()))
+        shown = f"{shown} (requested: {labels})" if shown else f"(requested: {labels})"
+    return shown
 
 
 def now_ms() -> int:

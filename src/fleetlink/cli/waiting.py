@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from fleetlink.cli.params import format_seconds
-from fleetlink.cli.render import EXECUTION_STYLE, ago, err, out, styled
+from fleetlink.cli.render import EXECUTION_STYLE, ago, err, escape, out, styled, visible
 from fleetlink.contract.agents import AgentSummary
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.entities import Liveness
@@ -102,7 +101,7 @@ def print_result(console: Console, execution: ExecutionSummary, names: Mapping[s
     else:
         console.out(f"== {Text.from_markup(title).plain}", highlight=False)
     if execution.output:
-        console.out(execution.output.rstrip("\n"), highlight=False)
+        console.out(visible(execution.output.rstrip("\n"), block=True), highlight=False)
     if execution.output_truncated:
         total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
         console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")

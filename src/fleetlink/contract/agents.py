@@ -110,7 +110,11 @@ class AgentSummary(DeferredModel):
     last_seen_at: int | None
     reported_status: str | None
     metrics: dict[str, float]
-    tags: dict[str, str]
+    tags: dict[str, str] = Field(description="Tags that authorize: token-granted or operator-set")
+    requested_tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels the agent asked for that its token did not grant; they never authorize",
+    )
     capabilities: list[str]
     agent_version: str | None
     fingerprint: str

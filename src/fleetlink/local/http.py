@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from fleetlink.api.security_headers import add_security_headers
 from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
 
 #: Lambda's synchronous invocation payload limit; the handlers enforce the per-route limits below it.
@@ -43,8 +44,8 @@ def problem_response(
 ) -> HttpResponse:
     """An RFC 9457 problem produced by the dev server itself (as API Gateway would answer)."""
     document = problem_document(status, code, detail, instance=instance)
-    pairs = [("Content-Type", PROBLEM_CONTENT_TYPE), *(headers or {}).items()]
-    return HttpResponse(status, pairs, json.dumps(document).encode())
+    answer = add_security_headers({"headers": {"Content-Type": PROBLEM_CONTENT_TYPE, **(headers or {})}})
+    return HttpResponse(status, list(answer["headers"].items()), json.dumps(document).encode())
 
 
 def lambda_response(result: Any) -> HttpResponse:

@@ -270,6 +270,32 @@ def test_a_collection_restricted_to_a_tag_refuses_other_agents(
     assert query(api, other, collection="secret").status == 200
 
 
+def test_a_self_assigned_tag_meets_no_read_policy(api: Api, node: Machine, clock: FixedClock) -> None:
+    # Given a collection only agents tagged team=x may read
+    statuses(batch(api, node, [rec("k", hlc(clock), 1, collection="secret")]))
+    api.operator(FN, "PUT", "/v1/relay/collections/secret", {"readers": {"tag": {"team": "x"}}})
+    # And an agent registered with a token that grants no tags, asking for team=x itself
+    asker = Machine("asker")
+    assert api.register(asker, api.mint_token(), asker.register_body(tags={"team": "x"})).status == 201
+    # When it queries the collection / Then 403: what it asked for is a label, not a grant
+    refused = query(api, asker, collection="secret")
+    assert (refused.status, refused.problem_code()) == (403, "collection-restricted")
+    shown = api.operator("operator", "GET", f"/v1/agents/{asker.agent_id}").json
+    assert (shown["tags"], shown["requested_tags"]) == ({}, {"team": "x"})
+    # And once an operator sets the tag, it authorizes
+    api.operator("operator", "PUT", f"/v1/agents/{asker.agent_id}/tags", {"tags": {"team": "x"}})
+    assert query(api, asker, collection="secret").status == 200
+
+
+def test_a_token_granted_tag_meets_the_read_policy(api: Api, clock: FixedClock) -> None:
+    # Given a collection restricted to team=x and an agent whose token grants team=x
+    granted = Machine("granted")
+    assert api.register(granted, api.mint_token(tags={"team": "x"})).status == 201
+    api.operator(FN, "PUT", "/v1/relay/collections/secret", {"readers": {"tag": {"team": "x"}}})
+    # When it queries / Then it reads
+    assert query(api, granted, collection="secret").status == 200
+
+
 def test_operators_see_each_nodes_sync_state(api: Api, node: Machine, clock: FixedClock) -> None:
     # Given a node that wrote two keys, deleted one, resent one and sent one stale record
     a1, b1 = rec("a", hlc(clock, 1), 1), rec("b", hlc(clock, 2), 2)

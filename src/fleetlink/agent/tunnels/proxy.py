@@ -14,10 +14,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
+import logging
+import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
+from http import HTTPStatus
 
+from fleetlink.agent.tunnels.strict_http import (
+    BadRequest,
+    Head,
+    normalise_target,
+    parse_request,
+    parse_response,
+)
 from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
 from fleetlink.contract.tunnels import split_host_port
 
@@ -39,14 +50,13 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
     }
 )
-_TOKEN = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _NO_BODY_STATUS = frozenset({204, 304})
+#: Request headers the proxy rewrites; a head without any keeps its header block byte for byte.
+_REWRITTEN = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+#: Refusals inside this many seconds of the last logged one are counted, not logged again.
+REFUSAL_LOG_BURST_S = 60.0
 
-
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,11 +66,12 @@ class Route:
     port: int
     priority: int = 0
 
+    @cached_property
+    def _stem(self) -> str:
+        return self.prefix if self.prefix.endswith("/") else self.prefix + "/"
+
     def matches(self, path: str) -> bool:
-        if self.prefix == "/" or path == self.prefix:
-            return True
-        stem = self.prefix if self.prefix.endswith("/") else self.prefix + "/"
-        return path.startswith(stem)
+        return self.prefix == "/" or path == self.prefix or path.startswith(self._stem)
 
 
 class RouteTable:
@@ -79,42 +90,7 @@ class RouteTable:
         return sorted({(r.host, r.port) for r in [self.default, *self.routes]})
 
 
-@dataclass
-class _Message:
-    start: list[bytes]
-    headers: list[tuple[bytes, bytes]]
-    #: Values by lower-case name, built once: a request looks several headers up.
-    _by_name: dict[bytes, list[bytes]] = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self._by_name = {}
-        for k, v in self.headers:
-            self._by_name.setdefault(k.lower(), []).append(v)
-
-    def values(self, name: bytes) -> list[bytes]:
-        return self._by_name.get(name, [])
-
-    def tokens(self, name: bytes) -> set[bytes]:
-        return {t.strip().lower() for v in self.values(name) for t in v.split(b",") if t.strip()}
-
-
-def parse_head(head: bytes, *, request: bool) -> _Message:
-    lines = head[:-4].split(b"\r\n")
-    start = lines[0].split(b" ", 2)
-    if request and (len(start) != 3 or not start[2].startswith(b"HTTP/1.")):
-        raise BadRequest(400, "bad-request-line", "the request line is not METHOD target HTTP/1.x")
-    if not request and (len(start) < 2 or not start[0].startswith(b"HTTP/1.") or not start[1].isdigit()):
-        raise BadRequest(502, "bad-upstream-response", "the target's answer is not HTTP/1.x")
-    headers: list[tuple[bytes, bytes]] = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.match(name):
-            raise BadRequest(400, "bad-header", "a header line is malformed")
-        headers.append((name, value.strip()))
-    return _Message(start, headers)
-
-
-def _body_framing(message: _Message) -> tuple[str, int]:
+def _body_framing(message: Head) -> tuple[str, int]:
     """("length", n) | ("chunked", 0) | ("none", 0) for a request."""
     te = message.tokens(b"transfer-encoding")
     lengths = {v.strip() for v in message.values(b"content-length")}
@@ -282,7 +258,11 @@ class TcpForwarder(_Server):
 
 
 class HttpProxy(_Server):
-    """Path-prefix HTTP reverse proxy; ``table`` may be swapped while it runs."""
+    """Path-prefix HTTP reverse proxy; ``table`` may be swapped while it runs.
+
+    ``refused`` counts the requests it refused, by problem code (its provider reports them with
+    its health); the first refusal of a burst is logged, the rest of the burst only counted.
+    """
 
     def __init__(
         self,
@@ -297,7 +277,9 @@ class HttpProxy(_Server):
         self.table = table
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
+        self.refused: Counter[str] = Counter()
         self._idle: dict[tuple[str, int], list[Conn]] = {}
+        self._refusal_logged_at = -REFUSAL_LOG_BURST_S
 
     async def stop(self) -> None:
         await super().stop()
@@ -323,74 +305,104 @@ class HttpProxy(_Server):
         else:
             _close(conn[1])
 
+    def _refuse(self, writer: asyncio.StreamWriter, status: int, code: str, detail: str) -> None:
+        """Answer a problem and close; a refusal of the client's request (4xx) is counted."""
+        writer.write(problem_response(status, code, HTTPStatus(status).phrase, detail))
+        if status >= 500 and status != 505:
+            return
+        self.refused[code] += 1
+        now = time.monotonic()
+        if now - self._refusal_logged_at >= REFUSAL_LOG_BURST_S:
+            self._refusal_logged_at = now
+            logger.warning(
+                "tunnel proxy on port %s refused a request (%s: %s); %d refused since it started",
+                self.port,
+                code,
+                detail,
+                self.refused.total(),
+            )
+
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        client_ip = str(peer[0]) if peer else "unknown"
+        client_ip = (str(peer[0]) if peer else "unknown").encode()
         while True:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:
                 return
             except asyncio.LimitOverrunError:
-                writer.write(
-                    problem_response(
-                        431,
-                        "headers-too-large",
-                        "Request Header Fields Too Large",
-                        f"the request head is over {HEAD_LIMIT} bytes",
-                    )
-                )
+                self._refuse(writer, 431, "headers-too-large", f"the request head is over {HEAD_LIMIT} bytes")
                 await writer.drain()
                 return
             try:
-                keep = await self._exchange(parse_head(head, request=True), reader, writer, client_ip)
+                request = parse_request(head)
+                target, path = normalise_target(request.target, self.table.pick)
+                keep = await self._exchange(request, target, self.table.pick(path), reader, writer, client_ip)
             except BadRequest as error:
-                writer.write(problem_response(error.status, error.code, "Bad Request", error.detail))
+                self._refuse(writer, error.status, error.code, error.detail)
                 await writer.drain()
                 return
             if not keep:
                 return
 
-    def _upstream_head(self, request: _Message, upgrade: bytes | None, framing: str, client_ip: str) -> bytes:
-        method, target, _ = request.start
-        drop = HOP_BY_HOP | request.tokens(b"connection")
-        lines = [method + b" " + target + b" HTTP/1.1"]
+    @staticmethod
+    def _upstream_head(
+        request: Head, target: bytes, upgrade: bytes | None, framing: str, client_ip: bytes
+    ) -> bytes:
+        start = request.method + b" " + target + b" HTTP/1.1\r\n"
+        if upgrade is None and framing != "chunked" and request.by_name.keys().isdisjoint(_REWRITTEN):
+            # the common case: the client's (validated) header block as is, then the forwarding headers
+            block = request.raw[request.raw.index(b"\r\n") + 2 : -2]
+            host = request.by_name[b"host"][0]
+            return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
+                start,
+                block,
+                client_ip,
+                host,
+            )
+        connection = request.tokens(b"connection")
+        drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
+        lines = [start[:-2]]
         lines += [
             k + b": " + v
             for k, v in request.headers
-            if k.lower() not in drop and k.lower() != b"x-forwarded-for"
+            if (lk := k.lower()) not in drop and lk != b"x-forwarded-for"
         ]
-        forwarded_for = b", ".join([*request.values(b"x-forwarded-for"), client_ip.encode()])
-        lines.append(b"x-forwarded-for: " + forwarded_for)
+        lines.append(b"x-forwarded-for: " + b", ".join([*request.values(b"x-forwarded-for"), client_ip]))
         if not request.values(b"x-forwarded-proto"):
             lines.append(b"x-forwarded-proto: http")
-        if not request.values(b"x-forwarded-host") and request.values(b"host"):
+        if not request.values(b"x-forwarded-host"):
             lines.append(b"x-forwarded-host: " + request.values(b"host")[0])
         if framing == "chunked":
             lines.append(b"transfer-encoding: chunked")
         if upgrade is not None:
             lines += [b"connection: upgrade", b"upgrade: " + upgrade]
-        return b"\r\n".join(lines) + b"\r\n\r\n"
+        lines.append(b"\r\n")
+        return b"\r\n".join(lines)
 
     async def _exchange(
-        self, request: _Message, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client_ip: str
+        self,
+        request: Head,
+        target: bytes,
+        route: Route,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        client_ip: bytes,
     ) -> bool:
-        method, target, version = request.start
-        path = target.split(b"?", 1)[0].decode("latin-1")
-        route = self.table.pick(path if path.startswith("/") else "/")
         framing, length = _body_framing(request)
-        client_close = b"close" in request.tokens(b"connection") or (
-            version == b"HTTP/1.0" and b"keep-alive" not in request.tokens(b"connection")
+        connection = request.tokens(b"connection")
+        client_close = b"close" in connection or (
+            request.version == b"HTTP/1.0" and b"keep-alive" not in connection
         )
         upgrade = (
             request.values(b"upgrade")[0]
-            if (b"upgrade" in request.tokens(b"connection") and request.values(b"upgrade"))
+            if (b"upgrade" in connection and request.values(b"upgrade"))
             else None
         )
-        head_out = self._upstream_head(request, upgrade, framing, client_ip)
+        head_out = self._upstream_head(request, target, upgrade, framing, client_ip)
         where = f"{route.host}:{route.port}" + (f" (route {route.prefix})" if route.prefix != "/" else "")
 
-        response: _Message | None = None
+        response: Head | None = None
         upstream: Conn | None = None
         for attempt in range(2):
             try:
@@ -440,10 +452,13 @@ class HttpProxy(_Server):
                 )
                 await writer.drain()
                 return False
+            except BadRequest:
+                _close(up_writer)
+                raise
         assert response is not None
         assert upstream is not None
         up_reader, up_writer = upstream
-        status = int(response.start[1])
+        status = response.status
 
         if status == 101 and upgrade is not None:
             writer.write(self._client_head(response, "upgrade", close=False))
@@ -451,7 +466,7 @@ class HttpProxy(_Server):
             await splice((reader, writer), upstream)
             return False
 
-        if method == b"HEAD" or status in _NO_BODY_STATUS:
+        if request.method == b"HEAD" or status in _NO_BODY_STATUS:
             body = "none"
         elif b"chunked" in response.tokens(b"transfer-encoding"):
             body = "chunked"
@@ -486,25 +501,27 @@ class HttpProxy(_Server):
             _close(up_writer)
         return not close
 
-    async def _read_response(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Message:
+    async def _read_response(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Head:
         """The target's final (or 101) response head; 1xx interim answers go to the client as they come."""
         while True:
             # asyncio.timeout, not wait_for: no task per request on the hot path.
             async with asyncio.timeout(self.response_timeout):
                 head = await up_reader.readuntil(b"\r\n\r\n")
-            response = parse_head(head, request=False)
-            status = int(response.start[1])
-            if 100 <= status < 200 and status != 101:
+            response = parse_response(head)
+            if 100 <= response.status < 200 and response.status != 101:
                 writer.write(head)
                 await writer.drain()
                 continue
             return response
 
     @staticmethod
-    def _client_head(response: _Message, body: str, *, close: bool) -> bytes:
-        drop = HOP_BY_HOP | response.tokens(b"connection")
-        start = b" ".join(response.start)
-        lines = [b"HTTP/1.1 " + start.split(b" ", 1)[1]]
+    def _client_head(response: Head, body: str, *, close: bool) -> bytes:
+        plain = body == "length" and not close and response.version == b"HTTP/1.1"
+        if plain and response.by_name.keys().isdisjoint(HOP_BY_HOP):
+            return response.raw  # nothing to drop or add: the target's (validated) head as is
+        connection = response.tokens(b"connection")
+        drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
+        lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason)]
         lines += [k + b": " + v for k, v in response.headers if k.lower() not in drop]
         if body == "chunked":
             lines.append(b"transfer-encoding: chunked")
@@ -515,4 +532,5 @@ class HttpProxy(_Server):
             ]
         elif close:
             lines.append(b"connection: close")
-        return b"\r\n".join(lines) + b"\r\n\r\n"
+        lines.append(b"\r\n")
+        return b"\r\n".join(lines)

@@ -399,6 +399,10 @@ class Reconciler:
             for tunnel_id in list(self.running):
                 await self._stop(tunnel_id, "agent stopping")
 
+    def refused_requests(self) -> int:
+        """Requests the running built-in proxies refused (malformed or ambiguous), in all."""
+        return sum(getattr(e.provider, "refused_requests", 0) for e in self.running.values() if e.provider)
+
     def summary(self) -> dict[str, int]:
         live = [e for e in self.running.values() if e.provider is not None]
         return {

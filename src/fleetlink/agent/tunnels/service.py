@@ -139,6 +139,7 @@ class TunnelsService(BaseService):
             "tunnels_up": float(sum(1 for t in tunnels if t.status.health is Health.UP)),
             "tunnels_running": float(self.reconciler.summary()["running"]),
             "tunnels_outbox": float(self.store.outbox_size()),
+            "tunnels_refused": float(self.reconciler.refused_requests()),
         }
 
     def stop(self, *, urgent: bool = False) -> None:

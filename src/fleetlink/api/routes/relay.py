@@ -7,6 +7,7 @@ form of ``/relay/query`` is a route of its own; same body, same answer, no read 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -29,6 +30,7 @@ from fleetlink.contract.relay import (
     query_record,
     record_result,
 )
+from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.errors import NotFound
 from fleetlink.core.relay.ports import RecordQuery
 from fleetlink.core.relay.records import COLLECTION_PATTERN
@@ -63,7 +65,7 @@ def batch(request: Annotated[BatchRequest, Body()]) -> BatchAnswer:
     return BatchAnswer(results=_apply(request.records))
 
 
-def _query(request: QueryRequest, reader_tags: dict[str, str] | None) -> QueryAnswer:
+def _query(request: QueryRequest, reader_tags: Mapping[str, str] | None) -> QueryAnswer:
     query = RecordQuery(**request.model_dump())
     page = get_deps().record_service.query(query, reader_tags=reader_tags)
     return QueryAnswer(records=[query_record(item) for item in page.items], cursor=page.cursor)
@@ -71,7 +73,7 @@ def _query(request: QueryRequest, reader_tags: dict[str, str] | None) -> QueryAn
 
 @router.post("/relay/query", summary="Records of any node, as the collection's read policy allows", **AGENT)
 def agent_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
-    return _query(request, security.calling_agent(router).tags)
+    return _query(request, authorizing_tags(security.calling_agent(router)))
 
 
 @router.post("/relay/records/query", summary="Records of any node (operators)", **OPERATOR)

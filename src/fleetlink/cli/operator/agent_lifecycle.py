@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.operator.agents import agents_app
-from fleetlink.cli.render import CallContext, err, fail, out, reporting_errors, when
+from fleetlink.cli.render import CallContext, err, escape, fail, out, reporting_errors, when
 from fleetlink.client.http import follow_pages, query_params, segment
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentList, AgentSummary

@@ -6,7 +6,6 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.names import AgentArgument, resolve_agent, warn_duplicates
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
@@ -23,6 +22,7 @@ from fleetlink.cli.render import (
     ago,
     duration,
     err,
+    escape,
     fail,
     format_tags,
     now_ms,
@@ -108,7 +108,7 @@ def list_agents(
             styled(agent.liveness.value, LIVENESS_STYLE),
             escape(agent.agent_version or "-"),
             ago(agent.last_seen_at, now),
-            escape(format_tags(agent.tags)),
+            escape(format_tags(agent.tags, agent.requested_tags)),
             relay_lag(agent.metrics),
         ]
         for agent in agents
@@ -143,7 +143,7 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
         "last seen": ago(agent.last_seen_at) if agent.last_seen_at else "never",
         "reported status": escape(agent.reported_status or "-"),
         "metrics": metrics or "-",
-        "tags": escape(format_tags(agent.tags)) or "-",
+        "tags": escape(format_tags(agent.tags, agent.requested_tags)) or "-",
         "capabilities": escape(", ".join(agent.capabilities)) or "-",
         "agent version": escape(agent.agent_version or "-"),
         "key alg": agent.key_alg.value,

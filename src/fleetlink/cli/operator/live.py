@@ -7,7 +7,6 @@ import json
 from collections.abc import Mapping
 
 from rich.console import Group
-from rich.markup import escape
 from rich.table import Table
 
 from fleetlink.cli.render import (
@@ -16,6 +15,7 @@ from fleetlink.cli.render import (
     Column,
     count_line,
     duration,
+    escape,
     first_line,
     now_ms,
     out,

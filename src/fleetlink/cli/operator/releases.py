@@ -10,7 +10,6 @@ from typing import Annotated
 import httpx
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
@@ -20,6 +19,7 @@ from fleetlink.cli.render import (
     OutputFormat,
     OutputOption,
     err,
+    escape,
     fail,
     out,
     print_json,

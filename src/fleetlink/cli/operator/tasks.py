@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.live import Live
-from rich.markup import escape
 
 from fleetlink.cli.names import AllMatchingOption
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
@@ -36,6 +35,7 @@ from fleetlink.cli.render import (
     ago,
     count_line,
     err,
+    escape,
     first_line,
     now_ms,
     out,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
@@ -18,6 +17,7 @@ from fleetlink.cli.render import (
     OutputOption,
     TagOption,
     err,
+    escape,
     format_tags,
     now_ms,
     out,

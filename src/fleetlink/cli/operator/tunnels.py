@@ -9,7 +9,6 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
 from fleetlink.cli.names import AgentArgument, resolve_agent
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
@@ -22,6 +21,7 @@ from fleetlink.cli.render import (
     OutputOption,
     ago,
     err,
+    escape,
     now_ms,
     print_details,
     print_table,

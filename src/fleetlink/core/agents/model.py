@@ -32,7 +32,11 @@ class Agent(DeferredModel):
     public_key: str
     encryption_public_key: str | None = None
     hardware: Hardware
+    #: Tags that authorize: granted by the registration token or set by an operator.
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Tags the agent asked for that its token did not grant: labels, never authorizing
+    #: (``fleetlink.core.agents.authorizing_tags``). Absent on items stored before the split.
+    requested_tags: dict[str, str] = Field(default_factory=dict)
     capabilities: list[str] = Field(default_factory=list)
     agent_version: str | None = None
     state: AgentState = AgentState.ACTIVE

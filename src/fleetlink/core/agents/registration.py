@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleetlink.core.agents.authorizing_tags import registration_tags
 from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
 from fleetlink.core.agents.model import (
     Agent,
@@ -29,14 +30,13 @@ from fleetlink.core.agents.tokens import (
     secret_matches,
 )
 from fleetlink.core.clock import Clock
-from fleetlink.core.entities import MAX_TAGS, AgentState, AuditRecord, KeyAlg, Page
+from fleetlink.core.entities import AgentState, AuditRecord, KeyAlg, Page
 from fleetlink.core.errors import (
     Conflict,
     Forbidden,
     NotFound,
     TokenUnusable,
     Unauthenticated,
-    Unprocessable,
 )
 from fleetlink.core.ids import IdPrefix, new_id
 
@@ -163,20 +163,7 @@ class RegistrationService:
         if token.purpose is TokenPurpose.RECOVERY:
             return self._recover(command, token)
         now = self._clock.now_ms()
-        conflicts = sorted(k for k, v in command.tags.items() if k in token.tags and token.tags[k] != v)
-        if conflicts:
-            named = ", ".join(f"{k}={token.tags[k]!r}" for k in conflicts)
-            raise Unprocessable(
-                f"the registration token sets tag {named}: the agent may not ask otherwise",
-                code="token-tag-conflict",
-                tags=conflicts,
-            )
-        tags = {**command.tags, **token.tags}
-        if len(tags) > MAX_TAGS:
-            raise Unprocessable(
-                f"the token's and the agent's tags together are {len(tags)}; at most {MAX_TAGS}",
-                code="too-many-tags",
-            )
+        tags, requested_tags = registration_tags(token.tags, command.tags)
         agent_id = new_id(IdPrefix.AGENT, now)
         hostname = command.hardware.hostname.split(".")[0].lower()
         agent = Agent(
@@ -188,6 +175,7 @@ class RegistrationService:
             encryption_public_key=command.encryption_public_key,
             hardware=command.hardware,
             tags=tags,
+            requested_tags=requested_tags,
             capabilities=command.capabilities,
             agent_version=command.agent_version,
             registered_at=now,

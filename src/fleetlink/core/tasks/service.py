@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleetlink.core.access import Caller, require_own
+from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.agents.model import Agent
 from fleetlink.core.agents.ports import AgentRepository
 from fleetlink.core.clock import Clock
@@ -157,7 +158,9 @@ class TaskService:
         while True:
             page = self._agents.list_views(state=AgentState.ACTIVE, tag=first, limit=100, cursor=cursor)
             matched += [
-                v.agent for v in page.items if all(v.agent.tags.get(k) == val for k, val in tags.items())
+                v.agent
+                for v in page.items
+                if all(authorizing_tags(v.agent).get(k) == val for k, val in tags.items())
             ]
             if len(matched) > MAX_EXECUTIONS_PER_TASK or page.cursor is None:
                 return matched

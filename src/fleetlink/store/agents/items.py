@@ -59,6 +59,7 @@ class AgentProfileItem(TableItem, discriminator="agent"):
     encryption_public_key = UnicodeAttribute(null=True)
     hardware: MapAttribute[str, Any] = MapAttribute()
     tags: MapAttribute[str, Any] = MapAttribute(default=dict)
+    requested_tags: MapAttribute[str, Any] = MapAttribute(default=dict)
     capabilities = ListAttribute(of=UnicodeAttribute, default=list)
     agent_version = UnicodeAttribute(null=True)
     state = UnicodeAttribute()

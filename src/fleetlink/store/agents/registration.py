@@ -5,6 +5,7 @@ from __future__ import annotations
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import TransactWriteError
 
+from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.agents.model import Agent, RegistrationEvent, RegistrationToken
 from fleetlink.core.agents.ports import TokenUse
 from fleetlink.core.entities import AgentState, AuditRecord, Page
@@ -104,7 +105,7 @@ class DynamoRegistrationStore:
                 tx.save(_event_item(event))
                 for evidence in _evidence(agent):
                     tx.save(evidence)
-                for member in _tag_members(agent.agent_id, agent.tags.items()):
+                for member in _tag_members(agent.agent_id, authorizing_tags(agent).items()):
                     tx.save(member)
         except TransactWriteError as error:
             if failed_conditions(error):

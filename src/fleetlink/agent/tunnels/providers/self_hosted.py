@@ -105,6 +105,11 @@ class SelfHostedProvider:
         )
 
     @property
+    def refused_requests(self) -> int:
+        """Requests the proxy refused since it started (by code in ``server.refused``)."""
+        return self.server.refused.total() if isinstance(self.server, HttpProxy) else 0
+
+    @property
     def scheme(self) -> str:
         return "tcp" if self.context.spec.mode is Mode.TCP else "http"
 

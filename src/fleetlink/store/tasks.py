@@ -33,6 +33,7 @@ from fleetlink.core.tasks.model import (
     TaskProgress,
     TaskState,
 )
+from fleetlink.core.tasks.output import closed_attempt
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import cancel, execution_of
 from fleetlink.store import contention, keys
@@ -41,6 +42,7 @@ from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import translate
 from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
+from fleetlink.store.task_output import attempt_item
 
 # --- items ---------------------------------------------------------------------------------
 
@@ -168,7 +170,11 @@ class ExecutionItem(TableItem, discriminator="execution"):
     output = UnicodeAttribute(null=True)
     output_truncated = BooleanAttribute(default=False)
     output_bytes = NumberAttribute(null=True)
+    stderr = UnicodeAttribute(null=True)
+    stderr_truncated = BooleanAttribute(default=False)
+    stderr_bytes = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    result_status = UnicodeAttribute(null=True)
     result_attempt = NumberAttribute(null=True)
     result_digest = UnicodeAttribute(null=True)
     version = VersionAttribute()
@@ -503,11 +509,14 @@ class DynamoTaskRepository:
         item = self._execution_item(after, version=before.version)
         slot = _slot_change(before, after)
         closes = after.status.terminal and not before.status.terminal
+        ended = closed_attempt(before, after)
         try:
-            if slot or closes:
+            if slot or closes or ended:
                 # one transaction: a resend of it (same ClientRequestToken) is applied once
                 with transaction() as tx:
                     tx.save(item)
+                    if ended is not None:  # kept apart, so a retry never overwrites it
+                        tx.save(attempt_item(ended, after.updated_at // 1000 + self._retention_s))
                     if slot:
                         slots = TaskSlotsItem(keys.task_pk(after.task_id), keys.TASK_SLOTS_SK)
                         room = TaskSlotsItem.active < TaskSlotsItem.limit if slot > 0 else None

@@ -32,11 +32,13 @@ from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
     Control,
+    OutputCollector,
     is_our_group,
     kill_group,
     run_in_group,
     signal_name,
 )
+from fleetlink.agent.tasks.output import LIVE_CAP_BYTES, OutputApi, OutputStreamer
 from fleetlink.agent.tasks.store import (
     AgentStore,
     ExecutionRecord,
@@ -48,6 +50,7 @@ from fleetlink.agent.tasks.store import (
 )
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
+from fleetlink.core.tasks.output import INLINE_HEAD_BYTES, head_and_tail
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,9 @@ DEFAULT_CONCURRENCY = 4
 MAX_CONCURRENCY = 100
 #: The server hands out at most this many executions per claim.
 CLAIM_BATCH = 10
-#: Output kept locally per execution; the rest is counted and drained.
-OUTPUT_CAP_BYTES = 256 * 1024
+#: Output kept locally per stream of an execution: this much of its start and of its end (the rest
+#: is counted, and streamed live while it runs).
+OUTPUT_CAP_BYTES = INLINE_HEAD_BYTES
 #: Output sent with a result (the server keeps 16 KiB of it inline).
 SEND_OUTPUT_BYTES = 64 * 1024
 MAX_ERROR_CHARS = 4096
@@ -94,6 +98,9 @@ class TasksApi(Protocol):
         output_truncated: bool = False,
         output_bytes: int | None = None,
         error: str | None = None,
+        stderr: str | None = None,
+        stderr_truncated: bool = False,
+        stderr_bytes: int | None = None,
     ) -> ResultRecorded: ...
 
 
@@ -165,10 +172,8 @@ class Outcome:
     output: bytes = b""
     output_bytes: int = 0
     error: str | None = None
-
-    @property
-    def truncated(self) -> bool:
-        return self.output_bytes > len(self.output)
+    stderr: bytes = b""
+    stderr_bytes: int = 0
 
 
 def run_shell(
@@ -177,6 +182,7 @@ def run_shell(
     control: Control,
     *,
     on_start: Callable[[int], None] = lambda pid: None,
+    on_output: Callable[[OutputCollector, OutputCollector], None] = lambda stdout, stderr: None,
     env: Mapping[str, str] | None = None,
     output_cap: int = OUTPUT_CAP_BYTES,
     kill_grace_s: float = KILL_GRACE_S,
@@ -188,21 +194,27 @@ def run_shell(
         control,
         output_cap=output_cap,
         on_start=on_start,
+        on_output=on_output,
+        live_cap=LIVE_CAP_BYTES,
         env=env,
         kill_grace_s=kill_grace_s,
     )
-    kept, total, code = run.output, run.output_bytes, run.returncode
+    code = run.returncode
+
+    def ended(status: ResultStatus, exit_code: int | None, error: str | None = None) -> Outcome:
+        return Outcome(status, exit_code, run.output, run.output_bytes, error, run.stderr, run.stderr_bytes)
+
     if run.timed_out:
-        return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
+        return ended(ResultStatus.TIMED_OUT, None, f"timed out after {timeout_s:g} s")
     if control.stop_reason is not None and not (run.exited and code == 0):
-        return Outcome(ResultStatus.FAILED, None, kept, total, control.stop_reason)
+        return ended(ResultStatus.FAILED, None, control.stop_reason)
     if code is None:
-        return Outcome(ResultStatus.FAILED, None, kept, total, f"process {run.pid} did not die after SIGKILL")
+        return ended(ResultStatus.FAILED, None, f"process {run.pid} did not die after SIGKILL")
     if code == 0:
-        return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
+        return ended(ResultStatus.SUCCEEDED, 0)
     if code < 0:
-        return Outcome(ResultStatus.FAILED, 128 - code, kept, total, f"killed by {signal_name(-code)}")
-    return Outcome(ResultStatus.FAILED, code, kept, total)
+        return ended(ResultStatus.FAILED, 128 - code, f"killed by {signal_name(-code)}")
+    return ended(ResultStatus.FAILED, code)
 
 
 def run_handler(
@@ -242,7 +254,8 @@ def run_handler(
     except (TypeError, ValueError) as exc:
         return Outcome(ResultStatus.FAILED, error=f"the handler's result is not JSON: {exc}")
     data = text.encode()
-    return Outcome(ResultStatus.SUCCEEDED, output=data[:output_cap], output_bytes=len(data))
+    kept = data if len(data) <= 2 * output_cap else data[:output_cap] + data[-output_cap:]
+    return Outcome(ResultStatus.SUCCEEDED, output=kept, output_bytes=len(data))
 
 
 def clip_utf8(text: str, limit: int) -> tuple[str, bool]:
@@ -294,6 +307,7 @@ class TasksService(BaseService):
         kill_grace_s: float = KILL_GRACE_S,
         stop_grace_s: float = 30.0,
         clock: Callable[[], int] = now_ms,
+        stream_output: bool = True,
     ) -> None:
         super().__init__()
         if not agent_id:
@@ -310,6 +324,7 @@ class TasksService(BaseService):
         self._output_cap = output_cap
         self._send_output_bytes = send_output_bytes
         self._kill_grace_s = kill_grace_s
+        self._stream_output = stream_output
         self._stop_grace_s = stop_grace_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -490,19 +505,20 @@ class TasksService(BaseService):
                 self._emit("started", record, f"pid {pid}")
                 self.on_started()
 
-            return run_shell(
-                record.command or "",
-                record.timeout_seconds,
-                control,
-                on_start=started,
-                env={
-                    "FLEETLINK_EXECUTION_ID": record.execution_id,
-                    "FLEETLINK_TASK_ID": record.task_id,
-                    "FLEETLINK_ATTEMPT": str(record.attempt),
-                },
-                output_cap=self._output_cap,
-                kill_grace_s=self._kill_grace_s,
-            )
+            streamers: list[OutputStreamer] = []
+
+            def stream(stdout: OutputCollector, stderr: OutputCollector) -> None:
+                if isinstance(self.client, OutputApi) and self._stream_output:
+                    sources = {"stdout": stdout, "stderr": stderr}
+                    streamers.append(
+                        OutputStreamer(self.client, record.execution_id, record.attempt, sources).start()
+                    )
+
+            try:
+                return self._run_shell(record, control, started, stream)
+            finally:
+                for streamer in streamers:  # the last new output, before the result is recorded
+                    streamer.close()
         handler = self.registry.get(record.type)
         if handler is None:  # checked before the worker started; kept for safety
             return Outcome(ResultStatus.FAILED, error=f"no handler for task type {record.type}")
@@ -515,17 +531,44 @@ class TasksService(BaseService):
             handler, dict(record.input or {}), record.timeout_seconds, control, output_cap=self._output_cap
         )
 
+    def _run_shell(
+        self,
+        record: ExecutionRecord,
+        control: Control,
+        started: Callable[[int], None],
+        stream: Callable[[OutputCollector, OutputCollector], None],
+    ) -> Outcome:
+        return run_shell(
+            record.command or "",
+            record.timeout_seconds,
+            control,
+            on_start=started,
+            on_output=stream,
+            env={
+                "FLEETLINK_EXECUTION_ID": record.execution_id,
+                "FLEETLINK_TASK_ID": record.task_id,
+                "FLEETLINK_ATTEMPT": str(record.attempt),
+            },
+            output_cap=self._output_cap,
+            kill_grace_s=self._kill_grace_s,
+        )
+
     def _finish(self, record: ExecutionRecord, outcome: Outcome, *, started_at: int) -> None:
         error = outcome.error[:MAX_ERROR_CHARS] if outcome.error else None
+        output, output_truncated, output_bytes = head_and_tail(outcome.output, outcome.output_bytes)
+        stderr, stderr_truncated, stderr_bytes = head_and_tail(outcome.stderr, outcome.stderr_bytes)
         result = ExecutionResult(
             status=outcome.status,
             started_at=started_at,
             finished_at=self._clock(),
             exit_code=outcome.exit_code,
-            output=outcome.output.decode("utf-8", errors="replace"),
-            output_truncated=outcome.truncated,
-            output_bytes=outcome.output_bytes,
+            output=output,
+            output_truncated=output_truncated,
+            output_bytes=output_bytes,
             error=error,
+            stderr=stderr,
+            stderr_truncated=stderr_truncated,
+            stderr_bytes=stderr_bytes,
         )
         finished = self.store.record_finished(record.execution_id, record.attempt, result)
         self._emit("finished", finished, error or "")
@@ -575,6 +618,19 @@ class TasksService(BaseService):
             "output_truncated": truncated,
             "output_bytes": (result.output_bytes or len(result.output.encode())) if truncated else None,
             "error": result.error,
+            **self._stderr_body(result),
+        }
+
+    def _stderr_body(self, result: ExecutionResult) -> dict[str, Any]:
+        """stderr as sent (only when there is some: a result without it reads as before)."""
+        stderr, clipped = clip_utf8(result.stderr, self._send_output_bytes)
+        if not stderr:
+            return {}
+        truncated = clipped or result.stderr_truncated
+        return {
+            "stderr": stderr,
+            "stderr_truncated": truncated,
+            "stderr_bytes": (result.stderr_bytes or len(result.stderr.encode())) if truncated else None,
         }
 
     # --- stopping ---

@@ -54,7 +54,7 @@ from fleetlink.contract.tunnels import (
     TunnelList,
 )
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
-from fleetlink.core.tasks.output import ChunkAck
+from fleetlink.core.tasks.output import AttemptList, ChunkAck, OutputPage
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -618,6 +618,17 @@ class OperatorClient(_ApiClient):
     def get_task(self, task_id: str) -> TaskDetail:
         """A task with a summary of its execution on every agent."""
         return self._call(TaskDetail, "GET", f"/tasks/{_segment(task_id)}")
+
+    def execution_output(
+        self, execution_id: str, *, after: int = 0, attempt: int | None = None, limit: int | None = None
+    ) -> OutputPage:
+        """An attempt's live output chunks after ``after`` (the current attempt unless named)."""
+        params = _query(after=after, attempt=attempt, limit=limit)
+        return self._call(OutputPage, "GET", f"/executions/{_segment(execution_id)}/output", params=params)
+
+    def execution_attempts(self, execution_id: str) -> AttemptList:
+        """Every attempt of an execution: status, exit code, times, stdout and stderr (head and tail)."""
+        return self._call(AttemptList, "GET", f"/executions/{_segment(execution_id)}/attempts")
 
     def list_tasks(
         self, state: str | None = None, limit: int | None = None, cursor: str | None = None

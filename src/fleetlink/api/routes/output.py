@@ -6,19 +6,17 @@ from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import Field
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import RouteAccess
-from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks.model import ExecutionStatus
 from fleetlink.core.tasks.output import (
     MAX_SEQ,
     READ_LIMIT,
     AppendOutput,
     Attempt,
+    AttemptList,
     ChunkAck,
     OutputPage,
     current_attempt,
@@ -36,13 +34,6 @@ OPERATOR: RouteAccess = {
     "tags": ["tasks"],
 }
 ExecutionIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.EXECUTION), description="exe_ id")]
-
-
-class AttemptList(DeferredModel):
-    execution_id: str
-    status: ExecutionStatus
-    attempt: int = Field(description="The current (or last) attempt")
-    attempts: list[Attempt] = Field(description="Every attempt, oldest first")
 
 
 @router.post(

@@ -20,6 +20,13 @@ from rich.table import Table
 
 from fleetlink.agent.client import OperatorClient
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.task_output import (
+    LinePrinter,
+    OutputFollower,
+    print_attempts,
+    print_line,
+    register_output_commands,
+)
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
     TASK_STATE_STYLE,
@@ -206,7 +213,7 @@ def _print_outputs(task: TaskDetail) -> None:
             console.out(execution.output.rstrip("\n"), highlight=False)
         if execution.output_truncated:
             total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
-            console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")
+            console.print(f"[dim](output truncated: the start and end{total} are kept)[/dim]")
         if execution.error:
             console.print(f"[red]error:[/red] {escape(execution.error)}")
 
@@ -227,19 +234,31 @@ def _clock() -> str:
 
 
 def _follow(
-    client: OperatorClient, task_id: str, poll_s: float, deadline: float | None, *, live: bool
+    client: OperatorClient,
+    task_id: str,
+    poll_s: float,
+    deadline: float | None,
+    *,
+    live: bool,
+    lines: OutputFollower | None = None,
 ) -> TaskDetail:
-    """Follow the task until it ends; ``live``: a redrawn table, else a line per change of status.
+    """Follow the task until it ends; ``live``: a redrawn table, else a line per change of status;
+    ``lines``: the commands' output lines as they come.
 
     Raises :class:`WaitTimedOut` once ``deadline`` (monotonic) passes."""
     task = client.get_task(task_id)
+    if lines is not None:
+        lines.poll(task.executions)
 
     def wait() -> TaskDetail:
         remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
         if remaining <= 0:
             raise WaitTimedOut(task)
         time.sleep(remaining)
-        return client.get_task(task_id)
+        found = client.get_task(task_id)
+        if lines is not None:
+            lines.poll(found.executions)
+        return found
 
     if live:
         with Live(_live_view(task), console=out(), auto_refresh=False) as view:
@@ -351,6 +370,10 @@ def run_task(
         typer.Option("--wait/--no-wait", help="Follow the task until it ends (default), or just send it"),
     ] = True,
     poll: Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between progress checks")] = 1.0,
+    show_lines: Annotated[
+        bool,
+        typer.Option("--lines/--no-lines", help="Print output lines as they come, prefixed with the agent"),
+    ] = True,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
     operator_token: OperatorTokenOption = None,
@@ -410,8 +433,12 @@ def run_task(
         summaries = [by_id[a] for a in created.agent_ids if a in by_id] + _agents_named(client, missing)
         warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
         live = out().is_terminal and not json_out
+        names = {agent.agent_id: agent.name for agent in summaries}
+        lines = (
+            None if json_out or not show_lines else OutputFollower(client, names, printer=_line_printer(live))
+        )
         try:
-            task = _follow(client, created.task_id, poll, deadline, live=live)
+            task = _follow(client, created.task_id, poll, deadline, live=live, lines=lines)
         except WaitTimedOut as timed_out:
             unfinished = [e for e in timed_out.task.executions if not e.terminal]
             waiting = ", ".join(f"{e.agent_id} {e.status}" for e in unfinished[:10])
@@ -435,6 +462,13 @@ def run_task(
         _print_outputs(task)
     if not _all_succeeded(task):
         raise typer.Exit(1)
+
+
+def _line_printer(live: bool) -> LinePrinter:
+    """Lines above the redrawn table on a terminal; else straight to stdout/stderr."""
+    if not live:
+        return print_line
+    return lambda stream, line: out().print(line, highlight=False, markup=False)
 
 
 def _task_details(task: TaskDetail) -> dict[str, str]:
@@ -473,16 +507,22 @@ def show_task(
     operator_token: OperatorTokenOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
+    attempts: Annotated[
+        bool, typer.Option("--attempts", help="Every attempt's outcome, stdout and stderr")
+    ] = False,
 ) -> None:
     """Show a task: its details, a row per agent, and every agent's output (-o json: the API's object)."""
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         task = client.get_task(task_id)
-    if wants_json(output, as_json):
-        print_json(task)
-        return
-    print_details(_task_details(task))
-    _print_executions(task)
-    _print_outputs(task)
+        if wants_json(output, as_json):
+            print_json(task)
+            return
+        print_details(_task_details(task))
+        _print_executions(task)
+        if attempts:
+            print_attempts(client, task)
+        else:
+            _print_outputs(task)
 
 
 #: How a listed task is shown: a finished task with failures is ``failed``, not ``finished``.
@@ -563,3 +603,6 @@ def cancel_task(
     out().print(f"{task.task_id} {styled(task.state, TASK_STATE_STYLE)}" + (f": {counts}" if counts else ""))
     if any(task.counts.get(status) for status in (ExecutionStatus.LEASED, ExecutionStatus.RUNNING)):
         err().print("[dim]running executions stop when their agents next check in[/dim]")
+
+
+register_output_commands(tasks_app)

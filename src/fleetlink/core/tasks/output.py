@@ -93,6 +93,13 @@ class Attempt(DeferredModel):
     finished_at: int | None = None
 
 
+class AttemptList(DeferredModel):
+    execution_id: str
+    status: ExecutionStatus
+    attempt: int = Field(description="The current (or last) attempt")
+    attempts: list[Attempt] = Field(description="Every attempt, oldest first")
+
+
 def closed_attempt(before: Execution, after: Execution) -> Attempt | None:
     """The attempt ``after`` ends (a result, a lost lease, a cancel), or None when none ends."""
     if not before.status.holds_lease:

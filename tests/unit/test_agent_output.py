@@ -47,6 +47,14 @@ def test_output_arrives_while_the_command_runs_streams_apart(streaming: Agent) -
     assert len(chunks) <= 5
 
 
+def test_a_command_that_ends_within_a_second_sends_no_chunk(streaming: Agent) -> None:
+    # Given a short command whose output fits its result / When it runs
+    result = streaming.run("echo quick; echo fast >&2")
+    # Then its result carries the output, and no chunk was written for it
+    assert (result["output"], result["stderr"]) == ("quick\n", "fast\n")
+    assert streaming.api.chunks == {}
+
+
 def test_a_quiet_command_sends_no_chunk(streaming: Agent) -> None:
     # Given a command that prints nothing for two seconds / When it runs
     streaming.run("sleep 2")

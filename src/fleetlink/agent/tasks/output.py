@@ -89,10 +89,15 @@ class OutputStreamer:
             self.send_once()
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
-        """Stop, and send what is left as one last chunk if that can be done within ``wait_s``."""
+        """Stop, and send what is left as one last chunk if that can be done within ``wait_s``.
+
+        A command that ended before its first chunk sends none: its result carries its output.
+        """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
+        if self.seq == 0 and self._pending is None:
+            return
         room = self._last_send + self._interval_s - self._clock()
         if room > wait_s:
             return

@@ -109,11 +109,20 @@ class OutputFollower:
                     continue  # a full page: read on
                 return
             self._flush(execution.agent_id, cursor)
+            if cursor.after == 0:  # ended before its first chunk: its result holds its output
+                self._show_result(execution, cursor.attempt)
             if execution.attempt > cursor.attempt:  # a retry runs: follow it from its start
                 cursor.attempt, cursor.after = cursor.attempt + 1, 0
                 continue
             cursor.finished = execution.status.terminal
             return
+
+    def _show_result(self, execution: ExecutionSummary, attempt: int) -> None:
+        for ended in self._client.execution_attempts(execution.execution_id).attempts:
+            if ended.attempt == attempt:
+                for stream, text in (("stdout", ended.output), ("stderr", ended.stderr)):
+                    for line in (text or "").splitlines():
+                        self._show(execution.agent_id, stream, line)
 
     def _take(self, agent_id: str, cursor: _Cursor, stream: str, data: str) -> None:
         text = cursor.partial.get(stream, "") + data

@@ -148,3 +148,15 @@ def test_a_retried_execution_shows_both_attempts(
     text = shown.stdout[shown.stdout.index("attempt 1: failed, exit 3") :]
     assert "attempt 2: succeeded, exit 0" in text
     assert text.index("first") < text.index("oops") < text.index("attempt 2") < text.index("second")
+
+
+def test_logs_of_a_quick_command_come_from_its_result(
+    server: DevServer, operator: OperatorClient, agent: AgentProcess
+) -> None:
+    # Given a command that ends within a second (it sends no chunk)
+    created = operator.create_task(command="echo quick; echo fast >&2", agent_ids=[agent.agent_id])
+    wait_done(operator, created.task_id, [agent])
+    # When an operator asks for its logs
+    logs = _fleetlink("tasks", "logs", created.task_id, env=operator_env(server))
+    # Then its output is shown all the same, each stream where it belongs
+    assert (logs.returncode, logs.stdout, logs.stderr) == (0, "quick\n", "fast\n")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra.stacks.data_stack import table_schema
+from infra.stacks.data_stack import OUTPUT_EXPIRY_DAYS, table_schema
 
+from fleetlink.api.settings import Settings
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.store import table as table_definition
 from tests.infra.conftest import Synthesized
@@ -158,3 +159,30 @@ def test_table_translation_refuses_what_it_cannot_build(monkeypatch: pytest.Monk
     # Then synthesis stops instead of silently dropping the part
     with pytest.raises(ValueError, match="StreamSpecification"):
         table_schema()
+
+
+def test_the_output_bucket_is_private_encrypted_tls_only_and_expires_with_the_tasks(
+    default_app: Synthesized,
+) -> None:
+    # Given the synthesized data stack / Then its one bucket keeps task output private
+    logical_id, bucket = only_resource(default_app.data_json, "AWS::S3::Bucket")
+    properties = bucket["Properties"]
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", OUTPUT_EXPIRY_DAYS)
+    assert Settings.retention_days < OUTPUT_EXPIRY_DAYS
+    assert bucket["DeletionPolicy"] == "Retain"
+    # and its policy refuses any request without TLS
+    _, policy = only_resource(default_app.data_json, "AWS::S3::BucketPolicy")
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert policy["Properties"]["Bucket"] == {"Ref": logical_id}

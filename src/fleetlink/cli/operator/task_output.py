@@ -77,8 +77,12 @@ class OutputFollower:
         stream: StreamChoice | None = None,
         prefix: bool = True,
         printer: LinePrinter = print_line,
+        results: bool = True,
     ) -> None:
+        """``results``: show an attempt that sent no chunk from its result (``tasks run`` prints
+        results itself)."""
         self._client = client
+        self._results = results
         self._names = names
         self._stream = stream
         self._prefix = prefix
@@ -109,7 +113,9 @@ class OutputFollower:
                     continue  # a full page: read on
                 return
             self._flush(execution.agent_id, cursor)
-            if cursor.after == 0:  # ended before its first chunk: its result holds its output
+            if (
+                cursor.after == 0 and self._results
+            ):  # ended before its first chunk: its result holds its output
                 self._show_result(execution, cursor.attempt)
             if execution.attempt > cursor.attempt:  # a retry runs: follow it from its start
                 cursor.attempt, cursor.after = cursor.attempt + 1, 0

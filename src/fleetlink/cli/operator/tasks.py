@@ -434,9 +434,9 @@ def run_task(
         warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
         live = out().is_terminal and not json_out
         names = {agent.agent_id: agent.name for agent in summaries}
-        lines = (
-            None if json_out or not show_lines else OutputFollower(client, names, printer=_line_printer(live))
-        )
+        lines = None
+        if show_lines and not json_out:
+            lines = OutputFollower(client, names, printer=_line_printer(live), results=False)
         try:
             task = _follow(client, created.task_id, poll, deadline, live=live, lines=lines)
         except WaitTimedOut as timed_out:

@@ -22,6 +22,7 @@ REVIEWED = {
     "AwsSolutions-APIG4": "agent routes are authenticated by the Lambda (RFC 9421); health is public",
     "AwsSolutions-SQS3": "the queue is itself the dead-letter queue",
     "AwsSolutions-SMG4": "the cursor key is not rotated: a new value only turns open list cursors into 400s",
+    "AwsSolutions-S1": "the output bucket is reached only through presigned URLs the API hands out and logs",
 }
 
 

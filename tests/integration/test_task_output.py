@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_tasks import claim, create, report
+from fleetlink.api.deps import Deps
+from tests.integration.test_tasks import claim, create, report, run_duty
 from tests.support import Api, Machine, Reply
 
 
@@ -148,3 +149,21 @@ def test_a_chunk_after_the_deadline_is_refused(api: Api, agents: list[Machine]) 
     api.clock.advance((5 + 61) * 1000)
     reply = append(api, agent, execution_id, 1, ("stdout", "too late\n"))
     assert (reply.status, reply.problem_code()) == (409, "output-deadline-passed")
+
+
+def test_an_attempt_whose_lease_expired_is_kept_and_its_retry_starts_clean(
+    api: Api, deps: Deps, agents: list[Machine]
+) -> None:
+    # Given a leased execution with a retry left, whose agent goes silent
+    agent = agents[0]
+    execution_id = leased(api, agent, max_retries=1, timeout_seconds=5)["execution_id"]
+    # When its lease expires
+    api.clock.advance(10 * 60 * 1000)
+    run_duty(deps, "lease-expiry")
+    # Then attempt 1 is kept as timed out, and attempt 2 waits with nothing of attempt 1 in it
+    listed = api.operator("tasks", "GET", f"/v1/executions/{execution_id}/attempts").json
+    assert (listed["status"], listed["attempt"]) == ("queued", 2)
+    first, second = listed["attempts"]
+    assert (first["attempt"], first["status"]) == (1, "timed_out")
+    assert "lease expired" in first["error"]
+    assert (second["attempt"], second["status"], second["error"]) == (2, "queued", None)

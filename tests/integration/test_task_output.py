@@ -167,3 +167,21 @@ def test_an_attempt_whose_lease_expired_is_kept_and_its_retry_starts_clean(
     assert (first["attempt"], first["status"]) == (1, "timed_out")
     assert "lease expired" in first["error"]
     assert (second["attempt"], second["status"], second["error"]) == (2, "queued", None)
+
+
+@pytest.mark.parametrize("field", ["output", "stderr"])
+def test_a_result_or_chunk_with_a_lone_surrogate_is_a_422(
+    api: Api, agents: list[Machine], field: str
+) -> None:
+    # Given a running execution
+    agent = agents[0]
+    execution_id = leased(api, agent)["execution_id"]
+    now = api.clock.now_ms()
+    # When its result or a chunk carries text that is not UTF-8 (a lone surrogate, as JSON allows)
+    times = f'"started_at": {now}, "finished_at": {now}'
+    result = f'{{"attempt": 1, "status": "succeeded", "{field}": "a\\udc00b", {times}}}'
+    chunk = '{"attempt": 1, "seq": 1, "parts": [{"stream": "stdout", "data": "a\\ud800b"}]}'
+    # Then each is refused as invalid, never a server error
+    for path, body in (("output", chunk), ("result", result)):
+        reply = api.signed("tasks", agent, "POST", f"/v1/executions/{execution_id}/{path}", body)
+        assert reply.status == 422, reply.body

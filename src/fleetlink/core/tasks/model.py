@@ -144,6 +144,13 @@ class ExecutionResult(Verbatim):
     def _ordered(self) -> ExecutionResult:
         if self.finished_at < self.started_at:
             raise ValueError("finished_at is before started_at")
+        for name in ("output", "stderr", "error"):
+            text = getattr(self, name)
+            if text is not None and not text.isascii():
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name} is not text: it holds a lone surrogate") from None
         return self
 
     def digest(self) -> str:

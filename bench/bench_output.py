@@ -228,7 +228,7 @@ def lag() -> dict[str, Any]:
         threading.Thread(target=lambda: [None for _ in dev.stdout], daemon=True).start()  # type: ignore[union-attr]
         agent_proc = None
         try:
-            from fleetlink.agent.client import OperatorClient
+            from fleetlink.client.operator import OperatorClient
 
             operator = OperatorClient(url, OPERATOR_TOKEN)
             token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "lag"}).token

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.client import OperatorClient
+from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, launch_agent, register_agent, wait_done
 

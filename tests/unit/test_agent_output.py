@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError
 from fleetlink.agent.tasks.output import OutputStreamer
 from fleetlink.agent.tasks.runner import TaskRunner
 from fleetlink.agent.tasks.store import AgentStore
+from fleetlink.client.http import FleetlinkApiError
 from tests.fakes.agent_api import FakeAgentApi, api_error
 from tests.unit.test_agent_runner import AGENT_ID, Agent
 

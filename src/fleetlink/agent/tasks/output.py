@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.core.tasks.output import CHUNK_MAX_BYTES
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
@@ -33,6 +32,7 @@ from fleetlink.cli.render import (
     section,
     wants_json,
 )
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.tasks.model import ExecutionStatus
 from fleetlink.core.tasks.output import Attempt

@@ -16,6 +16,7 @@ from constructs import Construct
 from fleetlink.api.settings import Settings
 from fleetlink.store import table as table_definition
 from infra import constants, nag
+from infra.constructs.releases_bucket import ReleasesBucket
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -149,6 +150,12 @@ class DataStack(Stack):
             "(outstanding cursors then answer 400 and the caller lists again), no rotation function needed",
         )
 
+        # Signed agent artifacts (fleetlink release publish), read by nodes through presigned links.
+        self.releases = ReleasesBucket(self, "Releases", stage=stage)
+        CfnOutput(
+            self, "ReleasesBucketName", value=self.releases.bucket.bucket_name, description="agent releases"
+        )
+
         # Complete task output (stdout and stderr, compressed), written and read only through
         # presigned URLs scoped to one object; expires with the tasks it belongs to.
         self.output_bucket = s3.Bucket(
@@ -158,6 +165,8 @@ class DataStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.releases.access_logs,
+            server_access_logs_prefix="outputs/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="expire-with-tasks",
@@ -167,13 +176,7 @@ class DataStack(Stack):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        nag.accept(
-            self.output_bucket,
-            "AwsSolutions-S1",
-            "objects are written and read only through presigned URLs the API hands out per execution "
-            "(each logged in the API's access log); server access logs would add a bucket of their own",
-        )
-
         CfnOutput(self, "OutputBucketName", value=self.output_bucket.bucket_name, description="task output")
+
         CfnOutput(self, "TableName", value=self.table.table_name, description="the fleetlink table")
         CfnOutput(self, "TableKeyArn", value=self.key.key_arn, description="the table's KMS key")

@@ -51,6 +51,7 @@ GROUPS = (
     ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
     ("tunnels", "fleetlink.cli.operator.tunnels", "tunnels_app"),
     ("records", "fleetlink.cli.records", "records_app"),
+    ("release", "fleetlink.cli.operator.releases", "release_app"),
 )
 #: What the agent extra adds; without it the groups are left out quietly.
 AGENT_EXTRA = frozenset({"httpx", "httpcore"})

@@ -11,7 +11,7 @@ from fleetlink.api.settings import Settings
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.store import table as table_definition
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import only_resource
+from tests.infra.helpers import only_resource, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
 
@@ -171,8 +171,10 @@ def test_the_output_bucket_is_private_encrypted_tls_only_and_expires_with_the_ta
     default_app: Synthesized,
 ) -> None:
     # Given the synthesized data stack / Then its one bucket keeps task output private
-    logical_id, bucket = only_resource(default_app.data_json, "AWS::S3::Bucket")
+    buckets = resources_of_type(default_app.data_json, "AWS::S3::Bucket")
+    ((logical_id, bucket),) = [(name, b) for name, b in buckets.items() if name.startswith("OutputBucket")]
     properties = bucket["Properties"]
+    assert properties["LoggingConfiguration"]["LogFilePrefix"] == "outputs/"
     assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
     ]
@@ -187,8 +189,8 @@ def test_the_output_bucket_is_private_encrypted_tls_only_and_expires_with_the_ta
     assert Settings.retention_days < OUTPUT_EXPIRY_DAYS
     assert bucket["DeletionPolicy"] == "Retain"
     # and its policy refuses any request without TLS
-    _, policy = only_resource(default_app.data_json, "AWS::S3::BucketPolicy")
+    policies = resources_of_type(default_app.data_json, "AWS::S3::BucketPolicy").values()
+    (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": logical_id}]
     (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert policy["Properties"]["Bucket"] == {"Ref": logical_id}

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
@@ -35,6 +36,24 @@ class NewOutput(Protocol):
     def take_new(self) -> tuple[bytes, int]:
         """Bytes produced since the last call, and how many before them were dropped untaken."""
         ...
+
+
+class FileTail:
+    """New bytes of a file another process writes (a supervised command's stdout or stderr file)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._offset = 0
+
+    def take_new(self) -> tuple[bytes, int]:
+        try:
+            with open(self._path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read(LIVE_CAP_BYTES)
+        except FileNotFoundError:
+            return b"", 0
+        self._offset += len(data)
+        return data, 0
 
 
 @runtime_checkable

@@ -32,6 +32,7 @@ PATH_VALUES = {
     "tunnel_id": "tun_01KDXRYP0000000000000000GH",
     "name": "swagger-ui.css",
     "collection": "inventory",
+    "attempt": "1",
     "version": "0.2.0",
     "platform": "linux-x86_64",
 }
@@ -112,6 +113,11 @@ BODIES |= {
     ("POST", "/v1/relay/query"): {"collection": "inventory", "key_prefix": "disks/", "limit": 50},
     ("POST", "/v1/relay/records/query"): {"collection": "inventory", "updated_since": 1_767_225_000_000},
     ("PUT", "/v1/relay/collections/{collection}"): {"readers": {"tag": {"role": "web"}}},
+    ("POST", "/v1/executions/{execution_id}/output"): {
+        "attempt": 1,
+        "seq": 1,
+        "parts": [{"stream": "stdout", "data": "Reading package lists...\n"}],
+    },
 }
 BODIES |= {
     ("PUT", "/v1/releases/key"): {
@@ -136,6 +142,7 @@ QUERIES = {
     ("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50",
     ("GET", "/v1/agent/releases/{version}"): "platform=linux-x86_64",
     ("GET", "/v1/releases"): "platform=linux-x86_64",
+    ("GET", "/v1/executions/{execution_id}/output"): "after=0",
 }
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
+from fleetlink.api.settings import Settings
 from fleetlink.store import table as table_definition
 from infra import constants, nag
 from infra.constructs.releases_bucket import ReleasesBucket
@@ -26,6 +28,9 @@ _PROJECTIONS = {
     "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY,
     "INCLUDE": dynamodb.ProjectionType.INCLUDE,
 }
+#: Complete task output is kept as long as the task (its retention) plus the longest task timeout.
+OUTPUT_EXPIRY_DAYS = Settings.retention_days + 1
+
 #: The parts of ``create_table_request()`` this module translates; anything else fails the synth.
 _TRANSLATED = {"TableName", "BillingMode", "AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"}
 
@@ -150,6 +155,28 @@ class DataStack(Stack):
         CfnOutput(
             self, "ReleasesBucketName", value=self.releases.bucket.bucket_name, description="agent releases"
         )
+
+        # Complete task output (stdout and stderr, compressed), written and read only through
+        # presigned URLs scoped to one object; expires with the tasks it belongs to.
+        self.output_bucket = s3.Bucket(
+            self,
+            "OutputBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.releases.access_logs,
+            server_access_logs_prefix="outputs/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-with-tasks",
+                    expiration=Duration.days(OUTPUT_EXPIRY_DAYS),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        CfnOutput(self, "OutputBucketName", value=self.output_bucket.bucket_name, description="task output")
 
         CfnOutput(self, "TableName", value=self.table.table_name, description="the fleetlink table")
         CfnOutput(self, "TableKeyArn", value=self.key.key_arn, description="the table's KMS key")

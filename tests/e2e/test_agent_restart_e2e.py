@@ -74,7 +74,9 @@ def test_a_daemon_killed_while_its_command_runs_to_success_reports_it_succeeded_
         assert (execution.status, execution.exit_code) == ("succeeded", 0), execution
         detail = operator.get_task(created.task_id).executions[0]
         assert "the-end" in (detail.output or "")
-        assert "warned" in (detail.output or "")
+        # stderr is kept apart from stdout (the execution's attempts carry it)
+        (attempt,) = operator.execution_attempts(execution.execution_id).attempts
+        assert "warned" in (attempt.stderr or "")
         assert runs.read_text() == "run\n"
     finally:
         assert second.stop() == 0, second.output()

@@ -40,6 +40,8 @@ class FakeAgentApi:
     #: Every result body received, per execution id, in order.
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     heartbeats: list[list[str]] = field(default_factory=list)
+    #: Every live output chunk received, per execution id: (attempt, seq, parts).
+    chunks: dict[str, list[tuple[int, int, list[dict[str, str]]]]] = field(default_factory=dict)
     #: Errors to raise from the next report_result calls, first one first.
     report_errors: list[FleetlinkClientError] = field(default_factory=list)
     #: Errors to raise from the next heartbeat calls, first one first.
@@ -134,6 +136,9 @@ class FakeAgentApi:
         output_truncated: bool = False,
         output_bytes: int | None = None,
         error: str | None = None,
+        stderr: str | None = None,
+        stderr_truncated: bool = False,
+        stderr_bytes: int | None = None,
     ) -> ResultRecorded:
         with self._changed:
             if self.report_errors:
@@ -148,6 +153,9 @@ class FakeAgentApi:
                 "output_truncated": output_truncated,
                 "output_bytes": output_bytes,
                 "error": error,
+                "stderr": stderr,
+                "stderr_truncated": stderr_truncated,
+                "stderr_bytes": stderr_bytes,
             }
             self.results.setdefault(execution_id, []).append(body)
             recorded = "cancelled" if execution_id in self.cancelling else status
@@ -156,3 +164,12 @@ class FakeAgentApi:
             return ResultRecorded.model_validate(
                 {"execution_id": execution_id, "attempt": attempt, "status": recorded}
             )
+
+    def append_output(
+        self, execution_id: str, *, attempt: int, seq: int, parts: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """Keeps each chunk as sent: (attempt, seq, parts)."""
+        with self._changed:
+            self.chunks.setdefault(execution_id, []).append((attempt, seq, parts))
+            self._changed.notify_all()
+            return {"execution_id": execution_id, "attempt": attempt, "seq": seq, "status": "applied"}

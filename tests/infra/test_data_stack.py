@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from infra.stacks.data_stack import table_schema
+from infra.stacks.data_stack import OUTPUT_EXPIRY_DAYS, table_schema
 
+from fleetlink.api.settings import Settings
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.store import table as table_definition
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import only_resource
+from tests.infra.helpers import only_resource, resources_of_type
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
 
@@ -119,7 +120,7 @@ def test_table_is_encrypted_with_its_own_rotating_kms_key(default_app: Synthesiz
     assert key["Properties"]["EnableKeyRotation"] is True
 
 
-def test_data_stack_holds_only_the_table_its_key_the_cursor_key_and_the_releases(
+def test_data_stack_holds_only_the_table_its_key_the_cursor_key_the_releases_and_the_outputs(
     default_app: Synthesized,
 ) -> None:
     # Given the data stack
@@ -127,8 +128,9 @@ def test_data_stack_holds_only_the_table_its_key_the_cursor_key_and_the_releases
     kinds = sorted(resource["Type"] for resource in default_app.data_json["Resources"].values())
     # Then it is the stateful part only: replacing the api stack touches none of it
     releases = ["AWS::S3::Bucket", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::S3::BucketPolicy"]
+    outputs = ["AWS::S3::Bucket", "AWS::S3::BucketPolicy"]
     assert kinds == sorted(
-        ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SecretsManager::Secret", *releases]
+        ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SecretsManager::Secret", *releases, *outputs]
     )
 
 
@@ -163,3 +165,32 @@ def test_table_translation_refuses_what_it_cannot_build(monkeypatch: pytest.Monk
     # Then synthesis stops instead of silently dropping the part
     with pytest.raises(ValueError, match="StreamSpecification"):
         table_schema()
+
+
+def test_the_output_bucket_is_private_encrypted_tls_only_and_expires_with_the_tasks(
+    default_app: Synthesized,
+) -> None:
+    # Given the synthesized data stack / Then its one bucket keeps task output private
+    buckets = resources_of_type(default_app.data_json, "AWS::S3::Bucket")
+    ((logical_id, bucket),) = [(name, b) for name, b in buckets.items() if name.startswith("OutputBucket")]
+    properties = bucket["Properties"]
+    assert properties["LoggingConfiguration"]["LogFilePrefix"] == "outputs/"
+    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert properties["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+    assert (rule["Status"], rule["ExpirationInDays"]) == ("Enabled", OUTPUT_EXPIRY_DAYS)
+    assert Settings.retention_days < OUTPUT_EXPIRY_DAYS
+    assert bucket["DeletionPolicy"] == "Retain"
+    # and its policy refuses any request without TLS
+    policies = resources_of_type(default_app.data_json, "AWS::S3::BucketPolicy").values()
+    (policy,) = [p for p in policies if p["Properties"]["Bucket"] == {"Ref": logical_id}]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -296,18 +296,20 @@ def test_max_concurrency_limits_leases_across_agents(api: Api, web: list[Machine
     assert len(claim(api, web[1])["executions"]) == 1
 
 
-def test_large_output_is_kept_inline_up_to_the_limit_with_the_total_counted(
+def test_large_output_keeps_its_head_and_tail_inline_with_the_total_counted(
     api: Api, web: list[Machine]
 ) -> None:
+    # Given a result whose output is far over the inline limit
     task_id = create(api, {"agent_ids": [web[0].agent_id]}).json["task_id"]
     (lease,) = claim(api, web[0])["executions"]
-    report(api, web[0], lease, output="x" * 100_000)
+    # When it is reported
+    report(api, web[0], lease, output="h" * 50_000 + "t" * 50_000)
+    # Then its first and last 8 KiB are kept, with a line saying how much is left out between
     execution = task(api, task_id)["executions"][0]
-    assert (len(execution["output"]), execution["output_truncated"], execution["output_bytes"]) == (
-        16384,
-        True,
-        100_000,
-    )
+    head, omitted, tail = execution["output"].split("\n")
+    assert (head, tail) == ("h" * 8192, "t" * 8192)
+    assert omitted == "[... 83616 bytes omitted ...]"
+    assert (execution["output_truncated"], execution["output_bytes"]) == (True, 100_000)
 
 
 def test_ten_megabyte_result_is_a_413(api: Api, web: list[Machine]) -> None:

@@ -130,9 +130,9 @@ def test_echo_succeeds_with_its_output(agent: Agent) -> None:
     assert result["started_at"] <= result["finished_at"]
 
 
-def test_stderr_is_captured_with_stdout(agent: Agent) -> None:
+def test_stderr_is_captured_apart_from_stdout(agent: Agent) -> None:
     result = agent.run("echo out; echo err >&2")
-    assert result["output"] == "out\nerr\n"
+    assert (result["output"], result["stderr"]) == ("out\n", "err\n")
 
 
 def test_a_non_zero_exit_fails_with_the_exit_code(agent: Agent) -> None:
@@ -183,9 +183,9 @@ def test_output_over_the_cap_is_truncated_with_the_total_byte_count(make_agent: 
     execution_id = agent.api.queue("head -c 5000 /dev/zero | tr '\\0' x")
     agent.runner.wake()
     result = agent.api.result(execution_id)
-    # Then it succeeds, with the first 1000 bytes, flagged truncated, and the total counted
+    # Then it succeeds, with the first and last 1000 bytes, flagged truncated, and the total counted
     assert result["status"] == "succeeded"
-    assert result["output"] == "x" * 1000
+    assert result["output"] == "x" * 1000 + "\n[... 3000 bytes omitted ...]\n" + "x" * 1000
     assert (result["output_truncated"], result["output_bytes"]) == (True, 5000)
     assert agent.row(execution_id).output_bytes == 5000
 

@@ -1,8 +1,8 @@
 """Processes the agent starts: run one in a process group of its own, stop the whole group, and tell
 from /proc whether a group recorded earlier is still alive and still ours.
 
-A command runs as a new session (its own process group) with stdout and stderr merged into one
-pipe; a timeout or stop kills the whole group (SIGTERM, then SIGKILL after a grace), and whatever
+A command runs as a new session (its own process group) with stdout and stderr on pipes of their
+own; a timeout or stop kills the whole group (SIGTERM, then SIGKILL after a grace), and whatever
 the command left running in its group ends with it.
 """
 
@@ -40,14 +40,20 @@ class Control:
 
 
 class OutputCollector(threading.Thread):
-    """Reads a pipe to its end: keeps the first ``cap`` bytes, counts them all, drains the rest."""
+    """Reads a pipe to its end: keeps its first and last ``cap`` bytes, counts them all, and holds
+    what was not taken yet (:meth:`take_new`, at most ``live_cap`` bytes; older untaken bytes are
+    counted as skipped) for whoever streams it."""
 
-    def __init__(self, stream: IO[bytes], cap: int) -> None:
+    def __init__(self, stream: IO[bytes], cap: int, live_cap: int = 0) -> None:
         super().__init__(name="process-output", daemon=True)
         self._stream = stream
         self._cap = cap
-        self._chunks: list[bytes] = []
-        self.kept = 0
+        self._live_cap = live_cap
+        self._head = bytearray()
+        self._tail = bytearray()
+        self._new = bytearray()
+        self._skipped = 0
+        self._lock = threading.Lock()
         self.total = 0
         self._halt = threading.Event()
 
@@ -64,18 +70,43 @@ class OutputCollector(threading.Thread):
                     return
                 if not data:
                     return
-                self.total += len(data)
-                room = self._cap - self.kept
-                if room > 0:
-                    self._chunks.append(data[:room])
-                    self.kept += min(room, len(data))
+                self._keep(data)
+
+    def _keep(self, data: bytes) -> None:
+        with self._lock:
+            self.total += len(data)
+            room = self._cap - len(self._head)
+            if room > 0:
+                self._head += data[:room]
+            self._tail += data
+            del self._tail[: max(0, len(self._tail) - self._cap)]
+            if self._live_cap:
+                self._new += data
+                over = len(self._new) - self._live_cap
+                if over > 0:
+                    del self._new[:over]
+                    self._skipped += over
+
+    def take_new(self) -> tuple[bytes, int]:
+        """The bytes read since the last call, and how many before them were dropped untaken."""
+        with self._lock:
+            data, skipped = bytes(self._new), self._skipped
+            self._new.clear()
+            self._skipped = 0
+        return data, skipped
 
     def halt(self) -> None:
         """Stop reading even though the pipe is still open (someone outside the group holds it)."""
         self._halt.set()
 
     def output(self) -> bytes:
-        return b"".join(self._chunks)
+        """The whole output when it fit in head and tail; else the head then the tail."""
+        with self._lock:
+            if self.total <= 2 * self._cap:
+                return bytes(self._head) + bytes(
+                    self._tail[len(self._tail) - (self.total - len(self._head)) :]
+                )
+            return bytes(self._head) + bytes(self._tail)
 
 
 def kill_group(pgid: int, grace_s: float = KILL_GRACE_S) -> None:
@@ -104,6 +135,8 @@ class Finished:
     timed_out: bool
     #: Whether the process exited on its own before being stopped or timing out.
     exited: bool
+    stderr: bytes = b""
+    stderr_bytes: int = 0
 
 
 def run_in_group(
@@ -113,26 +146,35 @@ def run_in_group(
     *,
     output_cap: int,
     on_start: Callable[[int], None] = lambda pid: None,
+    on_output: Callable[[OutputCollector, OutputCollector], None] = lambda stdout, stderr: None,
+    live_cap: int = 0,
     env: Mapping[str, str] | None = None,
     kill_grace_s: float = KILL_GRACE_S,
 ) -> Finished:
     """Run ``argv`` in its own process group until it exits, times out or is stopped; keep the first
-    ``output_cap`` bytes of its output. ``on_start(pid)`` runs once the process exists (its pid is
-    also its process group id). The group is killed on the way out, whatever happened.
+    and last ``output_cap`` bytes of its stdout and of its stderr. ``on_start(pid)`` runs once the
+    process exists (its pid is also its process group id); ``on_output(stdout, stderr)`` hands over
+    the collectors for streaming (each holds up to ``live_cap`` new bytes). The group is killed on
+    the way out, whatever happened.
     """
     process = subprocess.Popen(  # noqa: S603 - running the operator's command is the point
         list(argv),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         start_new_session=True,
         close_fds=True,
         env=None if env is None else {**os.environ, **env},
     )
     assert process.stdout is not None
+    assert process.stderr is not None
     pgid = process.pid
-    collector = OutputCollector(process.stdout, output_cap)
-    collector.start()
+    collectors = (
+        OutputCollector(process.stdout, output_cap, live_cap),
+        OutputCollector(process.stderr, output_cap, live_cap),
+    )
+    for collector in collectors:
+        collector.start()
     exited = threading.Event()
 
     def wait_for_exit() -> None:
@@ -145,6 +187,7 @@ def run_in_group(
     timed_out = False
     try:
         on_start(process.pid)
+        on_output(*collectors)
         deadline = time.monotonic() + timeout_s
         while not exited.is_set() and control.stop_reason is None:
             remaining = deadline - time.monotonic()
@@ -156,12 +199,25 @@ def run_in_group(
         # The task's processes end with it: on exit, timeout, stop, or an error here.
         kill_group(pgid, kill_grace_s)
         waiter.join(kill_grace_s + DRAIN_GRACE_S)  # a process stuck in the kernel may outlive SIGKILL
-        collector.join(DRAIN_GRACE_S)
-        if collector.is_alive():
-            collector.halt()
-            collector.join()
+        drain_until = time.monotonic() + DRAIN_GRACE_S
+        for collector in collectors:
+            collector.join(max(0.0, drain_until - time.monotonic()))
+            if collector.is_alive():
+                collector.halt()
+                collector.join()
         process.stdout.close()
-    return Finished(pgid, process.returncode, collector.output(), collector.total, timed_out, exited.is_set())
+        process.stderr.close()
+    stdout, stderr = collectors
+    return Finished(
+        pgid,
+        process.returncode,
+        stdout.output(),
+        stdout.total,
+        timed_out,
+        exited.is_set(),
+        stderr.output(),
+        stderr.total,
+    )
 
 
 def signal_name(number: int) -> str:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fleetlink.core.relay.ports import RelayRepository
     from fleetlink.core.relay.service import RecordService
     from fleetlink.core.releases.service import ReleaseService
+    from fleetlink.core.tasks.output import OutputService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
@@ -114,6 +115,13 @@ class Deps:
         from fleetlink.core.tasks.service import TaskService
 
         return TaskService(self.tasks, self.agents, self.clock, self.settings.heartbeat_interval_s)
+
+    @cached_property
+    def output_service(self) -> OutputService:
+        from fleetlink.core.tasks.output import OutputService
+        from fleetlink.store.task_output import DynamoOutputRepository
+
+        return OutputService(self.tasks, DynamoOutputRepository(), self.clock, self.settings.retention_days)
 
     # --- tunnels ---------------------------------------------------------------------------
 

@@ -108,12 +108,19 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "tasks",
-            routers=("fleetlink.api.routes.tasks", "fleetlink.api.routes.executions"),
+            routers=(
+                "fleetlink.api.routes.tasks",
+                "fleetlink.api.routes.executions",
+                "fleetlink.api.routes.output",
+            ),
             # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; the task
             # in a transaction, a large fan-out's chunks in BatchWriteItem, then per chunk a transaction
             # of Delete, Puts and Updates), read (GetItem, gsi3 executions of a task), list (gsi1 tasks
             # by month) and cancel tasks; agents claim (gsi2 queue Query, transition), read and report
             # executions; a finished execution updates its task (UpdateItem, open counts BatchGetItem)
+            # and keeps the ended attempt (Put in the transition's transaction); live output: the
+            # execution (GetItem), the chunk head (conditional UpdateItem), the chunk (PutItem);
+            # operators read chunks and attempts (Query)
             access=TableAccess(
                 table=actions(
                     "Query",

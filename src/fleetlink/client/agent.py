@@ -17,6 +17,7 @@ from fleetlink.contract.problems import SEQUENCE_STALE
 from fleetlink.contract.tasks import Claimed, ExecutionDetail, ResultRecorded
 from fleetlink.contract.tunnels import DesiredState, EventsBatch, StatusReport
 from fleetlink.core.entities import Hardware, KeyAlg
+from fleetlink.core.tasks.output import ChunkAck
 
 
 class FleetlinkClient(ApiClient):
@@ -191,6 +192,9 @@ class FleetlinkClient(ApiClient):
         output_truncated: bool = False,
         output_bytes: int | None = None,
         error: str | None = None,
+        stderr: str | None = None,
+        stderr_truncated: bool = False,
+        stderr_bytes: int | None = None,
     ) -> ResultRecorded:
         """Report how an attempt ended (idempotent: the same result twice is recorded once).
 
@@ -212,11 +216,29 @@ class FleetlinkClient(ApiClient):
                 body["output_bytes"] = output_bytes
         if error is not None:
             body["error"] = error
+        if stderr is not None:
+            body["stderr"] = stderr
+        if stderr_truncated:
+            body["stderr_truncated"] = True
+            if stderr_bytes is not None:
+                body["stderr_bytes"] = stderr_bytes
         return self._call(
             ResultRecorded,
             "POST",
             f"/executions/{segment(execution_id)}/result",
             body=body,
+            auth=self._signed_as(),
+        )
+
+    def append_output(
+        self, execution_id: str, *, attempt: int, seq: int, parts: list[dict[str, str]]
+    ) -> ChunkAck:
+        """Append chunk ``seq`` of a running attempt's output (a resend is answered ``duplicate``)."""
+        return self._call(
+            ChunkAck,
+            "POST",
+            f"/executions/{segment(execution_id)}/output",
+            body={"attempt": attempt, "seq": seq, "parts": parts},
             auth=self._signed_as(),
         )
 

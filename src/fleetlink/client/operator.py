@@ -21,6 +21,7 @@ from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest
 from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.contract.tunnels import EventList, HealthSummary, Tunnel, TunnelList
 from fleetlink.core.entities import AgentState, Liveness
+from fleetlink.core.tasks.output import AttemptList, OutputPage
 
 
 class OperatorClient(ApiClient):
@@ -144,6 +145,17 @@ class OperatorClient(ApiClient):
     def get_task(self, task_id: str) -> TaskDetail:
         """A task with a summary of its execution on every agent."""
         return self._call(TaskDetail, "GET", f"/tasks/{segment(task_id)}")
+
+    def execution_output(
+        self, execution_id: str, *, after: int = 0, attempt: int | None = None, limit: int | None = None
+    ) -> OutputPage:
+        """An attempt's live output chunks after ``after`` (the current attempt unless named)."""
+        params = query_params(after=after, attempt=attempt, limit=limit)
+        return self._call(OutputPage, "GET", f"/executions/{segment(execution_id)}/output", params=params)
+
+    def execution_attempts(self, execution_id: str) -> AttemptList:
+        """Every attempt of an execution: status, exit code, times, stdout and stderr (head and tail)."""
+        return self._call(AttemptList, "GET", f"/executions/{segment(execution_id)}/attempts")
 
     def list_tasks(
         self, state: str | None = None, limit: int | None = None, cursor: str | None = None

@@ -151,6 +151,30 @@ def execution_pk(execution_id: str) -> str:
     return f"EXE#{execution_id}"
 
 
+#: Under an execution's partition: its ended attempts and its live output (per attempt, in order).
+ATTEMPT_PREFIX = "ATT#"
+OUTPUT_PREFIX = "OUT#"
+OUTPUT_HEAD_PREFIX = "OUTHEAD#"
+
+
+def attempt_sk(attempt: int) -> str:
+    return f"{ATTEMPT_PREFIX}{attempt:04d}"
+
+
+def output_chunk_sk(attempt: int, seq: int) -> str:
+    """Chunk ``seq`` of an attempt's live output: sorts by attempt, then sequence."""
+    return f"{output_chunks_prefix(attempt)}{seq:08d}"
+
+
+def output_chunks_prefix(attempt: int) -> str:
+    return f"{OUTPUT_PREFIX}{attempt:04d}#"
+
+
+def output_head_sk(attempt: int) -> str:
+    """The last chunk applied for an attempt (its number and digest)."""
+    return f"{OUTPUT_HEAD_PREFIX}{attempt:04d}"
+
+
 def queue_keys(agent_id: str, priority: int, execution_id: str) -> tuple[str, str]:
     """(gsi2pk, gsi2sk): ascending order = highest priority first, then oldest (ULIDs sort by time)."""
     return queue_pk(agent_id), f"{1000 - priority:04d}#{execution_id}"

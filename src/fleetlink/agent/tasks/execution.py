@@ -13,19 +13,23 @@ from typing import Any
 from fleetlink.agent.process import (
     KILL_GRACE_S,
     Control,
+    OutputCollector,
     run_in_group,
     signal_name,
 )
 from fleetlink.agent.tasks.handlers import Handler
+from fleetlink.agent.tasks.output import LIVE_CAP_BYTES
 from fleetlink.agent.tasks.store import (
     ResultStatus,
 )
+from fleetlink.core.tasks.output import INLINE_HEAD_BYTES
 
 SHELL_PATH = "/bin/sh"
 
 
-#: Output kept locally per execution; the rest is counted and drained.
-OUTPUT_CAP_BYTES = 256 * 1024
+#: Output kept locally per stream of an execution: this much of its start and of its end (the rest
+#: is counted, and streamed live while it runs).
+OUTPUT_CAP_BYTES = INLINE_HEAD_BYTES
 
 
 # --- running one execution -----------------------------------------------------------------------
@@ -40,10 +44,8 @@ class Outcome:
     output: bytes = b""
     output_bytes: int = 0
     error: str | None = None
-
-    @property
-    def truncated(self) -> bool:
-        return self.output_bytes > len(self.output)
+    stderr: bytes = b""
+    stderr_bytes: int = 0
 
 
 def run_shell(
@@ -52,6 +54,7 @@ def run_shell(
     control: Control,
     *,
     on_start: Callable[[int], None] = lambda pid: None,
+    on_output: Callable[[OutputCollector, OutputCollector], None] = lambda stdout, stderr: None,
     env: Mapping[str, str] | None = None,
     output_cap: int = OUTPUT_CAP_BYTES,
     kill_grace_s: float = KILL_GRACE_S,
@@ -63,21 +66,27 @@ def run_shell(
         control,
         output_cap=output_cap,
         on_start=on_start,
+        on_output=on_output,
+        live_cap=LIVE_CAP_BYTES,
         env=env,
         kill_grace_s=kill_grace_s,
     )
-    kept, total, code = run.output, run.output_bytes, run.returncode
+    code = run.returncode
+
+    def ended(status: ResultStatus, exit_code: int | None, error: str | None = None) -> Outcome:
+        return Outcome(status, exit_code, run.output, run.output_bytes, error, run.stderr, run.stderr_bytes)
+
     if run.timed_out:
-        return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
+        return ended(ResultStatus.TIMED_OUT, None, f"timed out after {timeout_s:g} s")
     if control.stop_reason is not None and not (run.exited and code == 0):
-        return Outcome(ResultStatus.FAILED, None, kept, total, control.stop_reason)
+        return ended(ResultStatus.FAILED, None, control.stop_reason)
     if code is None:
-        return Outcome(ResultStatus.FAILED, None, kept, total, f"process {run.pid} did not die after SIGKILL")
+        return ended(ResultStatus.FAILED, None, f"process {run.pid} did not die after SIGKILL")
     if code == 0:
-        return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
+        return ended(ResultStatus.SUCCEEDED, 0)
     if code < 0:
-        return Outcome(ResultStatus.FAILED, 128 - code, kept, total, f"killed by {signal_name(-code)}")
-    return Outcome(ResultStatus.FAILED, code, kept, total)
+        return ended(ResultStatus.FAILED, 128 - code, f"killed by {signal_name(-code)}")
+    return ended(ResultStatus.FAILED, code)
 
 
 def run_handler(
@@ -117,7 +126,8 @@ def run_handler(
     except (TypeError, ValueError) as exc:
         return Outcome(ResultStatus.FAILED, error=f"the handler's result is not JSON: {exc}")
     data = text.encode()
-    return Outcome(ResultStatus.SUCCEEDED, output=data[:output_cap], output_bytes=len(data))
+    kept = data if len(data) <= 2 * output_cap else data[:output_cap] + data[-output_cap:]
+    return Outcome(ResultStatus.SUCCEEDED, output=kept, output_bytes=len(data))
 
 
 def clip_utf8(text: str, limit: int) -> tuple[str, bool]:

@@ -30,11 +30,13 @@ from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
     Control,
+    OutputCollector,
     is_our_group,
     kill_group,
 )
 from fleetlink.agent.tasks.execution import OUTPUT_CAP_BYTES, Outcome, clip_utf8, run_handler, run_shell
 from fleetlink.agent.tasks.handlers import SHELL, HandlerRegistry
+from fleetlink.agent.tasks.output import OutputApi, OutputStreamer
 from fleetlink.agent.tasks.store import (
     AgentStore,
     ExecutionRecord,
@@ -47,6 +49,7 @@ from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
+from fleetlink.core.tasks.output import head_and_tail
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,9 @@ class TasksApi(Protocol):
         output_truncated: bool = False,
         output_bytes: int | None = None,
         error: str | None = None,
+        stderr: str | None = None,
+        stderr_truncated: bool = False,
+        stderr_bytes: int | None = None,
     ) -> ResultRecorded: ...
 
 
@@ -131,6 +137,7 @@ class TasksService(BaseService):
         kill_grace_s: float = KILL_GRACE_S,
         stop_grace_s: float = 30.0,
         clock: Callable[[], int] = now_ms,
+        stream_output: bool = True,
         supervised: bool = True,
     ) -> None:
         super().__init__()
@@ -148,6 +155,7 @@ class TasksService(BaseService):
         self._output_cap = output_cap
         self._send_output_bytes = send_output_bytes
         self._kill_grace_s = kill_grace_s
+        self._stream_output = stream_output
         self._stop_grace_s = stop_grace_s
         self._clock = clock
         self._lock = threading.Lock()
@@ -352,19 +360,20 @@ class TasksService(BaseService):
                 self._emit("started", record, f"pid {pid}")
                 self.on_started()
 
-            return run_shell(
-                record.command or "",
-                record.timeout_seconds,
-                control,
-                on_start=started,
-                env={
-                    "FLEETLINK_EXECUTION_ID": record.execution_id,
-                    "FLEETLINK_TASK_ID": record.task_id,
-                    "FLEETLINK_ATTEMPT": str(record.attempt),
-                },
-                output_cap=self._output_cap,
-                kill_grace_s=self._kill_grace_s,
-            )
+            streamers: list[OutputStreamer] = []
+
+            def stream(stdout: OutputCollector, stderr: OutputCollector) -> None:
+                if isinstance(self.client, OutputApi) and self._stream_output:
+                    sources = {"stdout": stdout, "stderr": stderr}
+                    streamers.append(
+                        OutputStreamer(self.client, record.execution_id, record.attempt, sources).start()
+                    )
+
+            try:
+                return self._run_shell(record, control, started, stream)
+            finally:
+                for streamer in streamers:  # the last new output, before the result is recorded
+                    streamer.close()
         handler = self.registry.get(record.type)
         if handler is None:  # checked before the worker started; kept for safety
             return Outcome(ResultStatus.FAILED, error=f"no handler for task type {record.type}")
@@ -377,17 +386,44 @@ class TasksService(BaseService):
             handler, dict(record.input or {}), record.timeout_seconds, control, output_cap=self._output_cap
         )
 
+    def _run_shell(
+        self,
+        record: ExecutionRecord,
+        control: Control,
+        started: Callable[[int], None],
+        stream: Callable[[OutputCollector, OutputCollector], None],
+    ) -> Outcome:
+        return run_shell(
+            record.command or "",
+            record.timeout_seconds,
+            control,
+            on_start=started,
+            on_output=stream,
+            env={
+                "FLEETLINK_EXECUTION_ID": record.execution_id,
+                "FLEETLINK_TASK_ID": record.task_id,
+                "FLEETLINK_ATTEMPT": str(record.attempt),
+            },
+            output_cap=self._output_cap,
+            kill_grace_s=self._kill_grace_s,
+        )
+
     def _finish(self, record: ExecutionRecord, outcome: Outcome, *, started_at: int) -> None:
         error = outcome.error[:MAX_ERROR_CHARS] if outcome.error else None
+        output, output_truncated, output_bytes = head_and_tail(outcome.output, outcome.output_bytes)
+        stderr, stderr_truncated, stderr_bytes = head_and_tail(outcome.stderr, outcome.stderr_bytes)
         result = ExecutionResult(
             status=outcome.status,
             started_at=started_at,
             finished_at=self._clock(),
             exit_code=outcome.exit_code,
-            output=outcome.output.decode("utf-8", errors="replace"),
-            output_truncated=outcome.truncated,
-            output_bytes=outcome.output_bytes,
+            output=output,
+            output_truncated=output_truncated,
+            output_bytes=output_bytes,
             error=error,
+            stderr=stderr,
+            stderr_truncated=stderr_truncated,
+            stderr_bytes=stderr_bytes,
         )
         finished = self.store.record_finished(record.execution_id, record.attempt, result)
         self._emit("finished", finished, error or "")
@@ -437,6 +473,19 @@ class TasksService(BaseService):
             "output_truncated": truncated,
             "output_bytes": (result.output_bytes or len(result.output.encode())) if truncated else None,
             "error": result.error,
+            **self._stderr_body(result),
+        }
+
+    def _stderr_body(self, result: ExecutionResult) -> dict[str, Any]:
+        """stderr as sent (only when there is some: a result without it reads as before)."""
+        stderr, clipped = clip_utf8(result.stderr, self._send_output_bytes)
+        if not stderr:
+            return {}
+        truncated = clipped or result.stderr_truncated
+        return {
+            "stderr": stderr,
+            "stderr_truncated": truncated,
+            "stderr_bytes": (result.stderr_bytes or len(result.stderr.encode())) if truncated else None,
         }
 
     # --- stopping ---

@@ -75,6 +75,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX executions_open ON executions (status, finished_at) WHERE status != 'reported';
     CREATE INDEX executions_reported ON executions (reported_at) WHERE status = 'reported';
     """,
+    # stderr kept apart from stdout (``output``)
+    """
+    ALTER TABLE executions ADD COLUMN stderr TEXT;
+    ALTER TABLE executions ADD COLUMN stderr_truncated INTEGER NOT NULL DEFAULT 0
+        CHECK (stderr_truncated IN (0, 1));
+    ALTER TABLE executions ADD COLUMN stderr_bytes INTEGER CHECK (stderr_bytes IS NULL OR stderr_bytes >= 0);
+    """,
 )
 #: How many steps agents counted in ``PRAGMA user_version`` before ``schema_versions``.
 LEGACY_USER_VERSION_STEPS = 1
@@ -109,6 +116,9 @@ class ExecutionResult:
     output_truncated: bool = False
     output_bytes: int | None = None
     error: str | None = None
+    stderr: str = ""
+    stderr_truncated: bool = False
+    stderr_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +146,9 @@ class ExecutionRecord:
     error: str | None
     reported_at: int | None
     server_status: str | None
+    stderr: str | None = None
+    stderr_truncated: bool = False
+    stderr_bytes: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -154,6 +167,9 @@ class ExecutionRecord:
             output_truncated=self.output_truncated,
             output_bytes=self.output_bytes,
             error=self.error,
+            stderr=self.stderr or "",
+            stderr_truncated=self.stderr_truncated,
+            stderr_bytes=self.stderr_bytes,
         )
 
     @classmethod
@@ -181,6 +197,9 @@ class ExecutionRecord:
             error=row["error"],
             reported_at=row["reported_at"],
             server_status=row["server_status"],
+            stderr=row["stderr"],
+            stderr_truncated=bool(row["stderr_truncated"]),
+            stderr_bytes=row["stderr_bytes"],
         )
 
 
@@ -309,7 +328,8 @@ class AgentStore(LockedConnection):
             attempt,
             """
             status = 'finished', result_status = ?, exit_code = ?, output = ?, output_truncated = ?,
-            output_bytes = ?, error = ?, finished_at = ?, started_at = coalesce(started_at, ?)
+            output_bytes = ?, stderr = ?, stderr_truncated = ?, stderr_bytes = ?, error = ?,
+            finished_at = ?, started_at = coalesce(started_at, ?)
             """,
             (
                 result.status.value,
@@ -317,6 +337,9 @@ class AgentStore(LockedConnection):
                 result.output,
                 int(result.output_truncated),
                 result.output_bytes,
+                result.stderr,
+                int(result.stderr_truncated),
+                result.stderr_bytes,
                 result.error,
                 result.finished_at,
                 result.started_at,

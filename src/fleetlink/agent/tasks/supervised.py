@@ -8,12 +8,14 @@ itself is :mod:`fleetlink.agent.tasks.supervisor`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleetlink.agent.process import Control
 from fleetlink.agent.tasks import supervisor
 from fleetlink.agent.tasks.handlers import SHELL
+from fleetlink.agent.tasks.output import FileTail, OutputApi, OutputStreamer
 from fleetlink.agent.tasks.store import ExecutionRecord, ResultStatus
 
 if TYPE_CHECKING:
@@ -41,7 +43,26 @@ def run_supervised(service: TasksService, record: ExecutionRecord, control: Cont
         service._emit("started", record, f"pid {pid}")
         service.on_started()
 
-    found, stopped = supervisor.supervise(
+    streamer = None
+    if service._stream_output and isinstance(service.client, OutputApi):
+        sources = {name: FileTail(folder / name) for name in (supervisor.STDOUT, supervisor.STDERR)}
+        streamer = OutputStreamer(service.client, record.execution_id, record.attempt, sources).start()
+    try:
+        found, stopped = _supervise(service, record, control, folder, started)
+    finally:
+        if streamer is not None:  # the last new output, before the result is recorded
+            streamer.close()
+    return outcome_of(found, stopped, record.timeout_seconds)
+
+
+def _supervise(
+    service: TasksService,
+    record: ExecutionRecord,
+    control: Control,
+    folder: Path,
+    started: Callable[[int], None],
+) -> tuple[supervisor.Recorded | None, str | None]:
+    return supervisor.supervise(
         folder,
         record.command or "",
         record.timeout_seconds,
@@ -55,7 +76,6 @@ def run_supervised(service: TasksService, record: ExecutionRecord, control: Cont
         output_cap=service._output_cap,
         kill_grace_s=service._kill_grace_s,
     )
-    return outcome_of(found, stopped, record.timeout_seconds)
 
 
 def outcome_of(found: supervisor.Recorded | None, stopped: str | None, timeout_s: float) -> Outcome:
@@ -66,18 +86,21 @@ def outcome_of(found: supervisor.Recorded | None, stopped: str | None, timeout_s
         return Outcome(
             ResultStatus.FAILED, error=stopped or "the command's supervisor ended without an outcome"
         )
-    kept, total = found.output, found.output_bytes
-    if stopped == "timeout" and found.exit_code != 0:
-        return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
-    if stopped is not None and found.exit_code != 0:
-        return Outcome(ResultStatus.FAILED, None, kept, total, stopped)
-    if found.exit_code == 0:
-        return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
-    if found.signal is not None:
+
+    def ended(status: ResultStatus, exit_code: int | None, error: str | None = None) -> Outcome:
         return Outcome(
-            ResultStatus.FAILED, 128 + found.signal, kept, total, supervisor.describe_signal(found.signal)
+            status, exit_code, found.stdout, found.stdout_bytes, error, found.stderr, found.stderr_bytes
         )
-    return Outcome(ResultStatus.FAILED, found.exit_code, kept, total)
+
+    if stopped == "timeout" and found.exit_code != 0:
+        return ended(ResultStatus.TIMED_OUT, None, f"timed out after {timeout_s:g} s")
+    if stopped is not None and found.exit_code != 0:
+        return ended(ResultStatus.FAILED, None, stopped)
+    if found.exit_code == 0:
+        return ended(ResultStatus.SUCCEEDED, 0)
+    if found.signal is not None:
+        return ended(ResultStatus.FAILED, 128 + found.signal, supervisor.describe_signal(found.signal))
+    return ended(ResultStatus.FAILED, found.exit_code)
 
 
 def recover_supervised(service: TasksService) -> None:

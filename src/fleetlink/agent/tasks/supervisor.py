@@ -61,6 +61,9 @@ class Recorded:
     stdout: bytes
     stderr: bytes
     output_bytes: int
+    #: Sizes of each file (``stdout``/``stderr`` hold its head and tail when larger than twice the cap).
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
 
     @property
     def output(self) -> bytes:
@@ -100,8 +103,8 @@ def recorded(folder: Path, output_cap: int) -> Recorded | None:
     outcome = _read_json(folder / OUTCOME)
     if outcome is None:
         return None
-    streams = [_head(folder / name, output_cap) for name in (STDOUT, STDERR)]
-    stdout, stderr = streams[0][0], streams[1][0][: max(0, output_cap - len(streams[0][0]))]
+    streams = [_head_and_tail(folder / name, output_cap) for name in (STDOUT, STDERR)]
+    stdout, stderr = streams[0][0], streams[1][0]
     return Recorded(
         started_at=int(outcome["started_at"]),
         finished_at=int(outcome["finished_at"]),
@@ -110,6 +113,8 @@ def recorded(folder: Path, output_cap: int) -> Recorded | None:
         stdout=stdout,
         stderr=stderr,
         output_bytes=streams[0][1] + streams[1][1],
+        stdout_bytes=streams[0][1],
+        stderr_bytes=streams[1][1],
     )
 
 
@@ -224,11 +229,16 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _head(path: Path, cap: int) -> tuple[bytes, int]:
-    """The first ``cap`` bytes of a file, and its size (nothing when it is missing)."""
+def _head_and_tail(path: Path, cap: int) -> tuple[bytes, int]:
+    """The first and last ``cap`` bytes of a file (all of it when it is small), and its size."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(cap), os.fstat(handle.fileno()).st_size
+            size = os.fstat(handle.fileno()).st_size
+            if size <= 2 * cap:
+                return handle.read(), size
+            head = handle.read(cap)
+            handle.seek(size - cap)
+            return head + handle.read(cap), size
     except OSError:
         return b"", 0
 

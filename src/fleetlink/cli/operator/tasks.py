@@ -23,6 +23,13 @@ from fleetlink.cli.operator.targets import (
     parse_targets,
     resolve_names,
 )
+from fleetlink.cli.operator.task_output import (
+    LinePrinter,
+    OutputFollower,
+    print_attempts,
+    print_line,
+    register_output_commands,
+)
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
@@ -44,6 +51,7 @@ from fleetlink.cli.render import (
     print_table,
     reporting_errors,
     styled,
+    visible,
     wants_json,
     when,
 )
@@ -159,6 +167,10 @@ def run_task(
     poll: Annotated[
         float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between progress checks")
     ] = 1.0,
+    show_lines: Annotated[
+        bool,
+        typer.Option("--lines/--no-lines", help="Print output lines as they come, prefixed with the agent"),
+    ] = True,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
     operator_token: OperatorTokenOption = None,
@@ -226,7 +238,7 @@ def run_task(
         summaries = [by_id[a] for a in created.agent_ids if a in by_id] + _agents_named(client, missing)
         offline = warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
         names = {agent.agent_id: agent.name for agent in summaries}
-        _wait_for(client, created.task_id, names, offline, poll, wait_timeout, json_out)
+        _wait_for(client, created.task_id, names, offline, poll, wait_timeout, json_out, show_lines)
 
 
 def _wait_for(
@@ -237,15 +249,27 @@ def _wait_for(
     poll: float,
     wait_timeout: int,
     json_out: bool,
+    show_lines: bool = False,
 ) -> None:
-    """Follow a task as `tasks run` and `tasks wait` do, then exit with the status that says how it went."""
+    """Follow a task as `tasks run` and `tasks wait` do (``show_lines``: the commands' output lines as
+    they come), then exit with the status that says how it went."""
     live = out().is_terminal and not json_out
+    lines = None
+    if show_lines and not json_out:
+        lines = OutputFollower(client, names, printer=_line_printer(live), results=False)
+
+    def fetch() -> TaskDetail:
+        task = client.get_task(task_id)
+        if lines is not None:
+            lines.poll(task.executions)
+        return task
+
     try:
         if live:
             task = client.get_task(task_id)
             with Live(_live_view(task, names), console=out(), auto_refresh=False) as view:
                 outcome = follow(
-                    lambda: client.get_task(task_id),
+                    fetch,
                     names=names,
                     offline=offline,
                     poll_s=poll,
@@ -255,7 +279,7 @@ def _wait_for(
                 )
         else:
             outcome = follow(
-                lambda: client.get_task(task_id),
+                fetch,
                 names=names,
                 offline=offline,
                 poll_s=poll,
@@ -305,6 +329,13 @@ def wait_task(
         _wait_for(client, task_id, names, offline, poll, wait_timeout, wants_json(output, as_json))
 
 
+def _line_printer(live: bool) -> LinePrinter:
+    """Lines above the redrawn table on a terminal; else straight to stdout/stderr."""
+    if not live:
+        return print_line
+    return lambda stream, line: out().print(visible(line, block=True), highlight=False, markup=False)
+
+
 def _task_details(task: TaskDetail) -> dict[str, str]:
     targets = task.targets
     target_text = ", ".join([*targets.agent_ids, *(f"tag:{k}={v}" for k, v in sorted(targets.tags.items()))])
@@ -341,18 +372,24 @@ def show_task(
     operator_token: OperatorTokenOption = None,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
+    attempts: Annotated[
+        bool, typer.Option("--attempts", help="Every attempt's outcome, stdout and stderr")
+    ] = False,
 ) -> None:
     """Show a task: its details, a row per agent, and every agent's output (-o json: the API's object)."""
     json_out = wants_json(output, as_json)
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         task = client.get_task(task_id)
-        names = {} if json_out else _names(client, [e.agent_id for e in task.executions])
-    if json_out:
-        print_json(task)
-        return
-    print_details(_task_details(task))
-    _print_executions(task, names)
-    _print_outputs(task, names)
+        if json_out:
+            print_json(task)
+            return
+        names = _names(client, [e.agent_id for e in task.executions])
+        print_details(_task_details(task))
+        _print_executions(task, names)
+        if attempts:
+            print_attempts(client, task)
+        else:
+            _print_outputs(task, names)
 
 
 #: How a listed task is shown: a finished task with failures is ``failed``, not ``finished``.
@@ -446,3 +483,6 @@ def cancel_task(
     out().print(f"{task.task_id} {styled(task.state, TASK_STATE_STYLE)}" + (f": {counts}" if counts else ""))
     if any(task.counts.get(status) for status in (ExecutionStatus.LEASED, ExecutionStatus.RUNNING)):
         err().print("[dim]running executions stop when their agents next check in[/dim]")
+
+
+register_output_commands(tasks_app)

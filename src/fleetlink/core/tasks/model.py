@@ -17,8 +17,8 @@ from fleetlink.core.json_values import MAX_VALUE_DEPTH, JsonObject
 from fleetlink.core.numbers import Count, EpochMs, StrictInt
 
 SHELL = "shell"
-#: Output kept inline per execution (UTF-8 bytes); the rest is counted, not kept.
-OUTPUT_INLINE_LIMIT = 16 * 1024
+#: Output kept inline per stream of an attempt (UTF-8 bytes): head and tail (core/tasks/output.py).
+OUTPUT_INLINE_LIMIT = 16 * 1024 + 128
 MAX_INPUT_BYTES = 64 * 1024
 #: A lease never outlives the task's timeout by more than this.
 LEASE_GRACE_S = 60
@@ -130,9 +130,12 @@ class ExecutionResult(Verbatim):
     attempt: StrictInt = Field(ge=1, le=1000)
     status: Literal["succeeded", "failed", "timed_out"]
     exit_code: StrictInt | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
-    output: str | None = None
+    output: str | None = Field(default=None, description="stdout (head and tail when long)")
     output_truncated: bool = Field(default=False, strict=True)
     output_bytes: Count | None = None
+    stderr: str | None = Field(default=None, description="stderr (head and tail when long)")
+    stderr_truncated: bool = Field(default=False, strict=True)
+    stderr_bytes: Count | None = None
     error: Annotated[str, StringConstraints(max_length=4096)] | None = None
     started_at: EpochMs
     finished_at: EpochMs
@@ -141,6 +144,13 @@ class ExecutionResult(Verbatim):
     def _ordered(self) -> ExecutionResult:
         if self.finished_at < self.started_at:
             raise ValueError("finished_at is before started_at")
+        for name in ("output", "stderr", "error"):
+            text = getattr(self, name)
+            if text is not None and not text.isascii():
+                try:
+                    text.encode()
+                except UnicodeEncodeError:
+                    raise ValueError(f"{name} is not text: it holds a lone surrogate") from None
         return self
 
     def digest(self) -> str:
@@ -209,7 +219,12 @@ class Execution(DeferredModel):
     output: str | None = None
     output_truncated: bool = False
     output_bytes: int | None = None
+    stderr: str | None = None
+    stderr_truncated: bool = False
+    stderr_bytes: int | None = None
     error: str | None = None
+    #: How the last attempt ended (an execution requeued for a retry is queued again).
+    result_status: str | None = None
     result_attempt: int | None = None
     result_digest: str | None = None
     version: int | None = None

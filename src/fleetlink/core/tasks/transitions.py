@@ -8,13 +8,13 @@ from fleetlink.core.errors import Conflict
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.tasks.model import (
     LEASE_GRACE_S,
-    OUTPUT_INLINE_LIMIT,
     CreateTask,
     Execution,
     ExecutionResult,
     ExecutionStatus,
     Task,
 )
+from fleetlink.core.tasks.output import inline_text
 
 
 def new_task(command: CreateTask, agent_ids: list[str], actor: str, now: int) -> tuple[Task, list[Execution]]:
@@ -66,8 +66,25 @@ def lease(execution: Execution, now: int, lease_s: int) -> Execution:
             "leased_at": now,
             "lease_expires_at": min(now + lease_s * 1000, deadline),
             "updated_at": now,
+            **_NEW_ATTEMPT,
         }
     )
+
+
+#: A new attempt starts with none of the previous one's outcome (that one is kept as an attempt).
+_NEW_ATTEMPT: dict[str, Any] = {
+    "started_at": None,
+    "finished_at": None,
+    "exit_code": None,
+    "output": None,
+    "output_truncated": False,
+    "output_bytes": None,
+    "stderr": None,
+    "stderr_truncated": False,
+    "stderr_bytes": None,
+    "error": None,
+    "result_status": None,
+}
 
 
 def renew(execution: Execution, now: int, lease_s: int) -> Execution:
@@ -93,7 +110,13 @@ def _end_attempt(execution: Execution, outcome: ExecutionStatus, now: int, **fie
         outcome in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
         and execution.attempt <= execution.max_retries
     )
-    update: dict[str, Any] = {"updated_at": now, "leased_at": None, "lease_expires_at": None, **fields}
+    update: dict[str, Any] = {
+        "updated_at": now,
+        "leased_at": None,
+        "lease_expires_at": None,
+        "result_status": outcome.value,
+        **fields,
+    }
     if retry:
         update |= {
             "status": ExecutionStatus.QUEUED,
@@ -115,15 +138,19 @@ def apply_result(execution: Execution, result: ExecutionResult, agent_id: str, n
             f"attempt {execution.attempt})",
             code="attempt-not-running",
         )
-    output, truncated, total = _inline_output(result)
+    output, truncated, total = inline_text(result.output, result.output_bytes)
+    stderr, stderr_truncated, stderr_total = inline_text(result.stderr, result.stderr_bytes)
     return _end_attempt(
         execution,
         ExecutionStatus(result.status),
         now,
         exit_code=result.exit_code,
         output=output,
-        output_truncated=truncated,
+        output_truncated=truncated or result.output_truncated,
         output_bytes=total,
+        stderr=stderr,
+        stderr_truncated=stderr_truncated or result.stderr_truncated,
+        stderr_bytes=stderr_total,
         error=result.error,
         started_at=result.started_at,
         finished_at=result.finished_at,
@@ -162,13 +189,3 @@ def not_dispatched(execution: Execution, now: int, reason: str) -> Execution:
     return execution.model_copy(
         update={"status": ExecutionStatus.CANCELLED, "updated_at": now, "finished_at": now, "error": reason}
     )
-
-
-def _inline_output(result: ExecutionResult) -> tuple[str | None, bool, int | None]:
-    if result.output is None:
-        return None, result.output_truncated, result.output_bytes
-    raw = result.output.encode()
-    total = max(result.output_bytes or 0, len(raw))
-    if len(raw) <= OUTPUT_INLINE_LIMIT:
-        return result.output, result.output_truncated, total
-    return raw[:OUTPUT_INLINE_LIMIT].decode(errors="ignore"), True, total

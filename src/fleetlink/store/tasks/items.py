@@ -157,7 +157,11 @@ class ExecutionItem(TableItem, discriminator="execution"):
     output = UnicodeAttribute(null=True)
     output_truncated = BooleanAttribute(default=False)
     output_bytes = NumberAttribute(null=True)
+    stderr = UnicodeAttribute(null=True)
+    stderr_truncated = BooleanAttribute(default=False)
+    stderr_bytes = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
+    result_status = UnicodeAttribute(null=True)
     result_attempt = NumberAttribute(null=True)
     result_digest = UnicodeAttribute(null=True)
     #: A random token per write: a resend of a write that was applied but whose answer was lost

@@ -21,12 +21,14 @@ from fleetlink.core.tasks.model import (
     TaskProgress,
     TaskState,
 )
+from fleetlink.core.tasks.output import closed_attempt
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import execution_of
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.task_output import attempt_item
 from fleetlink.store.tasks import fanout as fanouts
 from fleetlink.store.tasks.fanout import FANOUT_GRACE_S, FanoutWrites
 from fleetlink.store.tasks.items import (
@@ -251,11 +253,14 @@ class DynamoTaskRepository(FanoutWrites):
         item.write_token = token = _write_token()
         slot = _slot_change(before, after)
         closes = after.status.terminal and not before.status.terminal
+        ended = closed_attempt(before, after)
         try:
-            if slot or closes:
+            if slot or closes or ended:
                 # one transaction: a resend of it (same ClientRequestToken) is applied once
                 with transaction() as tx:
                     tx.save(item)
+                    if ended is not None:  # kept apart, so a retry never overwrites it
+                        tx.save(attempt_item(ended, after.updated_at // 1000 + self._retention_s))
                     if slot:
                         slots = TaskSlotsItem(keys.task_pk(after.task_id), keys.TASK_SLOTS_SK)
                         room = TaskSlotsItem.active < TaskSlotsItem.limit if slot > 0 else None

@@ -4,7 +4,8 @@ contention and throttling â†’ 429 after 1 s, an outage or an unreachable store â
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from pynamodb.exceptions import PynamoDBException
@@ -63,3 +64,16 @@ def translate_boto(error: ClientError | BotoCoreError) -> FleetlinkError | None:
         return store_error(None, unreachable=True)
     reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
     return store_error(error.response.get("Error", {}).get("Code"), reasons)
+
+
+@contextmanager
+def boto_errors_translated() -> Iterator[None]:
+    """Around an adapter's own boto3 calls: a failure a client should retry leaves as its domain
+    error (429/503 with ``Retry-After``), any other as it came (a bug: 500)."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as error:
+        translated = translate_boto(error)
+        if translated is None:
+            raise
+        raise translated from None

@@ -147,7 +147,7 @@ def _token_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
         if not 0 <= uses - registrations[token_id] <= purged:
             yield (
                 f"token {token_id}: {uses} uses counted but {registrations[token_id]} registrations used it"
-                f" ({purged} agents purged)"
+                + (f" ({purged} agents purged)" if purged else "")
             )
 
 
@@ -219,8 +219,8 @@ def _agent_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
 def _purged_agents(by_kind: dict[str, list[Item]]) -> set[str]:
     """Agents whose partition holds audit entries but no profile: purged."""
     profiles = {item["agent_id"] for item in by_kind["agent"]}
-    audited = {str(item["pk"]).removeprefix("AGENT#") for item in by_kind["audit"]}
-    return {agent_id for agent_id in audited if agent_id not in profiles}
+    audited = {str(item["pk"]) for item in by_kind["audit"]}
+    return {pk.removeprefix("AGENT#") for pk in audited if pk.startswith("AGENT#")} - profiles
 
 
 def _release_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:

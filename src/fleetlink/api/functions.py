@@ -143,10 +143,14 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "operator",
-            routers=("fleetlink.api.routes.agents", "fleetlink.api.routes.health"),
+            routers=(
+                "fleetlink.api.routes.agents",
+                "fleetlink.api.routes.health",
+                "fleetlink.api.routes.audit",
+            ),
             # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,
             # BatchGetItem of profiles and presences), revoke and tags (transaction: Put profile and
-            # audit, Put/Delete tag members)
+            # audit, Put/Delete tag members); the audit log (Query of day shards, gsi1 by resource)
             access=TableAccess(
                 table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem"),
                 indexes={"gsi1": actions("Query")},

@@ -20,6 +20,10 @@ PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 logger = Logger(service="fleetlink")
 
 
+#: Members of an error's ``extra`` that a problem body carries (RFC 9457 extension members).
+PUBLIC_EXTENSIONS = frozenset({"required_role"})
+
+
 def problem(
     status: int,
     code: str,
@@ -29,8 +33,10 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response[str]:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": PROBLEM_TYPE_BASE + code,
         "title": title or HTTPStatus(status).phrase,
         "status": status,
@@ -47,8 +53,15 @@ def problem_from_error(error: FleetlinkError, instance: str | None = None) -> Re
     headers = None
     if isinstance(error, Throttled | Unavailable):
         headers = {"Retry-After": str(error.retry_after_s)}
+    extensions = {name: value for name, value in error.extra.items() if name in PUBLIC_EXTENSIONS}
     return problem(
-        error.status, error.code, error.detail, title=error.title, headers=headers, instance=instance
+        error.status,
+        error.code,
+        error.detail,
+        title=error.title,
+        headers=headers,
+        instance=instance,
+        extensions=extensions,
     )
 
 

@@ -152,6 +152,14 @@ def dev(
             "instead of in-memory moto; the table is created there if missing",
         ),
     ] = None,
+    operator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--operator",
+            help="A named operator token with a role, NAME:ROLE (viewer, operator or admin); repeatable. "
+            "Kept in the data folder (operators.json); the generated token stays the admin's",
+        ),
+    ] = None,
 ) -> None:
     """Run the API locally: the Lambda handlers behind an HTTP server, on DynamoDB in moto.
 
@@ -159,6 +167,7 @@ def dev(
     restored at start, saved every 10 s when changed and at Ctrl-C. --ephemeral keeps nothing.
     """
     from fleetlink.local.faults import FaultPlan
+    from fleetlink.local.operators import parse_operator
     from fleetlink.local.persist import DataDirError
     from fleetlink.local.server import FUNCTIONS_DIR, SAVE_EVERY_S, DevStack
 
@@ -166,6 +175,10 @@ def dev(
         plan = FaultPlan.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults") from exc
+    try:
+        operators = dict(parse_operator(text) for text in operator or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--operator") from exc
 
     if not _is_loopback(host):
         typer.secho(
@@ -196,6 +209,7 @@ def dev(
         data_dir=data_dir,
         dynamodb_endpoint=dynamodb_endpoint,
         faults=plan,
+        operators=operators,
     )
     try:
         try:
@@ -220,6 +234,8 @@ def dev(
             restored = f"restored {stack.restored_items} items" if stack.restored_items else "new"
             data = f"{data_dir} ({restored}; saved every {SAVE_EVERY_S:g} s and at Ctrl-C)"
         _banner(stack.url, stack.operator_token, where_from, data)
+        for named in stack.operator_tokens.values():
+            print(f"operator token {named.name} ({named.role}): {named.token}", flush=True)
         if plan is not None:
             typer.secho(f"injecting DynamoDB faults: {faults}", err=True, fg=typer.colors.YELLOW)
         while not stop.wait(0.5):

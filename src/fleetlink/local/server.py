@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -30,8 +30,10 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from fleetlink.core.roles import Role
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
 from fleetlink.local.faults import FaultInjector, FaultPlan
+from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
 from fleetlink.local.ttl import expire_ttl_items
@@ -150,6 +152,7 @@ class DevStack:
         save_every_s: float = SAVE_EVERY_S,
         dynamodb_endpoint: str | None = None,
         faults: FaultPlan | None = None,
+        operators: Mapping[str, Role] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -162,6 +165,10 @@ class DevStack:
         self.restored_items = 0
         self._given_token = operator_token
         self.operator_token = operator_token or secrets.token_urlsafe(24)
+        #: Named operator tokens with roles asked for (``--operator NAME:ROLE``); once started, every
+        #: named token (those kept in the data folder too) is in ``operator_tokens``.
+        self._operators = dict(operators or {})
+        self.operator_tokens: dict[str, NamedToken] = {}
         #: None: the handlers' own default (FLEETLINK_HEARTBEAT_INTERVAL_S, else 60 s).
         self.heartbeat_interval_s = heartbeat_interval_s
         self.cleanup_every_s = cleanup_every_s
@@ -210,10 +217,12 @@ class DevStack:
                     self.operator_token = self.data.operator_token()
         else:
             self._endpoint_client = _endpoint_table(self.dynamodb_endpoint, self.table_name)
+        self.operator_tokens = resolve_tokens(self._operators, self.data.path if self.data else None)
         self._set_env(
             TABLE_NAME=self.table_name,
             FLEETLINK_OPERATOR_AUTH="token",
             FLEETLINK_OPERATOR_TOKEN=self.operator_token,
+            FLEETLINK_OPERATOR_TOKENS=tokens_env(self.operator_tokens),
             # moto intercepts AWS endpoints only; another endpoint is named to the handlers
             FLEETLINK_DYNAMODB_ENDPOINT=self.dynamodb_endpoint,
         )

@@ -26,6 +26,7 @@ from fleetlink.core.agents.ports import AgentView, NonceScope, TokenUse
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Unauthenticated
 from fleetlink.store import keys
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, last_key_of, sharded_pages
@@ -154,15 +155,6 @@ class TagMemberItem(TableItem, discriminator="tag_member"):
     agent_id = UnicodeAttribute()
 
 
-class AuditItem(TableItem, discriminator="audit"):
-    audit_id = UnicodeAttribute()
-    actor = UnicodeAttribute()
-    action = UnicodeAttribute()
-    target_id = UnicodeAttribute()
-    at = NumberAttribute()
-    details: MapAttribute[str, Any] = MapAttribute(default=dict)
-
-
 # --- conversions -----------------------------------------------------------------------------
 
 
@@ -190,10 +182,6 @@ def _event_item(event: RegistrationEvent) -> RegistrationEventItem:
         keys.registration_sk(event.event_id),
         **event.model_dump(mode="json"),
     )
-
-
-def _audit_item(pk: str, audit: AuditRecord) -> AuditItem:
-    return AuditItem(pk, keys.audit_sk(audit.audit_id), **audit.model_dump(mode="json"))
 
 
 def _tag_members(agent_id: str, tags: Iterable[tuple[str, str]]) -> list[TagMemberItem]:
@@ -367,7 +355,7 @@ class DynamoAgentRepository:
         try:
             with transaction() as tx:
                 tx.save(_profile_item(agent))
-                tx.save(_audit_item(keys.agent_pk(agent.agent_id), audit))
+                tx.save(audit_item(audit))
                 for member in _tag_members(agent.agent_id, add):
                     tx.save(member)
                 for member in _tag_members(agent.agent_id, remove):
@@ -394,7 +382,7 @@ class DynamoRegistrationStore:
         )
         with transaction() as tx:
             tx.save(item, condition=RegistrationTokenItem.pk.does_not_exist())
-            tx.save(_audit_item(keys.token_pk(token.token_id), audit))
+            tx.save(audit_item(audit))
 
     def get_token(self, token_id: str) -> RegistrationToken | None:
         """Strongly consistent: a revocation that committed is seen."""
@@ -428,7 +416,7 @@ class DynamoRegistrationStore:
                     condition=RegistrationTokenItem.pk.exists()
                     & RegistrationTokenItem.revoked_at.does_not_exist(),
                 )
-                tx.save(_audit_item(keys.token_pk(token_id), audit))
+                tx.save(audit_item(audit))
         except TransactWriteError as error:
             if failed_conditions(error):  # revoked meanwhile
                 return self.get_token(token_id)

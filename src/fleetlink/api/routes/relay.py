@@ -35,6 +35,7 @@ from fleetlink.core.relay.policy import Readers
 from fleetlink.core.relay.ports import RecordQuery
 from fleetlink.core.relay.records import COLLECTION_PATTERN, InvalidRecord, Record
 from fleetlink.core.relay.service import RecordAnswer, Rejection
+from fleetlink.core.roles import Role
 
 router = Router()
 AGENT: RouteAccess = {
@@ -42,11 +43,8 @@ AGENT: RouteAccess = {
     "security": [{"agentSignature": []}],
     "tags": ["relay"],
 }
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["relay"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["relay"])
+ADMIN = security.operator_access(Role.ADMIN, ["relay"])
 CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN, description="Collection name")]
 
 
@@ -104,7 +102,12 @@ def agent_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
     return _query(request, security.calling_agent(router).tags)
 
 
-@router.post("/relay/records/query", summary="Records of any node (operators)", **OPERATOR)
+@router.post(
+    "/relay/records/query",
+    summary="Records of any node (operators)",
+    openapi_extensions=security.READS_ONLY,
+    **VIEWER,
+)
 def operator_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
     return _query(request, None)
 
@@ -113,19 +116,19 @@ def _policy(readers: Readers) -> CollectionPolicy:
     return CollectionPolicy(readers="fleet" if readers == "fleet" else TagReaders(tag=dict(readers)))
 
 
-@router.put("/relay/collections/<collection>", summary="Set who may query a collection", **OPERATOR)
+@router.put("/relay/collections/<collection>", summary="Set who may query a collection", **ADMIN)
 def put_policy(collection: CollectionPath, policy: Annotated[CollectionPolicy, Body()]) -> CollectionPolicy:
     readers: Readers = "fleet" if policy.readers == "fleet" else dict(policy.readers.tag)
     get_deps().record_service.set_readers(collection, readers, by=security.operator_actor(router))
     return _policy(readers)
 
 
-@router.get("/relay/collections/<collection>", summary="Who may query a collection", **OPERATOR)
+@router.get("/relay/collections/<collection>", summary="Who may query a collection", **VIEWER)
 def get_policy(collection: CollectionPath) -> CollectionPolicy:
     return _policy(get_deps().record_service.readers(collection))
 
 
-@router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **OPERATOR)
+@router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **VIEWER)
 def node_sync(agent_id: AgentIdPath) -> NodeSyncState:
     state = get_deps().record_service.sync_state(agent_id)
     if state is None:

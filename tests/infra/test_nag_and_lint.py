@@ -23,6 +23,11 @@ REVIEWED = {
     "AwsSolutions-SQS3": "the queue is itself the dead-letter queue",
     "AwsSolutions-SMG4": "the cursor key is not rotated: a new value only turns open list cursors into 400s",
 }
+#: Rules acknowledged per resource, by the start of their name.
+REVIEWED_PREFIXES = {
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:": "operator role policies: the * is "
+    "one route's path parameter (any agent, task or tunnel id)",
+}
 
 
 def plugin_report(app: Synthesized) -> dict[str, Any]:
@@ -54,7 +59,9 @@ def test_every_acknowledgment_has_a_reason_and_is_a_reviewed_rule(any_app: Synth
     acknowledged = plugin_report(any_app)["suppressedViolations"]
     for finding in acknowledged:
         assert len(finding["reason"].strip()) > 20, finding["ruleName"]
-    assert {finding["ruleName"] for finding in acknowledged} <= set(REVIEWED)
+    for finding in acknowledged:
+        name = finding["ruleName"]
+        assert name in REVIEWED or any(name.startswith(prefix) for prefix in REVIEWED_PREFIXES), name
 
 
 def test_no_blanket_acknowledgment_at_the_stack_or_app(any_app: Synthesized) -> None:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
+import itertools
 from typing import Any
 
 import pytest
+from infra.constructs.http_api import Authorization, routes
+from infra.constructs.operator_roles import STAGE, resource_path
 
 from fleetlink.api.roles import role_table, route_roles, write_routes
 from fleetlink.core.roles import ROLE_ORDER, Role
-from infra.constructs.http_api import Authorization, routes
-from infra.constructs.operator_roles import STAGE, resource_path
 from tests.infra.conftest import Synthesized
 
 
@@ -40,7 +41,7 @@ def test_every_operator_route_has_a_role_and_every_role_reaches_it_upwards() -> 
     assert iam_routes == set(route_roles())
     assert set(table[Role.ADMIN]) == iam_routes
     # And each role holds everything of the role below it
-    for lower, higher in zip(ROLE_ORDER, ROLE_ORDER[1:], strict=False):
+    for lower, higher in itertools.pairwise(ROLE_ORDER):
         assert set(table[lower]) < set(table[higher])
 
 
@@ -65,7 +66,9 @@ def test_no_role_pattern_reaches_a_route_of_a_higher_role() -> None:
 
 @pytest.mark.infra
 @pytest.mark.xdist_group("cdk")
-def test_the_template_has_one_managed_policy_per_role_with_exactly_its_routes(default_app: Synthesized) -> None:
+def test_the_template_has_one_managed_policy_per_role_with_exactly_its_routes(
+    default_app: Synthesized,
+) -> None:
     # Given the synthesized api stack
     policies = {
         body["Properties"]["ManagedPolicyName"]: body["Properties"]["PolicyDocument"]["Statement"]

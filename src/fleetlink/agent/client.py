@@ -35,6 +35,8 @@ from fleetlink.contract.agents import (
     TokenList,
     TokenSummary,
 )
+from fleetlink.contract.audit import AuditList, WhoAmI
+from fleetlink.contract.relay import CollectionPolicy, NodeSyncState, QueryAnswer, QueryRequest
 from fleetlink.contract.tasks import (
     Claimed,
     ExecutionDetail,
@@ -53,6 +55,7 @@ from fleetlink.contract.tunnels import (
     Tunnel,
     TunnelList,
 )
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness
 
 API_PREFIX = "/v1"
@@ -492,6 +495,55 @@ class OperatorClient(_ApiClient):
         super().__init__(base_url, headers=headers, **options)
         if auth is not None:
             self._http.auth = auth
+
+    def whoami(self) -> WhoAmI:
+        """The calling operator, its role (dev stack; None in AWS) and each operator route's role."""
+        return self._call(WhoAmI, "GET", "/whoami")
+
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditList:
+        """One page of the audit log, newest first (may be short: follow the cursor)."""
+        params = _query(
+            actor=actor,
+            resource=resource,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(AuditList, "GET", "/audit", params=params)
+
+    def iter_audit(self, page_size: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+        """Every matching audit entry, newest first, following cursors."""
+        return _follow(lambda cursor: self.list_audit(limit=page_size, cursor=cursor, **filters))
+
+    def query_records(self, query: QueryRequest) -> QueryAnswer:
+        """Records of any node (every collection: operators are not bound by read policies)."""
+        body = query.model_dump(mode="json", exclude_none=True)
+        return self._call(QueryAnswer, "POST", "/relay/records/query", body=body)
+
+    def read_policy(self, collection: str) -> CollectionPolicy:
+        """Who may query a collection."""
+        return self._call(CollectionPolicy, "GET", f"/relay/collections/{_segment(collection)}")
+
+    def set_read_policy(self, collection: str, policy: CollectionPolicy) -> CollectionPolicy:
+        """Set who may query a collection (admin)."""
+        path = f"/relay/collections/{_segment(collection)}"
+        return self._call(CollectionPolicy, "PUT", path, body=policy.model_dump(mode="json"))
+
+    def node_sync(self, agent_id: str) -> NodeSyncState:
+        """A node's record sync as the cloud sees it."""
+        return self._call(NodeSyncState, "GET", f"/relay/nodes/{_segment(agent_id)}")
 
     def create_token(
         self,

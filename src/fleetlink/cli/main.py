@@ -51,6 +51,8 @@ GROUPS = (
     ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
     ("tunnels", "fleetlink.cli.operator.tunnels", "tunnels_app"),
     ("records", "fleetlink.cli.records", "records_app"),
+    ("audit", "fleetlink.cli.audit", "audit_app"),
+    ("console", "fleetlink.console.cli", "console_app"),
 )
 #: What the agent extra adds; without it the groups are left out quietly.
 AGENT_EXTRA = frozenset({"httpx", "httpcore"})

@@ -34,6 +34,7 @@ from fleetlink.contract.relay import CollectionPolicy, QueryRequest, TagReaders
 from fleetlink.core.roles import Role
 
 HERE = Path(__file__).parent
+#: The session cookie's name: ``<this>_<port>``, since cookies of one host are shared by its ports.
 COOKIE = "fleetlink_console"
 #: Seconds between the refreshes of a live region (htmx polling through this process).
 REFRESH_S = 2
@@ -69,6 +70,7 @@ class SessionGuard(BaseHTTPMiddleware):
     def __init__(self, app: Any, state: ConsoleState) -> None:
         super().__init__(app)
         self.state = state
+        self.cookie = f"{COOKIE}_{next(iter(state.allowed_hosts)).rsplit(':', 1)[-1]}"
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         host = request.headers.get("host", "")
@@ -79,9 +81,9 @@ class SessionGuard(BaseHTTPMiddleware):
         key = request.query_params.get("key")
         if key is not None and hmac.compare_digest(key, self.state.session_key):
             response = RedirectResponse(request.url.path, status_code=303)
-            response.set_cookie(COOKIE, key, httponly=True, samesite="strict", path="/")
+            response.set_cookie(self.cookie, key, httponly=True, samesite="strict", path="/")
             return response
-        if not hmac.compare_digest(request.cookies.get(COOKIE, ""), self.state.session_key):
+        if not hmac.compare_digest(request.cookies.get(self.cookie, ""), self.state.session_key):
             return PlainTextResponse(
                 "not signed in: open the URL `fleetlink console` printed (it carries the session key)", 401
             )

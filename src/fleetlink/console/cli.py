@@ -73,6 +73,7 @@ def console(
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))
+        listener.listen(128)  # connections wait in the backlog until the server accepts them
     except OSError as exc:
         typer.secho(
             f"fleetlink console: cannot listen on {host}:{port}: {exc}", err=True, fg=typer.colors.RED

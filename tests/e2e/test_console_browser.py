@@ -264,7 +264,9 @@ def test_a_viewer_sees_no_write_control_and_its_write_through_the_api_is_a_403(
     console = start_console(stack.server, stack.viewer_token)
     try:
         signed_in(browser, console)
-        assert browser.text(".role") == "viewer", browser.evaluate("location.href + document.body.innerText")[:600]
+        assert browser.text(".role") == "viewer", browser.evaluate("location.href + document.body.innerText")[
+            :600
+        ]
         # Then no page shows a form that writes (starting a task, tags, tunnels, read policies)
         for path in ("/", "/tasks", f"/agents/{stack.agent_id}", "/tunnels", "/records?collection=inventory"):
             browser.open(f"{console.base}{path}")

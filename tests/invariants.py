@@ -132,6 +132,8 @@ def _token_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
 def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
     entries: dict[tuple[str, str], list[Item]] = defaultdict(list)
     for entry in sorted(by_kind["audit"], key=lambda e: str(e["audit_id"])):
+        if entry.get("success") is False:  # an attempt refused before it changed anything
+            continue
         entries[(str(entry["action"]), str(entry["target_id"]))].append(entry)
 
     def count(action: str, target: str) -> int:

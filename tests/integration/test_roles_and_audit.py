@@ -80,11 +80,21 @@ def test_whoami_names_the_caller_its_role_and_each_routes_role(api: Api) -> None
     assert api.operator("operator", "GET", "/v1/whoami").json["role"] == "admin"
 
 
-def test_a_refused_write_changes_nothing_and_leaves_no_entry(api: Api, agent: Machine) -> None:
+def test_a_refused_write_changes_nothing_and_leaves_one_entry_marked_failed(api: Api, agent: Machine) -> None:
+    # Given the viewer; When it tries to revoke an agent
     before = every_entry(api)
     api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/revoke", role="viewer")
-    assert every_entry(api) == before
+    # Then the agent is untouched, and the log holds one more entry: the attempt, failed
     assert api.operator("operator", "GET", f"/v1/agents/{agent.agent_id}").json["state"] == "active"
+    (refused,) = every_entry(api)[: len(every_entry(api)) - len(before)]
+    assert (refused["actor"], refused["action"], refused["success"]) == ("vera", "request.refused", False)
+    assert refused["target_id"] == agent.agent_id
+    assert refused["details"] == {
+        "method": "POST",
+        "path": f"/v1/agents/{agent.agent_id}/revoke",
+        "required_role": "admin",
+    }
+    assert refused["changes"] == {}
 
 
 # --- the audit log ------------------------------------------------------------------------------

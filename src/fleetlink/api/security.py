@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
@@ -215,17 +216,44 @@ def authenticate_operator(app: BaseRouter, needed: Role = Role.ADMIN) -> None:
     """An operator holding ``needed`` (or more). In AWS, API Gateway checked IAM; locally, the token."""
     event = http_event(app)
     actor, role = _operator_identity(get_deps().settings, event)
+    http = event.request_context.http
+    set_request_origin(
+        RequestOrigin(actor=actor, source_ip=http.source_ip or "", user_agent=http.user_agent or "")
+    )
     if role is not None and not role.allows(needed):
+        if http.method.upper() not in ("GET", "HEAD"):
+            _audit_refusal(actor, http.method.upper(), event.raw_path, needed)
         raise Forbidden(
             f"this needs the {needed} role; {actor} holds {role}",
             code="role-required",
             required_role=needed.value,
         )
-    http = event.request_context.http
-    set_request_origin(
-        RequestOrigin(actor=actor, source_ip=http.source_ip or "", user_agent=http.user_agent or "")
-    )
     app.append_context(**{CALLER_OPERATOR: actor, CALLER_ROLE: role})
+
+
+_RESOURCE_ID = re.compile(r"^(agt|tsk|tun|tok|exe)_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def _audit_refusal(actor: str, method: str, path: str, needed: Role) -> None:
+    """A write refused for its role leaves an entry marked failed (nothing changed, so no transaction)."""
+    from fleetlink.core.audit import AuditRecord
+
+    ids = [segment for segment in path.split("/") if _RESOURCE_ID.match(segment)]
+    deps = get_deps()
+    now = deps.clock.now_ms()
+    entry = AuditRecord.of(
+        actor,
+        "request.refused",
+        ids[-1] if ids else path[:256],
+        now,
+        method=method,
+        path=path[:256],
+        required_role=needed.value,
+    ).model_copy(update={"success": False})
+    try:
+        deps.audit_log.record(entry)
+    except Exception as error:  # the refusal stands (a 403) even when its entry cannot be written now
+        logger.warning("refused write not recorded in the audit log", extra={"error": type(error).__name__})
 
 
 def _as(role: Role) -> Callable[[BaseRouter], None]:

@@ -106,6 +106,10 @@ class DynamoAuditLog:
     def __init__(self, cursors: CursorCodec | None = None) -> None:
         self._cursors = cursors or CursorCodec()
 
+    def record(self, audit: AuditRecord) -> None:
+        """An entry on its own (one PutItem): an attempt that changed nothing, e.g. refused for its role."""
+        audit_item(audit).save()
+
     def entries(
         self, query: AuditFilter, *, limit: int, cursor: str | None, now_ms: int
     ) -> Page[AuditRecord]:

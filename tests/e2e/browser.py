@@ -54,7 +54,9 @@ class Browser:
             found = _DEVTOOLS.search(line)
             url = found.group(1) if found else None
         assert url, "chromium did not open its DevTools port"
-        self._socket: ClientConnection = connect(url, max_size=64 * 1024 * 1024, open_timeout=WAIT_S)
+        self._socket: ClientConnection = connect(
+            url, max_size=64 * 1024 * 1024, open_timeout=WAIT_S
+        ).__enter__()  # closed in close()
         self._next_id = 0
         #: Page events received while waiting for answers, oldest first.
         self.events: list[str] = []

@@ -131,6 +131,8 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
                 context["error"] = _problem_text(error)
             except FleetlinkClientError as error:
                 context["error"] = f"the API could not be reached: {error}"
+            except ValueError as error:  # a query the page's own checks refuse before any call
+                context["error"] = f"not a valid query: {error}"
             template = f"{name}_live.html" if request.headers.get("hx-request") else f"{name}.html"
             return templates.TemplateResponse(request, template, context)
 

@@ -48,9 +48,18 @@ def console(
     ] = 10.0,
 ) -> None:
     """Serve the console on this machine; it calls the API with your credentials (token or AWS SigV4)."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from fleetlink.console.app import ConsoleState, build_app, permissions_of
+        from fleetlink.console.app import ConsoleState, build_app, permissions_of
+    except ImportError as exc:
+        typer.secho(
+            f"fleetlink console needs the console extra ({exc.name} is missing): "
+            "pip install 'fleetlink[console]'",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(1) from exc
     from fleetlink.console.fleet import LivenessHistory
     from fleetlink.core.roles import parse_role
 

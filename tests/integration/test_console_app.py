@@ -3,18 +3,20 @@ that says why (never a 500), and what a role cannot do is not rendered."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import pytest
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # starlette's test client prefers another httpx package; this one works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
 
 from fleetlink.agent.client import OperatorClient
 from fleetlink.console.app import COOKIE, ConsoleState, build_app, permissions_of
 from fleetlink.console.fleet import LivenessHistory
 from fleetlink.core.roles import Role
 from fleetlink.local.server import DevStack
-
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 HOST = "127.0.0.1:8090"
 KEY = "k" * 32

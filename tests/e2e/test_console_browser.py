@@ -234,8 +234,15 @@ def test_a_tunnels_health_change_appears_without_a_reload(
     # And the fleet's tunnels page shows it, with a control to disable it
     browser.open(f"{admin_console.base}/tunnels")
     assert browser.text(f"[data-health-of='{tunnel.tunnel_id}']") == "down"
-    assert browser.evaluate(f"!!document.querySelector(\"tr[data-tunnel='{tunnel.tunnel_id}'] form.switch\")")
     browser.screenshot(SHOTS / "tunnels.png")
+    # And disabling it from its row takes effect (the page comes back with it disabled)
+    browser.click(f"tr[data-tunnel='{tunnel.tunnel_id}'] form.switch button")
+    browser.wait_for(
+        f"(document.querySelector(\"tr[data-tunnel='{tunnel.tunnel_id}'] form.switch button\") || {{}})"
+        ".textContent === 'Enable'",
+        "the tunnel disabled",
+    )
+    assert stack.operator.get_tunnel(tunnel.tunnel_id).enabled is False
 
 
 def test_the_records_page_queries_a_collection_and_shows_its_read_policy(

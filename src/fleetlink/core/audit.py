@@ -5,6 +5,11 @@ which writes it in the same transaction as the change: a change never lands with
 an entry without its change. Who and from where come from the request being served
 (:func:`set_request_origin`, called once the operator is authenticated). No secret ever enters an
 entry: fields named like secrets are recorded only as changed, never their values.
+
+Auditing a new operator write (upgrades, removals, ...) is two lines: the use case builds
+``AuditRecord.of(actor, "<thing>.<verb>", resource_id, now, changes=changes_between(old, new))``
+and its store adds ``tx.save(fleetlink.store.audit.audit_item(audit))`` to the write's transaction;
+``tests/invariants.py`` then gets the rule that pairs the change with its entry.
 """
 
 from __future__ import annotations

@@ -240,6 +240,13 @@ def test_a_cursor_of_one_filter_is_refused_with_another(api: Api, agent: Machine
     assert (reply.status, reply.problem_code()) == (400, "invalid-cursor")
 
 
+def test_a_range_before_the_retention_is_an_empty_page(api: Api, agent: Machine) -> None:
+    # Given a time range that ends years before anything could be kept
+    page = audit(api, "since=946684800000&until=946684800001")
+    # Then the answer is an empty page, not an error
+    assert (page["items"], page["cursor"]) == ([], None)
+
+
 def test_entries_expire_after_the_retention(api: Api, agent: Machine, clock: FixedClock) -> None:
     # Given an entry, and time moving past the retention (365 days)
     api.operator("operator", "PUT", f"/v1/agents/{agent.agent_id}/tags", {"tags": {"old": "yes"}})

@@ -121,6 +121,8 @@ class DynamoAuditLog:
         if cursor is not None:
             before = self._opened(query, cursor)
         low = _bound(oldest, high=False)
+        if before <= low:  # the range ends before the retention starts: nothing to read (and a
+            return Page[AuditRecord](items=[], cursor=None)  # BETWEEN needs low <= high)
         condition = self._filter(query, now_ms)
         # DynamoDB's Limit applies before the filter: read more a page when the filter is selective
         page = FILTERED_PAGE if query.actor is not None or query.action is not None else limit + 1

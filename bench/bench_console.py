@@ -28,7 +28,7 @@ from tests.e2e.browser import Browser  # noqa: E402
 from tests.e2e.conftest import start_dev_process  # noqa: E402
 from tests.support import Machine  # noqa: E402
 
-from fleetlink.agent.client import OperatorClient  # noqa: E402
+from fleetlink.client.operator import OperatorClient  # noqa: E402
 
 TOKEN = "bench-console-token"
 AGENTS = 20

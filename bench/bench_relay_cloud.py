@@ -28,9 +28,9 @@ from bench._support import header, percentile, ratio_text
 from bench.capacity import CapacityMeter
 from tests.integration.relay.conftest import register_node
 
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import QueryRequest
 from fleetlink.core.clock import SystemClock
 from fleetlink.core.entities import KeyAlg

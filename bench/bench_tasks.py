@@ -628,10 +628,12 @@ def print_latency(handler: Timings, baseline: Timings, claim: Replay, result: Re
 
 
 def throughput() -> None:
-    from fleetlink.agent.client import FleetlinkClient, OperatorClient
-    from fleetlink.agent.tasks.runner import RunnerEvent, TaskRunner
+    from fleetlink.agent.tasks.runner import TaskRunner
+    from fleetlink.agent.tasks.service import RunnerEvent
     from fleetlink.agent.tasks.store import AgentStore
     from fleetlink.api.settings import Settings
+    from fleetlink.client.agent import FleetlinkClient
+    from fleetlink.client.operator import OperatorClient
     from fleetlink.core.entities import Hardware, KeyAlg
     from fleetlink.local.server import DevStack
 
@@ -659,7 +661,7 @@ def throughput() -> None:
             return super().report_result(*args, **kwargs)
 
     retried = RunnerWarnings()
-    runner_log = logging.getLogger("fleetlink.agent.tasks.runner")
+    runner_log = logging.getLogger("fleetlink.agent.tasks.service")
     runner_log.addHandler(retried)
     runner_log.propagate = False  # counted and summarised below instead of printed as they happen
     lock = threading.Lock()
@@ -813,7 +815,8 @@ class RunnerWarnings(logging.Handler):
 
 def heartbeat_flood(url: str, agents: list[BenchAgent], seconds: float) -> tuple[int, float, Counter[str]]:
     """Signed heartbeats from one thread per agent for ``seconds``: (answered, wall time, errors by kind)."""
-    from fleetlink.agent.client import FleetlinkClient, FleetlinkClientError
+    from fleetlink.client.agent import FleetlinkClient
+    from fleetlink.client.http import FleetlinkClientError
     from fleetlink.core.entities import KeyAlg
 
     counts = [0] * len(agents)

@@ -1,5 +1,9 @@
 """Lambda entry for the heartbeat routes: wiring only."""
 
-from fleetlink.api.app import lambda_entry
+from fleetlink.api import lean_imports
+
+lean_imports.install()  # before Powertools is imported: only its submodules the handler uses load
+
+from fleetlink.api.app import lambda_entry  # noqa: E402
 
 lambda_handler = lambda_entry("heartbeat")

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from fleetlink.agent.identity import IdentityStore
-from fleetlink.agent.tasks.runner import CANCELLED
+from fleetlink.agent.tasks.service import CANCELLED
 from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError, OperatorClient
+from fleetlink.client.http import FleetlinkApiError
+from fleetlink.client.operator import OperatorClient
 from fleetlink.console.cli import LISTENING
 from tests.e2e.browser import Browser
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process

@@ -21,12 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.agent.identity import IdentityStore
-from fleetlink.agent.relay.client import RelayClient
-from fleetlink.agent.relay.service import Backoff, RelayService
+from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.auth.httpx_auth import HttpxSignatureAuth
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.operator import OperatorClient
+from fleetlink.client.relay import RelayClient
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.records import MAX_VALUE_BYTES
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process

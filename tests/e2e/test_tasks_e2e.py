@@ -22,9 +22,9 @@ from typing import IO
 
 import pytest
 
-from fleetlink.agent.client import OperatorClient
-from fleetlink.agent.tasks.runner import RESTARTED
+from fleetlink.agent.tasks.service import RESTARTED
 from fleetlink.agent.tasks.store import AgentStore
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetlink.agent.client import OperatorClient
+from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
 from tests.integration.tunnels.targets import TargetServer, free_port

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
 

@@ -13,8 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from fleetlink.agent.client import FleetlinkClientError, FleetlinkConnectionError
 from fleetlink.agent.relay.api import RelayApiError
+from fleetlink.client.http import FleetlinkClientError, FleetlinkConnectionError
 from fleetlink.contract.relay import (
     MAX_BATCH_RECORDS,
     QueryAnswer,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from fleetlink.agent.client import FleetlinkConnectionError
+from fleetlink.client.http import FleetlinkConnectionError
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tunnels import DesiredState, DesiredTunnel, EventsBatch, StatusReport
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClient, OperatorClient
 from fleetlink.agent.hardware import fingerprint
 from fleetlink.agent.sequence import HeartbeatSequence
 from fleetlink.api.app import route_table
 from fleetlink.api.deps import Deps
 from fleetlink.auth.keys import PrivateKey, generate_private_key
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import FleetlinkApiError
+from fleetlink.client.operator import OperatorClient
 from fleetlink.core.agents.model import RegistrationEventKind
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.entities import AgentState, Hardware, KeyAlg, Liveness

@@ -12,7 +12,7 @@ with warnings.catch_warnings():  # starlette's test client prefers another httpx
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from fleetlink.agent.client import OperatorClient
+from fleetlink.client.operator import OperatorClient
 from fleetlink.console.app import COOKIE, ConsoleState, build_app, permissions_of
 from fleetlink.console.fleet import LivenessHistory
 from fleetlink.core.roles import Role

@@ -31,8 +31,8 @@ from fleetlink.core.clock import FixedClock
 from fleetlink.core.tasks import service as task_service
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
-from fleetlink.store import tasks as task_store
 from fleetlink.store.base import TableItem
+from fleetlink.store.tasks import fanout as task_store
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
 
 ROOT = Path(__file__).parents[2]

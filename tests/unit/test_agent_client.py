@@ -13,19 +13,19 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetlink.agent.client import (
+from fleetlink.agent.hardware import fingerprint
+from fleetlink.auth.keys import generate_private_key, load_public_key, public_key_pem
+from fleetlink.auth.signatures import IncomingRequest, read_signature_params, verify_request
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import (
     FleetlinkApiError,
-    FleetlinkClient,
     FleetlinkClientError,
     FleetlinkConnectionError,
-    OperatorClient,
     api_root,
     encode_json,
     retry_after_s,
 )
-from fleetlink.agent.hardware import fingerprint
-from fleetlink.auth.keys import generate_private_key, load_public_key, public_key_pem
-from fleetlink.auth.signatures import IncomingRequest, read_signature_params, verify_request
+from fleetlink.client.operator import OperatorClient
 from fleetlink.core.entities import Hardware, KeyAlg
 
 BASE = "https://api.fleetlink.test"

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkConnectionError
-from fleetlink.agent.daemon import Backoff, BaseService, HeartbeatService, Supervisor
+from fleetlink.agent.daemon import BaseService, HeartbeatService, Supervisor
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.contract.agents import HeartbeatAck
 from tests.fakes.agent_api import FakeAgentApi, api_error
 
@@ -158,7 +159,7 @@ def test_transient_errors_are_retried_after_a_backoff(run_daemon: Callable[..., 
     daemon = run_daemon(
         HeartbeatService(FakeAgentApi(), AGENT_ID, first_beat_jitter_s=3600),
         service,
-        backoff=Backoff(base_s=0.01, cap_s=0.02),
+        backoff=Backoff(base_s=0.01, max_s=0.02),
     )
     # When it runs / Then it is retried until a round succeeds, and the agent keeps running
     eventually(lambda: service.steps == 3, "the third round")

@@ -14,16 +14,11 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkApiError
-from fleetlink.agent.tasks.runner import (
-    NEVER_STARTED,
-    RESTARTED,
-    SEND_OUTPUT_BYTES,
-    STOPPED,
-    HandlerRegistry,
-    TaskRunner,
-)
+from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.runner import TaskRunner
+from fleetlink.agent.tasks.service import NEVER_STARTED, RESTARTED, SEND_OUTPUT_BYTES, STOPPED
 from fleetlink.agent.tasks.store import AgentStore, ExecutionRecord, ExecutionResult, ResultStatus, RowStatus
+from fleetlink.client.http import FleetlinkApiError
 from tests.fakes.agent_api import FakeAgentApi, api_error
 
 AGENT_ID = "agt_01JABCDEFGHJKMNPQRSTVWXYZ0"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from fleetlink.cli.agent import agent_app
 from fleetlink.cli.main import app
-from fleetlink.cli.operator.tasks import parse_targets
+from fleetlink.cli.operator.targets import parse_targets
 from fleetlink.cli.render import Column, parse_seconds, parse_tag, print_table
 
 runner = CliRunner()

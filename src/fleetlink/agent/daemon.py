@@ -24,11 +24,11 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 from typing import Protocol
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,18 @@ _random = random.SystemRandom()
 
 
 class Service(Protocol):
-    """One capability's work inside ``fleetlink agent run``; the supervisor runs each in its own thread."""
+    """One capability's work inside ``fleetlink agent run``; the supervisor runs each in its own thread.
+
+    Every service has the same shape: it is handed its store and its API client when built (by
+    :mod:`fleetlink.agent.app`), which also closes them once the daemon stopped; the supervisor
+    binds its wake, then calls ``start`` once, ``step`` in a loop, ``on_heartbeat`` and
+    ``heartbeat_metrics`` around each beat, and ``stop`` (then ``hurry``, if a stop turns urgent).
+    """
 
     name: str
+
+    def bind(self, wake: Callable[[], None]) -> None:
+        """How to run this service's next round now (done by the supervisor)."""
 
     def start(self) -> None:
         """Recover local state; called once before the loop."""
@@ -64,18 +73,24 @@ class Service(Protocol):
     def stop(self, *, urgent: bool = False) -> None:
         """Release resources, once, at shutdown (``urgent``: without waiting for work to finish)."""
 
+    def hurry(self) -> None:
+        """A graceful stop in progress has become urgent (a second Ctrl-C)."""
+
 
 class BaseService:
-    """A :class:`Service` with no-op defaults; the supervisor hands it :attr:`wake` to wake itself."""
+    """A :class:`Service` with no-op defaults; the supervisor binds :meth:`wake` to its loop."""
 
     name = "service"
 
     def __init__(self) -> None:
-        #: Run this service's next round now (bound by the supervisor; a no-op until then).
-        self.wake: Callable[[], None] = lambda: None
+        self._wake_bound: Callable[[], None] = lambda: None
 
     def bind(self, wake: Callable[[], None]) -> None:
-        self.wake = wake
+        self._wake_bound = wake
+
+    def wake(self) -> None:
+        """Run this service's next round now (a no-op until the supervisor bound it)."""
+        self._wake_bound()
 
     def start(self) -> None:
         return None
@@ -95,17 +110,6 @@ class BaseService:
     def hurry(self) -> None:
         """A graceful stop in progress has become urgent (a second Ctrl-C)."""
         return
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Waits after consecutive transient failures: ``base * 2**(n-1)`` up to ``cap``, times 0.5-1."""
-
-    base_s: float = 1.0
-    cap_s: float = 30.0
-
-    def wait_s(self, failures: int) -> float:
-        return float(min(self.cap_s, self.base_s * 2.0 ** max(0, failures - 1)) * _random.uniform(0.5, 1.0))
 
 
 class HeartbeatService(BaseService):
@@ -206,13 +210,11 @@ class Supervisor:
         if len(set(names)) != len(names):
             raise ValueError(f"service names must be unique: {names}")
         self.heartbeat = heartbeat
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(base_s=1.0, max_s=30.0)
         self._slots = {service.name: _Slot(service) for service in (heartbeat, *services)}
         heartbeat.attach(services, self.wake)
         for service in (heartbeat, *services):
-            bind = getattr(service, "bind", None)
-            if callable(bind):
-                bind(functools.partial(self.wake, service.name))
+            service.bind(functools.partial(self.wake, service.name))
         self._stopping = threading.Event()
         self._urgent = threading.Event()
         self._changed = threading.Event()
@@ -236,9 +238,8 @@ class Supervisor:
         if urgent and not self._urgent.is_set():
             self._urgent.set()
             for slot in self._slots.values():
-                hurry = getattr(slot.service, "hurry", None)
-                if callable(hurry) and self._stopping.is_set():
-                    hurry()
+                if self._stopping.is_set():
+                    slot.service.hurry()
         self._stopping.set()
         self.heartbeat.draining = True
         self._changed.set()
@@ -278,7 +279,7 @@ class Supervisor:
                     self._fail(slot, error)
                     return
                 slot.failures += 1
-                wait_s = self.backoff.wait_s(slot.failures)
+                wait_s = self.backoff.delay_s(slot.failures)
                 log.warning("%s failed (%s); retrying in %.0f s", slot.service.name, error, wait_s)
             except Exception as error:
                 log.exception("%s failed; stopping the agent", slot.service.name)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Self
 
@@ -24,6 +26,16 @@ CREATE TABLE IF NOT EXISTS schema_versions (
     version   INTEGER NOT NULL CHECK (version >= 0)
 )
 """
+
+
+def now_ms() -> int:
+    """The local wall clock in epoch milliseconds (what every store stamps its rows with)."""
+    return time.time_ns() // 1_000_000
+
+
+def db_path(state_dir: str | os.PathLike[str]) -> Path:
+    """The agent's database file in ``state_dir``."""
+    return Path(state_dir) / DB_FILE
 
 
 class SchemaError(Exception):
@@ -122,6 +134,18 @@ class LockedConnection:
 
     _db: sqlite3.Connection
     _lock: threading.RLock
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``) under the lock: committed, or rolled back on error."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

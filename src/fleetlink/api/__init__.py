@@ -1,5 +1,5 @@
-"""Powertools wiring shared by the Lambda handlers: resolvers, auth, problems, dependencies."""
+"""Powertools wiring shared by the Lambda handlers: resolvers, auth, problems, dependencies.
 
-from fleetlink.api import lean_imports
-
-lean_imports.install()
+Importing it changes nothing else: the import trimming (``lean_imports``) is installed only by the
+Lambda entry points (``functions/<name>/handler.py``), never by the registry, CDK synth or the CLI.
+"""

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.models import (
 )
 
 import fleetlink
+from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_BASE
 
 
 def describe() -> dict[str, Any]:
@@ -35,7 +36,6 @@ def describe() -> dict[str, Any]:
 
 # --- the problems each route can answer ---------------------------------------------------------
 
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_REF = "#/components/schemas/Problem"
 #: RFC 9457 problem details, as ``fleetlink.api.problems.problem`` writes them.
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -44,7 +44,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     "description": "RFC 9457 problem details",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string", "description": "urn:fleetlink:problem:<code>"},
+        "type": {"type": "string", "description": f"{PROBLEM_TYPE_BASE}<code>"},
         "title": {"type": "string"},
         "status": {"type": "integer", "minimum": 400, "maximum": 599},
         "detail": {"type": "string"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -12,10 +11,8 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pynamodb.exceptions import PynamoDBException
 
+from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 
 logger = Logger(service="fleetlink")
 
@@ -35,17 +32,8 @@ def problem(
     instance: str | None = None,
     extensions: dict[str, Any] | None = None,
 ) -> Response[str]:
-    body: dict[str, Any] = {
-        **(extensions or {}),
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if instance:
-        body["instance"] = instance
-    if errors is not None:
-        body["errors"] = errors
+    body = problem_document(status, code, detail, title=title, instance=instance, errors=errors)
+    body = {**(extensions or {}), **body}
     return Response(status, PROBLEM_CONTENT_TYPE, json.dumps(body), headers=headers)
 
 

@@ -7,17 +7,10 @@ and exit 1.
 from __future__ import annotations
 
 import datetime
-import fcntl
-import functools
-import getpass
 import json
 import logging
-import os
-import re
-import shlex
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -26,46 +19,34 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from fleetlink.agent.client import (
-    FleetlinkApiError,
-    FleetlinkClient,
-    FleetlinkClientError,
-    FleetlinkConnectionError,
-    api_root,
+from fleetlink.agent.app import (
+    AgentOptions,
+    AlreadyRunning,
+    NotRegistered,
+    agent_client,
+    build_agent,
+    host_metrics,
+    only_runner,
 )
 from fleetlink.agent.daemon import (
     DEFAULT_FIRST_BEAT_JITTER_S,
     DEFAULT_INTERVAL_S,
-    HeartbeatService,
-    Supervisor,
 )
+from fleetlink.agent.db import db_path
 from fleetlink.agent.hardware import collect_hardware, fingerprint
-from fleetlink.agent.identity import DEFAULT_STATE_DIR, Identity, IdentityStore, key_alg_of
-from fleetlink.agent.relay.client import RelayClient
-from fleetlink.agent.relay.service import RelayService
-from fleetlink.agent.relay.store import DB_FILE, RecordStore, SyncHealth
-from fleetlink.agent.sequence import HeartbeatSequence
-from fleetlink.agent.tasks.runner import (
-    CANCELLED,
-    MAX_CONCURRENCY,
-    HandlerRegistry,
-    RunnerEvent,
-    TasksService,
-)
-from fleetlink.agent.tasks.store import AgentStore
-from fleetlink.agent.tunnels.service import TunnelsService
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore
+from fleetlink.agent.identity import Identity, IdentityStore
+from fleetlink.agent.relay.store import RecordStore, SyncHealth
+from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.service import CANCELLED, MAX_CONCURRENCY, RunnerEvent
 from fleetlink.auth.sealing import (
-    ENCRYPTION_KEY_FILE,
-    EncryptionPrivateKey,
     encryption_public_key_pem,
-    load_encryption_key,
     load_or_create_encryption_key,
-    open_sealed,
 )
+from fleetlink.cli.agent_service import install_service
+from fleetlink.cli.agent_tunnels import local_tunnels
+from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.render import (
     EXECUTION_STYLE,
-    HEALTH_STYLE,
     CallContext,
     TagOption,
     ago,
@@ -81,6 +62,8 @@ from fleetlink.cli.render import (
     styled,
     when,
 )
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, FleetlinkConnectionError, api_root
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.entities import KeyAlg
 
@@ -90,15 +73,6 @@ agent_app = typer.Typer(
 )
 
 
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="FLEETLINK_STATE_DIR",
-        help="Where the agent's key and identity live (default: ~/.fleetlink/agent)",
-        show_default=False,
-    ),
-]
 # --- agent ---------------------------------------------------------------------------------------
 
 
@@ -170,14 +144,6 @@ def register(
     typer.echo(result.agent_id)
 
 
-def _metrics() -> dict[str, float]:
-    try:
-        load1, load5, load15 = os.getloadavg()
-    except (OSError, AttributeError):
-        return {}
-    return {"load1": round(load1, 3), "load5": round(load5, 3), "load15": round(load15, 3)}
-
-
 def _print_ack(ack: HeartbeatAck, as_json: bool) -> None:
     if as_json:
         out().print_json(ack.model_dump_json())
@@ -193,23 +159,12 @@ def _agent_context(identity: Identity, state_dir: Path | None) -> CallContext:
 
 
 def _load_agent(store: IdentityStore) -> tuple[Identity, FleetlinkClient]:
-    identity = store.load_identity()
-    key = store.load_key()
-    if identity is None or key is None:
+    try:
+        return agent_client(store)
+    except NotRegistered as exc:
         raise fail(
-            f"this machine is not registered (state dir {store.path})",
-            fix="fleetlink agent register --url <API URL> --token <registration token>",
-        )
-    if key_alg_of(key) is not identity.key_alg:
-        raise fail(f"the key in {store.key_path} does not match identity.json's {identity.key_alg.value}")
-    client = FleetlinkClient(
-        identity.api_url,
-        private_key=key,
-        key_alg=identity.key_alg,
-        agent_id=identity.agent_id,
-        heartbeat_sequence=HeartbeatSequence.in_state_dir(store.path).next,
-    )
-    return identity, client
+            str(exc), fix="fleetlink agent register --url <API URL> --token <registration token>"
+        ) from None
 
 
 @agent_app.command()
@@ -244,7 +199,7 @@ def heartbeat(
         with client:
             while True:
                 try:
-                    ack = client.heartbeat(identity.agent_id, status=status, metrics=_metrics())
+                    ack = client.heartbeat(identity.agent_id, status=status, metrics=host_metrics())
                     _print_ack(ack, as_json)
                     wait_s = float(ack.heartbeat_interval_s)
                 except FleetlinkApiError as error:
@@ -267,22 +222,13 @@ def heartbeat(
         err().print(f"stopped after {sent} heartbeats")
 
 
-LOCK_FILE = "agent.lock"
-
-
 @contextmanager
 def _only_runner(state_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the state dir for as long as this agent runs tasks from it."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(state_dir / LOCK_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise fail(f"another `fleetlink agent run` is using {state_dir}") from None
-        try:
+    try:
+        with only_runner(state_dir):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except AlreadyRunning as exc:
+        raise fail(str(exc)) from None
 
 
 def _clock_time() -> str:
@@ -333,19 +279,6 @@ def _agent_logging() -> None:
     logger.propagate = False
 
 
-def _secret_opener(state_dir: Path) -> Callable[..., bytes] | None:
-    """Opens secrets sealed to this agent with its encryption key (None: it registered none)."""
-    path = state_dir / ENCRYPTION_KEY_FILE
-    if not path.exists():
-        return None
-    key: EncryptionPrivateKey = load_encryption_key(path)
-
-    def open_secret(sealed: str, *, context: bytes) -> bytes:
-        return open_sealed(key, sealed, context=context)
-
-    return open_secret
-
-
 @agent_app.command("run")
 def run_agent(
     state_dir: StateDirOption = None,
@@ -377,40 +310,23 @@ def run_agent(
     """
     identity_store = IdentityStore(state_dir)
     with reporting_errors():
-        identity, client = _load_agent(identity_store)
+        identity, client = _load_agent(identity_store)  # says how to register when this machine is not
+    client.close()
     _agent_logging()
     registry = HandlerRegistry()
     registry.load_entry_points()
-    context = _agent_context(identity, state_dir)
-    with reporting_errors(context), client, _only_runner(identity_store.path):
-        store = AgentStore.in_state_dir(identity_store.path)
-        records = RecordStore.in_state_dir(identity_store.path)
-        relay_client = RelayClient.from_state_dir(identity_store.path)
-        relay = RelayService(records, relay_client)
-        tasks = TasksService(
-            client,
-            store,
-            registry,
-            identity.agent_id,
-            concurrency,
-            listener=_print_event,
-            stop_grace_s=stop_grace,
-        )
-        heartbeat = HeartbeatService(
-            client,
-            identity.agent_id,
-            running_executions=tasks.running_ids,
-            host_metrics=_metrics,
-            first_beat_jitter_s=first_heartbeat_jitter,
-        )
-        tunnels = TunnelsService(
-            agent_id=identity.agent_id,
-            api=client,
-            state_dir=identity_store.path,
-            open_secret=_secret_opener(identity_store.path),
-        )
-        daemon = Supervisor(heartbeat, [tasks, tunnels, relay])
-        tasks.on_started = functools.partial(daemon.wake, heartbeat.name)
+    options = AgentOptions(
+        concurrency=concurrency,
+        stop_grace_s=stop_grace,
+        first_beat_jitter_s=first_heartbeat_jitter,
+        on_event=_print_event,
+        registry=registry,
+    )
+    with (
+        reporting_errors(_agent_context(identity, state_dir)),
+        _only_runner(identity_store.path),
+        build_agent(identity_store.path, options) as agent,
+    ):
 
         def said(urgent: bool) -> None:
             if urgent:
@@ -422,17 +338,12 @@ def run_agent(
                 )
 
         err().print(
-            f"agent {identity.agent_id} running tasks ({', '.join(registry.types())}; "
-            f"{concurrency} at a time) and tunnels from {escape(str(store.path))}, syncing records; "
+            f"agent {agent.identity.agent_id} running tasks ({', '.join(registry.types())}; "
+            f"{concurrency} at a time) and tunnels from {escape(str(agent.db_path))}, syncing records; "
             "Ctrl-C stops"
         )
-        try:
-            with daemon.signals(said):
-                daemon.run()
-        finally:
-            store.close()
-            relay_client.close()
-            records.close()
+        with agent.supervisor.signals(said):
+            agent.run()
     err().print("agent stopped")
 
 
@@ -461,221 +372,8 @@ def whoami(state_dir: StateDirOption = None) -> None:
     out().print(table)
 
 
-@agent_app.command("tunnels")
-def local_tunnels(
-    state_dir: StateDirOption = None,
-    events: Annotated[int, typer.Option("--events", min=0, help="Also show this many recent events")] = 0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """This machine's tunnels as the agent last knew them (from agent.db; works offline)."""
-    path = IdentityStore(state_dir).path / DB_FILE_NAME
-    if not path.exists():
-        raise fail(f"no agent database at {path}: run `fleetlink agent run` first")
-    with reporting_errors():
-        store = TunnelStore.open(path)
-    try:
-        tunnels = store.tunnels()
-        recent = store.events(limit=events) if events else []
-    finally:
-        store.close()
-    if as_json:
-        rows = [
-            {
-                "tunnel_id": t.spec.tunnel_id,
-                "provider": t.spec.provider.value,
-                "name": t.spec.name,
-                "mode": t.spec.mode.value,
-                "enabled": t.spec.enabled,
-                "local_target": t.spec.local_target,
-                "routes": [r.__dict__ for r in t.spec.routes],
-                "health": t.status.health.value,
-                "public_url": t.status.public_url,
-                "error_code": t.status.error_code,
-                "error_message": t.status.error_message,
-                "reported": t.status_sent_seq >= t.status_seq,
-                "updated_at": t.updated_at,
-            }
-            for t in tunnels
-        ]
-        payload: dict[str, object] = {"tunnels": rows}
-        if events:
-            payload["events"] = [
-                e.__dict__ | {"level": e.level.value, "event_type": e.event_type.value} for e in recent
-            ]
-        out().print_json(json.dumps(payload))
-        return
-    table = Table(title=f"tunnels on this machine ({len(tunnels)})")
-    for column in (
-        "tunnel",
-        "provider",
-        "name",
-        "mode",
-        "enabled",
-        "health",
-        "public url",
-        "target",
-        "routes",
-        "error",
-    ):
-        table.add_column(column, overflow="fold")
-    for t in tunnels:
-        table.add_row(
-            t.spec.tunnel_id,
-            t.spec.provider.value,
-            escape(t.spec.name),
-            t.spec.mode.value,
-            "yes" if t.spec.enabled else "no",
-            styled(t.status.health.value, HEALTH_STYLE),
-            escape(t.status.public_url or "-"),
-            escape(t.spec.local_target),
-            str(len(t.spec.routes)),
-            escape(t.status.error_code or ""),
-        )
-    out().print(table)
-    if recent:
-        events_table = Table(title="recent events")
-        for column in ("when", "tunnel", "level", "type", "message"):
-            events_table.add_column(column, overflow="fold")
-        for e in recent:
-            events_table.add_row(
-                when(e.created_at), e.tunnel_id or "-", e.level.value, e.event_type.value, escape(e.message)
-            )
-        out().print(events_table)
-
-
-# --- service -------------------------------------------------------------------------------------
-
-SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-
-
-def _fleetlink_command() -> str:
-    """How systemd should start this fleetlink: the installed script, else this Python's module."""
-    script = Path(sys.argv[0])
-    if script.name == "fleetlink" and script.exists():
-        return shlex.quote(str(script.resolve()))
-    return f"{shlex.quote(sys.executable)} -m fleetlink.cli"
-
-
-def unit_name(state_dir: Path) -> str:
-    """``fleetlink-agent`` for the default state dir, ``fleetlink-agent-<dir name>`` for another."""
-    if state_dir == IdentityStore(DEFAULT_STATE_DIR).path:
-        return "fleetlink-agent"
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", state_dir.name).strip("-.") or "agent"
-    return f"fleetlink-agent-{slug}"
-
-
-def systemd_unit(
-    *,
-    command: str,
-    state_dir: Path,
-    agent_id: str | None,
-    system: bool,
-    run_as: str | None,
-    concurrency: int,
-    stop_grace_s: float,
-) -> str:
-    """A systemd service running ``fleetlink agent run`` for the agent of ``state_dir``."""
-    who = f"agent {agent_id}" if agent_id else "agent"
-    lines = [
-        "[Unit]",
-        f"Description=fleetlink {who} (state dir {state_dir})",
-        "Wants=network-online.target",
-        "After=network-online.target",
-        "",
-        "[Service]",
-        "Type=simple",
-        f"ExecStart={command} agent run --state-dir {shlex.quote(str(state_dir))} "
-        f"--concurrency {concurrency} --stop-grace {stop_grace_s:g}",
-        "Environment=PYTHONUNBUFFERED=1 NO_COLOR=1",
-        # an exit is an error retrying inside could not fix (e.g. revoked): retry slowly, then give up
-        "Restart=on-failure",
-        "RestartSec=30",
-        # SIGTERM to the daemon only: it stops claiming and gives running tasks --stop-grace to end
-        "KillMode=mixed",
-        f"TimeoutStopSec={int(stop_grace_s) + 30}",
-    ]
-    if system and run_as:
-        lines.append(f"User={run_as}")
-    lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
-    return "\n".join(lines)
-
-
-@agent_app.command("install-service")
-def install_service(
-    state_dir: StateDirOption = None,
-    system: Annotated[
-        bool,
-        typer.Option(
-            "--system/--user",
-            help="A system unit in /etc/systemd/system (needs root), or a user unit in "
-            "~/.config/systemd/user (default)",
-        ),
-    ] = False,
-    print_only: Annotated[bool, typer.Option("--print", help="Print the unit; install nothing")] = False,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            help="Unit name (default: fleetlink-agent, or fleetlink-agent-<dir> for another state dir)",
-            show_default=False,
-        ),
-    ] = None,
-    run_as: Annotated[
-        str | None, typer.Option("--run-as", help="User of a system unit (default: you)", show_default=False)
-    ] = None,
-    concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, max=MAX_CONCURRENCY, help="Executions run at once")
-    ] = 4,
-    stop_grace: Annotated[
-        float, typer.Option("--stop-grace", min=0.0, help="On stop, seconds running tasks get to finish")
-    ] = 30.0,
-) -> None:
-    """Write a systemd unit that runs `fleetlink agent run` for this state dir (one unit per agent).
-
-    Two agents on one machine: register each in a state dir of its own, then install a unit per
-    state dir (`--state-dir ~/.fleetlink/web`, `--state-dir ~/.fleetlink/db`).
-    """
-    identity_store = IdentityStore(state_dir)
-    state_path = identity_store.path.resolve()
-    with reporting_errors():
-        identity = identity_store.load_identity()
-    if identity is None:
-        err().print(
-            f"[yellow]warning: {escape(str(state_path))} holds no agent yet; register it before starting "
-            f"the service: fleetlink agent register --token <token> --state-dir {escape(str(state_path))}"
-            "[/yellow]"
-        )
-    unit = unit_name(state_path) if name is None else name.removesuffix(".service")
-    text = systemd_unit(
-        command=_fleetlink_command(),
-        state_dir=state_path,
-        agent_id=identity.agent_id if identity else None,
-        system=system,
-        run_as=run_as or (getpass.getuser() if system else None),
-        concurrency=concurrency,
-        stop_grace_s=stop_grace,
-    )
-    if print_only:
-        typer.echo(text, nl=False)
-        return
-    if system:
-        directory = SYSTEM_UNIT_DIR
-    else:
-        config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-        directory = Path(config_home) / "systemd" / "user"
-    path = directory / f"{unit}.service"
-    with reporting_errors():
-        directory.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    systemctl = "systemctl" if system else "systemctl --user"
-    err().print(f"[green]wrote[/green] {escape(str(path))}; start it now and at every boot with:")
-    out().print(f"  {systemctl} daemon-reload && {systemctl} enable --now {unit}", markup=False)
-    if not system:
-        out().print(
-            "  loginctl enable-linger $USER    # keep it running when you are logged out", markup=False
-        )
-    journal = "journalctl" if system else "journalctl --user"
-    out().print(f"  {journal} -u {unit} -f              # its log", markup=False)
+agent_app.command("tunnels")(local_tunnels)
+agent_app.command("install-service")(install_service)
 
 
 def _relay_rows(health: SyncHealth) -> dict[str, str]:
@@ -702,7 +400,7 @@ def status(
         if identity is None:
             raise fail(f"this machine is not registered (state dir {store.path})")
     health = None
-    if (store.path / DB_FILE).exists():
+    if db_path(store.path).exists():
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
     if as_json:

@@ -21,12 +21,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from fleetlink.agent.client import FleetlinkClientError
 from fleetlink.agent.identity import IdentityError, resolve_state_dir
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore
 from fleetlink.cli.render import Column, print_table
+from fleetlink.client.http import FleetlinkClientError
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryRecord, QueryRequest
 from fleetlink.core.relay.records import InvalidRecord
 

@@ -24,10 +24,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, FleetlinkConnectionError
 from fleetlink.agent.identity import IdentityError
 from fleetlink.agent.sigv4 import MissingCredentials
 from fleetlink.agent.tasks.store import StoreError
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, FleetlinkConnectionError
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState

@@ -28,7 +28,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, OperatorClient
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
+from fleetlink.client.operator import OperatorClient
 from fleetlink.console import fleet
 from fleetlink.contract.relay import CollectionPolicy, QueryRequest, TagReaders
 from fleetlink.core.roles import Role

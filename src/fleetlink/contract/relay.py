@@ -8,6 +8,7 @@ bad record never holds back the others of a batch.
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_SAFE_INT
 from fleetlink.core.relay.hlc import HLC_PATTERN
+from fleetlink.core.relay.merge import StoredRecord
+from fleetlink.core.relay.policy import Readers
 from fleetlink.core.relay.records import (
     COLLECTION_PATTERN,
     MAX_BATCH_RECORDS,
@@ -26,6 +29,7 @@ from fleetlink.core.relay.records import (
     check_key,
     make_record,
 )
+from fleetlink.core.relay.service import Incoming, RecordAnswer, Rejection
 
 MAX_QUERY_LIMIT = 100
 DEFAULT_QUERY_LIMIT = 50
@@ -92,6 +96,13 @@ class RelayRecord(DeferredModel):
         else:
             body["value"] = self.value
         return body
+
+    def to_incoming(self) -> Incoming:
+        """The record as the relay service takes it: checked (or refused), with the node it claims."""
+        try:
+            return Incoming(self.node_id, self.to_core())
+        except InvalidRecord as exc:
+            return Incoming(self.node_id, Rejection(self.record_id, str(exc)))
 
     def to_core(self) -> Record:
         """The checked core record; raises InvalidRecord (answer ``rejected``) for a bad value."""
@@ -181,3 +192,33 @@ class CollectionPolicy(DeferredModel):
     """Who may query a collection: ``"fleet"`` (every active agent) or agents with the given tags."""
 
     readers: Literal["fleet"] | TagReaders = "fleet"
+
+
+def record_result(answer: RecordAnswer) -> RecordResult:
+    """The wire answer for one record."""
+    return RecordResult(
+        record_id=answer.record_id, status=RecordStatus(answer.outcome.value), error=answer.error
+    )
+
+
+def query_record(item: StoredRecord) -> QueryRecord:
+    """A stored record as a query answers it."""
+    return QueryRecord(
+        node_id=item.node_id,
+        collection=item.collection,
+        key=item.key,
+        value=None if item.value_json is None else json.loads(item.value_json),
+        deleted=item.deleted,
+        hlc=str(item.hlc),
+        updated_at=item.updated_at,
+    )
+
+
+def collection_policy(readers: Readers) -> CollectionPolicy:
+    """Who may query a collection, on the wire."""
+    return CollectionPolicy(readers="fleet" if readers == "fleet" else TagReaders(tag=dict(readers)))
+
+
+def policy_readers(policy: CollectionPolicy) -> Readers:
+    """Who may query a collection, as the relay service keeps it."""
+    return "fleet" if policy.readers == "fleet" else dict(policy.readers.tag)

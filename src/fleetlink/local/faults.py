@@ -51,110 +51,53 @@ items the backend returned but cannot bring back items deleted since (a GetItem 
 can); filters are not re-evaluated on old images; a projection is applied by top-level name.
 
 Never imported by the Lambdas.
+
+The plan (what to inject): ``fleetlink.local.fault_plan``; botocore responses: ``fleetlink.local.fault_wire``.
 """
 
 from __future__ import annotations
 
 import json
 import random
-import sys
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
 from typing import Any
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
-KINDS = ("throttle", "conflict", "unprocessed", "connect", "timeout", "stale")
-WRITE_OPERATIONS = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
-READ_OPERATIONS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
-DATA_OPERATIONS = WRITE_OPERATIONS | READ_OPERATIONS
-_SINGLE_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
-_TRANSACTIONS = frozenset({"TransactWriteItems", "TransactGetItems"})
-_BATCHES = frozenset({"BatchWriteItem", "BatchGetItem"})
-_STALE_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem"})
-_APPLIES_TO: Mapping[str, frozenset[str]] = {
-    "throttle": DATA_OPERATIONS,
-    "conflict": _SINGLE_WRITES | _TRANSACTIONS,
-    "unprocessed": _BATCHES,
-    "connect": DATA_OPERATIONS,
-    "timeout": DATA_OPERATIONS,
-    "stale": _STALE_READS,
-}
-_ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
+from fleetlink.local.fault_plan import (
+    _BATCHES,
+    _STALE_READS,
+    _TRANSACTIONS,
+    DATA_OPERATIONS,
+    KINDS,
+    WRITE_OPERATIONS,
+    FaultPlan,
+)
+from fleetlink.local.fault_wire import (
+    _REASON_MESSAGES,
+    _Attachment,
+    _batch_entries,
+    _error_response,
+    _eventually_consistent,
+    _moto_handler,
+    _project,
+    _projected_names,
+    _replace_body,
+    _success_response,
+    _TableSchema,
+    _with_entries,
+)
+
+__all__ = ["KINDS", "FaultInjector", "FaultPlan", "inject_faults"]
+
 _UNPROCESSED_CONTEXT = "fleetlink.faults.unprocessed"
 _PRE_READ_ROUNDS = 8
 _CLIENT_TOKEN_WINDOW_S = 600
-
-
-@dataclass(frozen=True)
-class FaultPlan:
-    """Which faults to inject, how often (0..1 per attempt or per call), from which seed.
-
-    ``per_operation`` overrides a kind's rate for one operation, e.g. ``{("throttle", "UpdateItem"): 0.5}``.
-    """
-
-    throttle: float = 0.0
-    conflict: float = 0.0
-    unprocessed: float = 0.0
-    connect: float = 0.0
-    timeout: float = 0.0
-    stale: float = 0.0
-    seed: int = 0
-    timeout_applied: float = 0.5
-    stale_window_ms: int = 1000
-    per_operation: Mapping[tuple[str, str], float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in (*KINDS, "timeout_applied"):
-            _check_rate(name, getattr(self, name))
-        for (kind, operation), rate in self.per_operation.items():
-            if kind not in KINDS:
-                raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(KINDS)}")
-            if operation not in _APPLIES_TO[kind]:
-                raise ValueError(f"{kind} faults apply to {', '.join(sorted(_APPLIES_TO[kind]))}")
-            _check_rate(f"{kind}@{operation}", rate)
-        if self.stale_window_ms < 0:
-            raise ValueError("stale_window_ms must be at least 0")
-
-    @classmethod
-    def parse(cls, spec: str) -> FaultPlan:
-        """Parse ``"throttle=0.05,conflict=0.1,unprocessed=0.2,timeout=0.01,stale=0.3,seed=7"``.
-
-        ``kind@Operation=rate`` overrides one operation (``throttle@UpdateItem=0.5``); also
-        ``timeout_applied=`` and ``stale_window_ms=``. Raises ValueError naming the bad entry.
-        """
-        values: dict[str, Any] = {}
-        per_operation: dict[tuple[str, str], float] = {}
-        known = {f.name for f in fields(cls)} - {"per_operation"}
-        for entry in filter(None, (part.strip() for part in spec.split(","))):
-            name, sep, text = (piece.strip() for piece in entry.partition("="))
-            if not sep or not text:
-                raise ValueError(f"fault entry {entry!r} is not name=value")
-            kind, at, operation = name.partition("@")
-            if at:
-                per_operation[(kind, operation)] = _parse_number(entry, text, float)
-            elif name in known:
-                values[name] = _parse_number(
-                    entry, text, int if name in ("seed", "stale_window_ms") else float
-                )
-            else:
-                raise ValueError(f"unknown fault entry {name!r}; known: {', '.join(sorted(known))}")
-        return cls(**values, per_operation=per_operation)
-
-    def rate(self, kind: str, operation: str) -> float:
-        """The rate of ``kind`` for ``operation`` (0 where the kind does not apply)."""
-        if operation not in _APPLIES_TO[kind]:
-            return 0.0
-        return self.per_operation.get((kind, operation), getattr(self, kind))
-
-    def can_inject(self, kind: str) -> bool:
-        return any(self.rate(kind, operation) > 0 for operation in _APPLIES_TO[kind])
 
 
 class FaultInjector:
@@ -536,132 +479,3 @@ def inject_faults(
         yield injector
     finally:
         injector.detach()
-
-
-class _Attachment:
-    """One attached client: its ``before-send`` handler, and moto's handler taken off it (if any)."""
-
-    def __init__(self, injector: FaultInjector, client: Any, moto_handler: Any) -> None:
-        self.injector = injector
-        self.client = client
-        self.moto_handler = moto_handler
-
-    def before_send(self, request: Any, event_name: str, **_: Any) -> Any:
-        return self.injector._before_send(self, request, event_name)
-
-    def forward(self, request: Any, event_name: str) -> Any:
-        """Send an attempt on: to moto's handler when moto serves it, else over HTTP."""
-        if self.moto_handler is not None:
-            response = self.moto_handler(event_name=event_name, request=request)
-            if response is not None:
-                return response
-        return self.client._endpoint.http_session.send(request)
-
-
-@dataclass(frozen=True)
-class _TableSchema:
-    keys: tuple[str, ...]
-    # index name -> (its key attributes, the attributes it projects; None for ALL)
-    indexes: Mapping[str, tuple[tuple[str, ...], set[str] | None]]
-
-    @classmethod
-    def from_description(cls, table: Mapping[str, Any]) -> _TableSchema:
-        keys = tuple(k["AttributeName"] for k in table["KeySchema"])
-        indexes: dict[str, tuple[tuple[str, ...], set[str] | None]] = {}
-        for index in [*table.get("GlobalSecondaryIndexes", []), *table.get("LocalSecondaryIndexes", [])]:
-            index_keys = tuple(k["AttributeName"] for k in index["KeySchema"])
-            projection = index.get("Projection", {})
-            projected = None
-            if projection.get("ProjectionType") != "ALL":
-                projected = {*keys, *index_keys, *projection.get("NonKeyAttributes", [])}
-            indexes[index["IndexName"]] = (index_keys, projected)
-        return cls(keys, indexes)
-
-    def key_of(self, item: Mapping[str, Any]) -> str:
-        return json.dumps({name: item[name] for name in self.keys}, sort_keys=True)
-
-
-_REASON_MESSAGES = {
-    "TransactionConflict": "Transaction is ongoing for the item",
-    "ThrottlingError": "Throughput exceeds the current capacity of your table or index.",
-}
-
-
-def _check_rate(name: str, rate: float) -> None:
-    if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"fault rate {name}={rate} is not between 0 and 1")
-
-
-def _parse_number(entry: str, text: str, kind: type[int] | type[float]) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise ValueError(f"fault entry {entry!r} needs a {kind.__name__}") from None
-
-
-def _moto_handler() -> Any:
-    """moto's before-send handler if moto is loaded (never imports moto)."""
-    models = sys.modules.get("moto.core.models")
-    return getattr(models, "botocore_stubber", None)
-
-
-def _eventually_consistent(operation: str, body: Mapping[str, Any]) -> bool:
-    if operation == "BatchGetItem":
-        return any(not request.get("ConsistentRead") for request in body["RequestItems"].values())
-    return not body.get("ConsistentRead") or bool(body.get("IndexName"))
-
-
-def _batch_entries(request: Any) -> list[Any]:
-    """A BatchWriteItem table entry is a list of requests; a BatchGetItem one holds ``Keys``."""
-    return list(request) if isinstance(request, list) else list(request["Keys"])
-
-
-def _with_entries(request: Any, entries: list[Any]) -> Any:
-    return entries if isinstance(request, list) else {**request, "Keys": entries}
-
-
-def _projected_names(body: Mapping[str, Any]) -> set[str] | None:
-    """Top-level attribute names a ProjectionExpression asks for (None: every attribute)."""
-    expression = body.get("ProjectionExpression")
-    if not expression:
-        return None
-    aliases = body.get("ExpressionAttributeNames", {})
-    names = set()
-    for path in expression.split(","):
-        top = path.strip().split(".", 1)[0].split("[", 1)[0]
-        names.add(aliases.get(top, top))
-    return names
-
-
-def _project(item: dict[str, Any], names: set[str] | None) -> dict[str, Any]:
-    return dict(item) if names is None else {k: v for k, v in item.items() if k in names}
-
-
-def _error_response(request: Any, code: str, message: str, **extra: Any) -> AWSResponse:
-    body = json.dumps({"__type": _ERROR_PREFIX + code, "message": message, **extra}).encode()
-    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amz-crc32": str(zlib.crc32(body))}
-    return AWSResponse(request.url, 400, headers, _RawBody(body))
-
-
-def _success_response(request: Any, body: bytes) -> AWSResponse:
-    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amz-crc32": str(zlib.crc32(body))}
-    return AWSResponse(request.url, 200, headers, _RawBody(body))
-
-
-def _replace_body(response: Any, body: bytes) -> AWSResponse:
-    headers = dict(response.headers.items())
-    for name in list(headers):
-        if name.lower() in ("x-amz-crc32", "content-length"):
-            del headers[name]
-    headers["x-amz-crc32"] = str(zlib.crc32(body))
-    return AWSResponse(response.url, response.status_code, headers, _RawBody(body))
-
-
-class _RawBody:
-    """The raw stream botocore reads a response body from."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self._body

@@ -6,25 +6,19 @@ and its response goes back over HTTP. A timer plays EventBridge (the scheduled f
 duties) and DynamoDB's TTL process (``fleetlink.local.ttl``), which moto does not emulate. Routing:
 ``fleetlink.local.routing``. With a data folder (``fleetlink.local.persist``), the table and the
 operator token outlive the process: restored at start, saved periodically and at stop.
+The HTTP/1.1 layer in front of it: ``fleetlink.local.http``.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import json
 import os
-import re
 import secrets
 import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -33,6 +27,7 @@ from urllib.parse import urlsplit
 from fleetlink.core.roles import Role
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
 from fleetlink.local.faults import FaultInjector, FaultPlan
+from fleetlink.local.http import HttpResponse, RequestHandler, Server, lambda_response, problem_response
 from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
@@ -40,15 +35,7 @@ from fleetlink.local.ttl import expire_ttl_items
 
 #: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
-#: Lambda's synchronous invocation payload limit; the handlers enforce the per-route limits below it.
-MAX_REQUEST_BYTES = 6 * 1024 * 1024
-PROBLEM_CONTENT_TYPE = "application/problem+json"
-PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
-#: Headers the server sets itself, whatever a handler returns.
-_HOP_BY_HOP = {"connection", "content-length", "keep-alive", "transfer-encoding", "date", "server"}
-_DECIMAL = re.compile(r"[0-9]{1,19}")
-#: How much of an oversized body is read and thrown away so the client sees the 413 cleanly.
-_MAX_DRAIN_BYTES = 64 * 1024 * 1024
+
 
 #: Seconds between saves of the table to the data folder (only when it changed).
 SAVE_EVERY_S = 10.0
@@ -83,52 +70,6 @@ def load_handler(function: str, functions_dir: Path = FUNCTIONS_DIR) -> LambdaHa
     if not callable(handler):
         raise ImportError(f"{path} does not define a callable lambda_handler")
     return cast(LambdaHandler, handler)
-
-
-# --- responses -----------------------------------------------------------------------------------
-
-
-@dataclass
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-def problem_response(
-    status: int, code: str, detail: str, *, instance: str | None = None, headers: dict[str, str] | None = None
-) -> HttpResponse:
-    """An RFC 9457 problem produced by the dev server itself (as API Gateway would answer)."""
-    document: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code,
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-        "detail": detail,
-    }
-    if instance:
-        document["instance"] = instance
-    pairs = [("Content-Type", PROBLEM_CONTENT_TYPE), *(headers or {}).items()]
-    return HttpResponse(status, pairs, json.dumps(document).encode())
-
-
-def lambda_response(result: Any) -> HttpResponse:
-    """The HTTP response API Gateway makes of a handler's payload 2.0 result."""
-    if not isinstance(result, dict) or "statusCode" not in result:
-        # API Gateway: a result without statusCode is a 200 whose body is the JSON result.
-        return HttpResponse(200, [("Content-Type", "application/json")], json.dumps(result).encode())
-    pairs: list[tuple[str, str]] = []
-    for name, value in (result.get("headers") or {}).items():
-        pairs.append((name, str(value)))
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        pairs += [(name, str(value)) for value in values]
-    pairs += [("Set-Cookie", str(cookie)) for cookie in result.get("cookies") or []]
-    pairs = [(name, value) for name, value in pairs if name.lower() not in _HOP_BY_HOP]
-    body = result.get("body") or ""
-    if isinstance(body, str):
-        payload = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
-    else:
-        payload = json.dumps(body).encode()
-    return HttpResponse(int(result["statusCode"]), pairs, payload)
 
 
 # --- the stack -----------------------------------------------------------------------------------
@@ -184,7 +125,7 @@ class DevStack:
         self._handlers: dict[str, LambdaHandler] = {}
         self._resources = ExitStack()
         self._saved_env: dict[str, str | None] = {}
-        self._server: _Server | None = None
+        self._server: Server | None = None
         self._stop_scheduler = threading.Event()
         self._threads: list[threading.Thread] = []
         self._stopped = threading.Event()
@@ -241,7 +182,7 @@ class DevStack:
         for function in FUNCTIONS:
             self._handlers[function] = load_handler(function, self.functions_dir)
 
-        self._server = _Server((self.host, self.port), _RequestHandler, stack=self)
+        self._server = Server((self.host, self.port), RequestHandler, stack=self)
         self._spawn("fleetlink-http", self._serve)
         self._serving = True
         if self.cleanup_every_s > 0:
@@ -343,17 +284,17 @@ class DevStack:
                 result = self.run_scheduled(spec.name)
                 handled = result.get("handled", {}) if isinstance(result, dict) else {}
                 if any(handled.values()):
-                    self._log(f"fleetlink dev: {spec.name} handled {handled}")
+                    self.log(f"fleetlink dev: {spec.name} handled {handled}")
             except StackStoppedError:
                 return
             except Exception as exc:
-                self._log(f"fleetlink dev: {spec.name} failed: {type(exc).__name__}: {exc}")
+                self.log(f"fleetlink dev: {spec.name} failed: {type(exc).__name__}: {exc}")
         try:
             deleted = self.expire_ttl_items()
             if deleted:
-                self._log(f"fleetlink dev: TTL expired {deleted} item(s)")
+                self.log(f"fleetlink dev: TTL expired {deleted} item(s)")
         except Exception as exc:
-            self._log(f"fleetlink dev: TTL expiry failed: {type(exc).__name__}: {exc}")
+            self.log(f"fleetlink dev: TTL expiry failed: {type(exc).__name__}: {exc}")
 
     def _schedule(self) -> None:
         while not self._stop_scheduler.wait(self.cleanup_every_s):
@@ -366,14 +307,14 @@ class DevStack:
         try:
             return self.data.save_items(table_items(self.table_name))
         except Exception as exc:
-            self._log(f"fleetlink dev: cannot save to {self.data.path}: {type(exc).__name__}: {exc}")
+            self.log(f"fleetlink dev: cannot save to {self.data.path}: {type(exc).__name__}: {exc}")
             return False
 
     def _save_periodically(self) -> None:
         while not self._stop_scheduler.wait(self.save_every_s):
             self.save()
 
-    def _log(self, line: str) -> None:
+    def log(self, line: str) -> None:
         if self.access_log is not None:
             self.access_log(line)
 
@@ -411,7 +352,7 @@ class DevStack:
         except StackStoppedError:
             return problem_response(503, "stopping", "the dev stack is stopping", instance=raw_path)
         except Exception:
-            self._log(f"fleetlink dev: {method} {raw_path} failed:\n{traceback.format_exc().rstrip()}")
+            self.log(f"fleetlink dev: {method} {raw_path} failed:\n{traceback.format_exc().rstrip()}")
             return problem_response(500, "internal", "an internal error occurred", instance=raw_path)
 
 
@@ -431,169 +372,3 @@ def _endpoint_table(endpoint: str, table_name: str) -> Any:
 
 class StackStoppedError(Exception):
     """The stack stopped before this invocation could run."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    #: Connections the kernel holds until accepted (socketserver's default of 5 resets some of a
-    #: fleet's agents when they connect at once while the server is busy).
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], handler: type[_RequestHandler], *, stack: DevStack) -> None:
-        if ":" in address[0]:
-            import socket
-
-            self.address_family = socket.AF_INET6
-        self.stack = stack
-        super().__init__(address, handler)
-
-
-class _BodyTooLargeError(Exception):
-    pass
-
-
-class _MalformedBodyError(Exception):
-    pass
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "fleetlink-dev"
-    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
-    timeout = 120  # idle keep-alive connections end
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the stack logs one access line per request instead."""
-
-    def _declared_length(self) -> int:
-        """Content-Length: one value of decimal digits (repeated identically at most), else malformed."""
-        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
-        if not values:
-            return 0
-        if len(values) > 1:
-            raise _MalformedBodyError("conflicting Content-Length headers")
-        (value,) = values
-        if not _DECIMAL.fullmatch(value):
-            raise _MalformedBodyError("Content-Length is not a non-negative decimal number")
-        return int(value)
-
-    def _length_or_zero(self) -> int:
-        try:
-            return self._declared_length()
-        except _MalformedBodyError:
-            return 0
-
-    def handle_expect_100(self) -> bool:
-        if self._length_or_zero() > MAX_REQUEST_BYTES:
-            self._reject_too_large(time.perf_counter(), drain=False)
-            return False
-        return super().handle_expect_100()
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            if self.headers.get("Content-Length") is not None:
-                raise _MalformedBodyError("both Content-Length and Transfer-Encoding: chunked")
-            return self._read_chunked()
-        length = self._declared_length()
-        if length > MAX_REQUEST_BYTES:
-            raise _BodyTooLargeError
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            raise _MalformedBodyError("the body is shorter than its Content-Length")
-        return body
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            try:
-                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise _MalformedBodyError("the chunked request body is malformed") from exc
-            if size < 0:
-                raise _MalformedBodyError("the chunked request body is malformed")
-            if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            total += size
-            if total > MAX_REQUEST_BYTES:
-                self.close_connection = True
-                raise _BodyTooLargeError
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline(1024)
-
-    def _drain(self) -> None:
-        """Read and drop the rest of a rejected body (bounded), so the client can read the answer."""
-        remaining = min(self._length_or_zero(), _MAX_DRAIN_BYTES)
-        while remaining > 0:
-            chunk = self.rfile.read(min(remaining, 1024 * 1024))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-
-    def _reject_too_large(self, started: float, *, drain: bool) -> None:
-        self.close_connection = True
-        response = problem_response(
-            413,
-            "payload-too-large",
-            f"the body exceeds {MAX_REQUEST_BYTES} bytes",
-            instance=urlsplit(self.path).path,
-        )
-        self._write(response, close=True)
-        if drain:
-            self._drain()
-        self._access(response.status, started)
-
-    def _dispatch(self) -> None:
-        started = time.perf_counter()
-        stack = self.server.stack
-        try:
-            body = self._read_body()
-        except _BodyTooLargeError:
-            self._reject_too_large(started, drain=True)
-            return
-        except _MalformedBodyError as exc:
-            self.close_connection = True
-            response = problem_response(400, "malformed-body", str(exc), instance=urlsplit(self.path).path)
-            self._write(response, close=True)
-            self._access(response.status, started)
-            return
-        response = stack.handle(self.command, self.path, list(self.headers.items()), body)
-        self._write(response)
-        self._access(response.status, started)
-
-    def _write(self, response: HttpResponse, *, close: bool = False) -> None:
-        try:
-            self.send_response(response.status)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            if close:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def _access(self, status: int, started: float) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        self.server.stack._log(f"{self.command} {urlsplit(self.path).path} {status} {elapsed_ms:.1f}ms")
-
-    def __getattr__(self, name: str) -> Any:
-        """``do_<METHOD>`` for any method: the routes decide (405 with ``Allow``), as API Gateway does."""
-        if name.startswith("do_"):
-            return self._dispatch
-        raise AttributeError(name)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors http.server raises itself (a bad request line, headers too long) as problems."""
-        self.close_connection = True
-        self.request_version = self.protocol_version  # a status line even when the request line was bad
-        status = HTTPStatus(code)
-        slug = status.phrase.lower().replace(" ", "-")
-        response = problem_response(code, slug, explain or message or status.phrase)
-        self._write(response, close=True)

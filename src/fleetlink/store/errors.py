@@ -1,33 +1,59 @@
-"""DynamoDB failures the caller can act on, as domain errors (throttling → 429, outage → 503)."""
+"""DynamoDB failures the caller can act on, as domain errors: the one translation every store adapter
+applies at its boundary (PynamoDB's errors and boto3's alike), with one ``Retry-After`` rule:
+contention and throttling → 429 after 1 s, an outage or an unreachable store → 503 after 2 s."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
 from pynamodb.exceptions import PynamoDBException
 
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
 from fleetlink.store.contention import retryable
 
 UNAVAILABLE_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+#: Seconds a client is told to wait (``Retry-After``).
+BUSY_RETRY_AFTER_S = 1
+UNAVAILABLE_RETRY_AFTER_S = 2
 
 
 def failure_code(error: PynamoDBException) -> str | None:
     return error.cause_response_code
 
 
-def translate(error: PynamoDBException) -> FleetlinkError | None:
-    """The domain error for a store failure a client should retry, else None (a bug: 500)."""
-    code = failure_code(error)
-    reasons = [
-        reason.code if reason else None for reason in getattr(error, "cancellation_reasons", None) or []
-    ]
-    if retryable(code, reasons):
+def store_error(
+    code: str | None, reasons: Sequence[str | None] = (), *, unreachable: bool = False
+) -> FleetlinkError | None:
+    """The domain error for a DynamoDB error ``code`` (and a cancelled transaction's ``reasons``)
+    a client should retry, else None (a bug: 500). ``unreachable``: no answer came at all."""
+    if retryable(code, list(reasons)):
         return Throttled(
             "the store is busy with other writes to the same items; retry shortly",
             code="store-busy",
-            retry_after_s=1,
+            retry_after_s=BUSY_RETRY_AFTER_S,
         )
     if code in UNAVAILABLE_CODES:
-        return Unavailable("the store is unavailable; retry shortly", retry_after_s=2)
-    if error.cause is not None and "connect" in type(error.cause).__name__.lower():
-        return Unavailable("the store cannot be reached; retry shortly", retry_after_s=2)
+        return Unavailable("the store is unavailable; retry shortly", retry_after_s=UNAVAILABLE_RETRY_AFTER_S)
+    if unreachable:
+        return Unavailable(
+            "the store cannot be reached; retry shortly", retry_after_s=UNAVAILABLE_RETRY_AFTER_S
+        )
     return None
+
+
+def translate(error: PynamoDBException) -> FleetlinkError | None:
+    """:func:`store_error` for a PynamoDB failure."""
+    reasons = [
+        reason.code if reason else None for reason in getattr(error, "cancellation_reasons", None) or []
+    ]
+    unreachable = error.cause is not None and "connect" in type(error.cause).__name__.lower()
+    return store_error(failure_code(error), reasons, unreachable=unreachable)
+
+
+def translate_boto(error: ClientError | BotoCoreError) -> FleetlinkError | None:
+    """:func:`store_error` for a boto3 client's failure (a BotoCoreError: no answer came)."""
+    if isinstance(error, BotoCoreError):
+        return store_error(None, unreachable=True)
+    reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+    return store_error(error.response.get("Error", {}).get("Code"), reasons)

@@ -26,7 +26,7 @@ from pynamodb.expressions.update import Action
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
-from fleetlink.core.errors import Throttled, Unavailable
+from fleetlink.core.errors import Unavailable
 from fleetlink.core.relay.hlc import Hlc
 from fleetlink.core.relay.merge import StoredRecord
 from fleetlink.core.relay.policy import DEFAULT_READERS, Readers
@@ -35,9 +35,8 @@ from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import CONDITION_FAILED
-from fleetlink.store.contention import THROTTLING_CODES
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
-from fleetlink.store.errors import UNAVAILABLE_CODES, translate
+from fleetlink.store.errors import translate, translate_boto
 from fleetlink.store.table import (
     LIST_INDEX,
     PARTITION_KEY,
@@ -106,18 +105,6 @@ def _table() -> str:
     return str(TableItem.Meta.table_name)
 
 
-def _store_error(error: ClientError | BotoCoreError) -> Throttled | Unavailable | None:
-    """Throttling or an outage as the domain error a caller answers ``retry`` (None: a bug)."""
-    if isinstance(error, BotoCoreError):  # never reached DynamoDB, or no answer
-        return Unavailable("the store cannot be reached; retry shortly")
-    code = error.response.get("Error", {}).get("Code")
-    if code in THROTTLING_CODES:
-        return Throttled("the store is busy; retry shortly")
-    if code in UNAVAILABLE_CODES:
-        return Unavailable("the store is unavailable; retry shortly")
-    return None
-
-
 def _stored(raw: Mapping[str, Any]) -> StoredRecord:
     item = RelayRecordItem.from_raw_data(dict(raw))
     return StoredRecord(
@@ -177,7 +164,7 @@ class DynamoRelayRepository:
             if error.response.get("Error", {}).get("Code") == CONDITION_FAILED:
                 kept = error.response.get("Item")
                 return WriteResult(applied=False, previous=_stored(kept) if kept else None)
-            translated = _store_error(error)
+            translated = translate_boto(error)
             if translated is None:
                 raise
             raise translated from None
@@ -314,7 +301,7 @@ class DynamoRelayRepository:
             try:
                 answer = _client().query(**request)
             except (ClientError, BotoCoreError) as error:
-                translated = _store_error(error)
+                translated = translate_boto(error)
                 if translated is None:
                     raise
                 raise translated from None

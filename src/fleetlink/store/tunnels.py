@@ -32,6 +32,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of, sharded_pages
+from fleetlink.store.presence import AgentPresenceItem
 from fleetlink.store.table import LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 
 # --- items ---------------------------------------------------------------------------------------
@@ -121,13 +122,6 @@ class TunnelEventItem(TableItem, discriminator="tunnel_event"):
     message = UnicodeAttribute()
     data = JSONAttribute(default=dict)
     created_at = NumberAttribute()
-
-
-class PresenceTunnelsVersion(TableItem, discriminator="presence_tunnels_version"):
-    """The agent's presence item as tunnels touch it: only ``tunnels_version``, by UpdateItem (never
-    saved whole, so the item keeps its own kind)."""
-
-    tunnels_version = NumberAttribute(null=True)
 
 
 # --- repository ----------------------------------------------------------------------------------
@@ -345,11 +339,11 @@ class DynamoTunnelRepository:
 
 def _bump(tx: Any, agent_id: str) -> None:
     """Move the agent's tunnels version on (the presence item exists from registration on)."""
-    presence = PresenceTunnelsVersion(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
+    presence = AgentPresenceItem(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
     tx.update(
         presence,
-        actions=[PresenceTunnelsVersion.tunnels_version.add(1)],
-        condition=PresenceTunnelsVersion.pk.exists(),
+        actions=[AgentPresenceItem.tunnels_version.add(1)],
+        condition=AgentPresenceItem.pk.exists(),
     )
 
 

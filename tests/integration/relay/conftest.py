@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkClient, OperatorClient
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.auth.keys import PrivateKey, generate_private_key, private_key_to_pem
+from fleetlink.client.agent import FleetlinkClient
+from fleetlink.client.operator import OperatorClient
+from fleetlink.client.relay import RelayClient
 from fleetlink.core.clock import SystemClock
 from fleetlink.core.entities import Hardware, KeyAlg
 from fleetlink.local.server import DevStack

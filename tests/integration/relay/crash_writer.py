@@ -12,10 +12,11 @@ import random
 import sys
 from pathlib import Path
 
-from fleetlink.agent.relay.client import RelayClient
-from fleetlink.agent.relay.service import Backoff, RelayService
+from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.auth.keys import load_private_key
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.relay import RelayClient
 from fleetlink.core.entities import KeyAlg
 
 KEYS = 40

@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import QueryRequest
 from fleetlink.core.entities import KeyAlg
 from fleetlink.core.relay.merge import StoredRecord

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.client import FleetlinkConnectionError
 from fleetlink.agent.relay.api import RelayApiError
-from fleetlink.agent.relay.client import RelayClient
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.auth.keys import PrivateKey, generate_private_key
+from fleetlink.client.http import FleetlinkConnectionError
+from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import QueryRequest, RecordStatus, RelayRecord
 from fleetlink.core.entities import KeyAlg
 from fleetlink.core.ids import IdPrefix, new_id

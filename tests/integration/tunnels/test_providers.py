@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from fleetlink.agent.db import db_path
 from fleetlink.agent.tunnels.config import TunnelsConfig
 from fleetlink.agent.tunnels.providers.external import ExternalProvider
 from fleetlink.agent.tunnels.service import TunnelsService
+from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.contract.tunnels import DesiredTunnel, Health
 from fleetlink.core.ids import IdPrefix, new_id
 from tests.fakes.tunnels import FakeTunnelApi, RsaSealer
@@ -126,7 +128,12 @@ def start(
         )
         api = FakeTunnelApi(tunnels=[tunnel])
         service = TunnelsService(
-            agent_id="agt_1", api=api, state_dir=state_dir, config=config, open_secret=sealer.open
+            agent_id="agt_1",
+            api=api,
+            store=TunnelStore.open(db_path(state_dir)),
+            state_dir=state_dir,
+            config=config,
+            open_secret=sealer.open,
         )
         services.append(service)
         service.start()

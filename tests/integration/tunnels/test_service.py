@@ -13,9 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from fleetlink.agent.db import db_path
 from fleetlink.agent.tunnels.config import TunnelsConfig
 from fleetlink.agent.tunnels.policy import AllowList
 from fleetlink.agent.tunnels.service import TunnelsService
+from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.contract.tunnels import DesiredTunnel, Health, Route
 from fleetlink.core.ids import IdPrefix, new_id
 from tests.fakes.tunnels import FakeTunnelApi
@@ -75,7 +77,13 @@ class Node:
 @pytest.fixture
 def node(state_dir: Path) -> Iterator[Node]:
     api = FakeTunnelApi()
-    service = TunnelsService(agent_id="agt_1", api=api, state_dir=state_dir, config=FAST)
+    service = TunnelsService(
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=FAST,
+    )
     yield Node(api, service, state_dir)
     service.stop()
 
@@ -181,7 +189,13 @@ def test_an_allow_list_entry_lets_a_lan_target_through(
     """Given an allow list naming 127.0.0.2/32 only; when a tunnel points at 127.0.0.1; then it is refused."""
     config = TunnelsConfig(allow=AllowList.parse(["127.0.0.2/32"]), health_interval_s=0.1)
     api = FakeTunnelApi(tunnels=[desired("web", targets["a"].target)])
-    service = TunnelsService(agent_id="agt_1", api=api, state_dir=state_dir, config=config)
+    service = TunnelsService(
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=config,
+    )
     service.start()
     try:
         drive(service, lambda: "error" in api.event_types(api.tunnels[0].tunnel_id))
@@ -221,7 +235,13 @@ def test_a_restarted_agent_brings_tunnels_back_without_the_cloud(
     with the cloud unreachable; then the tunnel serves again from the local store."""
     tunnel = desired("web", targets["a"].target)
     api = FakeTunnelApi(tunnels=[tunnel])
-    first = TunnelsService(agent_id="agt_1", api=api, state_dir=state_dir, config=FAST)
+    first = TunnelsService(
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=FAST,
+    )
     first.start()
     drive(
         first,
@@ -229,7 +249,13 @@ def test_a_restarted_agent_brings_tunnels_back_without_the_cloud(
     )
     first.stop(urgent=True)
     api.reachable = False
-    second = TunnelsService(agent_id="agt_1", api=api, state_dir=state_dir, config=FAST)
+    second = TunnelsService(
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=FAST,
+    )
     second.start()
     try:
         url = drive(

@@ -15,8 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleetlink.agent.db import db_path
 from fleetlink.agent.tunnels.config import RelayConfig, TunnelsConfig
 from fleetlink.agent.tunnels.service import TunnelsService
+from fleetlink.agent.tunnels.store import TunnelStore
 from fleetlink.contract.tunnels import Health
 from tests.fakes.tunnels import FakeTunnelApi
 from tests.integration.tunnels.targets import WAIT_S, TargetServer, free_port, wait_until
@@ -106,7 +108,11 @@ def test_requests_reach_the_targets_through_the_relay(
     tunnel = desired("web", targets["a"].target, {"/api": targets["b"].target})
     api = FakeTunnelApi(tunnels=[tunnel])
     service = TunnelsService(
-        agent_id="agt_1", api=api, state_dir=state_dir, config=relay_config(sshd, remote_port)
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=relay_config(sshd, remote_port),
     )
     service.start()
     try:
@@ -133,7 +139,13 @@ def test_an_unknown_relay_host_key_is_refused(
     tunnel = desired("web", targets["a"].target)
     api = FakeTunnelApi(tunnels=[tunnel])
     config = relay_config(sshd, free_port(), known_hosts=sshd.wrong_known_hosts)
-    service = TunnelsService(agent_id="agt_1", api=api, state_dir=state_dir, config=config)
+    service = TunnelsService(
+        agent_id="agt_1",
+        api=api,
+        store=TunnelStore.open(db_path(state_dir)),
+        state_dir=state_dir,
+        config=config,
+    )
     service.start()
     try:
         status = drive(

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from fleetlink.agent.client import encode_json
 from fleetlink.agent.relay.store import wire_size
+from fleetlink.client.http import encode_json
 from fleetlink.contract.relay import (
     BatchRequest,
     CollectionPolicy,

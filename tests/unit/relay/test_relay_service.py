@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 
-from fleetlink.agent.client import FleetlinkConnectionError, HeartbeatAck
 from fleetlink.agent.daemon import HeartbeatService, Supervisor
-from fleetlink.agent.relay.service import Backoff, RelayService
+from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
 from fleetlink.cli.operator.agents import relay_lag
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkConnectionError
+from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.heartbeat import Heartbeat
 from tests.fakes.relay_api import FakeRelayApi, FakeRelayCloud, relay_error
@@ -20,7 +22,7 @@ def service(store: RecordStore, api: FakeRelayApi, clock: FixedClock, **options:
         store,
         api,
         clock=clock.now_ms,
-        backoff=Backoff(base_s=1.0, max_s=60.0, rng=random.Random(7)),
+        backoff=Backoff(base_s=1.0, max_s=60.0, rand=random.Random(7).random),
         **options,
     )
     worker.start()

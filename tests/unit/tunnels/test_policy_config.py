@@ -8,7 +8,7 @@ import pytest
 
 from fleetlink.agent.tunnels.config import ConfigError, load_config
 from fleetlink.agent.tunnels.policy import AllowList
-from fleetlink.agent.tunnels.reconciler import backoff_s
+from fleetlink.client.backoff import Backoff
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1:80", "127.9.9.9:22", "[::1]:8080", "localhost:3000"])
@@ -77,5 +77,5 @@ def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:
     d = min(30, 2^(n-1))."""
     for attempt in range(1, 11):
         full = min(30.0, 2.0 ** (attempt - 1))
-        assert backoff_s(attempt, 1.0, 30.0, rand=lambda: 0.0) == full / 2
-        assert backoff_s(attempt, 1.0, 30.0, rand=lambda: 1.0) == full
+        assert Backoff(1.0, 30.0, rand=lambda: 0.0).delay_s(attempt) == full / 2
+        assert Backoff(1.0, 30.0, rand=lambda: 1.0).delay_s(attempt) == full

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.tunnels.store import RouteSpec, TunnelSpec, TunnelStatus, TunnelStore, now_ms
+from fleetlink.agent.db import now_ms
+from fleetlink.agent.tunnels.store import RouteSpec, TunnelSpec, TunnelStatus, TunnelStore
 from fleetlink.contract.tunnels import EventLevel, EventType, Health, Mode, Provider
 from fleetlink.core.ids import IdPrefix, new_id
 
@@ -92,7 +93,7 @@ def test_check_constraints_reject_bad_values(
     """Given a stored tunnel; when a row gets a value outside its enum or shape; then SQLite refuses it."""
     store.upsert(spec())
     with pytest.raises(sqlite3.IntegrityError):
-        store._conn.execute(sql, params)
+        store._db.execute(sql, params)
 
 
 def test_secret_must_be_a_sealed_blob(store: TunnelStore) -> None:

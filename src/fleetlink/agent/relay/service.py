@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError
+from fleetlink.agent.daemon import BaseService
+from fleetlink.agent.db import now_ms
 from fleetlink.agent.relay.api import RelayApi
-from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth, now_ms
+from fleetlink.agent.relay.store import OutboxEntry, RecordStore, SyncHealth
+from fleetlink.client.backoff import Backoff
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.relay import RecordResult, RecordStatus, RelayRecord
 from fleetlink.core.relay.records import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, MAX_FUTURE_SKEW_MS
@@ -34,23 +34,6 @@ log = logging.getLogger(__name__)
 REFUSED_STATUSES = frozenset({400, 413, 422})
 #: Room left in a batch body for ``{"records":[...]}`` and the commas.
 BATCH_ENVELOPE_BYTES = 16 * 1024
-#: The longest a server's Retry-After is obeyed (a bigger one is taken as this).
-MAX_RETRY_AFTER_S = 900.0
-
-
-@dataclass
-class Backoff:
-    """Exponential delays with jitter: ``base_s * 2**(failures-1)`` capped at ``max_s``, times 0.5-1."""
-
-    base_s: float = 1.0
-    max_s: float = 60.0
-    rng: random.Random = field(default_factory=random.SystemRandom)
-
-    def delay_s(self, failures: int, retry_after_s: float | None = None) -> float:
-        computed = min(self.max_s, self.base_s * 2.0 ** max(0, failures - 1)) * self.rng.uniform(0.5, 1.0)
-        if retry_after_s is None:
-            return computed
-        return max(computed, min(retry_after_s, MAX_RETRY_AFTER_S))
 
 
 def to_wire(entry: OutboxEntry) -> RelayRecord:
@@ -72,7 +55,7 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class RelayService:
+class RelayService(BaseService):
     """The ``relay`` service of ``fleetlink agent run``; :meth:`run` runs it alone."""
 
     name = "relay"
@@ -87,18 +70,17 @@ class RelayService:
         idle_interval_s: float = 0.5,
         max_batch_records: int = MAX_BATCH_RECORDS,
         max_batch_bytes: int = MAX_BATCH_BYTES - BATCH_ENVELOPE_BYTES,
-        owns_store: bool = False,
     ) -> None:
+        super().__init__()
         if not 1 <= max_batch_records <= MAX_BATCH_RECORDS:
             raise ValueError(f"max_batch_records must be 1-{MAX_BATCH_RECORDS}")
         self.store = store
         self.api = api
         self._clock = clock
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or Backoff(base_s=1.0, max_s=60.0)
         self._idle_interval_s = idle_interval_s
         self._max_batch_records = max_batch_records
         self._max_batch_bytes = max_batch_bytes
-        self._owns_store = owns_store
         self._failures = 0
         self._not_before = 0
         #: Entries up to this outbox seq go one by one (a batch holding them was refused).
@@ -106,22 +88,11 @@ class RelayService:
         #: Server time minus local time, from the last heartbeat answer.
         self.server_offset_ms: int | None = None
         self._wake = threading.Event()
-        #: The supervisor's wake for this service (``fleetlink agent run``), bound by :meth:`bind`.
-        self._wake_supervised: Callable[[], None] = lambda: None
         self._stopped = threading.Event()
         #: Requests sent to the relay (immediate and batch), for diagnostics.
         self.requests = 0
 
-    @classmethod
-    def in_state_dir(cls, state_dir: str | os.PathLike[str], api: RelayApi, **options: Any) -> RelayService:
-        """A worker over the store in ``state_dir``, closing that store when it stops."""
-        return cls(RecordStore.in_state_dir(state_dir), api, owns_store=True, **options)
-
     # --- the daemon's Service interface ---
-
-    def bind(self, wake: Callable[[], None]) -> None:
-        """The supervisor's way to run this service's next round now (a local write calls it)."""
-        self._wake_supervised = wake
 
     def start(self) -> None:
         """Pick up the failure count and the next attempt time a previous run left, and listen for writes."""
@@ -171,15 +142,13 @@ class RelayService:
         """Stop :meth:`run`; nothing is lost (the outbox is on disk) however urgent."""
         self._stopped.set()
         self._wake.set()
-        if self._owns_store:
-            self.store.close()
 
     # --- running alone ---
 
     def wake(self) -> None:
         """Start the next round now (a write was queued); a backoff in progress is still honoured."""
         self._wake.set()
-        self._wake_supervised()
+        super().wake()
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Run rounds until ``stop`` (or :meth:`stop`) is set."""

@@ -19,19 +19,16 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fleetlink.agent.db import LockedConnection, migrate, open_db
+from fleetlink.agent.db import LockedConnection, db_path, migrate, now_ms, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
 
-DB_FILE = "agent.db"
 COMPONENT = "relay"
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -84,10 +81,6 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO relay_sync_state (id) VALUES (1);
     """,
 )
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def wire_size(record_id: str, collection: str, key: str, hlc: str, value_json: str | None) -> int:
@@ -227,22 +220,11 @@ class RecordStore(LockedConnection):
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> RecordStore:
         """The store in the agent's state dir (its ``agent.db``)."""
-        return cls(Path(state_dir) / DB_FILE, **options)
+        return cls(db_path(state_dir), **options)
 
     def on_write(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after each local write commits (e.g. to wake the sync worker)."""
         self._listeners.append(listener)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
 
     # --- writes ---
 
@@ -261,7 +243,7 @@ class RecordStore(LockedConnection):
     ) -> LocalRecord | None:
         """Write a value (a tombstone when ``value_json`` is None; None if there is nothing to delete)."""
         record_id = new_id(IdPrefix.RECORD)
-        with self._transaction() as db:
+        with self.transaction() as db:
             if value_json is None:
                 live = db.execute(
                     "SELECT 1 FROM relay_records WHERE collection = ? AND key = ? AND value IS NOT NULL",
@@ -441,7 +423,7 @@ class RecordStore(LockedConnection):
         An entry is matched by its key *and* record_id, so the answer for a record that was
         rewritten meanwhile leaves the newer entry queued."""
         at = self._clock() if at is None else at
-        with self._transaction() as db:
+        with self.transaction() as db:
             for entry in acknowledged:
                 db.execute(
                     "DELETE FROM relay_outbox WHERE collection = ? AND key = ? AND record_id = ?",
@@ -482,7 +464,7 @@ class RecordStore(LockedConnection):
 
     def note_round(self, *, error: str | None, at: int, next_attempt_at: int | None = None) -> None:
         """Record how a sync round went: a success resets the failure count, an error adds one."""
-        with self._transaction() as db:
+        with self.transaction() as db:
             self._note_round(db, error=error, at=at, next_attempt_at=next_attempt_at)
 
     @staticmethod

@@ -20,21 +20,20 @@ import json
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from fleetlink.agent.db import (
-    DB_FILE,
     DEFAULT_BUSY_TIMEOUT_MS,
     LockedConnection,
     SchemaError,
     adopt_version,
+    db_path,
     migrate,
+    now_ms,
     open_db,
     schema_version,
 )
@@ -96,10 +95,6 @@ class ResultStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     TIMED_OUT = "timed_out"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)
@@ -223,18 +218,7 @@ class AgentStore(LockedConnection):
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> AgentStore:
         """The store of the agent whose state lives in ``state_dir``."""
-        return cls(Path(state_dir) / DB_FILE, **options)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        return cls(db_path(state_dir), **options)
 
     def schema_version(self) -> int:
         """How many of :data:`MIGRATIONS` the file holds."""
@@ -258,7 +242,7 @@ class AgentStore(LockedConnection):
                 )
             try:
                 if legacy:
-                    with self._transaction() as db:
+                    with self.transaction() as db:
                         adopt_version(db, COMPONENT, legacy)
                 return migrate(self._db, COMPONENT, MIGRATIONS)
             except SchemaError as exc:

@@ -18,12 +18,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
 from fleetlink.contract.tunnels import split_host_port
 
 HEAD_LIMIT = 64 * 1024
 COPY_CHUNK = 64 * 1024
 MAX_IDLE_PER_TARGET = 32
-PROBLEM_TYPE_BASE = "urn:fleetlink:problem:"
 
 #: Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded as-is.
 HOP_BY_HOP = frozenset(
@@ -145,9 +145,9 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def problem_response(status: int, code: str, title: str, detail: str, *, close: bool = True) -> bytes:
-    body = json.dumps({"type": PROBLEM_TYPE_BASE + code, "title": title, "status": status, "detail": detail})
+    body = json.dumps(problem_document(status, code, detail, title=title))
     head = (
-        f"HTTP/1.1 {status} {title}\r\ncontent-type: application/problem+json\r\n"
+        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\n"
         f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n"
     )
     return head.encode() + body.encode()

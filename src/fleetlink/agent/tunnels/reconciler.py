@@ -27,6 +27,7 @@ from fleetlink.agent.tunnels.providers.base import (
 )
 from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
 from fleetlink.agent.tunnels.store import LocalTunnel, TunnelSpec, TunnelStatus, TunnelStore
+from fleetlink.client.backoff import Backoff
 from fleetlink.contract.tunnels import (
     DesiredTunnel,
     EventLevel,
@@ -64,12 +65,6 @@ def default_factories() -> dict[Provider, ProviderFactory]:
         Provider.NGROK: ngrok.NgrokProvider,
         Provider.TAILSCALE: tailscale.TailscaleProvider,
     }
-
-
-def backoff_s(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Exponential with equal jitter: a delay in [d/2, d] where d = min(cap, base * 2^(attempt-1))."""
-    delay: float = min(cap, base * 2.0 ** max(0, min(attempt - 1, 30)))
-    return delay / 2 + rand() * delay / 2
 
 
 @dataclass
@@ -308,7 +303,7 @@ class Reconciler:
         delay = (
             cap
             if failure.auth_failed
-            else backoff_s(entry.restarts, self.config.backoff_base_s, cap, self.rand)
+            else Backoff(self.config.backoff_base_s, cap, rand=self.rand).delay_s(entry.restarts)
         )
         entry.retry_at = self.clock() + delay
         entry.retry_delay = delay

@@ -15,11 +15,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from fleetlink.agent.client import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.agent.daemon import BaseService
+from fleetlink.agent.db import now_ms
 from fleetlink.agent.tunnels.config import TunnelsConfig, load_config
 from fleetlink.agent.tunnels.proxy import new_event_loop
 from fleetlink.agent.tunnels.reconciler import ProviderFactory, Reconciler, SecretOpener
-from fleetlink.agent.tunnels.store import DB_FILE_NAME, TunnelStore, now_ms
+from fleetlink.agent.tunnels.store import TunnelStore
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.tunnels import (
     MAX_EVENTS_PER_REQUEST,
     DesiredState,
@@ -58,7 +60,7 @@ def _gone(error: Exception) -> bool:
     return isinstance(error, FleetlinkApiError) and error.status in (400, 403, 404, 409, 410, 422)
 
 
-class TunnelsService:
+class TunnelsService(BaseService):
     name = "tunnels"
 
     def __init__(
@@ -66,18 +68,20 @@ class TunnelsService:
         *,
         agent_id: str,
         api: TunnelApi,
+        store: TunnelStore,
         state_dir: Path,
         open_secret: SecretOpener | None = None,
         config: TunnelsConfig | None = None,
         factories: Mapping[Provider, ProviderFactory] | None = None,
     ) -> None:
+        super().__init__()
         self.agent_id = agent_id
         self.api = api
+        self.store = store
         self.state_dir = state_dir
         self.open_secret = open_secret
         self.config = config
         self.factories = factories
-        self.store: TunnelStore | None = None
         self.reconciler: Reconciler | None = None
         self._loop = new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="tunnels-loop", daemon=True)
@@ -92,10 +96,9 @@ class TunnelsService:
     # --- Service ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Open the store and bring back the tunnels it holds (works with the cloud unreachable)."""
+        """Bring back the tunnels the store holds (works with the cloud unreachable)."""
         config = self.config or load_config(self.state_dir)
         self.config = config
-        self.store = TunnelStore.open(self.state_dir / DB_FILE_NAME)
         self.store.prune_events(now_ms() - config.event_retention_days * 86_400_000)
         self._thread.start()
         self.reconciler = Reconciler(
@@ -136,7 +139,8 @@ class TunnelsService:
         }
 
     def stop(self, *, urgent: bool = False) -> None:
-        """Stop every provider (urgent: without waiting on the cloud), then the loop and the store."""
+        """Stop every provider (urgent: without waiting on the cloud), then the loop (the store stays
+        open: whoever handed it in closes it)."""
         if self._stopped:
             return
         self._stopped = True
@@ -150,8 +154,6 @@ class TunnelsService:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
-        if self.store is not None:
-            self.store.close()
 
     # --- the cloud side -------------------------------------------------------------------------------
 

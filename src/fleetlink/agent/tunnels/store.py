@@ -14,14 +14,12 @@ import hashlib
 import json
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fleetlink.agent.db import DB_FILE, migrate, open_db
+from fleetlink.agent.db import LockedConnection, migrate, now_ms, open_db
 from fleetlink.contract.tunnels import (
     DesiredTunnel,
     EventLevel,
@@ -33,7 +31,6 @@ from fleetlink.contract.tunnels import (
 from fleetlink.core.ids import IdPrefix, new_id
 
 COMPONENT = "tunnels"
-DB_FILE_NAME = DB_FILE
 
 
 def _enum_check(column: str, values: Sequence[str]) -> str:
@@ -153,10 +150,6 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True)
 class RouteSpec:
     path_prefix: str
@@ -241,13 +234,13 @@ class EventRecord:
     reported_at: int | None = None
 
 
-class TunnelStore:
+class TunnelStore(LockedConnection):
     """Thread-safe access to the tunnel tables of one ``agent.db`` connection."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         conn.row_factory = sqlite3.Row
         conn.isolation_level = None  # transactions are explicit (BEGIN IMMEDIATE)
-        self._conn = conn
+        self._db = conn
         self._lock = threading.RLock()
 
     @classmethod
@@ -257,31 +250,16 @@ class TunnelStore:
         migrate(conn, COMPONENT, MIGRATIONS)
         return cls(conn)
 
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            return self._db.execute(sql, params).fetchall()
 
     # --- desired configuration ------------------------------------------------------------------
 
     def upsert(self, spec: TunnelSpec, *, at: int | None = None) -> tuple[list[str], list[str]]:
         """Store a tunnel's desired config and routes; answers (route prefixes added, removed)."""
         at = at if at is not None else now_ms()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 """INSERT INTO network_tunnels (tunnel_id, provider, name, is_enabled, public_hostname,
                        local_target, mode, config_hash, created_at, updated_at)
@@ -340,7 +318,7 @@ class TunnelStore:
 
     def delete(self, tunnel_id: str) -> bool:
         """Forget a tunnel (routes and secret go with it; its events stay, unlinked)."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return conn.execute("DELETE FROM network_tunnels WHERE tunnel_id = ?", (tunnel_id,)).rowcount > 0
 
     def tunnels(self) -> list[LocalTunnel]:
@@ -391,7 +369,7 @@ class TunnelStore:
     def put_sealed_secret(self, tunnel_id: str, sealed: str | None, *, at: int | None = None) -> bool:
         """Keep the sealed blob as sent (None removes it); True when it changed."""
         at = at if at is not None else now_ms()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             if sealed is None:
                 return (
                     conn.execute("DELETE FROM tunnel_secrets WHERE tunnel_id = ?", (tunnel_id,)).rowcount > 0
@@ -417,7 +395,7 @@ class TunnelStore:
     def set_status(self, tunnel_id: str, status: TunnelStatus, *, at: int | None = None) -> bool:
         """Record a health check; True (and a status report owed) when anything reported changed."""
         at = at if at is not None else now_ms()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             changed = (
                 conn.execute(
                     """UPDATE network_tunnels SET health_status = ?, public_url = ?, last_error_code = ?,
@@ -458,7 +436,7 @@ class TunnelStore:
         record = EventRecord(
             new_id(IdPrefix.EVENT, at), tunnel_id, level, event_type, message[:1024] or "-", data or {}, at
         )
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 """INSERT INTO network_events (event_id, tunnel_id, level, event_type, message, data_json,
                        created_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -490,7 +468,7 @@ class TunnelStore:
 
     def prune_events(self, older_than_ms: int) -> int:
         """Drop reported (or orphaned) events older than the cut-off; unreported ones stay."""
-        with self._tx() as conn:
+        with self.transaction() as conn:
             return conn.execute(
                 "DELETE FROM network_events"
                 " WHERE created_at < ? AND (reported_at IS NOT NULL OR tunnel_id IS NULL)",
@@ -504,7 +482,7 @@ class TunnelStore:
         return [self._tunnel(row, []) for row in rows]
 
     def mark_status_sent(self, tunnel_id: str, seq: int) -> None:
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "UPDATE network_tunnels SET status_sent_seq = max(status_sent_seq, ?) WHERE tunnel_id = ?",
                 (seq, tunnel_id),
@@ -521,7 +499,7 @@ class TunnelStore:
 
     def mark_events_sent(self, event_ids: Sequence[str], *, at: int | None = None) -> None:
         at = at if at is not None else now_ms()
-        with self._tx() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "UPDATE network_events SET reported_at = ?"
                 " WHERE event_id IN (SELECT value FROM json_each(?))",

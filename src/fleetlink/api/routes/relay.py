@@ -7,7 +7,6 @@ form of ``/relay/query`` is a route of its own; same body, same answer, no read 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -22,19 +21,17 @@ from fleetlink.contract.relay import (
     CollectionPolicy,
     NodeSyncState,
     QueryAnswer,
-    QueryRecord,
     QueryRequest,
     RecordResult,
-    RecordStatus,
     RelayRecord,
-    TagReaders,
+    collection_policy,
+    policy_readers,
+    query_record,
+    record_result,
 )
 from fleetlink.core.errors import NotFound
-from fleetlink.core.relay.merge import StoredRecord
-from fleetlink.core.relay.policy import Readers
 from fleetlink.core.relay.ports import RecordQuery
-from fleetlink.core.relay.records import COLLECTION_PATTERN, InvalidRecord, Record
-from fleetlink.core.relay.service import RecordAnswer, Rejection
+from fleetlink.core.relay.records import COLLECTION_PATTERN
 from fleetlink.core.roles import Role
 
 router = Router()
@@ -48,25 +45,10 @@ ADMIN = security.operator_access(Role.ADMIN, ["relay"])
 CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN, description="Collection name")]
 
 
-def _incoming(node_id: str, wire: RelayRecord) -> Record | Rejection:
-    """The checked record, or why it is refused (someone else's, or a broken rule)."""
-    if wire.node_id is not None and wire.node_id != node_id:
-        return Rejection(wire.record_id, "not-your-record: a node writes only its own records")
-    try:
-        return wire.to_core()
-    except InvalidRecord as exc:
-        return Rejection(wire.record_id, str(exc))
-
-
-def _result(answer: RecordAnswer) -> RecordResult:
-    status = RecordStatus(answer.outcome.value)
-    return RecordResult(record_id=answer.record_id, status=status, error=answer.error)
-
-
 def _apply(records: list[RelayRecord]) -> list[RecordResult]:
     node_id = security.calling_agent(router).agent_id
-    answers = get_deps().record_service.apply(node_id, [_incoming(node_id, wire) for wire in records])
-    return [_result(answer) for answer in answers]
+    answers = get_deps().record_service.apply(node_id, [wire.to_incoming() for wire in records])
+    return [record_result(answer) for answer in answers]
 
 
 @router.post("/relay/immediate", summary="Send one record of this node", **AGENT)
@@ -82,19 +64,7 @@ def batch(request: Annotated[BatchRequest, Body()]) -> BatchAnswer:
 def _query(request: QueryRequest, reader_tags: dict[str, str] | None) -> QueryAnswer:
     query = RecordQuery(**request.model_dump())
     page = get_deps().record_service.query(query, reader_tags=reader_tags)
-    return QueryAnswer(records=[_query_record(item) for item in page.items], cursor=page.cursor)
-
-
-def _query_record(item: StoredRecord) -> QueryRecord:
-    return QueryRecord(
-        node_id=item.node_id,
-        collection=item.collection,
-        key=item.key,
-        value=None if item.value_json is None else json.loads(item.value_json),
-        deleted=item.deleted,
-        hlc=str(item.hlc),
-        updated_at=item.updated_at,
-    )
+    return QueryAnswer(records=[query_record(item) for item in page.items], cursor=page.cursor)
 
 
 @router.post("/relay/query", summary="Records of any node, as the collection's read policy allows", **AGENT)
@@ -112,20 +82,16 @@ def operator_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
     return _query(request, None)
 
 
-def _policy(readers: Readers) -> CollectionPolicy:
-    return CollectionPolicy(readers="fleet" if readers == "fleet" else TagReaders(tag=dict(readers)))
-
-
 @router.put("/relay/collections/<collection>", summary="Set who may query a collection", **ADMIN)
 def put_policy(collection: CollectionPath, policy: Annotated[CollectionPolicy, Body()]) -> CollectionPolicy:
-    readers: Readers = "fleet" if policy.readers == "fleet" else dict(policy.readers.tag)
+    readers = policy_readers(policy)
     get_deps().record_service.set_readers(collection, readers, by=security.operator_actor(router))
-    return _policy(readers)
+    return collection_policy(readers)
 
 
 @router.get("/relay/collections/<collection>", summary="Who may query a collection", **VIEWER)
 def get_policy(collection: CollectionPath) -> CollectionPolicy:
-    return _policy(get_deps().record_service.readers(collection))
+    return collection_policy(get_deps().record_service.readers(collection))
 
 
 @router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **VIEWER)

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.agent.sigv4 import SigV4Auth
 from fleetlink.cli.render import DEV_TOKEN_FILE, fail, is_loopback_url
+from fleetlink.client.operator import OperatorClient
 
 UrlOption = Annotated[
     str | None,

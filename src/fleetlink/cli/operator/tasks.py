@@ -1,27 +1,35 @@
-"""``fleetlink tasks``: run commands on agents, follow them, list and cancel tasks."""
+"""``fleetlink tasks``: run commands on agents, follow them, list and cancel tasks (targets:
+``cli/operator/targets.py``; following a run: ``cli/operator/live.py``)."""
 
 from __future__ import annotations
 
-import datetime
-import fnmatch
 import itertools
 import json
 import shlex
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 
-from fleetlink.agent.client import OperatorClient
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.live import (
+    WaitTimedOut,
+    _all_succeeded,
+    _follow,
+    _print_executions,
+    _print_outputs,
+    _what,
+)
+from fleetlink.cli.operator.targets import (
+    DEFAULT_DELIVERY_TIMEOUT_S,
+    MAX_TARGET_IDS,
+    _agents_named,
+    parse_targets,
+    resolve_names,
+    warn_offline,
+)
 from fleetlink.cli.render import (
-    EXECUTION_STYLE,
     TASK_STATE_STYLE,
     CallContext,
     Column,
@@ -40,15 +48,14 @@ from fleetlink.cli.render import (
     print_json,
     print_table,
     reporting_errors,
-    section,
     styled,
     wants_json,
     when,
 )
 from fleetlink.contract.agents import AgentSummary
-from fleetlink.contract.tasks import ExecutionSummary, TaskDetail, TaskSummary
-from fleetlink.core.entities import AgentState, Liveness
-from fleetlink.core.tasks.model import ExecutionStatus, Task, TaskState
+from fleetlink.contract.tasks import TaskDetail, TaskSummary
+from fleetlink.core.entities import AgentState
+from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 
 tasks_app = typer.Typer(
     help="Operator: run commands on agents, follow them, list and cancel tasks.", no_args_is_help=True
@@ -56,234 +63,11 @@ tasks_app = typer.Typer(
 
 #: Exit status of `tasks run` when --wait-timeout ends the wait (as timeout(1) does).
 WAIT_TIMEOUT_EXIT = 124
-#: The server's default delivery timeout (seconds), named in the offline-target warning.
-DEFAULT_DELIVERY_TIMEOUT_S = 86_400
-#: Up to this many targets are looked up one by one for the offline warning; more: one listing.
-_LOOKUP_ONE_BY_ONE = 20
-#: The server takes at most this many agent ids in a task's targets.
-MAX_TARGET_IDS = 1000
-
-
-@dataclass
-class Targets:
-    """What --target named: agent ids, tags (all must match), and name globs / ``all`` to resolve."""
-
-    agent_ids: list[str] = field(default_factory=list)
-    tags: dict[str, str] = field(default_factory=dict)
-    names: list[str] = field(default_factory=list)
-    everyone: bool = False
-
-
-def parse_targets(targets: list[str] | None) -> Targets:
-    """``AGENT_ID`` (agt_...), ``tag:KEY=VALUE``, ``all``, or an agent name (glob: ``web-*``)."""
-    parsed = Targets()
-    for target in targets or []:
-        target = target.strip()
-        kind, sep, rest = target.partition(":")
-        if target == "all":
-            parsed.everyone = True
-        elif kind == "tag" and sep:
-            key, eq, value = rest.partition("=")
-            if not eq or not key.strip():
-                old_key, _, old_value = rest.partition(":")
-                hint = f"; write tag:{old_key}={old_value}" if old_key and old_value else ""
-                raise typer.BadParameter(
-                    f"{target!r}: a tag target is tag:KEY=VALUE{hint}", param_hint="--target"
-                )
-            parsed.tags[key.strip()] = value.strip()
-        elif kind == "agent" and sep and rest.strip():
-            parsed.agent_ids.append(rest.strip())
-        elif target.startswith("agt_"):
-            parsed.agent_ids.append(target)
-        elif target:
-            parsed.names.append(target)
-    if not (parsed.agent_ids or parsed.tags or parsed.names or parsed.everyone):
-        raise typer.BadParameter(
-            "name at least one target: an agent id, tag:KEY=VALUE, an agent name or glob, or all",
-            param_hint="--target",
-        )
-    return parsed
-
-
-def resolve_names(targets: Targets, agents: Iterable[AgentSummary]) -> list[AgentSummary]:
-    """The active agents ``all`` and the name globs pick; a glob that matches none is a usage error."""
-    active = [agent for agent in agents if agent.state is AgentState.ACTIVE]
-    if targets.everyone:
-        return active
-    picked: dict[str, AgentSummary] = {}
-    for pattern in targets.names:
-        matched = [agent for agent in active if fnmatch.fnmatchcase(agent.name, pattern)]
-        if not matched:
-            raise typer.BadParameter(f"no active agent is named {pattern!r}", param_hint="--target")
-        picked |= {agent.agent_id: agent for agent in matched}
-    return list(picked.values())
 
 
 def shell_command(words: list[str]) -> str:
     """The command line to run: one word is taken as shell text as is; several are quoted and joined."""
     return words[0] if len(words) == 1 else shlex.join(words)
-
-
-def _what(task: Task) -> str:
-    if task.command is not None:
-        return task.command
-    return f"{task.type} {json.dumps(task.input, separators=(',', ':'))}" if task.input else task.type
-
-
-def _execution_duration(execution: ExecutionSummary, now_ms: int) -> str:
-    if execution.duration_ms is not None:
-        return duration(execution.duration_ms)
-    if execution.started_at is not None and execution.finished_at is None:
-        return duration(now_ms - execution.started_at) + "…"
-    return "-"
-
-
-def _execution_rows(task: TaskDetail) -> list[list[str]]:
-    now = now_ms()
-    rows = []
-    for execution in sorted(task.executions, key=lambda e: e.agent_id):
-        shown = first_line(execution.output or "")
-        if not shown and execution.error:
-            shown = f"error: {first_line(execution.error)}"
-        rows.append(
-            [
-                execution.agent_id,
-                styled(execution.status, EXECUTION_STYLE),
-                str(execution.attempt),
-                "-" if execution.exit_code is None else str(execution.exit_code),
-                _execution_duration(execution, now),
-                escape(shown),
-            ]
-        )
-    return rows
-
-
-_EXECUTION_COLUMNS = (
-    Column("AGENT"),
-    Column("STATUS"),
-    Column("ATTEMPT", justify="right"),
-    Column("EXIT", justify="right"),
-    Column("DURATION", justify="right"),
-    Column("OUTPUT", max_width=60),
-)
-
-
-def _task_title(task: TaskDetail) -> str:
-    return f"{task.task_id} {escape(first_line(_what(task), 70))}: {styled(task.state, TASK_STATE_STYLE)}"
-
-
-def _live_view(task: TaskDetail) -> Group:
-    table = Table(title=_task_title(task), title_justify="left")
-    for column in _EXECUTION_COLUMNS:
-        table.add_column(
-            column.name,
-            justify=column.justify,
-            no_wrap=True,
-            max_width=column.max_width,
-        )
-    for row in _execution_rows(task):
-        table.add_row(*row)
-    return Group(table, count_line(task.counts) or "[dim]no executions[/dim]")
-
-
-def _print_executions(task: TaskDetail) -> None:
-    print_table(_EXECUTION_COLUMNS, _execution_rows(task), title=_task_title(task))
-    counts = count_line(task.counts)
-    if counts:
-        out().print(counts)
-
-
-def _print_outputs(task: TaskDetail) -> None:
-    """Each agent's output in full (as kept by the server), under a heading naming the agent and outcome."""
-    console = out()
-    for execution in sorted(task.executions, key=lambda e: e.agent_id):
-        if not (execution.output or execution.error):
-            continue
-        outcome = execution.status + ("" if execution.exit_code is None else f", exit {execution.exit_code}")
-        style = EXECUTION_STYLE.get(execution.status, "default")
-        section(f"{execution.agent_id} [{style}]{escape(outcome)}[/]")
-        if execution.output:
-            console.out(execution.output.rstrip("\n"), highlight=False)
-        if execution.output_truncated:
-            total = f" of {execution.output_bytes} bytes" if execution.output_bytes is not None else ""
-            console.print(f"[dim](output truncated: the start{total} is kept)[/dim]")
-        if execution.error:
-            console.print(f"[red]error:[/red] {escape(execution.error)}")
-
-
-def _all_succeeded(task: TaskDetail) -> bool:
-    return bool(task.executions) and all(e.status is ExecutionStatus.SUCCEEDED for e in task.executions)
-
-
-class WaitTimedOut(Exception):
-    """--wait-timeout passed before the task ended."""
-
-    def __init__(self, task: TaskDetail) -> None:
-        self.task = task
-
-
-def _clock() -> str:
-    return datetime.datetime.now().strftime("%H:%M:%S")
-
-
-def _follow(
-    client: OperatorClient, task_id: str, poll_s: float, deadline: float | None, *, live: bool
-) -> TaskDetail:
-    """Follow the task until it ends; ``live``: a redrawn table, else a line per change of status.
-
-    Raises :class:`WaitTimedOut` once ``deadline`` (monotonic) passes."""
-    task = client.get_task(task_id)
-
-    def wait() -> TaskDetail:
-        remaining = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-        if remaining <= 0:
-            raise WaitTimedOut(task)
-        time.sleep(remaining)
-        return client.get_task(task_id)
-
-    if live:
-        with Live(_live_view(task), console=out(), auto_refresh=False) as view:
-            while not task.done:
-                task = wait()
-                view.update(_live_view(task), refresh=True)
-        return task
-    seen: dict[str, str] = {}
-    console = err()
-    while True:
-        for execution in sorted(task.executions, key=lambda e: e.agent_id):
-            if seen.get(execution.execution_id) != execution.status:
-                seen[execution.execution_id] = execution.status
-                console.print(
-                    f"[dim]{_clock()}[/dim] {execution.agent_id} {styled(execution.status, EXECUTION_STYLE)}"
-                )
-        if task.done:
-            return task
-        task = wait()
-
-
-def _agents_named(client: OperatorClient, agent_ids: list[str]) -> list[AgentSummary]:
-    """The targeted agents' summaries: looked up one by one when few, else from one listing."""
-    if len(agent_ids) <= _LOOKUP_ONE_BY_ONE:
-        return [client.get_agent(agent_id) for agent_id in agent_ids]
-    wanted = set(agent_ids)
-    return [agent for agent in client.iter_agents(page_size=100) if agent.agent_id in wanted]
-
-
-def warn_offline(agents: list[AgentSummary], delivery_timeout_s: int) -> None:
-    """One warning naming the targets that are not online, with when they were last seen."""
-    away = [agent for agent in agents if agent.liveness is not Liveness.ONLINE]
-    if not away:
-        return
-    named = "; ".join(
-        f"{agent.agent_id} ({escape(agent.name)}) {agent.liveness.value}, last seen {ago(agent.last_seen_at)}"
-        for agent in away[:10]
-    )
-    more = f" and {len(away) - 10} more" if len(away) > 10 else ""
-    err().print(
-        f"[yellow]warning: {len(away)} of {len(agents)} targets not online: {named}{more}. "
-        f"Their executions wait up to {duration(delivery_timeout_s * 1000)} (--delivery-timeout) "
-        "for them to return.[/yellow]"
-    )
 
 
 @tasks_app.command(

@@ -44,6 +44,18 @@ class Rejection:
 
 
 @dataclass(frozen=True, slots=True)
+class Incoming:
+    """A record as a node sent it: checked (or refused), with the node it claims to be of, if any."""
+
+    claimed_node_id: str | None
+    item: Record | Rejection
+
+
+#: Why a record claiming another node is refused (a node writes only its own records).
+NOT_YOUR_RECORD = "not-your-record: a node writes only its own records"
+
+
+@dataclass(frozen=True, slots=True)
 class RecordAnswer:
     record_id: str
     outcome: Outcome
@@ -66,12 +78,14 @@ class RecordService:
             self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="relay-writer")
         return list(self._pool.map(work, records))
 
-    def apply(self, node_id: str, incoming: Sequence[Record | Rejection]) -> list[RecordAnswer]:
-        """One answer per record of ``node_id``, in order; the node's sync state counts them."""
+    def apply(self, node_id: str, incoming: Sequence[Record | Rejection | Incoming]) -> list[RecordAnswer]:
+        """One answer per record of ``node_id``, in order; the node's sync state counts them. A record
+        claiming another node is refused (``not-your-record``)."""
         now = self.clock.now_ms()
         answers: list[RecordAnswer | None] = [None] * len(incoming)
         to_write: list[tuple[int, Record]] = []
-        for index, item in enumerate(incoming):
+        for index, sent in enumerate(incoming):
+            item = _owned(node_id, sent) if isinstance(sent, Incoming) else sent
             if isinstance(item, Rejection):
                 answers[index] = RecordAnswer(item.record_id, Outcome.REJECTED, item.reason)
             elif hlc_too_far_ahead(item.hlc, now):
@@ -153,3 +167,10 @@ class RecordService:
 def _is_live(item: StoredRecord | Record | None) -> int:
     """1 for a stored value, 0 for nothing or a tombstone."""
     return int(item is not None and not item.deleted)
+
+
+def _owned(node_id: str, sent: Incoming) -> Record | Rejection:
+    if sent.claimed_node_id is not None and sent.claimed_node_id != node_id:
+        record_id = sent.item.record_id
+        return Rejection(record_id, NOT_YOUR_RECORD)
+    return sent.item

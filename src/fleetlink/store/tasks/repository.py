@@ -1,30 +1,17 @@
-"""Tasks on the single table: item models and the adapter of the task port (tasks, executions, their
-queue, timers and completion counts, large fan-outs being written, idempotent creates)."""
+"""The adapter of the task port: tasks, executions, their queue, timers and completion counts."""
 
 from __future__ import annotations
 
 import datetime
-import time
 from collections import Counter
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    JSONAttribute,
-    ListAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    VersionAttribute,
-)
 from pynamodb.constants import ALL_OLD
-from pynamodb.exceptions import DeleteError, PutError, PynamoDBException, TransactWriteError, UpdateError
+from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
-from fleetlink.core.errors import Throttled
 from fleetlink.core.tasks.model import (
     CreateRecord,
     Execution,
@@ -35,204 +22,42 @@ from fleetlink.core.tasks.model import (
     TaskState,
 )
 from fleetlink.core.tasks.ports import DueTimer
-from fleetlink.core.tasks.transitions import cancel, execution_of
-from fleetlink.store import contention, keys
+from fleetlink.core.tasks.transitions import execution_of
+from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, entity, transaction
+from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
-from fleetlink.store.errors import translate
-from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
-
-# --- items ---------------------------------------------------------------------------------
-
-
-class TaskListIndex(GlobalSecondaryIndex["TaskItem"]):
-    """gsi1: tasks by month of creation."""
-
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
-class TaskItem(TableItem, discriminator="task"):
-    task_list = TaskListIndex()
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
-    task_id = UnicodeAttribute()
-    task_type = UnicodeAttribute()  # "type" names the item kind
-    command = UnicodeAttribute(null=True)
-    input = JSONAttribute(null=True)
-    targets = JSONAttribute()
-    priority = NumberAttribute()
-    timeout_seconds = NumberAttribute()
-    max_retries = NumberAttribute()
-    delivery_timeout_seconds = NumberAttribute()
-    max_concurrency = NumberAttribute(null=True)
-    max_errors = NumberAttribute(null=True)
-    created_at = NumberAttribute()
-    created_by = UnicodeAttribute()
-    execution_count = NumberAttribute()
-    state = UnicodeAttribute()
-    finished_at = NumberAttribute(null=True)
-    cancelled_at = NumberAttribute(null=True)
-
-
-class TaskOpenItem(TableItem, discriminator="task_open"):
-    """One shard of the count of a task's unfinished executions, and of its finished ones per status."""
-
-    task_id = UnicodeAttribute()
-    open = NumberAttribute()
-    succeeded = NumberAttribute(null=True)
-    failed = NumberAttribute(null=True)
-    timed_out = NumberAttribute(null=True)
-    cancelled = NumberAttribute(null=True)
-    expired = NumberAttribute(null=True)
-
-
-class TaskSlotsItem(TableItem, discriminator="task_slots"):
-    """How many of a max_concurrency task's executions hold a lease."""
-
-    active = NumberAttribute(default=0)
-    limit = NumberAttribute()
-
-
-class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi2: an agent's queued executions, in claim order."""
-
-    class Meta:
-        index_name = QUEUE_INDEX.name
-        projection = AllProjection()
-
-    gsi2pk = UnicodeAttribute(hash_key=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(range_key=True, attr_name=QUEUE_INDEX.sort_key)
-
-
-class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi3: a task's executions, sharded (status and result only)."""
-
-    class Meta:
-        index_name = TASK_EXECUTIONS_INDEX.name
-        projection = IncludeProjection(list(TASK_EXECUTIONS_INDEX.non_key_attributes))
-
-    gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-
-
-class DueIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi4: timers (keys and the item kind), sharded."""
-
-    class Meta:
-        index_name = DUE_INDEX.name
-        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
-
-    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
-
-
-class ExecutionItem(TableItem, discriminator="execution"):
-    queue = QueueIndex()
-    by_task = TaskExecutionsIndex()
-    due = DueIndex()
-    gsi2pk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.sort_key)
-    gsi3pk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-    gsi4pk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.sort_key)
-    execution_id = UnicodeAttribute()
-    task_id = UnicodeAttribute()
-    agent_id = UnicodeAttribute()
-    task_type = UnicodeAttribute()  # "type" names the item kind
-    command = UnicodeAttribute(null=True)
-    input = JSONAttribute(null=True)
-    priority = NumberAttribute()
-    timeout_seconds = NumberAttribute()
-    max_retries = NumberAttribute()
-    delivery_timeout_seconds = NumberAttribute()
-    max_concurrency = NumberAttribute(null=True)
-    max_errors = NumberAttribute(null=True)
-    fanout = NumberAttribute(null=True)
-    status = UnicodeAttribute()
-    attempt = NumberAttribute()
-    created_at = NumberAttribute()
-    updated_at = NumberAttribute()
-    deliver_by = NumberAttribute()
-    leased_at = NumberAttribute(null=True)
-    lease_expires_at = NumberAttribute(null=True)
-    cancel_requested = BooleanAttribute(default=False)
-    started_at = NumberAttribute(null=True)
-    finished_at = NumberAttribute(null=True)
-    exit_code = NumberAttribute(null=True)
-    output = UnicodeAttribute(null=True)
-    output_truncated = BooleanAttribute(default=False)
-    output_bytes = NumberAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    result_attempt = NumberAttribute(null=True)
-    result_digest = UnicodeAttribute(null=True)
-    version = VersionAttribute()
-
-
-class FanoutDueIndex(GlobalSecondaryIndex["FanoutItem"]):
-    """gsi4 again, for unfinished fan-outs."""
-
-    class Meta:
-        index_name = DUE_INDEX.name
-        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
-
-    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
-
-
-class FanoutItem(TableItem, discriminator="task_fanout"):
-    """A large fan-out still being written: while it exists the task cannot finish."""
-
-    due = FanoutDueIndex()
-    gsi4pk = UnicodeAttribute(attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(attr_name=DUE_INDEX.sort_key)
-    task_id = UnicodeAttribute()
-
-
-class FanoutChunkItem(TableItem, discriminator="task_fanout_chunk"):
-    """Executions of a large fan-out not yet written: ``[[execution_id, agent_id], ...]``."""
-
-    executions = JSONAttribute()
-
-
-class IdempotencyItem(TableItem, discriminator="idempotency"):
-    """A create under an Idempotency-Key: its request's digest and what it answered."""
-
-    task_id = UnicodeAttribute()
-    request_digest = UnicodeAttribute()
-    agent_ids = ListAttribute(of=UnicodeAttribute)
-
+from fleetlink.store.tasks import fanout as fanouts
+from fleetlink.store.tasks.fanout import FANOUT_GRACE_S, FanoutWrites
+from fleetlink.store.tasks.items import (
+    _FINISHED_COUNTS,
+    ExecutionItem,
+    FanoutItem,
+    IdempotencyItem,
+    TaskItem,
+    TaskOpenItem,
+    TaskSlotsItem,
+    _closed_actions,
+    _count_item,
+    _execution,
+    _idempotency_item,
+    _open_item,
+    _task,
+    _task_item,
+)
 
 # --- repository ----------------------------------------------------------------------------
 
 #: How far back the task list looks (months), beyond the retention of finished tasks.
 LIST_MONTHS = 13
-#: Final statuses counted in the open-count shards (attribute name = status).
-_FINISHED_COUNTS = tuple(status.value for status in ExecutionStatus if status.terminal)
-#: Executions per transaction: a fan-out this small is written with its task, a larger one in
-#: chunks of this many (with the chunk's removal and its counts: at most 1 + 25 + 8 actions,
-#: and 25 executions of at most 80 KB stay far below the 4 MB a transaction may carry).
-FANOUT_CHUNK = 25
-#: A fan-out's writer holds it this long past its budget before the fan-out duty takes over.
-FANOUT_GRACE_S = 30
-#: Creates under an Idempotency-Key are remembered this long.
-IDEMPOTENCY_RETENTION_S = 24 * 3600
-#: Chunks of a fan-out are removed by TTL after this long (left only by a create that failed).
-FANOUT_CHUNK_RETENTION_S = 7 * 86_400
-#: Rounds of BatchWriteItem for the items it left unprocessed, with full-jitter backoff between.
-BATCH_WRITE_ROUNDS = 6
+
+
 #: A renewal changes only these fields of an execution, so it updates only them.
 _LEASE_FIELDS = frozenset({"status", "lease_expires_at", "started_at", "updated_at"})
 
 
-class DynamoTaskRepository:
+class DynamoTaskRepository(FanoutWrites):
     def __init__(self, retention_days: int, cursors: CursorCodec | None = None) -> None:
         self._retention_s = retention_days * 86_400
         self._cursors = cursors or CursorCodec()
@@ -248,7 +73,7 @@ class DynamoTaskRepository:
         one is first stored as chunks to write (inert until the task exists) and a fan-out marker
         that keeps the task from finishing; ``continue_fanout`` writes the chunks.
         """
-        small = len(executions) <= FANOUT_CHUNK
+        small = len(executions) <= fanouts.FANOUT_CHUNK
         if not small:
             self._put_chunks(task, executions)
         counts = (
@@ -293,95 +118,6 @@ class DynamoTaskRepository:
                 raise IdempotencyKeyTaken(task.task_id) from error
             raise
         return small
-
-    def _put_chunks(self, task: Task, executions: list[Execution]) -> None:
-        """The executions to write, in chunks (BatchWriteItem; unprocessed items resent with backoff)."""
-        ttl = task.created_at // 1000 + FANOUT_CHUNK_RETENTION_S
-        chunks = [
-            FanoutChunkItem(
-                keys.task_pk(task.task_id),
-                keys.fanout_chunk_sk(number),
-                executions=[[e.execution_id, e.agent_id] for e in part],
-                ttl=ttl,
-            )
-            for number, part in enumerate(_batched(executions, FANOUT_CHUNK))
-        ]
-        _batch_put([chunk.serialize() for chunk in chunks])
-
-    def continue_fanout(self, task_id: str, now_ms: int, budget_s: float) -> bool:
-        """Write the remaining chunks, each in one transaction with its counts; once none remain,
-        remove the marker and finish the task if every execution already ended.
-
-        Each chunk's removal is conditional, so two writers never write a chunk twice. Contention
-        or throttling stops the run (the fan-out duty resumes it), never the caller's request.
-        """
-        deadline = time.monotonic() + budget_s
-        try:
-            marker = FanoutItem.get(keys.task_pk(task_id), keys.TASK_FANOUT_SK, consistent_read=True)
-        except FanoutItem.DoesNotExist:
-            return True
-        try:
-            _, due = keys.fanout_due_keys(task_id, now_ms + int((budget_s + FANOUT_GRACE_S) * 1000))
-            marker.update(actions=[FanoutItem.gsi4sk.set(due)])
-            task = self.get_task(task_id, consistent=True)
-            while task is not None:
-                chunks = list(
-                    FanoutChunkItem.query(
-                        keys.task_pk(task_id),
-                        FanoutChunkItem.sk.startswith(keys.TASK_FANOUT_CHUNK_PREFIX),
-                        consistent_read=True,
-                        limit=10,
-                    )
-                )
-                if not chunks:
-                    break
-                for chunk in chunks:
-                    if time.monotonic() >= deadline:
-                        return _hand_over(marker, task_id, now_ms)
-                    self._write_chunk(task, chunk, now_ms)
-            marker.delete(condition=FanoutItem.pk.exists())
-        except DeleteError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return True  # another writer finished it
-            raise
-        except PynamoDBException as error:
-            if translate(error) is None:
-                raise
-            return _hand_over(marker, task_id, now_ms)
-        if task is not None:
-            self._finish_if_done(task_id, task.execution_count, now_ms)
-        return True
-
-    def _write_chunk(self, task: Task, chunk: FanoutChunkItem, now_ms: int) -> None:
-        executions = [
-            execution_of(task, execution_id, agent_id) for execution_id, agent_id in chunk.executions
-        ]
-        if task.state is not TaskState.ACTIVE:
-            executions = [cancel(e, now_ms) for e in executions]
-        counts = Counter(
-            keys.task_shard(e.execution_id, e.fanout) for e in executions if not e.status.terminal
-        )
-        try:
-            with transaction() as tx:
-                tx.delete(chunk, condition=FanoutChunkItem.pk.exists())
-                for execution in executions:
-                    tx.save(self._execution_item(execution, version=None))
-                for shard, count in counts.items():
-                    tx.update(_open_item(task.task_id, shard, 0), actions=[TaskOpenItem.open.add(count)])
-        except TransactWriteError as error:
-            if not failed_conditions(error):
-                raise  # else another writer wrote this chunk
-
-    def due_fanouts(self, now_ms: int, limit: int) -> list[str]:
-        found: list[str] = []
-        for shard in range(keys.LIST_SHARDS):
-            results = FanoutItem.due.query(
-                keys.due_pk(DueTimer.FANOUT.value, shard),
-                FanoutItem.gsi4sk < f"{now_ms + 1:013d}",
-                limit=limit,
-            )
-            found += [item.pk.removeprefix("TASK#") for item in results]
-        return found
 
     def find_create(self, actor: str, idempotency_key: str) -> CreateRecord | None:
         try:
@@ -592,7 +328,7 @@ class DynamoTaskRepository:
             for s in range(keys.task_shards(fanout))
             if s != skip
         ]
-        if fanout is None or fanout > FANOUT_CHUNK:
+        if fanout is None or fanout > fanouts.FANOUT_CHUNK:
             others.append((keys.task_pk(task_id), keys.TASK_FANOUT_SK))
         if others:
             for item in TableItem.batch_get(others, consistent_read=True):
@@ -660,71 +396,6 @@ class DynamoTaskRepository:
         return item
 
 
-def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
-    """Make an unfinished fan-out due now, so the next duty run resumes it (best effort: else it
-    becomes due when this writer's hold ends). Always False: the fan-out is unfinished."""
-    try:
-        marker.update(actions=[FanoutItem.gsi4sk.set(keys.fanout_due_keys(task_id, now_ms)[1])])
-    except PynamoDBException as error:
-        if translate(error) is None:
-            raise
-    return False
-
-
-def _count_item(execution: Execution) -> TaskOpenItem:
-    """The open-count shard an execution is counted in."""
-    shard = keys.task_shard(execution.execution_id, execution.fanout)
-    return TaskOpenItem(keys.task_open_pk(execution.task_id, shard), keys.SINGLETON_SK)
-
-
-def _closed_actions(execution: Execution) -> list[Action]:
-    """One fewer open execution, one more with its final status."""
-    actions: list[Action] = [TaskOpenItem.open.add(-1)]
-    if execution.status.value in _FINISHED_COUNTS:
-        actions.append(getattr(TaskOpenItem, execution.status.value).add(1))
-    return actions
-
-
-def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:
-    return TaskOpenItem(keys.task_open_pk(task_id, shard), keys.SINGLETON_SK, task_id=task_id, open=count)
-
-
-def _idempotency_item(record: CreateRecord, now_ms: int) -> IdempotencyItem:
-    return IdempotencyItem(
-        keys.idempotency_pk(record.actor, record.idempotency_key),
-        keys.SINGLETON_SK,
-        task_id=record.task_id,
-        request_digest=record.request_digest,
-        agent_ids=record.agent_ids,
-        ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S,
-    )
-
-
-def _batch_put(items: list[dict[str, Any]]) -> None:
-    """BatchWriteItem, 25 a request; what DynamoDB leaves unprocessed is resent after a jittered
-    backoff, a bounded number of rounds, then a 429 (the items are inert until referenced)."""
-    connection = TableItem._get_connection().connection
-    table = TableItem.Meta.table_name
-    pending = items
-    for round_ in range(BATCH_WRITE_ROUNDS):
-        unprocessed: list[dict[str, Any]] = []
-        for group in _batched(pending, 25):
-            data = connection.batch_write_item(table, put_items=list(group))
-            unprocessed += [r["PutRequest"]["Item"] for r in data.get("UnprocessedItems", {}).get(table, [])]
-        if not unprocessed:
-            return
-        pending = unprocessed
-        time.sleep(contention.backoff_s(round_ + 1))
-    raise Throttled("the store is busy; retry shortly", code="store-busy", retry_after_s=1)
-
-
-T = TypeVar("T")
-
-
-def _batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
 def _changed(before: Execution, after: Execution) -> set[str]:
     return {
         name
@@ -762,24 +433,3 @@ def _condition_failed(error: PutError | TransactWriteError) -> bool:
     if isinstance(error, TransactWriteError):
         return bool(failed_conditions(error))
     return error.cause_response_code == "ConditionalCheckFailedException"
-
-
-def _task_item(task: Task) -> TaskItem:
-    gsi1pk, gsi1sk = keys.task_list_keys(task.task_id, task.created_at)
-    values: dict[str, Any] = task.model_dump(mode="json", exclude={"type"})
-    return TaskItem(
-        keys.task_pk(task.task_id),
-        keys.SINGLETON_SK,
-        gsi1pk=gsi1pk,
-        gsi1sk=gsi1sk,
-        task_type=task.type,
-        **values,
-    )
-
-
-def _task(item: TaskItem) -> Task:
-    return entity(Task, item, type=item.task_type)
-
-
-def _execution(item: ExecutionItem) -> Execution:
-    return entity(Execution, item, type=item.task_type)

@@ -1,0 +1,448 @@
+"""The tasks service of the agent daemon: claim executions, run them, report how they ended, survive
+restarts.
+
+Its round (:meth:`TasksService.step`) reports what finished and claims while the last heartbeat said
+work is pending; the heartbeat's answer also names executions to stop. Each execution runs in a
+worker thread of its own, at most ``concurrency`` at a time. Every execution is written to the local
+store when it is claimed (before it starts) and when it finishes (before it is reported), so an agent
+restarted mid-task reports the outcome instead of losing it.
+
+Shell tasks run ``/bin/sh -c COMMAND`` in a process group of their own (agent/process.py): a timeout
+or cancel stops the whole group, and anything a task left running in its group ends with it. Other
+task types run a handler from a :class:`~fleetlink.agent.tasks.handlers.HandlerRegistry`
+(``handlers``); running one execution is ``execution``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService
+from fleetlink.agent.db import now_ms
+from fleetlink.agent.process import (
+    DRAIN_GRACE_S,
+    KILL_GRACE_S,
+    Control,
+    is_our_group,
+    kill_group,
+)
+from fleetlink.agent.tasks.execution import OUTPUT_CAP_BYTES, Outcome, clip_utf8, run_handler, run_shell
+from fleetlink.agent.tasks.handlers import SHELL, HandlerRegistry
+from fleetlink.agent.tasks.store import (
+    AgentStore,
+    ExecutionRecord,
+    ExecutionResult,
+    ResultStatus,
+    RowStatus,
+    StoreError,
+)
+from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONCURRENCY = 4
+#: The server renews at most this many leases per heartbeat.
+MAX_CONCURRENCY = 100
+#: The server hands out at most this many executions per claim.
+CLAIM_BATCH = 10
+
+
+#: Output sent with a result (the server keeps 16 KiB of it inline).
+SEND_OUTPUT_BYTES = 64 * 1024
+MAX_ERROR_CHARS = 4096
+#: Reported executions older than this are pruned from the local store at start-up.
+KEEP_REPORTED_MS = 7 * 24 * 3600 * 1000
+
+CANCELLED = "cancelled"
+STOPPED = "agent stopped while the task ran"
+RESTARTED = "agent restarted while the task ran"
+NEVER_STARTED = "agent restarted before the task started"
+
+
+class TasksApi(Protocol):
+    """The calls the tasks service makes (FleetlinkClient implements them)."""
+
+    def claim(self, agent_id: str, max: int = 1, running_executions: list[str] | None = None) -> Claimed: ...
+
+    def report_result(
+        self,
+        execution_id: str,
+        *,
+        attempt: int,
+        status: str,
+        started_at: int,
+        finished_at: int,
+        exit_code: int | None = None,
+        output: str | None = None,
+        output_truncated: bool = False,
+        output_bytes: int | None = None,
+        error: str | None = None,
+    ) -> ResultRecorded: ...
+
+
+# --- the runner ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunnerEvent:
+    """Something worth a line of output: an execution started, finished, or was reported."""
+
+    kind: Literal["started", "finished", "reported", "stopping"]
+    record: ExecutionRecord
+    detail: str = ""
+
+
+Listener = Callable[[RunnerEvent], None]
+
+
+@dataclass
+class _Running:
+    record: ExecutionRecord
+    control: Control
+    thread: threading.Thread
+
+
+class TasksService(BaseService):
+    """Claims executions for ``agent_id``, runs up to ``concurrency`` at once, reports every outcome."""
+
+    name = "tasks"
+
+    def __init__(
+        self,
+        client: TasksApi,
+        store: AgentStore,
+        registry: HandlerRegistry | None,
+        agent_id: str,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        *,
+        listener: Listener | None = None,
+        output_cap: int = OUTPUT_CAP_BYTES,
+        send_output_bytes: int = SEND_OUTPUT_BYTES,
+        kill_grace_s: float = KILL_GRACE_S,
+        stop_grace_s: float = 30.0,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        super().__init__()
+        if not agent_id:
+            raise ValueError("agent_id is required")
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be 1-{MAX_CONCURRENCY}")
+        self.client = client
+        self.store = store
+        self.registry = registry or HandlerRegistry()
+        self.agent_id = agent_id
+        self.concurrency = concurrency
+        self.interval_s = DEFAULT_INTERVAL_S
+        self._listener = listener
+        self._output_cap = output_cap
+        self._send_output_bytes = send_output_bytes
+        self._kill_grace_s = kill_grace_s
+        self._stop_grace_s = stop_grace_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._active: dict[str, _Running] = {}
+        #: Queued executions the last heartbeat reported waiting for this agent.
+        self._pending = 0
+        self._finished = threading.Event()
+        self._stopping = threading.Event()
+        self._urgent = threading.Event()
+        #: Called when an execution starts, so the server hears of it now (the daemon: beat now; the
+        #: heartbeat's running_executions marks it running) instead of at the next interval.
+        self.on_started: Callable[[], None] = lambda: None
+
+    # --- state seen from outside ---
+
+    def running_ids(self) -> list[str]:
+        """Executions running in this process now."""
+        with self._lock:
+            return list(self._active)
+
+    def free_slots(self) -> int:
+        with self._lock:
+            return self.concurrency - len(self._active)
+
+    def _emit(
+        self,
+        kind: Literal["started", "finished", "reported", "stopping"],
+        record: ExecutionRecord,
+        detail: str = "",
+    ) -> None:
+        if self._listener is None:
+            return
+        try:
+            self._listener(RunnerEvent(kind, record, detail))
+        except Exception:
+            log.exception("runner listener failed")
+
+    # --- the service ---
+
+    def start(self) -> None:
+        """Settle what a previous run left: stop its surviving processes, record interrupted executions
+        as failed, prune old rows, and report everything still owed (best effort: steps retry).
+
+        Only one runner may use a store at a time (``fleetlink agent run`` holds a lock on the state dir).
+        """
+        for record in self.store.in_flight():
+            if (
+                record.status is RowStatus.RUNNING
+                and record.pgid is not None
+                and is_our_group(record.pgid, record.started_at)
+            ):
+                # Its output went with the previous run; it can only be stopped, and reported failed.
+                log.warning(
+                    "stopping %s left running by a previous run (pgid %s)", record.execution_id, record.pgid
+                )
+                kill_group(record.pgid, self._kill_grace_s)
+        now = self._clock()
+        for record in self.store.in_flight():
+            error = RESTARTED if record.status is RowStatus.RUNNING else NEVER_STARTED
+            result = ExecutionResult(
+                status=ResultStatus.FAILED,
+                started_at=record.started_at or now,
+                finished_at=now,
+                error=error,
+            )
+            finished = self.store.record_finished(record.execution_id, record.attempt, result)
+            self._emit("finished", finished, error)
+        self.store.prune(reported_before=now - KEEP_REPORTED_MS)
+        self.report_pending()
+
+    def on_heartbeat(self, ack: HeartbeatAck) -> None:
+        """Stop what the server cancels; note whether work is waiting (the next round claims it)."""
+        self.interval_s = float(max(1, ack.heartbeat_interval_s))
+        self.cancel(ack.cancel)
+        self._pending = ack.pending_executions
+
+    def heartbeat_metrics(self) -> dict[str, float]:
+        return {"tasks_running": float(len(self.running_ids()))}
+
+    def step(self) -> float:
+        """Report what finished; claim while the last heartbeat said work is pending.
+
+        Client errors propagate: the supervisor retries transient ones and stops the agent on the rest.
+        """
+        self.report_pending()
+        if self._pending > 0 and not self._stopping.is_set():
+            self._claim_all()
+            self._pending = 0
+        return self.interval_s
+
+    def _claim_all(self) -> None:
+        """Claim until the server has nothing more for us or every slot is busy."""
+        while not self._stopping.is_set():
+            asked = min(self.free_slots(), CLAIM_BATCH)
+            if asked <= 0:
+                return
+            claimed = self.client.claim(self.agent_id, max=asked, running_executions=self.running_ids())
+            self.cancel(claimed.cancel)
+            for lease in claimed.executions:
+                self.start_execution(lease)
+            if len(claimed.executions) < asked:
+                return
+
+    def cancel(self, execution_ids: Iterable[str], reason: str = CANCELLED) -> None:
+        """Stop these executions if they run here (their worker kills the process group and reports)."""
+        for execution_id in execution_ids:
+            with self._lock:
+                running = self._active.get(execution_id)
+            if running is None:
+                continue
+            if running.control.stop_reason is None:
+                self._emit("stopping", running.record, reason)
+            running.control.stop(reason)
+
+    # --- executions ---
+
+    def start_execution(self, lease: Lease) -> None:
+        """Record the lease, then run it in a worker thread (or record why it cannot run)."""
+        known = not self.store.record_claimed(
+            execution_id=lease.execution_id,
+            attempt=lease.attempt,
+            task_id=lease.task_id,
+            type=lease.type,
+            command=lease.command,
+            input=lease.input,
+            timeout_seconds=lease.timeout_seconds,
+            claimed_at=self._clock(),
+        )
+        if known:
+            log.info(
+                "%s attempt %s was claimed before; not running it again", lease.execution_id, lease.attempt
+            )
+            return
+        record = self.store.get(lease.execution_id, lease.attempt)
+        assert record is not None
+        problem = None
+        if lease.type not in self.registry:
+            problem = f"no handler for task type {lease.type}"
+        elif lease.type == SHELL and not (lease.command or "").strip():
+            problem = "a shell task without a command"
+        if problem is not None:
+            self._finish(record, Outcome(ResultStatus.FAILED, error=problem), started_at=self._clock())
+            self._finished.set()
+            self.wake()
+            return
+        control = Control()
+        thread = threading.Thread(
+            target=self._work, args=(record, control), name=f"exec-{lease.execution_id}", daemon=True
+        )
+        with self._lock:
+            self._active[lease.execution_id] = _Running(record, control, thread)
+        thread.start()
+
+    def _work(self, record: ExecutionRecord, control: Control) -> None:
+        started_at = self._clock()
+        try:
+            outcome = self._execute(record, control)
+        except Exception as exc:
+            log.exception("%s: the agent failed to run it", record.execution_id)
+            outcome = Outcome(ResultStatus.FAILED, error=f"agent error: {type(exc).__name__}: {exc}")
+        try:
+            self._finish(record, outcome, started_at=started_at)
+        except Exception:
+            log.exception("%s: cannot record its result", record.execution_id)
+        finally:
+            with self._lock:
+                self._active.pop(record.execution_id, None)
+            self._finished.set()
+            self.wake()
+
+    def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
+        if record.type == SHELL:
+
+            def started(pid: int) -> None:
+                self.store.mark_started(
+                    record.execution_id, record.attempt, pid=pid, pgid=pid, started_at=self._clock()
+                )
+                self._emit("started", record, f"pid {pid}")
+                self.on_started()
+
+            return run_shell(
+                record.command or "",
+                record.timeout_seconds,
+                control,
+                on_start=started,
+                env={
+                    "FLEETLINK_EXECUTION_ID": record.execution_id,
+                    "FLEETLINK_TASK_ID": record.task_id,
+                    "FLEETLINK_ATTEMPT": str(record.attempt),
+                },
+                output_cap=self._output_cap,
+                kill_grace_s=self._kill_grace_s,
+            )
+        handler = self.registry.get(record.type)
+        if handler is None:  # checked before the worker started; kept for safety
+            return Outcome(ResultStatus.FAILED, error=f"no handler for task type {record.type}")
+        self.store.mark_started(
+            record.execution_id, record.attempt, pid=os.getpid(), started_at=self._clock()
+        )
+        self._emit("started", record, "handler")
+        self.on_started()
+        return run_handler(
+            handler, dict(record.input or {}), record.timeout_seconds, control, output_cap=self._output_cap
+        )
+
+    def _finish(self, record: ExecutionRecord, outcome: Outcome, *, started_at: int) -> None:
+        error = outcome.error[:MAX_ERROR_CHARS] if outcome.error else None
+        result = ExecutionResult(
+            status=outcome.status,
+            started_at=started_at,
+            finished_at=self._clock(),
+            exit_code=outcome.exit_code,
+            output=outcome.output.decode("utf-8", errors="replace"),
+            output_truncated=outcome.truncated,
+            output_bytes=outcome.output_bytes,
+            error=error,
+        )
+        finished = self.store.record_finished(record.execution_id, record.attempt, result)
+        self._emit("finished", finished, error or "")
+
+    # --- reporting ---
+
+    def report_pending(self) -> int:
+        """Report every finished, unreported execution; stops at the first transient failure.
+
+        Returns how many are still owed. An answer the server will never change (409: it has moved
+        on, 404, 403, 422) marks the execution reported all the same, with a log line.
+        """
+        owed = self.store.unreported()
+        for index, record in enumerate(owed):
+            try:
+                answer = self.client.report_result(record.execution_id, **self.result_body(record))
+            except FleetlinkApiError as error:
+                if is_transient(error):
+                    log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
+                    return len(owed) - index
+                log.warning("the server refused the result of %s: %s", record.execution_id, error)
+                self.store.mark_reported(
+                    record.execution_id, record.attempt, server_status=f"refused:{error.status}"
+                )
+                self._emit("reported", record, f"refused: {error.status} {error.title}")
+                continue
+            except FleetlinkClientError as error:
+                log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
+                return len(owed) - index
+            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status.value)
+            self._emit("reported", record, answer.status.value)
+        return 0
+
+    def result_body(self, record: ExecutionRecord) -> dict[str, Any]:
+        """The result as sent: the same every time for one attempt, so a resend is recognised."""
+        result = record.result()
+        output, clipped = clip_utf8(result.output, self._send_output_bytes)
+        truncated = clipped or result.output_truncated
+        started_at = result.started_at if result.started_at is not None else result.finished_at
+        return {
+            "attempt": record.attempt,
+            "status": result.status.value,
+            "started_at": started_at,
+            "finished_at": max(result.finished_at, started_at),
+            "exit_code": result.exit_code,
+            "output": output or None,
+            "output_truncated": truncated,
+            "output_bytes": (result.output_bytes or len(result.output.encode())) if truncated else None,
+            "error": result.error,
+        }
+
+    # --- stopping ---
+
+    def stop(self, *, urgent: bool = False) -> None:
+        """Claim no more; running executions get ``stop_grace_s`` to finish (none when ``urgent``), the
+        rest are stopped; report what can be."""
+        self._stopping.set()
+        if urgent:
+            self._urgent.set()
+        deadline = time.monotonic() + (0.0 if self._urgent.is_set() else self._stop_grace_s)
+        while self.running_ids() and not self._urgent.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._finished.clear()
+            with contextlib.suppress(FleetlinkClientError):
+                self.report_pending()  # the heartbeat keeps renewing leases meanwhile
+            self._finished.wait(min(remaining, self.interval_s))
+        with self._lock:
+            left = list(self._active.values())
+        self.cancel([running.record.execution_id for running in left], reason=STOPPED)
+        for running in left:
+            running.thread.join(self._kill_grace_s + DRAIN_GRACE_S + 5.0)
+        with contextlib.suppress(FleetlinkClientError, StoreError):
+            self.report_pending()
+
+    def hurry(self) -> None:
+        """Stop running executions now instead of waiting out the grace."""
+        self._urgent.set()
+        self._finished.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()

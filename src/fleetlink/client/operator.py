@@ -1,0 +1,273 @@
+"""The operator's client: bearer operator token (local dev stack), or any httpx ``auth`` (e.g. SigV4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from fleetlink.client.http import ApiClient, follow_pages, query_params, segment
+from fleetlink.contract.agents import (
+    AgentDetail,
+    AgentList,
+    AgentSummary,
+    TokenCreated,
+    TokenList,
+    TokenSummary,
+)
+from fleetlink.contract.audit import AuditList, WhoAmI
+from fleetlink.contract.relay import CollectionPolicy, NodeSyncState, QueryAnswer, QueryRequest
+from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
+from fleetlink.contract.tunnels import EventList, HealthSummary, Tunnel, TunnelList
+from fleetlink.core.audit import AuditRecord
+from fleetlink.core.entities import AgentState, Liveness
+
+
+class OperatorClient(ApiClient):
+    """The operator's client: bearer operator token (local dev stack), or any httpx ``auth`` (e.g. SigV4)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        operator_token: str | None = None,
+        *,
+        auth: httpx.Auth | None = None,
+        **options: Any,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else None
+        super().__init__(base_url, headers=headers, **options)
+        if auth is not None:
+            self._http.auth = auth
+
+    def whoami(self) -> WhoAmI:
+        """The calling operator, its role (dev stack; None in AWS) and each operator route's role."""
+        return self._call(WhoAmI, "GET", "/whoami")
+
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditList:
+        """One page of the audit log, newest first (may be short: follow the cursor)."""
+        params = query_params(
+            actor=actor,
+            resource=resource,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(AuditList, "GET", "/audit", params=params)
+
+    def iter_audit(self, page_size: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+        """Every matching audit entry, newest first, following cursors."""
+        return follow_pages(lambda cursor: self.list_audit(limit=page_size, cursor=cursor, **filters))
+
+    def query_records(self, query: QueryRequest) -> QueryAnswer:
+        """Records of any node (every collection: operators are not bound by read policies)."""
+        body = query.model_dump(mode="json", exclude_none=True)
+        return self._call(QueryAnswer, "POST", "/relay/records/query", body=body)
+
+    def read_policy(self, collection: str) -> CollectionPolicy:
+        """Who may query a collection."""
+        return self._call(CollectionPolicy, "GET", f"/relay/collections/{segment(collection)}")
+
+    def set_read_policy(self, collection: str, policy: CollectionPolicy) -> CollectionPolicy:
+        """Set who may query a collection (admin)."""
+        path = f"/relay/collections/{segment(collection)}"
+        return self._call(CollectionPolicy, "PUT", path, body=policy.model_dump(mode="json"))
+
+    def node_sync(self, agent_id: str) -> NodeSyncState:
+        """A node's record sync as the cloud sees it."""
+        return self._call(NodeSyncState, "GET", f"/relay/nodes/{segment(agent_id)}")
+
+    def create_token(
+        self,
+        ttl_seconds: int = 3600,
+        max_uses: int = 1,
+        tags: Mapping[str, str] | None = None,
+        name_prefix: str | None = None,
+    ) -> TokenCreated:
+        """Mint a registration token; the answer holds the token, shown only this once."""
+        body: dict[str, Any] = {"ttl_seconds": ttl_seconds, "max_uses": max_uses, "tags": dict(tags or {})}
+        if name_prefix:
+            body["name_prefix"] = name_prefix
+        return self._call(TokenCreated, "POST", "/registration-tokens", body=body)
+
+    def list_tokens(self, limit: int | None = None, cursor: str | None = None) -> TokenList:
+        """One page of registration tokens, newest first (never their secrets)."""
+        return self._call(
+            TokenList, "GET", "/registration-tokens", params=query_params(limit=limit, cursor=cursor)
+        )
+
+    def iter_tokens(self, page_size: int | None = None) -> Iterator[TokenSummary]:
+        """Every registration token, newest first, following cursors page by page."""
+        return follow_pages(lambda cursor: self.list_tokens(limit=page_size, cursor=cursor))
+
+    def revoke_token(self, token_id: str) -> TokenSummary:
+        """Revoke a registration token (idempotent): registrations with it fail from now on."""
+        return self._call(TokenSummary, "DELETE", f"/registration-tokens/{segment(token_id)}")
+
+    def list_agents(
+        self,
+        status: AgentState | Liveness | str | None = None,
+        tag: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AgentList:
+        """One page of agents; ``tag`` is ``key:value``."""
+        params = query_params(status=str(status) if status else None, tag=tag, limit=limit, cursor=cursor)
+        return self._call(AgentList, "GET", "/agents", params=params)
+
+    def iter_agents(
+        self,
+        status: AgentState | Liveness | str | None = None,
+        tag: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[AgentSummary]:
+        """Every matching agent, following cursors page by page."""
+        return follow_pages(
+            lambda cursor: self.list_agents(status=status, tag=tag, limit=page_size, cursor=cursor)
+        )
+
+    def get_agent(self, agent_id: str) -> AgentDetail:
+        """An agent with its liveness and registration history (newest first)."""
+        return self._call(AgentDetail, "GET", f"/agents/{segment(agent_id)}")
+
+    def revoke(self, agent_id: str) -> AgentSummary:
+        """Revoke an agent (idempotent); its signed calls fail from now on."""
+        return self._call(AgentSummary, "POST", f"/agents/{segment(agent_id)}/revoke")
+
+    def replace_tags(self, agent_id: str, tags: Mapping[str, str]) -> AgentSummary:
+        """Replace all of an agent's tags."""
+        path = f"/agents/{segment(agent_id)}/tags"
+        return self._call(AgentSummary, "PUT", path, body={"tags": dict(tags)})
+
+    def create_task(
+        self,
+        *,
+        type: str = "shell",
+        command: str | None = None,
+        input: Mapping[str, Any] | None = None,
+        agent_ids: list[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+        priority: int = 0,
+        timeout_seconds: int = 300,
+        max_retries: int = 0,
+        delivery_timeout_seconds: int | None = None,
+        max_concurrency: int | None = None,
+        max_errors: int | None = None,
+    ) -> TaskCreated:
+        """Send a task to the agents named by id and/or matching all ``tags``."""
+        targets: dict[str, Any] = {}
+        if agent_ids:
+            targets["agent_ids"] = list(agent_ids)
+        if tags:
+            targets["tags"] = dict(tags)
+        body: dict[str, Any] = {
+            "type": type,
+            "targets": targets,
+            "priority": priority,
+            "timeout_seconds": timeout_seconds,
+            "max_retries": max_retries,
+        }
+        if command is not None:
+            body["command"] = command
+        if input is not None:
+            body["input"] = dict(input)
+        if delivery_timeout_seconds is not None:
+            body["delivery_timeout_seconds"] = delivery_timeout_seconds
+        if max_concurrency is not None:
+            body["max_concurrency"] = max_concurrency
+        if max_errors is not None:
+            body["max_errors"] = max_errors
+        return self._call(TaskCreated, "POST", "/tasks", body=body)
+
+    def get_task(self, task_id: str) -> TaskDetail:
+        """A task with a summary of its execution on every agent."""
+        return self._call(TaskDetail, "GET", f"/tasks/{segment(task_id)}")
+
+    def list_tasks(
+        self, state: str | None = None, limit: int | None = None, cursor: str | None = None
+    ) -> TaskList:
+        """One page of tasks, newest first; ``state`` is active, finished or cancelled."""
+        params = query_params(state=str(state) if state else None, limit=limit, cursor=cursor)
+        return self._call(TaskList, "GET", "/tasks", params=params)
+
+    def iter_tasks(self, state: str | None = None, page_size: int | None = None) -> Iterator[TaskSummary]:
+        """Every task in ``state`` (all when None), newest first, following cursors page by page."""
+        return follow_pages(lambda cursor: self.list_tasks(state=state, limit=page_size, cursor=cursor))
+
+    def cancel_task(self, task_id: str) -> TaskDetail:
+        """Cancel a task (idempotent): queued executions end now, running ones are stopped by their agents."""
+        return self._call(TaskDetail, "POST", f"/tasks/{segment(task_id)}/cancel")
+
+    # --- tunnels ----------------------------------------------------------------------------------
+
+    def create_tunnel(self, agent_id: str, spec: Mapping[str, Any]) -> Tunnel:
+        """Create a tunnel for an agent (``spec``: provider, name, mode, local_target, routes, secret...)."""
+        return self._call(Tunnel, "POST", f"/agents/{segment(agent_id)}/tunnels", body=dict(spec))
+
+    def list_tunnels(
+        self,
+        *,
+        agent_id: str | None = None,
+        provider: str | None = None,
+        health: str | None = None,
+        enabled: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> TunnelList:
+        """One page of tunnels, fleet-wide or one agent's."""
+        params = query_params(
+            agent_id=agent_id,
+            provider=provider,
+            health=health,
+            enabled=None if enabled is None else str(enabled).lower(),
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(TunnelList, "GET", "/tunnels", params=params)
+
+    def iter_tunnels(self, **filters: Any) -> Iterator[Tunnel]:
+        """Every matching tunnel, following cursors page by page."""
+        return follow_pages(lambda cursor: self.list_tunnels(cursor=cursor, **filters))
+
+    def get_tunnel(self, tunnel_id: str) -> Tunnel:
+        return self._call(Tunnel, "GET", f"/tunnels/{segment(tunnel_id)}")
+
+    def patch_tunnel(self, tunnel_id: str, changes: Mapping[str, Any]) -> Tunnel:
+        """Change a tunnel (enabled, local_target, public_hostname, routes, secret)."""
+        return self._call(Tunnel, "PATCH", f"/tunnels/{segment(tunnel_id)}", body=dict(changes))
+
+    def delete_tunnel(self, tunnel_id: str) -> None:
+        self._send("DELETE", f"/tunnels/{segment(tunnel_id)}")
+
+    def tunnel_events(self, tunnel_id: str, limit: int | None = None, cursor: str | None = None) -> EventList:
+        """A tunnel's events, newest first."""
+        params = query_params(limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", f"/tunnels/{segment(tunnel_id)}/events", params=params)
+
+    def fleet_events(
+        self,
+        *,
+        errors: bool = False,
+        since: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> EventList:
+        """Every tunnel's events (or only errors) since ``since`` (default 24 h), newest first."""
+        params = query_params(errors="true" if errors else None, since=since, limit=limit, cursor=cursor)
+        return self._call(EventList, "GET", "/tunnels/events", params=params)
+
+    def tunnels_health(self) -> HealthSummary:
+        """The fleet's tunnels counted by provider and health."""
+        return self._call(HealthSummary, "GET", "/tunnels/health")

@@ -64,6 +64,10 @@ fmt: $(VENV)/.dev ## format and fix what ruff can
 bench: $(VENV)/.dev ## run every benchmark in bench/ and print its figures
 	@for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+.PHONY: agent-dist
+agent-dist: $(VENV)/.dev ## build the agent artifacts (linux x86_64, aarch64) into dist/agent, with their SHA-256 (VERSION=...)
+	$(BIN)/python agentdist/build.py $(if $(VERSION),--version $(VERSION))
+
 .PHONY: layers
 layers: $(VENV)/.dev ## build the Lambda layers into layers/build (arm64 wheels, cached) and print their sizes
 	$(BIN)/python layers/build.py

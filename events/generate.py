@@ -32,6 +32,8 @@ PATH_VALUES = {
     "tunnel_id": "tun_01KDXRYP0000000000000000GH",
     "name": "swagger-ui.css",
     "collection": "inventory",
+    "version": "0.2.0",
+    "platform": "linux-x86_64",
 }
 _RECORD = {
     "record_id": "rec_01KDXRYP0000000000000000GH",
@@ -111,7 +113,30 @@ BODIES |= {
     ("POST", "/v1/relay/records/query"): {"collection": "inventory", "updated_since": 1_767_225_000_000},
     ("PUT", "/v1/relay/collections/{collection}"): {"readers": {"tag": {"role": "web"}}},
 }
-QUERIES = {("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50"}
+BODIES |= {
+    ("PUT", "/v1/releases/key"): {
+        "public_key": "-----BEGIN PUBLIC KEY-----\n"
+        "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n"
+        "-----END PUBLIC KEY-----\n"
+    },
+    ("POST", "/v1/agents/{agent_id}/version"): {
+        "event": "upgrade",
+        "version": "0.2.0",
+        "from_version": "0.1.0",
+    },
+    ("POST", "/v1/releases"): {
+        "version": "0.2.0",
+        "platform": "linux-x86_64",
+        "sha256": "2f943024eb1c1ecf5ff1eda13467158ec639fd8fbf4b4799f21c68863f3b0b5b",
+        "size": 37121566,
+        "signature": "A" * 86 + "==",
+    },
+}
+QUERIES = {
+    ("GET", "/v1/agents"): "status=online&tag=role%3Aweb&limit=50",
+    ("GET", "/v1/agent/releases/{version}"): "platform=linux-x86_64",
+    ("GET", "/v1/releases"): "platform=linux-x86_64",
+}
 
 
 def _register_body(alg_key: Any) -> dict[str, Any]:

@@ -177,7 +177,8 @@ def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
         if policy is None or not set_by or int(set_by[-1]["at"]) != int(policy["updated_at"]):
             readers = policy and policy["readers"]
             yield f"collection {collection}: read policy {readers} but {len(set_by)} entries"
-    known = tokens.keys() | tasks.keys() | created_tunnels | agents.keys() | policies.keys()
+    deleted_agents = {target for action, target in entries if action == "agent.delete"}  # purged later
+    known = tokens.keys() | tasks.keys() | created_tunnels | agents.keys() | policies.keys() | deleted_agents
     for action, target in sorted(entries):
         if target not in known:
             yield f"{action} audit entry about {target}, which never was"

@@ -14,6 +14,7 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 from fleetlink.store import table as table_definition
 from infra import constants, nag
+from infra.constructs.releases_bucket import ReleasesBucket
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -142,6 +143,12 @@ class DataStack(Stack):
             "AwsSolutions-SMG4",
             "the key only authenticates short-lived page cursors: it is rotated by replacing its value "
             "(outstanding cursors then answer 400 and the caller lists again), no rotation function needed",
+        )
+
+        # Signed agent artifacts (fleetlink release publish), read by nodes through presigned links.
+        self.releases = ReleasesBucket(self, "Releases", stage=stage)
+        CfnOutput(
+            self, "ReleasesBucketName", value=self.releases.bucket.bucket_name, description="agent releases"
         )
 
         CfnOutput(self, "TableName", value=self.table.table_name, description="the fleetlink table")

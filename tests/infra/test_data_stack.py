@@ -119,12 +119,17 @@ def test_table_is_encrypted_with_its_own_rotating_kms_key(default_app: Synthesiz
     assert key["Properties"]["EnableKeyRotation"] is True
 
 
-def test_data_stack_holds_only_the_table_its_key_and_the_cursor_key(default_app: Synthesized) -> None:
+def test_data_stack_holds_only_the_table_its_key_the_cursor_key_and_the_releases(
+    default_app: Synthesized,
+) -> None:
     # Given the data stack
     # When its resource types are listed
     kinds = sorted(resource["Type"] for resource in default_app.data_json["Resources"].values())
     # Then it is the stateful part only: replacing the api stack touches none of it
-    assert kinds == ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SecretsManager::Secret"]
+    releases = ["AWS::S3::Bucket", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::S3::BucketPolicy"]
+    assert kinds == sorted(
+        ["AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::SecretsManager::Secret", *releases]
+    )
 
 
 def test_cursor_key_is_generated_by_secrets_manager_not_written_in_the_template(

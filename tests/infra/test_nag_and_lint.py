@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from infra.constructs.releases_bucket import releases_nag_resource
 
 from tests.infra.conftest import Synthesized
 
@@ -22,6 +23,12 @@ REVIEWED = {
     "AwsSolutions-APIG4": "agent routes are authenticated by the Lambda (RFC 9421); health is public",
     "AwsSolutions-SQS3": "the queue is itself the dead-letter queue",
     "AwsSolutions-SMG4": "the cursor key is not rotated: a new value only turns open list cursors into 400s",
+    "AwsSolutions-S1": "the releases bucket's access log bucket is not itself logged",
+}
+#: The releases function presigns links to any artifact under releases/ of its stage's bucket.
+REVIEWED |= {
+    f"AwsSolutions-IAM5[Resource::{releases_nag_resource(stage)}]": "presigned links under releases/"
+    for stage in ("dev", "prod")
 }
 #: Rules acknowledged per resource, by the start of their name.
 REVIEWED_PREFIXES = {

@@ -12,14 +12,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleetlink.api.app import lambda_entry
 from fleetlink.api.deps import build_deps, set_deps
@@ -28,9 +31,11 @@ from fleetlink.api.functions import function_spec
 from fleetlink.api.permissions import calls_of_request
 from fleetlink.api.settings import OperatorAuth, Settings
 from fleetlink.core.clock import FixedClock
+from fleetlink.core.releases.service import object_key
 from fleetlink.core.tasks import service as task_service
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
+from fleetlink.release import signing
 from fleetlink.store.base import TableItem
 from fleetlink.store.tasks import fanout as task_store
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
@@ -121,16 +126,20 @@ def run_flows(recorder: CallRecorder) -> None:
         region="us-east-1",
         operator_auth=OperatorAuth.TOKEN,
         operator_token_sha256=hashlib.sha256(OPERATOR_TOKEN.encode()).hexdigest(),
+        releases_bucket="fleetlink-perm-releases",
+        deleted_agent_retention_days=0,  # a deleted agent is due for the purge duty at once
     )
     clock = FixedClock(NOW_MS)
     with deployed_like(settings.table_name, recorder, settings, clock):
         api = RecordedApi(clock, recorder)
-        token = api.mint_token(max_uses=5, tags={"role": "web"})
+        token = api.mint_token(max_uses=8, tags={"role": "web"})
         machine, other = Machine("perm-1"), Machine("perm-2")
         for agent in (machine, other):
             assert api.register(agent, token).status == 201
         assert api.register(machine, None).status == 201  # re-registration: same key and hardware
         assert api.heartbeat(machine).status == 200
+        run_release_flows(api, machine, token, settings)
+        run_decommission_flows(api, token)
         run_task_flows(api, machine, other)
         run_tunnel_flows(api, machine)
         run_relay_flows(api, machine)
@@ -143,6 +152,51 @@ def run_flows(recorder: CallRecorder) -> None:
         assert api.register(other, None).status == 403  # a revoked agent re-registering: refused
         run_identity_flows(api, machine, token)
         assert api.call("operator", "GET", "/v1/health/ready").status == 200
+
+
+def run_release_flows(api: RecordedApi, machine: Machine, token: str, settings: Settings) -> None:
+    """The release key set, a release announced, uploaded, published, listed and downloaded (by a
+    signed agent and by a registration token holder), the install script."""
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=settings.releases_bucket)
+    key = Ed25519PrivateKey.generate()
+    body = {"public_key": signing.public_pem(key.public_key())}
+    assert api.operator("releases", "PUT", "/v1/releases/key", body).status == 200
+    artifact = Path(tempfile.mkdtemp()) / "agent.tar.gz"
+    artifact.write_bytes(b"artifact")
+    signed = signing.sign_artifact(key, "0.2.0", "linux-x86_64", artifact)
+    manifest = {k: getattr(signed, k) for k in ("version", "platform", "sha256", "size", "signature")}
+    assert api.operator("releases", "POST", "/v1/releases", manifest).status == 201
+    s3.put_object(
+        Bucket=settings.releases_bucket, Key=object_key("0.2.0", "linux-x86_64"), Body=artifact.read_bytes()
+    )
+    assert api.operator("releases", "POST", "/v1/releases/0.2.0/linux-x86_64/complete").status == 200
+    assert api.operator("releases", "GET", "/v1/releases").status == 200
+    query = "platform=linux-x86_64"
+    path = "/v1/agent/releases/latest"
+    signed_headers = api.signed_headers(machine, "GET", path, b"", query=query)
+    assert api.call("releases", "GET", path, query=query, headers=signed_headers).status == 200
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.call("releases", "GET", path, query=query, headers=headers).status == 200
+    assert api.call("releases", "GET", "/v1/agent/install.sh").status == 200
+    report = {"event": "upgrade", "version": "0.2.0", "from_version": "0.1.0"}
+    assert (
+        api.signed("releases", machine, "POST", f"/v1/agents/{machine.agent_id}/version", report).status
+        == 200
+    )
+
+
+def run_decommission_flows(api: RecordedApi, token: str) -> None:
+    """Agents deleted by an operator (listed, restored, purged now) and by themselves (the purge duty's)."""
+    first, second = Machine("perm-3"), Machine("perm-4")
+    for agent in (first, second):
+        assert api.register(agent, token).status == 201
+    assert api.operator("operator", "DELETE", f"/v1/agents/{first.agent_id}").status == 200
+    assert api.operator("operator", "GET", "/v1/deleted-agents").status == 200
+    assert api.operator("operator", "POST", f"/v1/agents/{first.agent_id}/restore").status == 200
+    assert api.operator("operator", "DELETE", f"/v1/agents/{first.agent_id}").status == 200
+    assert api.operator("operator", "POST", f"/v1/agents/{first.agent_id}/purge").status == 200
+    assert api.signed("operator", second, "POST", f"/v1/agents/{second.agent_id}/deregister").status == 200
 
 
 def run_identity_flows(api: Api, machine: Machine, token: str) -> None:

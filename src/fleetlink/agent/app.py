@@ -29,6 +29,7 @@ from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tunnels.reconciler import SecretOpener
 from fleetlink.agent.tunnels.service import TunnelsService
 from fleetlink.agent.tunnels.store import TunnelStore
+from fleetlink.agent.updates import finish_pending_upgrade
 from fleetlink.auth.sealing import ENCRYPTION_KEY_FILE, EncryptionPrivateKey, load_encryption_key, open_sealed
 from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkClientError
@@ -156,6 +157,8 @@ def build_agent(state_dir: str | os.PathLike[str] | None, options: AgentOptions 
     with ExitStack() as resources:
         resources.callback(client.close)
         tasks_store = resources.enter_context(AgentStore.in_state_dir(home))
+        # an upgrade this process is the outcome of, settled before anything runs (agent/updates.py)
+        finish_pending_upgrade(home, client, identity.agent_id, tasks_store)
         tunnel_store = resources.enter_context(TunnelStore.open(db_path(home)))
         records = resources.enter_context(RecordStore.in_state_dir(home))
         relay_client = resources.enter_context(RelayClient.from_state_dir(home))

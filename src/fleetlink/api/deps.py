@@ -14,6 +14,7 @@ from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from fleetlink.core.agents.decommission import DecommissionService
     from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
     from fleetlink.core.agents.recovery import RecoveryService
     from fleetlink.core.agents.registration import RegistrationService
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from fleetlink.core.heartbeat import HeartbeatService
     from fleetlink.core.relay.ports import RelayRepository
     from fleetlink.core.relay.service import RecordService
+    from fleetlink.core.releases.service import ReleaseService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
@@ -87,6 +89,19 @@ class Deps:
 
         return AgentService(self.agents, self.clock, self.settings.heartbeat_interval_s)
 
+    @cached_property
+    def decommission(self) -> DecommissionService:
+        from fleetlink.core.agents.decommission import DecommissionService
+        from fleetlink.store.decommission import DynamoDecommissionRepository
+
+        return DecommissionService(
+            self.agents,
+            DynamoDecommissionRepository(self.cursors),
+            self.clock,
+            self.settings.heartbeat_interval_s,
+            self.settings.deleted_agent_retention_days * 86_400,
+        )
+
     # --- tasks -----------------------------------------------------------------------------
 
     @cached_property
@@ -136,6 +151,18 @@ class Deps:
         from fleetlink.store.audit import DynamoAuditLog
 
         return DynamoAuditLog(self.cursors)
+
+    # --- releases ---------------------------------------------------------------------------
+
+    @cached_property
+    def release_service(self) -> ReleaseService:
+        from fleetlink.core.releases.service import ReleaseService
+        from fleetlink.store.release_bucket import S3ReleaseBucket
+        from fleetlink.store.releases import DynamoReleaseRepository
+
+        settings = self.settings
+        bucket = S3ReleaseBucket(settings.releases_bucket, settings.region, settings.releases_s3_endpoint)
+        return ReleaseService(DynamoReleaseRepository(), bucket, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------
 

@@ -145,14 +145,17 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "operator",
             routers=(
                 "fleetlink.api.routes.agents",
+                "fleetlink.api.routes.decommission",
                 "fleetlink.api.routes.health",
                 "fleetlink.api.routes.audit",
             ),
             # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,
             # BatchGetItem of profiles and presences), revoke and tags (transaction: Put profile and
-            # audit, Put/Delete tag members); the audit log (Query of day shards, gsi1 by resource)
+            # audit, Put/Delete tag members); delete/restore (the same transaction with the purge
+            # timer), a purge now (partitions Query, BatchWriteItem deletes); a deregistering agent
+            # (Query) and its nonce (PutItem); the audit log (Query of day shards, gsi1 by resource)
             access=TableAccess(
-                table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem"),
+                table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem", "BatchWriteItem"),
                 indexes={"gsi1": actions("Query")},
             ),
             memory_mb=512,
@@ -173,6 +176,16 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             timeout_s=29,
             body_limit_bytes=MAX_RELAY_BODY_BYTES,
         ),
+        FunctionSpec(
+            "releases",
+            routers=("fleetlink.api.routes.releases",),
+            # the release key (GetItem, conditional PutItem), releases (GetItem, conditional PutItem,
+            # UpdateItem, Query of the one releases partition); a registration token (GetItem) or the
+            # signing agent (Query) and its nonce (PutItem); the bucket: presigned links only (its
+            # role's s3:PutObject/GetObject on releases/*, HeadObject to publish)
+            access=TableAccess(table=actions("GetItem", "PutItem", "UpdateItem", "Query")),
+            memory_mb=256,
+        ),
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
         FunctionSpec(
             "cleanup",
@@ -180,8 +193,18 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # transition (PutItem, or Put + Update of the task) and the task's open counts
             # (BatchGetItem); fanout: due fan-outs (gsi4 Query), their chunks (Query), each written in
             # a transaction (Delete, Puts, Updates), then the fan-out marker deleted (DeleteItem)
+            # agent-purge: due timers (gsi4 Query), the agent's and its tunnels' and records'
+            # partitions (Query), deletes (BatchWriteItem)
             access=TableAccess(
-                table=actions("Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"),
+                table=actions(
+                    "Query",
+                    "GetItem",
+                    "BatchGetItem",
+                    "PutItem",
+                    "UpdateItem",
+                    "DeleteItem",
+                    "BatchWriteItem",
+                ),
                 indexes={"gsi4": actions("Query")},
             ),
             duties=(
@@ -197,6 +220,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                     5,
                     lambda deps: deps.task_service.expire_deliveries(),
                     "queued executions nobody claimed before their delivery deadline: expired",
+                ),
+                Duty(
+                    "agent-purge",
+                    60,
+                    lambda deps: deps.decommission.purge_due(),
+                    "deleted agents past their retention: every item they left removed (no Scan)",
                 ),
                 Duty(
                     "fanout",

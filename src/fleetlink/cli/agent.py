@@ -415,3 +415,7 @@ def status(
     for field, value in rows.items():
         table.add_row(field, escape(value))
     out().print(table)
+
+
+# the installed agent's service and uninstall (fleetlink.cli.agent_lifecycle) add their commands here
+from fleetlink.cli import agent_lifecycle as _lifecycle  # noqa: E402, F401

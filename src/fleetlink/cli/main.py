@@ -51,6 +51,7 @@ GROUPS = (
     ("tasks", "fleetlink.cli.operator.tasks", "tasks_app"),
     ("tunnels", "fleetlink.cli.operator.tunnels", "tunnels_app"),
     ("records", "fleetlink.cli.records", "records_app"),
+    ("release", "fleetlink.cli.operator.releases", "release_app"),
     ("audit", "fleetlink.cli.audit", "audit_app"),
     ("console", "fleetlink.console.cli", "console_app"),
 )

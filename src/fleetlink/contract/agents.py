@@ -114,6 +114,7 @@ class AgentSummary(DeferredModel):
     registered_at: int
     updated_at: int
     revoked_at: int | None
+    deleted_at: int | None = Field(default=None, description="Soft-deleted: hidden from lists, purged later")
 
     @classmethod
     def of(cls, status: AgentStatus) -> AgentSummary:

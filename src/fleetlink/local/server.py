@@ -169,6 +169,11 @@ class DevStack:
         )
         if self.heartbeat_interval_s is not None:
             self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
+        from fleetlink.local.releases_s3 import LocalReleasesBucket
+
+        self.releases_bucket = LocalReleasesBucket(self.data.path / "releases" if self.data else None)
+        self._resources.callback(self.releases_bucket.stop)
+        self._set_env(**self.releases_bucket.start())
         from fleetlink.api.app import route_table
         from fleetlink.api.deps import build_deps, set_deps
         from fleetlink.api.functions import FUNCTIONS
@@ -305,6 +310,7 @@ class DevStack:
         if self.data is None:
             return False
         try:
+            self.releases_bucket.save()
             return self.data.save_items(table_items(self.table_name))
         except Exception as exc:
             self.log(f"fleetlink dev: cannot save to {self.data.path}: {type(exc).__name__}: {exc}")

@@ -293,3 +293,36 @@ def relay_changes_after(updated_since_ms: int) -> str:
 def relay_policy_pk(collection: str) -> str:
     """Who may read a collection (absent: the whole fleet)."""
     return f"RELAYCOL#{collection}"
+
+
+# --- releases -----------------------------------------------------------------------------------
+
+#: The release key the fleet pins (one item), and every release (one partition: a few per version).
+RELEASE_KEY_PK = "RELEASEKEY"
+RELEASES_PK = "RELEASES"
+
+
+def release_sk(platform: str, version: str) -> str:
+    """A release, under its platform: one platform's releases are a ``begins_with`` range."""
+    return f"{platform}#{version}"
+
+
+# --- decommissioning ----------------------------------------------------------------------------
+
+#: The purge timer of a soft-deleted agent, in its partition (and on gsi4 by when it is due).
+AGENT_PURGE_SK = "PURGE"
+AGENT_PURGE_TIMER = "agent-purge"
+
+
+def deleted_agent_list_keys(agent_id: str) -> tuple[str, str]:
+    """(gsi1pk, gsi1sk) of a soft-deleted agent's profile: out of the agent list, in this one."""
+    return deleted_agent_list_pk(shard_of(agent_id)), agent_id
+
+
+def deleted_agent_list_pk(shard: int) -> str:
+    return f"AGENTSDELETED#{shard}"
+
+
+def agent_purge_due_keys(agent_id: str, due_at_ms: int) -> tuple[str, str]:
+    """(gsi4pk, gsi4sk) of an agent's purge timer."""
+    return due_pk(AGENT_PURGE_TIMER, shard_of(agent_id)), f"{due_at_ms:013d}#{agent_id}"

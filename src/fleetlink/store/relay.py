@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
@@ -92,6 +92,8 @@ class RelaySyncItem(TableItem, discriminator="relay_sync"):
     last_applied_hlc = UnicodeAttribute(null=True)
     last_applied_at = NumberAttribute(null=True)
     last_request_at = NumberAttribute()
+    #: Every collection the node wrote (what a purge of the node reads: no Scan).
+    collections = UnicodeSetAttribute(null=True)
 
 
 # --- repository ----------------------------------------------------------------------------
@@ -189,6 +191,8 @@ class DynamoRelayRepository:
             RelaySyncItem.rejected.add(tally.rejected),
             RelaySyncItem.retry.add(tally.retry),
         ]
+        if tally.collections:
+            counts.append(RelaySyncItem.collections.add(set(tally.collections)))
         try:
             if tally.max_applied_hlc is not None:
                 newer = RelaySyncItem.last_applied_hlc.does_not_exist() | (

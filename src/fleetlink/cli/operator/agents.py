@@ -50,17 +50,21 @@ def list_agents(
     status: Annotated[StatusFilter | None, typer.Option("--status", help="Only agents in this state")] = None,
     tag: Annotated[str | None, typer.Option("--tag", help="Only agents with this tag, as key=value")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many agents")] = 50,
+    deleted: Annotated[bool, typer.Option("--deleted", help="Deleted agents not purged yet, only")] = False,
     output: OutputOption = OutputFormat.TABLE,
     as_json: JsonOption = False,
 ) -> None:
-    """List agents with their state, liveness, last heartbeat and tags (-o json: a JSON array)."""
+    """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array)."""
+    from fleetlink.cli.operator.agent_lifecycle import iter_deleted
+
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agents = list(
-            itertools.islice(
-                client.iter_agents(status=status, tag=tag_filter, page_size=min(limit, 100)), limit
-            )
+        found = (
+            iter_deleted(client, min(limit, 100))
+            if deleted
+            else client.iter_agents(status=status, tag=tag_filter, page_size=min(limit, 100))
         )
+        agents = list(itertools.islice(found, limit))
     if wants_json(output, as_json):
         print_json(agents)
         return
@@ -73,6 +77,7 @@ def list_agents(
         Column("NAME", max_width=40),
         Column("STATE"),
         Column("LIVENESS"),
+        Column("VERSION"),
         Column("LAST SEEN"),
         Column("TAGS", fold=True),
         Column("RELAY"),
@@ -83,6 +88,7 @@ def list_agents(
             escape(agent.name),
             styled(agent.state.value, STATE_STYLE),
             styled(agent.liveness.value, LIVENESS_STYLE),
+            escape(agent.agent_version or "-"),
             ago(agent.last_seen_at, now),
             escape(format_tags(agent.tags)),
             relay_lag(agent.metrics),
@@ -191,3 +197,7 @@ def replace_agent_tags(
     with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
         agent = client.replace_tags(agent_id, tags)
     out().print(f"{agent.agent_id} tags: {escape(format_tags(agent.tags)) or '(none)'}")
+
+
+# deleting, restoring and upgrading agents (fleetlink.cli.operator.agent_lifecycle) add their commands here
+from fleetlink.cli.operator import agent_lifecycle as _lifecycle  # noqa: E402, F401

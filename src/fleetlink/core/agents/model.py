@@ -15,6 +15,8 @@ class RegistrationEventKind(StrEnum):
     RE_REGISTER = "re-register"  # restart or hardware change, signed by the current key
     KEY_ROTATION = "key-rotation"  # a new key installed by a request signed with the current one
     RECOVER = "recover"  # a new key took over the id with an operator's recovery token
+    UPGRADE = "upgrade"  # the agent runs a new release (self-update), reported once it heartbeats
+    ROLLBACK = "rollback"  # a new release did not heartbeat in time: the previous one runs again
 
 
 class TokenPurpose(StrEnum):
@@ -37,6 +39,8 @@ class Agent(DeferredModel):
     registered_at: int
     updated_at: int
     revoked_at: int | None = None
+    #: Soft-deleted (``agents rm``, or the agent deregistered): hidden from lists, purged later.
+    deleted_at: int | None = None
     version: int | None = None
 
 

@@ -34,6 +34,8 @@ class SyncTally:
     tombstone_delta: int = 0
     #: The highest hlc applied by the request (text form), None when nothing applied.
     max_applied_hlc: str | None = None
+    #: Collections the request wrote to: kept on the node's sync state, so a purge finds its records.
+    collections: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

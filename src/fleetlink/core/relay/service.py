@@ -133,6 +133,7 @@ class RecordService:
             live_delta=live,
             tombstone_delta=tombs,
             max_applied_hlc=str(max(r.hlc for _, r in changes)) if changes else None,
+            collections=frozenset(r.collection for _, r in changes),
         )
         try:
             self.repository.record_sync(node_id, tally, now)

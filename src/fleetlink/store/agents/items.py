@@ -64,6 +64,7 @@ class AgentProfileItem(TableItem, discriminator="agent"):
     registered_at = NumberAttribute()
     updated_at = NumberAttribute()
     revoked_at = NumberAttribute(null=True)
+    deleted_at = NumberAttribute(null=True)
     version = VersionAttribute()
 
 

@@ -1,0 +1,138 @@
+"""Releases and the release key in the table (the artifacts themselves are in the releases bucket)."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import PutError, PynamoDBException, UpdateError
+
+from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseStatus
+from fleetlink.release.node import version_key
+from fleetlink.store import keys
+from fleetlink.store.base import TableItem
+from fleetlink.store.conditions import condition_failed
+from fleetlink.store.errors import translate
+
+
+class ReleaseKeyItem(TableItem, discriminator="release_key"):
+    public_key = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    previous_key_id = UnicodeAttribute(null=True)
+    rotation_signature = UnicodeAttribute(null=True)
+    updated_at = NumberAttribute()
+
+
+class ReleaseItem(TableItem, discriminator="release"):
+    version = UnicodeAttribute()
+    platform = UnicodeAttribute()
+    sha256 = UnicodeAttribute()
+    size = NumberAttribute()
+    signature = UnicodeAttribute()
+    key_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    created_at = NumberAttribute()
+    published_at = NumberAttribute(null=True)
+    created_by = UnicodeAttribute()
+
+
+def _release(item: ReleaseItem) -> Release:
+    return Release(
+        version=item.version,
+        platform=item.platform,
+        sha256=item.sha256,
+        size=int(item.size),
+        signature=item.signature,
+        key_id=item.key_id,
+        status=ReleaseStatus(item.status),
+        created_at=int(item.created_at),
+        published_at=int(item.published_at) if item.published_at is not None else None,
+        created_by=item.created_by,
+    )
+
+
+def _raise_translated(error: PynamoDBException) -> None:
+    translated = translate(error)
+    if translated is None:
+        raise error
+    raise translated from None
+
+
+class DynamoReleaseRepository:
+    """Get/Put/Update on two fixed partitions: a handful of items, read far more than written."""
+
+    def get_key(self) -> ReleaseKey | None:
+        try:
+            item = ReleaseKeyItem.get(keys.RELEASE_KEY_PK, keys.SINGLETON_SK, consistent_read=True)
+        except ReleaseKeyItem.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            _raise_translated(error)
+            raise
+        return ReleaseKey(
+            public_key=item.public_key,
+            key_id=item.key_id,
+            previous_key_id=item.previous_key_id,
+            rotation_signature=item.rotation_signature,
+            updated_at=int(item.updated_at),
+        )
+
+    def put_key(self, key: ReleaseKey, replacing: str | None) -> bool:
+        item = ReleaseKeyItem(keys.RELEASE_KEY_PK, keys.SINGLETON_SK, **key.model_dump())
+        condition = (
+            ReleaseKeyItem.pk.does_not_exist() if replacing is None else ReleaseKeyItem.key_id == replacing
+        )
+        try:
+            item.save(condition=condition)
+        except PutError as error:
+            if condition_failed(error):
+                return False
+            _raise_translated(error)
+        return True
+
+    def get(self, version: str, platform: str) -> Release | None:
+        try:
+            item = ReleaseItem.get(keys.RELEASES_PK, keys.release_sk(platform, version), consistent_read=True)
+        except ReleaseItem.DoesNotExist:
+            return None
+        except PynamoDBException as error:
+            _raise_translated(error)
+            raise
+        return _release(item)
+
+    def create(self, release: Release) -> bool:
+        item = ReleaseItem(
+            keys.RELEASES_PK, keys.release_sk(release.platform, release.version), **release.model_dump()
+        )
+        try:
+            item.save(condition=ReleaseItem.pk.does_not_exist())
+        except PutError as error:
+            if condition_failed(error):
+                return False
+            _raise_translated(error)
+        return True
+
+    def mark_published(self, version: str, platform: str, at_ms: int) -> Release | None:
+        item = ReleaseItem(keys.RELEASES_PK, keys.release_sk(platform, version))
+        try:
+            item.update(
+                actions=[
+                    ReleaseItem.status.set(ReleaseStatus.PUBLISHED.value),
+                    ReleaseItem.published_at.set(at_ms),
+                ],
+                condition=ReleaseItem.pk.exists(),
+            )
+        except UpdateError as error:
+            if condition_failed(error):
+                return None
+            _raise_translated(error)
+        return _release(item)
+
+    def list(self, platform: str | None) -> list[Release]:
+        condition = ReleaseItem.sk.startswith(f"{platform}#") if platform else None
+        try:
+            items = [_release(item) for item in ReleaseItem.query(keys.RELEASES_PK, condition)]
+        except PynamoDBException as error:
+            _raise_translated(error)
+            raise
+        return sorted(
+            items, key=lambda release: (version_key(release.version), release.platform), reverse=True
+        )

@@ -68,6 +68,8 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
     for task_id in sorted(fanouts - tasks.keys()):
         yield f"task {task_id}: a fan-out marker but no task item"
 
+    for execution in by_kind["execution"]:
+        yield from _queue_key_violations(execution)
     for task_id, task in sorted(tasks.items()):
         own = executions[task_id]
         unfinished = [e for e in own if not ExecutionStatus(e["status"]).terminal]
@@ -88,6 +90,15 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
             yield f"task {task_id}: finished with {len(unfinished)} unfinished executions"
         if task.get("max_concurrency"):
             yield from _slot_violations(task_id, task, own, slots.get(task_id))
+
+
+def _queue_key_violations(execution: Item) -> Iterator[str]:
+    """Queued executions and leases not yet started are in their agent's queue partition, nothing else."""
+    status, sort_key = ExecutionStatus(execution["status"]), execution.get("gsi2sk")
+    expected = {ExecutionStatus.QUEUED: "queued", ExecutionStatus.LEASED: "leased"}.get(status)
+    found = None if sort_key is None else "leased" if str(sort_key).startswith("L#") else "queued"
+    if found != expected:
+        yield f"execution {execution['execution_id']}: {status.value} but in the queue index as {found}"
 
 
 def _open_count_violations(task_id: str, unfinished: list[Item], counts: dict[int, int]) -> Iterator[str]:

@@ -22,8 +22,6 @@ from typing import IO
 
 import pytest
 
-from fleetlink.agent.tasks.service import RESTARTED
-from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
@@ -260,41 +258,6 @@ def test_the_cli_exits_1_when_an_agent_fails(server: DevServer, agents: list[Age
     for agent in agents:
         (row,) = [line for line in result.stdout.splitlines() if line.startswith(agent.agent_id)]
         assert "failed" in row
-
-
-def test_a_restart_mid_task_reports_the_outcome(
-    server: DevServer, operator: OperatorClient, tmp_path: Path
-) -> None:
-    # Given an agent of its own (role=restart) running `sleep 30`
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "restart"}).token
-    agent_id, env = register_agent(server, token, tmp_path / "agent")
-    first = launch_agent(agent_id, env)
-    created = operator.create_task(command="sleep 30", agent_ids=[agent_id])
-    try:
-        eventually(
-            lambda: [e.status for e in operator.get_task(created.task_id).executions] == ["running"],
-            "the execution to run",
-        )
-        with AgentStore.in_state_dir(tmp_path / "agent") as store:
-            (running,) = store.in_flight()
-        pgid = running.pgid
-        assert pgid is not None
-        # When the agent dies without a chance to clean up, its task still running
-        first.process.kill()
-        first.stop()
-        assert not group_gone(pgid)
-    finally:
-        first.process.kill()
-    # And it starts again
-    second = launch_agent(agent_id, env)
-    try:
-        task = wait_done(operator, created.task_id, [second])
-        # Then the execution is reported failed, saying why, and the task's leftover process is gone
-        (execution,) = task.executions
-        assert (execution.status, execution.error) == ("failed", RESTARTED)
-        eventually(lambda: group_gone(pgid), "the leftover process group to be gone")
-    finally:
-        assert second.stop() == 0, second.output()
 
 
 def group_gone(pgid: int) -> bool:

@@ -39,7 +39,7 @@ def test_twenty_threads_claiming_two_hundred_executions_lease_each_exactly_once(
         mine: list[str] = []
         while True:
             leased = service.claim(agent, agent_id, ClaimExecutions(max=10)).executions
-            if not leased and service.pending(agent_id) == 0:
+            if not leased and not deps.tasks.queued_for(agent_id, 1):
                 return mine
             mine += [e.execution_id for e in leased]
 
@@ -49,4 +49,4 @@ def test_twenty_threads_claiming_two_hundred_executions_lease_each_exactly_once(
     # Then every execution was leased once: none twice, none left behind
     assert [e for e, n in Counter(claims).items() if n > 1] == []
     assert len(set(claims)) == EXECUTIONS
-    assert service.pending(agent_id) == 0
+    assert deps.tasks.queued_for(agent_id, 1) == []

@@ -42,7 +42,12 @@ class Fleet:
         self.client.delete_item(TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
     def set_status(self, execution_id: str, status: str) -> None:
-        self.update(keys.execution_pk(execution_id), "SET #status = :status", status=status)
+        """The status, in or out of the queue index as the service would write it."""
+        if status == "leased":
+            expression, extra = "SET #status = :status, gsi2sk = :leased", {"leased": f"L#{execution_id}"}
+        else:
+            expression, extra = "SET #status = :status REMOVE gsi2pk, gsi2sk", {}
+        self.update(keys.execution_pk(execution_id), expression, status=status, **extra)
 
     def open_pk(self, execution_id: str) -> str:
         return keys.task_open_pk(self.task_id, keys.task_shard(execution_id, len(self.machines)))
@@ -143,6 +148,14 @@ def test_a_finished_task_with_an_unfinished_execution(fleet: Fleet) -> None:
         keys.task_pk(fleet.task_id), "SET #state = :state, finished_at = :at", state="finished", at=1
     )
     assert fleet.violations() == [f"task {fleet.task_id}: finished with 2 unfinished executions"]
+
+
+def test_a_finished_execution_left_in_the_queue_index(fleet: Fleet) -> None:
+    # Given a leased execution made final without leaving its agent's queue partition
+    execution_id = fleet.leased["execution_id"]
+    fleet.update(keys.execution_pk(execution_id), "SET #status = :status", status="failed")
+    # Then it is reported (a claim would find it)
+    assert f"execution {execution_id}: failed but in the queue index as leased" in fleet.violations()
 
 
 def test_executions_without_their_task(fleet: Fleet) -> None:

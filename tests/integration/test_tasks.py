@@ -124,7 +124,23 @@ def test_claim_hands_over_what_to_run_and_a_lease(api: Api, web: list[Machine]) 
         30,
     )
     assert lease["lease_expires_at"] > api.clock.now_ms()
-    assert claim(api, web[0])["executions"] == []
+    assert claim(api, web[0], running=[lease["execution_id"]])["executions"] == []
+
+
+def test_a_lease_whose_answer_was_lost_is_handed_back_on_the_next_claim(
+    api: Api, web: list[Machine], clock: FixedClock
+) -> None:
+    # Given a claim whose answer never reached the agent (it does not name the lease as running)
+    create(api, {"agent_ids": [web[0].agent_id]}, command="uptime")
+    (lost,) = claim(api, web[0])["executions"]
+    clock.advance(3000)
+    # When the agent heartbeats and claims again
+    pending = api.heartbeat(web[0]).json["pending_executions"]
+    (again,) = claim(api, web[0])["executions"]
+    # Then the heartbeat says work is waiting, and the same execution comes back with a fresh lease
+    assert pending == 1
+    assert (again["execution_id"], again["attempt"]) == (lost["execution_id"], lost["attempt"])
+    assert again["lease_expires_at"] > lost["lease_expires_at"]
 
 
 def test_heartbeat_tells_the_agent_what_is_pending(api: Api, web: list[Machine]) -> None:
@@ -132,8 +148,11 @@ def test_heartbeat_tells_the_agent_what_is_pending(api: Api, web: list[Machine])
     create(api, {"tags": {"role": "web"}})
     create(api, {"agent_ids": [web[0].agent_id]})
     assert api.heartbeat(web[0]).json["pending_executions"] == 2
-    claim(api, web[0], max_=1)
-    assert api.heartbeat(web[0]).json["pending_executions"] == 1
+    (lease,) = claim(api, web[0], max_=1)["executions"]
+    # a lease the agent runs (its heartbeat names it) is no longer pending; one it never got still is
+    assert api.heartbeat(web[0]).json["pending_executions"] == 2
+    running = {"status": "ok", "running_executions": [lease["execution_id"]]}
+    assert api.heartbeat(web[0], running).json["pending_executions"] == 1
 
 
 def test_success_is_recorded_and_finishes_the_task(api: Api, web: list[Machine]) -> None:

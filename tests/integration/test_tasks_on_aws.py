@@ -288,7 +288,8 @@ def test_steady_lease_renewal_updates_only_the_lease_end_and_its_timer(api: Api,
     clock.advance(5_000)
     with recorded_calls() as calls:
         assert api.heartbeat(machine, {"running_executions": running}).json["renewed"] == running
-    # Then the execution is not rewritten: one UpdateItem sets the lease end, the timer and the version
+    # Then the execution is not rewritten: one UpdateItem sets the lease end, the timer, the version
+    # and the write's token (by which a resend after a lost answer knows its own write)
     writes = [
         (op, params)
         for op, params in calls
@@ -298,7 +299,7 @@ def test_steady_lease_renewal_updates_only_the_lease_end_and_its_timer(api: Api,
     assert [op for op, _ in writes] == ["UpdateItem"]
     expression = writes[0][1]["UpdateExpression"]
     names = set(writes[0][1]["ExpressionAttributeNames"].values())
-    assert names == {"lease_expires_at", "gsi4sk", "version"}, expression
+    assert names == {"lease_expires_at", "gsi4sk", "version", "write_token"}, expression
 
 
 def test_state_filtered_task_list_reads_pages_not_one_item_per_query(api: Api) -> None:

@@ -19,6 +19,7 @@ from typing import Self
 
 from fleetlink.agent.daemon import DEFAULT_FIRST_BEAT_JITTER_S, HeartbeatService, Supervisor
 from fleetlink.agent.db import db_path
+from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.identity import Identity, IdentityStore, key_alg_of
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import RecordStore
@@ -82,6 +83,13 @@ def host_metrics() -> dict[str, float]:
     except (OSError, AttributeError):
         return {}
     return {"load1": round(load1, 3), "load5": round(load5, 3), "load15": round(load15, 3)}
+
+
+def _with_state_dir(
+    metrics: Callable[[], Mapping[str, float]], state_dir: StateDirHealth
+) -> Callable[[], Mapping[str, float]]:
+    """The host's metrics and whether the state dir takes writes (``state_dir_writable``)."""
+    return lambda: {**metrics(), **state_dir.metrics()}
 
 
 def secret_opener(state_dir: Path) -> SecretOpener | None:
@@ -184,7 +192,7 @@ def build_agent(state_dir: str | os.PathLike[str] | None, options: AgentOptions 
             client,
             identity.agent_id,
             running_executions=tasks.running_ids,
-            host_metrics=options.host_metrics or host_metrics,
+            host_metrics=_with_state_dir(options.host_metrics or host_metrics, StateDirHealth(home)),
             first_beat_jitter_s=options.first_beat_jitter_s,
         )
         supervisor = Supervisor(heartbeat, [tasks, tunnels, relay])

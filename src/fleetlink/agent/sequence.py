@@ -9,13 +9,17 @@ accepts a heartbeat only if its sequence is greater than the last one it saw (se
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from fleetlink.agent.db import DB_FILE, migrate, open_db
+
+log = logging.getLogger(__name__)
 
 COMPONENT = "heartbeat"
 MIGRATIONS: tuple[str, ...] = (
@@ -48,6 +52,10 @@ class HeartbeatSequence:
             migrate(conn, COMPONENT, MIGRATIONS)
         finally:
             conn.close()
+        #: The last value handed out, kept in memory too: a full or read-only disk never stops beats.
+        self._last = self.last()
+        #: Why the last value could not be saved (None: it was).
+        self.unsaved: str | None = None
 
     @classmethod
     def in_state_dir(
@@ -57,19 +65,38 @@ class HeartbeatSequence:
         return cls(Path(state_dir) / DB_FILE, clock_ms=clock_ms)
 
     def next(self) -> int:
-        """The next value: greater than every value handed out before, from this file."""
+        """The next value: greater than every value handed out before, from this file.
+
+        When the file cannot be written (a full or read-only disk), the value still grows, from
+        memory and the clock, and :attr:`unsaved` says why; the next write that succeeds saves it.
+        """
         with self._lock:
-            conn = open_db(self.path)
+            floor = max(self._clock_ms(), self._last + 1)
             try:
-                # A value must never be handed out twice, even after a power cut: sync this commit.
-                conn.execute("PRAGMA synchronous = FULL")
-                row = conn.execute(
-                    "UPDATE heartbeat_sequence SET value = max(value + 1, ?) WHERE id = 1 RETURNING value",
-                    (self._clock_ms(),),
-                ).fetchone()
-            finally:
-                conn.close()
-        return int(row[0])
+                conn = open_db(self.path)
+                try:
+                    # A value must never be handed out twice, even after a power cut: sync this commit.
+                    conn.execute("PRAGMA synchronous = FULL")
+                    row = conn.execute(
+                        "UPDATE heartbeat_sequence SET value = max(value + 1, ?) WHERE id = 1"
+                        " RETURNING value",
+                        (floor,),
+                    ).fetchone()
+                finally:
+                    conn.close()
+            except (sqlite3.Error, OSError) as error:
+                if self.unsaved is None:
+                    log.warning(
+                        "cannot save the heartbeat sequence in %s (%s); kept in memory", self.path, error
+                    )
+                self.unsaved = str(error)
+                self._last = floor
+                return floor
+            if self.unsaved is not None:
+                log.warning("the heartbeat sequence is saved in %s again", self.path)
+            self.unsaved = None
+            self._last = int(row[0])
+            return self._last
 
     def last(self) -> int:
         """The last value handed out (0 before the first)."""

@@ -33,6 +33,8 @@ from fleetlink.agent.daemon import (
     DEFAULT_INTERVAL_S,
 )
 from fleetlink.agent.db import db_path
+from fleetlink.agent.db_check import DamagedDatabase, check_state_db
+from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.hardware import collect_hardware, fingerprint
 from fleetlink.agent.identity import Identity, IdentityStore
 from fleetlink.agent.relay.store import RecordStore, SyncHealth
@@ -309,6 +311,10 @@ def run_agent(
     run left and brings the tunnels back.
     """
     identity_store = IdentityStore(state_dir)
+    try:
+        check_state_db(identity_store.path)
+    except DamagedDatabase as damaged:
+        raise fail(str(damaged), fix=damaged.fix) from None
     with reporting_errors():
         identity, client = _load_agent(identity_store)  # says how to register when this machine is not
     client.close()
@@ -403,14 +409,18 @@ def status(
     if db_path(store.path).exists():
         with RecordStore.in_state_dir(store.path) as records:
             health = records.health()
+    disk_problem = StateDirHealth(store.path).probe()
     if as_json:
-        body = {"agent_id": identity.agent_id, "api_url": identity.api_url, "state_dir": str(store.path)}
+        body: dict[str, object] = {"agent_id": identity.agent_id, "api_url": identity.api_url}
+        body |= {"state_dir": str(store.path), "state_dir_writable": disk_problem is None}
+        body |= {"state_dir_problem": disk_problem}
         out().print_json(json.dumps(body | {"relay": health.as_dict() if health else None}))
         return
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
-    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": str(store.path)}
+    state = str(store.path) if disk_problem is None else f"{store.path} (NOT writable: {disk_problem})"
+    rows = {"agent id": identity.agent_id, "api url": identity.api_url, "state dir": state}
     rows |= _relay_rows(health) if health else {"relay": "no records yet"}
     for field, value in rows.items():
         table.add_row(field, escape(value))

@@ -167,7 +167,8 @@ def dev(
     """Run the API locally: the Lambda handlers behind an HTTP server, on DynamoDB in moto.
 
     The data (agents, tokens, tasks) and the generated operator token are kept in --data-dir:
-    restored at start, saved every 10 s when changed and at Ctrl-C. --ephemeral keeps nothing.
+    every change is journaled (fsynced) before its answer, so a crash loses nothing acknowledged;
+    restored at start, compacted every minute and at Ctrl-C. --ephemeral keeps nothing.
     """
     from fleetlink.local.faults import FaultPlan
     from fleetlink.local.operators import parse_operator
@@ -235,7 +236,9 @@ def dev(
             data = "in memory only (--ephemeral): gone at Ctrl-C"
         else:
             restored = f"restored {stack.restored_items} items" if stack.restored_items else "new"
-            data = f"{data_dir} ({restored}; saved every {SAVE_EVERY_S:g} s and at Ctrl-C)"
+            if stack.replayed_items:
+                restored += f", {stack.replayed_items} from the journal"
+            data = f"{data_dir} ({restored}; journaled before each answer, saved every {SAVE_EVERY_S:g} s)"
         _banner(stack.url, stack.operator_token, where_from, data)
         for named in stack.operator_tokens.values():
             print(f"operator token {named.name} ({named.role}): {named.token}", flush=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -74,6 +75,11 @@ def _store(state_dir: Path | None) -> Iterator[RecordStore]:
         raise _fail(str(exc)) from None
     except IdentityError as exc:
         raise _fail(str(exc)) from None
+    except (sqlite3.OperationalError, OSError) as exc:  # a full or read-only state dir, most often
+        where = resolve_state_dir(state_dir)
+        raise _fail(
+            f"cannot write to the state dir {where}: {exc}; free space there (or make it writable)"
+        ) from None
 
 
 def _record_json(record: LocalRecord) -> dict[str, Any]:

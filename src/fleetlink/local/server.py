@@ -5,7 +5,8 @@ route (``route_table()``), the handler from ``functions/<name>/handler.py`` runs
 and its response goes back over HTTP. A timer plays EventBridge (the scheduled functions'
 duties) and DynamoDB's TTL process (``fleetlink.local.ttl``), which moto does not emulate. Routing:
 ``fleetlink.local.routing``. With a data folder (``fleetlink.local.persist``), the table and the
-operator token outlive the process: restored at start, saved periodically and at stop.
+operator token outlive the process: restored at start, saved periodically and at stop, and every
+change journaled before its answer (``fleetlink.local.journal``), so a SIGKILL loses nothing answered.
 The HTTP/1.1 layer in front of it: ``fleetlink.local.http``.
 """
 
@@ -28,6 +29,9 @@ from fleetlink.core.roles import Role
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
 from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.http import HttpResponse, RequestHandler, Server, lambda_response, problem_response
+from fleetlink.local.journal import JOURNAL_FILE, WriteJournal
+from fleetlink.local.journal import install as install_journal
+from fleetlink.local.moto_backend import _request_lock as moto_request_lock
 from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
@@ -37,8 +41,9 @@ from fleetlink.local.ttl import expire_ttl_items
 FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
 
 
-#: Seconds between saves of the table to the data folder (only when it changed).
-SAVE_EVERY_S = 10.0
+#: Seconds between saves of the table to the data folder (only when it changed); each save empties
+#: the journal, which holds every change in between.
+SAVE_EVERY_S = 60.0
 
 #: One invocation at a time in the whole process, as in one Lambda container: Powertools'
 #: resolvers keep the current event in class-level state.
@@ -102,8 +107,10 @@ class DevStack:
         #: external ``dynamodb_endpoint``, which keeps its own data).
         self.data = DevData(data_dir) if data_dir is not None and dynamodb_endpoint is None else None
         self.save_every_s = save_every_s
-        #: How many items the start restored from the data folder.
+        #: How many items the start restored from the data folder (saved table; journal replayed).
         self.restored_items = 0
+        self.replayed_items = 0
+        self._journal: WriteJournal | None = None
         self._given_token = operator_token
         self.operator_token = operator_token or secrets.token_urlsafe(24)
         #: Named operator tokens with roles asked for (``--operator NAME:ROLE``); once started, every
@@ -156,6 +163,7 @@ class DevStack:
                 self.restored_items = len(items)
                 if self._given_token is None:
                     self.operator_token = self.data.operator_token()
+                self._open_journal(client)
         else:
             self._endpoint_client = _endpoint_table(self.dynamodb_endpoint, self.table_name)
         self.operator_tokens = resolve_tokens(self._operators, self.data.path if self.data else None)
@@ -194,6 +202,18 @@ class DevStack:
             self._spawn("fleetlink-schedule", self._schedule)
         if self.data is not None and self.save_every_s > 0:
             self._spawn("fleetlink-save", self._save_periodically)
+
+    def _open_journal(self, client: Any) -> None:
+        """Replay what the journal holds beyond the saved table, save it all, and journal from now on."""
+        assert self.data is not None
+        journal = WriteJournal(self.data.path / JOURNAL_FILE, self.table_name)
+        self.replayed_items = journal.replay(client)
+        journal.open()
+        install_journal(journal)
+        self._resources.callback(journal.close)
+        self._resources.callback(install_journal, None)
+        self._journal = journal
+        self.save()
 
     def _serve(self) -> None:
         assert self._server is not None
@@ -311,7 +331,11 @@ class DevStack:
             return False
         try:
             self.releases_bucket.save()
-            return self.data.save_items(table_items(self.table_name))
+            with moto_request_lock:  # the snapshot and the journal's reset see the same writes
+                saved = self.data.save_items(table_items(self.table_name))
+                if self._journal is not None:
+                    self._journal.reset()
+            return saved
         except Exception as exc:
             self.log(f"fleetlink dev: cannot save to {self.data.path}: {type(exc).__name__}: {exc}")
             return False
@@ -354,7 +378,10 @@ class DevStack:
                 route_key=matched.route.route_key,
                 path_parameters=matched.path_parameters,
             )
-            return lambda_response(self.invoke(matched.route.function, event))
+            response = lambda_response(self.invoke(matched.route.function, event))
+            if self._journal is not None:
+                self._journal.sync()  # answered only once what it changed is durable
+            return response
         except StackStoppedError:
             return problem_response(503, "stopping", "the dev stack is stopping", instance=raw_path)
         except Exception:

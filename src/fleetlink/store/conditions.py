@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 
 from fleetlink.store.base import TableItem
+from fleetlink.store.errors import failure_code
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
-def condition_failed(error: PutError | UpdateError) -> bool:
+def condition_failed(error: PutError | UpdateError | DeleteError) -> bool:
     """A single-item write refused by its condition (not a throttle, not an outage)."""
-    return error.cause_response_code == CONDITION_FAILED
+    return failure_code(error) == CONDITION_FAILED
 
 
 def failed_conditions(error: TransactWriteError) -> set[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from pynamodb.exceptions import PynamoDBException
 
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
@@ -19,7 +19,11 @@ UNAVAILABLE_RETRY_AFTER_S = 2
 
 
 def failure_code(error: PynamoDBException) -> str | None:
-    return error.cause_response_code
+    """The error code DynamoDB answered, None when there was no answer (a timeout, a lost connection)."""
+    try:
+        return error.cause_response_code
+    except (AttributeError, KeyError, TypeError):  # the cause carries no error response
+        return None
 
 
 def store_error(
@@ -47,7 +51,9 @@ def translate(error: PynamoDBException) -> FleetlinkError | None:
     reasons = [
         reason.code if reason else None for reason in getattr(error, "cancellation_reasons", None) or []
     ]
-    unreachable = error.cause is not None and "connect" in type(error.cause).__name__.lower()
+    # no answer came: no connection, or none in time (a write may have been applied; the writes that
+    # matter recognise their own applied write when resent)
+    unreachable = isinstance(error.cause, (ConnectionError, HTTPClientError))
     return store_error(failure_code(error), reasons, unreachable=unreachable)
 
 

@@ -180,6 +180,16 @@ def queue_pk(agent_id: str) -> str:
     return f"QUEUE#{agent_id}"
 
 
+#: gsi2 sort keys of an agent's leased executions it has not started: after every queued one.
+LEASED_QUEUE_PREFIX = "L#"
+
+
+def leased_queue_keys(agent_id: str, execution_id: str) -> tuple[str, str]:
+    """(gsi2pk, gsi2sk) of a leased execution not yet running: in its agent's queue partition, after
+    the queued ones, so a lease whose answer the agent never got is found and handed to it again."""
+    return queue_pk(agent_id), f"{LEASED_QUEUE_PREFIX}{execution_id}"
+
+
 def task_executions_keys(task_id: str, shard: int, agent_id: str, execution_id: str) -> tuple[str, str]:
     """(gsi3pk, gsi3sk) of an execution under one shard of its task."""
     return task_executions_pk(task_id, shard), f"{agent_id}#{execution_id}"

@@ -36,7 +36,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import CONDITION_FAILED
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
-from fleetlink.store.errors import translate, translate_boto
+from fleetlink.store.errors import failure_code, translate, translate_boto
 from fleetlink.store.table import (
     LIST_INDEX,
     PARTITION_KEY,
@@ -209,7 +209,7 @@ class DynamoRelayRepository:
                     )
                     return
                 except UpdateError as error:
-                    if error.cause_response_code != CONDITION_FAILED:
+                    if failure_code(error) != CONDITION_FAILED:
                         raise
             item.update(actions=counts)
         except PynamoDBException as error:

@@ -43,6 +43,7 @@ from fleetlink.agent.tasks.store import (
     RowStatus,
     StoreError,
 )
+from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run_supervised
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
@@ -130,6 +131,7 @@ class TasksService(BaseService):
         kill_grace_s: float = KILL_GRACE_S,
         stop_grace_s: float = 30.0,
         clock: Callable[[], int] = now_ms,
+        supervised: bool = True,
     ) -> None:
         super().__init__()
         if not agent_id:
@@ -158,6 +160,8 @@ class TasksService(BaseService):
         #: Called when an execution starts, so the server hears of it now (the daemon: beat now; the
         #: heartbeat's running_executions marks it running) instead of at the next interval.
         self.on_started: Callable[[], None] = lambda: None
+        #: Shell tasks run under a supervisor process each (their outcome outlives the daemon).
+        self.supervised = supervised
 
     # --- state seen from outside ---
 
@@ -190,10 +194,16 @@ class TasksService(BaseService):
         as failed, prune old rows, and report everything still owed (best effort: steps retry).
 
         Only one runner may use a store at a time (``fleetlink agent run`` holds a lock on the state dir).
+        Shell executions ran under supervisors: their recorded outcomes are reported, and those still
+        running adopted (:mod:`fleetlink.agent.tasks.supervised`); only the rest count as lost.
         """
+        if self.supervised:
+            recover_supervised(self)
+        adopted = set(self.running_ids())
         for record in self.store.in_flight():
             if (
-                record.status is RowStatus.RUNNING
+                record.execution_id not in adopted
+                and record.status is RowStatus.RUNNING
                 and record.pgid is not None
                 and is_our_group(record.pgid, record.started_at)
             ):
@@ -204,6 +214,8 @@ class TasksService(BaseService):
                 kill_group(record.pgid, self._kill_grace_s)
         now = self._clock()
         for record in self.store.in_flight():
+            if record.execution_id in adopted:
+                continue
             error = RESTARTED if record.status is RowStatus.RUNNING else NEVER_STARTED
             result = ExecutionResult(
                 status=ResultStatus.FAILED,
@@ -214,6 +226,8 @@ class TasksService(BaseService):
             finished = self.store.record_finished(record.execution_id, record.attempt, result)
             self._emit("finished", finished, error)
         self.store.prune(reported_before=now - KEEP_REPORTED_MS)
+        if self.supervised:
+            prune_runs(self)
         self.report_pending()
 
     def on_heartbeat(self, ack: HeartbeatAck) -> None:
@@ -299,8 +313,18 @@ class TasksService(BaseService):
             self._active[lease.execution_id] = _Running(record, control, thread)
         thread.start()
 
+    def adopt(self, record: ExecutionRecord) -> None:
+        """Follow an execution still running under the supervisor a previous daemon started."""
+        control = Control()
+        thread = threading.Thread(
+            target=self._work, args=(record, control), name=f"exec-{record.execution_id}", daemon=True
+        )
+        with self._lock:
+            self._active[record.execution_id] = _Running(record, control, thread)
+        thread.start()
+
     def _work(self, record: ExecutionRecord, control: Control) -> None:
-        started_at = self._clock()
+        started_at = record.started_at or self._clock()  # an adopted execution started before
         try:
             outcome = self._execute(record, control)
         except Exception as exc:
@@ -317,6 +341,8 @@ class TasksService(BaseService):
             self.wake()
 
     def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
+        if record.type == SHELL and self.supervised:
+            return run_supervised(self, record, control)
         if record.type == SHELL:
 
             def started(pid: int) -> None:

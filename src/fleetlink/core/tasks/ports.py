@@ -60,7 +60,13 @@ class TaskRepository(Protocol):
         """The agent's queued executions, highest priority first, then oldest."""
         ...
 
-    def count_queued(self, agent_id: str) -> int: ...
+    def leased_unstarted(self, agent_id: str, limit: int) -> list[Execution]:
+        """The agent's leased executions not yet running (from an index that may lag)."""
+        ...
+
+    def count_queued(self, agent_id: str) -> int:
+        """Queued executions of the agent, and leased ones it has not started."""
+        ...
 
     def transition(self, before: Execution, after: Execution) -> bool:
         """Store ``after`` if the stored execution is still ``before`` (False: it changed meanwhile)."""

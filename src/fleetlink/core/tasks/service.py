@@ -39,6 +39,9 @@ from fleetlink.core.tasks.transitions import (
     renew,
 )
 
+#: A lease not yet running is handed back to its agent by a claim at least this long after it was
+#: taken (a claim sent meanwhile may still be answering it).
+HAND_BACK_AFTER_MS = 2000
 #: How many due executions one timer run handles.
 TIMER_BATCH = 100
 #: How long a create writes a large fan-out before answering (the fan-out duty writes the rest);
@@ -170,10 +173,22 @@ class TaskService:
             cursor = page.cursor
 
     def get(self, task_id: str) -> tuple[Task, list[Execution]]:
-        task = self._tasks.get_task(task_id)
+        """The task (read consistently: a task just created is found) and its executions.
+
+        The executions come from an index that may lag behind the task: once the task finished,
+        any execution listed unfinished is read again by id, so the view never shows a finished
+        task with a running execution.
+        """
+        task = self._tasks.get_task(task_id, consistent=True)
         if task is None:
             raise NotFound(f"no task {task_id}", code="task-not-found")
-        return task, self._tasks.executions_of(task)
+        executions = self._tasks.executions_of(task)
+        if task.finished_at is not None:
+            executions = [
+                (None if e.status.terminal else self._tasks.get_execution(e.execution_id)) or e
+                for e in executions
+            ]
+        return task, executions
 
     def list_tasks(self, *, state: TaskState | None, limit: int, cursor: str | None) -> Page[Task]:
         return self._tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self._clock.now_ms())
@@ -207,7 +222,7 @@ class TaskService:
         require_own(caller, agent_id)
         renewal = self.renew(caller, command.running_executions)
         now = self._clock.now_ms()
-        leased: list[Execution] = []
+        leased = self._hand_back(agent_id, command, now)
         active: dict[str, bool] = {}
         for candidate in self._tasks.queued_for(agent_id, command.max + 10):
             if len(leased) == command.max:
@@ -224,6 +239,23 @@ class TaskService:
             elif self._tasks.transition(candidate, after := lease(candidate, now, self.lease_s)):
                 leased.append(after)
         return Claimed(leased, renewal.renewed, renewal.cancel)
+
+    def _hand_back(self, agent_id: str, command: ClaimExecutions, now: int) -> list[Execution]:
+        """Leases the agent holds but never started nor names as running: a claim whose answer was
+        lost. They are leased to it again (fresh lease), so they run instead of expiring unseen."""
+        known = set(command.running_executions)
+        handed: list[Execution] = []
+        for lost in self._tasks.leased_unstarted(agent_id, command.max):
+            if (
+                lost.status is ExecutionStatus.LEASED
+                and (lost.leased_at or 0) + HAND_BACK_AFTER_MS <= now
+                and lost.execution_id not in known
+                and not lost.cancel_requested
+                and len(handed) < command.max
+                and self._tasks.transition(lost, after := lease(lost, now, self.lease_s))
+            ):
+                handed.append(after)
+        return handed
 
     def renew(self, caller: Caller, execution_ids: list[str]) -> Renewal:
         """Renew the leases an agent still holds; the rest (cancelled, lost) it must stop."""

@@ -20,7 +20,7 @@ from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import cancel, execution_of
 from fleetlink.store import contention, keys
 from fleetlink.store.base import TableItem, transaction
-from fleetlink.store.conditions import failed_conditions
+from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.errors import translate
 from fleetlink.store.tasks.items import ExecutionItem, FanoutChunkItem, FanoutItem, TaskOpenItem, _open_item
 
@@ -135,7 +135,7 @@ class FanoutWrites(ABC):
                     self._write_chunk(task, chunk, now_ms)
             marker.delete(condition=FanoutItem.pk.exists())
         except DeleteError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
+            if condition_failed(error):
                 return True  # another writer finished it
             raise
         except PynamoDBException as error:

@@ -160,6 +160,9 @@ class ExecutionItem(TableItem, discriminator="execution"):
     error = UnicodeAttribute(null=True)
     result_attempt = NumberAttribute(null=True)
     result_digest = UnicodeAttribute(null=True)
+    #: A random token per write: a resend of a write that was applied but whose answer was lost
+    #: fails its version condition and finds its own token (``repository._applied``).
+    write_token = UnicodeAttribute(null=True)
     version = VersionAttribute()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import secrets
 from collections import Counter
 from typing import Any
 
@@ -26,7 +27,7 @@ from fleetlink.core.tasks.transitions import execution_of
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction
-from fleetlink.store.conditions import failed_conditions
+from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.tasks import fanout as fanouts
 from fleetlink.store.tasks.fanout import FANOUT_GRACE_S, FanoutWrites
@@ -232,7 +233,14 @@ class DynamoTaskRepository(FanoutWrites):
         return _execution(item)
 
     def queued_for(self, agent_id: str, limit: int) -> list[Execution]:
-        return [_execution(item) for item in ExecutionItem.queue.query(keys.queue_pk(agent_id), limit=limit)]
+        queued = ExecutionItem.gsi2sk < keys.LEASED_QUEUE_PREFIX
+        items = ExecutionItem.queue.query(keys.queue_pk(agent_id), queued, limit=limit)
+        return [_execution(item) for item in items]
+
+    def leased_unstarted(self, agent_id: str, limit: int) -> list[Execution]:
+        leased = ExecutionItem.gsi2sk.startswith(keys.LEASED_QUEUE_PREFIX)
+        items = ExecutionItem.queue.query(keys.queue_pk(agent_id), leased, limit=limit)
+        return [_execution(item) for item in items]
 
     def count_queued(self, agent_id: str) -> int:
         return ExecutionItem.queue.count(keys.queue_pk(agent_id))
@@ -241,6 +249,9 @@ class DynamoTaskRepository(FanoutWrites):
         """Conditional on the version read; a lease taken or given back moves a concurrency slot too.
 
         A lease renewal updates only the lease fields (and its timer); other changes put the item.
+        Each write carries a token of its own: when botocore resends a write that was applied but
+        whose answer was lost, the resend fails the version condition and the token read back says
+        the write is ours, so it counts as done (a claim, renewal or result is never lost that way).
         """
         if (
             before.status.holds_lease
@@ -249,6 +260,7 @@ class DynamoTaskRepository(FanoutWrites):
         ):
             return self._renew(before, after)
         item = self._execution_item(after, version=before.version)
+        item.write_token = token = _write_token()
         slot = _slot_change(before, after)
         closes = after.status.terminal and not before.status.terminal
         try:
@@ -270,9 +282,10 @@ class DynamoTaskRepository(FanoutWrites):
             else:
                 item.save()
         except (PutError, TransactWriteError) as error:
-            if _condition_failed(error):
+            if not _condition_failed(error):
+                raise
+            if not _applied(after.execution_id, token):
                 return False
-            raise
         if closes:
             self.settle(after)
         return True
@@ -294,11 +307,14 @@ class DynamoTaskRepository(FanoutWrites):
         if due_at is not None and due_at != before.due_at():
             _, gsi4sk = keys.due_keys(DueTimer.LEASE.value, after.execution_id, due_at)
             actions.append(ExecutionItem.gsi4sk.set(gsi4sk))
+        if before.status is ExecutionStatus.LEASED and after.status is not ExecutionStatus.LEASED:
+            actions += [ExecutionItem.gsi2pk.remove(), ExecutionItem.gsi2sk.remove()]  # started
+        actions.append(ExecutionItem.write_token.set(token := _write_token()))
         try:
             item.update(actions=actions)
         except UpdateError as error:
-            if error.cause_response_code == "ConditionalCheckFailedException":
-                return False
+            if condition_failed(error):
+                return _applied(after.execution_id, token)
             raise
         return True
 
@@ -352,7 +368,7 @@ class DynamoTaskRepository(FanoutWrites):
                 task.update(actions=actions, condition=condition)
                 return
             except UpdateError as error:
-                if error.cause_response_code != "ConditionalCheckFailedException":
+                if not condition_failed(error):
                     raise
 
     def due(self, timer: DueTimer, now_ms: int, limit: int) -> list[str]:
@@ -385,6 +401,8 @@ class DynamoTaskRepository(FanoutWrites):
             item.gsi2pk, item.gsi2sk = keys.queue_keys(
                 execution.agent_id, execution.priority, execution.execution_id
             )
+        elif execution.status is ExecutionStatus.LEASED:
+            item.gsi2pk, item.gsi2sk = keys.leased_queue_keys(execution.agent_id, execution.execution_id)
         due_at = execution.due_at()
         if due_at is not None:
             timer = DueTimer.LEASE if execution.status.holds_lease else DueTimer.DELIVERY
@@ -429,7 +447,21 @@ def _slot_change(before: Execution, after: Execution) -> int:
     return int(after.status.holds_lease) - int(before.status.holds_lease)
 
 
+def _write_token() -> str:
+    return secrets.token_hex(8)
+
+
+def _applied(execution_id: str, token: str) -> bool:
+    """Whether the execution's last write is the one that carried ``token`` (a consistent read, made
+    only after a failed condition)."""
+    try:
+        item = ExecutionItem.get(keys.execution_pk(execution_id), keys.SINGLETON_SK, consistent_read=True)
+    except ExecutionItem.DoesNotExist:
+        return False
+    return item.write_token == token
+
+
 def _condition_failed(error: PutError | TransactWriteError) -> bool:
     if isinstance(error, TransactWriteError):
         return bool(failed_conditions(error))
-    return error.cause_response_code == "ConditionalCheckFailedException"
+    return condition_failed(error)

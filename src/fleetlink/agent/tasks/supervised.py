@@ -1,0 +1,112 @@
+"""The tasks service's side of per-execution supervisors: run a shell execution under one, and at
+start-up report what supervisors recorded while the daemon was down, or adopt those still running.
+
+Kept apart from the runner so the runner only chooses (``TasksService.supervised``); the process
+itself is :mod:`fleetlink.agent.tasks.supervisor`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fleetlink.agent.process import Control
+from fleetlink.agent.tasks import supervisor
+from fleetlink.agent.tasks.handlers import SHELL
+from fleetlink.agent.tasks.store import ExecutionRecord, ResultStatus
+
+if TYPE_CHECKING:
+    from fleetlink.agent.tasks.execution import Outcome
+    from fleetlink.agent.tasks.service import TasksService
+
+log = logging.getLogger(__name__)
+
+
+def state_dir_of(service: TasksService) -> Path:
+    """The service's state dir (agent.db's folder): its run dirs are in ``runs/`` there."""
+    return service.store.path.parent
+
+
+def run_supervised(service: TasksService, record: ExecutionRecord, control: Control) -> Outcome:
+    """Run (or, once adopted, follow) a shell execution under its supervisor until it ends."""
+    folder = supervisor.run_dir(state_dir_of(service), record.execution_id, record.attempt)
+
+    def started(pid: int) -> None:
+        if record.started_at is not None:  # adopted: it started before this daemon did
+            return
+        service.store.mark_started(
+            record.execution_id, record.attempt, pid=pid, pgid=pid, started_at=service._clock()
+        )
+        service._emit("started", record, f"pid {pid}")
+        service.on_started()
+
+    found, stopped = supervisor.supervise(
+        folder,
+        record.command or "",
+        record.timeout_seconds,
+        control,
+        on_start=started,
+        env={
+            "FLEETLINK_EXECUTION_ID": record.execution_id,
+            "FLEETLINK_TASK_ID": record.task_id,
+            "FLEETLINK_ATTEMPT": str(record.attempt),
+        },
+        output_cap=service._output_cap,
+        kill_grace_s=service._kill_grace_s,
+    )
+    return outcome_of(found, stopped, record.timeout_seconds)
+
+
+def outcome_of(found: supervisor.Recorded | None, stopped: str | None, timeout_s: float) -> Outcome:
+    """The execution's outcome from what the supervisor recorded (as ``run_shell`` would say it)."""
+    from fleetlink.agent.tasks.execution import Outcome
+
+    if found is None:
+        return Outcome(
+            ResultStatus.FAILED, error=stopped or "the command's supervisor ended without an outcome"
+        )
+    kept, total = found.output, found.output_bytes
+    if stopped == "timeout" and found.exit_code != 0:
+        return Outcome(ResultStatus.TIMED_OUT, None, kept, total, f"timed out after {timeout_s:g} s")
+    if stopped is not None and found.exit_code != 0:
+        return Outcome(ResultStatus.FAILED, None, kept, total, stopped)
+    if found.exit_code == 0:
+        return Outcome(ResultStatus.SUCCEEDED, 0, kept, total)
+    if found.signal is not None:
+        return Outcome(
+            ResultStatus.FAILED, 128 + found.signal, kept, total, supervisor.describe_signal(found.signal)
+        )
+    return Outcome(ResultStatus.FAILED, found.exit_code, kept, total)
+
+
+def recover_supervised(service: TasksService) -> None:
+    """At start-up: report each in-flight shell execution whose supervisor recorded an outcome, and
+    adopt each whose supervisor still runs; the rest are left to the caller (lost with the node)."""
+    for record in service.store.in_flight():
+        if record.type != SHELL:
+            continue
+        folder = supervisor.run_dir(state_dir_of(service), record.execution_id, record.attempt)
+        found = supervisor.recorded(folder, service._output_cap)
+        if found is not None:
+            log.info("%s ended while the agent was down; reporting its recorded outcome", record.execution_id)
+            service._finish(
+                record, outcome_of(found, None, record.timeout_seconds), started_at=found.started_at
+            )
+        elif supervisor.alive(folder):
+            log.info("%s still runs under its supervisor; adopting it", record.execution_id)
+            service.adopt(record)
+
+
+def prune_runs(service: TasksService) -> int:
+    """Remove the run dirs of executions no longer in flight (their outcome is in the store); how many."""
+    runs = state_dir_of(service) / supervisor.RUNS_DIR
+    if not runs.is_dir():
+        return 0
+    keep = {f"{r.execution_id}-{r.attempt}" for r in service.store.in_flight()}
+    removed = 0
+    for folder in runs.iterdir():
+        if folder.name not in keep:
+            supervisor.forget(folder)
+            removed += 1
+    return removed

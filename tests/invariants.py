@@ -8,7 +8,13 @@
   executions it says, counting those its unfinished fan-out still has to write;
 - no execution, open count, slots item or fan-out marker without its task;
 - a ``max_concurrency`` task's slots count exactly its leased executions, within the limit;
-- no registration token used more than its ``max_uses``, and each use is one successful registration.
+- no registration token used more than its ``max_uses``, and each use is one successful registration;
+- every operator write has exactly one audit entry and every entry its write: a token (or recovery
+  token) one create entry, and a revoke entry exactly when revoked; a task one create entry, and a
+  cancel entry exactly when cancelled; a tunnel one create entry, one patch entry per version it
+  moved, and a delete entry exactly when gone; an agent a revoke entry exactly when revoked and its
+  tags as its newest tag entry left them; a read policy as its newest entry left it; no entry about
+  a resource that never was.
 
 A test tool for moto only: it reads the whole table with one paginated, strongly consistent Scan,
 because an item whose parent is gone (an execution without its task) cannot be found by key. The
@@ -36,7 +42,7 @@ def check_invariants(table_name: str, client: Any | None = None) -> list[str]:
     by_kind: dict[str, list[Item]] = defaultdict(list)
     for item in _all_items(client or boto3.client("dynamodb"), table_name):
         by_kind[item.get("type", "")].append(item)
-    return [*_task_violations(by_kind), *_token_violations(by_kind)]
+    return [*_task_violations(by_kind), *_token_violations(by_kind), *_audit_violations(by_kind)]
 
 
 def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
@@ -132,6 +138,61 @@ def _token_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
             yield f"token {token_id}: used {uses} times, more than its max_uses {max_uses}"
         if registrations[token_id] != uses:
             yield f"token {token_id}: {uses} uses counted but {registrations[token_id]} registrations used it"
+
+
+def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    entries: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    for entry in sorted(by_kind["audit"], key=lambda e: str(e["audit_id"])):
+        if entry.get("success") is False:  # an attempt refused before it changed anything
+            continue
+        entries[(str(entry["action"]), str(entry["target_id"]))].append(entry)
+
+    def count(action: str, target: str) -> int:
+        return len(entries.get((action, target), []))
+
+    def expect(what: str, action: str, target: str, wanted: int) -> Iterator[str]:
+        found = count(action, target)
+        if found != wanted:
+            yield f"{what}: {found} {action} audit entries, expected {wanted}"
+
+    tokens = {str(t["token_id"]): t for t in by_kind["registration_token"]}
+    for token_id, token in sorted(tokens.items()):
+        yield from expect(f"token {token_id}", f"{token['purpose']}_token.create", token_id, 1)
+        yield from expect(
+            f"token {token_id}", "token.revoke", token_id, int(token.get("revoked_at") is not None)
+        )
+    tasks = {str(t["task_id"]): t for t in by_kind["task"]}
+    for task_id, task in sorted(tasks.items()):
+        yield from expect(f"task {task_id}", "task.create", task_id, 1)
+        yield from expect(
+            f"task {task_id}", "task.cancel", task_id, int(task.get("cancelled_at") is not None)
+        )
+    tunnels = {str(t["tunnel_id"]): t for t in by_kind["tunnel"]}
+    created_tunnels = {target for action, target in entries if action == "tunnel.create"}
+    for tunnel_id in sorted(created_tunnels | tunnels.keys()):
+        tunnel = tunnels.get(tunnel_id)
+        yield from expect(f"tunnel {tunnel_id}", "tunnel.create", tunnel_id, 1)
+        yield from expect(f"tunnel {tunnel_id}", "tunnel.delete", tunnel_id, int(tunnel is None))
+        if tunnel is not None:
+            yield from expect(f"tunnel {tunnel_id}", "tunnel.patch", tunnel_id, int(tunnel["version"]) - 1)
+    agents = {str(a["agent_id"]): a for a in by_kind["agent"]}
+    for agent_id, agent in sorted(agents.items()):
+        yield from expect(f"agent {agent_id}", "agent.revoke", agent_id, int(agent["state"] == "revoked"))
+        tagged = [e for e in entries.get(("agent.tags.replace", agent_id), []) if e["changes"]]
+        if tagged and tagged[-1]["changes"]["tags"]["new"] != agent.get("tags", {}):
+            newest = tagged[-1]["changes"]
+            yield f"agent {agent_id}: tags {agent.get('tags')} but its newest tag entry set {newest}"
+    policies = {str(p["collection"]): p for p in by_kind["relay_policy"]}
+    for collection in sorted(policies.keys() | {t for a, t in entries if a == "collection.readers.set"}):
+        policy, set_by = policies.get(collection), entries.get(("collection.readers.set", collection), [])
+        if policy is None or not set_by or int(set_by[-1]["at"]) != int(policy["updated_at"]):
+            readers = policy and policy["readers"]
+            yield f"collection {collection}: read policy {readers} but {len(set_by)} entries"
+    deleted_agents = {target for action, target in entries if action == "agent.delete"}  # purged later
+    known = tokens.keys() | tasks.keys() | created_tunnels | agents.keys() | policies.keys() | deleted_agents
+    for action, target in sorted(entries):
+        if target not in known:
+            yield f"{action} audit entry about {target}, which never was"
 
 
 def _all_items(client: Any, table_name: str) -> Iterator[Item]:

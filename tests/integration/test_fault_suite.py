@@ -190,6 +190,8 @@ def drive_capabilities(driver: Driver, machines: list[Machine], token_reply: Rep
     driver.signed("relay", node, "POST", "/v1/relay/query", {"collection": "inv"})
     driver.operator("relay", "POST", "/v1/relay/records/query", {"collection": "inv"})
     driver.operator("relay", "GET", f"/v1/relay/nodes/{agent_id}")
+    driver.operator("operator", "GET", "/v1/audit", query="limit=5")
+    driver.operator("operator", "GET", "/v1/whoami")
 
 
 def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:

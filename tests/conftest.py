@@ -11,7 +11,7 @@ from fleetlink.api.deps import Deps, build_deps, set_deps
 from fleetlink.api.settings import OperatorAuth, Settings
 from fleetlink.core.clock import FixedClock
 from fleetlink.local.moto_backend import local_dynamodb
-from tests.support import NOW_MS, OPERATOR_TOKEN, Api
+from tests.support import NOW_MS, OPERATOR_TOKEN, Api, role_tokens_setting
 
 TEST_TABLE = "fleetlink-test"
 
@@ -30,6 +30,7 @@ def deps(clock: FixedClock) -> Iterator[Deps]:
             region="us-east-1",
             operator_auth=OperatorAuth.TOKEN,
             operator_token_sha256=hashlib.sha256(OPERATOR_TOKEN.encode()).hexdigest(),
+            operator_tokens=role_tokens_setting(),
         )
         built = build_deps(settings, clock=clock)
         set_deps(built)

@@ -14,7 +14,13 @@
 - an attempt's output chunks are ``1..n`` without a gap, ``n`` the chunk head's number;
 - a deleted agent is out of the agent list (in the deleted list), has no tag memberships and has its
   purge timer; an agent not deleted has no purge timer; a purged agent leaves only audit entries;
-- a published release has its publication time, one still uploading has none.
+- a published release has its publication time, one still uploading has none;
+- every operator write has exactly one audit entry and every entry its write: a token (or recovery
+  token) one create entry, and a revoke entry exactly when revoked; a task one create entry, and a
+  cancel entry exactly when cancelled; a tunnel one create entry, one patch entry per version it
+  moved, and a delete entry exactly when gone; an agent a revoke entry exactly when revoked (a
+  deleted one its delete entry) and its tags as its newest tag entry left them; a read policy as its
+  newest entry left it; no entry about a resource that never was.
 
 A test tool for moto only: it reads the whole table with one paginated, strongly consistent Scan,
 because an item whose parent is gone (an execution without its task) cannot be found by key. The
@@ -49,6 +55,7 @@ def check_invariants(table_name: str, client: Any | None = None) -> list[str]:
         *_output_violations(by_kind),
         *_agent_violations(by_kind),
         *_release_violations(by_kind),
+        *_audit_violations(by_kind),
     ]
 
 
@@ -217,10 +224,10 @@ def _agent_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
 
 
 def _purged_agents(by_kind: dict[str, list[Item]]) -> set[str]:
-    """Agents whose partition holds audit entries but no profile: purged."""
+    """Agents deleted (their audit entry kept) whose profile is gone: purged."""
     profiles = {item["agent_id"] for item in by_kind["agent"]}
-    audited = {str(item["pk"]) for item in by_kind["audit"]}
-    return {pk.removeprefix("AGENT#") for pk in audited if pk.startswith("AGENT#")} - profiles
+    deleted = {str(item["target_id"]) for item in by_kind["audit"] if item.get("action") == "agent.delete"}
+    return deleted - profiles
 
 
 def _release_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
@@ -229,6 +236,66 @@ def _release_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
         published = release.get("published_at") is not None
         if (release["status"] == "published") != published:
             yield f"{name}: {release['status']} but published_at is {release.get('published_at')}"
+
+
+def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    entries: dict[tuple[str, str], list[Item]] = defaultdict(list)
+    for entry in sorted(by_kind["audit"], key=lambda e: str(e["audit_id"])):
+        if entry.get("success") is False:  # an attempt refused before it changed anything
+            continue
+        entries[(str(entry["action"]), str(entry["target_id"]))].append(entry)
+
+    def count(action: str, target: str) -> int:
+        return len(entries.get((action, target), []))
+
+    def expect(what: str, action: str, target: str, wanted: int) -> Iterator[str]:
+        found = count(action, target)
+        if found != wanted:
+            yield f"{what}: {found} {action} audit entries, expected {wanted}"
+
+    tokens = {str(t["token_id"]): t for t in by_kind["registration_token"]}
+    for token_id, token in sorted(tokens.items()):
+        yield from expect(f"token {token_id}", f"{token['purpose']}_token.create", token_id, 1)
+        yield from expect(
+            f"token {token_id}", "token.revoke", token_id, int(token.get("revoked_at") is not None)
+        )
+    tasks = {str(t["task_id"]): t for t in by_kind["task"]}
+    for task_id, task in sorted(tasks.items()):
+        yield from expect(f"task {task_id}", "task.create", task_id, 1)
+        yield from expect(
+            f"task {task_id}", "task.cancel", task_id, int(task.get("cancelled_at") is not None)
+        )
+    tunnels = {str(t["tunnel_id"]): t for t in by_kind["tunnel"]}
+    created_tunnels = {target for action, target in entries if action == "tunnel.create"}
+    for tunnel_id in sorted(created_tunnels | tunnels.keys()):
+        tunnel = tunnels.get(tunnel_id)
+        yield from expect(f"tunnel {tunnel_id}", "tunnel.create", tunnel_id, 1)
+        yield from expect(f"tunnel {tunnel_id}", "tunnel.delete", tunnel_id, int(tunnel is None))
+        if tunnel is not None:
+            yield from expect(f"tunnel {tunnel_id}", "tunnel.patch", tunnel_id, int(tunnel["version"]) - 1)
+    agents = {str(a["agent_id"]): a for a in by_kind["agent"]}
+    for agent_id, agent in sorted(agents.items()):
+        if agent.get("deleted_at") is not None:  # revoked by its deletion (a revoke before it: its entry)
+            if not count("agent.delete", agent_id):
+                yield f"agent {agent_id}: deleted but no agent.delete audit entry"
+        else:
+            revoked = int(agent["state"] == "revoked")
+            yield from expect(f"agent {agent_id}", "agent.revoke", agent_id, revoked)
+        tagged = [e for e in entries.get(("agent.tags.replace", agent_id), []) if e["changes"]]
+        if tagged and tagged[-1]["changes"]["tags"]["new"] != agent.get("tags", {}):
+            newest = tagged[-1]["changes"]
+            yield f"agent {agent_id}: tags {agent.get('tags')} but its newest tag entry set {newest}"
+    policies = {str(p["collection"]): p for p in by_kind["relay_policy"]}
+    for collection in sorted(policies.keys() | {t for a, t in entries if a == "collection.readers.set"}):
+        policy, set_by = policies.get(collection), entries.get(("collection.readers.set", collection), [])
+        if policy is None or not set_by or int(set_by[-1]["at"]) != int(policy["updated_at"]):
+            readers = policy and policy["readers"]
+            yield f"collection {collection}: read policy {readers} but {len(set_by)} entries"
+    deleted_agents = {target for action, target in entries if action == "agent.delete"}  # purged later
+    known = tokens.keys() | tasks.keys() | created_tunnels | agents.keys() | policies.keys() | deleted_agents
+    for action, target in sorted(entries):
+        if target not in known:
+            yield f"{action} audit entry about {target}, which never was"
 
 
 def _all_items(client: Any, table_name: str) -> Iterator[Item]:

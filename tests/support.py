@@ -11,14 +11,18 @@ from typing import Any, cast
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fleetlink.api.app import lambda_entry
+from fleetlink.api.settings import OperatorToken
 from fleetlink.auth.key_proof import sign_key_proof
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.entities import KeyAlg
+from fleetlink.core.roles import Role
 from fleetlink.local.events import LocalLambdaContext, http_api_event
 
 OPERATOR_TOKEN = "operator-test-token"
+#: Named tokens with roles, as ``fleetlink dev --operator NAME:ROLE`` configures them: {role: (name, token)}.
+ROLE_TOKENS = {"viewer": ("vera", "viewer-test-token"), "operator": ("otto", "operator-role-test-token")}
 DOMAIN = "api.fleetlink.test"
 NOW_MS = 1_800_000_000_000
 
@@ -119,8 +123,19 @@ class Api:
         response = self._handlers[function](event, context)
         return Reply(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
 
-    def operator(self, function: str, method: str, path: str, body: Any = None, query: str = "") -> Reply:
-        return self.call(function, method, path, body=body, query=query, headers=operator_headers())
+    def operator(
+        self,
+        function: str,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: str = "",
+        *,
+        role: str | None = None,
+    ) -> Reply:
+        """As the admin token, or as the named token of ``role``."""
+        token = ROLE_TOKENS[role][1] if role is not None else OPERATOR_TOKEN
+        return self.call(function, method, path, body=body, query=query, headers=operator_headers(token))
 
     def signed_headers(
         self,
@@ -223,8 +238,16 @@ GENERIC_401 = {
 }
 
 
-def operator_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {OPERATOR_TOKEN}", "Content-Type": "application/json"}
+def operator_headers(token: str = OPERATOR_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+
+def role_tokens_setting() -> tuple[OperatorToken, ...]:
+    """``Settings.operator_tokens`` of the named test tokens."""
+    return tuple(
+        OperatorToken(name=name, role=Role(role), sha256=hashlib.sha256(token.encode()).hexdigest())
+        for role, (name, token) in ROLE_TOKENS.items()
+    )
 
 
 def _raw(body: bytes | str | dict[str, Any] | list[Any] | None) -> bytes:

@@ -19,11 +19,13 @@ from layers.build import LayerDirs
 
 from constructs import Construct
 from fleetlink.api.functions import FUNCTIONS, FunctionSpec
+from fleetlink.api.roles import role_table
 from infra import constants, nag
 from infra.config import StageConfig
 from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
 from infra.constructs.http_api import FleetHttpApi, Route
 from infra.constructs.monitoring import Monitoring
+from infra.constructs.operator_roles import OperatorRolePolicies
 from infra.constructs.releases_bucket import grant_presigning, releases_bucket_name, releases_nag_resource
 from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, CleanupSchedules
 
@@ -132,6 +134,10 @@ class ApiStack(Stack):
             config=config,
             targets={spec.name: targets[spec.name] for spec in functions if spec.serves_http},
             api_routes=api_routes,
+        )
+        #: One managed policy per operator role, from the routes' declared roles.
+        self.role_policies = OperatorRolePolicies(
+            self, "OperatorRoles", api=self.http_api.api, stage_name=config.stage, roles=role_table()
         )
         #: function name → its schedules (one rule per duty).
         self.schedules = {

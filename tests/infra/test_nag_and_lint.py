@@ -36,6 +36,11 @@ REVIEWED |= {
     f"AwsSolutions-IAM5[Resource::{releases_nag_resource(stage)}]": "presigned links under releases/"
     for stage in ("dev", "prod")
 }
+#: Rules acknowledged per resource, by the start of their name.
+REVIEWED_PREFIXES = {
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:execute-api:": "operator role policies: the * is "
+    "one route's path parameter (any agent, task or tunnel id)",
+}
 
 
 def plugin_report(app: Synthesized) -> dict[str, Any]:
@@ -67,7 +72,9 @@ def test_every_acknowledgment_has_a_reason_and_is_a_reviewed_rule(any_app: Synth
     acknowledged = plugin_report(any_app)["suppressedViolations"]
     for finding in acknowledged:
         assert len(finding["reason"].strip()) > 20, finding["ruleName"]
-    assert {finding["ruleName"] for finding in acknowledged} <= set(REVIEWED)
+    for finding in acknowledged:
+        name = finding["ruleName"]
+        assert name in REVIEWED or any(name.startswith(prefix) for prefix in REVIEWED_PREFIXES), name
 
 
 def test_no_blanket_acknowledgment_at_the_stack_or_app(any_app: Synthesized) -> None:

@@ -59,9 +59,16 @@ def test_a_schedule_runs_at_its_duty_interval(default_app: Synthesized) -> None:
     assert rule["ScheduleExpression"] == f"rate({FAKE_DUTY.every_minutes} minutes)"
     assert rule["State"] == "ENABLED"
     for duty in function_spec("cleanup").duties:
-        name = duty.name
-        unit = "minute" if duty.every_minutes == 1 else "minutes"
-        assert schedules(default_app)[name]["ScheduleExpression"] == f"rate({duty.every_minutes} {unit})"
+        assert schedules(default_app)[duty.name]["ScheduleExpression"] == rate_expression(duty.every_minutes)
+
+
+def rate_expression(minutes: int) -> str:
+    """What CDK's ``Schedule.rate`` writes: the largest whole unit (days, hours, minutes), singular for 1."""
+    for unit, size in (("day", 1440), ("hour", 60), ("minute", 1)):
+        if minutes % size == 0:
+            count = minutes // size
+            return f"rate({count} {unit}{'' if count == 1 else 's'})"
+    raise AssertionError(minutes)
 
 
 def test_the_function_gets_the_sample_event_with_its_duty(default_app: Synthesized) -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from fleetlink.api.deps import Deps
 from fleetlink.core.agents.commands import MintRegistrationToken, RegisterAgent
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.tasks.model import ClaimExecutions, CreateTask
 from fleetlink.core.tasks.transitions import new_task
 from tests.support import Machine
@@ -26,7 +27,10 @@ def test_twenty_threads_claiming_two_hundred_executions_lease_each_exactly_once(
     service = deps.task_service
     command = CreateTask(command="true", targets={"agent_ids": [agent_id]})  # type: ignore[arg-type]
     for _ in range(EXECUTIONS):  # straight to the store: fan-out is not what races here
-        deps.tasks.create(*new_task(command, [agent_id], "test", deps.clock.now_ms()), None)
+        task, executions = new_task(command, [agent_id], "test", deps.clock.now_ms())
+        deps.tasks.create(
+            task, executions, None, AuditRecord.of("test", "task.create", task.task_id, task.created_at)
+        )
     start = threading.Barrier(CLAIMERS)
 
     # When 20 threads claim in a loop (up to 10 at a time) until the queue is empty

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fleetlink.cli.main import app
+from fleetlink.core.roles import Role
 from fleetlink.local.faults import FaultPlan
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.local.server import DevStack
@@ -54,3 +56,36 @@ def test_a_bad_fault_spec_is_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["dev", "--port", "0", "--faults", "flood=0.5"])
     assert result.exit_code == 2
     assert "flood" in result.output
+
+
+def test_named_operator_tokens_have_their_roles_and_are_kept_in_the_data_folder(tmp_path: Path) -> None:
+    # Given a dev stack with a viewer and an operator, keeping its data
+    named = {"vera": Role.VIEWER, "otto": Role.OPERATOR}
+    with DevStack(port=0, cleanup_every_s=0, access_log=None, data_dir=tmp_path, operators=named) as stack:
+        tokens = {name: named_token.token for name, named_token in stack.operator_tokens.items()}
+
+        def call(name: str, method: str, path: str, body: object = None) -> httpx.Response:
+            headers = {"Authorization": f"Bearer {tokens[name]}"}
+            return httpx.request(method, f"{stack.url}{path}", headers=headers, json=body, timeout=60)
+
+        # Then each reads; the viewer's write is a 403 naming the role; the operator's passes the role
+        assert call("vera", "GET", "/v1/whoami").json()["role"] == "viewer"
+        refused = call("vera", "PUT", "/v1/relay/collections/inv", {"readers": "fleet"})
+        assert (refused.status_code, refused.json()["required_role"]) == (403, "admin")
+        tags = call("vera", "PUT", "/v1/agents/agt_01KBZZZZZZZZZZZZZZZZZZZZZZ/tags", {"tags": {}})
+        assert (tags.status_code, tags.json()["required_role"]) == (403, "operator")
+        passed = call("otto", "PUT", "/v1/agents/agt_01KBZZZZZZZZZZZZZZZZZZZZZZ/tags", {"tags": {}})
+        assert passed.status_code == 404, passed.text  # past the role check: no such agent
+    # And the tokens are kept (0600, beside the table), the same after a restart
+    kept = tmp_path / "operators.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    with DevStack(port=0, cleanup_every_s=0, access_log=None, data_dir=tmp_path) as again:
+        assert {name: t.token for name, t in again.operator_tokens.items()} == tokens
+        assert again.operator_tokens["vera"].role is Role.VIEWER
+
+
+@pytest.mark.parametrize("spec", ["vera", "vera:root", ":viewer", "admin:viewer", "Bad Name:viewer"])
+def test_a_bad_operator_spec_is_a_usage_error(spec: str) -> None:
+    result = CliRunner().invoke(app, ["dev", "--port", "0", "--ephemeral", "--operator", spec])
+    assert result.exit_code == 2, result.output
+    assert "--operator" in result.output

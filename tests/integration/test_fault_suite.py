@@ -4,7 +4,7 @@ For each fault kind of ``FaultPlan`` (with a rate and a seed) a fleet is driven 
 life: tokens, registrations, heartbeats, agent reads, tag updates, tasks created, listed, claimed,
 reported (live output chunks, then results) and cancelled, attempts read, leases and deliveries
 expired by the cleanup duties, a signed release published and downloaded, agents deleted,
-restored, purged now, deregistered and purged by the duty, and a revocation.
+restored, purged now, deregistered and purged by the duty, a revocation, and the audit log read.
 Every answer must be a status the route's OpenAPI document lists (so a fault ends in success or a
 documented 409/429/503, never a 500), and afterwards ``check_invariants`` must find nothing.
 """
@@ -180,8 +180,19 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str], a
         driver.operator("operator", "POST", f"/v1/agents/{machines[-1].agent_id}/revoke")
     for path in ("/v1/health", "/v1/health/ready", "/v1/openapi.json"):
         driver.public("operator", path)
+    drive_audit(driver, task_ids)
     clock.advance(60 * 1000)
     run_duties(deps, duties)  # the purge duty: the deregistered agent (and a purge cut short) gone
+
+
+def drive_audit(driver: Driver, task_ids: list[str]) -> None:
+    """The audit log, all of it and filtered (by resource and action, by time), and who is calling."""
+    driver.operator("operator", "GET", "/v1/audit", query="limit=20")
+    if task_ids:
+        driver.operator("operator", "GET", "/v1/audit", query=f"resource={task_ids[0]}&action=task.create")
+    now = driver.api.clock.now_ms()
+    driver.operator("operator", "GET", "/v1/audit", query=f"since={now - 3_600_000}&until={now}")
+    driver.operator("operator", "GET", "/v1/whoami")
 
 
 def run_duties(deps: Deps, duties: Counter[str]) -> None:
@@ -282,6 +293,8 @@ def drive_capabilities(driver: Driver, machines: list[Machine], token_reply: Rep
     driver.signed("relay", node, "POST", "/v1/relay/query", {"collection": "inv"})
     driver.operator("relay", "POST", "/v1/relay/records/query", {"collection": "inv"})
     driver.operator("relay", "GET", f"/v1/relay/nodes/{agent_id}")
+    driver.operator("operator", "GET", "/v1/audit", query="limit=5")
+    driver.operator("operator", "GET", "/v1/whoami")
 
 
 def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:

@@ -271,3 +271,37 @@ def test_a_purge_cut_short_after_the_profile(fleet: Fleet) -> None:
     violations = fleet.violations()
     assert f"agent {agent.agent_id}: a purge timer but no profile" in violations
     assert f"agent {agent.agent_id}: a presence item left by a purge" in violations
+
+
+# --- the audit log: a change without its entry, an entry without its change ------------------------
+
+
+def _entries(fleet: Fleet, action: str, target: str) -> list[dict[str, Any]]:
+    reply = fleet.api.operator("operator", "GET", "/v1/audit", query=f"resource={target}&action={action}")
+    items: list[dict[str, Any]] = reply.json["items"]
+    return items
+
+
+def test_a_change_without_its_audit_entry(fleet: Fleet) -> None:
+    # Given the task's create entry removed (as if the task had been written without it)
+    (entry,) = _entries(fleet, "task.create", fleet.task_id)
+    fleet.delete(*keys.audit_keys(entry["audit_id"], entry["at"]))
+    # Then the task is reported as a change without its entry
+    assert fleet.violations() == [f"task {fleet.task_id}: 0 task.create audit entries, expected 1"]
+
+
+def test_an_audit_entry_without_its_change(fleet: Fleet) -> None:
+    # Given the task marked cancelled, with no cancel entry, and a revoke entry about a token never revoked
+    fleet.update(keys.task_pk(fleet.task_id), "SET cancelled_at = :at", at=1)
+    (minted,) = _entries(fleet, "registration_token.create", fleet.token_id)
+    pk, sk = keys.audit_keys("aud_01KBZZZZZZZZZZZZZZZZZZZZZZ", minted["at"])
+    item = {"pk": pk, "sk": sk, "type": "audit", "audit_id": sk, "action": "token.revoke"}
+    item |= {"target_id": fleet.token_id, "actor": "admin", "at": minted["at"], "changes": {}}
+    fleet.client.put_item(
+        TableName=fleet.table, Item={k: _wire(v) if k != "changes" else {"M": {}} for k, v in item.items()}
+    )
+    # Then both are reported
+    assert fleet.violations() == [
+        f"token {fleet.token_id}: 1 token.revoke audit entries, expected 0",
+        f"task {fleet.task_id}: 0 task.cancel audit entries, expected 1",
+    ]

@@ -119,16 +119,18 @@ def test_operator_routes_need_the_operator_token(api: Api) -> None:
     assert reply.problem_code() == "operator-token-invalid"
 
 
-def test_operator_actions_are_audited(api: Api, deps) -> None:  # type: ignore[no-untyped-def]
-    from fleetlink.store import keys
-    from fleetlink.store.agents import AuditItem
-
-    (agent,) = _register(api, 1)
+def test_operator_actions_are_audited(api: Api, clock: FixedClock) -> None:
+    # Given an agent
+    (agent,) = _register(api, 1, tags={"env": "test"})
+    # When an operator replaces its tags and, a moment later, revokes it
     api.operator("operator", "PUT", f"/v1/agents/{agent.agent_id}/tags", {"tags": {"a": "b"}})
+    clock.advance(5)
     api.operator("operator", "POST", f"/v1/agents/{agent.agent_id}/revoke")
-    audits = list(AuditItem.query(keys.agent_pk(agent.agent_id), AuditItem.sk.startswith(keys.AUDIT_PREFIX)))
-    assert [a.action for a in audits] == ["agent.tags.replace", "agent.revoke"]
-    assert {a.actor for a in audits} == {"operator-token"}
+    # Then the agent's audit entries say so, newest first, by the admin token's name
+    page = api.operator("operator", "GET", "/v1/audit", query=f"resource={agent.agent_id}").json
+    assert [a["action"] for a in page["items"]] == ["agent.revoke", "agent.tags.replace"]
+    assert {a["actor"] for a in page["items"]} == {"admin"}
+    assert page["items"][1]["changes"] == {"tags": {"old": {"env": "test"}, "new": {"a": "b"}}}
 
 
 def test_health_and_readiness_answer_without_auth(api: Api) -> None:

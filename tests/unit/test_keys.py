@@ -31,4 +31,4 @@ def test_profile_and_presence_share_the_agent_partition_under_one_prefix() -> No
     assert keys.AGENT_PROFILE_SK.startswith(keys.AGENT_STATE_PREFIX)
     assert keys.AGENT_PRESENCE_SK.startswith(keys.AGENT_STATE_PREFIX)
     assert not keys.registration_sk("aud_x").startswith(keys.AGENT_STATE_PREFIX)
-    assert not keys.audit_sk("aud_x").startswith(keys.AGENT_STATE_PREFIX)
+    assert not keys.audit_keys("aud_x", 0)[0].startswith(keys.AGENT_PREFIX)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
     from fleetlink.core.tunnels.service import TunnelService
+    from fleetlink.store.audit import DynamoAuditLog
     from fleetlink.store.cursors import CursorCodec
 
 
@@ -151,6 +152,14 @@ class Deps:
 
         return RecordService(self.relay, self.clock)
 
+    # --- the audit log (entries are written by each capability's store, beside the change) --
+
+    @cached_property
+    def audit_log(self) -> DynamoAuditLog:
+        from fleetlink.store.audit import DynamoAuditLog
+
+        return DynamoAuditLog(self.cursors)
+
     # --- releases ---------------------------------------------------------------------------
 
     @cached_property
@@ -192,6 +201,9 @@ def build_deps(settings: Settings, clock: Clock | None = None) -> Deps:
     from fleetlink.store.base import bind_table
 
     bind_table(settings.table_name, settings.region, settings.dynamodb_endpoint)
+    from fleetlink.store.audit import configure_retention
+
+    configure_retention(settings.audit_retention_days)
     return Deps(settings, clock or SystemClock())
 
 

@@ -162,12 +162,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                 "fleetlink.api.routes.agents",
                 "fleetlink.api.routes.decommission",
                 "fleetlink.api.routes.health",
+                "fleetlink.api.routes.audit",
             ),
             # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,
             # BatchGetItem of profiles and presences), revoke and tags (transaction: Put profile and
             # audit, Put/Delete tag members); delete/restore (the same transaction with the purge
             # timer), a purge now (partitions Query, BatchWriteItem deletes); a deregistering agent
-            # (Query) and its nonce (PutItem)
+            # (Query) and its nonce (PutItem); the audit log (Query of day shards, gsi1 by resource)
             access=TableAccess(
                 table=actions("Query", "BatchGetItem", "PutItem", "DeleteItem", "BatchWriteItem"),
                 indexes={"gsi1": actions("Query")},

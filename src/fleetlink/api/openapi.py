@@ -111,6 +111,21 @@ def route_problem_statuses(method: str, operation: dict[str, Any]) -> set[int]:
     return statuses
 
 
+def _described(status: int, operation: dict[str, Any]) -> str:
+    """What a status means on this route; an operator route's 403 names the role it needs."""
+    roles = [
+        (requirement["operator"] or ["admin"])[0]
+        for requirement in operation.get("security", [])
+        if "operator" in requirement
+    ]
+    if status == 403 and roles:
+        return (
+            f"The caller's role may not call this route: it needs the {roles[0]} role or more "
+            "(problem type urn:fleetlink:problem:role-required, with member required_role)"
+        )
+    return PROBLEM_DESCRIPTIONS[status]
+
+
 def document_problems(document: dict[str, Any]) -> dict[str, Any]:
     """Every route's error statuses, each an RFC 9457 problem under ``application/problem+json``."""
     document.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
@@ -125,7 +140,7 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
                 response: dict[str, Any] = {
                     "description": TOKEN_401_DESCRIPTION
                     if status == 401 and token_route
-                    else PROBLEM_DESCRIPTIONS[status],
+                    else _described(status, operation),
                     "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": PROBLEM_REF}}},
                 }
                 if status in ALWAYS:

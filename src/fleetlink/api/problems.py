@@ -17,6 +17,10 @@ from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
 logger = Logger(service="fleetlink")
 
 
+#: Members of an error's ``extra`` that a problem body carries (RFC 9457 extension members).
+PUBLIC_EXTENSIONS = frozenset({"required_role"})
+
+
 def problem(
     status: int,
     code: str,
@@ -26,8 +30,10 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> Response[str]:
     body = problem_document(status, code, detail, title=title, instance=instance, errors=errors)
+    body = {**(extensions or {}), **body}
     return Response(status, PROBLEM_CONTENT_TYPE, json.dumps(body), headers=headers)
 
 
@@ -35,8 +41,15 @@ def problem_from_error(error: FleetlinkError, instance: str | None = None) -> Re
     headers = None
     if isinstance(error, Throttled | Unavailable):
         headers = {"Retry-After": str(error.retry_after_s)}
+    extensions = {name: value for name, value in error.extra.items() if name in PUBLIC_EXTENSIONS}
     return problem(
-        error.status, error.code, error.detail, title=error.title, headers=headers, instance=instance
+        error.status,
+        error.code,
+        error.detail,
+        title=error.title,
+        headers=headers,
+        instance=instance,
+        extensions=extensions,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
@@ -23,12 +24,15 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from fleetlink.api import heartbeat_replay
 from fleetlink.api.deps import get_deps
 from fleetlink.api.heartbeat_replay import sequence_replaces_nonce
-from fleetlink.api.settings import OperatorAuth
+from fleetlink.api.params import RouteAccess
+from fleetlink.api.settings import DEFAULT_OPERATOR_NAME, OperatorAuth, Settings
 from fleetlink.core.agents.model import Agent, RegistrationToken
 from fleetlink.core.agents.ports import AgentView, NonceScope
+from fleetlink.core.audit import RequestOrigin, set_request_origin
 from fleetlink.core.entities import AgentState, KeyAlg
 from fleetlink.core.errors import Forbidden, TokenUnusable, Unauthenticated
 from fleetlink.core.ids import IdPrefix, is_id
+from fleetlink.core.roles import Role
 
 if TYPE_CHECKING:
     from fleetlink.auth.signatures import IncomingRequest, SignatureParams
@@ -43,6 +47,7 @@ NextMiddleware = Callable[[BaseRouter], Response[Any]]
 CALLER_AGENT = "agent"
 CALLER_VIEW = "agent_view"
 CALLER_OPERATOR = "operator"
+CALLER_ROLE = "operator_role"
 CALLER_TOKEN = "registration_token"  # noqa: S105 - a context key
 AUTHENTICATED = "authenticated"
 
@@ -186,10 +191,9 @@ def authenticate_registration(app: BaseRouter) -> None:
     _admit(app, view)
 
 
-def authenticate_operator(app: BaseRouter) -> None:
-    """An operator. In AWS, API Gateway checked IAM; locally, the operator token."""
-    settings = get_deps().settings
-    event = http_event(app)
+def _operator_identity(settings: Settings, event: APIGatewayProxyEventV2) -> tuple[str, Role | None]:
+    """(actor, role) of the calling operator. In AWS the IAM principal's ARN, and no role here: API
+    Gateway already allowed the call (the managed role policies); locally a named token's."""
     if settings.operator_auth is OperatorAuth.IAM:
         iam = event.request_context.authorizer.iam if event.request_context.authorizer else None
         actor = iam.user_arn if iam else None
@@ -197,17 +201,70 @@ def authenticate_operator(app: BaseRouter) -> None:
             raise Unauthenticated(
                 "operator routes need IAM (SigV4) authorization", code="operator-auth-missing"
             )
-    else:
-        token = bearer_token(event)
-        expected = settings.operator_token_sha256
-        if (
-            not token
-            or not expected
-            or not hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), expected)
-        ):
-            raise Unauthenticated("a valid operator token is required", code="operator-token-invalid")
-        actor = "operator-token"
-    app.append_context(**{CALLER_OPERATOR: actor})
+        return actor, None
+    token = bearer_token(event)
+    digest = hashlib.sha256(token.encode()).hexdigest() if token else ""
+    found: tuple[str, Role] | None = None
+    if settings.operator_token_sha256 and hmac.compare_digest(digest, settings.operator_token_sha256):
+        found = (DEFAULT_OPERATOR_NAME, Role.ADMIN)
+    for named in settings.operator_tokens:  # every one compared: the time says nothing of which
+        if hmac.compare_digest(digest, named.sha256) and found is None:
+            found = (named.name, named.role)
+    if not token or found is None:
+        raise Unauthenticated("a valid operator token is required", code="operator-token-invalid")
+    return found
+
+
+def authenticate_operator(app: BaseRouter, needed: Role = Role.ADMIN) -> None:
+    """An operator holding ``needed`` (or more). In AWS, API Gateway checked IAM; locally, the token."""
+    event = http_event(app)
+    actor, role = _operator_identity(get_deps().settings, event)
+    http = event.request_context.http
+    set_request_origin(
+        RequestOrigin(actor=actor, source_ip=http.source_ip or "", user_agent=http.user_agent or "")
+    )
+    if role is not None and not role.allows(needed):
+        if http.method.upper() not in ("GET", "HEAD"):
+            _audit_refusal(actor, http.method.upper(), event.raw_path, needed)
+        raise Forbidden(
+            f"this needs the {needed} role; {actor} holds {role}",
+            code="role-required",
+            required_role=needed.value,
+        )
+    app.append_context(**{CALLER_OPERATOR: actor, CALLER_ROLE: role})
+
+
+_RESOURCE_ID = re.compile(r"^(agt|tsk|tun|tok|exe)_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def _audit_refusal(actor: str, method: str, path: str, needed: Role) -> None:
+    """A write refused for its role leaves an entry marked failed (nothing changed, so no transaction)."""
+    from fleetlink.core.audit import AuditRecord
+
+    ids = [segment for segment in path.split("/") if _RESOURCE_ID.match(segment)]
+    deps = get_deps()
+    now = deps.clock.now_ms()
+    entry = AuditRecord.of(
+        actor,
+        "request.refused",
+        ids[-1] if ids else path[:256],
+        now,
+        method=method,
+        path=path[:256],
+        required_role=needed.value,
+    ).model_copy(update={"success": False})
+    try:
+        deps.audit_log.record(entry)
+    except Exception as error:  # the refusal stands (a 403) even when its entry cannot be written now
+        logger.warning("refused write not recorded in the audit log", extra={"error": type(error).__name__})
+
+
+def _as(role: Role) -> Callable[[BaseRouter], None]:
+    def authenticate(app: BaseRouter) -> None:
+        authenticate_operator(app, role)
+
+    authenticate.__doc__ = f"An operator holding the {role} role or more."
+    return authenticate
 
 
 def _gate(authenticate: Callable[[BaseRouter], None]) -> Callable[..., Response[Any]]:
@@ -223,12 +280,31 @@ def _gate(authenticate: Callable[[BaseRouter], None]) -> Callable[..., Response[
 #: Route middlewares that declare (and, run late, enforce) who may call a route.
 signed_agent = _gate(authenticate_agent)
 registering_agent = _gate(authenticate_registration)
-operator = _gate(authenticate_operator)
+#: One per role; ``operator`` (no role named) is the most guarded, admin.
+OPERATOR_GATES: dict[Role, Callable[[BaseRouter], None]] = {role: _as(role) for role in Role}
+ROLE_MIDDLEWARES = {role: _gate(authenticate) for role, authenticate in OPERATOR_GATES.items()}
+operator = ROLE_MIDDLEWARES[Role.ADMIN]
 AUTHENTICATORS: dict[Callable[..., Response[Any]], Callable[[BaseRouter], None]] = {
     signed_agent: authenticate_agent,
     registering_agent: authenticate_registration,
-    operator: authenticate_operator,
+    **{ROLE_MIDDLEWARES[role]: OPERATOR_GATES[role] for role in Role},
 }
+#: The OpenAPI security scheme of operator routes; its requirement lists the least role (OpenAPI 3.1
+#: "role names" of a non-OAuth scheme).
+OPERATOR_SCHEME = "operator"
+#: OpenAPI extension of a route that changes nothing though its method is not GET (a query by POST).
+READS_ONLY_EXTENSION = "x-fleetlink-reads-only"
+READS_ONLY = {READS_ONLY_EXTENSION: True}
+
+
+def operator_access(role: Role, tags: list[str]) -> RouteAccess:
+    """Route decorator arguments of an operator route that needs ``role`` (or more): the gate, and
+    the role in the OpenAPI security requirement, from which IAM policies and the console derive."""
+    return {
+        "middlewares": [ROLE_MIDDLEWARES[role]],
+        "security": [{OPERATOR_SCHEME: [role.value]}],
+        "tags": tags,
+    }
 
 
 def authenticate_route(app: BaseRouter, route_middlewares: list[Callable[..., Any]]) -> None:
@@ -278,3 +354,9 @@ def bearer_token(event: APIGatewayProxyEventV2) -> str | None:
 def operator_actor(app: BaseRouter) -> str:
     actor: str = app.context[CALLER_OPERATOR]
     return actor
+
+
+def operator_role(app: BaseRouter) -> Role | None:
+    """The caller's role on the dev stack; None in AWS (IAM decided at the gateway)."""
+    role: Role | None = app.context.get(CALLER_ROLE)
+    return role

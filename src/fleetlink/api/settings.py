@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fleetlink.core.roles import Role, parse_role
 from fleetlink.store.table import DEFAULT_TABLE_NAME
+
+#: The name (actor) of the dev stack's one generated operator token, which holds every role.
+DEFAULT_OPERATOR_NAME = "admin"
 
 
 class OperatorAuth(StrEnum):
     IAM = "iam"  # API Gateway checked SigV4; the handler reads the caller from the request context
     TOKEN = "token"  # noqa: S105 - `Authorization: Bearer <operator token>` (the local dev stack)
+
+
+@dataclass(frozen=True)
+class OperatorToken:
+    """A named operator token of the dev stack: only its SHA-256 is configured."""
+
+    name: str
+    role: Role
+    sha256: str
+
+
+def operator_tokens_from_json(text: str | None) -> tuple[OperatorToken, ...]:
+    """``FLEETLINK_OPERATOR_TOKENS``: ``[{"name", "role", "sha256"}, ...]`` (hashes, never tokens)."""
+    if not text:
+        return ()
+    return tuple(
+        OperatorToken(
+            name=str(entry["name"]), role=parse_role(str(entry["role"])), sha256=str(entry["sha256"])
+        )
+        for entry in json.loads(text)
+    )
 
 
 @dataclass(frozen=True)
@@ -23,6 +49,10 @@ class Settings:
     heartbeat_interval_s: int = 60
     operator_auth: OperatorAuth = OperatorAuth.IAM
     operator_token_sha256: str | None = None
+    #: Named operator tokens with roles (dev stack); ``operator_token_sha256`` is the admin's.
+    operator_tokens: tuple[OperatorToken, ...] = ()
+    #: Audit entries are removed (TTL) this many days after they were written.
+    audit_retention_days: int = 365
     signature_max_skew_s: int = 300
     nonce_lifetime_s: int = 600
     #: Finished tasks and executions are removed (TTL) this many days after they finish.
@@ -51,6 +81,8 @@ class Settings:
             heartbeat_interval_s=int(env.get("FLEETLINK_HEARTBEAT_INTERVAL_S", "60")),
             operator_auth=OperatorAuth(env.get("FLEETLINK_OPERATOR_AUTH", OperatorAuth.IAM.value)),
             operator_token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
+            operator_tokens=operator_tokens_from_json(env.get("FLEETLINK_OPERATOR_TOKENS")),
+            audit_retention_days=int(env.get("FLEETLINK_AUDIT_RETENTION_DAYS", "365")),
             retention_days=int(env.get("FLEETLINK_RETENTION_DAYS", "30")),
             cursor_key=cursor_key(env.get("FLEETLINK_CURSOR_KEY")),
             cursor_key_secret_arn=env.get("FLEETLINK_CURSOR_KEY_SECRET_ARN") or None,

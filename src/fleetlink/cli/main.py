@@ -54,6 +54,8 @@ GROUPS = (
     ("tunnels", "fleetlink.cli.operator.tunnels", "tunnels_app"),
     ("records", "fleetlink.cli.records", "records_app"),
     ("release", "fleetlink.cli.operator.releases", "release_app"),
+    ("audit", "fleetlink.cli.audit", "audit_app"),
+    ("console", "fleetlink.console.cli", "console_app"),
 )
 #: What the agent extra adds; without it the groups are left out quietly.
 AGENT_EXTRA = frozenset({"httpx", "httpcore"})
@@ -157,6 +159,14 @@ def dev(
             "instead of in-memory moto; the table is created there if missing",
         ),
     ] = None,
+    operator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--operator",
+            help="A named operator token with a role, NAME:ROLE (viewer, operator or admin); repeatable. "
+            "Kept in the data folder (operators.json); the generated token stays the admin's",
+        ),
+    ] = None,
 ) -> None:
     """Run the API locally: the Lambda handlers behind an HTTP server, on DynamoDB in moto.
 
@@ -165,6 +175,7 @@ def dev(
     restored at start, compacted every minute and at Ctrl-C. --ephemeral keeps nothing.
     """
     from fleetlink.local.faults import FaultPlan
+    from fleetlink.local.operators import parse_operator
     from fleetlink.local.persist import DataDirError
     from fleetlink.local.server import FUNCTIONS_DIR, SAVE_EVERY_S, DevStack
 
@@ -172,6 +183,10 @@ def dev(
         plan = FaultPlan.parse(faults) if faults else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--faults") from exc
+    try:
+        operators = dict(parse_operator(text) for text in operator or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--operator") from exc
 
     if not _is_loopback(host):
         typer.secho(
@@ -202,6 +217,7 @@ def dev(
         data_dir=data_dir,
         dynamodb_endpoint=dynamodb_endpoint,
         faults=plan,
+        operators=operators,
     )
     try:
         try:
@@ -228,6 +244,8 @@ def dev(
                 restored += f", {stack.replayed_items} from the journal"
             data = f"{data_dir} ({restored}; journaled before each answer, saved every {SAVE_EVERY_S:g} s)"
         _banner(stack.url, stack.operator_token, where_from, data)
+        for named in stack.operator_tokens.values():
+            print(f"operator token {named.name} ({named.role}): {named.token}", flush=True)
         if plan is not None:
             typer.secho(f"injecting DynamoDB faults: {faults}", err=True, fg=typer.colors.YELLOW)
         while not stop.wait(0.5):

@@ -17,9 +17,11 @@ from fleetlink.contract.agents import (
     TokenList,
     TokenSummary,
 )
-from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest
+from fleetlink.contract.audit import AuditList, WhoAmI
+from fleetlink.contract.relay import CollectionPolicy, NodeSyncState, QueryAnswer, QueryRequest
 from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.contract.tunnels import EventList, HealthSummary, Tunnel, TunnelList
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.tasks.output import AttemptList, OutputPage
 
@@ -39,6 +41,46 @@ class OperatorClient(ApiClient):
         super().__init__(base_url, headers=headers, **options)
         if auth is not None:
             self._http.auth = auth
+
+    def whoami(self) -> WhoAmI:
+        """The calling operator, its role (dev stack; None in AWS) and each operator route's role."""
+        return self._call(WhoAmI, "GET", "/whoami")
+
+    def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        resource: str | None = None,
+        action: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> AuditList:
+        """One page of the audit log, newest first (may be short: follow the cursor)."""
+        params = query_params(
+            actor=actor,
+            resource=resource,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self._call(AuditList, "GET", "/audit", params=params)
+
+    def iter_audit(self, page_size: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+        """Every matching audit entry, newest first, following cursors."""
+        return follow_pages(lambda cursor: self.list_audit(limit=page_size, cursor=cursor, **filters))
+
+    def query_records(self, query: QueryRequest) -> QueryAnswer:
+        """Records of any node (every collection: operators are not bound by read policies)."""
+        body = query.model_dump(mode="json", exclude_none=True)
+        return self._call(QueryAnswer, "POST", "/relay/records/query", body=body)
+
+    def node_sync(self, agent_id: str) -> NodeSyncState:
+        """A node's record sync as the cloud sees it."""
+        return self._call(NodeSyncState, "GET", f"/relay/nodes/{segment(agent_id)}")
 
     def create_token(
         self,
@@ -241,11 +283,6 @@ class OperatorClient(ApiClient):
         body = {} if ttl_seconds is None else {"ttl_seconds": ttl_seconds}
         path = f"/agents/{segment(agent_id)}/recovery-token"
         return self._call(RecoveryTokenCreated, "POST", path, body=body)
-
-    def query_records(self, request: QueryRequest) -> QueryAnswer:
-        """One page of any node's records in a collection (operators read every collection)."""
-        body = request.model_dump(mode="json", exclude_none=True)
-        return self._call(QueryAnswer, "POST", "/relay/records/query", body=body)
 
     def collection_policy(self, collection: str) -> CollectionPolicy:
         """Who may query a collection."""

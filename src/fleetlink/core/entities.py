@@ -10,8 +10,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import ConfigDict, Field, StringConstraints, field_validator
 
+from fleetlink.core.audit import AuditRecord as AuditRecord  # re-exported: stores and use cases use it
 from fleetlink.core.deferred_model import DeferredModel
-from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.json_values import check_json_value
 
 TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:/-]{1,64}$")]
@@ -76,28 +76,6 @@ class Hardware(DeferredModel):
     def fields(self) -> dict[str, str]:
         """Every reported field as a normalised string, for comparison."""
         return {k: str(v).strip().lower() for k, v in self.model_dump().items() if str(v).strip()}
-
-
-class AuditRecord(DeferredModel):
-    audit_id: str
-    actor: str
-    action: str
-    target_id: str
-    at: int
-    details: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def of(cls, actor: str, action: str, target_id: str, at: int, **details: Any) -> AuditRecord:
-        """A new record of what an operator did, with a fresh ``aud_`` id."""
-
-        return cls(
-            audit_id=new_id(IdPrefix.AUDIT, at),
-            actor=actor,
-            action=action,
-            target_id=target_id,
-            at=at,
-            details=details,
-        )
 
 
 T = TypeVar("T")

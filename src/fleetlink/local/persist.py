@@ -120,7 +120,7 @@ class DevData:
         digest = _digest(items)
         if digest == self._saved_digest:
             return False
-        _write_private(self.path / TABLE_FILE, json.dumps({"format": FORMAT, "items": items}))
+        write_private(self.path / TABLE_FILE, json.dumps({"format": FORMAT, "items": items}))
         self._saved_digest = digest
         return True
 
@@ -132,7 +132,7 @@ class DevData:
             if token:
                 return token
         token = secrets.token_urlsafe(24)
-        _write_private(path, token + "\n")
+        write_private(path, token + "\n")
         return token
 
 
@@ -140,7 +140,7 @@ def _digest(items: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(items, sort_keys=True).encode()).hexdigest()
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Replace ``path`` atomically with ``text``, readable by its owner only."""
     temporary = path.with_name(f".{path.name}.tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,19 +18,21 @@ import secrets
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from fleetlink.core.roles import Role
 from fleetlink.local.events import LocalLambdaContext, http_api_event, scheduled_event
 from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.http import HttpResponse, RequestHandler, Server, lambda_response, problem_response
 from fleetlink.local.journal import JOURNAL_FILE, WriteJournal
 from fleetlink.local.journal import install as install_journal
 from fleetlink.local.moto_backend import _request_lock as moto_request_lock
+from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
 from fleetlink.local.ttl import expire_ttl_items
@@ -96,6 +98,7 @@ class DevStack:
         save_every_s: float = SAVE_EVERY_S,
         dynamodb_endpoint: str | None = None,
         faults: FaultPlan | None = None,
+        operators: Mapping[str, Role] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -110,6 +113,10 @@ class DevStack:
         self._journal: WriteJournal | None = None
         self._given_token = operator_token
         self.operator_token = operator_token or secrets.token_urlsafe(24)
+        #: Named operator tokens with roles asked for (``--operator NAME:ROLE``); once started, every
+        #: named token (those kept in the data folder too) is in ``operator_tokens``.
+        self._operators = dict(operators or {})
+        self.operator_tokens: dict[str, NamedToken] = {}
         #: None: the handlers' own default (FLEETLINK_HEARTBEAT_INTERVAL_S, else 60 s).
         self.heartbeat_interval_s = heartbeat_interval_s
         self.cleanup_every_s = cleanup_every_s
@@ -159,10 +166,12 @@ class DevStack:
                 self._open_journal(client)
         else:
             self._endpoint_client = _endpoint_table(self.dynamodb_endpoint, self.table_name)
+        self.operator_tokens = resolve_tokens(self._operators, self.data.path if self.data else None)
         self._set_env(
             TABLE_NAME=self.table_name,
             FLEETLINK_OPERATOR_AUTH="token",
             FLEETLINK_OPERATOR_TOKEN=self.operator_token,
+            FLEETLINK_OPERATOR_TOKENS=tokens_env(self.operator_tokens),
             # moto intercepts AWS endpoints only; another endpoint is named to the handlers
             FLEETLINK_DYNAMODB_ENDPOINT=self.dynamodb_endpoint,
         )

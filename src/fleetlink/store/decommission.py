@@ -24,7 +24,8 @@ from fleetlink.core.agents.model import Agent
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Throttled
 from fleetlink.store import contention, keys
-from fleetlink.store.agents.items import AgentProfileItem, _audit_item, _profile_item, _tag_members
+from fleetlink.store.agents.items import AgentProfileItem, _profile_item, _tag_members
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, sharded_pages
@@ -120,7 +121,7 @@ class DynamoDecommissionRepository:
         def write(tx: TransactWrite) -> None:
             tx.save(profile)
             tx.save(timer)
-            tx.save(_audit_item(keys.agent_pk(agent.agent_id), audit))
+            tx.save(audit_item(audit))
             for member in _tag_members(agent.agent_id, agent.tags.items()):
                 tx.delete(member)
 
@@ -137,7 +138,7 @@ class DynamoDecommissionRepository:
             tx.save(_profile_item(restored))
             # the timer must still be there: a purge that started wins
             tx.delete(timer, condition=AgentPurgeTimerItem.pk.exists())
-            tx.save(_audit_item(keys.agent_pk(agent.agent_id), audit))
+            tx.save(audit_item(audit))
             for member in _tag_members(agent.agent_id, agent.tags.items()):
                 tx.save(member)
 

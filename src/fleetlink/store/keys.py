@@ -37,8 +37,28 @@ def registration_sk(event_id: str) -> str:
     return f"{REGISTRATION_PREFIX}{event_id}"
 
 
-def audit_sk(audit_id: str) -> str:
-    return f"{AUDIT_PREFIX}{audit_id}"
+#: The audit log of a day is spread over this many partitions (written by id, read merged).
+AUDIT_SHARDS = 4
+
+
+def audit_day(at_ms: int) -> str:
+    """The UTC day an audit entry belongs to, e.g. ``2026-12-06``."""
+    return datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC).strftime("%Y-%m-%d")
+
+
+def audit_pk(day: str, shard: int) -> str:
+    """One shard of one day of the fleet-wide audit log."""
+    return f"{AUDIT_PREFIX}{day}#{shard}"
+
+
+def audit_keys(audit_id: str, at_ms: int) -> tuple[str, str]:
+    """(pk, sk) of an audit entry: its day's shard, sorted by its (time-ordered) id."""
+    return audit_pk(audit_day(at_ms), shard_of(audit_id, AUDIT_SHARDS)), audit_id
+
+
+def audit_resource_pk(target_id: str) -> str:
+    """gsi1 partition of one resource's audit entries (sparse: only audit entries carry it)."""
+    return f"AUDITOF#{target_id}"
 
 
 def agent_list_pk(shard: int) -> str:

@@ -24,6 +24,7 @@ from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PynamoDBException, UpdateError
 from pynamodb.expressions.update import Action
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.errors import Unavailable
 from fleetlink.core.relay.hlc import Hlc
@@ -31,7 +32,8 @@ from fleetlink.core.relay.merge import StoredRecord
 from fleetlink.core.relay.policy import DEFAULT_READERS, Readers
 from fleetlink.core.relay.ports import NodeSync, RecordQuery, SyncTally, WriteResult
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem
+from fleetlink.store.audit import audit_item
+from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import CONDITION_FAILED
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import failure_code, translate, translate_boto
@@ -226,16 +228,23 @@ class DynamoRelayRepository:
         readers: Readers = item.readers if item.readers == "fleet" else dict(item.readers["tag"])
         return readers
 
-    def set_readers(self, collection: str, readers: Readers, *, by: str, now_ms: int) -> None:
+    def set_readers(
+        self, collection: str, readers: Readers, *, by: str, now_ms: int, audit: AuditRecord
+    ) -> None:
+        """The collection's read policy and its audit entry: one transaction."""
         stored = "fleet" if readers == "fleet" else {"tag": dict(readers)}
-        RelayPolicyItem(
-            keys.relay_policy_pk(collection),
-            keys.SINGLETON_SK,
-            collection=collection,
-            readers=stored,
-            updated_at=now_ms,
-            updated_by=by,
-        ).save()
+        with transaction() as tx:
+            tx.save(
+                RelayPolicyItem(
+                    keys.relay_policy_pk(collection),
+                    keys.SINGLETON_SK,
+                    collection=collection,
+                    readers=stored,
+                    updated_at=now_ms,
+                    updated_by=by,
+                )
+            )
+            tx.save(audit_item(audit))
 
     def sync_state(self, node_id: str) -> NodeSync | None:
         try:

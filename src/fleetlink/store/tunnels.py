@@ -23,10 +23,12 @@ from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.errors import Conflict
 from fleetlink.core.tunnels.model import EventLevel, Provider, TunnelEvent, TunnelRecord
 from fleetlink.store import keys
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of, sharded_pages
@@ -132,7 +134,7 @@ class DynamoTunnelRepository:
         self._retention_s = event_retention_days * 86_400
         self._cursors = cursors or CursorCodec()
 
-    def create(self, record: TunnelRecord, events: list[TunnelEvent]) -> None:
+    def create(self, record: TunnelRecord, events: list[TunnelEvent], audit: AuditRecord) -> None:
         """Tunnel, name guard, pointer, the agent's version and the events: all or nothing."""
         guard = TunnelNameItem(
             keys.agent_pk(record.agent_id),
@@ -149,6 +151,7 @@ class DynamoTunnelRepository:
                     )
                 )
                 _bump(tx, record.agent_id)
+                tx.save(audit_item(audit))
                 for event in events:
                     tx.save(self._event_item(event))
         except TransactWriteError as error:
@@ -184,11 +187,14 @@ class DynamoTunnelRepository:
         )
         return [_record(item) for item in items]
 
-    def replace(self, before: TunnelRecord, after: TunnelRecord, events: list[TunnelEvent]) -> bool:
+    def replace(
+        self, before: TunnelRecord, after: TunnelRecord, events: list[TunnelEvent], audit: AuditRecord
+    ) -> bool:
         try:
             with transaction() as tx:
                 tx.save(_tunnel_item(after, version=before.version), return_values=ALL_OLD)
                 _bump(tx, after.agent_id)
+                tx.save(audit_item(audit))
                 for event in events:
                     tx.save(self._event_item(event))
         except TransactWriteError as error:
@@ -197,7 +203,7 @@ class DynamoTunnelRepository:
             raise
         return True
 
-    def delete(self, record: TunnelRecord) -> bool:
+    def delete(self, record: TunnelRecord, audit: AuditRecord) -> bool:
         agent_pk = keys.agent_pk(record.agent_id)
         try:
             with transaction() as tx:
@@ -209,6 +215,7 @@ class DynamoTunnelRepository:
                 tx.delete(TunnelNameItem(agent_pk, keys.tunnel_name_sk(record.provider.value, record.name)))
                 tx.delete(TunnelRefItem(keys.tunnel_pk(record.tunnel_id), keys.SINGLETON_SK))
                 _bump(tx, record.agent_id)
+                tx.save(audit_item(audit))
         except TransactWriteError as error:
             if failed_conditions(error):
                 return False

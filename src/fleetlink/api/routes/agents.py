@@ -9,18 +9,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.agents import AgentDetail, AgentList, AgentSummary
 from fleetlink.core.agents.commands import ReplaceTags
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.errors import InvalidInput
+from fleetlink.core.roles import Role
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["operator"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["operator"])
+OPERATOR = security.operator_access(Role.OPERATOR, ["operator"])
+ADMIN = security.operator_access(Role.ADMIN, ["operator"])
 
 StatusFilter = Annotated[
     AgentState | Liveness | None,
@@ -38,7 +37,7 @@ def _tag(value: str | None) -> tuple[str, str] | None:
     return key, tag_value
 
 
-@router.get("/agents", summary="List agents", **OPERATOR)
+@router.get("/agents", summary="List agents", **VIEWER)
 def list_agents(
     status: StatusFilter = None,
     tag: TagFilter = None,
@@ -49,13 +48,13 @@ def list_agents(
     return AgentList(items=[AgentSummary.of(item) for item in page.items], cursor=page.cursor)
 
 
-@router.get("/agents/<agent_id>", summary="An agent with liveness and registration history", **OPERATOR)
+@router.get("/agents/<agent_id>", summary="An agent with liveness and registration history", **VIEWER)
 def get_agent(agent_id: AgentIdPath) -> AgentDetail:
     status, history = get_deps().agent_service.get(agent_id)
     return AgentDetail(**AgentSummary.of(status).model_dump(), registration_history=history)
 
 
-@router.post("/agents/<agent_id>/revoke", summary="Revoke an agent (idempotent)", **OPERATOR)
+@router.post("/agents/<agent_id>/revoke", summary="Revoke an agent (idempotent)", **ADMIN)
 def revoke_agent(agent_id: AgentIdPath) -> AgentSummary:
     return AgentSummary.of(get_deps().agent_service.revoke(agent_id, security.operator_actor(router)))
 

@@ -16,13 +16,11 @@ from fleetlink.core.agents.liveness import liveness
 from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.agents.service import AgentStatus
 from fleetlink.core.errors import Forbidden
+from fleetlink.core.roles import Role
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["operator"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["operator"])
+ADMIN = security.operator_access(Role.ADMIN, ["operator"])
 AGENT: RouteAccess = {
     "middlewares": [security.signed_agent],
     "security": [{"agentSignature": []}],
@@ -33,13 +31,13 @@ AGENT: RouteAccess = {
 @router.delete(
     "/agents/<agent_id>",
     summary="Delete an agent: revoked and hidden at once, restorable until the retention ends, then purged",
-    **OPERATOR,
+    **ADMIN,
 )
 def delete_agent(agent_id: AgentIdPath) -> AgentSummary:
     return AgentSummary.of(get_deps().decommission.remove(agent_id, security.operator_actor(router)))
 
 
-@router.post("/agents/<agent_id>/restore", summary="Restore a deleted agent before it is purged", **OPERATOR)
+@router.post("/agents/<agent_id>/restore", summary="Restore a deleted agent before it is purged", **ADMIN)
 def restore_agent(agent_id: AgentIdPath) -> AgentSummary:
     return AgentSummary.of(get_deps().decommission.restore(agent_id, security.operator_actor(router)))
 
@@ -47,13 +45,13 @@ def restore_agent(agent_id: AgentIdPath) -> AgentSummary:
 @router.post(
     "/agents/<agent_id>/purge",
     summary="Purge a deleted agent now, without waiting (irreversible)",
-    **OPERATOR,
+    **ADMIN,
 )
 def purge_agent(agent_id: AgentIdPath) -> PurgeResult:
     return PurgeResult(agent_id=agent_id, purged_items=get_deps().decommission.purge_now(agent_id))
 
 
-@router.get("/deleted-agents", summary="Deleted agents not purged yet", **OPERATOR)
+@router.get("/deleted-agents", summary="Deleted agents not purged yet", **VIEWER)
 def list_deleted_agents(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=2048)] = None,

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.agents import (
     KeyRotated,
     RecoveryTokenCreated,
@@ -23,19 +23,17 @@ from fleetlink.core.agents.commands import MintRecoveryToken, MintRegistrationTo
 from fleetlink.core.agents.model import Agent
 from fleetlink.core.errors import TokenUnusable, Unauthenticated
 from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.roles import Role
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["registration"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["registration"])
+ADMIN = security.operator_access(Role.ADMIN, ["registration"])
 NO_STORE = {"Cache-Control": "no-store"}
 TokenIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TOKEN), description="tok_ id")]
 
 
 @router.post(
-    "/registration-tokens", summary="Mint a registration token (shown once)", status_code=201, **OPERATOR
+    "/registration-tokens", summary="Mint a registration token (shown once)", status_code=201, **ADMIN
 )
 def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -> Response[TokenCreated]:
     minted = get_deps().registration.mint_token(command, security.operator_actor(router))
@@ -54,7 +52,7 @@ def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -
 @router.get(
     "/registration-tokens",
     summary="List registration and recovery tokens (never their secrets), newest first",
-    **OPERATOR,
+    **VIEWER,
 )
 def list_registration_tokens(
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -69,7 +67,7 @@ def list_registration_tokens(
     summary="Revoke a token (idempotent)",
     description="A registration that has not committed by the time the revocation commits fails: the "
     "use of a token is re-checked inside the registration's transaction.",
-    **OPERATOR,
+    **ADMIN,
 )
 def revoke_registration_token(token_id: TokenIdPath) -> TokenSummary:
     return TokenSummary.of(get_deps().registration.revoke_token(token_id, security.operator_actor(router)))
@@ -160,7 +158,7 @@ def rotate_key(agent_id: AgentIdPath, command: Annotated[RotateKey, Body()]) -> 
     "/agents/<agent_id>/recovery-token",
     summary="Mint a single-use, short-lived token with which a new key takes over this agent id",
     status_code=201,
-    **OPERATOR,
+    **ADMIN,
 )
 def mint_recovery_token(
     agent_id: AgentIdPath, command: Annotated[MintRecoveryToken | None, Body()] = None

@@ -34,6 +34,7 @@ from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.errors import NotFound
 from fleetlink.core.relay.ports import RecordQuery
 from fleetlink.core.relay.records import COLLECTION_PATTERN
+from fleetlink.core.roles import Role
 
 router = Router()
 AGENT: RouteAccess = {
@@ -41,11 +42,8 @@ AGENT: RouteAccess = {
     "security": [{"agentSignature": []}],
     "tags": ["relay"],
 }
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["relay"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["relay"])
+ADMIN = security.operator_access(Role.ADMIN, ["relay"])
 CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN, description="Collection name")]
 
 
@@ -76,24 +74,29 @@ def agent_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
     return _query(request, authorizing_tags(security.calling_agent(router)))
 
 
-@router.post("/relay/records/query", summary="Records of any node (operators)", **OPERATOR)
+@router.post(
+    "/relay/records/query",
+    summary="Records of any node (operators)",
+    openapi_extensions=security.READS_ONLY,
+    **VIEWER,
+)
 def operator_query(request: Annotated[QueryRequest, Body()]) -> QueryAnswer:
     return _query(request, None)
 
 
-@router.put("/relay/collections/<collection>", summary="Set who may query a collection", **OPERATOR)
+@router.put("/relay/collections/<collection>", summary="Set who may query a collection", **ADMIN)
 def put_policy(collection: CollectionPath, policy: Annotated[CollectionPolicy, Body()]) -> CollectionPolicy:
     readers = policy_readers(policy)
     get_deps().record_service.set_readers(collection, readers, by=security.operator_actor(router))
     return collection_policy(readers)
 
 
-@router.get("/relay/collections/<collection>", summary="Who may query a collection", **OPERATOR)
+@router.get("/relay/collections/<collection>", summary="Who may query a collection", **VIEWER)
 def get_policy(collection: CollectionPath) -> CollectionPolicy:
     return collection_policy(get_deps().record_service.readers(collection))
 
 
-@router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **OPERATOR)
+@router.get("/relay/nodes/<agent_id>", summary="A node's sync as the cloud sees it", **VIEWER)
 def node_sync(agent_id: AgentIdPath) -> NodeSyncState:
     state = get_deps().record_service.sync_state(agent_id)
     if state is None:

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.rollout import VersionReported
 from fleetlink.core.agents.versions import ReportVersion
 from fleetlink.core.errors import Forbidden, Unauthenticated
@@ -29,15 +29,13 @@ from fleetlink.core.releases.model import (
     SetReleaseKey,
 )
 from fleetlink.core.releases.service import LATEST
+from fleetlink.core.roles import Role
 from fleetlink.release import node
 from fleetlink.release.node import PLATFORMS, VERSION_PATTERN
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["releases"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["releases"])
+ADMIN = security.operator_access(Role.ADMIN, ["releases"])
 
 VersionPath = Annotated[str, PathParam(pattern=VERSION_PATTERN, max_length=48, description="e.g. 0.2.0")]
 VersionOrLatest = Annotated[
@@ -51,7 +49,7 @@ PlatformQuery = Annotated[str, Query(pattern=PLATFORM_PATTERN, description="linu
 
 
 @router.put(
-    "/releases/key", summary="Set the release key (a change needs the current key's signature)", **OPERATOR
+    "/releases/key", summary="Set the release key (a change needs the current key's signature)", **ADMIN
 )
 def set_release_key(command: Annotated[SetReleaseKey, Body()]) -> ReleaseKey:
     return get_deps().release_service.set_key(command)
@@ -80,7 +78,7 @@ def get_release_key() -> ReleaseKey:
     "/releases",
     summary="Announce a signed release; answers a presigned upload link",
     status_code=201,
-    **OPERATOR,
+    **ADMIN,
 )
 def announce_release(command: Annotated[AnnounceRelease, Body()]) -> ReleaseUpload:
     return get_deps().release_service.announce(command, security.operator_actor(router))
@@ -89,13 +87,13 @@ def announce_release(command: Annotated[AnnounceRelease, Body()]) -> ReleaseUplo
 @router.post(
     "/releases/<version>/<platform>/complete",
     summary="Publish an uploaded release (its size checked in the bucket)",
-    **OPERATOR,
+    **ADMIN,
 )
 def complete_release(version: VersionPath, platform: PlatformPath) -> Release:
     return get_deps().release_service.complete(version, platform)
 
 
-@router.get("/releases", summary="List releases, newest version first", **OPERATOR)
+@router.get("/releases", summary="List releases, newest version first", **VIEWER)
 def list_releases(platform: Annotated[str | None, Query(pattern=PLATFORM_PATTERN)] = None) -> ReleaseList:
     return ReleaseList(items=get_deps().release_service.list(platform))
 

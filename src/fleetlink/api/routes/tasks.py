@@ -10,17 +10,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import RouteAccess
 from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSummary
 from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.roles import Role
 from fleetlink.core.tasks.model import IDEMPOTENCY_KEY_PATTERN, CreateTask, TaskState
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["tasks"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["tasks"])
+OPERATOR = security.operator_access(Role.OPERATOR, ["tasks"])
 TaskIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TASK), description="tsk_ id")]
 
 
@@ -43,7 +40,7 @@ def create_task(
     return Response(201, "application/json", body)
 
 
-@router.get("/tasks", summary="List tasks, newest first", **OPERATOR)
+@router.get("/tasks", summary="List tasks, newest first", **VIEWER)
 def list_tasks(
     state: Annotated[TaskState | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
@@ -56,11 +53,11 @@ def list_tasks(
     return TaskList(items=items, cursor=page.cursor)
 
 
-@router.get("/tasks/<task_id>", summary="A task with its executions", **OPERATOR)
+@router.get("/tasks/<task_id>", summary="A task with its executions", **VIEWER)
 def get_task(task_id: TaskIdPath) -> TaskDetail:
     return TaskDetail.of(*get_deps().task_service.get(task_id))
 
 
 @router.post("/tasks/<task_id>/cancel", summary="Cancel a task (idempotent)", **OPERATOR)
 def cancel_task(task_id: TaskIdPath) -> TaskDetail:
-    return TaskDetail.of(*get_deps().task_service.cancel(task_id))
+    return TaskDetail.of(*get_deps().task_service.cancel(task_id, security.operator_actor(router)))

@@ -24,6 +24,7 @@ from fleetlink.contract.tunnels import (
 )
 from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.core.roles import Role
 from fleetlink.core.tunnels.model import (
     EventsBatch,
     Health,
@@ -34,11 +35,8 @@ from fleetlink.core.tunnels.model import (
 )
 
 router = Router()
-OPERATOR: RouteAccess = {
-    "middlewares": [security.operator],
-    "security": [{"operator": []}],
-    "tags": ["tunnels"],
-}
+VIEWER = security.operator_access(Role.VIEWER, ["tunnels"])
+OPERATOR = security.operator_access(Role.OPERATOR, ["tunnels"])
 AGENT: RouteAccess = {
     "middlewares": [security.signed_agent],
     "security": [{"agentSignature": []}],
@@ -62,13 +60,13 @@ class EventsAccepted(DeferredModel):
 # --- operators: fleet views first (their literal paths win over /tunnels/{tunnel_id}) ---------------
 
 
-@router.get("/tunnels/health", summary="Tunnels by provider and health, fleet-wide", **OPERATOR)
+@router.get("/tunnels/health", summary="Tunnels by provider and health, fleet-wide", **VIEWER)
 def health_summary() -> HealthSummary:
     counts, enabled = get_deps().tunnel_service.health_summary()
     return HealthSummary.of(counts, enabled)
 
 
-@router.get("/tunnels/events", summary="Recent tunnel events across the fleet, newest first", **OPERATOR)
+@router.get("/tunnels/events", summary="Recent tunnel events across the fleet, newest first", **VIEWER)
 def fleet_events(
     errors: Annotated[bool, Query(description="Only error events")] = False,
     since: Annotated[int | None, Query(ge=0, lt=10**13, description="Epoch ms; default 24 h ago")] = None,
@@ -81,7 +79,7 @@ def fleet_events(
     return EventList(items=[Event.of(e) for e in page.items], cursor=page.cursor)
 
 
-@router.get("/tunnels", summary="List tunnels (fleet-wide or one agent's)", **OPERATOR)
+@router.get("/tunnels", summary="List tunnels (fleet-wide or one agent's)", **VIEWER)
 def list_tunnels(
     agent_id: Annotated[str | None, Query(pattern=id_pattern(IdPrefix.AGENT))] = None,
     provider: Annotated[Provider | None, Query()] = None,
@@ -100,29 +98,29 @@ def list_tunnels(
     "/agents/<agent_id>/tunnels", summary="Create a tunnel for an agent", status_code=201, **OPERATOR
 )
 def create_tunnel(agent_id: AgentIdPath, command: Annotated[TunnelCreate, Body()]) -> Response[Tunnel]:
-    view = get_deps().tunnel_service.create(agent_id, command)
+    view = get_deps().tunnel_service.create(agent_id, command, security.operator_actor(router))
     return Response(201, "application/json", Tunnel.of(view))
 
 
-@router.get("/tunnels/<tunnel_id>", summary="A tunnel", **OPERATOR)
+@router.get("/tunnels/<tunnel_id>", summary="A tunnel", **VIEWER)
 def get_tunnel(tunnel_id: TunnelIdPath) -> Tunnel:
     return Tunnel.of(get_deps().tunnel_service.get(tunnel_id))
 
 
 @router.patch("/tunnels/<tunnel_id>", summary="Change a tunnel (enable, routes, target, secret)", **OPERATOR)
 def patch_tunnel(tunnel_id: TunnelIdPath, command: Annotated[TunnelPatch, Body()]) -> Tunnel:
-    return Tunnel.of(get_deps().tunnel_service.patch(tunnel_id, command))
+    return Tunnel.of(get_deps().tunnel_service.patch(tunnel_id, command, security.operator_actor(router)))
 
 
 @router.delete(
     "/tunnels/<tunnel_id>", summary="Delete a tunnel (its agent stops it)", status_code=204, **OPERATOR
 )
 def delete_tunnel(tunnel_id: TunnelIdPath) -> Response[None]:
-    get_deps().tunnel_service.delete(tunnel_id)
+    get_deps().tunnel_service.delete(tunnel_id, security.operator_actor(router))
     return Response(204, None, None)
 
 
-@router.get("/tunnels/<tunnel_id>/events", summary="A tunnel's events, newest first", **OPERATOR)
+@router.get("/tunnels/<tunnel_id>/events", summary="A tunnel's events, newest first", **VIEWER)
 def tunnel_events(tunnel_id: TunnelIdPath, limit: Limit = 50, cursor: Cursor = None) -> EventList:
     page = get_deps().tunnel_service.events(tunnel_id, limit=limit, cursor=cursor)
     return EventList(items=[Event.of(e) for e in page.items], cursor=page.cursor)

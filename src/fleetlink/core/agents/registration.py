@@ -29,6 +29,7 @@ from fleetlink.core.agents.tokens import (
     parse_token,
     secret_matches,
 )
+from fleetlink.core.audit import changes_between, created
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, AuditRecord, KeyAlg, Page
 from fleetlink.core.errors import (
@@ -109,10 +110,7 @@ class RegistrationService:
             f"{purpose.value}_token.create",
             token_id,
             now,
-            max_uses=max_uses,
-            ttl_seconds=ttl_seconds,
-            tags=record.tags,
-            agent_id=agent_id,
+            changes=created(record.model_dump(mode="json", exclude={"secret_hash", "uses"})),
         )
         self._store.create_token(record, audit)
         return MintedToken(token=format_token(token_id, secret), record=record)
@@ -123,7 +121,9 @@ class RegistrationService:
     def revoke_token(self, token_id: str, actor: str) -> RegistrationToken:
         """Revoke a token (idempotent); a registration spending it after this commits fails."""
         now = self._clock.now_ms()
-        audit = AuditRecord.of(actor, "token.revoke", token_id, now)
+        audit = AuditRecord.of(
+            actor, "token.revoke", token_id, now, changes=changes_between({}, {"revoked_at": now})
+        )
         revoked = self._store.revoke_token(token_id, now_ms=now, audit=audit)
         if revoked is None:
             raise NotFound(f"no token {token_id}", code="token-not-found")

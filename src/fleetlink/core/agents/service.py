@@ -8,6 +8,7 @@ from fleetlink.core.access import Caller
 from fleetlink.core.agents.liveness import liveness
 from fleetlink.core.agents.model import RegistrationEvent
 from fleetlink.core.agents.ports import AgentRepository, AgentView
+from fleetlink.core.audit import changes_between
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, AuditRecord, Liveness, Page
 from fleetlink.core.errors import NotFound
@@ -67,15 +68,17 @@ class AgentService:
         if view.agent.state is AgentState.REVOKED:
             return self._status(view)
         now = self._clock.now_ms()
+        change = changes_between({"state": view.agent.state.value}, {"state": AgentState.REVOKED.value})
         agent = self._agents.revoke(
-            view.agent, now_ms=now, audit=AuditRecord.of(actor, "agent.revoke", agent_id, now)
+            view.agent, now_ms=now, audit=AuditRecord.of(actor, "agent.revoke", agent_id, now, changes=change)
         )
         return self._status(AgentView(agent, view.presence))
 
     def replace_tags(self, agent_id: str, tags: dict[str, str], actor: str) -> AgentStatus:
         view = self._view(agent_id, consistent=True)
         now = self._clock.now_ms()
-        audit = AuditRecord.of(actor, "agent.tags.replace", agent_id, now, before=view.agent.tags, after=tags)
+        change = changes_between({"tags": view.agent.tags}, {"tags": tags})
+        audit = AuditRecord.of(actor, "agent.tags.replace", agent_id, now, changes=change)
         agent = self._agents.replace_tags(view.agent, tags, now_ms=now, audit=audit)
         return self._status(AgentView(agent, view.presence))
 

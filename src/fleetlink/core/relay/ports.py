@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.relay.merge import StoredRecord
 from fleetlink.core.relay.policy import Readers
@@ -91,4 +92,6 @@ class RelayRepository(Protocol):
         """Who may query ``collection`` (``"fleet"`` unless an operator set a policy)."""
         ...
 
-    def set_readers(self, collection: str, readers: Readers, *, by: str, now_ms: int) -> None: ...
+    def set_readers(
+        self, collection: str, readers: Readers, *, by: str, now_ms: int, audit: AuditRecord
+    ) -> None: ...

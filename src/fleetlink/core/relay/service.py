@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from fleetlink.core.audit import AuditRecord, changes_between
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import Page
 from fleetlink.core.errors import Forbidden, Throttled, Unavailable
@@ -161,7 +162,10 @@ class RecordService:
         return self.repository.readers(collection)
 
     def set_readers(self, collection: str, readers: Readers, *, by: str) -> None:
-        self.repository.set_readers(collection, readers, by=by, now_ms=self.clock.now_ms())
+        now = self.clock.now_ms()
+        change = changes_between({"readers": self.repository.readers(collection)}, {"readers": readers})
+        audit = AuditRecord.of(by, "collection.readers.set", collection, now, changes=change)
+        self.repository.set_readers(collection, readers, by=by, now_ms=now, audit=audit)
 
     def sync_state(self, node_id: str) -> NodeSync | None:
         return self.repository.sync_state(node_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.tasks.model import CreateRecord, Execution, Task, TaskProgress, TaskState
 
@@ -16,7 +17,9 @@ class DueTimer(StrEnum):
 
 
 class TaskRepository(Protocol):
-    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
+    def create(
+        self, task: Task, executions: list[Execution], record: CreateRecord | None, audit: AuditRecord
+    ) -> bool:
         """Store the task at once (with ``record`` under its key, raising IdempotencyKeyTaken if one is
         there) and a small fan-out's executions with it: True. A large one's executions are left to
         ``continue_fanout``: False."""
@@ -34,8 +37,9 @@ class TaskRepository(Protocol):
 
     def get_task(self, task_id: str, *, consistent: bool = False) -> Task | None: ...
 
-    def cancel_task(self, task_id: str, now_ms: int) -> bool:
-        """Mark an active task cancelled (conditional: False when it is no longer active)."""
+    def cancel_task(self, task_id: str, now_ms: int, audit: AuditRecord) -> bool:
+        """Mark an active task cancelled with its ``audit`` entry (conditional: False, and no entry,
+        when it is no longer active)."""
         ...
 
     def list_tasks(

@@ -9,6 +9,7 @@ from fleetlink.core.access import Caller, require_own
 from fleetlink.core.agents.authorizing_tags import authorizing_tags
 from fleetlink.core.agents.model import Agent
 from fleetlink.core.agents.ports import AgentRepository
+from fleetlink.core.audit import AuditRecord, changes_between, created
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, Page
 from fleetlink.core.errors import Conflict, NotFound, Unprocessable
@@ -98,8 +99,16 @@ class TaskService:
             if idempotency_key is not None
             else None
         )
+        audit = AuditRecord.of(
+            actor,
+            "task.create",
+            task.task_id,
+            task.created_at,
+            changes=created(command.model_dump(mode="json", exclude_none=True)),
+            executions=len(executions),
+        )
         try:
-            written = self._tasks.create(task, executions, record)
+            written = self._tasks.create(task, executions, record, audit)
         except IdempotencyKeyTaken:
             assert idempotency_key is not None
             stored = self._tasks.find_create(actor, idempotency_key)
@@ -190,7 +199,7 @@ class TaskService:
     def progress(self, tasks: list[Task]) -> dict[str, TaskProgress]:
         return self._tasks.progress_of(tasks)
 
-    def cancel(self, task_id: str) -> tuple[Task, list[Execution]]:
+    def cancel(self, task_id: str, actor: str) -> tuple[Task, list[Execution]]:
         """Queued executions end cancelled now; leased or running ones are told to stop.
 
         The task changes only while active (a task that finished meanwhile stays finished). The
@@ -200,7 +209,9 @@ class TaskService:
         if task.state is not TaskState.ACTIVE:
             return task, executions
         now = self._clock.now_ms()
-        if self._tasks.cancel_task(task_id, now):
+        change = changes_between({"state": task.state.value}, {"state": TaskState.CANCELLED.value})
+        audit = AuditRecord.of(actor, "task.cancel", task_id, now, changes=change)
+        if self._tasks.cancel_task(task_id, now, audit):
             for listed in executions:
                 current = None if listed.status.terminal else self._tasks.get_execution(listed.execution_id)
                 if current is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.tunnels.model import Provider, TunnelEvent, TunnelRecord
 
@@ -16,7 +17,7 @@ class Sealer(Protocol):
 
 
 class TunnelRepository(Protocol):
-    def create(self, record: TunnelRecord, events: list[TunnelEvent]) -> None:
+    def create(self, record: TunnelRecord, events: list[TunnelEvent], audit: AuditRecord) -> None:
         """Store a new tunnel (and its events); Conflict if the agent has one of that provider and name."""
         ...
 
@@ -32,12 +33,14 @@ class TunnelRepository(Protocol):
         """Every tunnel of an agent, read consistently (its desired state)."""
         ...
 
-    def replace(self, before: TunnelRecord, after: TunnelRecord, events: list[TunnelEvent]) -> bool:
+    def replace(
+        self, before: TunnelRecord, after: TunnelRecord, events: list[TunnelEvent], audit: AuditRecord
+    ) -> bool:
         """A change of desired state: store ``after`` if the tunnel is still ``before`` and move the
         agent's tunnels version on; False when it changed meanwhile."""
         ...
 
-    def delete(self, record: TunnelRecord) -> bool:
+    def delete(self, record: TunnelRecord, audit: AuditRecord) -> bool:
         """Remove the tunnel and move the agent's tunnels version on; False if it was gone."""
         ...
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from ulid import ULID
 
@@ -14,6 +15,8 @@ from fleetlink.core.access import Caller, require_own
 from fleetlink.core.agents.liveness import liveness
 from fleetlink.core.agents.model import Agent, Presence
 from fleetlink.core.agents.ports import AgentRepository, AgentView
+from fleetlink.core.audit import AuditRecord, changes_between, removed
+from fleetlink.core.audit import created as created_fields
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import AgentState, Page
 from fleetlink.core.errors import Conflict, NotFound, Unprocessable
@@ -97,7 +100,7 @@ class TunnelService:
 
     # --- operators ---------------------------------------------------------------------------
 
-    def create(self, agent_id: str, command: TunnelCreate) -> TunnelView:
+    def create(self, agent_id: str, command: TunnelCreate, actor: str) -> TunnelView:
         """A new tunnel for an active agent; its secret sealed to the agent at once."""
         agent_view = self._agent(agent_id)
         agent = agent_view.agent
@@ -125,7 +128,10 @@ class TunnelService:
             "tunnel created",
             {"provider": record.provider.value, "name": record.name, "routes": len(record.routes)},
         )
-        self._tunnels.create(record, [self._event(record, created, now)])
+        audit = AuditRecord.of(
+            actor, "tunnel.create", tunnel_id, now, changes=created_fields(_audited(record))
+        )
+        self._tunnels.create(record, [self._event(record, created, now)], audit)
         return self._seen(record.model_copy(update={"version": 1}), agent_view.presence)
 
     def get(self, tunnel_id: str) -> TunnelView:
@@ -157,7 +163,7 @@ class TunnelService:
             views = [view for view in views if view.health is health]
         return Page[TunnelView](items=views, cursor=page.cursor)
 
-    def patch(self, tunnel_id: str, command: TunnelPatch) -> TunnelView:
+    def patch(self, tunnel_id: str, command: TunnelPatch, actor: str) -> TunnelView:
         """Apply the fields given; the agent learns of it from its next heartbeat."""
         for _ in range(3):
             before = self._record(tunnel_id)
@@ -176,13 +182,23 @@ class TunnelService:
             found = changes(before, after, command)
             if not found:
                 return self._view(before)
-            if self._tunnels.replace(before, after, [self._event(after, c, now) for c in found]):
+            audit = AuditRecord.of(
+                actor,
+                "tunnel.patch",
+                tunnel_id,
+                now,
+                changes=changes_between(_audited(before), _audited(after)),
+            )
+            if self._tunnels.replace(before, after, [self._event(after, c, now) for c in found], audit):
                 return self._view(after.model_copy(update={"version": (before.version or 0) + 1}))
         raise Conflict("the tunnel keeps changing; retry", code="concurrent-update")
 
-    def delete(self, tunnel_id: str) -> None:
+    def delete(self, tunnel_id: str, actor: str) -> None:
         """Remove the tunnel; its agent stops it after its next heartbeat. Idempotent only as 404."""
-        if not self._tunnels.delete(self._record(tunnel_id)):
+        record = self._record(tunnel_id)
+        now = self._clock.now_ms()
+        audit = AuditRecord.of(actor, "tunnel.delete", tunnel_id, now, changes=removed(_audited(record)))
+        if not self._tunnels.delete(record, audit):
             raise NotFound(f"no tunnel {tunnel_id}", code="tunnel-not-found")
 
     def events(self, tunnel_id: str, *, limit: int, cursor: str | None) -> Page[TunnelEvent]:
@@ -325,3 +341,27 @@ class TunnelService:
         last_seen = presence.last_seen_at if presence else None
         state = liveness(last_seen, self._clock.now_ms(), self._interval_s)
         return TunnelView(record, seen_health(record, state), last_seen)
+
+
+#: What an audit entry records of a tunnel (its secret only as changed, by name: ``sealed_secret``).
+_AUDITED_EXCLUDE = frozenset(
+    {
+        "version",
+        "health",
+        "public_url",
+        "last_heartbeat_at",
+        "last_error_code",
+        "last_error_message",
+        "created_at",
+        "updated_at",
+    }
+)
+
+
+def _audited(record: TunnelRecord) -> dict[str, Any]:
+    fields = record.model_dump(mode="json", exclude=set(_AUDITED_EXCLUDE))
+    fields["routes"] = [
+        {k: v for k, v in route.items() if k not in ("created_at", "updated_at")}
+        for route in fields.get("routes", [])
+    ]
+    return fields

@@ -20,7 +20,6 @@ from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import TokenUse
-from fleetlink.core.entities import AuditRecord
 from fleetlink.core.errors import TokenUnusable
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
@@ -136,15 +135,6 @@ class TagMemberItem(TableItem, discriminator="tag_member"):
     agent_id = UnicodeAttribute()
 
 
-class AuditItem(TableItem, discriminator="audit"):
-    audit_id = UnicodeAttribute()
-    actor = UnicodeAttribute()
-    action = UnicodeAttribute()
-    target_id = UnicodeAttribute()
-    at = NumberAttribute()
-    details: MapAttribute[str, Any] = MapAttribute(default=dict)
-
-
 # --- conversions -----------------------------------------------------------------------------
 
 
@@ -172,10 +162,6 @@ def _event_item(event: RegistrationEvent) -> RegistrationEventItem:
         keys.registration_sk(event.event_id),
         **event.model_dump(mode="json"),
     )
-
-
-def _audit_item(pk: str, audit: AuditRecord) -> AuditItem:
-    return AuditItem(pk, keys.audit_sk(audit.audit_id), **audit.model_dump(mode="json"))
 
 
 def _tag_members(agent_id: str, tags: Iterable[tuple[str, str]]) -> list[TagMemberItem]:

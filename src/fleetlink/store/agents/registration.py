@@ -17,7 +17,6 @@ from fleetlink.store.agents.items import (
     AgentProfileItem,
     EvidenceItem,
     RegistrationTokenItem,
-    _audit_item,
     _consume_token,
     _event_item,
     _evidence,
@@ -26,6 +25,7 @@ from fleetlink.store.agents.items import (
     _token_unusable,
 )
 from fleetlink.store.agents.repository import DynamoAgentRepository
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import entity, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, last_key_of
@@ -47,7 +47,7 @@ class DynamoRegistrationStore:
         )
         with transaction() as tx:
             tx.save(item, condition=RegistrationTokenItem.pk.does_not_exist())
-            tx.save(_audit_item(keys.token_pk(token.token_id), audit))
+            tx.save(audit_item(audit))
 
     def get_token(self, token_id: str) -> RegistrationToken | None:
         """Strongly consistent: a revocation that committed is seen."""
@@ -81,7 +81,7 @@ class DynamoRegistrationStore:
                     condition=RegistrationTokenItem.pk.exists()
                     & RegistrationTokenItem.revoked_at.does_not_exist(),
                 )
-                tx.save(_audit_item(keys.token_pk(token_id), audit))
+                tx.save(audit_item(audit))
         except TransactWriteError as error:
             if failed_conditions(error):  # revoked meanwhile
                 return self.get_token(token_id)

@@ -20,11 +20,11 @@ from fleetlink.store.agents.items import (
     AgentProfileItem,
     RegistrationEventItem,
     TagMemberItem,
-    _audit_item,
     _presence,
     _profile_item,
     _tag_members,
 )
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, sharded_pages
@@ -190,7 +190,7 @@ class DynamoAgentRepository:
         try:
             with transaction() as tx:
                 tx.save(_profile_item(agent))
-                tx.save(_audit_item(keys.agent_pk(agent.agent_id), audit))
+                tx.save(audit_item(audit))
                 for member in _tag_members(agent.agent_id, add):
                     tx.save(member)
                 for member in _tag_members(agent.agent_id, remove):

@@ -11,6 +11,7 @@ from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.expressions.update import Action
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.tasks.model import (
     CreateRecord,
@@ -25,6 +26,7 @@ from fleetlink.core.tasks.output import closed_attempt
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import execution_of
 from fleetlink.store import keys
+from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
@@ -65,7 +67,9 @@ class DynamoTaskRepository(FanoutWrites):
 
     # --- tasks -------------------------------------------------------------------------
 
-    def create(self, task: Task, executions: list[Execution], record: CreateRecord | None) -> bool:
+    def create(
+        self, task: Task, executions: list[Execution], record: CreateRecord | None, audit: AuditRecord
+    ) -> bool:
         """The task, its idempotency record and counters in one transaction, never half of them.
 
         A fan-out of up to ``FANOUT_CHUNK`` executions is written in that transaction too. A larger
@@ -81,6 +85,7 @@ class DynamoTaskRepository(FanoutWrites):
         try:
             with transaction() as tx:
                 tx.save(_task_item(task), condition=TaskItem.pk.does_not_exist())
+                tx.save(audit_item(audit))
                 if record is not None:
                     tx.save(
                         _idempotency_item(record, task.created_at),
@@ -138,16 +143,23 @@ class DynamoTaskRepository(FanoutWrites):
         except TaskItem.DoesNotExist:
             return None
 
-    def cancel_task(self, task_id: str, now_ms: int) -> bool:
-        """One UpdateItem, only while active: a task that finished meanwhile keeps its end and TTL."""
+    def cancel_task(self, task_id: str, now_ms: int, audit: AuditRecord) -> bool:
+        """The task's update, only while active (a task that finished meanwhile keeps its end and
+        TTL), and its audit entry: one transaction."""
         task = TaskItem(keys.task_pk(task_id), keys.SINGLETON_SK)
         try:
-            task.update(
-                actions=[TaskItem.state.set(TaskState.CANCELLED.value), TaskItem.cancelled_at.set(now_ms)],
-                condition=TaskItem.state == TaskState.ACTIVE.value,
-            )
-        except UpdateError as error:
-            if condition_failed(error):
+            with transaction() as tx:
+                tx.update(
+                    task,
+                    actions=[
+                        TaskItem.state.set(TaskState.CANCELLED.value),
+                        TaskItem.cancelled_at.set(now_ms),
+                    ],
+                    condition=TaskItem.state == TaskState.ACTIVE.value,
+                )
+                tx.save(audit_item(audit))
+        except TransactWriteError as error:
+            if failed_conditions(error):
                 return False
             raise
         return True

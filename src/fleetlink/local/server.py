@@ -182,8 +182,8 @@ class DevStack:
         self.releases_bucket = LocalReleasesBucket(self.data.path / "releases" if self.data else None)
         self._resources.callback(self.releases_bucket.stop)
         self._set_env(**self.releases_bucket.start())
-        from fleetlink.api.app import route_table
         from fleetlink.api.deps import build_deps, set_deps
+        from fleetlink.api.document import route_table
         from fleetlink.api.functions import FUNCTIONS
         from fleetlink.api.settings import Settings
 

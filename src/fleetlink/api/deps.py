@@ -9,7 +9,7 @@ Why a locator (``get_deps``/``set_deps``) and not Powertools' ``Depends`` with
 route handlers and function-based middlewares, per invocation and per resolver. Deps are needed
 where it does not reach: the class-based step that authenticates before the body is parsed
 (``fleetlink.api.resolver.AuthenticateThenValidate``: Powertools leaves class middlewares out of
-``Depends``), the scheduled duties (no resolver at all) and the readiness probe's table binding. A
+``Depends``) and the scheduled duties (no resolver at all). A
 process also holds one resolver per function (the dev stack and the tests hold all of them) sharing
 one ``Deps``: one table binding and one client (the fault injector attaches to it), kept across warm
 invocations. ``set_deps`` swaps that one object for all of them at once; overrides would have to be

@@ -26,6 +26,10 @@ API_PREFIX = "/v1"
 MAX_BODY_BYTES = 1024 * 1024
 #: A relay batch: up to 500 records, 5 MiB (``fleetlink.core.relay.records.MAX_BATCH_BYTES``).
 MAX_RELAY_BODY_BYTES = 5 * 1024 * 1024
+#: Every item action a function that reads and writes whole aggregates calls (tasks, tunnels, cleanup).
+READ_AND_WRITE_ITEMS = actions(
+    "Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"
+)
 
 
 @dataclass(frozen=True)
@@ -121,15 +125,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # execution (GetItem), the chunk head (conditional UpdateItem), the chunk (PutItem);
             # operators read chunks and attempts (Query)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
             memory_mb=512,
@@ -143,15 +139,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # BatchGetItem of presences), a tunnel's events (Query), fleet events (gsi3) and errors
             # (gsi2); agents: desired state (Query), status (GetItem, PutItem), events (BatchWriteItem)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
         ),
@@ -207,15 +195,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # agent-purge: due timers (gsi4 Query), the agent's and its tunnels' and records'
             # partitions (Query), deletes (BatchWriteItem)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi4": actions("Query")},
             ),
             duties=(

@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from fleetlink.api.app import openapi_document, route_table
 from fleetlink.api.deps import Deps
+from fleetlink.api.document import openapi_document, route_table
 from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.ids import IdPrefix, new_id

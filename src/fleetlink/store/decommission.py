@@ -29,6 +29,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, sharded_pages
+from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import DUE_INDEX, PARTITION_KEY, SORT_KEY
 
 BATCH_WRITE_ROUNDS = 8
@@ -84,6 +85,7 @@ def _batch_delete(pairs: list[tuple[str, str]]) -> None:
     raise Throttled("the store is busy; the purge resumes on the next run", code="store-busy")
 
 
+@translates_store_errors
 class DynamoDecommissionRepository:
     def __init__(self, cursors: CursorCodec | None = None) -> None:
         self._cursors = cursors or CursorCodec()

@@ -24,7 +24,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 
 from constructs import Construct
-from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.document import openapi_document, route_table
 from infra import constants, nag
 from infra.config import StageConfig
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 
@@ -53,34 +51,16 @@ def max_event_age(duty: Duty) -> Duration:
 
 
 class CleanupDeadLetters(Construct):
-    """The queue for cleanup events nobody could deliver or handle (kept 14 days), encrypted with a
-    key of its own: EventBridge may send to an encrypted queue only with a customer managed key
-    whose policy lets it (the targets grant it), which an AWS managed key cannot."""
+    """The queue for cleanup events nobody could deliver or handle (kept 14 days), encrypted
+    explicitly with SQS-managed keys (SSE-SQS): EventBridge and the function's on-failure destination
+    send to it with no KMS grant, so no function holds a KMS action beyond its table's key."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(
-            self,
-            "Key",
-            description="fleetlink: encrypts the cleanup dead-letter queue",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
-        # EventBridge puts undeliverable schedule events here: it needs the key, for this account only
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
-            )
-        )
         self.queue = sqs.Queue(
             self,
             "Queue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.key,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),
             removal_policy=RemovalPolicy.DESTROY,

@@ -22,7 +22,7 @@ from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUS
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.openapi import from_dict
 
-from fleetlink.api.app import openapi_document
+from fleetlink.api.document import openapi_document
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
 from fleetlink.core.entities import KeyAlg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleetlink.api.app import openapi_document
+from fleetlink.api.document import openapi_document
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetlink.api.app import route_table
 from fleetlink.api.deps import Deps
+from fleetlink.api.document import route_table
 from fleetlink.api.functions import FUNCTIONS, Duty
 from fleetlink.auth.keys import PrivateKey, generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request

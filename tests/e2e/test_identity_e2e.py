@@ -202,7 +202,10 @@ def test_recovery_token_works_once_for_that_agent_only(http: Http, victim: Host)
     )
     assert http.agent(victim.agent_id)["tags"] == {"ring": "prod"}
     assert http.heartbeat(replacement).status_code == 200
-    assert_generic_401(http.register(second, token))
+    # and a second use, by the holder of the genuine secret, is told the token is used up
+    again = http.register(second, token)
+    assert again.status_code == 401, again.text
+    assert again.json()["type"] == "urn:fleetlink:problem:registration-token-used-up", again.text
 
 
 def test_token_tags_win(http: Http) -> None:

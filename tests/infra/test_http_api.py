@@ -16,7 +16,7 @@ from infra.constructs.http_api import (
     routes,
 )
 
-from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.document import openapi_document, route_table
 from tests.infra.conftest import Synthesized
 from tests.infra.helpers import only_resource, resources_of_type
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from layers import build
 
-from fleetlink.api.functions import function_spec
 from infra import constants
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
@@ -164,15 +163,12 @@ def _module_file(module: str, root: Path) -> Path | None:
 
 
 def reachable(name: str, shared_python: Path) -> tuple[set[str], set[str], set[str]]:
-    """From a function's handler (and its routers, imported dynamically): fleetlink modules reached,
-    those missing from the shared layer, and third-party top-level names imported."""
+    """From a function's handler (its routers too, in ``fleetlink.api.function_routers``): fleetlink
+    modules reached, those missing from the shared layer, and third-party top-level names imported."""
     seen: set[str] = set()
     missing: set[str] = set()
     third_party: set[str] = set()
-    todo = [
-        *function_spec(name).routers,
-        *_imports(constants.FUNCTIONS_DIR / name / "handler.py"),
-    ]
+    todo = [*_imports(constants.FUNCTIONS_DIR / name / "handler.py")]
     while todo:
         module = todo.pop()
         top = module.split(".")[0]

@@ -26,8 +26,6 @@ REVIEWED = {
     "AwsSolutions-IAM5[Resource::*]": "X-Ray has no resource-level permissions",
     "AwsSolutions-APIG4": "agent routes are authenticated by the Lambda (RFC 9421); health is public",
     "AwsSolutions-SQS3": "the queue is itself the dead-letter queue",
-    "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "on-failure destination: the DLQ's own key",
-    "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "on-failure destination: the DLQ's own key",
     "AwsSolutions-SMG4": "the cursor key is not rotated: a new value only turns open list cursors into 400s",
     "AwsSolutions-S1": "the releases bucket's access log bucket is not itself logged",
 }

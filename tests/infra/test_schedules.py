@@ -105,14 +105,9 @@ def test_eventbridge_may_invoke_the_cleanup_function(default_app: Synthesized) -
 
 
 def test_dead_letter_queue_is_encrypted_and_tls_only(default_app: Synthesized) -> None:
-    # Given the dead-letter queue; Then it names its own rotated key, which EventBridge may use
+    # Given the dead-letter queue; Then its encryption is set explicitly (SSE-SQS: no KMS grant needed)
     _, queue = only_resource(default_app.api_json, "AWS::SQS::Queue")
-    key_id = queue["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
-    key = default_app.api_json["Resources"][key_id]["Properties"]
-    assert key["EnableKeyRotation"] is True
-    assert any(
-        s.get("Principal") == {"Service": "events.amazonaws.com"} for s in key["KeyPolicy"]["Statement"]
-    )
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     _, policy = only_resource(default_app.api_json, "AWS::SQS::QueuePolicy")
     denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]

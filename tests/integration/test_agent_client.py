@@ -14,8 +14,8 @@ import pytest
 
 from fleetlink.agent.hardware import fingerprint
 from fleetlink.agent.sequence import HeartbeatSequence
-from fleetlink.api.app import route_table
 from fleetlink.api.deps import Deps
+from fleetlink.api.document import route_table
 from fleetlink.auth.keys import PrivateKey, generate_private_key
 from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkApiError

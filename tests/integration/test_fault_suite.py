@@ -22,8 +22,8 @@ import boto3
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetlink.api.app import openapi_document, route_table
 from fleetlink.api.deps import Deps, build_deps, set_deps
+from fleetlink.api.document import openapi_document, route_table
 from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.ids import IdPrefix, new_id

@@ -139,7 +139,7 @@ def test_health_and_readiness_answer_without_auth(api: Api) -> None:
 
 
 def test_openapi_document_describes_every_route(api: Api) -> None:
-    from fleetlink.api.app import route_table
+    from fleetlink.api.document import route_table
 
     document = api.call("operator", "GET", "/v1/openapi.json").json
     assert document["openapi"].startswith("3.1")

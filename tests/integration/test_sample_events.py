@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from fleetlink.api.app import lambda_entry, route_table
+from fleetlink.api.app import lambda_entry
 from fleetlink.api.deps import Deps, build_deps, set_deps
+from fleetlink.api.document import route_table
 from fleetlink.api.settings import OperatorAuth, Settings
 from fleetlink.core.clock import FixedClock
 from fleetlink.local.events import LocalLambdaContext

@@ -3,6 +3,7 @@ live output chunks in order (resends recognised, bad chunks refused with their p
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -170,7 +171,7 @@ def test_an_attempt_whose_lease_expired_is_kept_and_its_retry_starts_clean(
 
 
 @pytest.mark.parametrize("field", ["output", "stderr"])
-def test_a_result_or_chunk_with_a_lone_surrogate_is_a_400(
+def test_a_result_or_chunk_with_a_lone_surrogate_is_refused_by_the_body_parser(
     api: Api, agents: list[Machine], field: str
 ) -> None:
     # Given a running execution
@@ -181,8 +182,8 @@ def test_a_result_or_chunk_with_a_lone_surrogate_is_a_400(
     times = f'"started_at": {now}, "finished_at": {now}'
     result = f'{{"attempt": 1, "status": "succeeded", "{field}": "a\\udc00b", {times}}}'
     chunk = '{"attempt": 1, "seq": 1, "parts": [{"stream": "stdout", "data": "a\\ud800b"}]}'
-    # Then each is refused as bad input at the edge (before any validation), never a server error
+    # Then each is refused by the shared body parser (a JSON limit), never a server error
     for path, body in (("output", chunk), ("result", result)):
         reply = api.signed("tasks", agent, "POST", f"/v1/executions/{execution_id}/{path}", body)
         assert reply.status == 400, reply.body
-        assert reply.problem_code() == "json-limit"
+        assert json.loads(reply.body)["type"] == "urn:fleetlink:problem:json-limit", reply.body

@@ -13,6 +13,7 @@ from fleetlink.agent.daemon import BaseService, HeartbeatService, Supervisor
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.core.heartbeat import MAX_HEARTBEAT_METRICS
 from tests.fakes.agent_api import FakeAgentApi, api_error
 
 AGENT_ID = "agt_01JABCDEFGHJKMNPQRSTVWXYZ0"
@@ -129,6 +130,24 @@ def test_each_heartbeat_carries_every_services_metrics_and_hands_them_the_answer
     assert {"load1", "first_steps", "second_steps"} <= set(api.metrics[0])
     assert first.acks[0].heartbeat_interval_s == api.interval_s
     eventually(lambda: first.steps >= 2 and second.steps >= 2, "a round after the heartbeat")
+
+
+def test_metrics_past_the_servers_limit_are_left_out_not_the_heartbeat() -> None:
+    # Given services whose metrics together with the host's are more than the server takes
+    class Many(Recorder):
+        def heartbeat_metrics(self) -> dict[str, float]:
+            return {f"svc_{n:02d}": float(n) for n in range(MAX_HEARTBEAT_METRICS - 1)}
+
+    host = {"state_dir_writable": 1.0, "load1": 0.5, "load5": 0.4}
+    heartbeat = HeartbeatService(FakeAgentApi(), AGENT_ID, host_metrics=lambda: host, first_beat_jitter_s=0)
+    heartbeat.attach([Many(name="many")], lambda name: None)
+    # When the heartbeat gathers them
+    metrics = heartbeat.metrics()
+    # Then it sends exactly the limit: every service metric, then the host's in order
+    assert len(metrics) == MAX_HEARTBEAT_METRICS
+    assert "state_dir_writable" in metrics
+    assert "load1" not in metrics
+    assert "load5" not in metrics
 
 
 def test_wake_runs_a_services_next_round_now(run_daemon: Callable[..., Daemon]) -> None:

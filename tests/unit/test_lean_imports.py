@@ -39,6 +39,17 @@ def test_importing_the_registry_runs_no_trimming() -> None:
     assert _trimming_after("import fleetlink.api.functions\nimport aws_lambda_powertools") == "plain"
 
 
+def test_the_dev_stacks_entries_by_import_run_no_trimming() -> None:
+    # Given a fresh interpreter / When it builds every function's handler by import, as the dev stack does
+    imports = (
+        "from fleetlink.api.entry import function_entry\n"
+        "from fleetlink.api.functions import FUNCTIONS\n"
+        "assert all(callable(function_entry(name)) for name in FUNCTIONS)"
+    )
+    # Then Powertools is the real package: the trimming is the Lambda entry files' alone
+    assert _trimming_after(imports) == "plain"
+
+
 def test_a_lambda_entry_point_installs_the_trimming() -> None:
     # Given a fresh interpreter / When it loads a function's handler by path, as Lambda does
     path = REPO / "functions" / "heartbeat" / "handler.py"

@@ -91,7 +91,7 @@ def _with_state_dir(
     metrics: Callable[[], Mapping[str, float]], state_dir: StateDirHealth
 ) -> Callable[[], Mapping[str, float]]:
     """The host's metrics and whether the state dir takes writes (``state_dir_writable``)."""
-    return lambda: {**metrics(), **state_dir.metrics()}
+    return lambda: {**state_dir.metrics(), **metrics()}  # first: kept if the metrics run over
 
 
 def secret_opener(state_dir: Path) -> SecretOpener | None:

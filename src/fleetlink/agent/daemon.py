@@ -30,6 +30,7 @@ from typing import Protocol
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
+from fleetlink.core.heartbeat import MAX_HEARTBEAT_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +144,37 @@ class HeartbeatService(BaseService):
         )
         self._peers: Sequence[Service] = ()
         self._wake_peer: Callable[[str], None] = lambda name: None
+        self._left_out: list[str] = []
 
     def attach(self, peers: Sequence[Service], wake: Callable[[str], None]) -> None:
         """The services this heartbeat speaks for, and how to wake one (done by the supervisor)."""
         self._peers, self._wake_peer = tuple(peers), wake
 
     def metrics(self) -> dict[str, float]:
-        values = dict(self._host_metrics()) if self._host_metrics else {}
+        """The services' metrics, then the host's, at most as many as the server takes
+        (``MAX_HEARTBEAT_METRICS``): what is past the limit is left out, named once in the log, rather
+        than the heartbeat refused."""
+        values: dict[str, float] = {}
         for peer in self._peers:
             try:
                 values.update(peer.heartbeat_metrics())
             except Exception:
                 log.exception("%s: cannot collect its heartbeat metrics", peer.name)
-        return values
+        host = dict(self._host_metrics()) if self._host_metrics else {}
+        values |= {name: value for name, value in host.items() if name not in values}
+        if len(values) <= MAX_HEARTBEAT_METRICS:
+            return values
+        kept = dict(list(values.items())[:MAX_HEARTBEAT_METRICS])
+        left_out = sorted(set(values) - set(kept))
+        if left_out != self._left_out:
+            self._left_out = left_out
+            log.warning(
+                "heartbeat: %d metrics is over the limit of %d; left out: %s",
+                len(values),
+                MAX_HEARTBEAT_METRICS,
+                ", ".join(left_out),
+            )
+        return kept
 
     def step(self) -> float:
         if self._first_wait_s is not None:

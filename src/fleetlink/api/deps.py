@@ -3,6 +3,18 @@
 ``Deps`` holds the settings and the clock; each capability's repositories and services are built
 (and their modules imported) only when a route first asks for them, so a function loads only the
 capabilities its routes use: the registration function never imports the task modules.
+
+Why a locator (``get_deps``/``set_deps``) and not Powertools' ``Depends`` with
+``dependency_overrides`` (which the pinned Powertools, 3.37, has): ``Depends`` is resolved only for
+route handlers and function-based middlewares, per invocation and per resolver. Deps are needed
+where it does not reach: the class-based step that authenticates before the body is parsed
+(``fleetlink.api.resolver.AuthenticateThenValidate``: Powertools leaves class middlewares out of
+``Depends``) and the scheduled duties (no resolver at all). A
+process also holds one resolver per function (the dev stack and the tests hold all of them) sharing
+one ``Deps``: one table binding and one client (the fault injector attaches to it), kept across warm
+invocations. ``set_deps`` swaps that one object for all of them at once; overrides would have to be
+repeated on every resolver and still leave the duties and the authentication step on a locator, so
+there would be two ways to reach the same object. Routes therefore call ``get_deps()`` like the rest.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The one registry of Lambda functions: what each serves or runs, and how it is sized.
 
 Everything else derives from ``FUNCTIONS``: the route table and the merged OpenAPI document
-(``fleetlink.api.app``), the IAM policies (each entry's ``access``),
+(``fleetlink.api.document``), the IAM policies (each entry's ``access``),
 the CDK app (one function per entry, its HTTP routes, one schedule per duty), the dev stack, the
-``events/`` samples and the tests. Adding a function is one entry here plus its code: its routers,
-or its duties, and ``functions/<name>/handler.py``.
+``events/`` samples and the tests. Adding a function is one entry here plus its code: its routers
+(``fleetlink.api.function_routers``) or its duties, and ``functions/<name>/handler.py``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fleetlink.api import function_routers
 from fleetlink.api.permissions import TableAccess, actions
 
 if TYPE_CHECKING:  # the registry is read by the CDK app and every handler: it loads nothing else
     from fleetlink.api.deps import Deps
+    from fleetlink.api.function_routers import Routers
 
 #: The API's path prefix; every router is mounted under it.
 API_PREFIX = "/v1"
@@ -24,6 +26,10 @@ API_PREFIX = "/v1"
 MAX_BODY_BYTES = 1024 * 1024
 #: A relay batch: up to 500 records, 5 MiB (``fleetlink.core.relay.records.MAX_BATCH_BYTES``).
 MAX_RELAY_BODY_BYTES = 5 * 1024 * 1024
+#: Every item action a function that reads and writes whole aggregates calls (tasks, tunnels, cleanup).
+READ_AND_WRITE_ITEMS = actions(
+    "Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"
+)
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,9 @@ class FunctionSpec:
     name: str
     #: What its code calls on the table: the source of its IAM policy (see ``fleetlink.api.permissions``).
     access: TableAccess
-    #: Modules defining ``router``; each is mounted under ``API_PREFIX``.
-    routers: tuple[str, ...] = ()
+    #: Imports and returns its routers (``fleetlink.api.function_routers``), each mounted under
+    #: ``API_PREFIX``; None: no HTTP routes.
+    routers: Callable[[], Routers] | None = None
     #: Run on EventBridge schedules (the dev stack: a timer); the event's ``detail.duty`` names one.
     duties: tuple[Duty, ...] = ()
     #: None: the stage's default (``StageConfig.lambda_memory_mb``); CDK context ``function_memory_mb``
@@ -60,7 +67,7 @@ class FunctionSpec:
 
     @property
     def serves_http(self) -> bool:
-        return bool(self.routers)
+        return self.routers is not None
 
     def duty(self, name: str) -> Duty:
         for duty in self.duties:
@@ -76,7 +83,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     for spec in (
         FunctionSpec(
             "registration",
-            routers=("fleetlink.api.routes.registration",),
+            routers=function_routers.registration,
             # tokens minted in a transaction (two Puts), listed (gsi1 Query), revoked (transaction:
             # Update and an audit Put); registration: the token (GetItem), the signing agent on
             # re-registration, key rotation and recovery (Query), agents seen with the same hardware
@@ -92,7 +99,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "heartbeat",
-            routers=("fleetlink.api.routes.heartbeat",),
+            routers=function_routers.heartbeat,
             # the caller (Query), the nonce of a random-nonce signature (PutItem; a sequenced heartbeat
             # has none), the presence update (UpdateItem); what is pending for the agent (gsi2 count),
             # the running executions it renews (GetItem, then a transition: PutItem, or a transaction
@@ -108,11 +115,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "tasks",
-            routers=(
-                "fleetlink.api.routes.tasks",
-                "fleetlink.api.routes.executions",
-                "fleetlink.api.routes.output",
-            ),
+            routers=function_routers.tasks,
             # operators create (targets by id: Query; by tag: tag shards Query + BatchGetItem; the task
             # in a transaction, a large fan-out's chunks in BatchWriteItem, then per chunk a transaction
             # of Delete, Puts and Updates), read (GetItem, gsi3 executions of a task), list (gsi1 tasks
@@ -122,48 +125,27 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # execution (GetItem), the chunk head (conditional UpdateItem), the chunk (PutItem);
             # operators read chunks and attempts (Query)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
             memory_mb=512,
         ),
         FunctionSpec(
             "tunnels",
-            routers=("fleetlink.api.routes.tunnels",),
+            routers=function_routers.tunnels,
             # operators: the agent (Query), create/patch/delete in a transaction (Put/Delete of the
             # tunnel, its name guard and pointer, Update of the agent's tunnels version, Put events),
             # reads by id (GetItem pointer and tunnel), the fleet list and health summary (gsi1 Query,
             # BatchGetItem of presences), a tunnel's events (Query), fleet events (gsi3) and errors
             # (gsi2); agents: desired state (Query), status (GetItem, PutItem), events (BatchWriteItem)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
             ),
         ),
         FunctionSpec(
             "operator",
-            routers=(
-                "fleetlink.api.routes.agents",
-                "fleetlink.api.routes.decommission",
-                "fleetlink.api.routes.health",
-                "fleetlink.api.routes.audit",
-            ),
+            routers=function_routers.operator,
             # readiness and agent reads (Query), the agent list (gsi1 Query, tag shards Query,
             # BatchGetItem of profiles and presences), revoke and tags (transaction: Put profile and
             # audit, Put/Delete tag members); delete/restore (the same transaction with the purge
@@ -177,7 +159,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "relay",
-            routers=("fleetlink.api.routes.relay",),
+            routers=function_routers.relay,
             # the caller (Query) and the nonce (PutItem); each record one conditional PutItem; the
             # node's sync state (UpdateItem per request; GetItem for operators); read policies
             # (GetItem, PutItem); queries: a node's partition (Query), the fleet by key (gsi1) or by
@@ -195,7 +177,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec(
             "releases",
-            routers=("fleetlink.api.routes.releases",),
+            routers=function_routers.releases,
             # the release key (GetItem, conditional PutItem), releases (GetItem, conditional PutItem,
             # UpdateItem, Query of the one releases partition); a registration token (GetItem) or the
             # signing agent (Query) and its nonce (PutItem); the bucket: presigned links only (its
@@ -213,15 +195,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # agent-purge: due timers (gsi4 Query), the agent's and its tunnels' and records'
             # partitions (Query), deletes (BatchWriteItem)
             access=TableAccess(
-                table=actions(
-                    "Query",
-                    "GetItem",
-                    "BatchGetItem",
-                    "PutItem",
-                    "UpdateItem",
-                    "DeleteItem",
-                    "BatchWriteItem",
-                ),
+                table=READ_AND_WRITE_ITEMS,
                 indexes={"gsi4": actions("Query")},
             ),
             duties=(

@@ -9,7 +9,6 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from pynamodb.exceptions import PynamoDBException
 
 from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
 from fleetlink.core.errors import FleetlinkError, Throttled, Unavailable
@@ -100,16 +99,6 @@ def install_problem_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(UnicodeDecodeError)
     def _not_utf8(_: UnicodeDecodeError) -> Response[str]:
         return problem(400, "malformed-json", "the request body is not UTF-8 JSON", instance=instance())
-
-    @app.exception_handler(PynamoDBException)
-    def _store(error: PynamoDBException) -> Response[str]:
-        from fleetlink.store.errors import translate
-
-        translated = translate(error)
-        if translated is None:
-            logger.exception("store failure")
-            return problem(500, "internal", "an internal error occurred", instance=instance())
-        return problem_from_error(translated, instance())
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response[str]:

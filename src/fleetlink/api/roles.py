@@ -31,7 +31,7 @@ def route_roles(document: Mapping[str, Any] | None = None) -> dict[RouteKey, Rol
 
 def _document(document: Mapping[str, Any] | None) -> Mapping[str, Any]:
     if document is None:
-        from fleetlink.api.app import openapi_document
+        from fleetlink.api.document import openapi_document
 
         return openapi_document()
     return document

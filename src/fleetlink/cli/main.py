@@ -177,7 +177,7 @@ def dev(
     from fleetlink.local.faults import FaultPlan
     from fleetlink.local.operators import parse_operator
     from fleetlink.local.persist import DataDirError
-    from fleetlink.local.server import FUNCTIONS_DIR, SAVE_EVERY_S, DevStack
+    from fleetlink.local.server import PROJECT_DIR, SAVE_EVERY_S, DevStack
 
     try:
         plan = FaultPlan.parse(faults) if faults else None
@@ -206,7 +206,7 @@ def dev(
     if dynamodb_endpoint is not None:  # that store keeps its own data
         data_dir = None
     elif not ephemeral and data_dir is None:
-        data_dir = FUNCTIONS_DIR.parent / ".fleetlink" / "dev"
+        data_dir = PROJECT_DIR / ".fleetlink" / "dev"
     stack = DevStack(
         host=host,
         port=port,

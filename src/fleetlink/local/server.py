@@ -1,7 +1,7 @@
 """The embedded dev stack: an HTTP server that plays API Gateway in front of the real Lambda handlers.
 
 Each request becomes an API Gateway HTTP API (payload 2.0) event for the function that owns its
-route (``route_table()``), the handler from ``functions/<name>/handler.py`` runs on moto DynamoDB,
+route (``route_table()``), the function's handler (``fleetlink.api.entry``, by import) runs on moto DynamoDB,
 and its response goes back over HTTP. A timer plays EventBridge (the scheduled functions'
 duties) and DynamoDB's TTL process (``fleetlink.local.ttl``), which moto does not emulate. Routing:
 ``fleetlink.local.routing``. With a data folder (``fleetlink.local.persist``), the table and the
@@ -12,7 +12,6 @@ The HTTP/1.1 layer in front of it: ``fleetlink.local.http``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import secrets
 import sys
@@ -22,7 +21,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlsplit
 
 from fleetlink.core.roles import Role
@@ -37,8 +36,8 @@ from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
 from fleetlink.local.ttl import expire_ttl_items
 
-#: Where the Lambda entries live in a source checkout (src/fleetlink/local → repo/functions).
-FUNCTIONS_DIR = Path(__file__).resolve().parents[3] / "functions"
+#: The project folder of a source checkout (src/fleetlink/local → repo): the data folder's default.
+PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 
 #: Seconds between saves of the table to the data folder (only when it changed); each save empties
@@ -58,25 +57,6 @@ def _stderr_line(line: str) -> None:
     sys.stderr.flush()
 
 
-def load_handler(function: str, functions_dir: Path = FUNCTIONS_DIR) -> LambdaHandler:
-    """``lambda_handler`` of ``functions/<function>/handler.py``, loaded by file path."""
-    path = functions_dir / function / "handler.py"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no Lambda entry for function {function!r} at {path}; the dev stack runs from a "
-            "source checkout (functions/<name>/handler.py next to src/)"
-        )
-    spec = importlib.util.spec_from_file_location(f"fleetlink_functions_{function}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    handler = getattr(module, "lambda_handler", None)
-    if not callable(handler):
-        raise ImportError(f"{path} does not define a callable lambda_handler")
-    return cast(LambdaHandler, handler)
-
-
 # --- the stack -----------------------------------------------------------------------------------
 
 
@@ -92,7 +72,6 @@ class DevStack:
         operator_token: str | None = None,
         cleanup_every_s: float = 60.0,
         heartbeat_interval_s: int | None = None,
-        functions_dir: Path = FUNCTIONS_DIR,
         access_log: AccessLog | None = _stderr_line,
         data_dir: Path | None = None,
         save_every_s: float = SAVE_EVERY_S,
@@ -120,7 +99,6 @@ class DevStack:
         #: None: the handlers' own default (FLEETLINK_HEARTBEAT_INTERVAL_S, else 60 s).
         self.heartbeat_interval_s = heartbeat_interval_s
         self.cleanup_every_s = cleanup_every_s
-        self.functions_dir = functions_dir
         self.access_log = access_log
         #: None: moto in this process; else any DynamoDB-compatible endpoint (e.g. DynamoDB Local).
         self.dynamodb_endpoint = dynamodb_endpoint
@@ -182,8 +160,9 @@ class DevStack:
         self.releases_bucket = LocalReleasesBucket(self.data.path / "releases" if self.data else None)
         self._resources.callback(self.releases_bucket.stop)
         self._set_env(**self.releases_bucket.start())
-        from fleetlink.api.app import route_table
         from fleetlink.api.deps import build_deps, set_deps
+        from fleetlink.api.document import route_table
+        from fleetlink.api.entry import function_entry
         from fleetlink.api.functions import FUNCTIONS
         from fleetlink.api.settings import Settings
 
@@ -193,7 +172,7 @@ class DevStack:
             self.injector.attach_pynamodb()
         self.routes = RouteTable(route_table())
         for function in FUNCTIONS:
-            self._handlers[function] = load_handler(function, self.functions_dir)
+            self._handlers[function] = function_entry(function)
 
         self._server = Server((self.host, self.port), RequestHandler, stack=self)
         self._spawn("fleetlink-http", self._serve)

@@ -24,6 +24,7 @@ from fleetlink.core.entities import Page
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor
+from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import LIST_INDEX
 
 #: Day partitions one page reads at most (each: ``AUDIT_SHARDS`` Queries); the cursor goes on.
@@ -102,6 +103,7 @@ def _bound(at_ms: int, *, high: bool) -> str:
     return f"aud_{ULID.from_bytes(max(at_ms, 0).to_bytes(6, 'big') + fill * 10)}"
 
 
+@translates_store_errors
 class DynamoAuditLog:
     def __init__(self, cursors: CursorCodec | None = None) -> None:
         self._cursors = cursors or CursorCodec()

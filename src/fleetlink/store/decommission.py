@@ -29,7 +29,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, sharded_pages
-from fleetlink.store.errors import boto_errors_translated
+from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import DUE_INDEX, PARTITION_KEY, SORT_KEY
 
 BATCH_WRITE_ROUNDS = 8
@@ -85,6 +85,7 @@ def _batch_delete(pairs: list[tuple[str, str]]) -> None:
     raise Throttled("the store is busy; the purge resumes on the next run", code="store-busy")
 
 
+@translates_store_errors
 class DynamoDecommissionRepository:
     def __init__(self, cursors: CursorCodec | None = None) -> None:
         self._cursors = cursors or CursorCodec()
@@ -158,10 +159,6 @@ class DynamoDecommissionRepository:
         return Page[Agent](items=[entity(Agent, p) for p in profiles], cursor=next_cursor)
 
     def due_purges(self, now_ms: int, limit: int) -> list[str]:
-        with boto_errors_translated():
-            return self._due_purges(now_ms, limit)
-
-    def _due_purges(self, now_ms: int, limit: int) -> list[str]:
         due: list[str] = []
         for shard in range(keys.LIST_SHARDS):
             answer = _client().query(
@@ -181,12 +178,6 @@ class DynamoDecommissionRepository:
         return due
 
     def purge(self, agent_id: str) -> int:
-        """Every item the agent left, deleted by key (its profile and timer last); 0 if not deleted.
-        A store that is busy or unreachable is a 429/503: the purge resumes where it stopped."""
-        with boto_errors_translated():
-            return self._purge(agent_id)
-
-    def _purge(self, agent_id: str) -> int:
         pk = keys.agent_pk(agent_id)
         items = list(_keys_of(pk))
         by_sk = {item[SORT_KEY]["S"]: item for item in items}

@@ -4,8 +4,10 @@ contention and throttling â†’ 429 after 1 s, an outage or an unreachable store â
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 from pynamodb.exceptions import PynamoDBException
@@ -66,14 +68,49 @@ def translate_boto(error: ClientError | BotoCoreError) -> FleetlinkError | None:
     return store_error(error.response.get("Error", {}).get("Code"), reasons)
 
 
-@contextmanager
-def boto_errors_translated() -> Iterator[None]:
-    """Around an adapter's own boto3 calls: a failure a client should retry leaves as its domain
-    error (429/503 with ``Retry-After``), any other as it came (a bug: 500)."""
-    try:
-        yield
-    except (ClientError, BotoCoreError) as error:
-        translated = translate_boto(error)
-        if translated is None:
-            raise
-        raise translated from None
+def domain_error(error: Exception) -> FleetlinkError | None:
+    """:func:`translate` or :func:`translate_boto`, whichever fits ``error``; None for anything else."""
+    if isinstance(error, PynamoDBException):
+        return translate(error)
+    if isinstance(error, (ClientError, BotoCoreError)):
+        return translate_boto(error)
+    return None
+
+
+#: How deep the current call is inside adapter methods: only the outermost one translates, so a
+#: method that handles a store error raised by another one of its adapter still sees it as is.
+_adapter_depth: ContextVar[int] = ContextVar("store_adapter_depth", default=0)
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+_Class = TypeVar("_Class", bound=type)
+
+
+def _at_boundary(method: _Function) -> _Function:
+    @functools.wraps(method)
+    def translating(*args: Any, **kwargs: Any) -> Any:
+        depth = _adapter_depth.set(_adapter_depth.get() + 1)
+        try:
+            return method(*args, **kwargs)
+        except (PynamoDBException, ClientError, BotoCoreError) as error:
+            translated = domain_error(error) if _adapter_depth.get() == 1 else None
+            if translated is None:
+                raise
+            raise translated from None
+        finally:
+            _adapter_depth.reset(depth)
+
+    return translating  # type: ignore[return-value]
+
+
+def translates_store_errors(cls: _Class) -> _Class:
+    """Class decorator of a store adapter: every public method (static ones too) hands core domain
+    errors (:func:`store_error`) instead of PynamoDB's or botocore's, at the adapter's boundary; an
+    error no rule covers (a bug) goes on unchanged."""
+    for name, attribute in list(vars(cls).items()):
+        if name.startswith("_"):
+            continue
+        if isinstance(attribute, staticmethod):
+            setattr(cls, name, staticmethod(_at_boundary(attribute.__func__)))
+        elif callable(attribute) and not isinstance(attribute, type):
+            setattr(cls, name, _at_boundary(attribute))
+    return cls

@@ -10,7 +10,7 @@ from fleetlink.release.node import version_key
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem
 from fleetlink.store.conditions import condition_failed
-from fleetlink.store.errors import translate
+from fleetlink.store.errors import translate, translates_store_errors
 
 
 class ReleaseKeyItem(TableItem, discriminator="release_key"):
@@ -56,6 +56,7 @@ def _raise_translated(error: PynamoDBException) -> None:
     raise translated from None
 
 
+@translates_store_errors
 class DynamoReleaseRepository:
     """Get/Put/Update on two fixed partitions: a handful of items, read far more than written."""
 

@@ -16,6 +16,7 @@ from fleetlink.core.errors import Conflict
 from fleetlink.core.tasks.output import MAX_SEQ, AppendOutput, Attempt, OutputChunk, OutputPart
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
+from fleetlink.store.errors import translates_store_errors
 
 
 class AttemptItem(TableItem, discriminator="execution_attempt"):
@@ -63,6 +64,7 @@ def _live(item: TableItem, now_ms: int) -> bool:
     return item.ttl is None or item.ttl > now_ms // 1000
 
 
+@translates_store_errors
 class DynamoOutputRepository:
     def append(self, execution_id: str, command: AppendOutput, now_ms: int, ttl_s: int) -> bool:
         """Move the head from ``seq - 1`` to ``seq`` (conditional UpdateItem), then put the chunk.

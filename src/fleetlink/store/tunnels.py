@@ -32,6 +32,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of, sharded_pages
+from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.presence import AgentPresenceItem
 from fleetlink.store.table import LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 
@@ -129,6 +130,7 @@ class TunnelEventItem(TableItem, discriminator="tunnel_event"):
 _FLEET_CURSOR = re.compile(r"^\d{13}#evt_[0-9A-HJKMNP-TV-Z]{26}$")
 
 
+@translates_store_errors
 class DynamoTunnelRepository:
     def __init__(self, event_retention_days: int, cursors: CursorCodec | None = None) -> None:
         self._retention_s = event_retention_days * 86_400

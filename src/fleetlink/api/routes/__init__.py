@@ -1,1 +1,1 @@
-"""Routers, one per route group; each Lambda includes its own (see fleetlink.api.app)."""
+"""Routers, one per route group; each Lambda includes its own (fleetlink.api.function_routers)."""

@@ -47,7 +47,7 @@ def ready() -> Response[Any]:
 
 @router.get("/openapi.json", summary="This document", tags=["health"])
 def openapi_json() -> dict[str, Any]:
-    from fleetlink.api.app import openapi_document
+    from fleetlink.api.document import openapi_document
 
     return openapi_document()
 
@@ -63,7 +63,7 @@ def docs() -> Response[str]:
 
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
-    from fleetlink.api.app import openapi_document
+    from fleetlink.api.document import openapi_document
 
     html = generate_swagger_html(
         json.dumps(openapi_document()),

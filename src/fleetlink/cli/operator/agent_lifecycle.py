@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
@@ -17,6 +17,8 @@ from fleetlink.contract.agents import AgentList, AgentSummary
 from fleetlink.contract.rollout import PurgeResult
 from fleetlink.core.entities import AgentState
 from fleetlink.core.releases.model import ReleaseList
+
+Answer = TypeVar("Answer", AgentSummary, PurgeResult)
 
 AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")]
 
@@ -73,6 +75,15 @@ def remove_agent(
     err().print(f"restore it with: fleetlink agents restore {escape(agent_id)} (until it is purged)")
 
 
+def _on_deleted(
+    agent: str, url: str | None, operator_token: str | None, action: str, answer: type[Answer]
+) -> tuple[str, Answer]:
+    """POST ``action`` on a deleted agent (named as the user named it): its id and the answer."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        agent_id = resolve_agent(client, agent, deleted=True)
+        return agent_id, client._call(answer, "POST", f"/agents/{segment(agent_id)}/{action}")
+
+
 @agents_app.command("restore")
 def restore_agent(
     agent: AgentArgument,
@@ -80,9 +91,7 @@ def restore_agent(
     operator_token: OperatorTokenOption = None,
 ) -> None:
     """Restore a deleted agent (active again, its tags back) before it is purged."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent_id = resolve_agent(client, agent, deleted=True)
-        summary = client._call(AgentSummary, "POST", f"/agents/{segment(agent_id)}/restore")
+    _, summary = _on_deleted(agent, url, operator_token, "restore", AgentSummary)
     out().print(f"{summary.agent_id} restored ({summary.state.value})", markup=False)
 
 
@@ -93,9 +102,7 @@ def purge_agent(
     operator_token: OperatorTokenOption = None,
 ) -> None:
     """Purge a deleted agent now (irreversible): every item it left is removed."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent_id = resolve_agent(client, agent, deleted=True)
-        result = client._call(PurgeResult, "POST", f"/agents/{segment(agent_id)}/purge")
+    agent_id, result = _on_deleted(agent, url, operator_token, "purge", PurgeResult)
     out().print(f"{agent_id} purged ({result.purged_items} items)", markup=False)
 
 

@@ -10,8 +10,10 @@ from fleetlink.core.agents.ports import NonceScope
 from fleetlink.store import keys
 from fleetlink.store.agents.items import NonceItem
 from fleetlink.store.conditions import condition_failed
+from fleetlink.store.errors import translates_store_errors
 
 
+@translates_store_errors
 class DynamoNonceStore:
     def remember(self, scope: NonceScope, key_id: str, nonce: str, *, now_ms: int, lifetime_s: int) -> bool:
         """Conditional put: a nonce item whose TTL passed (but is not yet deleted) counts as unseen, and

@@ -28,8 +28,10 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, sharded_pages
+from fleetlink.store.errors import translates_store_errors
 
 
+@translates_store_errors
 class DynamoAgentRepository:
     def __init__(self, cursors: CursorCodec | None = None) -> None:
         self._cursors = cursors or CursorCodec()

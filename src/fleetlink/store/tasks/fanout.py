@@ -21,7 +21,7 @@ from fleetlink.core.tasks.transitions import cancel, execution_of
 from fleetlink.store import contention, keys
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
-from fleetlink.store.errors import translate
+from fleetlink.store.errors import translate, translates_store_errors
 from fleetlink.store.tasks.items import ExecutionItem, FanoutChunkItem, FanoutItem, TaskOpenItem, _open_item
 
 #: Executions per transaction: a fan-out this small is written with its task, a larger one in
@@ -74,6 +74,7 @@ def _batched(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+@translates_store_errors
 class FanoutWrites(ABC):
     """The writes of a large fan-out: its executions in chunks, each written with its counts."""
 

@@ -30,6 +30,7 @@ from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.task_output import attempt_item
 from fleetlink.store.tasks import fanout as fanouts
 from fleetlink.store.tasks.fanout import FANOUT_GRACE_S, FanoutWrites
@@ -60,6 +61,7 @@ LIST_MONTHS = 13
 _LEASE_FIELDS = frozenset({"status", "lease_expires_at", "started_at", "updated_at"})
 
 
+@translates_store_errors
 class DynamoTaskRepository(FanoutWrites):
     def __init__(self, retention_days: int, cursors: CursorCodec | None = None) -> None:
         self._retention_s = retention_days * 86_400

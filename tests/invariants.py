@@ -8,13 +8,19 @@
   executions it says, counting those its unfinished fan-out still has to write;
 - no execution, open count, slots item or fan-out marker without its task;
 - a ``max_concurrency`` task's slots count exactly its leased executions, within the limit;
-- no registration token used more than its ``max_uses``, and each use is one successful registration;
+- no registration token used more than its ``max_uses``, and each use is one successful registration
+  (a purge removes an agent's registrations: at most one use per purged agent is unaccounted for);
+- every ended attempt of an execution has its attempt item, and no attempt item is of one not ended;
+- an attempt's output chunks are ``1..n`` without a gap, ``n`` the chunk head's number;
+- a deleted agent is out of the agent list (in the deleted list), has no tag memberships and has its
+  purge timer; an agent not deleted has no purge timer; a purged agent leaves only audit entries;
+- a published release has its publication time, one still uploading has none;
 - every operator write has exactly one audit entry and every entry its write: a token (or recovery
   token) one create entry, and a revoke entry exactly when revoked; a task one create entry, and a
   cancel entry exactly when cancelled; a tunnel one create entry, one patch entry per version it
-  moved, and a delete entry exactly when gone; an agent a revoke entry exactly when revoked and its
-  tags as its newest tag entry left them; a read policy as its newest entry left it; no entry about
-  a resource that never was.
+  moved, and a delete entry exactly when gone; an agent a revoke entry exactly when revoked (a
+  deleted one its delete entry) and its tags as its newest tag entry left them; a read policy as its
+  newest entry left it; no entry about a resource that never was.
 
 A test tool for moto only: it reads the whole table with one paginated, strongly consistent Scan,
 because an item whose parent is gone (an execution without its task) cannot be found by key. The
@@ -42,7 +48,15 @@ def check_invariants(table_name: str, client: Any | None = None) -> list[str]:
     by_kind: dict[str, list[Item]] = defaultdict(list)
     for item in _all_items(client or boto3.client("dynamodb"), table_name):
         by_kind[item.get("type", "")].append(item)
-    return [*_task_violations(by_kind), *_token_violations(by_kind), *_audit_violations(by_kind)]
+    return [
+        *_task_violations(by_kind),
+        *_token_violations(by_kind),
+        *_attempt_violations(by_kind),
+        *_output_violations(by_kind),
+        *_agent_violations(by_kind),
+        *_release_violations(by_kind),
+        *_audit_violations(by_kind),
+    ]
 
 
 def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
@@ -132,12 +146,96 @@ def _token_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
     registrations = Counter(
         item["token_id"] for item in by_kind["registration"] if item.get("success") and item.get("token_id")
     )
+    purged = len(_purged_agents(by_kind))
     for token in sorted(by_kind["registration_token"], key=lambda t: str(t["token_id"])):
         token_id, uses, max_uses = token["token_id"], int(token["uses"]), int(token["max_uses"])
         if uses > max_uses:
             yield f"token {token_id}: used {uses} times, more than its max_uses {max_uses}"
-        if registrations[token_id] != uses:
-            yield f"token {token_id}: {uses} uses counted but {registrations[token_id]} registrations used it"
+        if not 0 <= uses - registrations[token_id] <= purged:
+            yield (
+                f"token {token_id}: {uses} uses counted but {registrations[token_id]} registrations used it"
+                + (f" ({purged} agents purged)" if purged else "")
+            )
+
+
+def _attempt_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    kept: dict[str, set[int]] = defaultdict(set)
+    for item in by_kind["execution_attempt"]:
+        kept[item["execution_id"]].add(int(item["attempt"]))
+    for execution in by_kind["execution"]:
+        execution_id, current = execution["execution_id"], int(execution["attempt"])
+        status = ExecutionStatus(execution["status"])
+        ended = set(range(1, current))  # a later attempt started: these ended
+        # a result or a lost lease ends the current attempt; an expiry or a cancel may end one never leased
+        may_have_ended = ended | ({current} if status.terminal else set())
+        if status in (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
+            ended.add(current)
+        own = kept.pop(execution_id, set())
+        name = f"execution {execution_id}: {status.value} at attempt {current}"
+        if missing := sorted(ended - own):
+            yield f"{name} but no item of attempts {missing}"
+        if extra := sorted(own - may_have_ended):
+            yield f"{name} but items of attempts {extra}"
+    for execution_id in sorted(kept):
+        yield f"execution {execution_id}: attempt items but no execution item"
+
+
+def _output_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    heads = {(item["pk"], _attempt_of(item["sk"])): int(item["seq"]) for item in by_kind["output_head"]}
+    chunks: dict[tuple[str, int], set[int]] = defaultdict(set)
+    for item in by_kind["output_chunk"]:
+        chunks[(item["pk"], int(item["attempt"]))].add(int(item["seq"]))
+    for pk, attempt in sorted(heads.keys() | chunks.keys()):
+        head, seqs = heads.get((pk, attempt), 0), chunks.get((pk, attempt), set())
+        if seqs != set(range(1, head + 1)):
+            gaps = sorted(set(range(1, head + 1)) - seqs)
+            yield f"{pk} attempt {attempt}: chunk head at {head} but chunks {sorted(seqs)} (missing {gaps})"
+
+
+def _attempt_of(sort_key: str) -> int:
+    return int(sort_key.rsplit("#", 1)[1])
+
+
+def _agent_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    profiles = {item["agent_id"]: item for item in by_kind["agent"]}
+    timers = {item["agent_id"] for item in by_kind["agent_purge"]}
+    members = Counter(item["agent_id"] for item in by_kind["tag_member"])
+    for agent_id, profile in sorted(profiles.items()):
+        deleted = profile.get("deleted_at") is not None
+        if deleted and not str(profile.get("gsi1pk", "")).startswith("AGENTSDELETED#"):
+            yield f"agent {agent_id}: deleted but in the agent list ({profile.get('gsi1pk')})"
+        if deleted and profile["state"] != "revoked":
+            yield f"agent {agent_id}: deleted but {profile['state']}"
+        if deleted and members[agent_id]:
+            yield f"agent {agent_id}: deleted but a member of {members[agent_id]} tags"
+        if deleted != (agent_id in timers):
+            yield f"agent {agent_id}: {'deleted' if deleted else 'not deleted'} but " + (
+                "no purge timer" if deleted else "a purge timer"
+            )
+    for agent_id in sorted(timers - profiles.keys()):
+        yield f"agent {agent_id}: a purge timer but no profile"
+    for agent_id in sorted(members.keys() - profiles.keys()):
+        yield f"agent {agent_id}: a member of {members[agent_id]} tags but no profile"
+    for kind in ("presence", "registration", "tunnel"):
+        for item in by_kind[kind]:
+            agent_id = str(item["pk"]).removeprefix("AGENT#")
+            if str(item["pk"]).startswith("AGENT#") and agent_id not in profiles:
+                yield f"agent {agent_id}: a {kind} item left by a purge"
+
+
+def _purged_agents(by_kind: dict[str, list[Item]]) -> set[str]:
+    """Agents deleted (their audit entry kept) whose profile is gone: purged."""
+    profiles = {item["agent_id"] for item in by_kind["agent"]}
+    deleted = {str(item["target_id"]) for item in by_kind["audit"] if item.get("action") == "agent.delete"}
+    return deleted - profiles
+
+
+def _release_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
+    for release in by_kind["release"]:
+        name = f"release {release['version']} {release['platform']}"
+        published = release.get("published_at") is not None
+        if (release["status"] == "published") != published:
+            yield f"{name}: {release['status']} but published_at is {release.get('published_at')}"
 
 
 def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
@@ -177,7 +275,12 @@ def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
             yield from expect(f"tunnel {tunnel_id}", "tunnel.patch", tunnel_id, int(tunnel["version"]) - 1)
     agents = {str(a["agent_id"]): a for a in by_kind["agent"]}
     for agent_id, agent in sorted(agents.items()):
-        yield from expect(f"agent {agent_id}", "agent.revoke", agent_id, int(agent["state"] == "revoked"))
+        if agent.get("deleted_at") is not None:  # revoked by its deletion (a revoke before it: its entry)
+            if not count("agent.delete", agent_id):
+                yield f"agent {agent_id}: deleted but no agent.delete audit entry"
+        else:
+            revoked = int(agent["state"] == "revoked")
+            yield from expect(f"agent {agent_id}", "agent.revoke", agent_id, revoked)
         tagged = [e for e in entries.get(("agent.tags.replace", agent_id), []) if e["changes"]]
         if tagged and tagged[-1]["changes"]["tags"]["new"] != agent.get("tags", {}):
             newest = tagged[-1]["changes"]

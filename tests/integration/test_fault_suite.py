@@ -2,7 +2,9 @@
 
 For each fault kind of ``FaultPlan`` (with a rate and a seed) a fleet is driven through its whole
 life: tokens, registrations, heartbeats, agent reads, tag updates, tasks created, listed, claimed,
-reported and cancelled, leases and deliveries expired by the cleanup duties, and a revocation.
+reported (live output chunks, then results) and cancelled, attempts read, leases and deliveries
+expired by the cleanup duties, a signed release published and downloaded, agents deleted,
+restored, purged now, deregistered and purged by the duty, a revocation, and the audit log read.
 Every answer must be a status the route's OpenAPI document lists (so a fault ends in success or a
 documented 409/429/503, never a 500), and afterwards ``check_invariants`` must find nothing.
 """
@@ -11,19 +13,24 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetlink.api.deps import Deps
+from fleetlink.api.deps import Deps, build_deps, set_deps
 from fleetlink.api.document import openapi_document, route_table
 from fleetlink.api.functions import function_spec
 from fleetlink.core.clock import FixedClock
 from fleetlink.core.ids import IdPrefix, new_id
+from fleetlink.core.releases.service import object_key
 from fleetlink.local.faults import KINDS, FaultPlan, inject_faults
 from fleetlink.local.routing import RouteTable
+from fleetlink.release import signing
 from tests.conftest import TEST_TABLE
 from tests.invariants import check_invariants
 from tests.support import Api, Machine, Reply
@@ -48,6 +55,10 @@ TIMEOUT_WRITES = ",".join(
 MACHINES = 4
 TUNNEL = {"provider": "self_hosted", "name": "web", "mode": "http", "local_target": "127.0.0.1:8080"}
 ROUNDS = 3
+RELEASES_BUCKET = "fleetlink-test-releases"
+RELEASE = ("0.2.0", "linux-x86_64")
+#: Sends of one output chunk until it is taken, as an agent keeps resending while its attempt runs.
+CHUNK_SENDS = 6
 #: Every outcome of every kind, printed once at the end of the module.
 TALLY: dict[str, Counter[str]] = {}
 
@@ -92,11 +103,24 @@ class Driver:
         return self.check("POST", "/v1/agents/register", self.api.register(machine, token))
 
 
-def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -> None:
+@pytest.fixture
+def deps(deps: Deps, clock: FixedClock) -> Iterator[Deps]:
+    """The shared deps with a releases bucket (moto S3, never faulted: only DynamoDB is) and deleted
+    agents due for the purge duty at once."""
+    settings = replace(deps.settings, releases_bucket=RELEASES_BUCKET, deleted_agent_retention_days=0)
+    boto3.client("s3", region_name=settings.region).create_bucket(Bucket=RELEASES_BUCKET)
+    built = build_deps(settings, clock=clock)
+    set_deps(built)
+    yield built
+    set_deps(deps)
+
+
+def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str], artifact: Path) -> None:
     """One fleet's life, every route and duty at least once (failures are answers, not exceptions)."""
     api = driver.api
-    reply = driver.operator("registration", "POST", "/v1/registration-tokens", {"max_uses": MACHINES + 2})
-    token = reply.json["token"] if reply.status == 201 else api.mint_token(max_uses=MACHINES + 2)
+    uses = MACHINES + 4  # and two agents to decommission
+    reply = driver.operator("registration", "POST", "/v1/registration-tokens", {"max_uses": uses})
+    token = reply.json["token"] if reply.status == 201 else api.mint_token(max_uses=uses)
     reply_token = reply
     machines = [Machine(f"{driver.kind}-{i}") for i in range(MACHINES)]
     for machine in machines:
@@ -128,13 +152,13 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -
             for lease in leases[: 1 if round_ == 0 else 2]:  # round 0 leaves a lease to expire
                 execution = f"/v1/executions/{lease['execution_id']}"
                 driver.signed("tasks", machine, "GET", execution)
-                chunk = {
-                    "attempt": lease["attempt"],
-                    "seq": 1,
-                    "parts": [{"stream": "stdout", "data": "o\n"}],
-                }
-                for _ in range(2):  # the second is a resend: recognised, not a conflict
-                    driver.signed("tasks", machine, "POST", f"{execution}/output", chunk)
+                for seq, stream in ((1, "stdout"), (2, "stderr")):
+                    chunk = {
+                        "attempt": lease["attempt"],
+                        "seq": seq,
+                        "parts": [{"stream": stream, "data": "o\n"}],
+                    }
+                    send_chunk(driver, machine, f"{execution}/output", chunk)
                 now = clock.now_ms()
                 result = {"attempt": lease["attempt"], "status": "succeeded", "exit_code": 0}
                 result |= {"output": "ok\n", "started_at": now, "finished_at": now}
@@ -143,18 +167,97 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str]) -
                 driver.operator("tasks", "GET", f"{execution}/attempts")
                 driver.operator("tasks", "GET", f"{execution}/attempts/{lease['attempt']}")
         clock.advance(10 * 60 * 1000)  # past leases (timeout 300 s + grace) and delivery deadlines
-        for duty in function_spec("cleanup").duties:
-            duties[_run_duty(duty.run, deps)] += 1
+        run_duties(deps, duties)
     driver.operator("tasks", "GET", "/v1/tasks", query="limit=5")
     for task_id in task_ids:
         driver.operator("tasks", "GET", f"/v1/tasks/{task_id}")
     for task_id in task_ids[:2]:
         driver.operator("tasks", "POST", f"/v1/tasks/{task_id}/cancel")
+    drive_releases(driver, machines, token, artifact)
+    drive_decommission(driver, token)
     drive_capabilities(driver, machines, token_reply=reply_token)
     if machines:
         driver.operator("operator", "POST", f"/v1/agents/{machines[-1].agent_id}/revoke")
     for path in ("/v1/health", "/v1/health/ready", "/v1/openapi.json"):
         driver.public("operator", path)
+    drive_audit(driver, task_ids)
+    clock.advance(60 * 1000)
+    run_duties(deps, duties)  # the purge duty: the deregistered agent (and a purge cut short) gone
+
+
+def drive_audit(driver: Driver, task_ids: list[str]) -> None:
+    """The audit log, all of it and filtered (by resource and action, by time), and who is calling."""
+    driver.operator("operator", "GET", "/v1/audit", query="limit=20")
+    if task_ids:
+        driver.operator("operator", "GET", "/v1/audit", query=f"resource={task_ids[0]}&action=task.create")
+    now = driver.api.clock.now_ms()
+    driver.operator("operator", "GET", "/v1/audit", query=f"since={now - 3_600_000}&until={now}")
+    driver.operator("operator", "GET", "/v1/whoami")
+
+
+def run_duties(deps: Deps, duties: Counter[str]) -> None:
+    for duty in function_spec("cleanup").duties:
+        duties[_run_duty(duty.run, deps)] += 1
+
+
+def send_chunk(driver: Driver, machine: Machine, path: str, chunk: dict[str, Any]) -> None:
+    """An output chunk sent until it is taken (a resend is recognised, not a conflict), then once more."""
+    for _ in range(CHUNK_SENDS):
+        if driver.signed("tasks", machine, "POST", path, chunk).status < 300:
+            break
+    driver.signed("tasks", machine, "POST", path, chunk)
+
+
+def drive_releases(driver: Driver, machines: list[Machine], token: str, artifact: Path) -> None:
+    """The release key set and read, a signed release announced (twice), uploaded, published, listed and
+    downloaded (by a registration token holder and by a signed agent), the install script, and an
+    agent reporting the version it runs."""
+    key = Ed25519PrivateKey.generate()
+    version, platform = RELEASE
+    driver.operator(
+        "releases", "PUT", "/v1/releases/key", {"public_key": signing.public_pem(key.public_key())}
+    )
+    driver.operator("releases", "GET", "/v1/releases/key")
+    signed = signing.sign_artifact(key, version, platform, artifact)
+    manifest = {k: getattr(signed, k) for k in ("version", "platform", "sha256", "size", "signature")}
+    for _ in range(2):  # the second is a resend of the same release
+        driver.operator("releases", "POST", "/v1/releases", manifest)
+    # the upload by the presigned link goes to the bucket, not through the API
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket=RELEASES_BUCKET, Key=object_key(version, platform), Body=artifact.read_bytes())
+    driver.operator("releases", "POST", f"/v1/releases/{version}/{platform}/complete")
+    query = f"platform={platform}"
+    driver.operator("releases", "GET", "/v1/releases", query=query)
+    download = "/v1/agent/releases/latest"
+    by_token = {"Authorization": f"Bearer {token}"}
+    driver.check("GET", download, driver.api.call("releases", "GET", download, query=query, headers=by_token))
+    driver.public("releases", "/v1/agent/install.sh")
+    if not machines:
+        return
+    node = machines[0]
+    download = f"/v1/agent/releases/{version}"
+    by_agent = driver.api.signed_headers(node, "GET", download, b"", query=query)
+    driver.check("GET", download, driver.api.call("releases", "GET", download, query=query, headers=by_agent))
+    report = {"event": "upgrade", "version": version, "from_version": "0.1.0"}
+    driver.signed("releases", node, "POST", f"/v1/agents/{node.agent_id}/version", report)
+
+
+def drive_decommission(driver: Driver, token: str) -> None:
+    """An agent deleted by an operator, listed, restored, deleted again and purged at once; another
+    retiring itself (the purge duty removes it)."""
+    deleted, retired = Machine(f"{driver.kind}-deleted"), Machine(f"{driver.kind}-retired")
+    for machine in (deleted, retired):
+        driver.register(machine, token)
+    if deleted.agent_id:
+        agent = f"/v1/agents/{deleted.agent_id}"
+        driver.operator("operator", "PUT", f"{agent}/tags", {"tags": {"env": "leaving"}})
+        driver.operator("operator", "DELETE", agent)
+        driver.operator("operator", "GET", "/v1/deleted-agents", query="limit=10")
+        driver.operator("operator", "POST", f"{agent}/restore")
+        driver.operator("operator", "DELETE", agent)
+        driver.operator("operator", "POST", f"{agent}/purge")
+    if retired.agent_id:
+        driver.signed("operator", retired, "POST", f"/v1/agents/{retired.agent_id}/deregister")
 
 
 def drive_capabilities(driver: Driver, machines: list[Machine], token_reply: Reply) -> None:
@@ -205,7 +308,7 @@ def _run_duty(run: Callable[[Deps], int], deps: Deps) -> str:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants(
-    kind: str, api: Api, deps: Deps, clock: FixedClock
+    kind: str, api: Api, deps: Deps, clock: FixedClock, tmp_path: Path
 ) -> None:
     # Given a fresh table and faults of one kind at its rate, from a fixed seed
     driver = Driver(api, kind)
@@ -213,7 +316,9 @@ def test_every_route_and_duty_under_faults_keeps_the_contract_and_the_invariants
     extra = f",{TIMEOUT_WRITES}" if kind == "timeout" else ""
     with inject_faults(FaultPlan.parse(f"{kind}={RATES[kind]},seed={SEED}{extra}")) as injector:
         # When a fleet lives its life through every route and duty
-        drive(driver, deps, clock, duties)
+        artifact = tmp_path / "agent.tar.gz"
+        artifact.write_bytes(b"signed agent bytes" * 64)
+        drive(driver, deps, clock, duties, artifact)
     # Then every answer is one its route documents, and the table is sound
     injected = sum(injector.counts.values())
     TALLY[kind] = Counter(

@@ -69,6 +69,12 @@ class Fleet:
     def violations(self) -> list[str]:
         return check_invariants(self.table, self.client)
 
+    def put_attempt(self, execution_id: str, attempt: int) -> None:
+        """The item of an ended attempt, as a transition would have written it."""
+        expression = "SET #type = :type, execution_id = :execution_id, attempt = :attempt"
+        values = {"type": "execution_attempt", "execution_id": execution_id, "attempt": attempt}
+        self.update(keys.execution_pk(execution_id), expression, sk=keys.attempt_sk(attempt), **values)
+
 
 def _wire(value: Any) -> dict[str, str]:
     return {"N": str(value)} if isinstance(value, int) else {"S": str(value)}
@@ -131,10 +137,12 @@ def test_an_open_count_off_by_one(fleet: Fleet) -> None:
 
 
 def test_an_active_task_whose_executions_are_all_final(fleet: Fleet) -> None:
-    # Given both executions final (and their open counts and slot brought along) but the task still active
+    # Given both executions final (and their open counts, slot and attempt items brought along) but the
+    # task still active
     for execution_id in (fleet.leased["execution_id"], fleet.waiting):
         fleet.set_status(execution_id, "succeeded")
         fleet.update(fleet.open_pk(execution_id), "ADD #open :open", open=-1)
+        fleet.put_attempt(execution_id, 1)
     fleet.update(keys.task_pk(fleet.task_id), "SET active = :active", sk=keys.TASK_SLOTS_SK, active=0)
     # Then exactly the stuck task is reported
     assert fleet.violations() == [
@@ -203,6 +211,66 @@ def test_a_token_used_more_than_its_max_uses(fleet: Fleet) -> None:
 def test_a_token_use_without_its_registration(fleet: Fleet) -> None:
     fleet.update(keys.token_pk(fleet.token_id), "SET uses = :uses", uses=1)
     assert fleet.violations() == [f"token {fleet.token_id}: 1 uses counted but 2 registrations used it"]
+
+
+def test_an_ended_attempt_without_its_item(fleet: Fleet) -> None:
+    # Given the leased execution reported, then the item of its ended attempt lost
+    fleet.report(fleet.leased)
+    execution_id = fleet.leased["execution_id"]
+    fleet.delete(keys.execution_pk(execution_id), keys.attempt_sk(1))
+    # Then it is reported
+    assert fleet.violations() == [
+        f"execution {execution_id}: succeeded at attempt 1 but no item of attempts [1]"
+    ]
+
+
+def test_an_attempt_item_of_an_attempt_still_running(fleet: Fleet) -> None:
+    execution_id = fleet.leased["execution_id"]
+    fleet.put_attempt(execution_id, 1)
+    assert fleet.violations() == [f"execution {execution_id}: leased at attempt 1 but items of attempts [1]"]
+
+
+def test_output_chunks_with_a_gap(fleet: Fleet) -> None:
+    # Given two chunks of the running attempt's output taken, then the first one lost
+    machine = next(m for m in fleet.machines if m.agent_id == fleet.leased["agent_id"])
+    execution_id = fleet.leased["execution_id"]
+    for seq in (1, 2):
+        chunk = {"attempt": 1, "seq": seq, "parts": [{"stream": "stdout", "data": f"{seq}\n"}]}
+        path = f"/v1/executions/{execution_id}/output"
+        assert fleet.api.signed("tasks", machine, "POST", path, chunk).status < 300
+    assert fleet.violations() == []
+    fleet.delete(keys.execution_pk(execution_id), keys.output_chunk_sk(1, 1))
+    # Then the gap is reported
+    assert fleet.violations() == [
+        f"{keys.execution_pk(execution_id)} attempt 1: chunk head at 2 but chunks [2] (missing [1])"
+    ]
+
+
+def test_a_deleted_agent_left_in_the_agent_list_without_its_timer(fleet: Fleet) -> None:
+    # Given an agent deleted (sound), then put back in the agent list and its purge timer lost
+    agent_id = fleet.machines[1].agent_id
+    assert fleet.api.operator("operator", "DELETE", f"/v1/agents/{agent_id}").status == 200
+    assert fleet.violations() == []
+    gsi1pk, _ = keys.agent_list_keys(agent_id)
+    fleet.update(keys.agent_pk(agent_id), "SET gsi1pk = :gsi1pk", sk=keys.AGENT_PROFILE_SK, gsi1pk=gsi1pk)
+    fleet.delete(keys.agent_pk(agent_id), keys.AGENT_PURGE_SK)
+    # Then both are reported
+    assert fleet.violations() == [
+        f"agent {agent_id}: deleted but in the agent list ({gsi1pk})",
+        f"agent {agent_id}: deleted but no purge timer",
+    ]
+
+
+def test_a_purge_cut_short_after_the_profile(fleet: Fleet) -> None:
+    # Given a deleted agent whose profile is gone but not its presence nor its purge timer
+    agent = fleet.machines[1]
+    assert fleet.api.heartbeat(agent).status == 200
+    assert fleet.api.operator("operator", "DELETE", f"/v1/agents/{agent.agent_id}").status == 200
+    fleet.delete(keys.agent_pk(agent.agent_id), keys.AGENT_PROFILE_SK)
+    # Then the leftovers are reported
+    violations = fleet.violations()
+    assert f"agent {agent.agent_id}: a purge timer but no profile" in violations
+    assert f"agent {agent.agent_id}: a presence item left by a purge" in violations
 
 
 # --- the audit log: a change without its entry, an entry without its change ------------------------

@@ -371,6 +371,8 @@ def test_the_readme_typed_task_example_runs(fleet: Fleet, tmp_path: Path) -> Non
     handler = f"disk.usage={REPO / 'examples' / 'task_handlers.py'}:disk_usage"
     agent = launch_agent(agent_id, env, "--handler", handler)
     try:
+        with OperatorClient(fleet.server.url, OPERATOR_TOKEN) as operator:
+            eventually(lambda: operator.get_agent(agent_id).liveness == "online", "the agent to check in")
         # When a disk.usage task is sent to it
         result = fleet.cli(
             "tasks", "run", "-t", agent_id, "--type", "disk.usage", "--input", '{"path": "/"}', "-o", "json"

@@ -20,7 +20,9 @@
   cancel entry exactly when cancelled; a tunnel one create entry, one patch entry per version it
   moved, and a delete entry exactly when gone; an agent a revoke entry exactly when revoked (a
   deleted one its delete entry) and its tags as its newest tag entry left them; a read policy as its
-  newest entry left it; no entry about a resource that never was.
+  newest entry left it; a release one announce entry, and a publish entry exactly when published;
+  the release key as its newest key entry left it; a purged agent one purge entry, an agent not
+  purged none; no entry about a resource that never was.
 
 A test tool for moto only: it reads the whole table with one paginated, strongly consistent Scan,
 because an item whose parent is gone (an execution without its task) cannot be found by key. The
@@ -36,6 +38,7 @@ from typing import Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
+from fleetlink.core.releases.service import RELEASE_KEY_RESOURCE
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState
 from fleetlink.store.keys import task_shard
 
@@ -292,10 +295,39 @@ def _audit_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
             readers = policy and policy["readers"]
             yield f"collection {collection}: read policy {readers} but {len(set_by)} entries"
     deleted_agents = {target for action, target in entries if action == "agent.delete"}  # purged later
+    for agent_id in sorted(deleted_agents | agents.keys()):
+        yield from expect(f"agent {agent_id}", "agent.purge", agent_id, int(agent_id not in agents))
+    releases = {f"release/{r['version']}/{r['platform']}": r for r in by_kind["release"]}
+    for resource, release in sorted(releases.items()):
+        yield from expect(resource, "release.announce", resource, 1)
+        yield from expect(resource, "release.publish", resource, int(release["status"] == "published"))
+    yield from _release_key_violations(by_kind, entries)
     known = tokens.keys() | tasks.keys() | created_tunnels | agents.keys() | policies.keys() | deleted_agents
+    known |= releases.keys() | {RELEASE_KEY_RESOURCE}
     for action, target in sorted(entries):
         if target not in known:
             yield f"{action} audit entry about {target}, which never was"
+
+
+def _release_key_violations(
+    by_kind: dict[str, list[Item]], entries: dict[tuple[str, str], list[Item]]
+) -> Iterator[str]:
+    """The release key is as its newest entry set it (set first, rotated after), or there is none."""
+    key = next(iter(by_kind["release_key"]), None)
+    set_by = [
+        entry
+        for action in ("release_key.set", "release_key.rotate")
+        for entry in entries.get((action, RELEASE_KEY_RESOURCE), [])
+    ]
+    set_by.sort(key=lambda e: str(e["audit_id"]))
+    firsts = len(entries.get(("release_key.set", RELEASE_KEY_RESOURCE), []))
+    if key is None:
+        if set_by:
+            yield f"release key: none, but {len(set_by)} key audit entries"
+        return
+    if firsts != 1 or not set_by or set_by[-1]["changes"]["key_id"]["new"] != key["key_id"]:
+        newest = set_by[-1]["changes"] if set_by else None
+        yield f"release key {key['key_id']}: {firsts} set entries, the newest key entry {newest}"
 
 
 def _all_items(client: Any, table_name: str) -> Iterator[Item]:

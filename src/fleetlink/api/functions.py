@@ -178,8 +178,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "releases",
             routers=function_routers.releases,
-            # the release key (GetItem, conditional PutItem), releases (GetItem, conditional PutItem,
-            # UpdateItem, Query of the one releases partition); a registration token (GetItem) or the
+            # the release key (GetItem; a conditional Put with its audit entry in a transaction),
+            # releases (GetItem, Query of the one releases partition; the conditional Put or Update with
+            # its audit entry in a transaction); a registration token (GetItem) or the
             # signing agent (Query) and its nonce (PutItem); the bucket: presigned links only (its
             # role's s3:PutObject/GetObject on releases/*, HeadObject to publish)
             access=TableAccess(table=actions("GetItem", "PutItem", "UpdateItem", "Query")),

@@ -177,7 +177,7 @@ class DynamoDecommissionRepository:
                 break
         return due
 
-    def purge(self, agent_id: str) -> int:
+    def purge(self, agent_id: str, audit: AuditRecord) -> int:
         pk = keys.agent_pk(agent_id)
         items = list(_keys_of(pk))
         by_sk = {item[SORT_KEY]["S"]: item for item in items}
@@ -211,7 +211,34 @@ class DynamoDecommissionRepository:
         doomed += [
             (pk, sk) for sk in sorted(by_sk) if sk not in last and not sk.startswith(keys.AUDIT_PREFIX)
         ]
-        doomed += [(pk, sk) for sk in sorted(last) if sk in by_sk]
         unique = list(dict.fromkeys(doomed))
         _batch_delete(unique)
-        return len(unique)
+        purged = len(unique) + sum(sk in by_sk for sk in last)
+        version = int(profile["version"]["N"]) if "version" in profile else None
+        finished = self._finish_purge(agent_id, audit, purged, version, timer=keys.AGENT_PURGE_SK in by_sk)
+        return purged if finished else 0
+
+    @staticmethod
+    def _finish_purge(
+        agent_id: str, audit: AuditRecord, purged: int, version: int | None, *, timer: bool
+    ) -> bool:
+        """The profile (still at ``version``, still deleted) and purge timer deleted with the purge's
+        audit entry, in one transaction; False if the agent changed (restored) or was purged meanwhile."""
+        pk = keys.agent_pk(agent_id)
+        entry = audit.model_copy(update={"details": {**audit.details, "purged_items": purged}})
+        try:
+            with transaction() as tx:
+                profile = AgentProfileItem(pk, keys.AGENT_PROFILE_SK)
+                profile.version = version  # the delete is conditioned on it
+                tx.delete(profile, condition=AgentProfileItem.deleted_at > 0)
+                if timer:
+                    tx.delete(
+                        AgentPurgeTimerItem(pk, keys.AGENT_PURGE_SK),
+                        condition=AgentPurgeTimerItem.pk.exists(),
+                    )
+                tx.save(audit_item(entry))
+        except TransactWriteError as error:
+            if failed_conditions(error):
+                return False
+            raise
+        return True

@@ -48,7 +48,10 @@ def restore_agent(agent_id: AgentIdPath) -> AgentSummary:
     **ADMIN,
 )
 def purge_agent(agent_id: AgentIdPath) -> PurgeResult:
-    return PurgeResult(agent_id=agent_id, purged_items=get_deps().decommission.purge_now(agent_id))
+    return PurgeResult(
+        agent_id=agent_id,
+        purged_items=get_deps().decommission.purge_now(agent_id, security.operator_actor(router)),
+    )
 
 
 @router.get("/deleted-agents", summary="Deleted agents not purged yet", **VIEWER)

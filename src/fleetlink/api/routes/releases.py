@@ -52,7 +52,7 @@ PlatformQuery = Annotated[str, Query(pattern=PLATFORM_PATTERN, description="linu
     "/releases/key", summary="Set the release key (a change needs the current key's signature)", **ADMIN
 )
 def set_release_key(command: Annotated[SetReleaseKey, Body()]) -> ReleaseKey:
-    return get_deps().release_service.set_key(command)
+    return get_deps().release_service.set_key(command, security.operator_actor(router))
 
 
 #: A route that answers 404 without a path parameter: no release key was set yet.
@@ -90,7 +90,7 @@ def announce_release(command: Annotated[AnnounceRelease, Body()]) -> ReleaseUplo
     **ADMIN,
 )
 def complete_release(version: VersionPath, platform: PlatformPath) -> Release:
-    return get_deps().release_service.complete(version, platform)
+    return get_deps().release_service.complete(version, platform, security.operator_actor(router))
 
 
 @router.get("/releases", summary="List releases, newest version first", **VIEWER)

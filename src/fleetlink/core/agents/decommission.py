@@ -15,6 +15,8 @@ from fleetlink.core.errors import Conflict, NotFound
 
 #: Purges a duty run does at most (the rest wait for the next run).
 PURGES_PER_RUN = 25
+#: Who the audit log names for a purge the cleanup duty did (the retention ended).
+PURGE_DUTY_ACTOR = "fleetlink:agent-purge"
 
 
 class DecommissionRepository(Protocol):
@@ -30,8 +32,9 @@ class DecommissionRepository(Protocol):
     def due_purges(self, now_ms: int, limit: int) -> list[str]:
         """Agents whose purge is due."""
 
-    def purge(self, agent_id: str) -> int:
-        """Delete every item the (soft-deleted) agent left; how many (0: not deleted, or gone)."""
+    def purge(self, agent_id: str, audit: AuditRecord) -> int:
+        """Delete every item the (soft-deleted) agent left; how many (0: not deleted, or gone). The
+        last deletes (its profile and purge timer) and ``audit`` (with the count) are one transaction."""
 
 
 class DecommissionService:
@@ -84,7 +87,7 @@ class DecommissionService:
         )
         return self._status(agent, view)
 
-    def purge_now(self, agent_id: str) -> int:
+    def purge_now(self, agent_id: str, actor: str) -> int:
         """Purge a soft-deleted agent without waiting for the retention (irreversible)."""
         view = self._view(agent_id)
         if view.agent.deleted_at is None:
@@ -92,7 +95,12 @@ class DecommissionService:
                 f"agent {agent_id} is not deleted: delete it first (fleetlink agents rm)",
                 code="agent-not-deleted",
             )
-        return self._repository.purge(agent_id)
+        return self._purge(agent_id, actor)
+
+    def _purge(self, agent_id: str, actor: str) -> int:
+        return self._repository.purge(
+            agent_id, AuditRecord.of(actor, "agent.purge", agent_id, self._clock.now_ms())
+        )
 
     def list_deleted(self, *, limit: int, cursor: str | None) -> Page[Agent]:
         return self._repository.list_deleted(limit=limit, cursor=cursor)
@@ -100,6 +108,6 @@ class DecommissionService:
     def purge_due(self) -> int:
         """The cleanup duty: purge agents whose retention ended; items deleted."""
         return sum(
-            self._repository.purge(agent_id)
+            self._purge(agent_id, PURGE_DUTY_ACTOR)
             for agent_id in self._repository.due_purges(self._clock.now_ms(), PURGES_PER_RUN)
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from fleetlink.core.audit import AuditRecord
 from fleetlink.core.releases.model import Release, ReleaseKey
 
 
@@ -11,17 +12,20 @@ class ReleaseRepository(Protocol):
     def get_key(self) -> ReleaseKey | None:
         """The current release key (read consistently)."""
 
-    def put_key(self, key: ReleaseKey, replacing: str | None) -> bool:
-        """Write the key if the current one is still ``replacing`` (None: none yet); False if it moved."""
+    def put_key(self, key: ReleaseKey, replacing: str | None, audit: AuditRecord) -> bool:
+        """Write the key if the current one is still ``replacing`` (None: none yet), with its audit
+        entry in the same transaction; False if it moved (nothing written)."""
 
     def get(self, version: str, platform: str) -> Release | None:
         """One release (read consistently)."""
 
-    def create(self, release: Release) -> bool:
-        """Put a new release; False if that (version, platform) exists."""
+    def create(self, release: Release, audit: AuditRecord) -> bool:
+        """Put a new release and its audit entry (one transaction); False if that (version, platform)
+        exists (nothing written)."""
 
-    def mark_published(self, version: str, platform: str, at_ms: int) -> Release | None:
-        """Publish an uploading release; the release as it now is (None if absent)."""
+    def publish(self, release: Release, audit: AuditRecord) -> bool:
+        """Write ``release`` (published) over its uploading self, with its audit entry (one
+        transaction); False if it is absent or no longer uploading (nothing written)."""
 
     def list(self, platform: str | None) -> list[Release]:
         """Every release (of one platform), newest version first."""

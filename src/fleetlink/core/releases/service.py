@@ -1,8 +1,16 @@
 """Release use cases: the release key (changed only with the old key's consent), announcing and
-publishing signed artifacts, download links for nodes."""
+publishing signed artifacts, download links for nodes.
+
+Each write that changes something leaves one audit entry in its own transaction: the key set or
+rotated (``release_key.set`` / ``release_key.rotate`` on ``release-key``), a release announced
+(``release.announce``) and published (``release.publish``) on ``release/<version>/<platform>``.
+Entries carry key ids, public keys, digests and sizes, never a signature; a resend that changes
+nothing (the same key, the same announcement, an already published release) leaves none.
+"""
 
 from __future__ import annotations
 
+from fleetlink.core.audit import AuditRecord, FieldChange, changes_between, created
 from fleetlink.core.clock import Clock
 from fleetlink.core.errors import Conflict, InvalidInput, NotFound
 from fleetlink.core.releases.model import (
@@ -22,6 +30,23 @@ from fleetlink.release.node import artifact_file_name, version_key
 UPLOAD_LINK_S = 900
 DOWNLOAD_LINK_S = 600
 LATEST = "latest"
+#: The audit log's resource id of the release key.
+RELEASE_KEY_RESOURCE = "release-key"
+#: What of a release its audit entries record (its signature stays out: it proves, it is not news).
+AUDITED_RELEASE_FIELDS = ("version", "platform", "sha256", "size", "key_id", "status", "published_at")
+
+
+def release_resource(version: str, platform: str) -> str:
+    """The audit log's resource id of one release."""
+    return f"release/{version}/{platform}"
+
+
+def _audited(release: Release | None) -> dict[str, object]:
+    return {} if release is None else release.model_dump(mode="json", include=set(AUDITED_RELEASE_FIELDS))
+
+
+def release_changes(before: Release | None, after: Release) -> dict[str, FieldChange]:
+    return changes_between(_audited(before), _audited(after))
 
 
 def object_key(version: str, platform: str) -> str:
@@ -44,7 +69,7 @@ class ReleaseService:
             )
         return key
 
-    def set_key(self, command: SetReleaseKey) -> ReleaseKey:
+    def set_key(self, command: SetReleaseKey, actor: str) -> ReleaseKey:
         """The first key is taken as given; a different key needs the current key's signature over it."""
         try:
             new_key = signing.load_public_pem(command.public_key)
@@ -76,7 +101,18 @@ class ReleaseService:
             rotation_signature=rotation,
             updated_at=self._clock.now_ms(),
         )
-        if not self._releases.put_key(key, current.key_id if current else None):
+        public = ("key_id", "public_key")
+        audit = AuditRecord.of(
+            actor,
+            "release_key.rotate" if current else "release_key.set",
+            RELEASE_KEY_RESOURCE,
+            key.updated_at,
+            changes=changes_between(
+                current.model_dump(include=set(public)) if current else {},
+                key.model_dump(include=set(public)),
+            ),
+        )
+        if not self._releases.put_key(key, current.key_id if current else None, audit):
             raise Conflict("the release key changed meanwhile; retry", code="release-key-changed")
         return key
 
@@ -104,7 +140,14 @@ class ReleaseService:
             created_at=self._clock.now_ms(),
             created_by=actor,
         )
-        if not self._releases.create(release):
+        audit = AuditRecord.of(
+            actor,
+            "release.announce",
+            release_resource(release.version, release.platform),
+            release.created_at,
+            changes=created(_audited(release)),
+        )
+        if not self._releases.create(release, audit):
             existing = self._releases.get(command.version, command.platform)
             same = existing is not None and (existing.sha256, existing.size) == (command.sha256, command.size)
             if existing is None or existing.status is ReleaseStatus.PUBLISHED or not same:
@@ -123,7 +166,7 @@ class ReleaseService:
             expires_at=self._clock.now_ms() + UPLOAD_LINK_S * 1000,
         )
 
-    def complete(self, version: str, platform: str) -> Release:
+    def complete(self, version: str, platform: str, actor: str) -> Release:
         """Publish a release once its artifact is in the bucket with the signed size (idempotent)."""
         release = self._releases.get(version, platform)
         if release is None:
@@ -138,10 +181,23 @@ class ReleaseService:
                 f"the uploaded artifact has {size} bytes, the signed release {release.size}",
                 code="release-size-mismatch",
             )
-        published = self._releases.mark_published(version, platform, self._clock.now_ms())
-        if published is None:
+        now = self._clock.now_ms()
+        published = release.model_copy(update={"status": ReleaseStatus.PUBLISHED, "published_at": now})
+        audit = AuditRecord.of(
+            actor,
+            "release.publish",
+            release_resource(version, platform),
+            now,
+            changes=release_changes(release, published),
+        )
+        if self._releases.publish(published, audit):
+            return published
+        current = self._releases.get(version, platform)  # published (or gone) meanwhile
+        if current is None:
             raise NotFound(f"no release {version} ({platform})", code="no-such-release")
-        return published
+        if current.status is not ReleaseStatus.PUBLISHED:
+            raise Conflict(f"release {version} ({platform}) changed meanwhile; retry", code="release-changed")
+        return current
 
     def list(self, platform: str | None) -> list[Release]:
         return self._releases.list(platform)

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.document import openapi_document, route_table
 from fleetlink.api.functions import scheduled_functions
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
@@ -143,6 +143,7 @@ QUERIES = {
     ("GET", "/v1/agent/releases/{version}"): "platform=linux-x86_64",
     ("GET", "/v1/releases"): "platform=linux-x86_64",
     ("GET", "/v1/executions/{execution_id}/output"): "after=0",
+    ("GET", "/v1/agents/{agent_id}/executions"): "limit=20",
 }
 
 

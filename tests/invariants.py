@@ -6,7 +6,8 @@
 - a task whose executions are all final (and whose fan-out is written) is not active and has
   ``finished_at``; a finished task has no unfinished execution; a task has the ``execution_count``
   executions it says, counting those its unfinished fan-out still has to write;
-- no execution, open count, slots item or fan-out marker without its task;
+- no execution, open count, slots item or fan-out marker without its task; every execution is in
+  its agent's executions (gsi5);
 - a ``max_concurrency`` task's slots count exactly its leased executions, within the limit;
 - no registration token used more than its ``max_uses``, and each use is one successful registration
   (a purge removes an agent's registrations: at most one use per purged agent is unaccounted for);
@@ -40,7 +41,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from fleetlink.core.releases.service import RELEASE_KEY_RESOURCE
 from fleetlink.core.tasks.model import ExecutionStatus, TaskState
-from fleetlink.store.keys import task_shard
+from fleetlink.store.keys import agent_executions_keys, task_shard
 
 Item = dict[str, Any]
 MAX_PAGES = 10_000
@@ -87,6 +88,9 @@ def _task_violations(by_kind: dict[str, list[Item]]) -> Iterator[str]:
 
     for execution in by_kind["execution"]:
         yield from _queue_key_violations(execution)
+        listed = (execution.get("gsi5pk"), execution.get("gsi5sk"))
+        if listed != agent_executions_keys(execution["agent_id"], execution["execution_id"]):
+            yield f"execution {execution['execution_id']}: not in its agent's executions ({listed})"
     for task_id, task in sorted(tasks.items()):
         own = executions[task_id]
         unfinished = [e for e in own if not ExecutionStatus(e["status"]).terminal]

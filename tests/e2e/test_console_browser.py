@@ -200,6 +200,12 @@ def test_a_task_started_from_the_page_runs_and_its_output_appears(
     assert browser.evaluate("window.notReloaded") is True
     assert "succeeded" in browser.text("#executions")
     browser.screenshot(SHOTS / "task.png")
+    # And the agent's page lists it among its own tasks (from the agent's executions), succeeded
+    task_id = browser.evaluate("location.pathname").rsplit("/", 1)[-1]
+    browser.open(f"{admin_console.base}/agents/{stack.agent_id}")
+    row = browser.text(f"#agent-tasks tr:has(a[href='/tasks/{task_id}'])")
+    assert "succeeded" in row and "hello-from-the-console" in row, row
+    browser.screenshot(SHOTS / "agent-tasks.png")
     # And the audit log (page and `fleetlink audit ls`) says the admin created it
     browser.open(f"{admin_console.base}/audit")
     assert "task.create" in browser.text("#audit")

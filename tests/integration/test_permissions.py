@@ -270,6 +270,7 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
     report(machine, lease, "failed")
     assert api.operator("tasks", "GET", "/v1/tasks").status == 200
     assert api.operator("tasks", "GET", "/v1/tasks", query="state=cancelled").status == 200
+    assert api.operator("tasks", "GET", f"/v1/agents/{machine.agent_id}/executions").status == 200
 
     create({"agent_ids": [machine.agent_id]}, timeout_seconds=10)
     claim(machine)

@@ -123,10 +123,15 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # executions; a finished execution updates its task (UpdateItem, open counts BatchGetItem)
             # and keeps the ended attempt (Put in the transition's transaction); live output: the
             # execution (GetItem), the chunk head (conditional UpdateItem), the chunk (PutItem);
-            # operators read chunks and attempts (Query)
+            # operators read chunks and attempts (Query); an agent's executions (gsi5 Query, BatchGetItem)
             access=TableAccess(
                 table=READ_AND_WRITE_ITEMS,
-                indexes={"gsi1": actions("Query"), "gsi2": actions("Query"), "gsi3": actions("Query")},
+                indexes={
+                    "gsi1": actions("Query"),
+                    "gsi2": actions("Query"),
+                    "gsi3": actions("Query"),
+                    "gsi5": actions("Query"),
+                },
             ),
             memory_mb=512,
         ),

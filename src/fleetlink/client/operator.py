@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from fleetlink.client.http import ApiClient, follow_pages, query_params, segment
+from fleetlink.contract.agent_executions import AgentExecutionList
 from fleetlink.contract.agents import (
     AgentDetail,
     AgentList,
@@ -45,6 +46,13 @@ class OperatorClient(ApiClient):
     def whoami(self) -> WhoAmI:
         """The calling operator, its role (dev stack; None in AWS) and each operator route's role."""
         return self._call(WhoAmI, "GET", "/whoami")
+
+    def agent_executions(
+        self, agent_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> AgentExecutionList:
+        """One page of an agent's executions, newest first."""
+        params = query_params(limit=limit, cursor=cursor)
+        return self._call(AgentExecutionList, "GET", f"/agents/{segment(agent_id)}/executions", params=params)
 
     def list_audit(
         self,

@@ -40,6 +40,8 @@ COOKIE = "fleetlink_console"
 #: Seconds between the refreshes of a live region (htmx polling through this process).
 REFRESH_S = 2
 TASKS_SHOWN = 50
+#: An agent's executions a page of its page shows (newest first; "older" follows the cursor).
+AGENT_TASKS_SHOWN = 20
 
 
 @dataclass
@@ -166,7 +168,8 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
     def agent_page(request: Request) -> dict[str, Any]:
         agent_id = request.path_params["agent_id"]
         agent = client.get_agent(agent_id)
-        tasks = list(itertools.islice(client.iter_tasks(page_size=TASKS_SHOWN), TASKS_SHOWN))
+        cursor = request.query_params.get("cursor") or None
+        executions = client.agent_executions(agent_id, limit=AGENT_TASKS_SHOWN, cursor=cursor)
         tunnels = client.list_tunnels(agent_id=agent_id).items
         try:
             sync: Any = client.node_sync(agent_id)
@@ -174,8 +177,14 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
             if error.status != 404:
                 raise
             sync = None
-        mine = [task for task in tasks if fleet.targets_agent(task, agent)]
-        return {"agent": agent, "tasks": mine, "tunnels": tunnels, "sync": sync}
+        return {
+            "agent": agent,
+            "executions": executions.items,
+            "older": executions.cursor,
+            "paged": cursor is not None,
+            "tunnels": tunnels,
+            "sync": sync,
+        }
 
     def tasks_page(request: Request) -> dict[str, Any]:
         state_filter = request.query_params.get("state") or None

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleetlink.contract.agents import AgentSummary
-from fleetlink.contract.tasks import TaskSummary
 from fleetlink.core.roles import Role
 
 #: Agents the overview reads at most (100 a page).
@@ -46,15 +45,6 @@ def overview(agents: Iterable[AgentSummary]) -> Overview:
         by_version=dict(sorted(versions.items())),
         by_tag=dict(sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))),
     )
-
-
-def targets_agent(task: TaskSummary, agent: AgentSummary) -> bool:
-    """Whether a task's targets name the agent (by id, or by tags it carries)."""
-    targets = task.targets
-    if agent.agent_id in (targets.agent_ids or []):
-        return True
-    wanted = targets.tags or {}
-    return bool(wanted) and all(agent.tags.get(key) == value for key, value in wanted.items())
 
 
 @dataclass

@@ -214,6 +214,11 @@ def leased_queue_keys(agent_id: str, execution_id: str) -> tuple[str, str]:
     return queue_pk(agent_id), f"{LEASED_QUEUE_PREFIX}{execution_id}"
 
 
+def agent_executions_keys(agent_id: str, execution_id: str) -> tuple[str, str]:
+    """(gsi5pk, gsi5sk) of an execution among its agent's (ids are time-ordered: newest last)."""
+    return f"AGENTEXE#{agent_id}", execution_id
+
+
 def task_executions_keys(task_id: str, shard: int, agent_id: str, execution_id: str) -> tuple[str, str]:
     """(gsi3pk, gsi3sk) of an execution under one shard of its task."""
     return task_executions_pk(task_id, shard), f"{agent_id}#{execution_id}"

@@ -66,8 +66,20 @@ TASK_EXECUTIONS_INDEX = IndexDefinition(
 DUE_INDEX = IndexDefinition(
     "gsi4", "gsi4pk", "gsi4sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE,)
 )
+#: An agent's executions, newest first (the console's agent page). Only what never changes is
+#: projected (the item kind, the task id), so an execution costs the index one small write when it
+#: is created and none on its transitions or lease renewals; a page reads the items themselves.
+AGENT_EXECUTIONS_INDEX = IndexDefinition(
+    "gsi5", "gsi5pk", "gsi5sk", projection="INCLUDE", non_key_attributes=(DISCRIMINATOR_ATTRIBUTE, "task_id")
+)
 #: Every index of the table; models address them by the names above, never by position.
-INDEXES: tuple[IndexDefinition, ...] = (LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX, DUE_INDEX)
+INDEXES: tuple[IndexDefinition, ...] = (
+    LIST_INDEX,
+    QUEUE_INDEX,
+    TASK_EXECUTIONS_INDEX,
+    DUE_INDEX,
+    AGENT_EXECUTIONS_INDEX,
+)
 
 
 def key_attributes() -> list[str]:

@@ -23,7 +23,13 @@ from fleetlink.core.tasks.model import (
 )
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem, entity
-from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
+from fleetlink.store.table import (
+    AGENT_EXECUTIONS_INDEX,
+    DUE_INDEX,
+    LIST_INDEX,
+    QUEUE_INDEX,
+    TASK_EXECUTIONS_INDEX,
+)
 
 # --- items ---------------------------------------------------------------------------------
 
@@ -130,6 +136,8 @@ class ExecutionItem(TableItem, discriminator="execution"):
     gsi3sk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.sort_key)
     gsi4pk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.partition_key)
     gsi4sk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.sort_key)
+    gsi5pk = UnicodeAttribute(null=True, attr_name=AGENT_EXECUTIONS_INDEX.partition_key)
+    gsi5sk = UnicodeAttribute(null=True, attr_name=AGENT_EXECUTIONS_INDEX.sort_key)
     execution_id = UnicodeAttribute()
     task_id = UnicodeAttribute()
     agent_id = UnicodeAttribute()

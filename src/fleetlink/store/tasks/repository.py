@@ -404,6 +404,7 @@ class DynamoTaskRepository(FanoutWrites):
             gsi3sk=gsi3sk,
             **values,
         )
+        item.gsi5pk, item.gsi5sk = keys.agent_executions_keys(execution.agent_id, execution.execution_id)
         if execution.status is ExecutionStatus.QUEUED:
             item.gsi2pk, item.gsi2sk = keys.queue_keys(
                 execution.agent_id, execution.priority, execution.execution_id

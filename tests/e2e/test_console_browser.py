@@ -204,7 +204,8 @@ def test_a_task_started_from_the_page_runs_and_its_output_appears(
     task_id = browser.evaluate("location.pathname").rsplit("/", 1)[-1]
     browser.open(f"{admin_console.base}/agents/{stack.agent_id}")
     row = browser.text(f"#agent-tasks tr:has(a[href='/tasks/{task_id}'])")
-    assert "succeeded" in row and "hello-from-the-console" in row, row
+    assert "succeeded" in row, row
+    assert "hello-from-the-console" in row, row
     browser.screenshot(SHOTS / "agent-tasks.png")
     # And the audit log (page and `fleetlink audit ls`) says the admin created it
     browser.open(f"{admin_console.base}/audit")

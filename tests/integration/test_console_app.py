@@ -13,7 +13,7 @@ with warnings.catch_warnings():  # starlette's test client prefers another httpx
     from starlette.testclient import TestClient
 
 from fleetlink.client.operator import OperatorClient
-from fleetlink.console.app import COOKIE, ConsoleState, build_app, permissions_of
+from fleetlink.console.app import COOKIE, ConsoleState, build_app, permissions_of, probed_role
 from fleetlink.console.fleet import LivenessHistory
 from fleetlink.core.roles import Role
 from fleetlink.local.server import DevStack
@@ -25,7 +25,11 @@ KEY = "k" * 32
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DevStack]:
     with DevStack(
-        port=0, cleanup_every_s=0, access_log=None, operator_token="admin-t", operators={"vera": Role.VIEWER}
+        port=0,
+        cleanup_every_s=0,
+        access_log=None,
+        operator_token="admin-t",
+        operators={"vera": Role.VIEWER, "otto": Role.OPERATOR},
     ) as dev:
         yield dev
 
@@ -105,3 +109,17 @@ def test_a_viewer_gets_no_write_control(viewer: TestClient, admin: TestClient) -
     assert "start-task" not in viewer.get("/tasks").text
     assert "create-tunnel" not in viewer.get("/tunnels").text
     assert 'method="post"' not in viewer.get("/records?collection=inventory").text
+
+
+def test_the_role_is_probed_over_http_when_the_api_cannot_name_it(stack: DevStack) -> None:
+    # Given each role's token (in AWS: each role's IAM policy; the probes are GETs each role's
+    # policy holds and the lower ones do not, so the gateway's 403 is the answer there)
+    tokens = {
+        Role.VIEWER: stack.operator_tokens["vera"].token,
+        Role.OPERATOR: stack.operator_tokens["otto"].token,
+        Role.ADMIN: "admin-t",
+    }
+    for role, token in tokens.items():
+        with OperatorClient(stack.url, token) as client:
+            # When the console probes the role over real HTTP, Then it finds the token's
+            assert probed_role(client) is role

@@ -80,6 +80,21 @@ def test_whoami_names_the_caller_its_role_and_each_routes_role(api: Api) -> None
     assert api.operator("operator", "GET", "/v1/whoami").json["role"] == "admin"
 
 
+def test_each_role_probe_answers_its_role_and_up_and_refuses_below(api: Api) -> None:
+    # Given the role probes (in AWS, what IAM lets through tells the console the role)
+    def status(path: str, role: str | None) -> tuple[int, str | None]:
+        reply = api.operator("operator", "GET", path, role=role)
+        return reply.status, reply.json.get("role") if reply.status == 200 else reply.json["required_role"]
+
+    # Then a probe answers the role it needs and above, and is a 403 naming it below
+    assert status("/v1/whoami/operator", "viewer") == (403, "operator")
+    assert status("/v1/whoami/operator", "operator") == (200, "operator")
+    assert status("/v1/whoami/admin", "operator") == (403, "admin")
+    assert status("/v1/whoami/admin", None) == (200, "admin")
+    # And a refused probe (a read) leaves no audit entry
+    assert every_entry(api, "action=request.refused") == []
+
+
 def test_a_refused_write_changes_nothing_and_leaves_one_entry_marked_failed(api: Api, agent: Machine) -> None:
     # Given the viewer; When it tries to revoke an agent
     before = every_entry(api)

@@ -83,3 +83,17 @@ def test_scheduled_cleanup_event_runs_the_cleanup_function(deployed_deps: Deps) 
         _load(EVENTS / "scheduled" / "cleanup.json"), LocalLambdaContext("cleanup")
     )
     assert "handled" in result
+
+
+def test_in_the_deployed_mode_a_role_probe_that_iam_let_through_names_its_role(deployed_deps: Deps) -> None:
+    # Given requests that reached the function, so IAM allowed them (the gateway refuses the others)
+    def role_from(sample: str) -> Any:
+        event = _load(EVENTS / "http" / sample)
+        response = lambda_entry("operator")(event, LocalLambdaContext(function_name="operator"))
+        assert response["statusCode"] == 200, response["body"]
+        return json.loads(response["body"])["role"]
+
+    # Then /v1/whoami cannot tell the role, and each role's probe names the role it needs
+    assert role_from("operator.get.whoami.json") is None
+    assert role_from("operator.get.whoami-operator.json") == "operator"
+    assert role_from("operator.get.whoami-admin.json") == "admin"

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from fleetlink.client.http import ApiClient, follow_pages, query_params, segment
+from fleetlink.client.http import ApiClient, FleetlinkApiError, follow_pages, query_params, segment
 from fleetlink.contract.agent_executions import AgentExecutionList
 from fleetlink.contract.agents import (
     AgentDetail,
@@ -24,6 +24,7 @@ from fleetlink.contract.tasks import TaskCreated, TaskDetail, TaskList, TaskSumm
 from fleetlink.contract.tunnels import EventList, HealthSummary, Tunnel, TunnelList
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import AgentState, Liveness
+from fleetlink.core.roles import Role
 from fleetlink.core.tasks.output import AttemptList, OutputPage
 
 
@@ -46,6 +47,18 @@ class OperatorClient(ApiClient):
     def whoami(self) -> WhoAmI:
         """The calling operator, its role (dev stack; None in AWS) and each operator route's role."""
         return self._call(WhoAmI, "GET", "/whoami")
+
+    def holds_role(self, role: Role) -> bool:
+        """Whether the caller holds ``role``: its probe route answers (IAM or the token's role let it
+        through) or is refused with a 403 (the gateway's own body in AWS, a problem locally)."""
+        path = "/whoami" if role is Role.VIEWER else f"/whoami/{role.value}"
+        try:
+            self._call(WhoAmI, "GET", path)
+        except FleetlinkApiError as error:
+            if error.status == 403:
+                return False
+            raise
+        return True
 
     def agent_executions(
         self, agent_id: str, *, limit: int | None = None, cursor: str | None = None

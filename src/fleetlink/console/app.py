@@ -32,7 +32,7 @@ from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.client.operator import OperatorClient
 from fleetlink.console import fleet
 from fleetlink.contract.relay import CollectionPolicy, QueryRequest, TagReaders
-from fleetlink.core.roles import Role
+from fleetlink.core.roles import ROLE_ORDER, Role
 
 HERE = Path(__file__).parent
 #: The session cookie's name: ``<this>_<port>``, since cookies of one host are shared by its ports.
@@ -60,11 +60,22 @@ class ConsoleState:
 def permissions_of(
     client: OperatorClient, role_override: Role | None = None
 ) -> tuple[str, fleet.Permissions]:
-    """(actor, permissions) from ``/v1/whoami``; ``role_override`` where the API cannot tell (IAM)."""
+    """(actor, permissions) from ``/v1/whoami``. Where the API cannot tell the role (IAM decides at
+    the gateway), ``role_override`` if given, else the role whose probe route IAM lets through."""
     me = client.whoami()
     routes = {route: Role(role) for route, role in me.routes.items()}
     role = me.role if me.role is not None else role_override
+    if role is None:
+        role = probed_role(client)
     return me.actor, fleet.Permissions(role=role, routes=routes)
+
+
+def probed_role(client: OperatorClient) -> Role:
+    """The highest role whose probe route (``GET /v1/whoami/<role>``) answers the caller."""
+    for role in reversed(ROLE_ORDER[1:]):
+        if client.holds_role(role):
+            return role
+    return Role.VIEWER
 
 
 class SessionGuard(BaseHTTPMiddleware):

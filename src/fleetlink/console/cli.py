@@ -39,8 +39,10 @@ def console(
     role: Annotated[
         str | None,
         typer.Option(
-            help="Against a deployed stack, the role your IAM policies grant (viewer, operator, admin): "
-            "the console then hides what it cannot do. The dev stack tells the console itself"
+            help="Against a deployed stack, the role your IAM policies grant (viewer, operator, admin), "
+            "to skip asking IAM: without it the console probes GET /v1/whoami/admin and "
+            "/v1/whoami/operator, which IAM lets through only for that role. The dev stack tells "
+            "the console itself"
         ),
     ] = None,
     sample_every: Annotated[

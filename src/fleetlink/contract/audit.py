@@ -20,8 +20,9 @@ class AuditList(DeferredModel):
 class WhoAmI(DeferredModel):
     actor: str = Field(description="The IAM principal ARN in AWS; the token's name on the dev stack")
     role: Role | None = Field(
-        description="The token's role on the dev stack; null in AWS, where IAM (the managed role "
-        "policies attached to the principal) decides at the gateway"
+        description="The token's role on the dev stack. In AWS, where IAM (the managed role policies "
+        "attached to the principal) decides at the gateway: null from /v1/whoami, and the probed role "
+        "from /v1/whoami/operator and /v1/whoami/admin (which IAM lets through only for that role)"
     )
     routes: dict[str, str] = Field(
         description="'METHOD /path' of every operator route with the least role it needs"

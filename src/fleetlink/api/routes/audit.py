@@ -15,6 +15,8 @@ from fleetlink.core.roles import Role
 
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["audit"])
+OPERATOR = security.operator_access(Role.OPERATOR, ["audit"])
+ADMIN = security.operator_access(Role.ADMIN, ["audit"])
 #: Bounds of a time filter (epoch ms): year 2000 to year 2200.
 MIN_MS, MAX_MS = 946_684_800_000, 7_258_118_400_000
 Text = Annotated[str | None, Query(min_length=1, max_length=256)]
@@ -41,9 +43,33 @@ def list_audit(
     return AuditList(items=page.items, cursor=page.cursor)
 
 
-@router.get("/whoami", summary="The calling operator, its role and every operator route's role", **VIEWER)
-def whoami() -> WhoAmI:
+def _whoami(at_least: Role) -> WhoAmI:
     from fleetlink.api.roles import route_roles
 
     roles = {f"{method} {path}": role.value for (method, path), role in route_roles().items()}
-    return WhoAmI(actor=security.operator_actor(router), role=security.operator_role(router), routes=roles)
+    # in AWS the gateway decided (IAM) and the function cannot tell the role: having reached this
+    # route, the caller holds at least the role it needs; on the dev stack the token's own role
+    role = security.operator_role(router)
+    known = role if role is not None else (at_least if at_least is not Role.VIEWER else None)
+    return WhoAmI(actor=security.operator_actor(router), role=known, routes=roles)
+
+
+@router.get("/whoami", summary="The calling operator, its role and every operator route's role", **VIEWER)
+def whoami() -> WhoAmI:
+    return _whoami(Role.VIEWER)
+
+
+#: Role probes: a read each role's managed policy holds and the roles below do not, so whether IAM
+#: lets the caller through tells the role where the function cannot see it (an IAM principal's
+#: policies are not in the request). Nothing changes, nothing is audited.
+PROBE = "Answers only a caller holding the {role} role (IAM refuses the others at the gateway)"
+
+
+@router.get("/whoami/operator", summary=PROBE.format(role="operator"), **OPERATOR)
+def whoami_operator() -> WhoAmI:
+    return _whoami(Role.OPERATOR)
+
+
+@router.get("/whoami/admin", summary=PROBE.format(role="admin"), **ADMIN)
+def whoami_admin() -> WhoAmI:
+    return _whoami(Role.ADMIN)

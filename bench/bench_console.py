@@ -1,6 +1,7 @@
 """The console's page weight and its time from start to first paint, on this machine.
 
-Against `fleetlink dev` (a subprocess) with 20 agents registered: each console page's bytes (HTML
+Against `fleetlink dev` (a subprocess) with 20 agents registered (one with 20 tasks, whose agent page
+is weighed too): each console page's bytes (HTML
 plus the assets it loads, raw and gzipped), and the wall time from spawning `fleetlink console` to
 the browser's first contentful paint of the fleet page (the console's own start included). Same-run
 baseline: the API's own /v1/docs page (Swagger UI, served by the dev stack) weighed and painted by
@@ -33,6 +34,8 @@ from fleetlink.client.operator import OperatorClient  # noqa: E402
 TOKEN = "bench-console-token"
 AGENTS = 20
 PAGES = ("/", "/tasks", "/tunnels", "/records", "/audit")
+#: Tasks sent to the agent whose page is weighed too (a full page of its tasks).
+AGENT_TASKS = 20
 PAINT_RUNS = 3
 FIRST_PAINT = (
     "(performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime"
@@ -118,6 +121,10 @@ def main() -> None:
     try:
         with OperatorClient(dev.url, TOKEN) as operator:
             register(dev.url, operator)
+            # one agent's page lists its own tasks: a full page of them
+            agent_id = next(operator.iter_agents()).agent_id
+            for n in range(AGENT_TASKS):
+                operator.create_task(command=f"echo {n}", agent_ids=[agent_id])
         # weigh the pages through a signed-in console
         env = {**os.environ, "FLEETLINK_URL": dev.url, "FLEETLINK_OPERATOR_TOKEN": TOKEN}
         process = subprocess.Popen(
@@ -134,9 +141,10 @@ def main() -> None:
         with httpx.Client(follow_redirects=True, timeout=30) as client:
             client.get(url)  # the session cookie
             docs = weight(client, f"{dev.url}/v1/docs")
-            for path in PAGES:
+            for path in (*PAGES, f"/agents/{agent_id}"):
                 requests, raw, packed = weight(client, base + path)
-                print(f"  {path:<9} {requests} requests, {kib(raw, packed)}  = {raw / docs[1]:.2f}x /v1/docs")
+                shown = path if len(path) < 10 else "/agents/…"  # the ratios are to /v1/docs
+                print(f"  {shown:<9} {requests} requests, {kib(raw, packed)}  = {raw / docs[1]:.2f}x docs")
         print(f"  baseline /v1/docs (Swagger UI): {docs[0]} requests, {kib(docs[1], docs[2])}")
         process.terminate()
         process.wait(timeout=30)

@@ -3,8 +3,9 @@
 For each fault kind of ``FaultPlan`` (with a rate and a seed) a fleet is driven through its whole
 life: tokens, registrations, heartbeats, agent reads, tag updates, tasks created, listed, claimed,
 reported (live output chunks, then results) and cancelled, attempts read, leases and deliveries
-expired by the cleanup duties, a signed release published and downloaded, agents deleted,
-restored, purged now, deregistered and purged by the duty, a revocation, and the audit log read.
+expired by the cleanup duties, an agent's executions listed, a signed release published and
+downloaded, agents deleted, restored, purged now, deregistered and purged by the duty, a
+revocation, the audit log read and the role probes.
 Every answer must be a status the route's OpenAPI document lists (so a fault ends in success or a
 documented 409/429/503, never a 500), and afterwards ``check_invariants`` must find nothing.
 """
@@ -169,6 +170,8 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str], a
         clock.advance(10 * 60 * 1000)  # past leases (timeout 300 s + grace) and delivery deadlines
         run_duties(deps, duties)
     driver.operator("tasks", "GET", "/v1/tasks", query="limit=5")
+    for agent_id in agent_ids[:1]:
+        driver.operator("tasks", "GET", f"/v1/agents/{agent_id}/executions", query="limit=2")
     for task_id in task_ids:
         driver.operator("tasks", "GET", f"/v1/tasks/{task_id}")
     for task_id in task_ids[:2]:
@@ -192,7 +195,8 @@ def drive_audit(driver: Driver, task_ids: list[str]) -> None:
         driver.operator("operator", "GET", "/v1/audit", query=f"resource={task_ids[0]}&action=task.create")
     now = driver.api.clock.now_ms()
     driver.operator("operator", "GET", "/v1/audit", query=f"since={now - 3_600_000}&until={now}")
-    driver.operator("operator", "GET", "/v1/whoami")
+    for probe in ("/v1/whoami", "/v1/whoami/operator", "/v1/whoami/admin"):
+        driver.operator("operator", "GET", probe)
 
 
 def run_duties(deps: Deps, duties: Counter[str]) -> None:

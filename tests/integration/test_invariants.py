@@ -305,3 +305,46 @@ def test_an_audit_entry_without_its_change(fleet: Fleet) -> None:
         f"token {fleet.token_id}: 1 token.revoke audit entries, expected 0",
         f"task {fleet.task_id}: 0 task.cancel audit entries, expected 1",
     ]
+
+
+def test_release_writes_without_their_entries_and_an_entry_without_its_release(fleet: Fleet) -> None:
+    # Given a published release and a release key written without entries, and a publish entry
+    # about a release that never was
+    release = {"type": "release", "version": "9.9.9", "platform": "linux-x86_64", "status": "published"}
+    release |= {"published_at": 1}
+    fleet.client.put_item(
+        TableName=fleet.table,
+        Item={"pk": {"S": keys.RELEASES_PK}, "sk": {"S": keys.release_sk("linux-x86_64", "9.9.9")}}
+        | {k: _wire(v) for k, v in release.items()},
+    )
+    key = {"type": "release_key", "key_id": "k1", "public_key": "pem", "updated_at": 1}
+    fleet.client.put_item(
+        TableName=fleet.table,
+        Item={"pk": {"S": keys.RELEASE_KEY_PK}, "sk": {"S": keys.SINGLETON_SK}}
+        | {k: _wire(v) for k, v in key.items()},
+    )
+    (minted,) = _entries(fleet, "registration_token.create", fleet.token_id)
+    pk, sk = keys.audit_keys("aud_01KBZZZZZZZZZZZZZZZZZZZZZZ", minted["at"])
+    entry = {"pk": pk, "sk": sk, "type": "audit", "audit_id": sk, "action": "release.publish"}
+    entry |= {"target_id": "release/1.0.0/linux-x86_64", "actor": "admin", "at": minted["at"]}
+    fleet.client.put_item(
+        TableName=fleet.table, Item={k: _wire(v) for k, v in entry.items()} | {"changes": {"M": {}}}
+    )
+    # Then each is reported: the changes without their entries, the entry without its change
+    assert fleet.violations() == [
+        "release/9.9.9/linux-x86_64: 0 release.announce audit entries, expected 1",
+        "release/9.9.9/linux-x86_64: 0 release.publish audit entries, expected 1",
+        "release key k1: 0 set entries, the newest key entry None",
+        "release.publish audit entry about release/1.0.0/linux-x86_64, which never was",
+    ]
+
+
+def test_an_execution_missing_from_its_agents_executions(fleet: Fleet) -> None:
+    # Given the waiting execution written without its agent-executions keys
+    fleet.client.update_item(
+        TableName=fleet.table,
+        Key={"pk": {"S": keys.execution_pk(fleet.waiting)}, "sk": {"S": keys.SINGLETON_SK}},
+        UpdateExpression="REMOVE gsi5pk, gsi5sk",
+    )
+    # Then it is reported
+    assert fleet.violations() == [f"execution {fleet.waiting}: not in its agent's executions ((None, None))"]

@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.render import (
-    CallContext,
     Column,
     JsonOption,
     OutputFormat,
@@ -20,7 +19,6 @@ from fleetlink.cli.render import (
     err,
     print_json,
     print_table,
-    reporting_errors,
     when,
 )
 from fleetlink.core.audit import AuditRecord
@@ -83,7 +81,7 @@ def list_audit(
         "since": parse_moment(since, "--since"),
         "until": parse_moment(until, "--until"),
     }
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         entries = list(itertools.islice(client.iter_audit(page_size=min(limit, 100), **filters), limit))
     if output is OutputFormat.JSON or as_json:
         print_json(entries)

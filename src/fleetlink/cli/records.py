@@ -26,15 +26,18 @@ from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore, SyncHealth
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption
+from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.records_operator import operator_query, policy
 from fleetlink.cli.render import (
     Column,
+    JsonOption,
     OutputFormat,
     OutputOption,
     ago,
     api_failure,
     escape,
     print_table,
+    wants_json,
     when,
 )
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
@@ -46,16 +49,6 @@ records_app = typer.Typer(
     help="Records on this node, synced through the relay; query other nodes' records.", no_args_is_help=True
 )
 
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="FLEETLINK_STATE_DIR",
-        help="The agent's state dir (default: ~/.fleetlink/agent)",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Same as -o json")]
 Collection = Annotated[str, typer.Argument(help="Collection: 1-64 of A-Z a-z 0-9 _ . -")]
 Key = Annotated[str, typer.Argument(help="Key: 1-512 UTF-8 bytes, no control characters")]
 
@@ -125,7 +118,7 @@ def put(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Write a value locally (queued for the relay)."""
-    as_json = as_json or output is OutputFormat.JSON
+    as_json = wants_json(output, as_json)
     text = sys.stdin.read() if value == "-" else value
     if string:
         data: Any = text
@@ -151,7 +144,7 @@ def get(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Print a value (exit 1 if the key has none)."""
-    as_json = as_json or output is OutputFormat.JSON
+    as_json = wants_json(output, as_json)
     with _store(state_dir) as store:
         record = store.get_record(collection, key)
     if record is None or record.deleted:
@@ -170,7 +163,7 @@ def list_records(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """List collections, or the keys of one collection with their values and sync state."""
-    as_json = as_json or output is OutputFormat.JSON
+    as_json = wants_json(output, as_json)
     with _store(state_dir) as store:
         if collection is None:
             counts = store.collections()
@@ -202,7 +195,7 @@ def remove(
     output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Delete a key (a tombstone, queued for the relay); exit 1 if it had no value."""
-    as_json = as_json or output is OutputFormat.JSON
+    as_json = wants_json(output, as_json)
     with _store(state_dir) as store:
         removed = store.delete(collection, key)
     if as_json:
@@ -307,7 +300,7 @@ def status(
     state_dir: StateDirOption = None, as_json: JsonOption = False, output: OutputOption = OutputFormat.TABLE
 ) -> None:
     """How far this node is behind: queue, oldest pending record, last success and error, dead letters."""
-    as_json = as_json or output is OutputFormat.JSON
+    as_json = wants_json(output, as_json)
     with _store(state_dir) as store:
         health = store.health()
         dead = store.dead_letters(limit=10)

@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.render import (
-    CallContext,
     JsonOption,
     OutputFormat,
     OutputOption,
@@ -19,7 +18,6 @@ from fleetlink.cli.render import (
     out,
     parse_tags,
     print_json,
-    reporting_errors,
     wants_json,
 )
 from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest, TagReaders
@@ -29,7 +27,7 @@ def operator_query(
     url: str | None, operator_token: str | None, request: QueryRequest, every: bool
 ) -> QueryAnswer:
     """The records an operator's query finds: one page, or every page with ``every``."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         answer = client.query_records(request)
         found = list(answer.records)
         while every and answer.cursor:
@@ -58,7 +56,7 @@ def policy(
     tags = parse_tags(tag)
     if fleet and tags:
         raise typer.BadParameter("either --fleet or --tag, not both", param_hint="--fleet")
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         if fleet or tags:
             wanted = CollectionPolicy(readers="fleet" if fleet else TagReaders(tag=tags))
             shown = client.set_collection_policy(collection, wanted)

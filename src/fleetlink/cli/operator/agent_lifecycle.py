@@ -8,9 +8,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.names import AgentArgument
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.operator.agents import agents_app
-from fleetlink.cli.render import CallContext, err, escape, fail, out, reporting_errors, when
+from fleetlink.cli.render import err, escape, fail, out, when
 from fleetlink.client.http import follow_pages, query_params, segment
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentList, AgentSummary
@@ -19,8 +20,6 @@ from fleetlink.core.entities import AgentState
 from fleetlink.core.releases.model import ReleaseList
 
 Answer = TypeVar("Answer", AgentSummary, PurgeResult)
-
-AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")]
 
 
 def deleted_page(client: OperatorClient, limit: int | None, cursor: str | None) -> AgentList:
@@ -63,7 +62,7 @@ def remove_agent(
 ) -> None:
     """Delete an agent: revoked and hidden from lists at once; restorable (agents restore) until the
     retention ends (7 days by default), then a cleanup duty purges everything it left."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent_id = resolve_agent(client, agent)
         summary = client._call(AgentSummary, "DELETE", f"/agents/{segment(agent_id)}")
         if purge:
@@ -79,7 +78,7 @@ def _on_deleted(
     agent: str, url: str | None, operator_token: str | None, action: str, answer: type[Answer]
 ) -> tuple[str, Answer]:
     """POST ``action`` on a deleted agent (named as the user named it): its id and the answer."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent_id = resolve_agent(client, agent, deleted=True)
         return agent_id, client._call(answer, "POST", f"/agents/{segment(agent_id)}/{action}")
 
@@ -161,7 +160,7 @@ def upgrade_agents(
     from fleetlink.cli.waiting import follow
 
     targets = parse_targets(target)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         published = {
             r.platform
             for r in client._call(ReleaseList, "GET", "/releases").items

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent, warn_duplicates
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     LIVENESS_STYLE,
     STATE_STYLE,
-    CallContext,
     Column,
     JsonOption,
     OutputFormat,
@@ -32,7 +31,6 @@ from fleetlink.cli.render import (
     print_details,
     print_json,
     print_table,
-    reporting_errors,
     styled,
     wants_json,
     when,
@@ -68,7 +66,7 @@ def list_agents(
     from fleetlink.cli.operator.agent_lifecycle import deleted_page
 
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         taken = take(
             lambda size, at: (
                 deleted_page(client, size, at)
@@ -167,7 +165,7 @@ def show_agent(
     as_json: JsonOption = False,
 ) -> None:
     """Show one agent and its registration history with similarity scores (-o json: the API's object)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent = client.get_agent(resolve_agent(client, agent_ref))
     if wants_json(output, as_json):
         print_json(agent)
@@ -199,7 +197,7 @@ def revoke_agent(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke an agent: its signed requests are refused from now on (idempotent)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent = client.revoke(resolve_agent(client, agent_ref))
     if wants_json(output, as_json):
         print_json(agent)
@@ -238,7 +236,7 @@ def replace_agent_tags(
         raise typer.BadParameter(
             "give key=value pairs, or --clear to remove all tags", param_hint="KEY=VALUE"
         )
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent = client.replace_tags(resolve_agent(client, agent_ref), tags)
     _print_tags(agent, wants_json(output, as_json))
 
@@ -254,7 +252,7 @@ def add_agent_tags(
 ) -> None:
     """Add (or change) tags on an agent, keeping its others."""
     added = parse_tags(pairs)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent_id = resolve_agent(client, agent_ref)
         current = client.get_agent(agent_id).tags
         agent = client.replace_tags(agent_id, {**current, **added})
@@ -271,7 +269,7 @@ def remove_agent_tags(
     as_json: JsonOption = False,
 ) -> None:
     """Remove tags from an agent by key, keeping its others (a key it lacks is an error)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent_id = resolve_agent(client, agent_ref)
         current = client.get_agent(agent_id).tags
         missing = sorted(set(tag_keys) - set(current))
@@ -298,7 +296,7 @@ def mint_recovery_token(
     """Mint a single-use token with which a new key takes over this agent id (a lost key, a new disk).
 
     On the machine: fleetlink agent register --token <token> (a new state dir is fine)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         agent_id = resolve_agent(client, agent_ref)
         minted = client.mint_recovery_token(agent_id, ttl_seconds=ttl)
     if wants_json(output, as_json):

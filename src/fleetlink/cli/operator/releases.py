@@ -11,9 +11,8 @@ import httpx
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.render import (
-    CallContext,
     Column,
     JsonOption,
     OutputFormat,
@@ -24,7 +23,6 @@ from fleetlink.cli.render import (
     out,
     print_json,
     print_table,
-    reporting_errors,
     wants_json,
     when,
 )
@@ -118,7 +116,7 @@ def publish(
     """
     key = _load_key(key_path)
     public = signing.public_pem(key.public_key())
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         current = _current_key(client)
         if current is None:
             current = _set_key(client, public)
@@ -166,7 +164,7 @@ def list_releases(
     as_json: JsonOption = False,
 ) -> None:
     """Releases, newest version first."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         releases = client._call(ReleaseList, "GET", "/releases").items
     if wants_json(output, as_json):
         print_json(releases)
@@ -209,6 +207,6 @@ def rotate_key(
     key only with that signature."""
     old_key, new_key = _load_key(old), _load_key(new)
     signature = signing.sign_rotation(old_key, new_key.public_key())
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         key = _set_key(client, signing.public_pem(new_key.public_key()), signature)
     out().print(f"release key is now {key.key_id} (signed by {key.previous_key_id})", markup=False)

@@ -6,11 +6,10 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
-    CallContext,
     Column,
     JsonOption,
     OutputFormat,
@@ -24,7 +23,6 @@ from fleetlink.cli.render import (
     parse_tags,
     print_json,
     print_table,
-    reporting_errors,
     when,
 )
 from fleetlink.contract.agents import TokenSummary
@@ -55,7 +53,7 @@ def create_token(
 ) -> None:
     """Mint a registration token and print it (only now: it is stored hashed)."""
     tags = parse_tags(tag)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         created = client.create_token(ttl_seconds=ttl, max_uses=max_uses, tags=tags, name_prefix=name_prefix)
     err().print(
         f"token {created.token_id}: {created.max_uses} use(s), expires {when(created.expires_at)}"
@@ -88,7 +86,7 @@ def list_tokens(
     """List registration and recovery tokens, newest first: uses, expiry, tags (never the secret).
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         taken = take(
             lambda size, at: client.list_tokens(limit=size, cursor=at),
             limit=limit,
@@ -128,6 +126,6 @@ def revoke_token(
     operator_token: OperatorTokenOption = None,
 ) -> None:
     """Revoke a registration token: registrations with it fail from now on (idempotent)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         token = client.revoke_token(token_id)
     out().print(f"{token.token_id} revoked at {when(token.revoked_at)}")

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_session
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.render import (
     HEALTH_STYLE,
@@ -25,7 +26,6 @@ from fleetlink.cli.render import (
     now_ms,
     print_details,
     print_table,
-    reporting_errors,
     styled,
     wants_json,
     when,
@@ -133,7 +133,7 @@ def create_tunnel(
         spec["public_hostname"] = hostname
     if secret_stdin:
         spec["secret"] = sys.stdin.read().strip()
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         tunnel = client.create_tunnel(resolve_agent(client, agent_ref), spec)
     if not as_json:
         err().print(f"[green]created[/green] {tunnel.tunnel_id}")
@@ -167,7 +167,7 @@ def list_tunnels(
         "health": health.value if health else None,
         "enabled": enabled,
     }
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         filters["agent_id"] = resolve_agent(client, agent) if agent else None
         taken = take(
             lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters),
@@ -232,7 +232,7 @@ def show_tunnel(
 ) -> None:
     """Show one tunnel and its routes."""
     as_json = wants_json(output, as_json)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         tunnel = client.get_tunnel(tunnel_id)
     _show(tunnel, as_json)
 
@@ -277,7 +277,7 @@ def tunnel_events(
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
     as_json = wants_json(output, as_json)
     since = now_ms() - int(hours * 3_600_000)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         taken = take(
             lambda size, at: (
                 client.tunnel_events(tunnel_id, limit=size, cursor=at)
@@ -303,38 +303,27 @@ def tunnel_events(
     more_hint("tunnels events", taken.cursor, limit=limit, options=options)
 
 
-def _set_enabled(
-    tunnel_id: str, url: str | None, operator_token: str | None, enabled: bool, as_json: bool
-) -> None:
-    with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
-    _show(tunnel, as_json)
+def _enabling(enabled: bool) -> Callable[..., None]:
+    """The command that enables (or disables) a tunnel: one signature for both."""
+
+    def set_enabled(
+        tunnel_id: TunnelIdArgument,
+        url: UrlOption,
+        operator_token: OperatorTokenOption = None,
+        as_json: JsonOption = False,
+        output: OutputOption = OutputFormat.TABLE,
+    ) -> None:
+        with operator_session(url, operator_token) as client:
+            tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
+        _show(tunnel, wants_json(output, as_json))
+
+    return set_enabled
 
 
-@tunnels_app.command("enable")
-def enable_tunnel(
-    tunnel_id: TunnelIdArgument,
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
-    """Enable a tunnel: its agent starts it."""
-    as_json = wants_json(output, as_json)
-    _set_enabled(tunnel_id, url, operator_token, True, as_json)
-
-
-@tunnels_app.command("disable")
-def disable_tunnel(
-    tunnel_id: TunnelIdArgument,
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
-    """Disable a tunnel: its agent stops it (the declaration stays)."""
-    as_json = wants_json(output, as_json)
-    _set_enabled(tunnel_id, url, operator_token, False, as_json)
+tunnels_app.command("enable", help="Enable a tunnel: its agent starts it.")(_enabling(True))
+tunnels_app.command("disable", help="Disable a tunnel: its agent stops it (the declaration stays).")(
+    _enabling(False)
+)
 
 
 @tunnels_app.command("rm")
@@ -342,7 +331,7 @@ def delete_tunnel(
     tunnel_id: TunnelIdArgument, url: UrlOption, operator_token: OperatorTokenOption = None
 ) -> None:
     """Delete a tunnel: its agent stops it and forgets it."""
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         client.delete_tunnel(tunnel_id)
     err().print(f"deleted {tunnel_id}")
 
@@ -356,7 +345,7 @@ def fleet_health(
 ) -> None:
     """The fleet's tunnels counted by provider and health."""
     as_json = wants_json(output, as_json)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         summary = client.tunnels_health()
     if as_json:
         _print_json(summary.model_dump(mode="json"))

@@ -26,6 +26,7 @@ from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore, SyncHealth
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption
+from fleetlink.cli.operator.command import operator_command
 from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.records_operator import operator_query, policy
 from fleetlink.cli.render import (
@@ -360,4 +361,4 @@ def sync(
             signal.signal(signal.SIGTERM, previous)
 
 
-records_app.command("policy")(policy)
+operator_command(records_app, "policy")(policy)

@@ -158,11 +158,7 @@ def put(
 
 
 @_local_command("get")
-def get(
-    call: LocalCall,
-    collection: Collection,
-    key: Key,
-) -> None:
+def get(call: LocalCall, collection: Collection, key: Key) -> None:
     """Print a value (exit 1 if the key has none)."""
     with call.store() as store:
         record = store.get_record(collection, key)
@@ -203,11 +199,7 @@ def list_records(
 
 
 @_local_command("rm")
-def remove(
-    call: LocalCall,
-    collection: Collection,
-    key: Key,
-) -> None:
+def remove(call: LocalCall, collection: Collection, key: Key) -> None:
     """Delete a key (a tombstone, queued for the relay); exit 1 if it had no value."""
     with call.store() as store:
         removed = store.delete(collection, key)
@@ -309,9 +301,7 @@ def last_error_text(health: SyncHealth) -> str:
 
 
 @_local_command("status")
-def status(
-    call: LocalCall,
-) -> None:
+def status(call: LocalCall) -> None:
     """How far this node is behind: queue, oldest pending record, last success and error, dead letters."""
     with call.store() as store:
         health = store.health()

@@ -81,20 +81,14 @@ def _on_deleted(call: OperatorCall, agent: str, action: str, answer: type[Answer
 
 
 @operator_command(agents_app, "restore", json_output=False)
-def restore_agent(
-    call: OperatorCall,
-    agent: AgentArgument,
-) -> None:
+def restore_agent(call: OperatorCall, agent: AgentArgument) -> None:
     """Restore a deleted agent (active again, its tags back) before it is purged."""
     _, summary = _on_deleted(call, agent, "restore", AgentSummary)
     out().print(f"{summary.agent_id} restored ({summary.state.value})", markup=False)
 
 
 @operator_command(agents_app, "purge", json_output=False)
-def purge_agent(
-    call: OperatorCall,
-    agent: AgentArgument,
-) -> None:
+def purge_agent(call: OperatorCall, agent: AgentArgument) -> None:
     """Purge a deleted agent now (irreversible): every item it left is removed."""
     agent_id, result = _on_deleted(call, agent, "purge", PurgeResult)
     out().print(f"{agent_id} purged ({result.purged_items} items)", markup=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -150,10 +151,7 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
 
 
 @operator_command(agents_app, "show")
-def show_agent(
-    call: OperatorCall,
-    agent_ref: AgentArgument,
-) -> None:
+def show_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Show one agent and its registration history with similarity scores (-o json: the API's object)."""
     with call.session() as client:
         agent = client.get_agent(resolve_agent(client, agent_ref))
@@ -179,10 +177,7 @@ def show_agent(
 
 
 @operator_command(agents_app, "revoke")
-def revoke_agent(
-    call: OperatorCall,
-    agent_ref: AgentArgument,
-) -> None:
+def revoke_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Revoke an agent: its signed requests are refused from now on (idempotent)."""
     with call.session() as client:
         agent = client.revoke(resolve_agent(client, agent_ref))
@@ -205,6 +200,14 @@ def _print_tags(agent: AgentSummary, json_out: bool) -> None:
     out().print(
         f"{agent.agent_id} ({escape(agent.name)}) tags: {escape(format_tags(agent.tags)) or '(none)'}"
     )
+
+
+def _edit_tags(call: OperatorCall, agent_ref: str, edit: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    """Replace an agent's tags with ``edit(its current tags)``, and print them."""
+    with call.session() as client:
+        agent_id = resolve_agent(client, agent_ref)
+        agent = client.replace_tags(agent_id, edit(dict(client.get_agent(agent_id).tags)))
+    _print_tags(agent, call.json)
 
 
 @operator_command(agents_app, "tags", no_args_is_help=True)
@@ -233,11 +236,7 @@ def add_agent_tags(
 ) -> None:
     """Add (or change) tags on an agent, keeping its others."""
     added = parse_tags(pairs)
-    with call.session() as client:
-        agent_id = resolve_agent(client, agent_ref)
-        current = client.get_agent(agent_id).tags
-        agent = client.replace_tags(agent_id, {**current, **added})
-    _print_tags(agent, call.json)
+    _edit_tags(call, agent_ref, lambda current: {**current, **added})
 
 
 @operator_command(agents_app, "untag", no_args_is_help=True)
@@ -247,17 +246,17 @@ def remove_agent_tags(
     tag_keys: Annotated[list[str], typer.Argument(metavar="KEY", help="Keys of the tags to remove")],
 ) -> None:
     """Remove tags from an agent by key, keeping its others (a key it lacks is an error)."""
-    with call.session() as client:
-        agent_id = resolve_agent(client, agent_ref)
-        current = client.get_agent(agent_id).tags
+
+    def without(current: dict[str, str]) -> dict[str, str]:
         missing = sorted(set(tag_keys) - set(current))
         if missing:
             raise fail(
                 f"the agent has no tag {', '.join(missing)}",
                 fix=f"fleetlink agents show {agent_ref} lists its tags",
             )
-        agent = client.replace_tags(agent_id, {k: v for k, v in current.items() if k not in tag_keys})
-    _print_tags(agent, call.json)
+        return {key: value for key, value in current.items() if key not in tag_keys}
+
+    _edit_tags(call, agent_ref, without)
 
 
 @operator_command(agents_app, "recovery-token", no_args_is_help=True)

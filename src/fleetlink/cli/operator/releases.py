@@ -152,9 +152,7 @@ def publish(
 
 
 @operator_command(release_app, "ls")
-def list_releases(
-    call: OperatorCall,
-) -> None:
+def list_releases(call: OperatorCall) -> None:
     """Releases, newest version first."""
     with call.session() as client:
         releases = client._call(ReleaseList, "GET", "/releases").items

@@ -211,10 +211,7 @@ def list_tunnels(
 
 
 @operator_command(tunnels_app, "show")
-def show_tunnel(
-    call: OperatorCall,
-    tunnel_id: TunnelIdArgument,
-) -> None:
+def show_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
     """Show one tunnel and its routes."""
     with call.session() as client:
         tunnel = client.get_tunnel(tunnel_id)
@@ -301,10 +298,7 @@ operator_command(
 
 
 @operator_command(tunnels_app, "rm", json_output=False)
-def delete_tunnel(
-    call: OperatorCall,
-    tunnel_id: TunnelIdArgument,
-) -> None:
+def delete_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
     """Delete a tunnel: its agent stops it and forgets it."""
     with call.session() as client:
         client.delete_tunnel(tunnel_id)
@@ -312,9 +306,7 @@ def delete_tunnel(
 
 
 @operator_command(tunnels_app, "health")
-def fleet_health(
-    call: OperatorCall,
-) -> None:
+def fleet_health(call: OperatorCall) -> None:
     """The fleet's tunnels counted by provider and health."""
     with call.session() as client:
         summary = client.tunnels_health()

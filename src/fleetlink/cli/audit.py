@@ -18,14 +18,10 @@ from fleetlink.cli.render import (
     print_table,
     when,
 )
+from fleetlink.cli.shared_options import command_group
 from fleetlink.core.audit import AuditRecord
 
-audit_app = typer.Typer(help="Operator: the audit log of every operator write.", no_args_is_help=True)
-
-
-@audit_app.callback()
-def audit() -> None:
-    """Operator: the audit log of every operator write."""
+audit_app = command_group("Operator: the audit log of every operator write.")
 
 
 def parse_moment(text: str | None, option: str) -> int | None:

@@ -1,4 +1,4 @@
-"""Options a group of commands shares, declared once.
+"""Command groups, and the options a group of commands shares, declared once.
 
 :func:`command_with` registers a function whose first parameter receives an object built from the
 shared options, and appends those options to the function's own: each command lists only what is
@@ -55,3 +55,15 @@ def command_with(
         return command
 
     return register
+
+
+def command_group(help: str) -> typer.Typer:
+    """A group of commands (``fleetlink <group> <command>``) and its help. Its empty callback keeps a
+    lone command a subcommand: without one, typer runs a group of one command as that command."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    group.callback()(_group)
+    return group
+
+
+def _group() -> None:
+    """The help is the group's (given to :func:`command_group`)."""

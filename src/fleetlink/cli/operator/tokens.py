@@ -22,14 +22,10 @@ from fleetlink.cli.render import (
     print_table,
     when,
 )
+from fleetlink.cli.shared_options import command_group
 from fleetlink.contract.agents import TokenSummary
 
-tokens_app = typer.Typer(help="Operator: registration tokens.", no_args_is_help=True)
-
-
-@tokens_app.callback()
-def tokens() -> None:
-    """Operator: registration tokens."""  # a callback keeps `create` a subcommand when it is the only one
+tokens_app = command_group("Operator: registration tokens.")
 
 
 @operator_command(tokens_app, "create", json_output=False)

@@ -124,7 +124,8 @@ def sort_items_by_key_once() -> None:
     global _keyed_sort_installed
     if _keyed_sort_installed:
         return
-    from moto.dynamodb.models.table import Item, Table
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
 
     def sort_key(item: Item) -> Any:
         if item.range_key is None:

@@ -15,7 +15,7 @@ from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseStatus
-from fleetlink.release.node import version_key
+from fleetlink.release.manifest import version_key
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, transaction

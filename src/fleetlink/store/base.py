@@ -9,7 +9,6 @@ attributes (``index_keys``). The table itself, its keys and indexes, is defined 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -46,11 +45,6 @@ class TableItem(Model):
         region: str | None = None
         host: str | None = None
         max_retry_attempts = 3
-        # filled from PynamoDB's settings when the class is made
-        connect_timeout_seconds: float
-        read_timeout_seconds: float
-        max_pool_connections: int
-        extra_headers: Mapping[str, str] | None
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
@@ -86,11 +80,7 @@ def bind_table(table_name: str, region: str | None = None, host: str | None = No
         table_name,
         region=region,
         host=host,
-        connect_timeout_seconds=meta.connect_timeout_seconds,
-        read_timeout_seconds=meta.read_timeout_seconds,
-        max_retry_attempts=meta.max_retry_attempts,
-        max_pool_connections=meta.max_pool_connections,
-        extra_headers=meta.extra_headers,
+        max_retry_attempts=meta.max_retry_attempts,  # the other settings: PynamoDB's defaults
         meta_table=MetaTable(create_table_request(table_name)),
     )
     contention.install(connection.connection.client)

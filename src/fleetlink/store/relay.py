@@ -325,20 +325,7 @@ class DynamoRelayRepository:
             names["#value"] = "value"
             filters.append("attribute_exists(#value)")
         request: dict[str, Any] = {"TableName": table_name()}
-        if plan == "node":
-            assert query.node_id is not None
-            names["#pk"] = PARTITION_KEY
-            values[":pk"] = {"S": keys.relay_record_pk(query.node_id, query.collection)}
-            condition = "#pk = :pk"
-            if query.key_prefix:
-                names["#sk"] = SORT_KEY
-                values[":prefix"] = {"S": query.key_prefix}
-                condition += " AND begins_with(#sk, :prefix)"
-            if query.updated_since is not None:
-                names["#updated"] = "updated_at"
-                values[":since"] = {"N": str(query.updated_since)}
-                filters.append("#updated > :since")
-        elif plan == "changes":
+        if plan == "changes":
             assert query.updated_since is not None
             request["IndexName"] = QUEUE_INDEX.name
             names |= {"#pk": QUEUE_INDEX.partition_key, "#sk": QUEUE_INDEX.sort_key}
@@ -346,12 +333,18 @@ class DynamoRelayRepository:
             values[":after"] = {"S": keys.relay_changes_after(query.updated_since)}
             condition = "#pk = :pk AND #sk >= :after"
         else:
-            request["IndexName"] = LIST_INDEX.name
-            names["#pk"] = LIST_INDEX.partition_key
-            values[":pk"] = {"S": keys.relay_fleet_pk(query.collection, shard)}
+            if plan == "node":  # the node's own partition
+                assert query.node_id is not None
+                partition_key, sort_key = PARTITION_KEY, SORT_KEY
+                values[":pk"] = {"S": keys.relay_record_pk(query.node_id, query.collection)}
+            else:  # the collection across the fleet, one shard
+                request["IndexName"] = LIST_INDEX.name
+                partition_key, sort_key = LIST_INDEX.partition_key, LIST_INDEX.sort_key
+                values[":pk"] = {"S": keys.relay_fleet_pk(query.collection, shard)}
+            names["#pk"] = partition_key
             condition = "#pk = :pk"
             if query.key_prefix:
-                names["#sk"] = LIST_INDEX.sort_key
+                names["#sk"] = sort_key
                 values[":prefix"] = {"S": query.key_prefix}
                 condition += " AND begins_with(#sk, :prefix)"
             if query.updated_since is not None:

@@ -22,7 +22,7 @@ from tests.unit.relay.test_convergence import NODES, RelayCloud, State
 COLLECTIONS = ("x", "y")
 #: Each example costs a few signed requests through the handler; RELAY_PROPERTY_EXAMPLES=300 matches
 #: the in-memory run.
-EXAMPLES = int(os.environ.get("RELAY_PROPERTY_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("RELAY_PROPERTY_EXAMPLES", "20"))
 
 #: The same property, with this module's fixtures (the handler-backed cloud) and its own example count.
 test_any_delivery_order_converges_through_the_relay_function = settings(

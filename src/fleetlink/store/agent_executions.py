@@ -13,7 +13,7 @@ from typing import Any
 from fleetlink.core.entities import Page
 from fleetlink.core.tasks.model import Execution
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem
+from fleetlink.store.base import table_client, table_name
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import AGENT_EXECUTIONS_INDEX
@@ -30,7 +30,7 @@ class DynamoAgentExecutions:
         pk, _ = keys.agent_executions_keys(agent_id, "")
         scope = f"agent-executions|{agent_id}"
         request: dict[str, Any] = {
-            "TableName": str(TableItem.Meta.table_name),
+            "TableName": table_name(),
             "IndexName": AGENT_EXECUTIONS_INDEX.name,
             "KeyConditionExpression": "#pk = :pk",
             "ExpressionAttributeNames": {"#pk": AGENT_EXECUTIONS_INDEX.partition_key},
@@ -43,7 +43,7 @@ class DynamoAgentExecutions:
             if last_key is None or last_key.get(AGENT_EXECUTIONS_INDEX.partition_key) != {"S": pk}:
                 raise invalid_cursor()
             request["ExclusiveStartKey"] = last_key
-        answer = TableItem._get_connection().connection.client.query(**request)
+        answer = table_client().query(**request)
         ids = [item[AGENT_EXECUTIONS_INDEX.sort_key]["S"] for item in answer.get("Items", [])]
         found = {
             item.execution_id: _execution(item)

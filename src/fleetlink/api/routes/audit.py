@@ -44,9 +44,8 @@ def list_audit(
 
 
 def _whoami(at_least: Role) -> WhoAmI:
-    from fleetlink.api.roles import route_roles
-
-    roles = {f"{method} {path}": role.value for (method, path), role in route_roles().items()}
+    declared = security.declared_roles(security.api_document(router))
+    roles = {f"{method} {path}": role.value for (method, path), role in declared.items()}
     # in AWS the gateway decided (IAM) and the function cannot tell the role: having reached this
     # route, the caller holds at least the role it needs; on the dev stack the token's own role
     role = security.operator_role(router)

@@ -16,7 +16,7 @@ from typing import Any
 
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
-from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded, ResultReport
 
 #: Guards against a hung test; never an assertion about speed.
 WAIT_S = 30.0
@@ -123,46 +123,17 @@ class FakeAgentApi:
                 cancel=[e for e in running if e in self.cancelling],
             )
 
-    def report_result(
-        self,
-        execution_id: str,
-        *,
-        attempt: int,
-        status: str,
-        started_at: int,
-        finished_at: int,
-        exit_code: int | None = None,
-        output: str | None = None,
-        output_truncated: bool = False,
-        output_bytes: int | None = None,
-        error: str | None = None,
-        stderr: str | None = None,
-        stderr_truncated: bool = False,
-        stderr_bytes: int | None = None,
-    ) -> ResultRecorded:
+    def report_result(self, execution_id: str, report: ResultReport) -> ResultRecorded:
         with self._changed:
             if self.report_errors:
                 raise self.report_errors.pop(0)
-            body = {
-                "attempt": attempt,
-                "status": status,
-                "started_at": started_at,
-                "finished_at": finished_at,
-                "exit_code": exit_code,
-                "output": output,
-                "output_truncated": output_truncated,
-                "output_bytes": output_bytes,
-                "error": error,
-                "stderr": stderr,
-                "stderr_truncated": stderr_truncated,
-                "stderr_bytes": stderr_bytes,
-            }
+            body = report.model_dump(mode="json")
             self.results.setdefault(execution_id, []).append(body)
-            recorded = "cancelled" if execution_id in self.cancelling else status
+            recorded = "cancelled" if execution_id in self.cancelling else report.status
             self.cancelling.discard(execution_id)
             self._changed.notify_all()
             return ResultRecorded.model_validate(
-                {"execution_id": execution_id, "attempt": attempt, "status": recorded}
+                {"execution_id": execution_id, "attempt": report.attempt, "status": recorded}
             )
 
     def append_output(

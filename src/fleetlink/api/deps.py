@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from fleetlink.core.relay.service import RecordService
     from fleetlink.core.releases.service import ReleaseService
     from fleetlink.core.tasks.output import OutputService
+    from fleetlink.core.tasks.output_objects import OutputObjectsService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
@@ -136,6 +137,23 @@ class Deps:
 
         return OutputService(self.tasks, DynamoOutputRepository(), self.clock, self.settings.retention_days)
 
+    @cached_property
+    def output_objects(self) -> OutputObjectsService:
+        from fleetlink.api.functions import OUTPUT_BUCKET
+        from fleetlink.core.tasks.output_objects import OutputObjectsService
+        from fleetlink.store.buckets import PresignedBucket
+        from fleetlink.store.keys import output_object_key
+
+        settings = self.settings
+        bucket = PresignedBucket(
+            settings.output_bucket,
+            settings.region,
+            settings.s3_endpoint,
+            name=OUTPUT_BUCKET.name,
+            env=OUTPUT_BUCKET.env,
+        )
+        return OutputObjectsService(self.output_service, bucket, output_object_key, self.clock)
+
     # --- tunnels ---------------------------------------------------------------------------
 
     @cached_property
@@ -176,12 +194,19 @@ class Deps:
 
     @cached_property
     def release_service(self) -> ReleaseService:
+        from fleetlink.api.functions import RELEASES_BUCKET
         from fleetlink.core.releases.service import ReleaseService
-        from fleetlink.store.release_bucket import S3ReleaseBucket
+        from fleetlink.store.buckets import PresignedBucket
         from fleetlink.store.releases import DynamoReleaseRepository
 
         settings = self.settings
-        bucket = S3ReleaseBucket(settings.releases_bucket, settings.region, settings.releases_s3_endpoint)
+        bucket = PresignedBucket(
+            settings.releases_bucket,
+            settings.region,
+            settings.s3_endpoint,
+            name=RELEASES_BUCKET.name,
+            env=RELEASES_BUCKET.env,
+        )
         return ReleaseService(DynamoReleaseRepository(), bucket, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------

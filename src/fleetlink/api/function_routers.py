@@ -28,9 +28,9 @@ def heartbeat() -> Routers:
 
 
 def tasks() -> Routers:
-    from fleetlink.api.routes import executions, output, tasks
+    from fleetlink.api.routes import executions, output, output_objects, tasks
 
-    return (tasks.router, executions.router, output.router)
+    return (tasks.router, executions.router, output.router, output_objects.router)
 
 
 def tunnels() -> Routers:

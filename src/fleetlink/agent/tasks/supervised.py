@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fleetlink.agent.process import Control
-from fleetlink.agent.tasks import supervisor
+from fleetlink.agent.tasks import supervisor, uploads
+from fleetlink.agent.tasks.execution import execution_env
 from fleetlink.agent.tasks.handlers import SHELL
 from fleetlink.agent.tasks.output import FileTail, OutputApi, OutputStreamer
 from fleetlink.agent.tasks.store import ExecutionRecord, ResultStatus
@@ -68,11 +69,7 @@ def _supervise(
         record.timeout_seconds,
         control,
         on_start=started,
-        env={
-            "FLEETLINK_EXECUTION_ID": record.execution_id,
-            "FLEETLINK_TASK_ID": record.task_id,
-            "FLEETLINK_ATTEMPT": str(record.attempt),
-        },
+        env=execution_env(record),
         output_cap=service._output_cap,
         kill_grace_s=service._kill_grace_s,
     )
@@ -121,15 +118,36 @@ def recover_supervised(service: TasksService) -> None:
             service.adopt(record)
 
 
+def runs_dir_of(state_dir: Path) -> Path:
+    return state_dir / supervisor.RUNS_DIR
+
+
+def declare_complete_output(service: TasksService, record: ExecutionRecord) -> None:
+    """Compress the streams that outgrew the inline copy, for the output bucket (best effort: the
+    result is reported without them if the disk refuses)."""
+    folder = supervisor.run_dir(state_dir_of(service), record.execution_id, record.attempt)
+    if not folder.is_dir():
+        return
+    try:
+        uploads.declare_objects(folder)
+    except OSError as error:
+        log.warning(
+            "%s: cannot keep its complete output (%s); its result keeps head and tail",
+            record.execution_id,
+            error,
+        )
+
+
 def prune_runs(service: TasksService) -> int:
-    """Remove the run dirs of executions no longer in flight (their outcome is in the store); how many."""
-    runs = state_dir_of(service) / supervisor.RUNS_DIR
+    """Remove the run dirs of executions no longer in flight (their outcome is in the store) and
+    with no complete output left to upload; how many."""
+    runs = runs_dir_of(state_dir_of(service))
     if not runs.is_dir():
         return 0
     keep = {f"{r.execution_id}-{r.attempt}" for r in service.store.in_flight()}
     removed = 0
     for folder in runs.iterdir():
-        if folder.name not in keep:
+        if folder.name not in keep and not uploads.owed(folder):
             supervisor.forget(folder)
             removed += 1
     return removed

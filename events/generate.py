@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fleetlink.api.app import openapi_document, route_table
+from fleetlink.api.document import openapi_document, route_table
 from fleetlink.api.functions import scheduled_functions
 from fleetlink.auth.keys import generate_private_key, public_key_pem
 from fleetlink.auth.signatures import sign_request
@@ -35,6 +35,7 @@ PATH_VALUES = {
     "attempt": "1",
     "version": "0.2.0",
     "platform": "linux-x86_64",
+    "stream": "stdout",
 }
 _RECORD = {
     "record_id": "rec_01KDXRYP0000000000000000GH",
@@ -118,6 +119,7 @@ BODIES |= {
         "seq": 1,
         "parts": [{"stream": "stdout", "data": "Reading package lists...\n"}],
     },
+    ("POST", "/v1/executions/{execution_id}/output-uploads"): {"attempt": 1},
 }
 BODIES |= {
     ("PUT", "/v1/releases/key"): {
@@ -143,6 +145,7 @@ QUERIES = {
     ("GET", "/v1/agent/releases/{version}"): "platform=linux-x86_64",
     ("GET", "/v1/releases"): "platform=linux-x86_64",
     ("GET", "/v1/executions/{execution_id}/output"): "after=0",
+    ("GET", "/v1/executions/{execution_id}/output-objects/{stream}"): "attempt=1",
 }
 
 

@@ -86,12 +86,13 @@ class OutputObjectsService:
         self._key_of = key_of
         self._clock = clock
 
-    def _reported(self, execution_id: str, attempt: int) -> tuple[str, Attempt]:
-        """An attempt the agent reported a result for (ended attempts are kept), and its agent."""
+    def _reported(self, caller: Caller, execution_id: str, attempt: int) -> Attempt:
+        """An attempt of the caller's execution it reported a result for (ended attempts are kept)."""
         execution, ended = self._output.attempts(execution_id)
+        require_own(caller, execution.agent_id)
         for found in ended:
             if found.attempt == attempt:
-                return execution.agent_id, found
+                return found
         if attempt > execution.attempt:
             raise NotFound(f"execution {execution_id} has no attempt {attempt}", code="attempt-not-found")
         raise Conflict(
@@ -111,8 +112,7 @@ class OutputObjectsService:
 
     def uploads(self, caller: Caller, execution_id: str, command: RequestUploads) -> OutputUploads:
         """Upload links for the objects the attempt's result declared (again on every call)."""
-        agent_id, attempt = self._reported(execution_id, command.attempt)
-        require_own(caller, agent_id)
+        attempt = self._reported(caller, execution_id, command.attempt)
         if not attempt.output_objects:
             raise Conflict(
                 f"the result of attempt {attempt.attempt} declared no output objects",

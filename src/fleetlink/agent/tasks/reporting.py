@@ -38,13 +38,14 @@ class ResultReporter:
         send_output_bytes: int,
         runs_dir: Path,
         on_reported: Callable[[ExecutionRecord, str], None],
+        uploader: OutputUploader | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.send_output_bytes = send_output_bytes
         self.runs_dir = runs_dir
         self.on_reported = on_reported
-        self.uploader = OutputUploader(client)
+        self.uploader = uploader or OutputUploader(client)
 
     def report_pending(self) -> int:
         """Report every finished, unreported attempt, oldest first, then upload what is owed; how

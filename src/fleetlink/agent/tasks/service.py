@@ -53,6 +53,7 @@ from fleetlink.agent.tasks.supervised import (
     run_supervised,
     runs_dir_of,
 )
+from fleetlink.agent.tasks.uploads import OutputUploader
 from fleetlink.client.http import FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded, ResultReport
@@ -132,6 +133,7 @@ class TasksService(BaseService):
         clock: Callable[[], int] = now_ms,
         stream_output: bool = True,
         supervised: bool = True,
+        uploader: OutputUploader | None = None,
     ) -> None:
         super().__init__()
         if not agent_id:
@@ -168,6 +170,7 @@ class TasksService(BaseService):
             send_output_bytes=send_output_bytes,
             runs_dir=runs_dir_of(store.path.parent),
             on_reported=lambda record, detail: self._emit("reported", record, detail),
+            uploader=uploader,
         )
 
     # --- state seen from outside ---

@@ -116,8 +116,8 @@ class Driver:
 
 @pytest.fixture
 def deps(deps: Deps, clock: FixedClock) -> Iterator[Deps]:
-    """The shared deps with a releases and an output bucket (moto S3, never faulted: only DynamoDB is) and deleted
-    agents due for the purge duty at once."""
+    """The shared deps with a releases and an output bucket (moto S3, never faulted: only DynamoDB
+    is) and deleted agents due for the purge duty at once."""
     settings = replace(
         deps.settings,
         releases_bucket=RELEASES_BUCKET,

@@ -32,10 +32,11 @@ DECLARED = {
 
 @pytest.fixture
 def api(deps: Deps, clock: FixedClock) -> Iterator[Api]:
-    """The handlers with an output bucket (moto S3)."""
+    """The handlers with an output bucket (moto S3); the shared deps again afterwards."""
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
     set_deps(build_deps(dataclasses.replace(deps.settings, output_bucket=BUCKET), clock=clock))
     yield Api(clock)
+    set_deps(deps)
 
 
 @pytest.fixture
@@ -83,7 +84,8 @@ def test_a_declared_object_is_uploaded_by_link_and_downloaded_after(api: Api, ag
     key = output_object_key(exe, 1, "stdout")
     assert upload["key"] == key
     assert upload["headers"]["Content-Length"] == str(len(STDOUT))
-    assert f"/{key}" in upload["url"] and "X-Amz-Signature=" in upload["url"]
+    assert f"/{key}" in upload["url"]
+    assert "X-Amz-Signature=" in upload["url"]
     # And before the object is there, an operator is told it is not uploaded yet
     problem(download(api, exe), 404, "output-not-uploaded")
     # When it is there (the agent's PUT)
@@ -92,13 +94,15 @@ def test_a_declared_object_is_uploaded_by_link_and_downloaded_after(api: Api, ag
     got = download(api, exe)
     assert got.status == 200, got.body
     assert (got.json["key"], got.json["size"], got.json["sha256"]) == (key, len(STDOUT), DECLARED["sha256"])
-    assert got.json["bytes"] == DECLARED["bytes"] and f"/{key}" in got.json["url"]
+    assert got.json["bytes"] == DECLARED["bytes"]
+    assert f"/{key}" in got.json["url"]
     # and the attempt records the object
     attempt = api.operator("tasks", "GET", f"/v1/executions/{exe}/attempts/1").json
     assert attempt["output_objects"] == [DECLARED]
     # And asking again (an agent retrying after a failed PUT) answers fresh links to the same key
     again = uploads(api, agent, exe, {"attempt": 1})
-    assert again.status == 200 and again.json["uploads"][0]["key"] == key
+    assert again.status == 200
+    assert again.json["uploads"][0]["key"] == key
 
 
 def test_hostile_upload_requests_get_their_documented_problems(

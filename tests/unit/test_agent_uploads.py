@@ -43,7 +43,7 @@ def test_a_long_output_is_declared_in_the_result_then_uploaded_whole(agent: Agen
     # Then its result declares the complete stdout (not the small stderr): size and SHA-256 of the gzip
     (declared_object,) = result["output_objects"]
     assert (declared_object["stream"], declared_object["bytes"]) == ("stdout", len(BIG_BYTES))
-    assert result["output_truncated"] is True and result["stderr"] == "small\n"
+    assert (result["output_truncated"], result["stderr"]) == (True, "small\n")
     # And once reported the object is uploaded, and it is the exact output compressed
     key = (next(iter(agent.api.results)), 1, "stdout")
     eventually(lambda: key in agent.api.uploaded, "the upload")
@@ -81,7 +81,8 @@ def test_a_refused_upload_is_given_up_and_keeps_nothing_owed(agent: Agent, tmp_p
     run_dir = next((tmp_path / RUNS_DIR).iterdir())
     eventually(lambda: (run_dir / DONE_FILE).exists(), "the upload to be given up")
     # Then nothing is owed any more and nothing was uploaded
-    assert not owed(run_dir) and agent.api.uploaded == {}
+    assert not owed(run_dir)
+    assert agent.api.uploaded == {}
     assert "refused: 409" in (run_dir / DONE_FILE).read_text()
 
 

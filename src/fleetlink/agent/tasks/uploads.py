@@ -45,6 +45,9 @@ PUT_TIMEOUT = httpx.Timeout(300.0, connect=10.0)
 #: The server hands out links for 24 h after the attempt ended; a run dir owed longer is given up.
 GIVE_UP_AFTER_S = 24 * 3600
 
+#: gzip's default speed/size trade-off (level 9 is several times slower for a few percent).
+COMPRESS_LEVEL = 6
+
 _objects = TypeAdapter(list[OutputObject])
 
 
@@ -73,7 +76,9 @@ def declare_objects(folder: Path, inline_bytes: int = INLINE_BYTES) -> list[Outp
         partial = target.with_name(f".{target.name}.partial")
         with source.open("rb") as raw, partial.open("wb") as out:
             # mtime 0 and no name: the same bytes compress to the same object every time
-            with gzip.GzipFile(filename="", fileobj=out, mode="wb", mtime=0) as compressed:
+            with gzip.GzipFile(
+                filename="", fileobj=out, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0
+            ) as compressed:
                 shutil.copyfileobj(raw, compressed, 1 << 20)
             size_before = raw.tell()
         partial.replace(target)

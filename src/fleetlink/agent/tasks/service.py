@@ -74,6 +74,9 @@ MAX_ERROR_CHARS = 4096
 #: Reported executions older than this are pruned from the local store at start-up.
 KEEP_REPORTED_MS = 7 * 24 * 3600 * 1000
 
+#: What the local store keeps of a lease.
+_KEPT_OF_LEASE = {"execution_id", "attempt", "task_id", "type", "command", "input", "timeout_seconds"}
+
 CANCELLED = "cancelled"
 STOPPED = "agent stopped while the task ran"
 RESTARTED = "agent restarted while the task ran"
@@ -289,14 +292,7 @@ class TasksService(BaseService):
     def start_execution(self, lease: Lease) -> None:
         """Record the lease, then run it in a worker thread (or record why it cannot run)."""
         known = not self.store.record_claimed(
-            execution_id=lease.execution_id,
-            attempt=lease.attempt,
-            task_id=lease.task_id,
-            type=lease.type,
-            command=lease.command,
-            input=lease.input,
-            timeout_seconds=lease.timeout_seconds,
-            claimed_at=self._clock(),
+            **lease.model_dump(include=_KEPT_OF_LEASE), claimed_at=self._clock()
         )
         if known:
             log.info(

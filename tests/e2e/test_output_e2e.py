@@ -253,5 +253,8 @@ def test_an_agent_killed_mid_stream_loses_no_acknowledged_chunk_and_reports_afte
         # and every chunk acknowledged before the kill is still there, unchanged
         after = acknowledged()
         assert after[: len(before)] == before
+        # and the restarted daemon streamed on from the last acknowledged chunk: every line once
+        assert [seq for seq, _ in after] == list(range(1, len(after) + 1))
+        assert "".join(text for _, text in after) == execution.output
     finally:
         assert second.stop() == 0, second.output()

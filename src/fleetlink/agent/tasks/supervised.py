@@ -16,7 +16,7 @@ from fleetlink.agent.process import Control
 from fleetlink.agent.tasks import supervisor, uploads
 from fleetlink.agent.tasks.execution import execution_env
 from fleetlink.agent.tasks.handlers import SHELL
-from fleetlink.agent.tasks.output import FileTail, OutputApi, OutputStreamer
+from fleetlink.agent.tasks.output import FileTail, OutputApi, OutputStreamer, StreamProgress
 from fleetlink.agent.tasks.store import ExecutionRecord, ResultStatus
 
 if TYPE_CHECKING:
@@ -46,8 +46,15 @@ def run_supervised(service: TasksService, record: ExecutionRecord, control: Cont
 
     streamer = None
     if service._stream_output and isinstance(service.client, OutputApi):
-        sources = {name: FileTail(folder / name) for name in (supervisor.STDOUT, supervisor.STDERR)}
-        streamer = OutputStreamer(service.client, record.execution_id, record.attempt, sources).start()
+        # a daemon restarted mid-stream goes on after the last chunk the server acknowledged
+        progress = StreamProgress(folder)
+        sources = {
+            name: FileTail(folder / name, progress.offset(name))
+            for name in (supervisor.STDOUT, supervisor.STDERR)
+        }
+        streamer = OutputStreamer(
+            service.client, record.execution_id, record.attempt, sources, progress=progress
+        ).start()
     try:
         found, stopped = _supervise(service, record, control, folder, started)
     finally:

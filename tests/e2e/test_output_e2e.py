@@ -213,11 +213,14 @@ def test_logs_of_a_quick_command_come_from_its_result(
 ) -> None:
     # Given a command that ends within a second (it sends no chunk)
     created = operator.create_task(command="echo quick; echo fast >&2", agent_ids=[agent.agent_id])
-    wait_done(operator, created.task_id, [agent])
+    (execution,) = wait_done(operator, created.task_id, [agent]).executions
     # When an operator asks for its logs
     logs = _fleetlink("tasks", "logs", created.task_id, env=operator_env(server))
     # Then its output is shown all the same, each stream where it belongs
     assert (logs.returncode, logs.stdout, logs.stderr) == (0, "quick\n", "fast\n")
+    # and `tasks output` writes the inline copy (whole: there is no object for so short an output)
+    assert download(server, execution.execution_id) == b"quick\n"
+    assert download(server, execution.execution_id, "--stream", "stderr") == b"fast\n"
 
 
 def test_an_agent_killed_mid_stream_loses_no_acknowledged_chunk_and_reports_after_restart(

@@ -99,3 +99,28 @@ def test_a_declaration_is_decided_once_and_small_streams_stay_inline(tmp_path: P
     assert [o.stream for o in first] == ["stdout"]
     assert gzip.decompress((tmp_path / "stdout.gz").read_bytes()) == BIG_BYTES
     assert owed(tmp_path)
+
+
+def test_an_upload_owed_when_the_agent_stops_is_made_after_its_restart(tmp_path: Path) -> None:
+    # Given an agent whose bucket is down: the long output's result is reported, its upload owed
+    store = AgentStore(tmp_path / "agent.db")
+    api = FakeAgentApi()
+    api.upload_errors = [httpx.ConnectError("down")] * 1000
+    down = OutputUploader(api, put=api.put_object, backoff=QUICK)
+    first = Agent(api, store, TaskRunner(api, store, None, AGENT_ID, uploader=down)).start()
+    first.run(BIG)
+    eventually(lambda: len(api.upload_errors) < 1000, "a failed upload")
+    first.stop()
+    run_dir = next((tmp_path / RUNS_DIR).iterdir())
+    assert owed(run_dir)
+    # When the agent starts again (its start-up prunes run dirs) with the bucket back
+    api.upload_errors = []
+    up = OutputUploader(api, put=api.put_object, backoff=QUICK)
+    second = Agent(api, store, TaskRunner(api, store, None, AGENT_ID, uploader=up)).start()
+    try:
+        # Then the run dir was kept and the object uploaded, whole
+        eventually(lambda: not owed(run_dir), "the upload after the restart")
+        assert gzip.decompress(next(iter(api.uploaded.values()))) == BIG_BYTES
+    finally:
+        second.stop()
+        store.close()

@@ -199,6 +199,7 @@ def test_a_retried_execution_shows_both_attempts(
     text = shown.stdout[shown.stdout.index("attempt 1: failed, exit 3") :]
     assert "attempt 2: succeeded, exit 0" in text
     assert text.index("first") < text.index("oops") < text.index("attempt 2") < text.index("second")
+    assert f"all of it: fleetlink tasks output {execution.execution_id} --stream stdout --attempt 1" in text
     # and each attempt's complete output downloads whole, the first one's too
     for number, word in ((1, "one"), (2, "two")):
         expected = "".join(f"{word}-{i}\n" for i in range(1, 5001)) + (

@@ -26,6 +26,7 @@ from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from fleetlink.api.permissions import BucketAccess
     from fleetlink.core.agents.decommission import DecommissionService
     from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
     from fleetlink.core.agents.recovery import RecoveryService
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from fleetlink.core.tunnels.ports import TunnelRepository
     from fleetlink.core.tunnels.service import TunnelService
     from fleetlink.store.audit import DynamoAuditLog
+    from fleetlink.store.buckets import PresignedBucket
     from fleetlink.store.cursors import CursorCodec
 
 
@@ -141,18 +143,19 @@ class Deps:
     def output_objects(self) -> OutputObjectsService:
         from fleetlink.api.functions import OUTPUT_BUCKET
         from fleetlink.core.tasks.output_objects import OutputObjectsService
-        from fleetlink.store.buckets import PresignedBucket
         from fleetlink.store.keys import output_object_key
 
-        settings = self.settings
-        bucket = PresignedBucket(
-            settings.output_bucket,
-            settings.region,
-            settings.s3_endpoint,
-            name=OUTPUT_BUCKET.name,
-            env=OUTPUT_BUCKET.env,
-        )
+        bucket = self._presigned(OUTPUT_BUCKET, self.settings.output_bucket)
         return OutputObjectsService(self.output_service, bucket, output_object_key, self.clock)
+
+    def _presigned(self, access: BucketAccess, bucket: str | None) -> PresignedBucket:
+        """Presigned links to one of the registry's buckets (named by the setting ``bucket``)."""
+        from fleetlink.store.buckets import PresignedBucket
+
+        settings = self.settings
+        return PresignedBucket(
+            bucket, settings.region, settings.s3_endpoint, name=access.name, env=access.env
+        )
 
     # --- tunnels ---------------------------------------------------------------------------
 
@@ -196,17 +199,9 @@ class Deps:
     def release_service(self) -> ReleaseService:
         from fleetlink.api.functions import RELEASES_BUCKET
         from fleetlink.core.releases.service import ReleaseService
-        from fleetlink.store.buckets import PresignedBucket
         from fleetlink.store.releases import DynamoReleaseRepository
 
-        settings = self.settings
-        bucket = PresignedBucket(
-            settings.releases_bucket,
-            settings.region,
-            settings.s3_endpoint,
-            name=RELEASES_BUCKET.name,
-            env=RELEASES_BUCKET.env,
-        )
+        bucket = self._presigned(RELEASES_BUCKET, self.settings.releases_bucket)
         return ReleaseService(DynamoReleaseRepository(), bucket, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------

@@ -10,19 +10,12 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import RouteAccess
-from fleetlink.core.ids import IdPrefix, id_pattern
+from fleetlink.api.routes.output import AGENT, ExecutionIdPath
 from fleetlink.core.roles import Role
 from fleetlink.core.tasks.output_objects import OutputDownload, OutputUploads, RequestUploads
 
 router = Router()
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["agent"],
-}
 VIEWER = security.operator_access(Role.VIEWER, ["tasks"])
-ExecutionIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.EXECUTION), description="exe_ id")]
 
 
 @router.post(

@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
-from fleetlink.core.tasks.model import OutputObject
+from fleetlink.core.tasks.model import MAX_OUTPUT_OBJECT_BYTES, OutputObject
 from fleetlink.core.tasks.output import INLINE_HEAD_BYTES, INLINE_TAIL_BYTES
 from fleetlink.core.tasks.output_objects import ObjectUpload, OutputUploads
 
@@ -81,6 +81,10 @@ def declare_objects(folder: Path, inline_bytes: int = INLINE_BYTES) -> list[Outp
             ) as compressed:
                 shutil.copyfileobj(raw, compressed, 1 << 20)
             size_before = raw.tell()
+        if partial.stat().st_size > MAX_OUTPUT_OBJECT_BYTES:  # past one PUT: head and tail only
+            log.warning("%s of %s is too large to keep whole; head and tail only", stream, folder.name)
+            partial.unlink()
+            continue
         partial.replace(target)
         objects.append(
             OutputObject(

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.operator.task_output import StreamChoice
-from fleetlink.cli.render import CallContext, fail, reporting_errors
+from fleetlink.cli.render import fail
 from fleetlink.client.http import FleetlinkApiError
 from fleetlink.client.operator import OperatorClient, download_output
 
@@ -45,8 +45,9 @@ def write_inline(client: OperatorClient, execution_id: str, stream: str, attempt
 def register_download_command(app: typer.Typer) -> None:
     """Add ``output`` to the tasks command group."""
 
-    @app.command("output")
+    @operator_command(app, "output", json_output=False)
     def output(
+        call: OperatorCall,
         execution_id: Annotated[str, typer.Argument(help="Execution id (exe_...)")],
         stream: Annotated[
             StreamChoice, typer.Option("--stream", help="stdout (default) or stderr")
@@ -54,12 +55,10 @@ def register_download_command(app: typer.Typer) -> None:
         attempt: Annotated[
             int | None, typer.Option("--attempt", min=1, help="Which attempt (default: the last that ended)")
         ] = None,
-        url: UrlOption = None,
-        operator_token: OperatorTokenOption = None,
     ) -> None:
         """Write an execution's complete output to stdout, exactly as the command printed it: from the
         output bucket (its SHA-256 checked) when it outgrew the inline head and tail."""
-        with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        with call.session() as client:
             try:
                 download = client.output_object(execution_id, stream.value, attempt)
             except FleetlinkApiError as error:

@@ -268,7 +268,7 @@ def test_an_outage_during_5000_writes_costs_few_requests_and_everything_drains(
         node = register(DevServer(dev.url, OPERATOR_TOKEN), tmp_path_factory.mktemp("outage"), {})
         with (
             RecordStore.in_state_dir(node.home) as store,
-            RelayClient.from_state_dir(node.home, timeout=2.0) as client,
+            RelayClient.from_state_dir(node.home) as client,  # the node's own timeouts
         ):
             backoff = Backoff(base_s=1.0, max_s=60.0, rand=random.Random(OUTAGE_SEED).random)
             worker = RelayService(store, client, backoff=backoff)
@@ -295,7 +295,7 @@ def test_an_outage_during_5000_writes_costs_few_requests_and_everything_drains(
             f"{dev.url}/v1/relay/nodes/{node.agent_id}", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
         ).json()
         # The backoff bounds the requests: the n-th goes out no sooner than the sum of the delays before
-        # it (1 s doubling to 60 s, full jitter: this seeded run's draws), and 2 s timeouts on top
+        # it (1 s doubling to 60 s, full jitter: this seeded run's draws), and the timeouts on top
         replay = Backoff(base_s=1.0, max_s=60.0, rand=random.Random(OUTAGE_SEED).random)
         bound, waited = 1, replay.delay_s(1)
         while waited < outage_s:

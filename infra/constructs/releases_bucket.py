@@ -8,7 +8,7 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
-from fleetlink.api.functions import RELEASES_BUCKET
+from fleetlink.api.buckets import RELEASES_BUCKET
 from infra import nag
 from infra.constructs.buckets import bucket_name
 

@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
-from fleetlink.api.functions import OUTPUT_BUCKET
+from fleetlink.api.buckets import OUTPUT_BUCKET
 from fleetlink.api.settings import Settings
 from fleetlink.store import table as table_definition
 from infra import constants, nag

@@ -9,7 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from fleetlink.api.functions import OUTPUT_BUCKET, RELEASES_BUCKET, buckets
+from fleetlink.api.buckets import OUTPUT_BUCKET, RELEASES_BUCKET
+from fleetlink.api.functions import buckets
 from fleetlink.local.buckets import LocalBuckets, local_bucket_name
 from fleetlink.local.moto_backend import FAKE_AWS_ENV
 

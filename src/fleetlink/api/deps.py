@@ -141,7 +141,7 @@ class Deps:
 
     @cached_property
     def output_objects(self) -> OutputObjectsService:
-        from fleetlink.api.functions import OUTPUT_BUCKET
+        from fleetlink.api.buckets import OUTPUT_BUCKET
         from fleetlink.core.tasks.output_objects import OutputObjectsService
         from fleetlink.store.keys import output_object_key
 
@@ -197,7 +197,7 @@ class Deps:
 
     @cached_property
     def release_service(self) -> ReleaseService:
-        from fleetlink.api.functions import RELEASES_BUCKET
+        from fleetlink.api.buckets import RELEASES_BUCKET
         from fleetlink.core.releases.service import ReleaseService
         from fleetlink.store.releases import DynamoReleaseRepository
 

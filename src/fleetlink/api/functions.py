@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fleetlink.api import function_routers
+from fleetlink.api.buckets import OUTPUT_BUCKET, RELEASES_BUCKET
 from fleetlink.api.permissions import BucketAccess, TableAccess, actions
-from fleetlink.store.keys import OUTPUT_OBJECTS_PREFIX
 
 if TYPE_CHECKING:  # the registry is read by the CDK app and every handler: it loads nothing else
     from fleetlink.api.deps import Deps
@@ -31,11 +31,6 @@ MAX_RELAY_BODY_BYTES = 5 * 1024 * 1024
 READ_AND_WRITE_ITEMS = actions(
     "Query", "GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"
 )
-
-#: Complete task output (gzip, one object per execution, attempt and stream).
-OUTPUT_BUCKET = BucketAccess("output", "FLEETLINK_OUTPUT_BUCKET", OUTPUT_OBJECTS_PREFIX)
-#: Signed agent artifacts (``releases/<version>/<artifact>``).
-RELEASES_BUCKET = BucketAccess("releases", "FLEETLINK_RELEASES_BUCKET", "releases/")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 
 from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService
 from fleetlink.agent.db import now_ms
+from fleetlink.agent.disk import takes_no_writes
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
@@ -266,10 +267,26 @@ class TasksService(BaseService):
                 return
             claimed = self.client.claim(self.agent_id, max=asked, running_executions=self.running_ids())
             self.cancel(claimed.cancel)
-            for lease in claimed.executions:
-                self.start_execution(lease)
-            if len(claimed.executions) < asked:
+            unrecorded = [lease for lease in claimed.executions if not self._start_recorded(lease)]
+            if unrecorded or len(claimed.executions) < asked:
                 return
+
+    def _start_recorded(self, lease: Lease) -> bool:
+        """Start a lease; False when the state dir cannot record it (full or read-only): it is not run
+        then, and the server hands it back to a later claim (it is still leased to this agent, never
+        named running), so it runs once there is space instead of being lost."""
+        try:
+            self.start_execution(lease)
+        except Exception as error:
+            if (problem := takes_no_writes(error)) is None:
+                raise
+            log.warning(
+                "%s: cannot record the claim (%s); it runs once the state dir takes writes again",
+                lease.execution_id,
+                problem,
+            )
+            return False
+        return True
 
     def cancel(self, execution_ids: Iterable[str], reason: str = CANCELLED) -> None:
         """Stop these executions if they run here (their worker kills the process group and reports)."""

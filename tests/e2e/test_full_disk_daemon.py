@@ -10,6 +10,7 @@ must resume without anyone restarting anything.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -72,14 +73,18 @@ def test_a_daemon_whose_state_dir_fills_up_keeps_beating_reports_it_and_recovers
     def writable() -> float | None:
         return operator.get_agent(agent_id).metrics.get("state_dir_writable")
 
+    def last_seen() -> int:
+        return operator.get_agent(agent_id).last_seen_at or 0
+
+    def seen_after(seen: int) -> bool:
+        return last_seen() > seen
+
     def beats(count: int) -> None:
         """Wait until the server has taken ``count`` more heartbeats (each one's sequence above the
         last: the server refuses any other)."""
         for _ in range(count):
-            seen = operator.get_agent(agent_id).last_seen_at or 0
-            eventually(
-                lambda seen=seen: (operator.get_agent(agent_id).last_seen_at or 0) > seen, "a heartbeat"
-            )
+            seen = last_seen()
+            eventually(functools.partial(seen_after, seen), "a heartbeat")
 
     try:
         eventually(lambda: writable() == 1.0, "the first heartbeat")

@@ -194,7 +194,7 @@ def test_a_state_dir_that_takes_no_writes_makes_a_service_wait_never_stops_the_a
 ) -> None:
     # Given a service whose rounds fail to write to a full, then read-only state dir
     full = sqlite3.OperationalError("database or disk is full")
-    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
     read_only = OSError(errno.EROFS, "Read-only file system")
     service = Recorder(errors=[full, read_only, StoreError("x")])
     service.errors[-1].__cause__ = OSError(errno.ENOSPC, "No space left on device")
@@ -221,7 +221,7 @@ def test_a_state_dir_that_takes_no_writes_makes_a_service_wait_never_stops_the_a
 
 def test_takes_no_writes_names_only_errors_of_a_full_or_read_only_disk() -> None:
     busy = sqlite3.OperationalError("database is locked")
-    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
     assert takes_no_writes(busy) is None
     assert takes_no_writes(OSError(errno.ENOENT, "No such file")) is None
     assert takes_no_writes(ValueError("x")) is None

@@ -10,7 +10,8 @@ restarted mid-task reports the outcome instead of losing it.
 Shell tasks run ``/bin/sh -c COMMAND`` in a process group of their own (agent/process.py): a timeout
 or cancel stops the whole group, and anything a task left running in its group ends with it. Other
 task types run a handler from a :class:`~fleetlink.agent.tasks.handlers.HandlerRegistry`
-(``handlers``); running one execution is ``execution``.
+(``handlers``): in a process of its own under the execution's supervisor when the registry knows it
+by reference, else in a thread; running one execution is ``execution``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from fleetlink.agent.tasks.store import (
     RowStatus,
     StoreError,
 )
-from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run_supervised
+from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run_supervised, supervises
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
 from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
@@ -366,7 +367,7 @@ class TasksService(BaseService):
             self.wake()
 
     def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
-        if record.type == SHELL and self.supervised:
+        if self.supervised and supervises(self, record):
             return run_supervised(self, record, control)
         if record.type == SHELL:
 

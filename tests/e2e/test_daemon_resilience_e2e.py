@@ -1,11 +1,15 @@
-"""A whole daemon whose state dir fills up: it rides it out and recovers by itself.
+"""A whole daemon under trouble, against one real dev stack: a state dir that fills up, and a
+SIGKILL while a typed task's handler runs.
 
-A real `fleetlink agent run` against a real dev stack, its state dir on a small tmpfs (skipped
-where mounting is not allowed). The disk is filled while the daemon runs; the server must keep
-receiving its heartbeats (each one's sequence above the last, or the server refuses it), the
-condition must show in the heartbeat metrics and in `fleetlink agent status`, a local write must
-fail with one line, a task sent meanwhile must not be lost, and once space returns everything
-must resume without anyone restarting anything.
+Full disk: a real `fleetlink agent run`, its state dir on a small tmpfs (skipped where mounting is
+not allowed). The disk is filled while the daemon runs; the server must keep receiving its
+heartbeats (each one's sequence above the last, or the server refuses it), the condition must show
+in the heartbeat metrics and in `fleetlink agent status`, a local write must fail with one line, a
+task sent meanwhile must not be lost, and once space returns everything must resume without anyone
+restarting anything.
+
+SIGKILL: a handler named with ``--handler`` runs in a process of its own under the execution's
+supervisor, so it runs on while the daemon is down, and the restarted daemon reports its result.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetlink.agent.tasks.supervisor import OUTCOME, RUNS_DIR, STARTED
 from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
 from tests.e2e.test_tasks_e2e import _fleetlink, launch_agent, register_agent, wait_done
@@ -152,3 +158,53 @@ def records_put(env: dict[str, str], value: str) -> subprocess.CompletedProcess[
         timeout=60,
         check=False,
     )
+
+
+SLOW_HANDLER = """
+import os, time
+
+def nap(task_input):
+    with open(task_input["runs"], "a") as runs:
+        runs.write("run\\n")
+    time.sleep(float(task_input["seconds"]))
+    return {"slept": task_input["seconds"], "pid": os.getpid()}
+"""
+
+
+def test_a_daemon_killed_while_a_handler_runs_reports_the_handlers_result_once(
+    server: DevServer, operator: OperatorClient, tmp_path: Path
+) -> None:
+    # Given an agent running a typed task whose handler (named on the command line) takes a while
+    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "handler-kill"}).token
+    state_dir = tmp_path / "agent"
+    agent_id, env = register_agent(server, token, state_dir)
+    handler_file = tmp_path / "slow_handler.py"
+    handler_file.write_text(SLOW_HANDLER)
+    handler = ("--handler", f"nap={handler_file}:nap")
+    runs = tmp_path / "runs.log"
+    first = launch_agent(agent_id, env, *handler)
+    created = operator.create_task(
+        type="nap", input={"runs": str(runs), "seconds": 4}, agent_ids=[agent_id], max_retries=2
+    )
+    try:
+        waited(runs.exists, "the handler to start")
+        # When the daemon is SIGKILLed while the handler runs
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=30)
+    finally:
+        first.process.kill()
+    (run,) = (state_dir / RUNS_DIR).iterdir()
+    handler_pid = json.loads((run / STARTED).read_text())["command"]
+    # Then the handler runs on to its end without the daemon
+    waited(lambda: (run / OUTCOME).exists(), "the handler to end on its own")
+    # And the restarted daemon (same handlers) reports its result: succeeded, after a single run
+    second = launch_agent(agent_id, env, *handler)
+    try:
+        task = wait_done(operator, created.task_id, [second])
+        (execution,) = task.executions
+        assert (execution.status.value, execution.attempt) == ("succeeded", 1), execution
+        output = json.loads(operator.get_task(created.task_id).executions[0].output or "{}")
+        assert output == {"slept": 4, "pid": handler_pid}
+        assert runs.read_text() == "run\n"
+    finally:
+        assert second.stop() == 0, second.output()

@@ -7,10 +7,10 @@ the journal's order is the table's. Before the dev stack answers an HTTP request
 waits (:meth:`WriteJournal.sync`) until what that request wrote is fsynced: an answer is sent only
 once what it changed is on disk. Pure reads never wait.
 
-The fsyncs are made by one syncer thread, not by the requests (group commit): it starts one as soon
-as a write is appended, so the fsync overlaps the rest of the handler's work, and requests whose
-writes arrived together share one fsync. An image is taken from the request itself when it is
-there (a put's item, a delete's nothing); only an update's is read back from the table.
+Group commit: an fsync is made outside the lock, so writes go on meanwhile, and covers everything
+appended until it starts; requests whose writes arrived together share one fsync. An image is taken
+from the request itself when it is there (a put's item, a delete's nothing); only an update's is
+read back from the table.
 
 At start the saved table is loaded, then the journal replayed on top (last image wins; a torn last
 line, from a write never acknowledged, is skipped); each full save empties the journal under the
@@ -40,7 +40,7 @@ class JournalError(OSError):
 
 
 class WriteJournal:
-    """Item images of every write to one moto table, appended and fsynced by a syncer thread."""
+    """Item images of every write to one moto table, appended, and fsynced by group commit."""
 
     def __init__(self, path: Path, table_name: str) -> None:
         self.path = path
@@ -51,8 +51,8 @@ class WriteJournal:
         self.written = 0
         self._synced = 0
         self._failure: OSError | None = None
-        self._closing = False
-        self._syncer: threading.Thread | None = None
+        #: An fsync is under way (by the request that leads the current group).
+        self._syncing = False
         #: Lines written since start, and fsyncs made (figures for the curious, and the tests).
         self.appended = 0
         self.fsyncs = 0
@@ -86,33 +86,25 @@ class WriteJournal:
         return len(latest)
 
     def open(self) -> None:
-        """Start appending (to what is there: it is emptied by the first save) and syncing."""
+        """Start appending (to what is there: it is emptied by the first save)."""
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.chmod(self.path, 0o600)
-        self._closing = False
-        self._syncer = threading.Thread(target=self._sync_loop, name="fleetlink-journal", daemon=True)
-        self._syncer.start()
 
     def close(self) -> None:
-        """Sync what is left, stop the syncer, close the file."""
+        """Sync what is left and close the file."""
         with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        if self._syncer is not None:
-            self._syncer.join()
-            self._syncer = None
-        with self._changed:
+            self._changed.wait_for(lambda: not self._syncing)
             if self._fd is not None:
                 with contextlib.suppress(OSError):
                     os.fdatasync(self._fd)
                 os.close(self._fd)
                 self._fd = None
+                self._changed.notify_all()
 
     # --- writes ----------------------------------------------------------------------------------
 
     def record(self, operation: str, body: dict[str, Any]) -> None:
-        """Append the images of the items a successful write touched (under moto's lock); the syncer
-        starts making them durable at once."""
+        """Append the images of the items a successful write touched (under moto's lock)."""
         mine = self.table_name
         touched = [(key, image) for table, key, image in _touched(operation, body) if table == mine]
         if not touched or self._fd is None:
@@ -132,17 +124,39 @@ class WriteJournal:
             self._changed.notify_all()
 
     def sync(self, since: int = 0) -> None:
-        """Wait until every append made after ``since`` (a :attr:`written` read before the request
-        ran) is durable; at once when there is none. Raises :class:`JournalError` if it cannot be."""
+        """Return once every append made after ``since`` (a :attr:`written` read before the request
+        ran) is durable; at once when there is none. Raises :class:`JournalError` if it cannot be.
+
+        Group commit: the first request to need an fsync makes it, for everything appended so far;
+        requests that need one meanwhile wait for it, and the first of them whose appends it did not
+        cover makes the next one, for all of them."""
         with self._changed:
             target = self.written
             if target <= since:
                 return
-            self._changed.wait_for(
-                lambda: self._synced >= target or self._failure is not None or self._fd is None
-            )
-            if self._failure is not None:
-                raise JournalError(f"the dev stack's journal cannot be made durable: {self._failure}")
+            while True:
+                if self._failure is not None:
+                    raise JournalError(f"the dev stack's journal cannot be made durable: {self._failure}")
+                if self._synced >= target or self._fd is None:
+                    return
+                if not self._syncing:
+                    break
+                self._changed.wait()
+            self._syncing = True
+            covered, descriptor = self.written, self._fd
+        try:
+            os.fdatasync(descriptor)  # outside the lock: appends go on meanwhile
+        except OSError as error:
+            with self._changed:
+                self._failure = error  # a failed fsync may have dropped pages: never trust it again
+                self._syncing = False
+                self._changed.notify_all()
+            raise JournalError(f"the dev stack's journal cannot be made durable: {error}") from error
+        with self._changed:
+            self._synced = max(self._synced, covered)
+            self.fsyncs += 1
+            self._syncing = False
+            self._changed.notify_all()
 
     def reset(self) -> None:
         """Empty the journal: a full save now holds everything (call under moto's request lock)."""
@@ -153,26 +167,6 @@ class WriteJournal:
             os.fdatasync(self._fd)
             self._synced = self.written  # what it held is in the save
             self._changed.notify_all()
-
-    def _sync_loop(self) -> None:
-        """One fdatasync for whatever was appended since the last (outside the lock, so appends go on)."""
-        while True:
-            with self._changed:
-                self._changed.wait_for(lambda: self.written > self._synced or self._closing)
-                if self.written <= self._synced or self._fd is None:
-                    return
-                target, descriptor = self.written, self._fd
-            try:
-                os.fdatasync(descriptor)  # the data, and the size it needs to be read back
-            except OSError as error:
-                with self._changed:
-                    self._failure = error  # an fsync that failed may have lost pages: never trust it again
-                    self._changed.notify_all()
-                return
-            with self._changed:
-                self._synced = max(self._synced, target)
-                self.fsyncs += 1
-                self._changed.notify_all()
 
 
 def install(journal: WriteJournal | None) -> None:

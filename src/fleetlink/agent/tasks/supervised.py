@@ -58,10 +58,16 @@ def run_supervised(service: TasksService, record: ExecutionRecord, control: Cont
         "FLEETLINK_ATTEMPT": str(record.attempt),
     }
     reference = service.registry.reference(record.type)
-    if record.type == SHELL or reference is None:  # None: adopted, its spec already written
+    if record.type == SHELL:
         spec = supervisor.shell_spec(record.command or "", env)
-    else:
+    elif reference is not None:
         spec = supervisor.handler_spec(reference, record.input or {}, env)
+    elif supervisor.started(folder) is not None:
+        spec = {}  # adopted: its supervisor runs it already (the spec is only for a start)
+    else:
+        from fleetlink.agent.tasks.execution import Outcome
+
+        return Outcome(ResultStatus.FAILED, error=f"no handler for task type {record.type}")
     streamer = None
     if service._stream_output and isinstance(service.client, OutputApi) and record.type == SHELL:
         sources = {name: FileTail(folder / name) for name in (supervisor.STDOUT, supervisor.STDERR)}

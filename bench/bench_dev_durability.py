@@ -1,8 +1,7 @@
 """What the dev stack's write-ahead journal costs: writes per second without it, with the journal of a
-git ref (before), and with this checkout's (after), in one run.
+git ref (before), and with this checkout's (after), measured side by side in one run.
 
-Three stacks per round, each ``fleetlink dev --data-dir`` on a fresh folder, started in turn (so
-drift on a shared machine hits all three):
+Three stacks, each ``fleetlink dev --data-dir`` on a fresh folder, run at once:
 
 - ``none``: this checkout with the journal never installed (its hook replaced at start by the
   launcher below): the journal-less stack, the baseline of the goal;
@@ -10,12 +9,15 @@ drift on a shared machine hits all three):
   ``git archive``;
 - ``after``: this checkout.
 
-Each is timed from spawn to serving, then sends N operator writes (``POST /v1/registration-tokens``,
-each a write the journal must fsync before answering) one at a time, then N writes from
-``--clients`` clients at once (as a fleet's agents write together), then N reads, over loopback.
-Prints the medians and the ratios to the journal-less stack (goal: writes at least 0.8 of it).
+The requests are interleaved in small blocks (``--block`` requests to one stack, then the next, the
+order turning each block), so the drift of a shared machine hits all three alike. Measured: operator
+writes (``POST /v1/registration-tokens``, each a write the journal must fsync before answering) one
+at a time; the same from ``--clients`` clients at once (as a fleet's agents write together); reads.
+Each round starts three fresh stacks (start-up timed, spawn to serving); the ratios to the
+journal-less stack are printed per round and as medians (goal: writes at least 0.8 of it).
 
-    python bench/bench_dev_durability.py [--requests 200] [--rounds 3] [--clients 4] [--baseline-ref REF]
+    python bench/bench_dev_durability.py [--requests 200] [--rounds 3] [--clients 4] [--block 10]
+                                         [--baseline-ref REF]
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -41,6 +46,7 @@ NO_JOURNAL = (
     "from fleetlink.cli.main import main; sys.argv[0] = 'fleetlink'; main()"
 )
 SIDES = ("none", "before", "after")
+MEASURES = ("writes_per_s", "together_per_s", "reads_per_s")
 
 
 def baseline_tree(ref: str, into: Path) -> Path:
@@ -52,16 +58,38 @@ def baseline_tree(ref: str, into: Path) -> Path:
     return into
 
 
-def write_many(url: str, headers: dict[str, str], count: int) -> None:
-    with httpx.Client(timeout=30) as client:
+@dataclass
+class Stack:
+    url: str
+    headers: dict[str, str]
+    start_s: float
+
+    def write(self, client: httpx.Client, count: int) -> None:
         for _ in range(count):
-            client.post(
-                f"{url}/v1/registration-tokens", json={"max_uses": 1}, headers=headers
-            ).raise_for_status()
+            reply = client.post(
+                f"{self.url}/v1/registration-tokens", json={"max_uses": 1}, headers=self.headers
+            )
+            reply.raise_for_status()
+
+    def read(self, client: httpx.Client, count: int) -> None:
+        for _ in range(count):
+            client.get(f"{self.url}/v1/registration-tokens?limit=5", headers=self.headers).raise_for_status()
+
+    def write_together(self, clients: int, count: int) -> None:
+        def one() -> None:
+            with httpx.Client(timeout=30) as client:
+                self.write(client, count)
+
+        threads = [threading.Thread(target=one) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
-def run_stack(tree: Path, requests: int, clients: int, *, journal: bool = True) -> dict[str, float]:
-    """Start a dev stack from ``tree`` on a fresh data folder; time start-up, writes and reads."""
+@contextmanager
+def dev_stack(tree: Path, *, journal: bool) -> Iterator[Stack]:
+    """A dev stack from ``tree`` on a fresh data folder, serving (and warmed up)."""
     with tempfile.TemporaryDirectory() as data:
         env = {**os.environ, "PYTHONPATH": str(tree / "src")}
         env.pop("FLEETLINK_OPERATOR_TOKEN", None)
@@ -89,34 +117,52 @@ def run_stack(tree: Path, requests: int, clients: int, *, journal: bool = True) 
                     time.sleep(0.05)
                 start_s = time.perf_counter() - started
                 token = (Path(data) / "operator-token").read_text().strip()
-                headers = {"Authorization": f"Bearer {token}"}
-                write_many(url, headers, 10)  # warm: every module the route needs is imported
-                began = time.perf_counter()
-                write_many(url, headers, requests)
-                writes_s = time.perf_counter() - began
-                threads = [
-                    threading.Thread(target=write_many, args=(url, headers, requests // clients))
-                    for _ in range(clients)
-                ]
-                began = time.perf_counter()
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                together_s = time.perf_counter() - began
-                began = time.perf_counter()
-                for _ in range(requests):
-                    client.get(f"{url}/v1/registration-tokens?limit=5", headers=headers).raise_for_status()
-                reads_s = time.perf_counter() - began
+                stack = Stack(url, {"Authorization": f"Bearer {token}"}, start_s)
+                stack.write(client, 10)  # warm: every module the route needs is imported
+                stack.read(client, 5)
+            yield stack
         finally:
             process.terminate()
             process.wait(timeout=60)
-    return {
-        "start_s": start_s,
-        "writes_per_s": requests / writes_s,
-        "together_per_s": (requests // clients) * clients / together_s,
-        "reads_per_s": requests / reads_s,
-    }
+
+
+def interleaved(
+    stacks: dict[str, Stack], requests: int, block: int, run: Callable[[Stack, int], None]
+) -> dict[str, float]:
+    """Requests per second of each stack, ``run`` given ``block`` requests at a time to each in turn."""
+    spent = dict.fromkeys(stacks, 0.0)
+    order = list(stacks)
+    done = 0
+    while done < requests:
+        count = min(block, requests - done)
+        for side in order:
+            began = time.perf_counter()
+            run(stacks[side], count)
+            spent[side] += time.perf_counter() - began
+        order = order[1:] + order[:1]
+        done += count
+    return {side: requests / seconds for side, seconds in spent.items()}
+
+
+def one_round(trees: dict[str, tuple[Path, bool]], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """One round: three fresh stacks, each measure interleaved across them."""
+    with ExitStack() as running, httpx.Client(timeout=30) as client:
+        stacks = {
+            side: running.enter_context(dev_stack(tree, journal=on)) for side, (tree, on) in trees.items()
+        }
+        per_client = max(1, args.block // args.clients)
+        figures = {
+            "writes_per_s": interleaved(stacks, args.requests, args.block, lambda s, n: s.write(client, n)),
+            "together_per_s": interleaved(
+                stacks,
+                args.requests,
+                per_client * args.clients,
+                lambda s, n: s.write_together(args.clients, max(1, n // args.clients)),
+            ),
+            "reads_per_s": interleaved(stacks, args.requests, args.block, lambda s, n: s.read(client, n)),
+        }
+        figures["start_s"] = {side: stack.start_s for side, stack in stacks.items()}
+    return {side: {name: figures[name][side] for name in figures} for side in trees}
 
 
 def main() -> None:
@@ -124,6 +170,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--block", type=int, default=10)
     parser.add_argument(
         "--baseline-ref", default=None, help="git ref of the 'before' journal (default: merge-base with main)"
     )
@@ -134,35 +181,47 @@ def main() -> None:
             ["git", "merge-base", "HEAD", "main"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
     )
-    figures: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    rounds: list[dict[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory() as folder:
         before = baseline_tree(ref, Path(folder))
-        for _ in range(args.rounds):
-            figures["none"].append(run_stack(ROOT, args.requests, args.clients, journal=False))
-            figures["before"].append(run_stack(before, args.requests, args.clients))
-            figures["after"].append(run_stack(ROOT, args.requests, args.clients))
+        trees = {"none": (ROOT, False), "before": (before, True), "after": (ROOT, True)}
+        for number in range(1, args.rounds + 1):
+            figures = one_round(trees, args)
+            rounds.append(figures)
+            print(
+                f"round {number}: "
+                + "; ".join(
+                    f"{name} none {figures['none'][name]:.1f} before {figures['before'][name]:.1f} "
+                    f"after {figures['after'][name]:.1f}"
+                    for name in MEASURES
+                ),
+                flush=True,
+            )
     print(
-        f"\ndev stack, --data-dir: {args.requests} writes one at a time, {args.requests} from "
-        f"{args.clients} clients at once, {args.requests} reads; {args.rounds} rounds, medians"
+        f"\ndev stack, --data-dir, three stacks side by side: {args.requests} writes one at a time, "
+        f"{args.requests} from {args.clients} clients at once, {args.requests} reads, in blocks of "
+        f"{args.block}; {args.rounds} rounds"
     )
     print(f"none: this checkout without its journal; before: the journal at {ref[:12]}; after: this checkout")
-    medians = {
-        side: {name: statistics.median(run[name] for run in runs) for name in runs[0]}
-        for side, runs in figures.items()
-    }
-    units = {"start_s": "s", "writes_per_s": "req/s", "together_per_s": "req/s", "reads_per_s": "req/s"}
-    for name, unit in units.items():
-        none, b, a = (medians[side][name] for side in SIDES)
+    for name in ("start_s", *MEASURES):
+        unit = "s" if name == "start_s" else "req/s"
+        medians = {side: statistics.median(r[side][name] for r in rounds) for side in SIDES}
+        ratios = {
+            pair: [r[pair[0]][name] / r[pair[1]][name] for r in rounds]
+            for pair in (("before", "none"), ("after", "none"), ("after", "before"))
+        }
         print(
-            f"  {name:<15} none {none:7.2f} {unit:<5}  before {b:7.2f}  after {a:7.2f}   "
-            f"before/none {b / none:5.2f}  after/none {a / none:5.2f}  after/before {a / b:5.2f}"
+            f"  {name:<15} medians none {medians['none']:7.2f} before {medians['before']:7.2f} after "
+            f"{medians['after']:7.2f} {unit}; ratios per round "
+            + "  ".join(f"{a}/{b} " + " ".join(f"{x:.2f}" for x in xs) for (a, b), xs in ratios.items())
         )
     for name in ("writes_per_s", "together_per_s"):
-        none, b, a = (medians[side][name] for side in SIDES)
+        ratio = statistics.median(r["after"][name] / r["none"][name] for r in rounds)
+        before = statistics.median(r["before"][name] / r["none"][name] for r in rounds)
+        added = statistics.median(1000 / r["after"][name] - 1000 / r["none"][name] for r in rounds)
         print(
-            f"  {name}: per write {1000 / a - 1000 / none:+.2f} ms with the journal (before: "
-            f"{1000 / b - 1000 / none:+.2f} ms); after/none {a / none:.2f} (goal >= {GOAL}): "
-            f"{'met' if a / none >= GOAL else 'NOT met'}"
+            f"  {name}: after/none median {ratio:.2f} (before/none {before:.2f}; per write {added:+.2f} ms "
+            f"with the journal); goal >= {GOAL}: {'met' if ratio >= GOAL else 'NOT met'}"
         )
 
 

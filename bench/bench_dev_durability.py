@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -63,28 +63,35 @@ class Stack:
     url: str
     headers: dict[str, str]
     start_s: float
+    #: One kept-alive connection per client writing at once (made on first use).
+    clients: list[httpx.Client] = field(default_factory=list)
 
     def write(self, client: httpx.Client, count: int) -> None:
         for _ in range(count):
-            reply = client.post(
-                f"{self.url}/v1/registration-tokens", json={"max_uses": 1}, headers=self.headers
-            )
-            reply.raise_for_status()
+            body = {"max_uses": 1}
+            client.post(
+                f"{self.url}/v1/registration-tokens", json=body, headers=self.headers
+            ).raise_for_status()
 
     def read(self, client: httpx.Client, count: int) -> None:
         for _ in range(count):
             client.get(f"{self.url}/v1/registration-tokens?limit=5", headers=self.headers).raise_for_status()
 
     def write_together(self, clients: int, count: int) -> None:
-        def one() -> None:
-            with httpx.Client(timeout=30) as client:
-                self.write(client, count)
-
-        threads = [threading.Thread(target=one) for _ in range(clients)]
+        """``count`` writes from each of ``clients`` clients at once, each on its own connection."""
+        while len(self.clients) < clients:
+            self.clients.append(httpx.Client(timeout=30))
+        threads = [
+            threading.Thread(target=self.write, args=(client, count)) for client in self.clients[:clients]
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 @contextmanager
@@ -120,7 +127,10 @@ def dev_stack(tree: Path, *, journal: bool) -> Iterator[Stack]:
                 stack = Stack(url, {"Authorization": f"Bearer {token}"}, start_s)
                 stack.write(client, 10)  # warm: every module the route needs is imported
                 stack.read(client, 5)
-            yield stack
+            try:
+                yield stack
+            finally:
+                stack.close()
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -150,14 +160,14 @@ def one_round(trees: dict[str, tuple[Path, bool]], args: argparse.Namespace) -> 
         stacks = {
             side: running.enter_context(dev_stack(tree, journal=on)) for side, (tree, on) in trees.items()
         }
-        per_client = max(1, args.block // args.clients)
+        per_client = max(1, args.block // 2)  # writes per client and block, all clients at once
         figures = {
             "writes_per_s": interleaved(stacks, args.requests, args.block, lambda s, n: s.write(client, n)),
             "together_per_s": interleaved(
                 stacks,
                 args.requests,
                 per_client * args.clients,
-                lambda s, n: s.write_together(args.clients, max(1, n // args.clients)),
+                lambda s, n: s.write_together(args.clients, per_client),
             ),
             "reads_per_s": interleaved(stacks, args.requests, args.block, lambda s, n: s.read(client, n)),
         }

@@ -358,9 +358,10 @@ class DevStack:
                 route_key=matched.route.route_key,
                 path_parameters=matched.path_parameters,
             )
+            journaled = self._journal.written if self._journal is not None else 0
             response = lambda_response(self.invoke(matched.route.function, event))
             if self._journal is not None:
-                self._journal.sync()  # answered only once what it changed is durable
+                self._journal.sync(since=journaled)  # answered only once what it changed is durable
             return response
         except StackStoppedError:
             return problem_response(503, "stopping", "the dev stack is stopping", instance=raw_path)

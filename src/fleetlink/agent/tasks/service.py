@@ -10,7 +10,8 @@ restarted mid-task reports the outcome instead of losing it.
 Shell tasks run ``/bin/sh -c COMMAND`` in a process group of their own (agent/process.py): a timeout
 or cancel stops the whole group, and anything a task left running in its group ends with it. Other
 task types run a handler from a :class:`~fleetlink.agent.tasks.handlers.HandlerRegistry`
-(``handlers``); running one execution is ``execution``.
+(``handlers``): in a process of its own under the execution's supervisor when the registry knows it
+by reference, else in a thread; running one execution is ``execution``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Literal, Protocol
 
 from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService
 from fleetlink.agent.db import now_ms
+from fleetlink.agent.disk import takes_no_writes
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
@@ -52,6 +54,7 @@ from fleetlink.agent.tasks.supervised import (
     recover_supervised,
     run_supervised,
     runs_dir_of,
+    supervises,
 )
 from fleetlink.agent.tasks.uploads import OutputUploader
 from fleetlink.client.http import FleetlinkClientError
@@ -271,10 +274,26 @@ class TasksService(BaseService):
                 return
             claimed = self.client.claim(self.agent_id, max=asked, running_executions=self.running_ids())
             self.cancel(claimed.cancel)
-            for lease in claimed.executions:
-                self.start_execution(lease)
-            if len(claimed.executions) < asked:
+            unrecorded = [lease for lease in claimed.executions if not self._start_recorded(lease)]
+            if unrecorded or len(claimed.executions) < asked:
                 return
+
+    def _start_recorded(self, lease: Lease) -> bool:
+        """Start a lease; False when the state dir cannot record it (full or read-only): it is not run
+        then, and the server hands it back to a later claim (it is still leased to this agent, never
+        named running), so it runs once there is space instead of being lost."""
+        try:
+            self.start_execution(lease)
+        except Exception as error:
+            if (problem := takes_no_writes(error)) is None:
+                raise
+            log.warning(
+                "%s: cannot record the claim (%s); it runs once the state dir takes writes again",
+                lease.execution_id,
+                problem,
+            )
+            return False
+        return True
 
     def cancel(self, execution_ids: Iterable[str], reason: str = CANCELLED) -> None:
         """Stop these executions if they run here (their worker kills the process group and reports)."""
@@ -341,7 +360,7 @@ class TasksService(BaseService):
             self.wake()
 
     def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
-        if record.type == SHELL and self.supervised:
+        if self.supervised and supervises(self, record):
             return run_supervised(self, record, control)
         if record.type == SHELL:
 

@@ -57,6 +57,33 @@ async def main():
 asyncio.run(main())
 """
 
+#: The floor any proxy stands on here: a relay that parses nothing, each client connection spliced
+#: to a connection of its own to the target, on the same loop. What it costs is socket I/O only.
+RELAY = """
+import asyncio, sys
+from fleetlink.agent.tunnels.proxy import new_event_loop
+class Target(asyncio.Protocol):
+    def __init__(self, client): self.client = client
+    def connection_made(self, transport): self.transport = transport
+    def data_received(self, data): self.client.transport.write(data)
+class Client(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.target, self.pending = transport, None, []
+        asyncio.get_running_loop().create_task(self.connect())
+    async def connect(self):
+        loop = asyncio.get_running_loop()
+        _, self.target = await loop.create_connection(lambda: Target(self), "127.0.0.1", int(sys.argv[1]))
+        for data in self.pending: self.target.transport.write(data)
+    def data_received(self, data):
+        if self.target is None: self.pending.append(data)
+        else: self.target.transport.write(data)
+async def main():
+    server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+new_event_loop().run_until_complete(main())
+"""
+
 PROXY = """
 import asyncio, importlib, sys
 proxy = importlib.import_module(sys.argv[2])
@@ -165,6 +192,8 @@ def bench_proxy(before_revision: str) -> None:
             processes.append(process)
         process, ports["proxied (now)"] = spawn(PROXY, upstream, "fleetlink.agent.tunnels.proxy")
         processes.append(process)
+        process, ports["relay, no parsing"] = spawn(RELAY, str(target_port))
+        processes.append(process)
         pids = dict(zip(ports, [None, *(p.pid for p in processes[1:])], strict=True))
         runs = {name: Run() for name in ports}
         try:
@@ -206,7 +235,8 @@ def bench_proxy(before_revision: str) -> None:
         )
     print(
         "  (the CPU ratio is the throughput ratio a CPU-bound machine would see; the throughput one"
-        " also counts scheduling when three busy processes share the cores)"
+        " also counts scheduling when three busy processes share the cores. 'relay, no parsing' is"
+        " the floor: socket I/O only, what no HTTP proxy here can cost less than)"
     )
     if before is None:
         print(f"  (no 'before' variant: revision {before_revision} is not in this checkout)")

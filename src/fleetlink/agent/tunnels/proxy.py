@@ -17,20 +17,22 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
-from typing import Any
 
-from fleetlink.agent.tunnels.proxy_http import ClientSide, UpstreamSide
+from fleetlink.agent.tunnels.proxy_http import ClientSide, Exchange
 from fleetlink.agent.tunnels.proxy_tcp import TcpForwarder
+from fleetlink.agent.tunnels.proxy_upstream import UpstreamSide
 from fleetlink.agent.tunnels.strict_http import problem_response
 from fleetlink.contract.tunnels import split_host_port
 
 __all__ = ["HttpProxy", "Route", "RouteTable", "TcpForwarder", "new_event_loop"]
 
 MAX_IDLE_PER_TARGET = 32
+#: Paths whose route is remembered per table (then the memory starts over).
+ROUTE_CACHE_SIZE = 1024
 #: Refusals inside this many seconds of the last logged one are counted, not logged again.
 REFUSAL_LOG_BURST_S = 60.0
 
@@ -60,9 +62,16 @@ class RouteTable:
         self.default = Route("/", host.strip("[]"), port)
         parsed = [Route(prefix, *split_host_port(target), priority) for prefix, target, priority in routes]
         self.routes = sorted(parsed, key=lambda r: (-len(r.prefix), -r.priority))
+        self._picked: dict[str, Route] = {}
 
     def pick(self, path: str) -> Route:
-        return next((route for route in self.routes if route.matches(path)), self.default)
+        route = self._picked.get(path)
+        if route is None:
+            route = next((route for route in self.routes if route.matches(path)), self.default)
+            if len(self._picked) >= ROUTE_CACHE_SIZE:
+                self._picked.clear()
+            self._picked[path] = route
+        return route
 
     def targets(self) -> list[tuple[str, int]]:
         return sorted({(r.host, r.port) for r in [self.default, *self.routes]})
@@ -104,6 +113,8 @@ class HttpProxy:
         self._idle: dict[tuple[str, int], list[UpstreamSide]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
+        #: Runs while requests are in flight: answers 504 for those whose target is past its time.
+        self.watchdog: asyncio.TimerHandle | None = None
         self._refusal_logged_at = -REFUSAL_LOG_BURST_S
 
     @property
@@ -124,6 +135,9 @@ class HttpProxy:
         if self._server is None:
             return
         self._server.close()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         for task in list(self._tasks):
             task.cancel()
         for client in list(self.clients):
@@ -136,10 +150,42 @@ class HttpProxy:
             await asyncio.wait_for(self._server.wait_closed(), 5)
         self._server = None
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+    def connect(self, client: ClientSide, exchange: Exchange) -> None:
+        """Open a new connection to ``exchange``'s target, then hand it to ``client``."""
+        task = asyncio.get_running_loop().create_task(self._connect(client, exchange))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, client: ClientSide, exchange: Exchange) -> None:
+        route = exchange.route
+        key = (route.host, route.port)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, upstream = await asyncio.get_running_loop().create_connection(
+                    lambda: UpstreamSide(self, key), route.host, route.port
+                )
+        except (OSError, TimeoutError):
+            client.fail(exchange, 502, "upstream-unavailable", f"nothing answers at {exchange.where}")
+            return
+        client.attach(exchange, upstream, reused=False)
+
+    def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.watchdog = loop.call_later(min(1.0, self.response_timeout / 4), self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self.watchdog = None
+        now = asyncio.get_running_loop().time()
+        waiting = False
+        for client in list(self.clients):
+            exchange = client.current
+            if exchange is not None and exchange.upstream is not None and not exchange.answered:
+                if exchange.deadline <= now:
+                    client.timed_out(exchange)
+                else:
+                    waiting = True
+        if waiting:
+            self.watch()
 
     # --- idle upstream connections ---------------------------------------------------------------
 

@@ -1,12 +1,12 @@
-"""The self_hosted proxy's HTTP data path: asyncio protocols over transports, no streams.
+"""The self_hosted proxy's HTTP data path, client side: asyncio protocols over transports, no streams.
 
-A ``ClientSide`` per client connection and an ``UpstreamSide`` per connection to a target, each
-with one llhttp parser (``httptools``) fed the bytes as they arrive. Heads are checked in the
-parser's callbacks (``strict_http``) before anything is forwarded; a head goes on as one write (the
-received bytes themselves where nothing in them changes), body bytes as llhttp hands them over, and
-what one received chunk produces leaves in one write. Upstream connections are kept alive and
-reused (``HttpProxy`` holds the idle ones). One request per client connection is in flight;
-pipelined ones wait in order, the client's reading paused meanwhile.
+A ``ClientSide`` per client connection and an ``UpstreamSide`` (``proxy_upstream``) per connection
+to a target, each with one llhttp parser (``httptools``) fed the bytes as they arrive. Heads are
+checked in the parser's callbacks (``strict_http``) before anything is forwarded; a head goes on as
+one write (the received bytes themselves where nothing in them changes), body bytes as llhttp hands
+them over, and what one received chunk produces leaves in one write. Upstream connections are kept
+alive and reused (``HttpProxy`` holds the idle ones). One request per client connection is in
+flight; pipelined ones wait in order, the client's reading paused meanwhile.
 """
 
 from __future__ import annotations
@@ -29,25 +29,20 @@ from fleetlink.agent.tunnels.strict_http import (
 
 if TYPE_CHECKING:
     from fleetlink.agent.tunnels.proxy import HttpProxy, Route
+    from fleetlink.agent.tunnels.proxy_upstream import UpstreamSide
 
 HEAD_LIMIT = 64 * 1024
 #: Request bytes held for a target still being connected to before the client is paused.
 PENDING_LIMIT = 256 * 1024
-_NO_BODY_STATUS = frozenset({204, 304})
 #: Request headers the proxy rewrites; a head without any keeps its header block byte for byte.
 _REWRITTEN = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+#: A head without any of these is forwarded by the short path (no body, nothing to drop).
+_NOT_PLAIN = _REWRITTEN | {b"content-length"}
+_PHRASES = {502: "Bad Gateway", 504: "Gateway Timeout"}
 
 
-def _head_too_large() -> BadRequest:
+def head_too_large() -> BadRequest:
     return BadRequest(431, "headers-too-large", f"the request head is over {HEAD_LIMIT} bytes")
-
-
-class _HeadAnswered(Exception):
-    """From a callback: the answer to a HEAD request ends with its head (llhttp cannot be told so)."""
-
-
-class _Unsolicited(Exception):
-    """From a callback: the target sent a second answer to one request."""
 
 
 def upstream_head(
@@ -57,19 +52,10 @@ def upstream_head(
     start = request.method + b" " + target + b" HTTP/1.1\r\n"
     plain = upgrade is None and framing != "chunked"
     if plain and request.raw and request.by_name.keys().isdisjoint(_REWRITTEN):
-        # the common case: the client's (validated) header block as is, then the forwarding headers
-        block = request.raw[request.raw.index(b"\r\n") + 2 : -2]
-        host = request.by_name[b"host"][0]
-        return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
-            start,
-            block,
-            client_ip,
-            host,
-        )
+        return _forwarded(start, request.raw, request.by_name[b"host"][0], client_ip)
     connection = request.tokens(b"connection")
-    drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
+    drop = (HOP_BY_HOP | connection if connection else HOP_BY_HOP) | {b"x-forwarded-for"}
     lines = [start[:-2]]
-    drop |= {b"x-forwarded-for"}
     lines += [k + b": " + v for k, v in request.headers if k.lower() not in drop]
     lines.append(b"x-forwarded-for: " + b", ".join([*request.values(b"x-forwarded-for"), client_ip]))
     if not request.values(b"x-forwarded-proto"):
@@ -84,23 +70,14 @@ def upstream_head(
     return b"\r\n".join(lines)
 
 
-def client_head(response: Head, body: str, *, close: bool) -> bytes:
-    """The answer head the client gets: the target's as received when nothing in it must change."""
-    plain = body == "length" and not close and response.version == b"HTTP/1.1"
-    if plain and response.raw and response.by_name.keys().isdisjoint(HOP_BY_HOP):
-        return response.raw
-    connection = response.tokens(b"connection")
-    drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
-    lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason)]
-    lines += [k + b": " + v for k, v in response.headers if k.lower() not in drop]
-    if body == "chunked":
-        lines.append(b"transfer-encoding: chunked")
-    if body == "upgrade":
-        lines += [b"connection: upgrade", b"upgrade: " + (response.values(b"upgrade") or [b"websocket"])[0]]
-    elif close:
-        lines.append(b"connection: close")
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+def _forwarded(start: bytes, raw: bytes, host: bytes, client_ip: bytes) -> bytes:
+    """``start``, the client's (validated) header block as it came, then the forwarding headers."""
+    return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
+        start,
+        raw[raw.index(b"\r\n") + 2 : -2],
+        client_ip,
+        host,
+    )
 
 
 class Exchange:
@@ -109,6 +86,7 @@ class Exchange:
     __slots__ = (
         "answered",
         "client_close",
+        "deadline",
         "framing",
         "head",
         "is_head",
@@ -118,7 +96,6 @@ class Exchange:
         "retried",
         "reused",
         "route",
-        "timer",
         "upgrade",
         "upstream",
     )
@@ -139,7 +116,7 @@ class Exchange:
         self.pending_size = 0
         self.request_done = self.answered = self.retried = self.reused = False
         self.upstream: UpstreamSide | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when the target must have begun answering (loop time)
 
     @property
     def where(self) -> str:
@@ -147,35 +124,40 @@ class Exchange:
         return f"{route.host}:{route.port}" + (f" (route {route.prefix})" if route.prefix != "/" else "")
 
 
-class _HeadParts:
-    """The head being parsed: llhttp's callbacks fill it. ``chunk`` is the data being fed, and
-    ``began_with`` the chunk the message's first byte was the first byte of (else None)."""
+class Parsing(asyncio.Protocol):
+    """What both sides share: the head being parsed, filled by llhttp's callbacks.
 
-    __slots__ = ("began_with", "by_name", "chunk", "fresh", "headers", "in_head", "size")
+    ``chunk`` is the data being fed; ``fresh`` says no message ended or began earlier in it, so a
+    head that begins while it holds began at the chunk's first byte and its bytes can be reused.
+    """
+
+    __slots__ = ("between", "by_name", "chunk", "eof", "fresh", "headers", "in_head", "transport", "whole")
+
+    transport: asyncio.Transport
 
     def __init__(self) -> None:
         self.chunk = b""
-        self.fresh = True  # no message ended yet in the chunk being fed
-        self.began_with: bytes | None = None
+        self.between = True  # no byte of a next message received yet
+        self.fresh = False
+        self.whole = False  # the message being parsed began at the first byte of ``chunk``
         self.in_head = True
-        self.size = 0
+        self.eof = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.by_name: dict[bytes, list[bytes]] = {}
 
-    def begin(self) -> None:
-        chunk = self.chunk
-        self.began_with = chunk if self.fresh and chunk[:1] not in (b"\r", b"\n") else None
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def on_message_begin(self) -> None:
+        self.whole = self.fresh and self.chunk[:1] not in (b"\r", b"\n")
+        self.fresh = self.between = False
         self.in_head = True
-        self.size = 0
         self.headers = []
         self.by_name = {}
 
-    def add(self, name: bytes, value: bytes) -> None:
+    def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
             return  # a trailer field: not forwarded (RFC 9110 §6.5.1)
-        self.size += len(name) + len(value) + 4
-        if self.size > HEAD_LIMIT:
-            raise _head_too_large()
         self.headers.append((name, value))
         lower = name.lower()
         if (seen := self.by_name.get(lower)) is None:
@@ -183,24 +165,41 @@ class _HeadParts:
         else:
             seen.append(value)
 
-    def raw(self) -> bytes:
+    def raw_head(self) -> bytes:
         """The head's bytes when the chunk being fed began with it, else b""."""
-        chunk = self.chunk
-        if self.began_with is not chunk:
+        if not self.whole:
             return b""
+        chunk = self.chunk
         end = chunk.find(b"\r\n\r\n")
         return chunk[: end + 4] if end >= 0 else b""
 
 
-class ClientSide(asyncio.Protocol):
+class ClientSide(Parsing):
     """One client connection: parses its requests and sends each to the target its route picks."""
 
+    __slots__ = (
+        "client_ip",
+        "closed",
+        "current",
+        "head_bytes",
+        "held",
+        "loop",
+        "parser",
+        "parsing",
+        "paused",
+        "proxy",
+        "queue",
+        "refusal",
+        "tunnel",
+        "url",
+        "writing_paused",
+    )
+
     def __init__(self, proxy: HttpProxy) -> None:
+        super().__init__()
         self.proxy = proxy
         self.parser = httptools.HttpRequestParser(self)
-        self.parts = _HeadParts()
         self.url = b""
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
         self.client_ip = b"unknown"
         self.current: Exchange | None = None  # the request being answered
         self.parsing: Exchange | None = None  # the request whose body is arriving
@@ -209,16 +208,16 @@ class ClientSide(asyncio.Protocol):
         self.tunnel: UpstreamSide | None = None  # after a 101: bytes relayed as they are
         self.held: list[bytes] | None = None  # bytes after an upgrade request, until it is answered
         self.paused: set[str] = set()
-        self.writing_paused = False
-        self.eof = self.closed = False
+        self.writing_paused = self.closed = False
         self.head_bytes = 0  # bytes of an unfinished head received in chunks of their own
 
     # --- transport events ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        super().connection_made(transport)
         peer = transport.get_extra_info("peername")
         self.client_ip = (str(peer[0]) if peer else "unknown").encode()
+        self.loop = asyncio.get_running_loop()
         self.proxy.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -230,10 +229,9 @@ class ClientSide(asyncio.Protocol):
             return
         if self.refusal is not None:
             return
-        parts = self.parts
-        parts.chunk = data
-        parts.fresh = True
-        if parts.in_head:
+        self.chunk = data
+        self.fresh = self.between
+        if self.in_head:
             self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
@@ -245,17 +243,17 @@ class ClientSide(asyncio.Protocol):
                 raise
             self._refuse(error.__context__)
         except httptools.HttpParserError as error:
-            if parts.in_head:
+            if self.in_head:
                 self._refuse(BadRequest(400, "bad-header", f"the request head is malformed: {error}"))
             else:
                 self._refuse(BadRequest(400, "bad-body", f"the request body is malformed: {error}"))
         else:
-            if parts.in_head and self.head_bytes > HEAD_LIMIT:
-                self._refuse(_head_too_large())
-        parts.chunk = b""
+            if self.in_head and self.head_bytes > HEAD_LIMIT:
+                self._refuse(head_too_large())
+        self.chunk = b""
         current = self.current
         if current is not None:
-            if current.upstream is not None and current.pending:
+            if current.pending and current.upstream is not None:
                 self.flush(current)
             elif current.pending_size > PENDING_LIMIT:
                 self.hold_reading("connecting")
@@ -265,7 +263,7 @@ class ClientSide(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         if self.tunnel is not None:
-            return half_close(self.tunnel, self)
+            return half_close(self.tunnel)
         return self.current is not None  # answer the request in flight, then close
 
     def pause_writing(self) -> None:
@@ -286,56 +284,62 @@ class ClientSide(asyncio.Protocol):
         if self.tunnel is not None:
             self.tunnel.transport.close()
         for exchange in (self.current, *self.queue):
-            if exchange is not None:
-                if exchange.timer is not None:
-                    exchange.timer.cancel()
-                if exchange.upstream is not None:
-                    exchange.upstream.abandon()
+            if exchange is not None and exchange.upstream is not None:
+                exchange.upstream.abandon()
         self.current = None
         self.queue.clear()
 
     # --- llhttp callbacks ------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self.parts.begin()
+        super().on_message_begin()
         self.url = b""
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.parts.add(name, value)
-
     def on_headers_complete(self) -> None:
-        parts, parser, url = self.parts, self.parser, self.url
-        parts.in_head = False
+        self.in_head = False
         self.head_bytes = 0
+        parser, url, by_name = self.parser, self.url, self.by_name
         method, version = parser.get_method(), parser.get_http_version()
-        check_request(method, version, url, parts.by_name)
-        request = Head(parts.headers, parts.by_name, parts.raw(), method, url, b"HTTP/" + version.encode())
+        hosts = by_name.get(b"host")
+        if version != "1.1" or url[:1] != b"/" or b"#" in url or hosts is None or len(hosts) != 1:
+            check_request(method, version, url, by_name)  # refuses what it must, lets HTTP/1.0 by
+        elif method == b"CONNECT":
+            check_request(method, version, url, by_name)
+        raw = self.raw_head()
+        if len(raw) > HEAD_LIMIT or (not raw and _head_size(url, self.headers) > HEAD_LIMIT):
+            raise head_too_large()
         table = self.proxy.table
         target, path = normalise_target(url, table.pick)
+        route = table.pick(path)
+        if raw and by_name.keys().isdisjoint(_NOT_PLAIN):  # the short path: no body, nothing to drop
+            start = method + b" " + target + b" HTTP/1.1\r\n"
+            head = _forwarded(start, raw, by_name[b"host"][0], self.client_ip)
+            exchange = Exchange(route, head, "none", None, version == "1.0", method == b"HEAD")
+        else:
+            exchange = self._exchange(route, method, version, url, target, raw)
+        self.parsing = exchange
+        if self.current is None:
+            self.start(exchange)
+        else:
+            self.queue.append(exchange)
+
+    def _exchange(
+        self, route: Route, method: bytes, version: str, url: bytes, target: bytes, raw: bytes
+    ) -> Exchange:
+        request = Head(self.headers, self.by_name, raw, method, url, b"HTTP/" + version.encode())
         framing = request_framing(request)
-        if parser.should_upgrade() and framing != "none":
+        if self.parser.should_upgrade() and framing != "none":
             raise BadRequest(400, "bad-upgrade", "an upgrade request carries no body")
         connection = request.tokens(b"connection")
         client_close = b"close" in connection or (version == "1.0" and b"keep-alive" not in connection)
         upgrade = None
         if b"upgrade" in connection and (offered := request.values(b"upgrade")):
             upgrade = offered[0]
-        exchange = Exchange(
-            table.pick(path),
-            upstream_head(request, target, upgrade, framing, self.client_ip),
-            framing,
-            upgrade,
-            client_close,
-            method == b"HEAD",
-        )
-        self.parsing = exchange
-        if self.current is None:
-            self.start(exchange)
-        else:
-            self.queue.append(exchange)
+        head = upstream_head(request, target, upgrade, framing, self.client_ip)
+        return Exchange(route, head, framing, upgrade, client_close, method == b"HEAD")
 
     def on_body(self, body: bytes) -> None:
         exchange = self.parsing
@@ -348,9 +352,7 @@ class ClientSide(asyncio.Protocol):
         exchange.pending_size += len(body)
 
     def on_message_complete(self) -> None:
-        parts = self.parts
-        parts.fresh = False
-        parts.in_head = True
+        self.in_head = self.between = True
         self.head_bytes = 0
         exchange = self.parsing
         if exchange is not None:
@@ -366,36 +368,24 @@ class ClientSide(asyncio.Protocol):
         self.current = exchange
         upstream = self.proxy.idle_upstream(exchange.route)
         if upstream is None:
-            self.proxy.spawn(self._connect(exchange))
+            self.proxy.connect(self, exchange)
         else:
             self.attach(exchange, upstream, reused=True)
 
-    async def _connect(self, exchange: Exchange) -> None:
-        route = exchange.route
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.proxy.connect_timeout):
-                _, upstream = await loop.create_connection(
-                    lambda: UpstreamSide(self.proxy, (route.host, route.port)), route.host, route.port
-                )
-        except (OSError, TimeoutError):
-            self.fail(exchange, 502, "upstream-unavailable", f"nothing answers at {exchange.where}")
-            return
-        if self.closed or self.current is not exchange:
-            upstream.transport.close()
-            return
-        self.attach(exchange, upstream, reused=False)
-
     def attach(self, exchange: Exchange, upstream: UpstreamSide, *, reused: bool) -> None:
+        if self.closed or self.current is not exchange:
+            self.proxy.release(upstream)
+            return
         exchange.upstream, exchange.reused = upstream, reused
         upstream.exchange, upstream.client = exchange, self
         if self.writing_paused:
             upstream.transport.pause_reading()
-        exchange.timer = asyncio.get_running_loop().call_later(
-            self.proxy.response_timeout, self._timed_out, exchange
-        )
+        exchange.deadline = self.loop.time() + self.proxy.response_timeout
+        if self.proxy.watchdog is None:
+            self.proxy.watch()
         self.flush(exchange)
-        self.release_reading("connecting")
+        if self.paused:
+            self.release_reading("connecting")
 
     def flush(self, exchange: Exchange) -> None:
         """Write the request bytes the target has not got yet, in one write."""
@@ -420,21 +410,17 @@ class ClientSide(asyncio.Protocol):
 
     def retry_or_fail(self, exchange: Exchange, error: str) -> None:
         """The target closed the connection before answering."""
-        if exchange.timer is not None:
-            exchange.timer.cancel()
         exchange.upstream = None
         # A kept-alive connection the target had closed: try once more if nothing was consumed.
         if exchange.reused and not exchange.retried and exchange.framing == "none":
             exchange.retried = True
             exchange.pending = [exchange.head]
-            self.proxy.spawn(self._connect(exchange))
+            self.proxy.connect(self, exchange)
             return
         self.fail(exchange, 502, "upstream-unavailable", f"{exchange.where} closed the connection ({error})")
 
     def fail(self, exchange: Exchange, status: int, code: str, detail: str) -> None:
-        """Answer a gateway problem for ``exchange`` and close the connection."""
-        if exchange.timer is not None:
-            exchange.timer.cancel()
+        """Answer a gateway problem for ``exchange`` (none when ``status`` is 0) and close."""
         if exchange.upstream is not None:
             exchange.upstream.abandon()
         if self.closed:
@@ -445,10 +431,9 @@ class ClientSide(asyncio.Protocol):
             self.transport.write(problem_response(status, code, _PHRASES[status], detail))
             self.transport.close()
 
-    def _timed_out(self, exchange: Exchange) -> None:
-        if self.current is exchange and not exchange.answered:
-            timeout = self.proxy.response_timeout
-            self.fail(exchange, 504, "upstream-timeout", f"{exchange.where} did not answer in {timeout:g} s")
+    def timed_out(self, exchange: Exchange) -> None:
+        timeout = self.proxy.response_timeout
+        self.fail(exchange, 504, "upstream-timeout", f"{exchange.where} did not answer in {timeout:g} s")
 
     def open_tunnel(self, upstream: UpstreamSide, first: bytes) -> None:
         """After a 101: relay bytes both ways as they are."""
@@ -492,226 +477,15 @@ class ClientSide(asyncio.Protocol):
                 self.transport.resume_reading()
 
 
-_PHRASES = {502: "Bad Gateway", 504: "Gateway Timeout"}
+def _head_size(url: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    return len(url) + sum(len(name) + len(value) + 4 for name, value in headers)
 
 
-def half_close(peer: ClientSide | UpstreamSide, side: ClientSide | UpstreamSide) -> bool:
-    """A tunnel's ``side`` got EOF: pass it on; once both have, close both. What eof_received returns."""
+def half_close(peer: Parsing) -> bool:
+    """One side of a tunnel got EOF: pass it on; once both have, close. What eof_received returns."""
     if peer.eof:
         peer.transport.close()
         return False
     if peer.transport.can_write_eof():
         peer.transport.write_eof()
     return True
-
-
-class UpstreamSide(asyncio.Protocol):
-    """One connection to a target: parses its answers and passes them to the client they are for."""
-
-    def __init__(self, proxy: HttpProxy, key: tuple[str, int]) -> None:
-        self.proxy, self.key = proxy, key
-        self.parser = httptools.HttpResponseParser(self)
-        self.parts = _HeadParts()
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set by connection_made
-        self.exchange: Exchange | None = None
-        self.client: ClientSide | None = None
-        self.tunnel: ClientSide | None = None
-        self.reason = b""
-        self.out: list[bytes] = []  # answer bytes for the client, written after each chunk
-        self.body = "none"
-        self.skip_body = self.interim = self.complete = self.eof = self.keep_alive = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
-
-    def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.transport.write(data)
-            return
-        exchange = self.exchange
-        if exchange is None:  # bytes nobody asked for, on an idle connection
-            self.transport.close()
-            return
-        parts = self.parts
-        parts.chunk = data
-        parts.fresh = True
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as upgrade:
-            self._flush()
-            self._upgraded(data[upgrade.args[0] :])
-            return
-        except httptools.HttpParserError as error:
-            if isinstance(error.__context__, _HeadAnswered | _Unsolicited) or self.complete:
-                self._flush()
-                self._done(reuse=False)
-            else:
-                self._broken(exchange, error)
-            return
-        finally:
-            parts.chunk = b""
-        self._flush()
-        if self.complete:
-            self._done(reuse=self.keep_alive)
-
-    def pause_writing(self) -> None:
-        if (client := self.client or self.tunnel) is not None:
-            client.hold_reading("target-busy")
-
-    def resume_writing(self) -> None:
-        if (client := self.client or self.tunnel) is not None:
-            client.release_reading("target-busy")
-
-    def eof_received(self) -> bool:
-        self.eof = True
-        tunnel = self.tunnel
-        if tunnel is None:
-            return False
-        return half_close(tunnel, self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.proxy.forget(self)
-        if self.tunnel is not None:
-            self.tunnel.transport.close()
-            return
-        exchange, client = self.exchange, self.client
-        self.exchange = self.client = None
-        if exchange is None or client is None:
-            return
-        if not exchange.answered:
-            client.retry_or_fail(exchange, type(exc).__name__ if exc else "end of stream")
-        elif self.body == "eof":  # read-to-close: the answer is complete
-            if exchange.timer is not None:
-                exchange.timer.cancel()
-            client.answered(exchange, close=True)
-        else:
-            client.fail(exchange, 502, "upstream-unavailable", f"{exchange.where} closed the connection")
-
-    def abandon(self) -> None:
-        """The client went away or gave up mid-exchange: this connection is not reusable."""
-        self.exchange = self.client = None
-        self.transport.close()
-
-    # --- llhttp callbacks ------------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            raise _Unsolicited
-        self.parts.begin()
-        self.reason = b""
-        self.skip_body = False
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.parts.add(name, value)
-
-    def on_headers_complete(self) -> None:
-        parts, exchange = self.parts, self.exchange
-        assert exchange is not None
-        parts.in_head = False
-        status = self.parser.get_status_code()
-        raw = parts.raw()
-        response = Head(
-            parts.headers,
-            parts.by_name,
-            raw,
-            version=b"HTTP/" + self.parser.get_http_version().encode(),
-            status=status,
-            reason=self.reason,
-        )
-        if status < 200:
-            if status == 101:
-                if exchange.upgrade is None:
-                    raise BadRequest(502, "bad-upstream-response", "a 101 nobody asked for")
-                self._answer_started(exchange)
-                self.body = "none"
-                self.out.append(client_head(response, "upgrade", close=False))
-            else:  # an interim answer (100 Continue, 103 Early Hints): passed on, the final one follows
-                self.interim = True
-                self.out.append(raw or client_head(response, "none", close=False))
-            return
-        self._answer_started(exchange)
-        if exchange.is_head or status in _NO_BODY_STATUS:
-            body = "none"
-        elif b"chunked" in response.tokens(b"transfer-encoding"):
-            body = "chunked"
-        elif b"content-length" in parts.by_name:
-            body = "length"
-        else:
-            body = "eof"
-        self.body = body
-        close = exchange.client_close or body == "eof" or exchange.upgrade is not None
-        exchange.client_close = close
-        head = client_head(response, body, close=close)
-        chunk = parts.chunk
-        if head is raw and len(chunk) == len(raw) + int(parts.by_name[b"content-length"][0]):
-            self.out.append(chunk)  # the whole answer came in this chunk: passed on as it is
-            self.skip_body = True
-        else:
-            self.out.append(head)
-        if exchange.is_head:
-            self.complete = True
-            raise _HeadAnswered
-
-    def on_body(self, body: bytes) -> None:
-        if self.skip_body:
-            return
-        if self.body == "chunked":
-            self.out += (b"%x\r\n" % len(body), body, b"\r\n")
-        else:
-            self.out.append(body)
-
-    def on_message_complete(self) -> None:
-        self.parts.fresh = False
-        if self.interim:
-            self.interim = False
-            return
-        if self.body == "chunked":
-            self.out.append(b"0\r\n\r\n")
-        self.complete = True
-        self.keep_alive = self.parser.should_keep_alive()  # (llhttp forgets it once the message ends)
-
-    # --- helpers ---------------------------------------------------------------------------------
-
-    def _answer_started(self, exchange: Exchange) -> None:
-        exchange.answered = True
-        if exchange.timer is not None:
-            exchange.timer.cancel()
-            exchange.timer = None
-
-    def _flush(self) -> None:
-        out = self.out
-        if out:
-            client = self.client
-            if client is not None and not client.closed:
-                client.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            self.out = []
-
-    def _done(self, *, reuse: bool) -> None:
-        exchange, client = self.exchange, self.client
-        assert exchange is not None
-        assert client is not None
-        self.exchange = self.client = None
-        self.complete = False
-        self.body = "none"
-        if reuse and exchange.request_done and not exchange.pending and exchange.upgrade is None:
-            self.proxy.release(self)
-        else:
-            self.transport.close()
-        client.answered(exchange, close=exchange.client_close)
-
-    def _broken(self, exchange: Exchange, error: Exception) -> None:
-        client = self.client
-        assert client is not None
-        self.exchange = self.client = None
-        self.transport.close()
-        client.fail(exchange, 502, "bad-upstream-response", "the target's answer is not valid HTTP/1.x")
-
-    def _upgraded(self, first: bytes) -> None:
-        client = self.client
-        assert client is not None
-        self.exchange = self.client = None
-        self.tunnel = client
-        client.open_tunnel(self, first)

@@ -118,6 +118,8 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _SLASHES = re.compile(rb"/{2,}")
 _ENCODED_SLASH = re.compile(rb"%2F|%5C|\\", re.IGNORECASE)
+#: What a path in normal form holds none of: an escape, a ``//``, a dot-segment, a backslash.
+_NEEDS_NORMALISING = re.compile(rb"%|//|/\.|\\")
 
 
 def _unreserved(match: re.Match[bytes]) -> bytes:
@@ -164,6 +166,8 @@ def normalise_target(target: bytes, route_of: Callable[[str], object]) -> tuple[
     decoded is refused.
     """
     path, question, query = target.partition(b"?")
+    if _NEEDS_NORMALISING.search(path) is None:  # the common case: already in normal form
+        return target, path.decode("latin-1")
     normal = normalise_path(path)
     text = normal.decode("latin-1")
     if b"%" in normal or b"\\" in normal:

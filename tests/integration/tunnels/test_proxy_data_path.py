@@ -1,0 +1,237 @@
+"""The proxy's data path over real sockets, on both loops the agent can run it on (asyncio's own and
+uvloop): answers without a body, pipelined requests, interim answers, upstream connections kept
+alive and reused (and a stale one retried), a target that never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+import uvloop
+
+from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
+from tests.integration.tunnels.conftest import LoopThread
+from tests.integration.tunnels.targets import WAIT_S, TargetServer
+
+
+class _Loop(LoopThread):
+    def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        self.loop = factory()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def any_loop(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
+    thread = _Loop(asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop)
+    yield thread
+    thread.close()
+
+
+class RawTarget:
+    """A raw-socket HTTP target: ``answer(head)`` gives the bytes to send for each request head
+    (None: send nothing); counts the connections it accepted; ``close_after`` closes after each."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None], *, close_after: bool = False) -> None:
+        self.answer, self.close_after = answer, close_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.target = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn:
+            pending = b""
+            while data := conn.recv(65536):
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    answer = self.answer(head)
+                    if answer is not None:
+                        conn.sendall(answer)
+                    if self.close_after:
+                        return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _ok(head: bytes) -> bytes:
+    path = head.split(b" ", 2)[1]
+    body = json.dumps({"path": path.decode()}).encode()
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+def _proxy(loop: LoopThread, target: str, **options: float) -> HttpProxy:
+    server = HttpProxy(RouteTable(target), **options)
+    loop.run(server.start())
+    return server
+
+
+def _read_answers(sock: socket.socket, count: int) -> list[tuple[bytes, bytes]]:
+    """``count`` answers (head, body) with Content-Length bodies from a raw socket."""
+    rfile = sock.makefile("rb")
+    answers = []
+    for _ in range(count):
+        head = b""
+        while (line := rfile.readline()) not in (b"\r\n", b""):
+            head += line
+        length = next(
+            (
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            ),
+            0,
+        )
+        answers.append((head, rfile.read(length) if length and not head.startswith(b"HTTP/1.1 1") else b""))
+    return answers
+
+
+def test_an_answer_to_head_ends_at_its_head_and_the_connection_goes_on(any_loop: LoopThread) -> None:
+    # Given a target that answers HEAD with a Content-Length and no body, and GET with a body
+    def answer(head: bytes) -> bytes:
+        if head.startswith(b"HEAD "):
+            return b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n"
+        return _ok(head)
+
+    target = RawTarget(answer)
+    proxy = _proxy(any_loop, target.target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When a HEAD and then a GET are sent on one connection
+            sock.sendall(b"HEAD /a HTTP/1.1\r\nHost: h\r\n\r\n")
+            rfile = sock.makefile("rb")
+            head = b""
+            while (line := rfile.readline()) != b"\r\n":
+                head += line
+            sock.sendall(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+            ((second, body),) = _read_answers(sock, 1)
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then the HEAD's answer keeps its Content-Length and carries no body; the GET is answered next
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-length: 1234" in head.lower()
+    assert second.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body) == {"path": "/b"}
+
+
+def test_pipelined_requests_are_answered_in_order(
+    any_loop: LoopThread, targets: dict[str, TargetServer]
+) -> None:
+    # Given a proxy in front of a real HTTP server
+    proxy = _proxy(any_loop, targets["a"].target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When three requests are sent in one write, before any answer
+            sock.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(3)))
+            answers = _read_answers(sock, 3)
+    finally:
+        any_loop.run(proxy.stop())
+    # Then three answers come back, in the order asked
+    assert [json.loads(body)["path"] for _, body in answers] == ["/p0", "/p1", "/p2"]
+
+
+def test_an_interim_answer_reaches_the_client_before_it_sends_its_body(
+    any_loop: LoopThread, targets: dict[str, TargetServer]
+) -> None:
+    # Given a proxy in front of a server that honours Expect: 100-continue
+    proxy = _proxy(any_loop, targets["a"].target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When a client asks to continue and waits for the 100 before sending its body
+            sock.sendall(
+                b"POST /upload HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            )
+            ((interim, _),) = _read_answers(sock, 1)
+            sock.sendall(b"hello")
+            ((final, body),) = _read_answers(sock, 1)
+    finally:
+        any_loop.run(proxy.stop())
+    # Then the 100 came through, and the final answer saw the whole body
+    assert interim.startswith(b"HTTP/1.1 100 ")
+    assert final.startswith(b"HTTP/1.1 200 ")
+    assert json.loads(body)["length"] == 5
+
+
+def test_upstream_connections_are_kept_alive_and_reused(any_loop: LoopThread) -> None:
+    # Given a target that counts the connections it accepts
+    target = RawTarget(_ok)
+    proxy = _proxy(any_loop, target.target)
+    try:
+        # When twenty requests come over one client connection, then ten over new ones, one by one
+        with httpx.Client(timeout=WAIT_S) as client:
+            paths = [client.get(f"http://127.0.0.1:{proxy.port}/k{i}").json()["path"] for i in range(20)]
+        for i in range(10):
+            with httpx.Client(timeout=WAIT_S) as client:
+                paths.append(client.get(f"http://127.0.0.1:{proxy.port}/n{i}").json()["path"])
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then all are answered, over one connection to the target
+    assert paths == [f"/k{i}" for i in range(20)] + [f"/n{i}" for i in range(10)]
+    assert target.connections == 1
+
+
+def test_a_kept_connection_the_target_closed_is_retried_on_a_new_one(any_loop: LoopThread) -> None:
+    # Given a target that closes every connection after one answer, without saying so
+    target = RawTarget(_ok, close_after=True)
+    proxy = _proxy(any_loop, target.target)
+    try:
+        # When requests follow one another (each may find the kept connection closed)
+        with httpx.Client(timeout=WAIT_S) as client:
+            statuses = [client.get(f"http://127.0.0.1:{proxy.port}/r{i}").status_code for i in range(5)]
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then every request is answered by the target, none with a 502
+    assert statuses == [200] * 5
+
+
+def test_a_target_that_never_answers_gives_a_504_problem(any_loop: LoopThread) -> None:
+    # Given a target that reads requests and never answers, behind a proxy waiting 0.5 s
+    target = RawTarget(lambda _: None)
+    proxy = _proxy(any_loop, target.target, response_timeout=0.5)
+    try:
+        # When a request is sent
+        answer = httpx.get(f"http://127.0.0.1:{proxy.port}/slow", timeout=WAIT_S)
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then a 504 problem names the target, and the refusal count is not touched (not the client's fault)
+    assert answer.status_code == 504
+    assert answer.json()["type"] == "urn:fleetlink:problem:upstream-timeout"
+    assert target.target in answer.json()["detail"]
+    assert proxy.refused.total() == 0
+
+
+def test_a_malformed_answer_from_the_target_is_a_502_problem(any_loop: LoopThread) -> None:
+    # Given a target whose answer carries a header value with a bare LF
+    target = RawTarget(lambda _: b"HTTP/1.1 200 OK\r\nX-A: a\nb\r\ncontent-length: 0\r\n\r\n")
+    proxy = _proxy(any_loop, target.target)
+    try:
+        answer = httpx.get(f"http://127.0.0.1:{proxy.port}/x", timeout=WAIT_S)
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then the client gets a 502 problem, not the target's head
+    assert answer.status_code == 502
+    assert answer.json()["type"] == "urn:fleetlink:problem:bad-upstream-response"

@@ -79,8 +79,8 @@ def _ok(head: bytes) -> bytes:
     )
 
 
-def _proxy(loop: LoopThread, target: str, **options: float) -> HttpProxy:
-    server = HttpProxy(RouteTable(target), **options)
+def _proxy(loop: LoopThread, target: str, response_timeout: float = 60.0) -> HttpProxy:
+    server = HttpProxy(RouteTable(target), response_timeout=response_timeout)
     loop.run(server.start())
     return server
 

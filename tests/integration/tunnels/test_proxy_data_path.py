@@ -16,7 +16,7 @@ import uvloop
 
 from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
 from tests.integration.tunnels.conftest import LoopThread
-from tests.integration.tunnels.targets import WAIT_S, TargetServer
+from tests.integration.tunnels.targets import WAIT_S, RawTarget, TargetServer
 
 
 class _Loop(LoopThread):
@@ -31,43 +31,6 @@ def any_loop(request: pytest.FixtureRequest) -> Iterator[LoopThread]:
     thread = _Loop(asyncio.new_event_loop if request.param == "asyncio" else uvloop.new_event_loop)
     yield thread
     thread.close()
-
-
-class RawTarget:
-    """A raw-socket HTTP target: ``answer(head)`` gives the bytes to send for each request head
-    (None: send nothing); counts the connections it accepted; ``close_after`` closes after each."""
-
-    def __init__(self, answer: Callable[[bytes], bytes | None], *, close_after: bool = False) -> None:
-        self.answer, self.close_after = answer, close_after
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.connections = 0
-        self.target = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        with conn:
-            pending = b""
-            while data := conn.recv(65536):
-                pending += data
-                while b"\r\n\r\n" in pending:
-                    head, pending = pending.split(b"\r\n\r\n", 1)
-                    answer = self.answer(head)
-                    if answer is not None:
-                        conn.sendall(answer)
-                    if self.close_after:
-                        return
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def _ok(head: bytes) -> bytes:

@@ -23,7 +23,7 @@ from functools import cached_property
 from http import HTTPStatus
 
 from fleetlink.agent.tunnels.proxy_http import ClientSide, Exchange
-from fleetlink.agent.tunnels.proxy_tcp import TcpForwarder
+from fleetlink.agent.tunnels.proxy_tcp import Listener, TcpForwarder
 from fleetlink.agent.tunnels.proxy_upstream import UpstreamSide
 from fleetlink.agent.tunnels.strict_http import problem_response
 from fleetlink.contract.tunnels import split_host_port
@@ -88,7 +88,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-class HttpProxy:
+class HttpProxy(Listener):
     """Path-prefix HTTP reverse proxy; ``table`` may be swapped while it runs.
 
     ``refused`` counts the requests it refused, by problem code (its provider reports them with
@@ -104,32 +104,20 @@ class HttpProxy:
         connect_timeout: float = 5.0,
         response_timeout: float = 60.0,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.table = table
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
         self.refused: Counter[str] = Counter()
         self.clients: set[ClientSide] = set()
         self._idle: dict[tuple[str, int], list[UpstreamSide]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
         #: Runs while requests are in flight: answers 504 for those whose target is past its time.
         self.watchdog: asyncio.TimerHandle | None = None
         self._refusal_logged_at = -REFUSAL_LOG_BURST_S
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    @property
-    def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
-
     async def start(self) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: ClientSide(self), self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.address
+        return self._listening_on(await loop.create_server(lambda: ClientSide(self), self.host, self.port))
 
     async def stop(self) -> None:
         if self._server is None:

@@ -39,15 +39,11 @@ def _close(writer: asyncio.StreamWriter) -> None:
         writer.close()
 
 
-class TcpForwarder:
-    """Splices every connection it accepts to ``target``."""
+class Listener:
+    """A listening socket on ``host``:``port`` (port 0: a free one, known once started)."""
 
-    def __init__(
-        self, target: str, host: str = "127.0.0.1", port: int = 0, connect_timeout: float = 5.0
-    ) -> None:
+    def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self.target = split_host_port(target)
-        self.connect_timeout = connect_timeout
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -59,10 +55,24 @@ class TcpForwarder:
     def listening(self) -> bool:
         return self._server is not None and self._server.is_serving()
 
-    async def start(self) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def _listening_on(self, server: asyncio.Server) -> tuple[str, int]:
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         return self.address
+
+
+class TcpForwarder(Listener):
+    """Splices every connection it accepts to ``target``."""
+
+    def __init__(
+        self, target: str, host: str = "127.0.0.1", port: int = 0, connect_timeout: float = 5.0
+    ) -> None:
+        super().__init__(host, port)
+        self.target = split_host_port(target)
+        self.connect_timeout = connect_timeout
+
+    async def start(self) -> tuple[str, int]:
+        return self._listening_on(await asyncio.start_server(self._accept, self.host, self.port))
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

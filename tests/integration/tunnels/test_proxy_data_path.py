@@ -198,3 +198,46 @@ def test_a_malformed_answer_from_the_target_is_a_502_problem(any_loop: LoopThrea
     # Then the client gets a 502 problem, not the target's head
     assert answer.status_code == 502
     assert answer.json()["type"] == "urn:fleetlink:problem:bad-upstream-response"
+
+
+def test_a_malformed_chunk_is_a_400_and_the_target_connection_is_dropped(any_loop: LoopThread) -> None:
+    # Given a target that records what it receives
+    target = RawTarget(_ok)
+    proxy = _proxy(any_loop, target.target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When a chunked upload holds a chunk size that is not hexadecimal
+            sock.sendall(b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+            sock.sendall(b"zz\r\nabc\r\n0\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        # Then a 400 problem, counted, and the target's connection (half a request on it) is closed
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        assert b"urn:fleetlink:problem:bad-body" in answer
+        assert proxy.refused["bad-body"] == 1
+        assert b"zz" not in bytes(target.received)
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+
+
+def test_a_head_that_never_ends_is_cut_off_at_the_limit(any_loop: LoopThread) -> None:
+    # Given a proxy; When a client sends a header line of 66 KiB in 1 KiB pieces, never ending it
+    target = RawTarget(_ok)
+    proxy = _proxy(any_loop, target.target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nX-Long: ")
+            try:
+                for _ in range(66):
+                    sock.sendall(b"a" * 1024)
+            except OSError:
+                pass  # the proxy may close before the last piece
+            answer = sock.recv(65536)
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()
+    # Then a 431 problem, and the target never heard of it
+    assert answer.startswith(b"HTTP/1.1 431 ")
+    assert target.connections == 0

@@ -4,6 +4,7 @@ on 127.0.0.1, and small raw-socket clients."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -201,7 +202,7 @@ class RawTarget:
             threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
 
     def _talk(self, conn: socket.socket) -> None:
-        with conn:
+        with conn, contextlib.suppress(ConnectionError):  # a proxy may drop a connection mid-request
             pending = b""
             while data := conn.recv(65536):
                 with self._lock:

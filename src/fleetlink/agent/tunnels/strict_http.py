@@ -1,10 +1,12 @@
-"""Strict HTTP/1.1 message heads for the self_hosted proxy, and the request-target normal form it
+"""The rules the self_hosted proxy holds HTTP/1.1 messages to, and the request-target normal form it
 routes and forwards by (docs/security.md, "The self_hosted proxy").
 
-Heads are parsed by llhttp (the C parser of Node.js, through ``httptools``) in its strict mode: a
-header name that is not a token, a value holding CR, LF, NUL or another control character, obsolete
-line folding, a bare LF line end, Content-Length twice or beside Transfer-Encoding: all refused before
-anything is forwarded. On top of it: exactly one ``Host``, origin-form targets only, HTTP/1.0 or 1.1.
+Messages are parsed by llhttp (the C parser of Node.js, through ``httptools``; one parser per
+connection, in ``proxy_http`` and ``proxy_upstream``) in its strict mode: a header name that is not a
+token, a value holding CR, LF, NUL or another control character, obsolete line folding, a bare LF
+line end, Content-Length twice or beside Transfer-Encoding: all refused before anything is
+forwarded. On top of it, here: exactly one ``Host``, origin-form targets only, HTTP/1.0 or 1.1, a
+body framed by Content-Length or chunked only.
 
 The path is normalised before a route is picked, and the normalised path is what the target gets:
 percent-escapes of unreserved characters decoded (RFC 3986 §2.3, so ``%2e`` is a dot), the other

@@ -5,9 +5,12 @@ alive and reused (and a stale one retried), a target that never answers."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -241,3 +244,31 @@ def test_a_head_that_never_ends_is_cut_off_at_the_limit(any_loop: LoopThread) ->
     # Then a 431 problem, and the target never heard of it
     assert answer.startswith(b"HTTP/1.1 431 ")
     assert target.connections == 0
+
+
+def test_a_large_answer_reaches_a_slow_reader_whole(any_loop: LoopThread) -> None:
+    # Given a target answering 16 MiB at once
+    blob = os.urandom(16 * 1024 * 1024)
+    target = RawTarget(lambda _: b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(blob), blob))
+    proxy = _proxy(any_loop, target.target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When a client reads it in small pieces, pausing now and then (the proxy must hold back)
+            sock.sendall(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+            received = bytearray()
+            while len(received) < len(blob) + 40:
+                chunk = sock.recv(16384)
+                if not chunk:
+                    break
+                received += chunk
+                if len(received) % 20 == 0:
+                    time.sleep(0.001)
+            # Then the whole answer arrives, byte for byte
+            head, _, body = bytes(received).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 ")
+            while len(body) < len(blob):
+                body += sock.recv(65536)
+            assert hashlib.sha256(body).digest() == hashlib.sha256(blob).digest()
+    finally:
+        any_loop.run(proxy.stop())
+        target.close()

@@ -189,7 +189,7 @@ class HttpProxy(Listener):
         idle = self._idle.setdefault(upstream.key, [])
         open_ = self._server is not None and not upstream.transport.is_closing()
         if open_ and len(idle) < MAX_IDLE_PER_TARGET:
-            upstream.transport.resume_reading()  # an idle connection still notices its target closing
+            upstream.release_reading()  # an idle connection still notices its target closing
             idle.append(upstream)
         else:
             upstream.transport.close()

@@ -269,14 +269,14 @@ class ClientSide(Parsing):
     def pause_writing(self) -> None:
         self.writing_paused = True
         upstream = self.tunnel or (self.current.upstream if self.current else None)
-        if upstream is not None and not upstream.transport.is_closing():
-            upstream.transport.pause_reading()
+        if upstream is not None:
+            upstream.hold_reading()
 
     def resume_writing(self) -> None:
         self.writing_paused = False
         upstream = self.tunnel or (self.current.upstream if self.current else None)
-        if upstream is not None and not upstream.transport.is_closing():
-            upstream.transport.resume_reading()
+        if upstream is not None:
+            upstream.release_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -379,7 +379,7 @@ class ClientSide(Parsing):
         exchange.upstream, exchange.reused = upstream, reused
         upstream.exchange, upstream.client = exchange, self
         if self.writing_paused:
-            upstream.transport.pause_reading()
+            upstream.hold_reading()
         exchange.deadline = self.loop.time() + self.proxy.response_timeout
         if self.proxy.watchdog is None:
             self.proxy.watch()

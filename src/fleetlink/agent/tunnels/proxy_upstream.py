@@ -70,6 +70,7 @@ class UpstreamSide(Parsing):
         "out",
         "parser",
         "proxy",
+        "reading_held",
         "skip_body",
         "tunnel",
     )
@@ -83,7 +84,7 @@ class UpstreamSide(Parsing):
         self.tunnel: ClientSide | None = None
         self.out: list[bytes] = []  # answer bytes for the client, written after each chunk
         self.body = "none"
-        self.skip_body = self.interim = self.complete = self.keep_alive = False
+        self.skip_body = self.interim = self.complete = self.keep_alive = self.reading_held = False
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -144,6 +145,18 @@ class UpstreamSide(Parsing):
             client.answered(exchange, close=True)
         else:
             client.fail(exchange, 502, "upstream-unavailable", f"{exchange.where} closed the connection")
+
+    def hold_reading(self) -> None:
+        """The client reads slower than this target answers: stop reading until it catches up."""
+        if not self.reading_held and not self.transport.is_closing():
+            self.reading_held = True
+            self.transport.pause_reading()
+
+    def release_reading(self) -> None:
+        if self.reading_held:
+            self.reading_held = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
 
     def abandon(self) -> None:
         """The client went away or gave up mid-exchange: this connection is not reusable."""

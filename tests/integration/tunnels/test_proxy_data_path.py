@@ -272,3 +272,22 @@ def test_a_large_answer_reaches_a_slow_reader_whole(any_loop: LoopThread) -> Non
     finally:
         any_loop.run(proxy.stop())
         target.close()
+
+
+def test_a_client_that_stops_sending_gets_every_answer_first(
+    any_loop: LoopThread, targets: dict[str, TargetServer]
+) -> None:
+    # Given a proxy in front of a real HTTP server
+    proxy = _proxy(any_loop, targets["a"].target)
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=WAIT_S) as sock:
+            # When a client pipelines two requests and shuts its sending side at once
+            sock.sendall(b"GET /e0 HTTP/1.1\r\nHost: h\r\n\r\nGET /e1 HTTP/1.1\r\nHost: h\r\n\r\n")
+            sock.shutdown(socket.SHUT_WR)
+            answers = _read_answers(sock, 2)
+            rest = sock.recv(1)
+    finally:
+        any_loop.run(proxy.stop())
+    # Then both are answered, in order, and then the proxy closes the connection
+    assert [json.loads(body)["path"] for _, body in answers] == ["/e0", "/e1"]
+    assert rest == b""

@@ -398,7 +398,7 @@ class ClientSide(Parsing):
     def answered(self, exchange: Exchange, *, close: bool) -> None:
         """The target's answer to ``exchange`` has gone to the client: on to the next request."""
         self.current = None
-        if close or self.eof or not exchange.request_done:
+        if close or not exchange.request_done:
             self.transport.close()
         elif self.queue:
             self.start(self.queue.popleft())
@@ -406,6 +406,8 @@ class ClientSide(Parsing):
                 self.release_reading("queue")
         elif self.refusal is not None:
             self.transport.write(self.refusal)
+            self.transport.close()
+        elif self.eof:  # the client is done sending, and everything it sent is answered
             self.transport.close()
 
     def retry_or_fail(self, exchange: Exchange, error: str) -> None:

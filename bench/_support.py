@@ -301,17 +301,10 @@ def fresh_python(
 
 
 def pynamodb_clients() -> list[Any]:
-    """The botocore clients of every fleetlink model class (each class may hold its own)."""
-    from fleetlink.store.base import TableItem
+    """The botocore clients of the fleetlink models (they share the table's one)."""
+    from fleetlink.store.base import table_client
 
-    clients: dict[int, Any] = {}
-    pending: list[type[Any]] = [TableItem]
-    while pending:
-        model = pending.pop()
-        pending += model.__subclasses__()
-        client = model._get_connection().connection.client
-        clients[id(client)] = client
-    return list(clients.values())
+    return [table_client()]
 
 
 def capture_dynamodb(action: Callable[[], Any]) -> tuple[Any, list[tuple[str, dict[str, Any]]]]:

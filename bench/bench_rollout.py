@@ -27,7 +27,7 @@ from agentdist.build import build
 
 from _support import ROOT, header, save_results
 from fleetlink.local.server import DevStack
-from fleetlink.release import node
+from fleetlink.release import manifest
 
 OPERATOR_TOKEN = "bench-rollout-token"
 HEARTBEAT_S = 2
@@ -70,7 +70,7 @@ def bare_pip_install(artifact: Path, into: Path) -> float:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
-    platform_name = node.this_platform()
+    platform_name = manifest.this_platform()
     header("agent artifact")
     artifacts = {}
     for version in VERSIONS:

@@ -344,19 +344,15 @@ class CapacityMeter:
         self._attached[id(client)] = client
 
     def attach_pynamodb(self) -> None:
-        """Meter the clients of every fleetlink model (each model class may hold its own connection).
+        """Meter the client the fleetlink models share.
 
-        Called again by :meth:`measure`, since binding the table (``bind_table``) drops connections.
+        Called again by :meth:`measure`, since binding the table (``bind_table``) makes a new one.
         """
         if not self._include_pynamodb:
             return
-        from fleetlink.store.base import TableItem
+        from fleetlink.store.base import table_client
 
-        pending: list[type[Any]] = [TableItem]
-        while pending:
-            model = pending.pop()
-            pending += model.__subclasses__()
-            self.attach(model._get_connection().connection.client)
+        self.attach(table_client())
 
     @contextmanager
     def measure(self, label: str) -> Iterator[Measurement]:

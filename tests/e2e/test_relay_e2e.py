@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -253,6 +254,10 @@ def test_a_forged_cursor_is_400(lyon_http: httpx.Client) -> None:
     assert reply.json()["type"].endswith("invalid-cursor")
 
 
+#: The jitter's seed in the outage test, so that its bound replays the same delays.
+OUTAGE_SEED = 18
+
+
 def test_an_outage_during_5000_writes_costs_few_requests_and_everything_drains(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -263,9 +268,10 @@ def test_an_outage_during_5000_writes_costs_few_requests_and_everything_drains(
         node = register(DevServer(dev.url, OPERATOR_TOKEN), tmp_path_factory.mktemp("outage"), {})
         with (
             RecordStore.in_state_dir(node.home) as store,
-            RelayClient.from_state_dir(node.home, timeout=2.0) as client,
+            RelayClient.from_state_dir(node.home) as client,  # the node's own timeouts
         ):
-            worker = RelayService(store, client, backoff=Backoff(base_s=1.0, max_s=60.0))
+            backoff = Backoff(base_s=1.0, max_s=60.0, rand=random.Random(OUTAGE_SEED).random)
+            worker = RelayService(store, client, backoff=backoff)
             stop = threading.Event()
             thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
             # Given the stack unreachable
@@ -288,11 +294,13 @@ def test_an_outage_during_5000_writes_costs_few_requests_and_everything_drains(
         sync = httpx.get(
             f"{dev.url}/v1/relay/nodes/{node.agent_id}", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
         ).json()
-        # The backoff bounds the requests: waits of at least half of 1, 2, 4, ... s (and 2 s timeouts)
-        bound, waited = 1, 0.0
+        # The backoff bounds the requests: the n-th goes out no sooner than the sum of the delays before
+        # it (1 s doubling to 60 s, full jitter: this seeded run's draws), and the timeouts on top
+        replay = Backoff(base_s=1.0, max_s=60.0, rand=random.Random(OUTAGE_SEED).random)
+        bound, waited = 1, replay.delay_s(1)
         while waited < outage_s:
-            waited += 0.5 * min(60.0, 2.0 ** (bound - 1))
             bound += 1
+            waited += replay.delay_s(bound)
         print(
             f"\nrelay outage: {outage_s:.0f} s paused, 5000 records written, {during} requests during the "
             f"outage (backoff bound {bound}), {drained} requests to drain, cloud records {sync['records']}"

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from agentdist.build import build
 
-from fleetlink.release import node
+from fleetlink.release import manifest, node
 from tests.e2e.conftest import DevProcess, start_dev_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("rollout")]
@@ -125,13 +125,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     root = tmp_path_factory.mktemp("rollout")
     (root / "home").mkdir()
     started = time.perf_counter()
-    (artifact,) = build(VERSION, (node.this_platform(),), root / "dist")
+    (artifact,) = build(VERSION, (manifest.this_platform(),), root / "dist")
     print(
         f"\nartifact {artifact.name}: {artifact.stat().st_size / 1e6:.1f} MB, "
         f"built in {time.perf_counter() - started:.1f} s"
     )
-    (following,) = build(NEXT, (node.this_platform(),), root / "dist")
-    (broken,) = build(BROKEN, (node.this_platform(),), root / "dist", patch=_fails_to_start)
+    (following,) = build(NEXT, (manifest.this_platform(),), root / "dist")
+    (broken,) = build(BROKEN, (manifest.this_platform(),), root / "dist", patch=_fails_to_start)
     dev = start_dev_process(OPERATOR_TOKEN, options=("--ephemeral", "--heartbeat-interval", "2"))
     fleet = Fleet(dev, root, root / "release-key.pem", {VERSION: artifact, NEXT: following, BROKEN: broken})
     try:
@@ -199,7 +199,7 @@ def test_a_tampered_artifact_is_refused_before_anything_is_installed(fleet: Flee
     from fleetlink.release import signing
 
     key = signing.load_private(fleet.key)
-    signed = signing.sign_artifact(key, tampered_version, node.this_platform(), artifact)
+    signed = signing.sign_artifact(key, tampered_version, manifest.this_platform(), artifact)
     body = {k: getattr(signed, k) for k in ("version", "platform", "sha256", "size", "signature")}
     upload = fleet.api("POST", "/releases", json=body)
     assert upload.status_code == 201, upload.text
@@ -209,9 +209,8 @@ def test_a_tampered_artifact_is_refused_before_anything_is_installed(fleet: Flee
         upload.json()["upload_url"], content=bytes(data), headers=upload.json()["upload_headers"], timeout=120
     )
     assert put.status_code == 200, put.text
-    assert (
-        fleet.api("POST", f"/releases/{tampered_version}/{node.this_platform()}/complete").status_code == 200
-    )
+    completed = fleet.api("POST", f"/releases/{tampered_version}/{manifest.this_platform()}/complete")
+    assert completed.status_code == 200
     # When a node installs that version
     prefix = fleet.root / "node-t"
     done = fleet.install(prefix, "--token", fleet.token(), "--version", tampered_version)
@@ -229,7 +228,7 @@ def test_an_unsigned_or_wrongly_signed_release_is_refused_by_the_api(fleet: Flee
     from fleetlink.release import signing
 
     signed = signing.sign_artifact(
-        Ed25519PrivateKey.generate(), "1.0.9", node.this_platform(), fleet.artifacts[VERSION]
+        Ed25519PrivateKey.generate(), "1.0.9", manifest.this_platform(), fleet.artifacts[VERSION]
     )
     body = {k: getattr(signed, k) for k in ("version", "platform", "sha256", "size", "signature")}
     # When it is announced, Then it is refused (nodes would refuse it anyway)
@@ -240,7 +239,7 @@ def test_an_unsigned_or_wrongly_signed_release_is_refused_by_the_api(fleet: Flee
     token = fleet.token()
     missing = httpx.get(
         f"{fleet.url}/v1/agent/releases/9.9.9",
-        params={"platform": node.this_platform()},
+        params={"platform": manifest.this_platform()},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )

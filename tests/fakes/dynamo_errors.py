@@ -17,7 +17,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from moto.core.botocore_stubber import MockRawResponse
 
-from fleetlink.store.base import TableItem
+from fleetlink.store.base import table_client
 
 _PREFIX = "com.amazonaws.dynamodb.v20120810#"
 #: Not an error: a BatchWriteItem answered 200 with every item it was given left unprocessed.
@@ -49,7 +49,7 @@ class ErrorPlan:
 @contextmanager
 def dynamodb_errors(*plans: ErrorPlan) -> Iterator[list[ErrorPlan]]:
     """Serve the planned errors on the models' shared client while inside the block."""
-    client = TableItem._get_connection().connection.client
+    client = table_client()
 
     def answer(request: Any, **_: Any) -> AWSResponse | None:
         operation = request.headers.get("X-Amz-Target", b"")

@@ -474,10 +474,10 @@ def test_cursor_reused_with_another_filter_or_altered_is_a_400(api: Api) -> None
 
 def test_authentication_reads_the_agent_consistently(api: Api, victim: Machine) -> None:
     """A key rotated a moment ago must be seen: the agent lookup is a strongly consistent read."""
-    from fleetlink.store.base import TableItem
+    from fleetlink.store.base import table_client
 
     queries: list[dict[str, Any]] = []
-    client = TableItem._get_connection().connection.client
+    client = table_client()
     client.meta.events.register(
         "before-parameter-build.dynamodb.Query", lambda params, **_: queries.append(params)
     )

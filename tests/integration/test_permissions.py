@@ -36,7 +36,7 @@ from fleetlink.core.tasks import service as task_service
 from fleetlink.local.events import LocalLambdaContext
 from fleetlink.local.moto_backend import local_dynamodb
 from fleetlink.release import signing
-from fleetlink.store.base import TableItem
+from fleetlink.store.base import table_client
 from fleetlink.store.tasks import fanout as task_store
 from tests.support import NOW_MS, OPERATOR_TOKEN, Api, Machine, Reply
 
@@ -59,7 +59,7 @@ class CallRecorder:
 
     def attach(self) -> None:
         """Hook the client the models share (``bind_table`` made it); call after ``build_deps``."""
-        client = TableItem._get_connection().connection.client
+        client = table_client()
         client.meta.events.register("before-parameter-build.dynamodb", self._record)
 
     def _record(self, params: dict[str, Any], model: Any, **_: Any) -> None:

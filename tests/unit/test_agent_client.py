@@ -153,10 +153,9 @@ def test_without_retry_after_the_wait_backs_off_exponentially() -> None:
     recorder = Recorder(problem(503, "unavailable", "busy"))
     with pytest.raises(FleetlinkApiError):
         recorder.agent(max_attempts=4, backoff_s=1.0).heartbeat(AGENT_ID)
-    # Then each wait is within its jittered bound: (0.5-1] x 1, 2, 4 seconds
-    assert [0.5 <= wait / bound <= 1.0 for wait, bound in zip(recorder.sleeps, (1, 2, 4), strict=True)] == [
-        True
-    ] * 3
+    # Then each wait is within its full-jitter bound: [0, 1] x 1, 2, 4 seconds
+    bounds = (1.0, 2.0, 4.0)
+    assert [0.0 <= wait <= bound for wait, bound in zip(recorder.sleeps, bounds, strict=True)] == [True] * 3
 
 
 def test_other_errors_are_not_retried() -> None:

@@ -97,3 +97,22 @@ def test_the_table_is_not_copied_per_transaction() -> None:
         table = next(iter(models.dynamodb_backends.values()))["us-east-1"].tables[TABLE]
         assert isinstance(table, Table)
         assert models.copy.deepcopy(table) is table
+
+
+def test_the_keyed_sort_lists_items_in_the_order_of_typed_comparisons(client: Any) -> None:
+    # Given items whose keys would sort differently as text and as typed values
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    for pk in ("b", "a", "c", "B", "aa"):
+        for sk in ("10", "9", "x", "X"):
+            client.put_item(TableName=TABLE, Item={"pk": {"S": pk}, "sk": {"S": sk}, "v": {"S": "-"}})
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[TABLE]
+    everything = [item for by_range in table.items.values() for item in by_range.values()]
+
+    # When moto lists the whole table (as every index query and scan does)
+    listed = table.all_items()
+
+    # Then the order is exactly that of comparing the typed keys pair by pair
+    assert listed == sorted(everything, key=lambda item: (item.hash_key, item.range_key))
+    assert len(listed) == 20  # the fixture's two items among them, overwritten

@@ -32,7 +32,7 @@ from fleetlink.agent.installation import SYSTEMD, UNIT_NAME, Installation, syste
 from fleetlink.agent.tasks.store import AgentStore, ExecutionResult, ResultStatus
 from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkClientError, segment
-from fleetlink.release import node, signing
+from fleetlink.release import manifest, node, signing
 
 UPGRADE_TYPE = "upgrade"
 MARKER_FILE = "upgrade.json"
@@ -93,13 +93,13 @@ def agent_client(state_dir: Path) -> tuple[str, FleetlinkClient]:
 def pinned_key(installation: Installation, client: FleetlinkClient, key_id: str) -> str:
     """The release key to verify with: the pinned one, or its successor if the pinned key signed it."""
     pinned = installation.release_key_file.read_text()
-    if node.key_id_of(pinned) == key_id:
+    if manifest.key_id_of(pinned) == key_id:
         return pinned
     current = client._send("GET", "/releases/key")
-    if current.get("key_id") != key_id or current.get("previous_key_id") != node.key_id_of(pinned):
+    if current.get("key_id") != key_id or current.get("previous_key_id") != manifest.key_id_of(pinned):
         raise UpgradeError(
-            f"the release is signed by key {key_id}, which the pinned key {node.key_id_of(pinned)} did not "
-            "sign over to: refused"
+            f"the release is signed by key {key_id}, which the pinned key {manifest.key_id_of(pinned)} "
+            "did not sign over to: refused"
         )
     new_key = signing.load_public_pem(str(current["public_key"]))
     try:
@@ -113,7 +113,7 @@ def pinned_key(installation: Installation, client: FleetlinkClient, key_id: str)
 
 def fetch_and_install(installation: Installation, client: FleetlinkClient, version: str) -> dict[str, Any]:
     """Download, verify and install ``version`` side by side; its signed manifest."""
-    platform_name = node.this_platform()
+    platform_name = manifest.this_platform()
     try:
         release: dict[str, Any] = client._send(
             "GET",
@@ -135,13 +135,13 @@ def fetch_and_install(installation: Installation, client: FleetlinkClient, versi
             int(release["size"]),
             release["signature"],
         )
-        artifact = installation.prefix / "downloads" / node.artifact_file_name(version, platform_name)
-        node.download(str(release["download_url"]), artifact, release)
+        artifact = installation.prefix / "downloads" / manifest.artifact_file_name(version, platform_name)
+        manifest.download(str(release["download_url"]), artifact, release)
         try:
             node.install_artifact(artifact, installation.prefix, release, pem, installation.python)
         finally:
             artifact.unlink(missing_ok=True)
-    except (signing.ReleaseSignatureError, node.ReleaseError) as error:
+    except (signing.ReleaseSignatureError, manifest.ReleaseError) as error:
         raise UpgradeError(str(error)) from None
     return release
 
@@ -160,7 +160,7 @@ def handle_upgrade(task_input: dict[str, Any]) -> Any:
     if installation is None:
         raise UpgradeError("this agent was not installed by the install script: reinstall it to upgrade it")
     version = str(task_input.get("version") or "")
-    if not re.match(node.VERSION_PATTERN, version):
+    if not re.match(manifest.VERSION_PATTERN, version):
         raise UpgradeError(f"not a version: {version!r}")
     current = node.current_version(installation.prefix) or fleetlink.__version__
     if version == current:

@@ -10,23 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fleetlink.api.security import OPERATOR_SCHEME, READS_ONLY_EXTENSION
+from fleetlink.api.security import READS_ONLY_EXTENSION, RouteKey, declared_roles
 from fleetlink.core.roles import ROLE_ORDER, Role
 
-#: (METHOD, OpenAPI path) of a route.
-RouteKey = tuple[str, str]
+__all__ = ["RouteKey", "role_table", "route_roles", "routes_of", "write_routes"]
 
 
 def route_roles(document: Mapping[str, Any] | None = None) -> dict[RouteKey, Role]:
     """The least role each operator route needs, from the OpenAPI document's security requirements."""
-    roles: dict[RouteKey, Role] = {}
-    for path, methods in _document(document)["paths"].items():
-        for method, operation in methods.items():
-            for requirement in operation.get("security") or ():
-                if OPERATOR_SCHEME in requirement:
-                    named = requirement[OPERATOR_SCHEME]
-                    roles[(method.upper(), path)] = Role(named[0]) if named else Role.ADMIN
-    return roles
+    return declared_roles(_document(document))
 
 
 def _document(document: Mapping[str, Any] | None) -> Mapping[str, Any]:

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, cast
 
@@ -50,6 +50,8 @@ CALLER_OPERATOR = "operator"
 CALLER_ROLE = "operator_role"
 CALLER_TOKEN = "registration_token"  # noqa: S105 - a context key
 AUTHENTICATED = "authenticated"
+#: Where the entry point (``fleetlink.api.app``) puts a callable that returns the API's document.
+API_DOCUMENT = "api_document"
 
 #: The one answer to every failed authentication on agent routes.
 GENERIC_401_DETAIL = "the request could not be authenticated"
@@ -305,6 +307,29 @@ def operator_access(role: Role, tags: list[str]) -> RouteAccess:
         "security": [{OPERATOR_SCHEME: [role.value]}],
         "tags": tags,
     }
+
+
+#: (METHOD, OpenAPI path) of a route.
+RouteKey = tuple[str, str]
+
+
+def declared_roles(document: Mapping[str, Any]) -> dict[RouteKey, Role]:
+    """The least role each operator route needs, read back from the OpenAPI document's security
+    requirements (``operator_access`` writes them; one naming no role is admin's)."""
+    roles: dict[RouteKey, Role] = {}
+    for path, methods in document["paths"].items():
+        for method, operation in methods.items():
+            for requirement in operation.get("security") or ():
+                if OPERATOR_SCHEME in requirement:
+                    named = requirement[OPERATOR_SCHEME]
+                    roles[(method.upper(), path)] = Role(named[0]) if named else Role.ADMIN
+    return roles
+
+
+def api_document(app: BaseRouter) -> dict[str, Any]:
+    """The API's whole OpenAPI document, as the entry point hands it to routes (``API_DOCUMENT``)."""
+    document: Callable[[], dict[str, Any]] = app.context[API_DOCUMENT]
+    return document()
 
 
 def authenticate_route(app: BaseRouter, route_middlewares: list[Callable[..., Any]]) -> None:

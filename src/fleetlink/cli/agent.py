@@ -400,16 +400,26 @@ def run_agent(
     err().print("agent stopped")
 
 
+def _registered(state_dir: Path | None) -> tuple[IdentityStore, Identity]:
+    """This machine's identity store and saved identity; a message naming the state dir if it has none."""
+    store = IdentityStore(state_dir)
+    with reporting_errors():
+        identity = store.load_identity()
+    if identity is None:
+        raise fail(
+            f"this machine is not registered (state dir {store.path})",
+            fix="fleetlink agent register --url <API URL> --token <registration token>",
+        )
+    return store, identity
+
+
 @agent_app.command()
 def whoami(
     state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
 ) -> None:
     """Show this machine's saved agent identity and its key's fingerprint (never the key itself)."""
-    store = IdentityStore(state_dir)
+    store, identity = _registered(state_dir)
     with reporting_errors():
-        identity = store.load_identity()
-        if identity is None:
-            raise fail(f"this machine is not registered (state dir {store.path})")
         key = store.load_key()
     data = {
         "agent_id": identity.agent_id,
@@ -457,11 +467,7 @@ def status(
     state_dir: StateDirOption = None, output: OutputOption = OutputFormat.TABLE, as_json: JsonOption = False
 ) -> None:
     """This agent's identity and how far its record sync is behind (from agent.db; no network)."""
-    store = IdentityStore(state_dir)
-    with reporting_errors():
-        identity = store.load_identity()
-        if identity is None:
-            raise fail(f"this machine is not registered (state dir {store.path})")
+    store, identity = _registered(state_dir)
     health = None
     if db_path(store.path).exists():
         with RecordStore.in_state_dir(store.path) as records:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,19 +17,10 @@ from cryptography.hazmat.primitives import serialization
 from fleetlink.agent.identity import IdentityStore, key_alg_of
 from fleetlink.auth.files import write_private_file
 from fleetlink.auth.keys import PrivateKey, generate_private_key, load_private_key, private_key_to_pem
+from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.render import err, escape, fail, reporting_errors, when
 from fleetlink.core.entities import KeyAlg
 
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="FLEETLINK_STATE_DIR",
-        metavar="PATH",
-        help="Where the agent's key and identity live (default: ~/.fleetlink/agent)",
-        show_default=False,
-    ),
-]
 PENDING_SUFFIX = ".new"
 
 

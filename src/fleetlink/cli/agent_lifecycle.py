@@ -15,7 +15,7 @@ from fleetlink.agent.systemd import systemd_unit
 from fleetlink.cli.agent import _load_agent, agent_app
 from fleetlink.cli.render import err, escape, fail, out, reporting_errors
 from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
-from fleetlink.release import node
+from fleetlink.release import manifest, node
 
 service_app = typer.Typer(
     help="The installed agent's service: systemd where it runs, else a detached process.",
@@ -103,7 +103,7 @@ def service_status(prefix: PrefixOption = None) -> None:
         "running": f"pid {pid}"
         if pid
         else ("see systemctl status" if config.get("service") == "systemd" else "no"),
-        "release key": node.key_id_of(installation.release_key_file.read_text())
+        "release key": manifest.key_id_of(installation.release_key_file.read_text())
         if installation.release_key_file.is_file()
         else "-",
     }

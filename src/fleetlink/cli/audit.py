@@ -10,27 +10,18 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.render import (
-    CallContext,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     err,
     print_json,
     print_table,
-    reporting_errors,
     when,
 )
+from fleetlink.cli.shared_options import command_group
 from fleetlink.core.audit import AuditRecord
 
-audit_app = typer.Typer(help="Operator: the audit log of every operator write.", no_args_is_help=True)
-
-
-@audit_app.callback()
-def audit() -> None:
-    """Operator: the audit log of every operator write."""
+audit_app = command_group("Operator: the audit log of every operator write.")
 
 
 def parse_moment(text: str | None, option: str) -> int | None:
@@ -58,10 +49,9 @@ def describe_changes(entry: AuditRecord) -> str:
     )
 
 
-@audit_app.command("ls")
+@operator_command(audit_app, "ls")
 def list_audit(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     actor: Annotated[
         str | None, typer.Option("--actor", help="Who: an IAM ARN, or a dev token's name")
     ] = None,
@@ -72,8 +62,6 @@ def list_audit(
     since: Annotated[str | None, typer.Option("--since", help="From (epoch ms or ISO 8601)")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Until (epoch ms or ISO 8601)")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many entries")] = 50,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Who did what to which resource, when, from where, and what changed (old -> new)."""
     filters = {
@@ -83,9 +71,9 @@ def list_audit(
         "since": parse_moment(since, "--since"),
         "until": parse_moment(until, "--until"),
     }
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         entries = list(itertools.islice(client.iter_audit(page_size=min(limit, 100), **filters), limit))
-    if output is OutputFormat.JSON or as_json:
+    if call.json:
         print_json(entries)
         return
     if not entries:

@@ -7,7 +7,6 @@ Nothing here imports the server: ``dev`` loads the dev stack only when it runs.
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import os
 import signal
 import sys
@@ -75,15 +74,6 @@ def _add_groups() -> None:
 
 _add_groups()
 install_help_types()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _banner(url: str, token: str, where_from: str, data: str) -> None:
@@ -174,6 +164,7 @@ def dev(
     every change is journaled (fsynced) before its answer, so a crash loses nothing acknowledged;
     restored at start, compacted every minute and at Ctrl-C. --ephemeral keeps nothing.
     """
+    from fleetlink.cli.render import is_loopback_host
     from fleetlink.local.faults import FaultPlan
     from fleetlink.local.operators import parse_operator
     from fleetlink.local.persist import DataDirError
@@ -188,7 +179,7 @@ def dev(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--operator") from exc
 
-    if not _is_loopback(host):
+    if not is_loopback_host(host):
         typer.secho(
             f"warning: listening on {host}, not loopback: anyone who can reach it can use the dev stack",
             err=True,

@@ -12,7 +12,8 @@ StateDirOption = Annotated[
     typer.Option(
         "--state-dir",
         envvar="FLEETLINK_STATE_DIR",
-        help="Where the agent's key and identity live (default: ~/.fleetlink/agent)",
+        metavar="PATH",
+        help="Where the agent's key, identity and agent.db live (default: ~/.fleetlink/agent)",
         show_default=False,
     ),
 ]

@@ -12,9 +12,9 @@ import shlex
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -26,17 +26,22 @@ from fleetlink.agent.identity import IdentityError, resolve_state_dir
 from fleetlink.agent.relay.service import RelayService
 from fleetlink.agent.relay.store import LocalRecord, RecordStore, SyncHealth
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption
+from fleetlink.cli.operator.command import operator_command
+from fleetlink.cli.options import StateDirOption
 from fleetlink.cli.records_operator import operator_query, policy
 from fleetlink.cli.render import (
     Column,
+    JsonOption,
     OutputFormat,
     OutputOption,
     ago,
     api_failure,
     escape,
     print_table,
+    wants_json,
     when,
 )
+from fleetlink.cli.shared_options import OUTPUT_OPTIONS, Command, command_with, keyword
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.client.relay import RelayClient
 from fleetlink.contract.relay import MAX_QUERY_LIMIT, QueryAnswer, QueryRecord, QueryRequest
@@ -46,16 +51,6 @@ records_app = typer.Typer(
     help="Records on this node, synced through the relay; query other nodes' records.", no_args_is_help=True
 )
 
-StateDirOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state-dir",
-        envvar="FLEETLINK_STATE_DIR",
-        help="The agent's state dir (default: ~/.fleetlink/agent)",
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Same as -o json")]
 Collection = Annotated[str, typer.Argument(help="Collection: 1-64 of A-Z a-z 0-9 _ . -")]
 Key = Annotated[str, typer.Argument(help="Key: 1-512 UTF-8 bytes, no control characters")]
 
@@ -114,18 +109,38 @@ def _compact(value: Any, width: int = 80) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@records_app.command()
+@dataclass(frozen=True)
+class LocalCall:
+    """The shared options of a records command on this node: its state dir, and how it prints."""
+
+    state_dir: Path | None
+    #: ``-o json`` or ``--json`` was given.
+    json: bool
+
+    @classmethod
+    def of(cls, given: Mapping[str, Any]) -> LocalCall:
+        return cls(given["state_dir"], wants_json(given["output"], given["as_json"]))
+
+    def store(self) -> AbstractContextManager[RecordStore]:
+        """This node's record store; failures printed naming the fix."""
+        return _store(self.state_dir)
+
+
+def _local_command(name: str) -> Callable[[Command], Command]:
+    """A records command on this node: ``--state-dir``, ``-o`` and ``--json`` after its own options."""
+    shared = (keyword("state_dir", StateDirOption, None), *OUTPUT_OPTIONS)
+    return command_with(records_app, name, shared, LocalCall.of)
+
+
+@_local_command("put")
 def put(
+    call: LocalCall,
     collection: Collection,
     key: Key,
     value: Annotated[str, typer.Argument(help="A JSON value ('-' reads it from stdin)")],
     string: Annotated[bool, typer.Option("--string", "-s", help="Store VALUE as a string, not JSON")] = False,
-    state_dir: StateDirOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Write a value locally (queued for the relay)."""
-    as_json = as_json or output is OutputFormat.JSON
     text = sys.stdin.read() if value == "-" else value
     if string:
         data: Any = text
@@ -134,47 +149,37 @@ def put(
             data = json.loads(text)
         except ValueError:
             raise _fail("VALUE is not JSON (use --string to store text)") from None
-    with _store(state_dir) as store:
+    with call.store() as store:
         record = store.set(collection, key, data)
-    if as_json:
+    if call.json:
         _print_json(_record_json(record))
     else:
         _console().print(f"{escape(collection)}/{escape(key)} = {escape(_compact(data))}  (hlc {record.hlc})")
 
 
-@records_app.command()
-def get(
-    collection: Collection,
-    key: Key,
-    state_dir: StateDirOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@_local_command("get")
+def get(call: LocalCall, collection: Collection, key: Key) -> None:
     """Print a value (exit 1 if the key has none)."""
-    as_json = as_json or output is OutputFormat.JSON
-    with _store(state_dir) as store:
+    with call.store() as store:
         record = store.get_record(collection, key)
     if record is None or record.deleted:
         raise _fail(f"{collection}/{key} has no value" + (" (deleted)" if record else ""))
-    _print_json(_record_json(record) if as_json else record.value)
+    _print_json(_record_json(record) if call.json else record.value)
 
 
-@records_app.command("ls")
+@_local_command("ls")
 def list_records(
+    call: LocalCall,
     collection: Annotated[str | None, typer.Argument(help="Collection (none: list collections)")] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Only keys starting with this")] = None,
     deleted: Annotated[bool, typer.Option("--deleted", help="Include deleted keys")] = False,
     limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
-    state_dir: StateDirOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """List collections, or the keys of one collection with their values and sync state."""
-    as_json = as_json or output is OutputFormat.JSON
-    with _store(state_dir) as store:
+    with call.store() as store:
         if collection is None:
             counts = store.collections()
-            if as_json:
+            if call.json:
                 _print_json(counts)
                 return
             print_table(
@@ -183,7 +188,7 @@ def list_records(
             )
             return
         records = store.list(collection, prefix=prefix, include_deleted=deleted, limit=limit)
-    if as_json:
+    if call.json:
         _print_json([_record_json(record) for record in records])
         return
     rows = [
@@ -193,23 +198,16 @@ def list_records(
     print_table([Column("KEY"), Column("VALUE"), Column("HLC"), Column("SYNC")], rows)
 
 
-@records_app.command("rm")
-def remove(
-    collection: Collection,
-    key: Key,
-    state_dir: StateDirOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@_local_command("rm")
+def remove(call: LocalCall, collection: Collection, key: Key) -> None:
     """Delete a key (a tombstone, queued for the relay); exit 1 if it had no value."""
-    as_json = as_json or output is OutputFormat.JSON
-    with _store(state_dir) as store:
+    with call.store() as store:
         removed = store.delete(collection, key)
-    if as_json:
+    if call.json:
         _print_json({"collection": collection, "key": key, "deleted": removed})
     if not removed:
         raise _fail(f"{collection}/{key} has no value")
-    if not as_json:
+    if not call.json:
         _console().print(f"deleted {escape(collection)}/{escape(key)}")
 
 
@@ -302,16 +300,13 @@ def last_error_text(health: SyncHealth) -> str:
     return health.last_error + at
 
 
-@records_app.command()
-def status(
-    state_dir: StateDirOption = None, as_json: JsonOption = False, output: OutputOption = OutputFormat.TABLE
-) -> None:
+@_local_command("status")
+def status(call: LocalCall) -> None:
     """How far this node is behind: queue, oldest pending record, last success and error, dead letters."""
-    as_json = as_json or output is OutputFormat.JSON
-    with _store(state_dir) as store:
+    with call.store() as store:
         health = store.health()
         dead = store.dead_letters(limit=10)
-    if as_json:
+    if call.json:
         _print_json({**health.as_dict(), "recent_dead_letters": [asdict(d) for d in dead]})
         return
     age = health.oldest_pending_age_s
@@ -367,4 +362,4 @@ def sync(
             signal.signal(signal.SIGTERM, previous)
 
 
-records_app.command("policy")(policy)
+operator_command(records_app, "policy")(policy)

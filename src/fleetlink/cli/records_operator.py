@@ -8,19 +8,14 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator import operator_session
+from fleetlink.cli.operator.command import OperatorCall
 from fleetlink.cli.render import (
-    CallContext,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     escape,
     format_tags,
     out,
     parse_tags,
     print_json,
-    reporting_errors,
-    wants_json,
 )
 from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest, TagReaders
 
@@ -29,7 +24,7 @@ def operator_query(
     url: str | None, operator_token: str | None, request: QueryRequest, every: bool
 ) -> QueryAnswer:
     """The records an operator's query finds: one page, or every page with ``every``."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with operator_session(url, operator_token) as client:
         answer = client.query_records(request)
         found = list(answer.records)
         while every and answer.cursor:
@@ -39,6 +34,7 @@ def operator_query(
 
 
 def policy(
+    call: OperatorCall,
     collection: Annotated[str, typer.Argument(metavar="COLLECTION", help="Collection name")],
     fleet: Annotated[bool, typer.Option("--fleet", help="Set: every active agent may query it")] = False,
     tag: Annotated[
@@ -49,22 +45,18 @@ def policy(
             help="Set: only agents carrying all these tags may query it (repeat)",
         ),
     ] = None,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Show who may query a collection (operator), or set it with --fleet or --tag KEY=VALUE."""
     tags = parse_tags(tag)
     if fleet and tags:
         raise typer.BadParameter("either --fleet or --tag, not both", param_hint="--fleet")
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         if fleet or tags:
             wanted = CollectionPolicy(readers="fleet" if fleet else TagReaders(tag=tags))
             shown = client.set_collection_policy(collection, wanted)
         else:
             shown = client.collection_policy(collection)
-    if wants_json(output, as_json):
+    if call.json:
         print_json(shown)
         return
     readers = (

@@ -199,14 +199,18 @@ class CallContext:
 DEV_TOKEN_FILE = ".fleetlink/dev/operator-token"  # noqa: S105 - a file name
 
 
-def is_loopback_url(url: str | None) -> bool:
-    host = (urlsplit(url or "").hostname or "").strip("[]")
+def is_loopback_host(host: str) -> bool:
+    """``localhost`` or a loopback address (IPv6 in brackets or not): only this machine reaches it."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def is_loopback_url(url: str | None) -> bool:
+    return is_loopback_host(urlsplit(url or "").hostname or "")
 
 
 def _register_again(context: CallContext) -> str:

@@ -12,10 +12,12 @@ _system_random = random.SystemRandom()
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential delays with jitter: ``d = min(max_s, base_s * 2**(failures-1))``, a delay in [d/2, d].
+    """Exponential delays with full jitter: ``random(0, min(max_s, base_s * 2**(failures-1)))``.
 
-    A server's ``Retry-After`` is honoured: the delay is at least that hint (itself capped at
-    ``max_retry_after_s``, so a bogus hint cannot park a loop for days).
+    Full jitter spreads the retries of many nodes that failed together over the whole window, so
+    they do not come back in step. A server's ``Retry-After`` is honoured as a floor: the delay is
+    at least that hint (itself capped at ``max_retry_after_s``, so a bogus hint cannot park a loop
+    for days).
     """
 
     base_s: float = 1.0
@@ -27,8 +29,8 @@ class Backoff:
 
     def delay_s(self, failures: int, retry_after_s: float | None = None) -> float:
         """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
-        delay = min(self.max_s, self.base_s * 2.0 ** max(0, min(failures - 1, 62)))
-        computed = delay / 2 + self.rand() * delay / 2
+        ceiling = min(self.max_s, self.base_s * 2.0 ** max(0, min(failures - 1, 62)))
+        jittered = self.rand() * ceiling
         if retry_after_s is None:
-            return computed
-        return max(computed, min(retry_after_s, self.max_retry_after_s))
+            return jittered
+        return max(jittered, min(retry_after_s, self.max_retry_after_s))

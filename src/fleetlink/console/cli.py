@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import socket
 import sys
@@ -11,21 +10,12 @@ from typing import Annotated
 import typer
 
 from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import CallContext, reporting_errors
+from fleetlink.cli.render import CallContext, is_loopback_host, reporting_errors
 
 console_app = typer.Typer(help="Operator: the local web console.")
 
 #: The line programs (and tests) wait for: the URL, with the session key, follows it.
 LISTENING = "fleetlink console on "
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 @console_app.callback(invoke_without_command=True)
@@ -67,7 +57,7 @@ def console(
         role_override = parse_role(role) if role else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--role") from exc
-    if not _loopback(host):
+    if not is_loopback_host(host):
         typer.secho(
             f"warning: listening on {host}, not loopback: anyone who can reach it and holds the session "
             "key acts with your credentials",
@@ -91,7 +81,7 @@ def console(
     bound = listener.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     hosts = {f"{shown}:{bound}", f"localhost:{bound}"} | (
-        {f"127.0.0.1:{bound}"} if _loopback(host) else set()
+        {f"127.0.0.1:{bound}"} if is_loopback_host(host) else set()
     )
     state = ConsoleState(
         client=client,

@@ -9,7 +9,6 @@ bad record never holds back the others of a batch.
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import Field, JsonValue, field_validator, model_validator
@@ -18,6 +17,7 @@ from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_SAFE_INT
 from fleetlink.core.relay.hlc import HLC_PATTERN
+from fleetlink.core.relay.merge import RecordStatus as RecordStatus  # the wire word for the merge outcome
 from fleetlink.core.relay.merge import StoredRecord
 from fleetlink.core.relay.policy import Readers
 from fleetlink.core.relay.records import (
@@ -34,21 +34,6 @@ from fleetlink.core.relay.service import Incoming, RecordAnswer, Rejection
 MAX_QUERY_LIMIT = 100
 DEFAULT_QUERY_LIMIT = 50
 MAX_CURSOR_CHARS = 2048
-
-
-class RecordStatus(StrEnum):
-    """What became of one record: the first three acknowledge it; ``rejected`` is final (the record
-    breaks a rule); ``retry`` means the server could not write it now (throttled): send it again."""
-
-    APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    STALE = "stale"
-    REJECTED = "rejected"
-    RETRY = "retry"
-
-    @property
-    def acknowledges(self) -> bool:
-        return self in (RecordStatus.APPLIED, RecordStatus.DUPLICATE, RecordStatus.STALE)
 
 
 def _key(value: str) -> str:
@@ -196,9 +181,7 @@ class CollectionPolicy(DeferredModel):
 
 def record_result(answer: RecordAnswer) -> RecordResult:
     """The wire answer for one record."""
-    return RecordResult(
-        record_id=answer.record_id, status=RecordStatus(answer.outcome.value), error=answer.error
-    )
+    return RecordResult(record_id=answer.record_id, status=answer.outcome, error=answer.error)
 
 
 def query_record(item: StoredRecord) -> QueryRecord:

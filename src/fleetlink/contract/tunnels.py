@@ -30,6 +30,7 @@ from fleetlink.core.tunnels.model import (
     SealedSecret,
     StatusReport,
     TunnelCreate,
+    TunnelFields,
     TunnelPatch,
     split_host_port,
 )
@@ -66,16 +67,10 @@ __all__ = [
 ]
 
 
-class Tunnel(DeferredModel):
+class Tunnel(TunnelFields):
     """A tunnel as answered to operators and agents (never a plaintext secret)."""
 
     tunnel_id: Annotated[str, Field(pattern=TUNNEL_ID_PATTERN)]
-    agent_id: str
-    provider: Provider
-    name: str
-    mode: Mode
-    local_target: str
-    public_hostname: str | None = None
     public_url: str | None = None
     enabled: bool
     health: Health = Health.UNKNOWN

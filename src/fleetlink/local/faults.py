@@ -140,13 +140,9 @@ class FaultInjector:
 
     def attach_pynamodb(self) -> None:
         """Inject into the client the fleetlink models share (call after ``bind_table``)."""
-        from fleetlink.store.base import TableItem
+        from fleetlink.store.base import table_client
 
-        pending: list[type[Any]] = [TableItem]
-        while pending:
-            model = pending.pop()
-            pending += model.__subclasses__()
-            self.attach(model._get_connection().connection.client)
+        self.attach(table_client())
 
     def detach(self) -> None:
         """Stop injecting, and give each client back moto's handler."""

@@ -18,6 +18,7 @@ FAKE_AWS_ENV = {
 
 _atomic_installed = False
 _touched_only_installed = False
+_keyed_sort_installed = False
 _request_lock = threading.RLock()
 
 
@@ -112,6 +113,34 @@ def snapshot_touched_items_only() -> None:
     _touched_only_installed = True
 
 
+def sort_items_by_key_once() -> None:
+    """Let moto order a table's items by computing each item's key once, not per comparison.
+
+    Every index query and scan in moto lists the whole table through ``Table.all_items``, sorted
+    with ``DynamoType.__lt__``, which converts both sides on each of the n log n comparisons: on a
+    table of a few thousand items that conversion is most of a test's time. The order is the same
+    (the converted key values are what ``__lt__`` compares); only the work differs.
+    """
+    global _keyed_sort_installed
+    if _keyed_sort_installed:
+        return
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    def sort_key(item: Item) -> Any:
+        if item.range_key is None:
+            return item.hash_key.cast_value
+        return item.hash_key.cast_value, item.range_key.cast_value
+
+    def all_items(self: Table) -> list[Item]:
+        if not self.range_key_attr:
+            return sorted(self.items.values(), key=sort_key)  # type: ignore[arg-type]
+        return sorted((item for by_range in self.items.values() for item in by_range.values()), key=sort_key)
+
+    Table.all_items = all_items  # type: ignore[method-assign]
+    _keyed_sort_installed = True
+
+
 @contextmanager
 def local_dynamodb(table_name: str) -> Iterator[Any]:
     """Start moto, create the table (with TTL on), yield a boto3 DynamoDB client; stop on exit."""
@@ -124,6 +153,7 @@ def local_dynamodb(table_name: str) -> Iterator[Any]:
 
     make_requests_atomic()
     snapshot_touched_items_only()
+    sort_items_by_key_once()
     with mock_aws():
         client = boto3.client("dynamodb", region_name=os.environ["AWS_DEFAULT_REGION"])
         create_table(client, table_name)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fleetlink.auth.files import write_private_file
-from fleetlink.release.node import ROTATION_CONTEXT, manifest_bytes
+from fleetlink.release.manifest import ROTATION_CONTEXT, manifest_bytes
 
 
 class ReleaseSignatureError(Exception):

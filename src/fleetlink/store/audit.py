@@ -16,13 +16,12 @@ from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.expressions.condition import Condition
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from ulid import ULID
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem, entity
+from fleetlink.store.base import ListIndex, TableItem, entity, index_keys
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import LIST_INDEX
@@ -43,21 +42,10 @@ def configure_retention(days: int) -> None:
     _retention_days[0] = days
 
 
-class AuditResourceIndex(GlobalSecondaryIndex["AuditItem"]):
-    """gsi1: one resource's audit entries, newest first (sparse: only audit entries)."""
-
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
 class AuditItem(TableItem, discriminator="audit"):
-    by_resource = AuditResourceIndex()
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
+    #: one resource's audit entries, newest first
+    by_resource: ListIndex[AuditItem] = ListIndex()
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX)
     audit_id = UnicodeAttribute()
     actor = UnicodeAttribute()
     action = UnicodeAttribute()

@@ -1,6 +1,10 @@
-"""The store kernel: the base item model, the one shared botocore client, item ↔ entity mapping.
+"""The store kernel: the base item model and its indexes, the table's one connection, item ↔ entity
+mapping.
 
-Each capability declares its item models (``type`` tells the kinds apart) next to its repository.
+Each capability declares its item models (``type`` tells the kinds apart) next to its repository:
+only its own attributes, and for each index it is in, the index (``ListIndex()`` ...) and its two key
+attributes (``index_keys``). The table itself, its keys and indexes, is defined once in
+``store/table.py``; everything here derives from it.
 """
 
 from __future__ import annotations
@@ -9,15 +13,28 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from pynamodb.attributes import DiscriminatorAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.connection.base import MetaTable
 from pynamodb.connection.table import TableConnection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, Projection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from fleetlink.store import contention
-from fleetlink.store.table import DEFAULT_TABLE_NAME, DISCRIMINATOR_ATTRIBUTE, TTL_ATTRIBUTE
+from fleetlink.store.table import (
+    DEFAULT_TABLE_NAME,
+    DISCRIMINATOR_ATTRIBUTE,
+    DUE_INDEX,
+    LIST_INDEX,
+    QUEUE_INDEX,
+    TASK_EXECUTIONS_INDEX,
+    TTL_ATTRIBUTE,
+    IndexDefinition,
+    create_table_request,
+)
 
-#: The botocore client every model uses once the table is bound (creating one costs ~100 ms).
-_shared_client: list[Any] = []
+#: The table's one connection (one botocore client: creating one costs ~100 ms on a cold start),
+#: made by ``bind_table`` or on first use.
+_bound: list[TableConnection] = []
 
 
 class TableItem(Model):
@@ -34,49 +51,109 @@ class TableItem(Model):
     kind = DiscriminatorAttribute(attr_name=DISCRIMINATOR_ATTRIBUTE)
     ttl = NumberAttribute(null=True, attr_name=TTL_ATTRIBUTE)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Each item kind keeps its own connection: it carries the kind's index schema."""
-        super().__init_subclass__(**kwargs)
-        cls._connection = None
-
     @classmethod
     def _get_connection(cls) -> TableConnection:
-        connection = super()._get_connection()
-        if _shared_client and connection.connection._client is not _shared_client[0]:
-            connection.connection._client = _shared_client[0]
-        return connection
+        """Every item kind on the table's one connection (PynamoDB would open one per model class).
+
+        PynamoDB offers no public way to hand a model its connection; this override of its
+        per-model connection cache is the one place the store relies on a private PynamoDB name.
+        """
+        return table_connection()
+
+
+def table_connection() -> TableConnection:
+    """The table's connection, with the whole table's key and index schema (``store/table.py``)."""
+    meta = TableItem.Meta
+    if not _bound or _bound[0].table_name != meta.table_name:
+        bind_table(meta.table_name, meta.region, meta.host)
+    return _bound[0]
 
 
 def bind_table(table_name: str, region: str | None = None, host: str | None = None) -> None:
-    """Point every model at a table (Lambda settings, the dev stack, tests), on one botocore client.
+    """Point every model at a table (Lambda settings, the dev stack, tests), on one connection.
 
-    PynamoDB keeps a connection per model class, each with its own botocore session and client;
-    creating one costs ~100 ms on a cold start, so every model (also one a capability imports
-    later) uses the first one's client.
+    The connection's botocore client retries contention the store's way (``store.contention``).
     """
-    TableItem.Meta.table_name = table_name
-    TableItem.Meta.region = region
-    TableItem.Meta.host = host
-    _shared_client.clear()
-    models: list[type[TableItem]] = [TableItem, *_all_subclasses(TableItem)]
-    for model in models:
-        model._connection = None
-    client = TableItem._get_connection().connection.client
-    contention.install(client)
-    _shared_client.append(client)
+    meta = TableItem.Meta
+    meta.table_name, meta.region, meta.host = table_name, region, host
+    connection = TableConnection(
+        table_name,
+        region=region,
+        host=host,
+        max_retry_attempts=meta.max_retry_attempts,  # the other settings: PynamoDB's defaults
+        meta_table=MetaTable(create_table_request(table_name)),
+    )
+    contention.install(connection.connection.client)
+    _bound[:] = [connection]
+
+
+def table_client() -> Any:
+    """The botocore DynamoDB client every model uses (for the calls PynamoDB cannot make)."""
+    return table_connection().connection.client
+
+
+def table_name() -> str:
+    """The name of the bound table."""
+    return str(TableItem.Meta.table_name)
 
 
 def transaction() -> TransactWrite:
     """An all-or-nothing write on the table (2 WCU per item up to 1 KB)."""
-    return TransactWrite(connection=TableItem._get_connection().connection)
+    return TransactWrite(connection=table_connection().connection)
 
 
-def _all_subclasses(cls: type[TableItem]) -> list[type[TableItem]]:
-    found: list[type[TableItem]] = []
-    for sub in cls.__subclasses__():
-        found += [sub, *_all_subclasses(sub)]
-    return found
+# --- indexes -------------------------------------------------------------------------------------
 
+M = TypeVar("M", bound=TableItem)
+
+
+def _projection(definition: IndexDefinition) -> Projection:
+    if definition.projection == "ALL":
+        return AllProjection()
+    return IncludeProjection(list(definition.non_key_attributes))
+
+
+class TableIndex(GlobalSecondaryIndex[M]):
+    """One of the table's global secondary indexes, as ``store/table.py`` defines it, for the items
+    of kind ``M`` (a subclass names its ``definition``)."""
+
+    def __init_subclass__(cls, definition: IndexDefinition | None = None, **kwargs: Any) -> None:
+        if definition is not None:
+            meta = {"index_name": definition.name, "projection": _projection(definition)}
+            cls.Meta = type("Meta", (), meta)
+            hash_key, range_key = definition.partition_key, definition.sort_key
+            setattr(cls, hash_key, UnicodeAttribute(hash_key=True, attr_name=hash_key))
+            setattr(cls, range_key, UnicodeAttribute(range_key=True, attr_name=range_key))
+        super().__init_subclass__(**kwargs)
+
+
+class ListIndex(TableIndex[M], definition=LIST_INDEX):
+    """gsi1: fleet-wide lists (agents, tokens, tasks by month, tunnels, relay records, audit by resource)."""
+
+
+class QueueIndex(TableIndex[M], definition=QUEUE_INDEX):
+    """gsi2: an agent's queued executions; also tunnel errors and relay changes by time."""
+
+
+class TaskExecutionsIndex(TableIndex[M], definition=TASK_EXECUTIONS_INDEX):
+    """gsi3: a task's executions (status and result only); also tunnel events by day."""
+
+
+class DueIndex(TableIndex[M], definition=DUE_INDEX):
+    """gsi4: timers (keys and the item kind), sharded."""
+
+
+def index_keys(
+    definition: IndexDefinition, *, null: bool = False
+) -> tuple[UnicodeAttribute, UnicodeAttribute]:
+    """An item's two key attributes of an index; ``null``: an item of the kind may stay out of it."""
+    return (
+        UnicodeAttribute(null=null, attr_name=definition.partition_key),
+        UnicodeAttribute(null=null, attr_name=definition.sort_key),
+    )
+
+
+# --- item <-> entity -------------------------------------------------------------------------------
 
 E = TypeVar("E", bound=BaseModel)
 

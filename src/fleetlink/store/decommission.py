@@ -26,7 +26,7 @@ from fleetlink.core.errors import Conflict, Throttled
 from fleetlink.store import contention, keys
 from fleetlink.store.agents.items import AgentProfileItem, _profile_item, _tag_members
 from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, entity, transaction
+from fleetlink.store.base import TableItem, entity, index_keys, table_client, table_name, transaction
 from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import CursorCodec, sharded_pages
 from fleetlink.store.errors import translates_store_errors
@@ -38,30 +38,21 @@ BATCH_WRITE_ROUNDS = 8
 class AgentPurgeTimerItem(TableItem, discriminator="agent_purge"):
     """When a soft-deleted agent is purged (gsi4: due timers)."""
 
-    gsi4pk = UnicodeAttribute(attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(attr_name=DUE_INDEX.sort_key)
+    gsi4pk, gsi4sk = index_keys(DUE_INDEX)
     agent_id = UnicodeAttribute()
-
-
-def _client() -> Any:
-    return TableItem._get_connection().connection.client
-
-
-def _table() -> str:
-    return str(TableItem.Meta.table_name)
 
 
 def _keys_of(pk: str, *, consistent: bool = True) -> Iterator[dict[str, Any]]:
     """Every item of a partition (raw), page by page."""
     request: dict[str, Any] = {
-        "TableName": _table(),
+        "TableName": table_name(),
         "KeyConditionExpression": "#pk = :pk",
         "ExpressionAttributeNames": {"#pk": PARTITION_KEY},
         "ExpressionAttributeValues": {":pk": {"S": pk}},
         "ConsistentRead": consistent,
     }
     while True:
-        answer = _client().query(**request)
+        answer = table_client().query(**request)
         yield from answer.get("Items", [])
         if "LastEvaluatedKey" not in answer:
             return
@@ -76,8 +67,8 @@ def _batch_delete(pairs: list[tuple[str, str]]) -> None:
     for round_ in range(BATCH_WRITE_ROUNDS):
         unprocessed: list[dict[str, Any]] = []
         for start in range(0, len(pending), 25):
-            answer = _client().batch_write_item(RequestItems={_table(): pending[start : start + 25]})
-            unprocessed += answer.get("UnprocessedItems", {}).get(_table(), [])
+            answer = table_client().batch_write_item(RequestItems={table_name(): pending[start : start + 25]})
+            unprocessed += answer.get("UnprocessedItems", {}).get(table_name(), [])
         if not unprocessed:
             return
         pending = unprocessed
@@ -161,8 +152,8 @@ class DynamoDecommissionRepository:
     def due_purges(self, now_ms: int, limit: int) -> list[str]:
         due: list[str] = []
         for shard in range(keys.LIST_SHARDS):
-            answer = _client().query(
-                TableName=_table(),
+            answer = table_client().query(
+                TableName=table_name(),
                 IndexName=DUE_INDEX.name,
                 KeyConditionExpression="#pk = :pk AND #sk <= :now",
                 ExpressionAttributeNames={"#pk": DUE_INDEX.partition_key, "#sk": DUE_INDEX.sort_key},

@@ -33,7 +33,7 @@ from fleetlink.core.relay.policy import DEFAULT_READERS, Readers
 from fleetlink.core.relay.ports import NodeSync, RecordQuery, SyncTally, WriteResult
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, transaction
+from fleetlink.store.base import TableItem, index_keys, table_client, table_name, transaction
 from fleetlink.store.conditions import CONDITION_FAILED
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import failure_code, translate, translate_boto
@@ -56,10 +56,8 @@ MAX_PAGES_PER_QUERY = 8
 class RelayRecordItem(TableItem, discriminator="relay_record"):
     """The kept record of one (node, collection, key); ``value`` is canonical JSON, absent on tombstones."""
 
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
-    gsi2pk = UnicodeAttribute(attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(attr_name=QUEUE_INDEX.sort_key)
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX)
+    gsi2pk, gsi2sk = index_keys(QUEUE_INDEX)
     node_id = UnicodeAttribute()
     collection = UnicodeAttribute()
     record_key = UnicodeAttribute()
@@ -97,14 +95,6 @@ class RelaySyncItem(TableItem, discriminator="relay_sync"):
 
 
 # --- repository ----------------------------------------------------------------------------
-
-
-def _client() -> Any:
-    return TableItem._get_connection().connection.client
-
-
-def _table() -> str:
-    return str(TableItem.Meta.table_name)
 
 
 def _stored(raw: Mapping[str, Any]) -> StoredRecord:
@@ -153,8 +143,8 @@ class DynamoRelayRepository:
     def put_if_newer(self, item: StoredRecord) -> WriteResult:
         """One PutItem under ``attribute_not_exists(pk) OR hlc < :hlc``; the old item comes back anyway."""
         try:
-            answer = _client().put_item(
-                TableName=_table(),
+            answer = table_client().put_item(
+                TableName=table_name(),
                 Item=_record_item(item).serialize(),
                 ConditionExpression="attribute_not_exists(#pk) OR #hlc < :hlc",
                 ExpressionAttributeNames={"#pk": PARTITION_KEY, "#hlc": "hlc"},
@@ -303,7 +293,7 @@ class DynamoRelayRepository:
             if last_key is not None:
                 request["ExclusiveStartKey"] = last_key
             try:
-                answer = _client().query(**request)
+                answer = table_client().query(**request)
             except (ClientError, BotoCoreError) as error:
                 translated = translate_boto(error)
                 if translated is None:
@@ -334,21 +324,8 @@ class DynamoRelayRepository:
         if not query.include_deleted:
             names["#value"] = "value"
             filters.append("attribute_exists(#value)")
-        request: dict[str, Any] = {"TableName": _table()}
-        if plan == "node":
-            assert query.node_id is not None
-            names["#pk"] = PARTITION_KEY
-            values[":pk"] = {"S": keys.relay_record_pk(query.node_id, query.collection)}
-            condition = "#pk = :pk"
-            if query.key_prefix:
-                names["#sk"] = SORT_KEY
-                values[":prefix"] = {"S": query.key_prefix}
-                condition += " AND begins_with(#sk, :prefix)"
-            if query.updated_since is not None:
-                names["#updated"] = "updated_at"
-                values[":since"] = {"N": str(query.updated_since)}
-                filters.append("#updated > :since")
-        elif plan == "changes":
+        request: dict[str, Any] = {"TableName": table_name()}
+        if plan == "changes":
             assert query.updated_since is not None
             request["IndexName"] = QUEUE_INDEX.name
             names |= {"#pk": QUEUE_INDEX.partition_key, "#sk": QUEUE_INDEX.sort_key}
@@ -356,12 +333,18 @@ class DynamoRelayRepository:
             values[":after"] = {"S": keys.relay_changes_after(query.updated_since)}
             condition = "#pk = :pk AND #sk >= :after"
         else:
-            request["IndexName"] = LIST_INDEX.name
-            names["#pk"] = LIST_INDEX.partition_key
-            values[":pk"] = {"S": keys.relay_fleet_pk(query.collection, shard)}
+            if plan == "node":  # the node's own partition
+                assert query.node_id is not None
+                partition_key, sort_key = PARTITION_KEY, SORT_KEY
+                values[":pk"] = {"S": keys.relay_record_pk(query.node_id, query.collection)}
+            else:  # the collection across the fleet, one shard
+                request["IndexName"] = LIST_INDEX.name
+                partition_key, sort_key = LIST_INDEX.partition_key, LIST_INDEX.sort_key
+                values[":pk"] = {"S": keys.relay_fleet_pk(query.collection, shard)}
+            names["#pk"] = partition_key
             condition = "#pk = :pk"
             if query.key_prefix:
-                names["#sk"] = LIST_INDEX.sort_key
+                names["#sk"] = sort_key
                 values[":prefix"] = {"S": query.key_prefix}
                 condition += " AND begins_with(#sk, :prefix)"
             if query.updated_since is not None:

@@ -6,7 +6,7 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import PutError, PynamoDBException, UpdateError
 
 from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseStatus
-from fleetlink.release.node import version_key
+from fleetlink.release.manifest import version_key
 from fleetlink.store import keys
 from fleetlink.store.base import TableItem
 from fleetlink.store.conditions import condition_failed

@@ -21,7 +21,6 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
@@ -29,7 +28,15 @@ from fleetlink.core.errors import Conflict
 from fleetlink.core.tunnels.model import EventLevel, Provider, TunnelEvent, TunnelRecord
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, entity, transaction
+from fleetlink.store.base import (
+    ListIndex,
+    QueueIndex,
+    TableItem,
+    TaskExecutionsIndex,
+    entity,
+    index_keys,
+    transaction,
+)
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of, sharded_pages
 from fleetlink.store.errors import translates_store_errors
@@ -39,21 +46,10 @@ from fleetlink.store.table import LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 # --- items ---------------------------------------------------------------------------------------
 
 
-class TunnelListIndex(GlobalSecondaryIndex["TunnelItem"]):
-    """gsi1: the fleet's tunnels, sharded by id."""
-
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
 class TunnelItem(TableItem, discriminator="tunnel"):
-    fleet = TunnelListIndex()
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
+    #: the fleet's tunnels, sharded by id
+    fleet: ListIndex[TunnelItem] = ListIndex()
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX)
     tunnel_id = UnicodeAttribute()
     agent_id = UnicodeAttribute()
     provider = UnicodeAttribute()
@@ -86,35 +82,12 @@ class TunnelRefItem(TableItem, discriminator="tunnel_ref"):
     agent_id = UnicodeAttribute()
 
 
-class FleetEventsIndex(GlobalSecondaryIndex["TunnelEventItem"]):
-    """gsi3: every tunnel event of a day, sharded by tunnel."""
-
-    class Meta:
-        index_name = TASK_EXECUTIONS_INDEX.name
-        projection = IncludeProjection(list(TASK_EXECUTIONS_INDEX.non_key_attributes))
-
-    gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-
-
-class FleetErrorsIndex(GlobalSecondaryIndex["TunnelEventItem"]):
-    """gsi2: the error events of a day, sharded by tunnel (sparse: errors only)."""
-
-    class Meta:
-        index_name = QUEUE_INDEX.name
-        projection = AllProjection()
-
-    gsi2pk = UnicodeAttribute(hash_key=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(range_key=True, attr_name=QUEUE_INDEX.sort_key)
-
-
 class TunnelEventItem(TableItem, discriminator="tunnel_event"):
-    fleet_events = FleetEventsIndex()
-    fleet_errors = FleetErrorsIndex()
-    gsi3pk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-    gsi2pk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.sort_key)
+    #: every tunnel event of a day, and its error events (sparse), sharded by tunnel
+    fleet_events: TaskExecutionsIndex[TunnelEventItem] = TaskExecutionsIndex()
+    fleet_errors: QueueIndex[TunnelEventItem] = QueueIndex()
+    gsi3pk, gsi3sk = index_keys(TASK_EXECUTIONS_INDEX)
+    gsi2pk, gsi2sk = index_keys(QUEUE_INDEX, null=True)
     event_id = UnicodeAttribute()
     tunnel_id = UnicodeAttribute()
     agent_id = UnicodeAttribute()

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from fleetlink.contract.relay import BatchAnswer, RecordResult, RelayRecord
 from fleetlink.core.clock import FixedClock
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem
+from fleetlink.store.base import table_client, table_name
 from tests.support import Api, Machine
 from tests.unit.relay import test_convergence as prop
 from tests.unit.relay.conftest import NOW_MS
@@ -22,7 +22,7 @@ from tests.unit.relay.test_convergence import NODES, RelayCloud, State
 COLLECTIONS = ("x", "y")
 #: Each example costs a few signed requests through the handler; RELAY_PROPERTY_EXAMPLES=300 matches
 #: the in-memory run.
-EXAMPLES = int(os.environ.get("RELAY_PROPERTY_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("RELAY_PROPERTY_EXAMPLES", "20"))
 
 #: The same property, with this module's fixtures (the handler-backed cloud) and its own example count.
 test_any_delivery_order_converges_through_the_relay_function = settings(
@@ -54,13 +54,13 @@ class FunctionCloud:
         return BatchAnswer.model_validate_json(reply.body).results
 
     def _items(self) -> list[dict[str, dict[str, str]]]:
-        client = TableItem._get_connection().connection.client
+        client = table_client()
         found = []
         for machine in self.machines.values():
             for collection in COLLECTIONS:
                 pk = keys.relay_record_pk(str(machine.agent_id), collection)
                 answer = client.query(
-                    TableName=TableItem.Meta.table_name,
+                    TableName=table_name(),
                     KeyConditionExpression="pk = :pk",
                     ExpressionAttributeValues={":pk": {"S": pk}},
                     ConsistentRead=True,
@@ -80,9 +80,9 @@ class FunctionCloud:
         }
 
     def reset(self) -> FunctionCloud:
-        client = TableItem._get_connection().connection.client
+        client = table_client()
         for item in self._items():
-            client.delete_item(TableName=TableItem.Meta.table_name, Key={"pk": item["pk"], "sk": item["sk"]})
+            client.delete_item(TableName=table_name(), Key={"pk": item["pk"], "sk": item["sk"]})
         return self
 
 

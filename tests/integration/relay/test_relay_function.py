@@ -16,7 +16,7 @@ from fleetlink.core.relay.ports import RecordQuery
 from fleetlink.core.relay.records import MAX_VALUE_BYTES, TOMBSTONE_RETENTION_MS, make_record
 from fleetlink.core.relay.service import RecordService
 from fleetlink.local.faults import FaultInjector, FaultPlan
-from fleetlink.store.base import TableItem
+from fleetlink.store.base import table_client
 from fleetlink.store.relay import DynamoRelayRepository
 from tests.support import Api, Machine, Reply
 
@@ -323,7 +323,7 @@ def test_records_the_store_throttles_are_answered_retry_and_land_when_sent_again
     service = RecordService(DynamoRelayRepository(), clock)
     records = [make_record(**rec(f"k{i:02d}", hlc(clock), i)) for i in range(16)]
     injector = FaultInjector(FaultPlan(per_operation={("throttle", "PutItem"): 0.8}, seed=7))
-    injector.attach(TableItem._get_connection().connection.client)
+    injector.attach(table_client())
     try:
         # When a batch is applied
         first = service.apply(str(node.agent_id), records)

@@ -77,6 +77,15 @@ def test_duplicate_and_stale_answers_trim_the_outbox(
     assert cloud.applied_twice() == []
 
 
+def _attempts_within(seconds: float, backoff: Backoff) -> int:
+    """How many attempts fit in ``seconds`` when each failure waits ``backoff``'s next delay."""
+    attempts, elapsed = 1, backoff.delay_s(1)
+    while elapsed < seconds:
+        attempts += 1
+        elapsed += backoff.delay_s(attempts)
+    return attempts
+
+
 def test_while_unreachable_requests_are_bounded_by_exponential_backoff(
     store: RecordStore, api: FakeRelayApi, clock: FixedClock
 ) -> None:
@@ -87,9 +96,12 @@ def test_while_unreachable_requests_are_bounded_by_exponential_backoff(
         store.set("c", f"k{second}", second)
         worker.step()
         clock.advance(1_000)
-    # Then the worker tried only a handful of times (1 s doubling to 60 s, with jitter)
+    # Then the worker tried only as often as its backoff (1 s doubling to 60 s, full jitter) lets it:
+    # at least as often as the ceilings leave room for, at most as often as this seeded jitter does
     attempts = len(api.calls)
-    assert 8 <= attempts <= 20
+    ceilings = Backoff(base_s=1.0, max_s=60.0, rand=lambda: 1.0)
+    seeded = Backoff(base_s=1.0, max_s=60.0, rand=random.Random(7).random)
+    assert _attempts_within(600, ceilings) <= attempts <= _attempts_within(600, seeded)
     health = store.health()
     assert health.queue_size == 600
     assert health.consecutive_failures == attempts

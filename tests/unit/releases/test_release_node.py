@@ -14,11 +14,11 @@ import pytest
 from agentdist.build import write_artifact
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetlink.release import node, signing
+from fleetlink.release import manifest, node, signing
 
 
 def _release(key: Ed25519PrivateKey, artifact: Path, version: str = "1.2.3") -> dict[str, object]:
-    signed = signing.sign_artifact(key, version, node.this_platform(), artifact)
+    signed = signing.sign_artifact(key, version, manifest.this_platform(), artifact)
     return {
         "version": signed.version,
         "platform": signed.platform,
@@ -36,7 +36,7 @@ def test_the_bootstrap_verifier_accepts_what_cryptography_signs_and_nothing_else
     artifact.write_bytes(b"artifact bytes")
     release = _release(key, artifact)
     # When the pure-Python verifier and cryptography check it, Then both accept it
-    node.check_signature(pem, release)
+    manifest.check_signature(pem, release)
     signing.verify_manifest(
         key.public_key(), *(release[k] for k in ("version", "platform", "sha256", "size", "signature"))
     )  # type: ignore[arg-type]
@@ -55,11 +55,11 @@ def test_the_bootstrap_verifier_accepts_what_cryptography_signs_and_nothing_else
         {**release, "signature": ""},
         {**release, "signature": "not base64!"},
     ):
-        with pytest.raises(node.ReleaseError, match="not signed by the pinned release key"):
-            node.check_signature(pem, tampered)
+        with pytest.raises(manifest.ReleaseError, match="not signed by the pinned release key"):
+            manifest.check_signature(pem, tampered)
     other = signing.public_pem(Ed25519PrivateKey.generate().public_key())
-    with pytest.raises(node.ReleaseError):
-        node.check_signature(other, release)
+    with pytest.raises(manifest.ReleaseError):
+        manifest.check_signature(other, release)
 
 
 def test_a_key_change_verifies_only_with_the_old_keys_signature() -> None:
@@ -110,19 +110,19 @@ def test_an_artifact_with_an_escaping_entry_is_refused(tmp_path: Path) -> None:
     # Given a signed artifact that writes outside its directory
     artifact = _tarball(tmp_path / "evil.tar.gz", {"../../escape": b"x"})
     # When it is unpacked, Then it is refused and nothing escapes
-    with pytest.raises(node.ReleaseError, match="unsafe entry"):
+    with pytest.raises(manifest.ReleaseError, match="unsafe entry"):
         node.unpack(artifact, tmp_path / "into")
     assert not (tmp_path.parent / "escape").exists()
 
 
 def test_a_release_for_another_platform_is_refused_before_anything_is_installed(tmp_path: Path) -> None:
     # Given an unpacked release for the other platform
-    other = "linux-aarch64" if node.this_platform() == "linux-x86_64" else "linux-x86_64"
+    other = "linux-aarch64" if manifest.this_platform() == "linux-x86_64" else "linux-x86_64"
     root = tmp_path / "rel"
     (root / "wheels").mkdir(parents=True)
     (root / node.RELEASE_FILE).write_text(json.dumps({"version": "1.0.0", "platform": other}))
     # When it is installed, Then it is refused and no version directory exists
-    with pytest.raises(node.ReleaseError, match="is for"):
+    with pytest.raises(manifest.ReleaseError, match="is for"):
         node.install_version(root, tmp_path / "prefix")
     assert not (tmp_path / "prefix" / "versions").exists()
 
@@ -140,8 +140,8 @@ def test_a_download_cut_short_or_altered_leaves_nothing(tmp_path: Path) -> None:
     for source in (cut, other):
         destination = tmp_path / "downloads" / "a.tar.gz"
         # When it is downloaded, Then it is refused and no file (partial or whole) remains
-        with pytest.raises(node.ReleaseError, match="cut short or tampered"):
-            node.download(source.as_uri(), destination, release)
+        with pytest.raises(manifest.ReleaseError, match="cut short or tampered"):
+            manifest.download(source.as_uri(), destination, release)
         assert list((tmp_path / "downloads").iterdir()) == []
 
 
@@ -149,8 +149,8 @@ def test_no_space_is_refused_before_writing(tmp_path: Path) -> None:
     # Given a release larger than the free space
     release = {"version": "1.0.0", "platform": "linux-x86_64", "sha256": "0" * 64, "size": 1 << 62}
     # When it is downloaded, Then the disk check refuses it
-    with pytest.raises(node.ReleaseError, match="not enough disk space"):
-        node.download("file:///dev/null", tmp_path / "d" / "a.tar.gz", release)
+    with pytest.raises(manifest.ReleaseError, match="not enough disk space"):
+        manifest.download("file:///dev/null", tmp_path / "d" / "a.tar.gz", release)
 
 
 def test_activate_keeps_the_previous_version_and_prune_keeps_both(tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_activate_keeps_the_previous_version_and_prune_keeps_both(tmp_path: Path
     # Then current and previous remain, the rest (and an interrupted install) are gone
     assert (node.current_version(tmp_path), node.previous_version(tmp_path)) == ("1.1.0", "1.0.0")
     assert sorted(path.name for path in (tmp_path / "versions").iterdir()) == ["1.0.0", "1.1.0"]
-    with pytest.raises(node.ReleaseError, match="not installed"):
+    with pytest.raises(manifest.ReleaseError, match="not installed"):
         node.activate(tmp_path, "9.9.9")
 
 
@@ -176,12 +176,12 @@ def test_a_pinned_key_is_not_replaced_by_a_re_run(tmp_path: Path) -> None:
     node.pin_key(tmp_path, first)
     # When the installer runs again with the same key, Then it passes; with another, it is refused
     assert node.pin_key(tmp_path, first).strip() == first.strip()
-    with pytest.raises(node.ReleaseError, match="pinned release key"):
+    with pytest.raises(manifest.ReleaseError, match="pinned release key"):
         node.pin_key(tmp_path, signing.public_pem(Ed25519PrivateKey.generate().public_key()))
 
 
 def test_versions_sort_by_number() -> None:
-    assert sorted(["0.10.0", "0.2.0", "0.2.0rc1", "1.0"], key=node.version_key) == [
+    assert sorted(["0.10.0", "0.2.0", "0.2.0rc1", "1.0"], key=manifest.version_key) == [
         "0.2.0rc1",
         "0.2.0",
         "0.10.0",

@@ -72,10 +72,20 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str) -> None:
         load_config(tmp_path)
 
 
-def test_backoff_grows_exponentially_within_jitter_and_cap() -> None:
-    """Given attempts 1..10 with base 1 s and cap 30 s; then each delay is in [d/2, d] with
-    d = min(30, 2^(n-1))."""
+def test_backoff_grows_exponentially_with_full_jitter_under_the_cap() -> None:
+    """Given attempts 1..10 with base 1 s and cap 30 s; then each delay is in [0, d] with
+    d = min(30, 2^(n-1)): the jitter's draw times the ceiling."""
     for attempt in range(1, 11):
         full = min(30.0, 2.0 ** (attempt - 1))
-        assert Backoff(1.0, 30.0, rand=lambda: 0.0).delay_s(attempt) == full / 2
+        assert Backoff(1.0, 30.0, rand=lambda: 0.0).delay_s(attempt) == 0.0
+        assert Backoff(1.0, 30.0, rand=lambda: 0.25).delay_s(attempt) == full / 4
         assert Backoff(1.0, 30.0, rand=lambda: 1.0).delay_s(attempt) == full
+
+
+def test_a_retry_after_is_a_floor_under_the_jitter_and_is_capped() -> None:
+    # Given a jitter that draws low, and one that draws high
+    low, high = Backoff(1.0, 30.0, rand=lambda: 0.0), Backoff(1.0, 30.0, rand=lambda: 1.0)
+    # Then a server's Retry-After is waited at least, a longer jittered delay wins, a huge hint is capped
+    assert low.delay_s(1, retry_after_s=7.0) == 7.0
+    assert high.delay_s(6, retry_after_s=7.0) == 30.0
+    assert Backoff(1.0, 30.0, max_retry_after_s=120.0, rand=lambda: 0.0).delay_s(1, 86_400.0) == 120.0

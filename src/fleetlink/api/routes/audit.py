@@ -43,7 +43,6 @@ def list_audit(
 
 @router.get("/whoami", summary="The calling operator, its role and every operator route's role", **VIEWER)
 def whoami() -> WhoAmI:
-    from fleetlink.api.roles import route_roles
-
-    roles = {f"{method} {path}": role.value for (method, path), role in route_roles().items()}
+    declared = security.declared_roles(security.api_document(router))
+    roles = {f"{method} {path}": role.value for (method, path), role in declared.items()}
     return WhoAmI(actor=security.operator_actor(router), role=security.operator_role(router), routes=roles)

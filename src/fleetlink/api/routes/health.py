@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 import fleetlink
 from fleetlink.api.deps import get_deps
 from fleetlink.api.problems import problem
+from fleetlink.api.security import api_document
 from fleetlink.contract.agents import ServiceHealth
 from fleetlink.core.errors import NotFound
 
@@ -47,9 +48,7 @@ def ready() -> Response[Any]:
 
 @router.get("/openapi.json", summary="This document", tags=["health"])
 def openapi_json() -> dict[str, Any]:
-    from fleetlink.api.document import openapi_document
-
-    return openapi_document()
+    return api_document(router)
 
 
 @router.get(
@@ -63,10 +62,8 @@ def docs() -> Response[str]:
 
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
-    from fleetlink.api.document import openapi_document
-
     html = generate_swagger_html(
-        json.dumps(openapi_document()),
+        json.dumps(api_document(router)),
         f"{ASSETS_PATH}/swagger-ui-bundle.js",
         f"{ASSETS_PATH}/swagger-ui.css",
         "/v1/openapi.json",

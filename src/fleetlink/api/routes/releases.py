@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from functools import cache
-from pathlib import Path
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -30,8 +27,8 @@ from fleetlink.core.releases.model import (
 )
 from fleetlink.core.releases.service import LATEST
 from fleetlink.core.roles import Role
-from fleetlink.release import node
-from fleetlink.release.node import PLATFORMS, VERSION_PATTERN
+from fleetlink.release.install_script import render_install_script
+from fleetlink.release.manifest import PLATFORMS, VERSION_PATTERN
 
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["releases"])
@@ -123,34 +120,6 @@ def download_release(version: VersionOrLatest, platform: PlatformQuery) -> Relea
     return get_deps().release_service.download(version if version != LATEST else LATEST, platform)
 
 
-@cache
-def _node_source() -> str:
-    return Path(node.__file__).read_text(encoding="utf-8")
-
-
-INSTALL_SCRIPT = """#!/bin/sh
-# fleetlink agent installer, served by {url}
-#   curl -fsSL {url}/v1/agent/install.sh | sh -s -- --token <registration token> [--prefix /opt/fleetlink]
-# Downloads the newest (or --version) release for this machine, checks its signature against the
-# release key below (pinned on first install; a change must be signed by the pinned key), installs it
-# under --prefix, registers with the token and starts the service. Safe to re-run. Needs python3 >= 3.11.
-# Release key {key_id}:
-{key_comment}
-set -eu
-command -v python3 >/dev/null 2>&1 || {{ echo "fleetlink: python3 (>= 3.11) is needed" >&2; exit 1; }}
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {{
-  echo "fleetlink: python3 >= 3.11 is needed" >&2; exit 1; }}
-bootstrap=$(mktemp)
-trap 'rm -f "$bootstrap"' EXIT
-cat > "$bootstrap" <<'FLEETLINK_BOOTSTRAP_END'
-{source}
-if __name__ == "__main__":
-    sys.exit(bootstrap(sys.argv[1:], {url_literal}, {key_literal}))
-FLEETLINK_BOOTSTRAP_END
-python3 "$bootstrap" "$@"
-"""
-
-
 def _api_url(app: Router) -> str:
     event = security.http_event(app)
     headers = {name.lower(): value for name, value in (event.headers or {}).items()}
@@ -174,14 +143,7 @@ def _api_url(app: Router) -> str:
 def install_script() -> Response[str]:
     key = get_deps().release_service.key()
     url = _api_url(router)
-    script = INSTALL_SCRIPT.format(
-        url=url,
-        key_id=key.key_id,
-        key_comment="\n".join(f"#   {line}" for line in key.public_key.strip().splitlines()),
-        source=_node_source(),
-        url_literal=json.dumps(url),
-        key_literal=json.dumps(key.public_key),
-    )
+    script = render_install_script(url, key.key_id, key.public_key)
     return Response(200, "text/x-shellscript; charset=utf-8", script, headers={"Cache-Control": "no-store"})
 
 

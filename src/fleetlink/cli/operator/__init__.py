@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 import typer
 
 from fleetlink.agent.sigv4 import SigV4Auth
-from fleetlink.cli.render import DEV_TOKEN_FILE, fail, is_loopback_url
+from fleetlink.cli.render import DEV_TOKEN_FILE, CallContext, fail, is_loopback_url, reporting_errors
 from fleetlink.client.operator import OperatorClient
 
 UrlOption = Annotated[
@@ -50,3 +52,11 @@ def operator_client(url: str | None, operator_token: str | None) -> OperatorClie
             f"it is kept in {DEV_TOKEN_FILE}>, or pass --operator-token",
         )
     return OperatorClient(url, auth=SigV4Auth())
+
+
+@contextmanager
+def operator_session(url: str | None, operator_token: str | None) -> Iterator[OperatorClient]:
+    """One command's operator client, closed after it; a failure in the block is printed as a message
+    naming the fix (see ``reporting_errors``), with the URL that was called."""
+    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        yield client

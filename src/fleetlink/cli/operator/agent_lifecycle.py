@@ -8,9 +8,10 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.names import AgentArgument
 from fleetlink.cli.operator.agents import agents_app
-from fleetlink.cli.render import CallContext, err, escape, fail, out, reporting_errors, when
+from fleetlink.cli.operator.command import OperatorCall, operator_command
+from fleetlink.cli.render import err, escape, fail, out, when
 from fleetlink.client.http import follow_pages, query_params, segment
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentList, AgentSummary
@@ -19,8 +20,6 @@ from fleetlink.core.entities import AgentState
 from fleetlink.core.releases.model import ReleaseList
 
 Answer = TypeVar("Answer", AgentSummary, PurgeResult)
-
-AgentArgument = Annotated[str, typer.Argument(help="Agent id (agt_...) or name")]
 
 
 def deleted_page(client: OperatorClient, limit: int | None, cursor: str | None) -> AgentList:
@@ -51,11 +50,10 @@ def resolve_agent(client: OperatorClient, name_or_id: str, *, deleted: bool = Fa
     return matches[0]
 
 
-@agents_app.command("rm")
+@operator_command(agents_app, "rm", json_output=False)
 def remove_agent(
+    call: OperatorCall,
     agent: AgentArgument,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
     purge: Annotated[
         bool,
         typer.Option("--purge", help="Purge its items now instead of after the retention (irreversible)"),
@@ -63,7 +61,7 @@ def remove_agent(
 ) -> None:
     """Delete an agent: revoked and hidden from lists at once; restorable (agents restore) until the
     retention ends (7 days by default), then a cleanup duty purges everything it left."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent_id = resolve_agent(client, agent)
         summary = client._call(AgentSummary, "DELETE", f"/agents/{segment(agent_id)}")
         if purge:
@@ -75,34 +73,24 @@ def remove_agent(
     err().print(f"restore it with: fleetlink agents restore {escape(agent_id)} (until it is purged)")
 
 
-def _on_deleted(
-    agent: str, url: str | None, operator_token: str | None, action: str, answer: type[Answer]
-) -> tuple[str, Answer]:
+def _on_deleted(call: OperatorCall, agent: str, action: str, answer: type[Answer]) -> tuple[str, Answer]:
     """POST ``action`` on a deleted agent (named as the user named it): its id and the answer."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent_id = resolve_agent(client, agent, deleted=True)
         return agent_id, client._call(answer, "POST", f"/agents/{segment(agent_id)}/{action}")
 
 
-@agents_app.command("restore")
-def restore_agent(
-    agent: AgentArgument,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-) -> None:
+@operator_command(agents_app, "restore", json_output=False)
+def restore_agent(call: OperatorCall, agent: AgentArgument) -> None:
     """Restore a deleted agent (active again, its tags back) before it is purged."""
-    _, summary = _on_deleted(agent, url, operator_token, "restore", AgentSummary)
+    _, summary = _on_deleted(call, agent, "restore", AgentSummary)
     out().print(f"{summary.agent_id} restored ({summary.state.value})", markup=False)
 
 
-@agents_app.command("purge")
-def purge_agent(
-    agent: AgentArgument,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-) -> None:
+@operator_command(agents_app, "purge", json_output=False)
+def purge_agent(call: OperatorCall, agent: AgentArgument) -> None:
     """Purge a deleted agent now (irreversible): every item it left is removed."""
-    agent_id, result = _on_deleted(agent, url, operator_token, "purge", PurgeResult)
+    agent_id, result = _on_deleted(call, agent, "purge", PurgeResult)
     out().print(f"{agent_id} purged ({result.purged_items} items)", markup=False)
 
 
@@ -127,8 +115,9 @@ def _concurrency(value: str | None, targeted: int) -> int | None:
         ) from None
 
 
-@agents_app.command("upgrade")
+@operator_command(agents_app, "upgrade", json_output=False)
 def upgrade_agents(
+    call: OperatorCall,
     to: Annotated[str, typer.Option("--to", help="The release to run (fleetlink release ls)")],
     target: Annotated[
         list[str],
@@ -136,8 +125,6 @@ def upgrade_agents(
             "--target", "-t", help="agt_ id, tag:KEY=VALUE (a ring: tag:ring=canary), a name or glob, or all"
         ),
     ],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
     max_concurrency: Annotated[
         str | None,
         typer.Option("--max-concurrency", help="At most this many at once: a number or a share (10%)"),
@@ -161,7 +148,7 @@ def upgrade_agents(
     from fleetlink.cli.waiting import follow
 
     targets = parse_targets(target)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         published = {
             r.platform
             for r in client._call(ReleaseList, "GET", "/releases").items

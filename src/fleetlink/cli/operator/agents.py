@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent, warn_duplicates
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     LIVENESS_STYLE,
     STATE_STYLE,
-    CallContext,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     ago,
     duration,
     err,
@@ -32,9 +29,7 @@ from fleetlink.cli.render import (
     print_details,
     print_json,
     print_table,
-    reporting_errors,
     styled,
-    wants_json,
     when,
 )
 from fleetlink.contract.agents import AgentSummary
@@ -46,10 +41,9 @@ agents_app = typer.Typer(help="Operator: list, inspect, revoke and tag agents.",
 StatusFilter = StrEnum("StatusFilter", {m.name: m.value for m in (*AgentState, *Liveness)})  # type: ignore[misc]
 
 
-@agents_app.command("ls")
+@operator_command(agents_app, "ls")
 def list_agents(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     status: Annotated[StatusFilter | None, typer.Option("--status", help="Only agents in this state")] = None,
     tag: Annotated[
         str | None, typer.Option("--tag", metavar="KEY=VALUE", help="Only agents with this tag")
@@ -58,8 +52,6 @@ def list_agents(
     every: AllOption = False,
     deleted: Annotated[bool, typer.Option("--deleted", help="Deleted agents not purged yet, only")] = False,
     cursor: CursorOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array).
 
@@ -68,7 +60,7 @@ def list_agents(
     from fleetlink.cli.operator.agent_lifecycle import deleted_page
 
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         taken = take(
             lambda size, at: (
                 deleted_page(client, size, at)
@@ -82,7 +74,7 @@ def list_agents(
     agents = sorted(taken.items, key=lambda agent: (agent.name, agent.agent_id))
     options = [*(["--status", str(status)] if status else []), *(["--tag", tag] if tag else [])]
     options += ["--deleted"] if deleted else []
-    if wants_json(output, as_json):
+    if call.json:
         print_json(agents)
         more_hint("agents ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
@@ -158,18 +150,12 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
     return rows
 
 
-@agents_app.command("show")
-def show_agent(
-    agent_ref: AgentArgument,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
-) -> None:
+@operator_command(agents_app, "show")
+def show_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Show one agent and its registration history with similarity scores (-o json: the API's object)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent = client.get_agent(resolve_agent(client, agent_ref))
-    if wants_json(output, as_json):
+    if call.json:
         print_json(agent)
         return
     print_details(_summary_rows(agent))
@@ -190,18 +176,12 @@ def show_agent(
     print_table(columns, rows, title="Registration history (newest first)")
 
 
-@agents_app.command("revoke")
-def revoke_agent(
-    agent_ref: AgentArgument,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
-) -> None:
+@operator_command(agents_app, "revoke")
+def revoke_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Revoke an agent: its signed requests are refused from now on (idempotent)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent = client.revoke(resolve_agent(client, agent_ref))
-    if wants_json(output, as_json):
+    if call.json:
         print_json(agent)
         return
     out().print(
@@ -222,15 +202,20 @@ def _print_tags(agent: AgentSummary, json_out: bool) -> None:
     )
 
 
-@agents_app.command("tags", no_args_is_help=True)
+def _edit_tags(call: OperatorCall, agent_ref: str, edit: Callable[[dict[str, str]], dict[str, str]]) -> None:
+    """Replace an agent's tags with ``edit(its current tags)``, and print them."""
+    with call.session() as client:
+        agent_id = resolve_agent(client, agent_ref)
+        agent = client.replace_tags(agent_id, edit(dict(client.get_agent(agent_id).tags)))
+    _print_tags(agent, call.json)
+
+
+@operator_command(agents_app, "tags", no_args_is_help=True)
 def replace_agent_tags(
+    call: OperatorCall,
     agent_ref: AgentArgument,
     pairs: TagPairs = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove every tag (give no pairs)")] = False,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Replace all of an agent's tags with KEY=VALUE pairs (--clear: none). One tag: agents tag / untag."""
     tags = parse_tags(pairs)
@@ -238,70 +223,57 @@ def replace_agent_tags(
         raise typer.BadParameter(
             "give key=value pairs, or --clear to remove all tags", param_hint="KEY=VALUE"
         )
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent = client.replace_tags(resolve_agent(client, agent_ref), tags)
-    _print_tags(agent, wants_json(output, as_json))
+    _print_tags(agent, call.json)
 
 
-@agents_app.command("tag", no_args_is_help=True)
+@operator_command(agents_app, "tag", no_args_is_help=True)
 def add_agent_tags(
+    call: OperatorCall,
     agent_ref: AgentArgument,
     pairs: Annotated[list[str], typer.Argument(metavar="KEY=VALUE", help="Tags to add or change")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Add (or change) tags on an agent, keeping its others."""
     added = parse_tags(pairs)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent_id = resolve_agent(client, agent_ref)
-        current = client.get_agent(agent_id).tags
-        agent = client.replace_tags(agent_id, {**current, **added})
-    _print_tags(agent, wants_json(output, as_json))
+    _edit_tags(call, agent_ref, lambda current: {**current, **added})
 
 
-@agents_app.command("untag", no_args_is_help=True)
+@operator_command(agents_app, "untag", no_args_is_help=True)
 def remove_agent_tags(
+    call: OperatorCall,
     agent_ref: AgentArgument,
     tag_keys: Annotated[list[str], typer.Argument(metavar="KEY", help="Keys of the tags to remove")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Remove tags from an agent by key, keeping its others (a key it lacks is an error)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
-        agent_id = resolve_agent(client, agent_ref)
-        current = client.get_agent(agent_id).tags
+
+    def without(current: dict[str, str]) -> dict[str, str]:
         missing = sorted(set(tag_keys) - set(current))
         if missing:
             raise fail(
                 f"the agent has no tag {', '.join(missing)}",
                 fix=f"fleetlink agents show {agent_ref} lists its tags",
             )
-        agent = client.replace_tags(agent_id, {k: v for k, v in current.items() if k not in tag_keys})
-    _print_tags(agent, wants_json(output, as_json))
+        return {key: value for key, value in current.items() if key not in tag_keys}
+
+    _edit_tags(call, agent_ref, without)
 
 
-@agents_app.command("recovery-token", no_args_is_help=True)
+@operator_command(agents_app, "recovery-token", no_args_is_help=True)
 def mint_recovery_token(
+    call: OperatorCall,
     agent_ref: AgentArgument,
     ttl: Annotated[
         int, duration_option("--ttl", help="How long the token may be used", low=60, high=86_400, default=900)
     ] = 900,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Mint a single-use token with which a new key takes over this agent id (a lost key, a new disk).
 
     On the machine: fleetlink agent register --token <token> (a new state dir is fine)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         agent_id = resolve_agent(client, agent_ref)
         minted = client.mint_recovery_token(agent_id, ttl_seconds=ttl)
-    if wants_json(output, as_json):
+    if call.json:
         print_json(minted)
         return
     err().print(

@@ -11,21 +11,15 @@ import httpx
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.render import (
-    CallContext,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     err,
     escape,
     fail,
     out,
     print_json,
     print_table,
-    reporting_errors,
-    wants_json,
     when,
 )
 from fleetlink.client.http import FleetlinkApiError
@@ -103,14 +97,13 @@ def _artifact_identity(path: Path) -> tuple[str, str]:
     return str(info.get("version")), str(info.get("platform"))
 
 
-@release_app.command("publish")
+@operator_command(release_app, "publish", json_output=False)
 def publish(
+    call: OperatorCall,
     artifacts: Annotated[
         list[Path], typer.Argument(help="Artifacts from `make agent-dist` (dist/agent/*.tar.gz)")
     ],
     key_path: KeyOption,
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
 ) -> None:
     """Sign each artifact with the release key and upload it; nodes can then install or upgrade to it.
 
@@ -118,7 +111,7 @@ def publish(
     """
     key = _load_key(key_path)
     public = signing.public_pem(key.public_key())
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         current = _current_key(client)
         if current is None:
             current = _set_key(client, public)
@@ -158,17 +151,12 @@ def publish(
             typer.echo(f"{release.version} {release.platform}")
 
 
-@release_app.command("ls")
-def list_releases(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
-) -> None:
+@operator_command(release_app, "ls")
+def list_releases(call: OperatorCall) -> None:
     """Releases, newest version first."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         releases = client._call(ReleaseList, "GET", "/releases").items
-    if wants_json(output, as_json):
+    if call.json:
         print_json(releases)
         return
     if not releases:
@@ -196,19 +184,18 @@ def list_releases(
     print_table(columns, rows)
 
 
-@release_app.command("rotate-key")
+@operator_command(release_app, "rotate-key", json_output=False)
 def rotate_key(
+    call: OperatorCall,
     old: Annotated[Path, typer.Option("--old", help="The current release private key")],
     new: Annotated[
         Path, typer.Option("--new", help="The new release private key (fleetlink release keygen)")
     ],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
 ) -> None:
     """Move the fleet to a new release key: the old key signs the new one, and agents accept the new
     key only with that signature."""
     old_key, new_key = _load_key(old), _load_key(new)
     signature = signing.sign_rotation(old_key, new_key.public_key())
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         key = _set_key(client, signing.public_pem(new_key.public_key()), signature)
     out().print(f"release key is now {key.key_id} (signed by {key.previous_key_id})", markup=False)

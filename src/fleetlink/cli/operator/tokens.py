@@ -6,15 +6,11 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
-    CallContext,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     TagOption,
     err,
     escape,
@@ -24,23 +20,17 @@ from fleetlink.cli.render import (
     parse_tags,
     print_json,
     print_table,
-    reporting_errors,
     when,
 )
+from fleetlink.cli.shared_options import command_group
 from fleetlink.contract.agents import TokenSummary
 
-tokens_app = typer.Typer(help="Operator: registration tokens.", no_args_is_help=True)
+tokens_app = command_group("Operator: registration tokens.")
 
 
-@tokens_app.callback()
-def tokens() -> None:
-    """Operator: registration tokens."""  # a callback keeps `create` a subcommand when it is the only one
-
-
-@tokens_app.command("create")
+@operator_command(tokens_app, "create", json_output=False)
 def create_token(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     ttl: Annotated[
         int, duration_option("--ttl", help="Lifetime: 10m, 2h, 7d", low=60, high=30 * 86_400, default=3600)
     ] = 3600,
@@ -55,7 +45,7 @@ def create_token(
 ) -> None:
     """Mint a registration token and print it (only now: it is stored hashed)."""
     tags = parse_tags(tag)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         created = client.create_token(ttl_seconds=ttl, max_uses=max_uses, tags=tags, name_prefix=name_prefix)
     err().print(
         f"token {created.token_id}: {created.max_uses} use(s), expires {when(created.expires_at)}"
@@ -75,20 +65,17 @@ def _token_state(token: TokenSummary, now: int) -> str:
     return "[green]usable[/green]"
 
 
-@tokens_app.command("ls")
+@operator_command(tokens_app, "ls")
 def list_tokens(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     limit: LimitOption = DEFAULT_LIMIT,
     every: AllOption = False,
     cursor: CursorOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """List registration and recovery tokens, newest first: uses, expiry, tags (never the secret).
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         taken = take(
             lambda size, at: client.list_tokens(limit=size, cursor=at),
             limit=limit,
@@ -96,7 +83,7 @@ def list_tokens(
             cursor=cursor,
         )
     tokens = taken.items
-    if output is OutputFormat.JSON or as_json:
+    if call.json:
         print_json(tokens)
         more_hint("tokens ls", taken.cursor, limit=limit, options=["-o", "json"])
         return
@@ -121,13 +108,12 @@ def list_tokens(
     more_hint("tokens ls", taken.cursor, limit=limit)
 
 
-@tokens_app.command("revoke")
+@operator_command(tokens_app, "revoke", json_output=False)
 def revoke_token(
+    call: OperatorCall,
     token_id: Annotated[str, typer.Argument(help="Token id (tok_...), as `fleetlink tokens ls` shows it")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
 ) -> None:
     """Revoke a registration token: registrations with it fail from now on (idempotent)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         token = client.revoke_token(token_id)
     out().print(f"{token.token_id} revoked at {when(token.revoked_at)}")

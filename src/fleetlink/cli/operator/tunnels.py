@@ -6,28 +6,24 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.render import (
     HEALTH_STYLE,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     ago,
     err,
     escape,
     now_ms,
     print_details,
     print_table,
-    reporting_errors,
     styled,
-    wants_json,
     when,
 )
 from fleetlink.contract.tunnels import Event, Health, Mode, Provider, Tunnel
@@ -99,13 +95,12 @@ def _show(tunnel: Tunnel, as_json: bool) -> None:
         )
 
 
-@tunnels_app.command("create")
+@operator_command(tunnels_app, "create")
 def create_tunnel(
+    call: OperatorCall,
     agent_ref: AgentArgument,
     name: Annotated[str, typer.Option("--name", help="Unique per agent and provider")],
     target: Annotated[str, typer.Option("--target", help="The local service, host:port")],
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
     provider: Annotated[Provider, typer.Option("--provider")] = Provider.SELF_HOSTED,
     mode: Annotated[Mode, typer.Option("--mode")] = Mode.HTTP,
     route: Annotated[
@@ -116,11 +111,8 @@ def create_tunnel(
     secret_stdin: Annotated[
         bool, typer.Option("--secret-stdin", help="Read the provider credential from stdin (never argv)")
     ] = False,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """Create a tunnel for an agent; it starts within the agent's next heartbeat."""
-    as_json = wants_json(output, as_json)
     spec: dict[str, Any] = {
         "provider": provider.value,
         "name": name,
@@ -133,17 +125,16 @@ def create_tunnel(
         spec["public_hostname"] = hostname
     if secret_stdin:
         spec["secret"] = sys.stdin.read().strip()
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         tunnel = client.create_tunnel(resolve_agent(client, agent_ref), spec)
-    if not as_json:
+    if not call.json:
         err().print(f"[green]created[/green] {tunnel.tunnel_id}")
-    _show(tunnel, as_json)
+    _show(tunnel, call.json)
 
 
-@tunnels_app.command("ls")
+@operator_command(tunnels_app, "ls")
 def list_tunnels(
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     agent: Annotated[
         str | None, typer.Option("--agent", metavar="AGENT", help="Only this agent's (id or name)")
     ] = None,
@@ -155,19 +146,16 @@ def list_tunnels(
     limit: LimitOption = DEFAULT_LIMIT,
     every: AllOption = False,
     cursor: CursorOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """List tunnels with their health (a silent agent's tunnels read unknown), in the API's order.
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    as_json = wants_json(output, as_json)
     filters: dict[str, Any] = {
         "provider": provider.value if provider else None,
         "health": health.value if health else None,
         "enabled": enabled,
     }
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         filters["agent_id"] = resolve_agent(client, agent) if agent else None
         taken = take(
             lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters),
@@ -182,7 +170,7 @@ def list_tunnels(
         *(["--health", health.value] if health else []),
         *([] if enabled is None else ["--enabled" if enabled else "--disabled"]),
     ]
-    if as_json:
+    if call.json:
         _print_json([t.model_dump(mode="json") for t in tunnels])
         more_hint("tunnels ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
@@ -222,19 +210,12 @@ def list_tunnels(
     more_hint("tunnels ls", taken.cursor, limit=limit, options=options)
 
 
-@tunnels_app.command("show")
-def show_tunnel(
-    tunnel_id: TunnelIdArgument,
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@operator_command(tunnels_app, "show")
+def show_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
     """Show one tunnel and its routes."""
-    as_json = wants_json(output, as_json)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         tunnel = client.get_tunnel(tunnel_id)
-    _show(tunnel, as_json)
+    _show(tunnel, call.json)
 
 
 def _print_events(events: list[Event], title: str) -> None:
@@ -255,13 +236,12 @@ def _print_events(events: list[Event], title: str) -> None:
     )
 
 
-@tunnels_app.command("events")
+@operator_command(tunnels_app, "events")
 def tunnel_events(
-    url: UrlOption,
+    call: OperatorCall,
     tunnel_id: Annotated[
         str | None, typer.Argument(metavar="TUNNEL", help="A tunnel (default: the whole fleet)")
     ] = None,
-    operator_token: OperatorTokenOption = None,
     errors: Annotated[bool, typer.Option("--errors", help="Fleet-wide: only errors")] = False,
     hours: Annotated[
         float, typer.Option("--hours", min=0.0, metavar="HOURS", help="Fleet-wide: look back this far")
@@ -269,15 +249,12 @@ def tunnel_events(
     limit: LimitOption = DEFAULT_LIMIT,
     every: AllOption = False,
     cursor: CursorOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
 ) -> None:
     """A tunnel's events, or the fleet's recent events (or errors), newest first.
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    as_json = wants_json(output, as_json)
     since = now_ms() - int(hours * 3_600_000)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         taken = take(
             lambda size, at: (
                 client.tunnel_events(tunnel_id, limit=size, cursor=at)
@@ -290,7 +267,7 @@ def tunnel_events(
         )
     options = [*([tunnel_id] if tunnel_id else []), *(["--errors"] if errors else [])]
     options += [] if tunnel_id or hours == 24.0 else ["--hours", f"{hours:g}"]
-    if as_json:
+    if call.json:
         _print_json([e.model_dump(mode="json") for e in taken.items])
         more_hint("tunnels events", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
@@ -303,62 +280,37 @@ def tunnel_events(
     more_hint("tunnels events", taken.cursor, limit=limit, options=options)
 
 
-def _set_enabled(
-    tunnel_id: str, url: str | None, operator_token: str | None, enabled: bool, as_json: bool
-) -> None:
-    with reporting_errors(), operator_client(url, operator_token) as client:
-        tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
-    _show(tunnel, as_json)
+def _enabling(enabled: bool) -> Callable[..., None]:
+    """The command that enables (or disables) a tunnel: one body for both."""
+
+    def set_enabled(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
+        with call.session() as client:
+            tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
+        _show(tunnel, call.json)
+
+    return set_enabled
 
 
-@tunnels_app.command("enable")
-def enable_tunnel(
-    tunnel_id: TunnelIdArgument,
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
-    """Enable a tunnel: its agent starts it."""
-    as_json = wants_json(output, as_json)
-    _set_enabled(tunnel_id, url, operator_token, True, as_json)
+operator_command(tunnels_app, "enable", help="Enable a tunnel: its agent starts it.")(_enabling(True))
+operator_command(
+    tunnels_app, "disable", help="Disable a tunnel: its agent stops it (the declaration stays)."
+)(_enabling(False))
 
 
-@tunnels_app.command("disable")
-def disable_tunnel(
-    tunnel_id: TunnelIdArgument,
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
-    """Disable a tunnel: its agent stops it (the declaration stays)."""
-    as_json = wants_json(output, as_json)
-    _set_enabled(tunnel_id, url, operator_token, False, as_json)
-
-
-@tunnels_app.command("rm")
-def delete_tunnel(
-    tunnel_id: TunnelIdArgument, url: UrlOption, operator_token: OperatorTokenOption = None
-) -> None:
+@operator_command(tunnels_app, "rm", json_output=False)
+def delete_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
     """Delete a tunnel: its agent stops it and forgets it."""
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         client.delete_tunnel(tunnel_id)
     err().print(f"deleted {tunnel_id}")
 
 
-@tunnels_app.command("health")
-def fleet_health(
-    url: UrlOption,
-    operator_token: OperatorTokenOption = None,
-    as_json: JsonOption = False,
-    output: OutputOption = OutputFormat.TABLE,
-) -> None:
+@operator_command(tunnels_app, "health")
+def fleet_health(call: OperatorCall) -> None:
     """The fleet's tunnels counted by provider and health."""
-    as_json = wants_json(output, as_json)
-    with reporting_errors(), operator_client(url, operator_token) as client:
+    with call.session() as client:
         summary = client.tunnels_health()
-    if as_json:
+    if call.json:
         _print_json(summary.model_dump(mode="json"))
         return
     healths = list(Health)

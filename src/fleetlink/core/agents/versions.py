@@ -12,7 +12,7 @@ from fleetlink.core.agents.ports import RegistrationStore
 from fleetlink.core.clock import Clock
 from fleetlink.core.entities import Strict
 from fleetlink.core.ids import IdPrefix, new_id
-from fleetlink.release.node import VERSION_PATTERN
+from fleetlink.release.manifest import VERSION_PATTERN
 
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN, max_length=48)]
 

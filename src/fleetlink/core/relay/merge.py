@@ -22,7 +22,10 @@ from fleetlink.core.relay.hlc import Hlc
 from fleetlink.core.relay.records import MAX_FUTURE_SKEW_MS, TOMBSTONE_RETENTION_MS, Record
 
 
-class Outcome(StrEnum):
+class RecordStatus(StrEnum):
+    """What became of one record: the first three acknowledge it; ``rejected`` is final (the record
+    breaks a rule); ``retry`` means the server could not write it now (throttled): send it again."""
+
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     STALE = "stale"
@@ -33,7 +36,11 @@ class Outcome(StrEnum):
     @property
     def acknowledges(self) -> bool:
         """Whether the node may forget the record (the cloud has it, or has something newer)."""
-        return self in (Outcome.APPLIED, Outcome.DUPLICATE, Outcome.STALE)
+        return self in (RecordStatus.APPLIED, RecordStatus.DUPLICATE, RecordStatus.STALE)
+
+
+#: The merge's outcome for a record is its status on the wire (``fleetlink.contract.relay``).
+Outcome = RecordStatus
 
 
 @dataclass(frozen=True, slots=True)

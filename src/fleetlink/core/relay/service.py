@@ -71,12 +71,19 @@ class RecordService:
         self._writers = writers
         self._pool: ThreadPoolExecutor | None = None
 
-    def _map(self, work: Callable[[Record], RecordAnswer], records: Sequence[Record]) -> list[RecordAnswer]:
-        if len(records) <= 1 or self._writers <= 1:
-            return [work(record) for record in records]
+    def _map_groups(
+        self, work: Callable[[Record], RecordAnswer], groups: Sequence[Sequence[Record]]
+    ) -> list[list[RecordAnswer]]:
+        """``work`` on every record: the groups in parallel, each group's records in order."""
+
+        def serially(group: Sequence[Record]) -> list[RecordAnswer]:
+            return [work(record) for record in group]
+
+        if len(groups) <= 1 or self._writers <= 1:
+            return [serially(group) for group in groups]
         if self._pool is None:  # one pool per container, created on the first batch
             self._pool = ThreadPoolExecutor(self._writers, thread_name_prefix="relay-writer")
-        return list(self._pool.map(work, records))
+        return list(self._pool.map(serially, groups))
 
     def apply(self, node_id: str, incoming: Sequence[Record | Rejection | Incoming]) -> list[RecordAnswer]:
         """One answer per record of ``node_id``, in order; the node's sync state counts them. A record
@@ -107,9 +114,15 @@ class RecordService:
                 return RecordAnswer(record.record_id, Outcome.STALE)
             return RecordAnswer(record.record_id, classify_kept(result.previous, record))
 
-        written = self._map(write, [record for _, record in to_write])
-        for (index, _), answer in zip(to_write, written, strict=True):
-            answers[index] = answer
+        # records of one key are written in the batch's order (one after another), keys in parallel
+        by_key: dict[tuple[str, str], list[tuple[int, Record]]] = {}
+        for index, record in to_write:
+            by_key.setdefault((record.collection, record.key), []).append((index, record))
+        groups = list(by_key.values())
+        written = self._map_groups(write, [[record for _, record in group] for group in groups])
+        for group, group_answers in zip(groups, written, strict=True):
+            for (index, _), answer in zip(group, group_answers, strict=True):
+                answers[index] = answer
         final = [answer for answer in answers if answer is not None]
         self._count(node_id, final, changes, now)
         return final

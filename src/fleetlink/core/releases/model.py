@@ -11,7 +11,7 @@ from fleetlink.core.agents.commands import Pem
 from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.entities import Strict
 from fleetlink.core.numbers import StrictInt
-from fleetlink.release.node import MAX_ARTIFACT_BYTES, PLATFORMS, SHA256_PATTERN, VERSION_PATTERN
+from fleetlink.release.manifest import MAX_ARTIFACT_BYTES, PLATFORMS, SHA256_PATTERN, VERSION_PATTERN
 
 Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN, max_length=48)]
 PlatformName = Annotated[str, StringConstraints(pattern="^(" + "|".join(PLATFORMS) + ")$")]

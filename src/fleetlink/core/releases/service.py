@@ -16,7 +16,7 @@ from fleetlink.core.releases.model import (
 )
 from fleetlink.core.releases.ports import ReleaseBucket, ReleaseRepository
 from fleetlink.release import signing
-from fleetlink.release.node import artifact_file_name, version_key
+from fleetlink.release.manifest import artifact_file_name, version_key
 
 #: Presigned links live this long: long enough to move an artifact, short enough to be useless later.
 UPLOAD_LINK_S = 900

@@ -238,9 +238,9 @@ class EventsBatch(_Strict):
 # --- records ---------------------------------------------------------------------------------------
 
 
-class TunnelRecord(DeferredModel):
-    """A tunnel as stored: the operator's desired config, the agent's last reported status, and the
-    secret only in its sealed form (``sealed_secret``, opened by the agent alone)."""
+class TunnelFields(DeferredModel):
+    """Which tunnel, on which agent, through what, to where: the first fields of the stored record
+    and of the tunnel as answered (``fleetlink.contract.tunnels.Tunnel``), in this order."""
 
     tunnel_id: str
     agent_id: str
@@ -249,6 +249,12 @@ class TunnelRecord(DeferredModel):
     mode: Mode
     local_target: str
     public_hostname: str | None = None
+
+
+class TunnelRecord(TunnelFields):
+    """A tunnel as stored: the operator's desired config, the agent's last reported status, and the
+    secret only in its sealed form (``sealed_secret``, opened by the agent alone)."""
+
     enabled: bool
     routes: list[Route] = Field(default_factory=list)
     sealed_secret: str | None = None

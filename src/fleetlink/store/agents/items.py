@@ -15,14 +15,13 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.condition import Condition
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import TokenUse
 from fleetlink.core.errors import TokenUnusable
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem, entity
+from fleetlink.store.base import ListIndex, TableItem, entity, index_keys
 from fleetlink.store.presence import AgentPresenceItem as AgentPresenceItem
 from fleetlink.store.table import LIST_INDEX
 
@@ -33,23 +32,12 @@ TOKEN_RETENTION_AFTER_EXPIRY_S = 7 * 24 * 3600
 # --- items ---------------------------------------------------------------------------------
 
 
-class AgentListIndex(GlobalSecondaryIndex["AgentProfileItem"]):
-    """gsi1: agents, sharded by id; written only when a profile changes."""
-
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
 class AgentProfileItem(TableItem, discriminator="agent"):
     """Who an agent is: keys, hardware, tags. Heartbeats never write it."""
 
-    agent_list = AgentListIndex()
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
+    #: agents, sharded by id; written only when a profile changes
+    agent_list: ListIndex[AgentProfileItem] = ListIndex()
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX)
     agent_id = UnicodeAttribute()
     fingerprint = UnicodeAttribute()
     name = UnicodeAttribute()
@@ -89,21 +77,10 @@ class EvidenceItem(TableItem, discriminator="evidence"):
     agent_id = UnicodeAttribute()
 
 
-class TokenListIndex(GlobalSecondaryIndex["RegistrationTokenItem"]):
-    """gsi1: registration and recovery tokens, newest first."""
-
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
 class RegistrationTokenItem(TableItem, discriminator="registration_token"):
-    token_list = TokenListIndex()
-    gsi1pk = UnicodeAttribute(null=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(null=True, attr_name=LIST_INDEX.sort_key)
+    #: registration and recovery tokens, newest first
+    token_list: ListIndex[RegistrationTokenItem] = ListIndex()
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX, null=True)
     token_id = UnicodeAttribute()
     secret_hash = UnicodeAttribute()
     purpose = UnicodeAttribute(default="registration")

@@ -19,7 +19,7 @@ from fleetlink.core.tasks.model import (
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import cancel, execution_of
 from fleetlink.store import contention, keys
-from fleetlink.store.base import TableItem, transaction
+from fleetlink.store.base import table_connection, table_name, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.errors import translate, translates_store_errors
 from fleetlink.store.tasks.items import ExecutionItem, FanoutChunkItem, FanoutItem, TaskOpenItem, _open_item
@@ -52,8 +52,8 @@ def _hand_over(marker: FanoutItem, task_id: str, now_ms: int) -> bool:
 def _batch_put(items: list[dict[str, Any]]) -> None:
     """BatchWriteItem, 25 a request; what DynamoDB leaves unprocessed is resent after a jittered
     backoff, a bounded number of rounds, then a 429 (the items are inert until referenced)."""
-    connection = TableItem._get_connection().connection
-    table = TableItem.Meta.table_name
+    connection = table_connection().connection
+    table = table_name()
     pending = items
     for round_ in range(BATCH_WRITE_ROUNDS):
         unprocessed: list[dict[str, Any]] = []

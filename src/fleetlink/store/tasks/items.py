@@ -13,7 +13,6 @@ from pynamodb.attributes import (
     VersionAttribute,
 )
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
 
 from fleetlink.core.tasks.model import (
     CreateRecord,
@@ -22,7 +21,15 @@ from fleetlink.core.tasks.model import (
     Task,
 )
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem, entity
+from fleetlink.store.base import (
+    DueIndex,
+    ListIndex,
+    QueueIndex,
+    TableItem,
+    TaskExecutionsIndex,
+    entity,
+    index_keys,
+)
 from fleetlink.store.table import DUE_INDEX, LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 
 # --- items ---------------------------------------------------------------------------------
@@ -34,32 +41,26 @@ _FINISHED_COUNTS = tuple(status.value for status in ExecutionStatus if status.te
 IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 
-class TaskListIndex(GlobalSecondaryIndex["TaskItem"]):
-    """gsi1: tasks by month of creation."""
+class TaskSpecAttributes:
+    """What a task asks of each execution, which every execution carries a copy of."""
 
-    class Meta:
-        index_name = LIST_INDEX.name
-        projection = AllProjection()
-
-    gsi1pk = UnicodeAttribute(hash_key=True, attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(range_key=True, attr_name=LIST_INDEX.sort_key)
-
-
-class TaskItem(TableItem, discriminator="task"):
-    task_list = TaskListIndex()
-    gsi1pk = UnicodeAttribute(attr_name=LIST_INDEX.partition_key)
-    gsi1sk = UnicodeAttribute(attr_name=LIST_INDEX.sort_key)
-    task_id = UnicodeAttribute()
     task_type = UnicodeAttribute()  # "type" names the item kind
     command = UnicodeAttribute(null=True)
     input = JSONAttribute(null=True)
-    targets = JSONAttribute()
     priority = NumberAttribute()
     timeout_seconds = NumberAttribute()
     max_retries = NumberAttribute()
     delivery_timeout_seconds = NumberAttribute()
     max_concurrency = NumberAttribute(null=True)
     max_errors = NumberAttribute(null=True)
+
+
+class TaskItem(TaskSpecAttributes, TableItem, discriminator="task"):
+    #: tasks by month of creation
+    task_list: ListIndex[TaskItem] = ListIndex()
+    gsi1pk, gsi1sk = index_keys(LIST_INDEX)
+    task_id = UnicodeAttribute()
+    targets = JSONAttribute()
     created_at = NumberAttribute()
     created_by = UnicodeAttribute()
     execution_count = NumberAttribute()
@@ -87,61 +88,17 @@ class TaskSlotsItem(TableItem, discriminator="task_slots"):
     limit = NumberAttribute()
 
 
-class QueueIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi2: an agent's queued executions, in claim order."""
-
-    class Meta:
-        index_name = QUEUE_INDEX.name
-        projection = AllProjection()
-
-    gsi2pk = UnicodeAttribute(hash_key=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(range_key=True, attr_name=QUEUE_INDEX.sort_key)
-
-
-class TaskExecutionsIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi3: a task's executions, sharded (status and result only)."""
-
-    class Meta:
-        index_name = TASK_EXECUTIONS_INDEX.name
-        projection = IncludeProjection(list(TASK_EXECUTIONS_INDEX.non_key_attributes))
-
-    gsi3pk = UnicodeAttribute(hash_key=True, attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(range_key=True, attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-
-
-class DueIndex(GlobalSecondaryIndex["ExecutionItem"]):
-    """gsi4: timers (keys and the item kind), sharded."""
-
-    class Meta:
-        index_name = DUE_INDEX.name
-        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
-
-    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
-
-
-class ExecutionItem(TableItem, discriminator="execution"):
-    queue = QueueIndex()
-    by_task = TaskExecutionsIndex()
-    due = DueIndex()
-    gsi2pk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.partition_key)
-    gsi2sk = UnicodeAttribute(null=True, attr_name=QUEUE_INDEX.sort_key)
-    gsi3pk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.partition_key)
-    gsi3sk = UnicodeAttribute(attr_name=TASK_EXECUTIONS_INDEX.sort_key)
-    gsi4pk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(null=True, attr_name=DUE_INDEX.sort_key)
+class ExecutionItem(TaskSpecAttributes, TableItem, discriminator="execution"):
+    #: An agent's queue (while queued), a task's executions, and timers (while one runs).
+    queue: QueueIndex[ExecutionItem] = QueueIndex()
+    by_task: TaskExecutionsIndex[ExecutionItem] = TaskExecutionsIndex()
+    due: DueIndex[ExecutionItem] = DueIndex()
+    gsi2pk, gsi2sk = index_keys(QUEUE_INDEX, null=True)
+    gsi3pk, gsi3sk = index_keys(TASK_EXECUTIONS_INDEX)
+    gsi4pk, gsi4sk = index_keys(DUE_INDEX, null=True)
     execution_id = UnicodeAttribute()
     task_id = UnicodeAttribute()
     agent_id = UnicodeAttribute()
-    task_type = UnicodeAttribute()  # "type" names the item kind
-    command = UnicodeAttribute(null=True)
-    input = JSONAttribute(null=True)
-    priority = NumberAttribute()
-    timeout_seconds = NumberAttribute()
-    max_retries = NumberAttribute()
-    delivery_timeout_seconds = NumberAttribute()
-    max_concurrency = NumberAttribute(null=True)
-    max_errors = NumberAttribute(null=True)
     fanout = NumberAttribute(null=True)
     status = UnicodeAttribute()
     attempt = NumberAttribute()
@@ -170,23 +127,11 @@ class ExecutionItem(TableItem, discriminator="execution"):
     version = VersionAttribute()
 
 
-class FanoutDueIndex(GlobalSecondaryIndex["FanoutItem"]):
-    """gsi4 again, for unfinished fan-outs."""
-
-    class Meta:
-        index_name = DUE_INDEX.name
-        projection = IncludeProjection(list(DUE_INDEX.non_key_attributes))
-
-    gsi4pk = UnicodeAttribute(hash_key=True, attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(range_key=True, attr_name=DUE_INDEX.sort_key)
-
-
 class FanoutItem(TableItem, discriminator="task_fanout"):
     """A large fan-out still being written: while it exists the task cannot finish."""
 
-    due = FanoutDueIndex()
-    gsi4pk = UnicodeAttribute(attr_name=DUE_INDEX.partition_key)
-    gsi4sk = UnicodeAttribute(attr_name=DUE_INDEX.sort_key)
+    due: DueIndex[FanoutItem] = DueIndex()
+    gsi4pk, gsi4sk = index_keys(DUE_INDEX)
     task_id = UnicodeAttribute()
 
 

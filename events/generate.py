@@ -35,6 +35,7 @@ PATH_VALUES = {
     "attempt": "1",
     "version": "0.2.0",
     "platform": "linux-x86_64",
+    "stream": "stdout",
 }
 _RECORD = {
     "record_id": "rec_01KDXRYP0000000000000000GH",
@@ -118,6 +119,7 @@ BODIES |= {
         "seq": 1,
         "parts": [{"stream": "stdout", "data": "Reading package lists...\n"}],
     },
+    ("POST", "/v1/executions/{execution_id}/output-uploads"): {"attempt": 1},
 }
 BODIES |= {
     ("PUT", "/v1/releases/key"): {
@@ -144,6 +146,7 @@ QUERIES = {
     ("GET", "/v1/releases"): "platform=linux-x86_64",
     ("GET", "/v1/executions/{execution_id}/output"): "after=0",
     ("GET", "/v1/agents/{agent_id}/executions"): "limit=20",
+    ("GET", "/v1/executions/{execution_id}/output-objects/{stream}"): "attempt=1",
 }
 
 

@@ -4,15 +4,14 @@ replaced object stays recoverable), with its access log in a bucket of its own."
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
-from aws_cdk import aws_iam as iam
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 
 from constructs import Construct
+from fleetlink.api.buckets import RELEASES_BUCKET
 from infra import nag
+from infra.constructs.buckets import bucket_name
 
-#: The only prefix the API reads and writes: ``releases/<version>/<artifact>``.
-RELEASES_PREFIX = "releases/"
 #: A replaced or deleted artifact stays recoverable this long.
 NONCURRENT_DAYS = 90
 
@@ -20,17 +19,7 @@ NONCURRENT_DAYS = 90
 def releases_bucket_name(stage: str) -> str:
     """Named by stage, account and region: the API stack derives the same name (no cross-stack
     reference, and a grant cdk-nag can be told about exactly)."""
-    return f"fleetlink-{stage}-releases-{Aws.ACCOUNT_ID}-{Aws.REGION}"
-
-
-def releases_objects_arn(stage: str) -> str:
-    return f"arn:{Aws.PARTITION}:s3:::{releases_bucket_name(stage)}/{RELEASES_PREFIX}*"
-
-
-def releases_nag_resource(stage: str) -> str:
-    """The grant's resource as cdk-nag prints it (pseudo parameters in angle brackets)."""
-    bucket = f"fleetlink-{stage}-releases-<AWS::AccountId>-<AWS::Region>"
-    return f"arn:<AWS::Partition>:s3:::{bucket}/{RELEASES_PREFIX}*"
+    return bucket_name(stage, RELEASES_BUCKET.name)
 
 
 class ReleasesBucket(Construct):
@@ -70,10 +59,3 @@ class ReleasesBucket(Construct):
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )
-
-
-def grant_presigning(grantee: iam.IGrantable, stage: str) -> None:
-    """What presigned PUT/GET links (and the publish check, a HEAD) need: objects under releases/."""
-    grantee.grant_principal.add_to_principal_policy(
-        iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=[releases_objects_arn(stage)])
-    )

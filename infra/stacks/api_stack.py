@@ -20,13 +20,13 @@ from layers.build import LayerDirs
 from constructs import Construct
 from fleetlink.api.functions import FUNCTIONS, FunctionSpec
 from fleetlink.api.roles import role_table
-from infra import constants, nag
+from infra import constants
 from infra.config import StageConfig
+from infra.constructs.buckets import grant_bucket_access
 from infra.constructs.functions import ASSET_EXCLUDES, FleetFunction
 from infra.constructs.http_api import FleetHttpApi, Route
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.operator_roles import OperatorRolePolicies
-from infra.constructs.releases_bucket import grant_presigning, releases_bucket_name, releases_nag_resource
 from infra.constructs.schedules import MAX_EVENT_AGE_CAP, CleanupDeadLetters, CleanupSchedules
 
 
@@ -104,17 +104,9 @@ class ApiStack(Stack):
                 async_failures=destinations.SqsDestination(self.dead_letters.queue) if scheduled else None,
                 async_max_event_age=MAX_EVENT_AGE_CAP if scheduled else None,
             )
-        if "releases" in self.fleet_functions:
-            releases_function = self.fleet_functions["releases"]
-            grant_presigning(releases_function.function, config.stage)
-            releases_function.function.add_environment(
-                "FLEETLINK_RELEASES_BUCKET", releases_bucket_name(config.stage)
-            )
-            nag.accept(
-                releases_function.role,
-                f"AwsSolutions-IAM5[Resource::{releases_nag_resource(config.stage)}]",
-                "presigned links for any artifact under releases/ (versions are not known in advance)",
-            )
+        for spec in functions:
+            for bucket in spec.buckets:
+                grant_bucket_access(self.fleet_functions[spec.name], config.stage, bucket)
         #: name → the Lambda function (alarms, dashboards and tests look here).
         self.functions = {name: f.function for name, f in self.fleet_functions.items()}
         targets = {name: f.target for name, f in self.fleet_functions.items()}

@@ -13,9 +13,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 
 from constructs import Construct
+from fleetlink.api.buckets import OUTPUT_BUCKET
 from fleetlink.api.settings import Settings
 from fleetlink.store import table as table_definition
 from infra import constants, nag
+from infra.constructs.buckets import bucket_name
 from infra.constructs.releases_bucket import ReleasesBucket
 
 _ATTRIBUTE_TYPES = {
@@ -161,6 +163,7 @@ class DataStack(Stack):
         self.output_bucket = s3.Bucket(
             self,
             "OutputBucket",
+            bucket_name=bucket_name(stage, OUTPUT_BUCKET.name),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             enforce_ssl=True,

@@ -12,11 +12,13 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
-from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded, ResultReport
+from fleetlink.core.tasks.output_objects import ObjectUpload, OutputUploads
 
 #: Guards against a hung test; never an assertion about speed.
 WAIT_S = 30.0
@@ -44,6 +46,10 @@ class FakeAgentApi:
     chunks: dict[str, list[tuple[int, int, list[dict[str, str]]]]] = field(default_factory=dict)
     #: Errors to raise from the next report_result calls, first one first.
     report_errors: list[FleetlinkClientError] = field(default_factory=list)
+    #: Objects uploaded by presigned link: (execution id, attempt, stream) -> the object's bytes.
+    uploaded: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
+    #: Errors to raise from the next uploads (the bucket failing), first one first.
+    upload_errors: list[Exception] = field(default_factory=list)
     #: Errors to raise from the next heartbeat calls, first one first.
     heartbeat_errors: list[FleetlinkClientError] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -123,46 +129,17 @@ class FakeAgentApi:
                 cancel=[e for e in running if e in self.cancelling],
             )
 
-    def report_result(
-        self,
-        execution_id: str,
-        *,
-        attempt: int,
-        status: str,
-        started_at: int,
-        finished_at: int,
-        exit_code: int | None = None,
-        output: str | None = None,
-        output_truncated: bool = False,
-        output_bytes: int | None = None,
-        error: str | None = None,
-        stderr: str | None = None,
-        stderr_truncated: bool = False,
-        stderr_bytes: int | None = None,
-    ) -> ResultRecorded:
+    def report_result(self, execution_id: str, report: ResultReport) -> ResultRecorded:
         with self._changed:
             if self.report_errors:
                 raise self.report_errors.pop(0)
-            body = {
-                "attempt": attempt,
-                "status": status,
-                "started_at": started_at,
-                "finished_at": finished_at,
-                "exit_code": exit_code,
-                "output": output,
-                "output_truncated": output_truncated,
-                "output_bytes": output_bytes,
-                "error": error,
-                "stderr": stderr,
-                "stderr_truncated": stderr_truncated,
-                "stderr_bytes": stderr_bytes,
-            }
+            body = report.model_dump(mode="json")
             self.results.setdefault(execution_id, []).append(body)
-            recorded = "cancelled" if execution_id in self.cancelling else status
+            recorded = "cancelled" if execution_id in self.cancelling else report.status
             self.cancelling.discard(execution_id)
             self._changed.notify_all()
             return ResultRecorded.model_validate(
-                {"execution_id": execution_id, "attempt": attempt, "status": recorded}
+                {"execution_id": execution_id, "attempt": report.attempt, "status": recorded}
             )
 
     def append_output(
@@ -173,3 +150,36 @@ class FakeAgentApi:
             self.chunks.setdefault(execution_id, []).append((attempt, seq, parts))
             self._changed.notify_all()
             return {"execution_id": execution_id, "attempt": attempt, "seq": seq, "status": "applied"}
+
+    def request_output_uploads(self, execution_id: str, attempt: int) -> OutputUploads:
+        """Links for the objects the attempt's last reported result declared (409 when none)."""
+        with self._changed:
+            reported = [r for r in self.results.get(execution_id, []) if r["attempt"] == attempt]
+            if not reported:
+                raise api_error(409, "attempt-not-reported")
+            declared = reported[-1]["output_objects"] or []
+            if not declared:
+                raise api_error(409, "no-output-objects")
+            uploads = [
+                ObjectUpload(
+                    stream=found["stream"],
+                    key=f"outputs/{execution_id}/{attempt:04d}/{found['stream']}.gz",
+                    url=f"memory://{execution_id}/{attempt}/{found['stream']}",
+                    headers={"Content-Length": str(found["size"])},
+                    size=found["size"],
+                    sha256=found["sha256"],
+                )
+                for found in declared
+            ]
+            return OutputUploads(execution_id=execution_id, attempt=attempt, uploads=uploads, expires_at=0)
+
+    def put_object(self, upload: ObjectUpload, path: Path) -> None:
+        """The bucket's side of a presigned PUT: keeps the bytes (or fails as told)."""
+        with self._changed:
+            if self.upload_errors:
+                raise self.upload_errors.pop(0)
+            _, execution_id, attempt, stream = upload.url.replace("://", "/").split("/")
+            data = path.read_bytes()
+            assert len(data) == upload.size, "a PUT of other than the signed size is refused"
+            self.uploaded[(execution_id, int(attempt), stream)] = data
+            self._changed.notify_all()

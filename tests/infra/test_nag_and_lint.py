@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra.constructs.releases_bucket import releases_nag_resource
+from infra.constructs.buckets import nag_resource
 
+from fleetlink.api.functions import buckets
 from tests.infra.conftest import Synthesized
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
@@ -29,10 +30,11 @@ REVIEWED = {
     "AwsSolutions-SMG4": "the cursor key is not rotated: a new value only turns open list cursors into 400s",
     "AwsSolutions-S1": "the releases bucket's access log bucket is not itself logged",
 }
-#: The releases function presigns links to any artifact under releases/ of its stage's bucket.
+#: Functions presign links to single objects under their bucket's prefix (releases/, outputs/).
 REVIEWED |= {
-    f"AwsSolutions-IAM5[Resource::{releases_nag_resource(stage)}]": "presigned links under releases/"
+    f"AwsSolutions-IAM5[Resource::{nag_resource(stage, bucket)}]": f"presigned links under {bucket.prefix}"
     for stage in ("dev", "prod")
+    for bucket in buckets().values()
 }
 #: Rules acknowledged per resource, by the start of their name.
 REVIEWED_PREFIXES = {

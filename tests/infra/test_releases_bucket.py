@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from fleetlink.api.functions import FUNCTIONS
 from tests.infra.conftest import Synthesized
-from tests.infra.helpers import resources_of_type, role_statements
+from tests.infra.helpers import listed, resources_of_type, role_statements
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
 
@@ -47,12 +48,20 @@ def test_the_releases_bucket_refuses_plain_http(default_app: Synthesized) -> Non
     assert all(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
 
 
-def test_only_the_releases_function_may_presign_and_only_under_releases(default_app: Synthesized) -> None:
-    statements = [s for s in role_statements(default_app, "releases") if "s3:PutObject" in str(s["Action"])]
-    (statement,) = statements
-    assert sorted(statement["Action"]) == ["s3:GetObject", "s3:PutObject"]
-    assert str(statement["Resource"]).endswith("/releases/*']}") or "/releases/*" in str(
-        statement["Resource"]
-    )
-    for other in ("registration", "heartbeat", "tasks", "tunnels", "operator", "relay", "cleanup"):
-        assert "s3:" not in str(role_statements(default_app, other))
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_s3_grants_are_the_registry_buckets_on_their_prefix(default_app: Synthesized, name: str) -> None:
+    # Given the function's S3 statements and its registry entry
+    statements = [s for s in role_statements(default_app, name) if "s3:" in str(s["Action"])]
+    declared = FUNCTIONS[name].buckets
+    # Then there is one statement per declared bucket: its actions on its prefix of its bucket only
+    assert len(statements) == len(declared)
+    for statement, bucket in zip(statements, declared, strict=True):
+        assert sorted(listed(statement["Action"])) == sorted(bucket.actions)
+        resource = str(statement["Resource"])
+        assert f"fleetlink-dev-{bucket.name}-" in resource
+        assert f"/{bucket.prefix}*" in resource
+
+
+def test_the_releases_and_tasks_functions_reach_their_buckets() -> None:
+    assert [b.name for b in FUNCTIONS["releases"].buckets] == ["releases"]
+    assert [b.name for b in FUNCTIONS["tasks"].buckets] == ["output"]

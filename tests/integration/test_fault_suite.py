@@ -2,16 +2,19 @@
 
 For each fault kind of ``FaultPlan`` (with a rate and a seed) a fleet is driven through its whole
 life: tokens, registrations, heartbeats, agent reads, tag updates, tasks created, listed, claimed,
-reported (live output chunks, then results) and cancelled, attempts read, leases and deliveries
-expired by the cleanup duties, an agent's executions listed, a signed release published and
-downloaded, agents deleted, restored, purged now, deregistered and purged by the duty, a
-revocation, the audit log read and the role probes.
+reported (live output chunks, then results declaring complete output, uploaded by presigned links
+and downloaded) and cancelled, attempts read, leases and deliveries expired by the cleanup duties,
+an agent's executions listed, a signed release published and downloaded, agents deleted, restored,
+purged now, deregistered and purged by the duty, a revocation, the audit log read and the role
+probes.
 Every answer must be a status the route's OpenAPI document lists (so a fault ends in success or a
 documented 409/429/503, never a 500), and afterwards ``check_invariants`` must find nothing.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -58,6 +61,14 @@ TUNNEL = {"provider": "self_hosted", "name": "web", "mode": "http", "local_targe
 ROUNDS = 3
 RELEASES_BUCKET = "fleetlink-test-releases"
 RELEASE = ("0.2.0", "linux-x86_64")
+OUTPUT_BUCKET = "fleetlink-test-output"
+OUTPUT_BYTES = gzip.compress(b"ok\n" * 10_000, mtime=0)
+OUTPUT_OBJECT = {
+    "stream": "stdout",
+    "size": len(OUTPUT_BYTES),
+    "sha256": hashlib.sha256(OUTPUT_BYTES).hexdigest(),
+    "bytes": 30_000,
+}
 #: Sends of one output chunk until it is taken, as an agent keeps resending while its attempt runs.
 CHUNK_SENDS = 6
 #: Every outcome of every kind, printed once at the end of the module.
@@ -106,10 +117,16 @@ class Driver:
 
 @pytest.fixture
 def deps(deps: Deps, clock: FixedClock) -> Iterator[Deps]:
-    """The shared deps with a releases bucket (moto S3, never faulted: only DynamoDB is) and deleted
-    agents due for the purge duty at once."""
-    settings = replace(deps.settings, releases_bucket=RELEASES_BUCKET, deleted_agent_retention_days=0)
-    boto3.client("s3", region_name=settings.region).create_bucket(Bucket=RELEASES_BUCKET)
+    """The shared deps with a releases and an output bucket (moto S3, never faulted: only DynamoDB
+    is) and deleted agents due for the purge duty at once."""
+    settings = replace(
+        deps.settings,
+        releases_bucket=RELEASES_BUCKET,
+        output_bucket=OUTPUT_BUCKET,
+        deleted_agent_retention_days=0,
+    )
+    for bucket in (RELEASES_BUCKET, OUTPUT_BUCKET):
+        boto3.client("s3", region_name=settings.region).create_bucket(Bucket=bucket)
     built = build_deps(settings, clock=clock)
     set_deps(built)
     yield built
@@ -163,7 +180,9 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str], a
                 now = clock.now_ms()
                 result = {"attempt": lease["attempt"], "status": "succeeded", "exit_code": 0}
                 result |= {"output": "ok\n", "started_at": now, "finished_at": now}
+                result |= {"output_objects": [OUTPUT_OBJECT]}
                 driver.signed("tasks", machine, "POST", f"{execution}/result", result)
+                drive_output_objects(driver, machine, lease)
                 driver.operator("tasks", "GET", f"{execution}/output", query="after=0")
                 driver.operator("tasks", "GET", f"{execution}/attempts")
                 driver.operator("tasks", "GET", f"{execution}/attempts/{lease['attempt']}")
@@ -186,6 +205,19 @@ def drive(driver: Driver, deps: Deps, clock: FixedClock, duties: Counter[str], a
     drive_audit(driver, task_ids)
     clock.advance(60 * 1000)
     run_duties(deps, duties)  # the purge duty: the deregistered agent (and a purge cut short) gone
+
+
+def drive_output_objects(driver: Driver, machine: Machine, lease: dict[str, Any]) -> None:
+    """The reported attempt's complete output: upload links, the object put by its link (straight to
+    the bucket, as the agent does), then a download link."""
+    execution = f"/v1/executions/{lease['execution_id']}"
+    reply = driver.signed(
+        "tasks", machine, "POST", f"{execution}/output-uploads", {"attempt": lease["attempt"]}
+    )
+    if reply.status == 200:
+        for upload in reply.json["uploads"]:
+            boto3.client("s3").put_object(Bucket=OUTPUT_BUCKET, Key=upload["key"], Body=OUTPUT_BYTES)
+    driver.operator("tasks", "GET", f"{execution}/output-objects/stdout", query=f"attempt={lease['attempt']}")
 
 
 def drive_audit(driver: Driver, task_ids: list[str]) -> None:

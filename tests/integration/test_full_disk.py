@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 
 from fleetlink.agent.disk import StateDirHealth
 from fleetlink.agent.sequence import HeartbeatSequence
+from tests.small_disk import fill, small_tmpfs
 
 T0 = 1_800_000_000_000
 
@@ -21,33 +21,8 @@ T0 = 1_800_000_000_000
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs (skipped where mounting is not allowed: not root, or no CAP_SYS_ADMIN)."""
-    mount_point = tmp_path / f"disk-{uuid.uuid4().hex[:8]}"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)], capture_output=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip() or 'mount failed'}")
-    try:
+    with small_tmpfs(tmp_path) as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Take every free byte of the file system under ``folder``."""
-    filler = folder / "filler"
-    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 4096, 1):
-            try:
-                while True:
-                    os.write(descriptor, b"\0" * size)
-            except OSError:
-                continue
-    finally:
-        os.close(descriptor)
-    return filler
 
 
 def test_a_full_state_dir_never_stops_the_heartbeat_sequence_and_recovers_by_itself(small_disk: Path) -> None:

@@ -46,6 +46,7 @@ SCHEDULED_SAMPLES = sorted((ROOT / "events" / "scheduled").glob("*.json"))
 SAMPLED_AT_MS = 1_767_225_600_000
 FUNCTIONS = tuple(REGISTRY)
 OUTSIDE = "<no handler>"
+OUTPUT_BUCKET = "fleetlink-perm-output"
 
 Calls = dict[str, set[tuple[str, str]]]
 
@@ -127,10 +128,12 @@ def run_flows(recorder: CallRecorder) -> None:
         operator_auth=OperatorAuth.TOKEN,
         operator_token_sha256=hashlib.sha256(OPERATOR_TOKEN.encode()).hexdigest(),
         releases_bucket="fleetlink-perm-releases",
+        output_bucket=OUTPUT_BUCKET,
         deleted_agent_retention_days=0,  # a deleted agent is due for the purge duty at once
     )
     clock = FixedClock(NOW_MS)
     with deployed_like(settings.table_name, recorder, settings, clock):
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=OUTPUT_BUCKET)
         api = RecordedApi(clock, recorder)
         token = api.mint_token(max_uses=8, tags={"role": "web"})
         machine, other = Machine("perm-1"), Machine("perm-2")
@@ -228,6 +231,29 @@ def run_relay_flows(api: RecordedApi, machine: Machine) -> None:
     assert api.operator("relay", "GET", f"/v1/relay/nodes/{machine.agent_id}").status == 200
 
 
+#: A complete stdout declared in a result (its bytes are put by presigned link, straight to S3).
+OUTPUT_BYTES = b"complete output, gzip or not: S3 does not look"
+OUTPUT_OBJECT = {
+    "stream": "stdout",
+    "size": len(OUTPUT_BYTES),
+    "sha256": hashlib.sha256(OUTPUT_BYTES).hexdigest(),
+    "bytes": 1_000_000,
+}
+
+
+def run_output_object_flows(api: RecordedApi, machine: Machine, lease: dict[str, Any]) -> None:
+    """Upload links for a reported attempt's declared object, the object put, a download link."""
+    execution = f"/v1/executions/{lease['execution_id']}"
+    body = {"attempt": lease["attempt"]}
+    reply = api.signed("tasks", machine, "POST", f"{execution}/output-uploads", body)
+    assert reply.status == 200, reply.body
+    (upload,) = reply.json["uploads"]
+    boto3.client("s3", region_name="us-east-1").put_object(
+        Bucket=OUTPUT_BUCKET, Key=upload["key"], Body=OUTPUT_BYTES
+    )
+    assert api.operator("tasks", "GET", f"{execution}/output-objects/stdout").status == 200
+
+
 def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
     """A task succeeding after a retry, one cancelled while queued, one cancelled while running, one
     timing out (lease expiry), one nobody claims (delivery expiry); reads and lists of each."""
@@ -245,10 +271,10 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
         leases: list[dict[str, Any]] = reply.json["executions"]
         return leases
 
-    def report(agent: Machine, lease: dict[str, Any], status: str) -> None:
+    def report(agent: Machine, lease: dict[str, Any], status: str, **fields: Any) -> None:
         now = api.clock.now_ms()
         times = {"started_at": now, "finished_at": now}
-        body = {"attempt": lease["attempt"], "status": status, "exit_code": 0, **times}
+        body = {"attempt": lease["attempt"], "status": status, "exit_code": 0, **times, **fields}
         path = f"/v1/executions/{lease['execution_id']}/result"
         assert api.signed("tasks", agent, "POST", path, body).status == 200
 
@@ -257,8 +283,9 @@ def run_task_flows(api: RecordedApi, machine: Machine, other: Machine) -> None:
     report(machine, first, "failed")  # requeued as attempt 2
     (second,) = claim(machine)
     assert api.heartbeat(machine, {"running_executions": [second["execution_id"]]}).status == 200
-    report(machine, second, "succeeded")
+    report(machine, second, "succeeded", output_objects=[OUTPUT_OBJECT])
     assert api.signed("tasks", machine, "GET", f"/v1/executions/{second['execution_id']}").status == 200
+    run_output_object_flows(api, machine, second)
     assert api.operator("tasks", "GET", f"/v1/tasks/{retried}").status == 200
 
     queued = create({"tags": {"role": "web"}})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,6 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from fleetlink.agent.daemon import BaseService, HeartbeatService, Supervisor
+from fleetlink.agent.disk import takes_no_writes
+from fleetlink.agent.tasks.store import StoreError
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkConnectionError
 from fleetlink.contract.agents import HeartbeatAck
@@ -183,6 +187,45 @@ def test_transient_errors_are_retried_after_a_backoff(run_daemon: Callable[..., 
     # When it runs / Then it is retried until a round succeeds, and the agent keeps running
     eventually(lambda: service.steps == 3, "the third round")
     assert not daemon.supervisor.stopping
+
+
+def test_a_state_dir_that_takes_no_writes_makes_a_service_wait_never_stops_the_agent(
+    run_daemon: Callable[..., Daemon], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a service whose rounds fail to write to a full, then read-only state dir
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL
+    read_only = OSError(errno.EROFS, "Read-only file system")
+    service = Recorder(errors=[full, read_only, StoreError("x")])
+    service.errors[-1].__cause__ = OSError(errno.ENOSPC, "No space left on device")
+    api = FakeAgentApi()
+    daemon = run_daemon(
+        HeartbeatService(api, AGENT_ID, first_beat_jitter_s=0), service, backoff=Backoff(0.01, 0.02)
+    )
+
+    # When it runs / Then it waits and retries until a round writes, the heartbeat going on
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "fleetlink.agent.daemon"]
+
+    eventually(lambda: len(said()) == 2, "a round that writes again")
+    assert service.steps == 4
+    assert not daemon.supervisor.stopping
+    assert api.heartbeats
+    # And the condition was said once when it started and once when it ended
+    assert said() == [
+        "recorder cannot write to the state dir (database or disk is full); it waits for space, "
+        "heartbeats go on",
+        "recorder writes to the state dir again",
+    ]
+
+
+def test_takes_no_writes_names_only_errors_of_a_full_or_read_only_disk() -> None:
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    assert takes_no_writes(busy) is None
+    assert takes_no_writes(OSError(errno.ENOENT, "No such file")) is None
+    assert takes_no_writes(ValueError("x")) is None
+    assert takes_no_writes(OSError(errno.EDQUOT, "Disk quota exceeded")) == "Disk quota exceeded"
 
 
 def test_an_error_retrying_cannot_fix_stops_every_service_and_is_raised(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.tasks.output import OutputStreamer
+from fleetlink.agent.tasks.output import FileTail, OutputStreamer, StreamProgress
 from fleetlink.agent.tasks.runner import TaskRunner
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.client.http import FleetlinkApiError
@@ -131,3 +131,27 @@ def test_a_chunk_holds_at_most_its_size_and_the_rest_follows() -> None:
     streamer.send_once()
     sent = [parts[0]["data"] for _, parts in api.sent]
     assert sent == ["ééééé", "éé"]
+
+
+def test_a_restarted_streamer_goes_on_after_the_last_acknowledged_chunk(tmp_path: Path) -> None:
+    # Given a supervised command's stdout file streamed in two acknowledged chunks
+    api = FakeAgentApi()
+    stdout = tmp_path / "stdout"
+    stdout.write_bytes("one ✓\n".encode())
+    first = OutputStreamer(api, "exe_1", 1, {"stdout": FileTail(stdout)}, progress=StreamProgress(tmp_path))
+    assert first.send_once()
+    with stdout.open("ab") as handle:
+        handle.write(b"two\n")
+    assert first.send_once()
+    # When the daemon dies (the streamer with it), the command prints on, and a new daemon resumes
+    with stdout.open("ab") as handle:
+        handle.write(b"three\n")
+    progress = StreamProgress(tmp_path)
+    second = OutputStreamer(
+        api, "exe_1", 1, {"stdout": FileTail(stdout, progress.offset("stdout"))}, progress=progress
+    )
+    assert second.send_once()
+    # Then it sends chunk 3 with only what is new: every byte once, numbered without a gap
+    chunks = api.chunks["exe_1"]
+    assert [seq for _, seq, _ in chunks] == [1, 2, 3]
+    assert lines(chunks, "stdout") == "one ✓\ntwo\nthree\n"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.handlers import HandlerRegistry, in_process
 from fleetlink.agent.tasks.runner import TaskRunner
 from fleetlink.agent.tasks.service import NEVER_STARTED, RESTARTED, SEND_OUTPUT_BYTES, STOPPED
 from fleetlink.agent.tasks.store import AgentStore, ExecutionRecord, ExecutionResult, ResultStatus, RowStatus
@@ -239,6 +239,57 @@ def test_a_handler_exception_is_a_failure_with_the_error(make_agent: Callable[..
 
     result = make_agent(registry).start().run(type="boom", input={})
     assert (result["status"], result["error"]) == ("failed", "RuntimeError: disk on fire")
+
+
+def sum_in_own_process(task_input: dict[str, Any]) -> dict[str, int]:
+    """A module-level handler: known by reference, so it runs under the execution's supervisor."""
+    print("noise a handler prints")  # kept off the result
+    return {"total": sum(task_input["numbers"]), "pid": os.getpid()}
+
+
+def fail_in_own_process(task_input: dict[str, Any]) -> None:
+    raise RuntimeError("disk on fire")
+
+
+def sleep_in_own_process(task_input: dict[str, Any]) -> None:
+    time.sleep(float(task_input["seconds"]))
+
+
+def test_a_handler_known_by_reference_runs_in_a_process_of_its_own_with_the_same_results(
+    make_agent: Callable[..., Agent],
+) -> None:
+    # Given module-level handlers (the registry knows them by reference)
+    registry = HandlerRegistry()
+    registry.add("sum", sum_in_own_process)
+    registry.add("boom", fail_in_own_process)
+    registry.add("nap", sleep_in_own_process)
+    assert registry.reference("sum") == f"{__name__}:sum_in_own_process"
+    agent = make_agent(registry).start()
+    # When each kind of ending happens
+    summed = agent.run(type="sum", input={"numbers": [1, 2, 3]})
+    failed = agent.run(type="boom", input={})
+    napped = agent.run(type="nap", input={"seconds": 30}, timeout_seconds=1)
+    # Then they read as a handler's in the daemon would: JSON result, the error, the timeout
+    assert summed["status"] == "succeeded"
+    output = json.loads(summed["output"])
+    assert output["total"] == 6
+    assert output["pid"] != os.getpid()  # it ran in a process of its own
+    assert "noise a handler prints" in (summed.get("stderr") or "")
+    assert (failed["status"], failed["error"]) == ("failed", "RuntimeError: disk on fire")
+    assert (napped["status"], napped["error"]) == ("timed_out", "timed out after 1 s")
+
+
+@in_process
+def must_run_in_the_daemon(task_input: dict[str, Any]) -> None:
+    return None
+
+
+def test_a_handler_marked_in_process_and_a_local_function_run_in_the_daemon() -> None:
+    registry = HandlerRegistry()
+    registry.add("marked", must_run_in_the_daemon)
+    registry.add("local", lambda task_input: None)
+    assert registry.reference("marked") is None
+    assert registry.reference("local") is None
 
 
 def test_shell_is_built_in_and_cannot_be_replaced() -> None:

@@ -7,9 +7,10 @@ stepping in a thread of its own. The supervisor owns what they share:
   :meth:`~Service.heartbeat_metrics`, and its answer goes to every service's
   :meth:`~Service.on_heartbeat`, after which each takes a round of :meth:`~Service.step`;
 - :meth:`Supervisor.wake` to run a service's next round now;
-- one back-off policy (exponential, with jitter) for transient API errors raised from ``step``;
-  an error retrying cannot fix (e.g. a revoked agent) stops every service, and :meth:`Supervisor.run`
-  raises it once they have stopped;
+- one back-off policy (exponential, with jitter) for transient API errors raised from ``step``, and
+  for a state dir that takes no writes (full or read-only: the service waits for space, named in one
+  log line, while the heartbeat goes on); an error retrying cannot fix (e.g. a revoked agent) stops
+  every service, and :meth:`Supervisor.run` raises it once they have stopped;
 - shutdown: graceful (services stop in reverse order, the heartbeat last, so leases stay renewed
   while tasks drain) or urgent; :meth:`Supervisor.signals` maps a first SIGINT/SIGTERM to graceful
   and a second to urgent.
@@ -27,6 +28,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Protocol
 
+from fleetlink.agent.disk import takes_no_writes
 from fleetlink.client.backoff import Backoff
 from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
 from fleetlink.contract.agents import HeartbeatAck
@@ -217,6 +219,8 @@ class _Slot:
         self.halt = threading.Event()
         self.thread: threading.Thread | None = None
         self.failures = 0
+        #: Why its last round could not write to the state dir (None: it could).
+        self.disk_problem: str | None = None
 
 
 class Supervisor:
@@ -301,9 +305,25 @@ class Supervisor:
                 wait_s = self.backoff.delay_s(slot.failures)
                 log.warning("%s failed (%s); retrying in %.0f s", slot.service.name, error, wait_s)
             except Exception as error:
-                log.exception("%s failed; stopping the agent", slot.service.name)
-                self._fail(slot, error)
-                return
+                if (problem := takes_no_writes(error)) is None:
+                    log.exception("%s failed; stopping the agent", slot.service.name)
+                    self._fail(slot, error)
+                    return
+                slot.failures += 1
+                wait_s = self.backoff.delay_s(slot.failures)
+                if slot.disk_problem is None:
+                    log.warning(
+                        "%s cannot write to the state dir (%s); it waits for space, heartbeats go on",
+                        slot.service.name,
+                        problem,
+                    )
+                slot.disk_problem = problem
+                if not slot.halt.is_set():
+                    slot.wake.wait(wait_s)
+                continue
+            if slot.disk_problem is not None:
+                log.warning("%s writes to the state dir again", slot.service.name)
+                slot.disk_problem = None
             if not slot.halt.is_set() and wait_s > 0:
                 slot.wake.wait(wait_s)
 

@@ -3,17 +3,40 @@
 A full or read-only state dir must not stop the agent (heartbeats go on, the sequence is kept in
 memory); it is reported instead, as the heartbeat metric ``state_dir_writable`` (1 or 0), so the
 fleet view shows which node needs space, and it clears by itself once writes succeed again.
+:func:`takes_no_writes` recognises the errors a local write fails with in that case, so that the
+daemon waits for space instead of stopping.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sqlite3
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PROBE_FILE = ".write-probe"
+#: OS errors that say the file system takes no writes (full, over quota, read-only).
+_NO_WRITES_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+#: SQLite's primary result codes for the same (a full or read-only file, a failing write).
+_NO_WRITES_SQLITE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR})
+
+
+def takes_no_writes(error: BaseException) -> str | None:
+    """Why ``error`` (or an error it was raised from) says the state dir takes no writes; else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in _NO_WRITES_ERRNOS:
+            return current.strerror or str(current)
+        code = getattr(current, "sqlite_errorcode", None)
+        if isinstance(current, sqlite3.Error) and code is not None and code & 0xFF in _NO_WRITES_SQLITE:
+            return str(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class StateDirHealth:

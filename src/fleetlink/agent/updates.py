@@ -29,6 +29,7 @@ from typing import Any
 import fleetlink
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.installation import SYSTEMD, UNIT_NAME, Installation, systemd_running
+from fleetlink.agent.tasks.handlers import in_process
 from fleetlink.agent.tasks.store import AgentStore, ExecutionResult, ResultStatus
 from fleetlink.client.agent import FleetlinkClient
 from fleetlink.client.http import FleetlinkClientError, segment
@@ -154,6 +155,7 @@ def _own_execution(state_dir: Path, version: str) -> tuple[str, int]:
     raise UpgradeError("this upgrade's execution is not in the agent's store")
 
 
+@in_process  # the switcher stops the daemon it runs in; the outcome is settled on the next start
 def handle_upgrade(task_input: dict[str, Any]) -> Any:
     """The ``upgrade`` task type: input ``{"version": "X"}``."""
     installation = Installation.current()

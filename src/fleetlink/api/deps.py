@@ -26,6 +26,7 @@ from fleetlink.api.settings import Settings
 from fleetlink.core.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    from fleetlink.api.permissions import BucketAccess
     from fleetlink.core.agents.decommission import DecommissionService
     from fleetlink.core.agents.ports import AgentRepository, NonceStore, RegistrationStore
     from fleetlink.core.agents.recovery import RecoveryService
@@ -36,11 +37,13 @@ if TYPE_CHECKING:
     from fleetlink.core.relay.service import RecordService
     from fleetlink.core.releases.service import ReleaseService
     from fleetlink.core.tasks.output import OutputService
+    from fleetlink.core.tasks.output_objects import OutputObjectsService
     from fleetlink.core.tasks.ports import TaskRepository
     from fleetlink.core.tasks.service import TaskService
     from fleetlink.core.tunnels.ports import TunnelRepository
     from fleetlink.core.tunnels.service import TunnelService
     from fleetlink.store.audit import DynamoAuditLog
+    from fleetlink.store.buckets import PresignedBucket
     from fleetlink.store.cursors import CursorCodec
 
 
@@ -136,6 +139,24 @@ class Deps:
 
         return OutputService(self.tasks, DynamoOutputRepository(), self.clock, self.settings.retention_days)
 
+    @cached_property
+    def output_objects(self) -> OutputObjectsService:
+        from fleetlink.api.buckets import OUTPUT_BUCKET
+        from fleetlink.core.tasks.output_objects import OutputObjectsService
+        from fleetlink.store.keys import output_object_key
+
+        bucket = self._presigned(OUTPUT_BUCKET, self.settings.output_bucket)
+        return OutputObjectsService(self.output_service, bucket, output_object_key, self.clock)
+
+    def _presigned(self, access: BucketAccess, bucket: str | None) -> PresignedBucket:
+        """Presigned links to one of the registry's buckets (named by the setting ``bucket``)."""
+        from fleetlink.store.buckets import PresignedBucket
+
+        settings = self.settings
+        return PresignedBucket(
+            bucket, settings.region, settings.s3_endpoint, name=access.name, env=access.env
+        )
+
     # --- tunnels ---------------------------------------------------------------------------
 
     @cached_property
@@ -176,12 +197,11 @@ class Deps:
 
     @cached_property
     def release_service(self) -> ReleaseService:
+        from fleetlink.api.buckets import RELEASES_BUCKET
         from fleetlink.core.releases.service import ReleaseService
-        from fleetlink.store.release_bucket import S3ReleaseBucket
         from fleetlink.store.releases import DynamoReleaseRepository
 
-        settings = self.settings
-        bucket = S3ReleaseBucket(settings.releases_bucket, settings.region, settings.releases_s3_endpoint)
+        bucket = self._presigned(RELEASES_BUCKET, self.settings.releases_bucket)
         return ReleaseService(DynamoReleaseRepository(), bucket, self.clock)
 
     # --- the heartbeat: presence first, then every capability's part of the answer -----------

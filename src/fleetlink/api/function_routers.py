@@ -28,9 +28,9 @@ def heartbeat() -> Routers:
 
 
 def tasks() -> Routers:
-    from fleetlink.api.routes import agent_executions, executions, output, tasks
+    from fleetlink.api.routes import agent_executions, executions, output, output_objects, tasks
 
-    return (tasks.router, executions.router, output.router, agent_executions.router)
+    return (tasks.router, executions.router, output.router, output_objects.router, agent_executions.router)
 
 
 def tunnels() -> Routers:

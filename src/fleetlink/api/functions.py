@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fleetlink.api import function_routers
-from fleetlink.api.permissions import TableAccess, actions
+from fleetlink.api.buckets import OUTPUT_BUCKET, RELEASES_BUCKET
+from fleetlink.api.permissions import BucketAccess, TableAccess, actions
 
 if TYPE_CHECKING:  # the registry is read by the CDK app and every handler: it loads nothing else
     from fleetlink.api.deps import Deps
@@ -64,6 +65,8 @@ class FunctionSpec:
     #: from the others) and a guarantee (the others cannot take it from this one). None: the
     #: account's unreserved pool. CDK context ``function_reserved_concurrency`` overrides it per stage.
     reserved_concurrency: int | None = None
+    #: The buckets its code reaches (presigned links): its S3 grants and their environment variables.
+    buckets: tuple[BucketAccess, ...] = ()
 
     @property
     def serves_http(self) -> bool:
@@ -123,7 +126,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # executions; a finished execution updates its task (UpdateItem, open counts BatchGetItem)
             # and keeps the ended attempt (Put in the transition's transaction); live output: the
             # execution (GetItem), the chunk head (conditional UpdateItem), the chunk (PutItem);
-            # operators read chunks and attempts (Query); an agent's executions (gsi5 Query, BatchGetItem)
+            # operators read chunks and attempts (Query); complete output: the attempt (GetItem, Query),
+            # presigned links to its objects (PUT for the agent, GET and a HEAD for operators)
+            # an agent's executions (gsi5 Query, BatchGetItem)
             access=TableAccess(
                 table=READ_AND_WRITE_ITEMS,
                 indexes={
@@ -133,6 +138,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                     "gsi5": actions("Query"),
                 },
             ),
+            buckets=(OUTPUT_BUCKET,),
             memory_mb=512,
         ),
         FunctionSpec(
@@ -189,6 +195,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             # signing agent (Query) and its nonce (PutItem); the bucket: presigned links only (its
             # role's s3:PutObject/GetObject on releases/*, HeadObject to publish)
             access=TableAccess(table=actions("GetItem", "PutItem", "UpdateItem", "Query")),
+            buckets=(RELEASES_BUCKET,),
             memory_mb=256,
         ),
         # Retention needs no duty: finished tasks and executions carry a TTL and DynamoDB deletes them.
@@ -249,6 +256,11 @@ def function_spec(name: str) -> FunctionSpec:
 def http_functions() -> list[FunctionSpec]:
     """The functions that serve HTTP routes, in registry order."""
     return [spec for spec in FUNCTIONS.values() if spec.serves_http]
+
+
+def buckets() -> dict[str, BucketAccess]:
+    """Every bucket some function reaches, by name (the CDK app and the dev stack make each once)."""
+    return {bucket.name: bucket for spec in FUNCTIONS.values() for bucket in spec.buckets}
 
 
 def scheduled_functions() -> list[FunctionSpec]:

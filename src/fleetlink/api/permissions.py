@@ -95,3 +95,29 @@ def calls_of_request(operation: str, params: Mapping[str, Any]) -> set[tuple[str
         }
     index = params.get("IndexName")
     return {(f"dynamodb:{operation}", f"index/{index}" if index else TABLE_SCOPE)}
+
+
+#: What a function may do to a bucket's objects: presigned PUT and GET links (and HEAD, which S3
+#: authorizes as GetObject). Nothing lists, deletes or manages a bucket.
+BUCKET_ACTIONS = frozenset({"s3:GetObject", "s3:PutObject"})
+
+
+@dataclass(frozen=True)
+class BucketAccess:
+    """An S3 bucket of the data stack a function's code reaches, and how: the source of its S3 grant
+    (``actions`` on ``prefix*`` only) and of the environment variable that names the bucket to it."""
+
+    #: The data stack's bucket ``fleetlink-<stage>-<name>-<account>-<region>``.
+    name: str
+    #: The variable the code reads the bucket's name from (the dev stack sets it too).
+    env: str
+    #: The only prefix the code touches (keys built in one place: ``store/keys.py``, core releases).
+    prefix: str
+    actions: frozenset[str] = BUCKET_ACTIONS
+
+    def __post_init__(self) -> None:
+        unknown = self.actions - BUCKET_ACTIONS
+        if unknown:
+            raise ValueError(f"bucket {self.name}: {sorted(unknown)} may not be granted")
+        if not self.prefix.endswith("/") or self.prefix.startswith("/") or "*" in self.prefix:
+            raise ValueError(f"bucket {self.name}: the prefix is a folder like 'outputs/'")

@@ -64,9 +64,11 @@ class Settings:
     cursor_key_secret_arn: str | None = None
     #: Tunnel events are removed (TTL) this many days after they happened.
     tunnel_event_retention_days: int = 30
-    #: The releases bucket (agent artifacts), and an S3 endpoint other than AWS's (the dev stack's).
+    #: The releases bucket (agent artifacts), the output bucket (complete task output), and an S3
+    #: endpoint other than AWS's (the dev stack's).
     releases_bucket: str | None = None
-    releases_s3_endpoint: str | None = None
+    output_bucket: str | None = None
+    s3_endpoint: str | None = None
     #: A deleted agent can be restored this long; then the cleanup duty purges its items.
     deleted_agent_retention_days: int = 7
 
@@ -88,7 +90,8 @@ class Settings:
             cursor_key_secret_arn=env.get("FLEETLINK_CURSOR_KEY_SECRET_ARN") or None,
             tunnel_event_retention_days=int(env.get("FLEETLINK_TUNNEL_EVENT_RETENTION_DAYS", "30")),
             releases_bucket=env.get("FLEETLINK_RELEASES_BUCKET") or None,
-            releases_s3_endpoint=env.get("FLEETLINK_RELEASES_S3_ENDPOINT") or None,
+            output_bucket=env.get("FLEETLINK_OUTPUT_BUCKET") or None,
+            s3_endpoint=env.get("FLEETLINK_S3_ENDPOINT") or None,
             deleted_agent_retention_days=int(env.get("FLEETLINK_DELETED_AGENT_RETENTION_DAYS", "7")),
         )
 

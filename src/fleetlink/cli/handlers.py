@@ -7,39 +7,20 @@ group (name = task type)."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from fleetlink.agent.tasks.handlers import HandlerRegistry
+from fleetlink.agent.tasks.handlers import HandlerRegistry, load_handler_reference
 
 
 def load_handler(spec: str) -> Any:
     """The callable ``module:function`` or ``file.py:function`` names; typer.BadParameter if none."""
-    where, sep, attribute = spec.rpartition(":")
-    if not sep or not where or not attribute:
-        raise typer.BadParameter(
-            f"{spec!r} is not module:function or file.py:function", param_hint="--handler"
-        )
     try:
-        if where.endswith(".py"):
-            path = Path(where).expanduser().resolve()
-            module_spec = importlib.util.spec_from_file_location(f"fleetlink_handlers_{path.stem}", path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot load {path}")
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except (ImportError, OSError, SyntaxError) as exc:
-        raise typer.BadParameter(f"{spec!r}: {exc}", param_hint="--handler") from None
-    handler = getattr(module, attribute, None)
-    if not callable(handler):
-        raise typer.BadParameter(f"{spec!r}: {where} has no function {attribute}", param_hint="--handler")
-    return handler
+        return load_handler_reference(spec)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--handler") from None
 
 
 def add_handlers(registry: HandlerRegistry, specs: list[str]) -> None:
@@ -49,6 +30,14 @@ def add_handlers(registry: HandlerRegistry, specs: list[str]) -> None:
         if not sep or not task_type.strip():
             raise typer.BadParameter(f"{item!r} is not TYPE=module:function", param_hint="--handler")
         try:
-            registry.add(task_type.strip(), load_handler(spec.strip()))
+            registry.add(task_type.strip(), load_handler(spec.strip()), _absolute(spec.strip()))
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--handler") from None
+
+
+def _absolute(spec: str) -> str:
+    """``spec`` with a file path made absolute (a handler's own process may start elsewhere)."""
+    where, _, attribute = spec.rpartition(":")
+    if where.endswith(".py"):
+        return f"{Path(where).expanduser().resolve()}:{attribute}"
+    return spec

@@ -14,10 +14,11 @@ from fleetlink.auth.sequence import sequence_nonce
 from fleetlink.client.http import ApiClient, FleetlinkApiError, segment
 from fleetlink.contract.agents import HeartbeatAck, KeyRotated, Registered
 from fleetlink.contract.problems import SEQUENCE_STALE
-from fleetlink.contract.tasks import Claimed, ExecutionDetail, ResultRecorded
+from fleetlink.contract.tasks import Claimed, ExecutionDetail, ResultRecorded, ResultReport
 from fleetlink.contract.tunnels import DesiredState, EventsBatch, StatusReport
 from fleetlink.core.entities import Hardware, KeyAlg
 from fleetlink.core.tasks.output import ChunkAck
+from fleetlink.core.tasks.output_objects import OutputUploads
 
 
 class FleetlinkClient(ApiClient):
@@ -179,56 +180,18 @@ class FleetlinkClient(ApiClient):
             auth=self._signed_as(agent_id),
         )
 
-    def report_result(
-        self,
-        execution_id: str,
-        *,
-        attempt: int,
-        status: str,
-        started_at: int,
-        finished_at: int,
-        exit_code: int | None = None,
-        output: str | None = None,
-        output_truncated: bool = False,
-        output_bytes: int | None = None,
-        error: str | None = None,
-        stderr: str | None = None,
-        stderr_truncated: bool = False,
-        stderr_bytes: int | None = None,
-    ) -> ResultRecorded:
+    def report_result(self, execution_id: str, report: ResultReport) -> ResultRecorded:
         """Report how an attempt ended (idempotent: the same result twice is recorded once).
 
         A 409 answer means the server has moved on (another result, or a newer attempt).
         """
-        body: dict[str, Any] = {
-            "attempt": attempt,
-            "status": status,
-            "started_at": started_at,
-            "finished_at": finished_at,
-        }
-        if exit_code is not None:
-            body["exit_code"] = exit_code
-        if output is not None:
-            body["output"] = output
-        if output_truncated:
-            body["output_truncated"] = True
-            if output_bytes is not None:
-                body["output_bytes"] = output_bytes
-        if error is not None:
-            body["error"] = error
-        if stderr is not None:
-            body["stderr"] = stderr
-        if stderr_truncated:
-            body["stderr_truncated"] = True
-            if stderr_bytes is not None:
-                body["stderr_bytes"] = stderr_bytes
-        return self._call(
-            ResultRecorded,
-            "POST",
-            f"/executions/{segment(execution_id)}/result",
-            body=body,
-            auth=self._signed_as(),
-        )
+        path = f"/executions/{segment(execution_id)}/result"
+        return self._call(ResultRecorded, "POST", path, body=report.body(), auth=self._signed_as())
+
+    def request_output_uploads(self, execution_id: str, attempt: int) -> OutputUploads:
+        """Presigned PUTs for the output objects a reported attempt declared (asked again on a retry)."""
+        path = f"/executions/{segment(execution_id)}/output-uploads"
+        return self._call(OutputUploads, "POST", path, body={"attempt": attempt}, auth=self._signed_as())
 
     def append_output(
         self, execution_id: str, *, attempt: int, seq: int, parts: list[dict[str, str]]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
-from fleetlink.client.http import ApiClient, FleetlinkApiError, follow_pages, query_params, segment
+from fleetlink.client.http import (
+    ApiClient,
+    FleetlinkApiError,
+    FleetlinkClientError,
+    follow_pages,
+    query_params,
+    segment,
+)
 from fleetlink.contract.agent_executions import AgentExecutionList
 from fleetlink.contract.agents import (
     AgentDetail,
@@ -26,6 +36,7 @@ from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.roles import Role
 from fleetlink.core.tasks.output import AttemptList, OutputPage
+from fleetlink.core.tasks.output_objects import OutputDownload
 
 
 class OperatorClient(ApiClient):
@@ -216,6 +227,13 @@ class OperatorClient(ApiClient):
         params = query_params(after=after, attempt=attempt, limit=limit)
         return self._call(OutputPage, "GET", f"/executions/{segment(execution_id)}/output", params=params)
 
+    def output_object(
+        self, execution_id: str, stream: str = "stdout", attempt: int | None = None
+    ) -> OutputDownload:
+        """A short-lived download link for an attempt's complete stream (gzip) and its SHA-256."""
+        path = f"/executions/{segment(execution_id)}/output-objects/{segment(stream)}"
+        return self._call(OutputDownload, "GET", path, params=query_params(attempt=attempt))
+
     def execution_attempts(self, execution_id: str) -> AttemptList:
         """Every attempt of an execution: status, exit code, times, stdout and stderr (head and tail)."""
         return self._call(AttemptList, "GET", f"/executions/{segment(execution_id)}/attempts")
@@ -313,3 +331,32 @@ class OperatorClient(ApiClient):
         """Set who may query a collection: every active agent, or those carrying given tags."""
         path = f"/relay/collections/{segment(collection)}"
         return self._call(CollectionPolicy, "PUT", path, body=policy.model_dump(mode="json"))
+
+
+def download_output(download: OutputDownload, sink: BinaryIO, *, timeout_s: float = 300.0) -> int:
+    """Fetch the object behind a download link, check its size and SHA-256 against what the agent
+    declared, then write it decompressed to ``sink``; how many bytes were written. Nothing is
+    written when the object does not match."""
+    digest = hashlib.sha256()
+    with tempfile.TemporaryFile() as spool:
+        try:
+            with httpx.stream("GET", download.url, timeout=timeout_s) as response:
+                if response.status_code != 200:
+                    raise FleetlinkClientError(f"the output bucket answered {response.status_code}")
+                for block in response.iter_raw():
+                    digest.update(block)
+                    spool.write(block)
+        except httpx.HTTPError as error:
+            raise FleetlinkClientError(f"downloading the output failed: {error}") from None
+        if spool.tell() != download.size or digest.hexdigest() != download.sha256:
+            raise FleetlinkClientError(
+                f"the downloaded object does not match the recorded one ({spool.tell()} of "
+                f"{download.size} bytes, or another SHA-256): nothing written"
+            )
+        spool.seek(0)
+        written = 0
+        with gzip.GzipFile(fileobj=spool, mode="rb") as expanded:
+            for block in iter(lambda: expanded.read(1 << 20), b""):
+                sink.write(block)
+                written += len(block)
+        return written

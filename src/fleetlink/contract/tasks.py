@@ -11,7 +11,14 @@ from typing import Any
 from pydantic import Field
 
 from fleetlink.core.deferred_model import DeferredModel
-from fleetlink.core.tasks.model import Execution, ExecutionStatus, Task, TaskProgress, TaskState
+from fleetlink.core.tasks.model import (
+    Execution,
+    ExecutionResult,
+    ExecutionStatus,
+    Task,
+    TaskProgress,
+    TaskState,
+)
 
 
 class ExecutionSummary(DeferredModel):
@@ -69,6 +76,15 @@ class Claimed(DeferredModel):
     executions: list[Lease]
     renewed: list[str]
     cancel: list[str]
+
+
+class ResultReport(ExecutionResult):
+    """How an attempt ended, as the agent reports it (``POST /v1/executions/{id}/result``): the one
+    model the agent's tasks service builds, its client sends whole and the route validates."""
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body: what differs from the defaults (a resend is byte-identical)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class ResultRecorded(DeferredModel):

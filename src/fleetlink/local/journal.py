@@ -3,9 +3,14 @@
 moto keeps the table in memory and :mod:`fleetlink.local.persist` saves it as a whole now and then.
 In between, each write moto applies to the table is appended here as the images of the items it
 touched (``{"k": [pk, sk], "i": item | null}``, one JSON line each), inside moto's request lock, so
-the journal's order is the table's. Before the dev stack answers an HTTP request, :meth:`sync`
-flushes and fsyncs what that request wrote (one ``fsync`` per request that wrote anything, none for
-pure reads): an answer is sent only once what it changed is on disk.
+the journal's order is the table's. Before the dev stack answers an HTTP request that wrote, it
+waits (:meth:`WriteJournal.sync`) until what that request wrote is fsynced: an answer is sent only
+once what it changed is on disk. Pure reads never wait.
+
+Group commit: an fsync is made outside the lock, so writes go on meanwhile, and covers everything
+appended until it starts; requests whose writes arrived together share one fsync. An image is taken
+from the request itself when it is there (a put's item, a delete's nothing); only an update's is
+read back from the table.
 
 At start the saved table is loaded, then the journal replayed on top (last image wins; a torn last
 line, from a write never acknowledged, is skipped); each full save empties the journal under the
@@ -14,12 +19,13 @@ same lock, so the two never disagree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 JOURNAL_FILE = "journal.jsonl"
 _WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
@@ -29,17 +35,27 @@ _installed: WriteJournal | None = None
 _install_lock = threading.Lock()
 
 
+class JournalError(OSError):
+    """The journal could not be made durable: what was written since the last fsync may be lost."""
+
+
 class WriteJournal:
-    """Item images of every write to one moto table, appended and fsynced on demand."""
+    """Item images of every write to one moto table, appended, and fsynced by group commit."""
 
     def __init__(self, path: Path, table_name: str) -> None:
         self.path = path
         self.table_name = table_name
-        self._handle: IO[str] | None = None
-        self._dirty = False
-        self._lock = threading.Lock()
-        #: Lines written since start (a figure for the curious, and the tests).
+        self._fd: int | None = None
+        self._changed = threading.Condition()
+        #: Appends made (``written``) and how many of them are known durable (``_synced``).
+        self.written = 0
+        self._synced = 0
+        self._failure: OSError | None = None
+        #: An fsync is under way (by the request that leads the current group).
+        self._syncing = False
+        #: Lines written since start, and fsyncs made (figures for the curious, and the tests).
         self.appended = 0
+        self.fsyncs = 0
 
     # --- start-up --------------------------------------------------------------------------------
 
@@ -71,52 +87,86 @@ class WriteJournal:
 
     def open(self) -> None:
         """Start appending (to what is there: it is emptied by the first save)."""
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held until close()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.chmod(self.path, 0o600)
 
     def close(self) -> None:
-        with self._lock:
-            if self._handle is not None:
-                self._flush()
-                self._handle.close()
-                self._handle = None
+        """Sync what is left and close the file."""
+        with self._changed:
+            self._changed.wait_for(lambda: not self._syncing)
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fdatasync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                self._changed.notify_all()
 
     # --- writes ----------------------------------------------------------------------------------
 
     def record(self, operation: str, body: dict[str, Any]) -> None:
-        """Append the current images of the items a successful write touched (under moto's lock)."""
-        keys = [key for table, key in _touched(operation, body) if table == self.table_name]
-        if not keys or self._handle is None:
+        """Append the images of the items a successful write touched (under moto's lock)."""
+        mine = self.table_name
+        touched = [(key, image) for table, key, image in _touched(operation, body) if table == mine]
+        if not touched or self._fd is None:
             return
-        table = _moto_table(self.table_name)
+        table = _moto_table(self.table_name) if any(image is _READ_BACK for _, image in touched) else None
         lines = []
-        for key in keys:
-            item = _image(table, key)
+        for key, image in touched:
+            item = _image(table, key) if image is _READ_BACK else image
             lines.append(json.dumps({"k": [key["pk"], key["sk"]], "i": item}, separators=(",", ":")))
-        with self._lock:
-            self._handle.write("\n".join(lines) + "\n")
-            self._dirty = True
+        data = ("\n".join(lines) + "\n").encode()
+        with self._changed:
+            if self._fd is None:
+                return
+            os.write(self._fd, data)  # O_APPEND: one write, at the end
+            self.written += 1
             self.appended += len(lines)
+            self._changed.notify_all()
 
-    def sync(self) -> None:
-        """Make what was appended durable (flush + fsync), if anything was."""
-        with self._lock:
-            if self._dirty and self._handle is not None:
-                self._flush()
+    def sync(self, since: int = 0) -> None:
+        """Return once every append made after ``since`` (a :attr:`written` read before the request
+        ran) is durable; at once when there is none. Raises :class:`JournalError` if it cannot be.
+
+        Group commit: the first request to need an fsync makes it, for everything appended so far;
+        requests that need one meanwhile wait for it, and the first of them whose appends it did not
+        cover makes the next one, for all of them."""
+        with self._changed:
+            target = self.written
+            if target <= since:
+                return
+            while True:
+                if self._failure is not None:
+                    raise JournalError(f"the dev stack's journal cannot be made durable: {self._failure}")
+                if self._synced >= target or self._fd is None:
+                    return
+                if not self._syncing:
+                    break
+                self._changed.wait()
+            self._syncing = True
+            covered, descriptor = self.written, self._fd
+        try:
+            os.fdatasync(descriptor)  # outside the lock: appends go on meanwhile
+        except OSError as error:
+            with self._changed:
+                self._failure = error  # a failed fsync may have dropped pages: never trust it again
+                self._syncing = False
+                self._changed.notify_all()
+            raise JournalError(f"the dev stack's journal cannot be made durable: {error}") from error
+        with self._changed:
+            self._synced = max(self._synced, covered)
+            self.fsyncs += 1
+            self._syncing = False
+            self._changed.notify_all()
 
     def reset(self) -> None:
         """Empty the journal: a full save now holds everything (call under moto's request lock)."""
-        with self._lock:
-            if self._handle is not None:
-                self._handle.seek(0)
-                self._handle.truncate()
-                self._flush()
-
-    def _flush(self) -> None:
-        assert self._handle is not None
-        self._handle.flush()
-        os.fdatasync(self._handle.fileno())  # the data, and the size it needs to be read back
-        self._dirty = False
+        with self._changed:
+            if self._fd is None:
+                return
+            os.ftruncate(self._fd, 0)
+            os.fdatasync(self._fd)
+            self._synced = self.written  # what it held is in the save
+            self._changed.notify_all()
 
 
 def install(journal: WriteJournal | None) -> None:
@@ -161,28 +211,38 @@ def _operation(request: Any) -> str:
     return text.removeprefix(_TARGET_PREFIX)
 
 
-def _touched(operation: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(table, key) of each item a write puts, updates or deletes."""
-    found: list[tuple[str, dict[str, Any]]] = []
+#: The image of an updated item is read back from the table (the request holds only the change).
+_READ_BACK: dict[str, Any] = {}
+
+
+def _touched(operation: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """(table, key, image) of each item a write puts, updates or deletes: the image is the put item,
+    None for a delete, :data:`_READ_BACK` for an update."""
+    found: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     if operation == "PutItem":
-        found.append((body["TableName"], body["Item"]))
-    elif operation in ("UpdateItem", "DeleteItem"):
-        found.append((body["TableName"], body["Key"]))
+        found.append((body["TableName"], body["Item"], body["Item"]))
+    elif operation == "UpdateItem":
+        found.append((body["TableName"], body["Key"], _READ_BACK))
+    elif operation == "DeleteItem":
+        found.append((body["TableName"], body["Key"], None))
     elif operation == "BatchWriteItem":
         for table, requests in body.get("RequestItems", {}).items():
             for entry in requests:
                 if "PutRequest" in entry:
-                    found.append((table, entry["PutRequest"]["Item"]))
+                    item = entry["PutRequest"]["Item"]
+                    found.append((table, item, item))
                 elif "DeleteRequest" in entry:
-                    found.append((table, entry["DeleteRequest"]["Key"]))
+                    found.append((table, entry["DeleteRequest"]["Key"], None))
     elif operation == "TransactWriteItems":
         for action in body.get("TransactItems", []):
             for verb, detail in action.items():
                 if verb == "Put":
-                    found.append((detail["TableName"], detail["Item"]))
-                elif verb in ("Update", "Delete"):
-                    found.append((detail["TableName"], detail["Key"]))
-    return [(table, {"pk": item["pk"], "sk": item["sk"]}) for table, item in found]
+                    found.append((detail["TableName"], detail["Item"], detail["Item"]))
+                elif verb == "Update":
+                    found.append((detail["TableName"], detail["Key"], _READ_BACK))
+                elif verb == "Delete":
+                    found.append((detail["TableName"], detail["Key"], None))
+    return [(table, {"pk": item["pk"], "sk": item["sk"]}, image) for table, item, image in found]
 
 
 def _moto_table(table_name: str) -> Any:

@@ -155,11 +155,12 @@ class DevStack:
         )
         if self.heartbeat_interval_s is not None:
             self._set_env(FLEETLINK_HEARTBEAT_INTERVAL_S=str(self.heartbeat_interval_s))
-        from fleetlink.local.releases_s3 import LocalReleasesBucket
+        from fleetlink.api.functions import buckets
+        from fleetlink.local.buckets import LocalBuckets
 
-        self.releases_bucket = LocalReleasesBucket(self.data.path / "releases" if self.data else None)
-        self._resources.callback(self.releases_bucket.stop)
-        self._set_env(**self.releases_bucket.start())
+        self.buckets = LocalBuckets(buckets().values(), self.data.path if self.data else None)
+        self._resources.callback(self.buckets.stop)
+        self._set_env(**self.buckets.start())
         from fleetlink.api.deps import build_deps, set_deps
         from fleetlink.api.document import route_table
         from fleetlink.api.entry import function_entry
@@ -309,7 +310,7 @@ class DevStack:
         if self.data is None:
             return False
         try:
-            self.releases_bucket.save()
+            self.buckets.save()
             with moto_request_lock:  # the snapshot and the journal's reset see the same writes
                 saved = self.data.save_items(table_items(self.table_name))
                 if self._journal is not None:
@@ -357,9 +358,10 @@ class DevStack:
                 route_key=matched.route.route_key,
                 path_parameters=matched.path_parameters,
             )
+            journaled = self._journal.written if self._journal is not None else 0
             response = lambda_response(self.invoke(matched.route.function, event))
             if self._journal is not None:
-                self._journal.sync()  # answered only once what it changed is durable
+                self._journal.sync(since=journaled)  # answered only once what it changed is durable
             return response
         except StackStoppedError:
             return problem_response(503, "stopping", "the dev stack is stopping", instance=raw_path)

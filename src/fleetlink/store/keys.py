@@ -195,6 +195,16 @@ def output_head_sk(attempt: int) -> str:
     return f"{OUTPUT_HEAD_PREFIX}{attempt:04d}"
 
 
+#: The output bucket's one prefix (the functions' S3 grants are on it and nothing else).
+OUTPUT_OBJECTS_PREFIX = "outputs/"
+
+
+def output_object_key(execution_id: str, attempt: int, stream: str) -> str:
+    """The S3 key of an attempt's complete output stream (gzip): one object per execution, attempt
+    and stream, so a presigned link for it reaches nothing else."""
+    return f"{OUTPUT_OBJECTS_PREFIX}{execution_id}/{attempt:04d}/{stream}.gz"
+
+
 def queue_keys(agent_id: str, priority: int, execution_id: str) -> tuple[str, str]:
     """(gsi2pk, gsi2sk): ascending order = highest priority first, then oldest (ULIDs sort by time)."""
     return queue_pk(agent_id), f"{1000 - priority:04d}#{execution_id}"

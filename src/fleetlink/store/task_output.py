@@ -32,6 +32,7 @@ class AttemptItem(TableItem, discriminator="execution_attempt"):
     stderr = UnicodeAttribute(null=True)
     stderr_truncated = NumberAttribute(default=0)
     stderr_bytes = NumberAttribute(null=True)
+    output_objects = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
     started_at = NumberAttribute(null=True)
     finished_at = NumberAttribute(null=True)

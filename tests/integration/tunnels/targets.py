@@ -4,6 +4,7 @@ on 127.0.0.1, and small raw-socket clients."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -11,6 +12,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -174,3 +176,45 @@ class TargetServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+class RawTarget:
+    """A raw-socket HTTP target: keeps every byte it receives; ``answer(head)`` gives the bytes to
+    send for each request head (None: nothing); counts the connections it accepted;
+    ``close_after``: closes each connection after its first answer."""
+
+    def __init__(self, answer: Callable[[bytes], bytes | None], *, close_after: bool = False) -> None:
+        self.answer, self.close_after = answer, close_after
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.received = bytearray()
+        self._lock = threading.Lock()
+        self.target = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(ConnectionError):  # a proxy may drop a connection mid-request
+            pending = b""
+            while data := conn.recv(65536):
+                with self._lock:
+                    self.received += data
+                pending += data
+                while b"\r\n\r\n" in pending:
+                    head, pending = pending.split(b"\r\n\r\n", 1)
+                    answer = self.answer(head)
+                    if answer is not None:
+                        conn.sendall(answer)
+                    if self.close_after:
+                        return
+
+    def close(self) -> None:
+        self.listener.close()

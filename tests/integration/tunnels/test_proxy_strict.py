@@ -7,7 +7,6 @@ Targets are real: a raw-socket server that records the bytes it receives, and th
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Iterator
 
 import httpx
@@ -15,48 +14,12 @@ import pytest
 
 from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
 from tests.integration.tunnels.conftest import LoopThread
-from tests.integration.tunnels.targets import WAIT_S, TargetServer, wait_until
-
-
-class RecordingTarget:
-    """A raw-socket HTTP target: keeps every byte it receives and answers each head with a 200."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.received = bytearray()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.listener.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
-
-    def _talk(self, conn: socket.socket) -> None:
-        with conn:
-            pending = b""
-            while data := conn.recv(65536):
-                with self._lock:
-                    self.received += data
-                pending += data
-                while b"\r\n\r\n" in pending:
-                    _, pending = pending.split(b"\r\n\r\n", 1)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-
-    def close(self) -> None:
-        self.listener.close()
+from tests.integration.tunnels.targets import WAIT_S, RawTarget, TargetServer, wait_until
 
 
 @pytest.fixture
-def recording(loop: LoopThread) -> Iterator[tuple[HttpProxy, RecordingTarget]]:
-    target = RecordingTarget()
+def recording(loop: LoopThread) -> Iterator[tuple[HttpProxy, RawTarget]]:
+    target = RawTarget(lambda _: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
     server = HttpProxy(RouteTable(target.target))
     loop.run(server.start())
     yield server, target
@@ -99,7 +62,7 @@ def _raw(port: int, request: bytes) -> bytes:
     ids=["LF", "CR", "NUL", "ESC-BEL", "DEL"],
 )
 def test_a_header_value_with_a_control_character_never_reaches_the_target(
-    recording: tuple[HttpProxy, RecordingTarget], value: bytes
+    recording: tuple[HttpProxy, RawTarget], value: bytes
 ) -> None:
     # Given a proxy in front of a target that records every byte
     proxy, target = recording
@@ -116,9 +79,7 @@ def test_a_header_value_with_a_control_character_never_reaches_the_target(
 @pytest.mark.parametrize(
     "name", [b"X A", b"X\x00A", b"X(A)", b""], ids=["space", "NUL", "separator", "empty"]
 )
-def test_a_malformed_header_name_is_refused(
-    recording: tuple[HttpProxy, RecordingTarget], name: bytes
-) -> None:
+def test_a_malformed_header_name_is_refused(recording: tuple[HttpProxy, RawTarget], name: bytes) -> None:
     proxy, target = recording
     answer = _raw(proxy.port, b"GET /x HTTP/1.1\r\nHost: h\r\n" + name + b": v\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 400 ")
@@ -135,9 +96,7 @@ def test_a_malformed_header_name_is_refused(
     ],
     ids=["two-hosts", "same-host-twice", "no-host", "no-host-1.0"],
 )
-def test_duplicate_or_missing_host_is_a_400(
-    recording: tuple[HttpProxy, RecordingTarget], head: bytes
-) -> None:
+def test_duplicate_or_missing_host_is_a_400(recording: tuple[HttpProxy, RawTarget], head: bytes) -> None:
     # Given a request with no Host or more than one; When proxied; Then a 400 problem, nothing forwarded
     proxy, target = recording
     answer = _raw(proxy.port, head)
@@ -146,7 +105,7 @@ def test_duplicate_or_missing_host_is_a_400(
     assert bytes(target.received) == b""
 
 
-def test_exactly_one_host_is_forwarded(recording: tuple[HttpProxy, RecordingTarget]) -> None:
+def test_exactly_one_host_is_forwarded(recording: tuple[HttpProxy, RawTarget]) -> None:
     proxy, target = recording
     answer = _raw(proxy.port, b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200 ")
@@ -224,7 +183,7 @@ def test_an_encoded_slash_inside_one_route_is_forwarded_as_sent(proxy: HttpProxy
     ids=["absolute-form", "connect", "http2", "fragment"],
 )
 def test_other_request_targets_and_versions_are_refused(
-    recording: tuple[HttpProxy, RecordingTarget], head: bytes
+    recording: tuple[HttpProxy, RawTarget], head: bytes
 ) -> None:
     proxy, target = recording
     answer = _raw(proxy.port, head)
@@ -233,7 +192,7 @@ def test_other_request_targets_and_versions_are_refused(
 
 
 def test_refusals_are_counted_and_logged_once_per_burst(
-    recording: tuple[HttpProxy, RecordingTarget], caplog: pytest.LogCaptureFixture
+    recording: tuple[HttpProxy, RawTarget], caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a burst of twenty hostile requests
     proxy, _ = recording
@@ -247,7 +206,7 @@ def test_refusals_are_counted_and_logged_once_per_burst(
     assert len(lines) == 1
 
 
-def test_the_provider_reports_its_proxys_refusals(recording: tuple[HttpProxy, RecordingTarget]) -> None:
+def test_the_provider_reports_its_proxys_refusals(recording: tuple[HttpProxy, RawTarget]) -> None:
     # Given a self_hosted provider's proxy that refused two requests
     from fleetlink.agent.tunnels.providers.self_hosted import SelfHostedProvider
 

@@ -19,10 +19,8 @@ from fleetlink.agent.process import (
 )
 from fleetlink.agent.tasks.handlers import Handler
 from fleetlink.agent.tasks.output import LIVE_CAP_BYTES
-from fleetlink.agent.tasks.store import (
-    ResultStatus,
-)
-from fleetlink.core.tasks.output import INLINE_HEAD_BYTES
+from fleetlink.agent.tasks.store import ExecutionRecord, ExecutionResult, ResultStatus
+from fleetlink.core.tasks.output import INLINE_HEAD_BYTES, head_and_tail
 
 SHELL_PATH = "/bin/sh"
 
@@ -46,6 +44,33 @@ class Outcome:
     error: str | None = None
     stderr: bytes = b""
     stderr_bytes: int = 0
+
+    def result(self, started_at: int, finished_at: int, max_error_chars: int) -> ExecutionResult:
+        """The outcome as stored: each stream's head and tail, the error cut to ``max_error_chars``."""
+        output, output_truncated, output_bytes = head_and_tail(self.output, self.output_bytes)
+        stderr, stderr_truncated, stderr_bytes = head_and_tail(self.stderr, self.stderr_bytes)
+        return ExecutionResult(
+            status=self.status,
+            started_at=started_at,
+            finished_at=finished_at,
+            exit_code=self.exit_code,
+            output=output,
+            output_truncated=output_truncated,
+            output_bytes=output_bytes,
+            error=self.error[:max_error_chars] if self.error else None,
+            stderr=stderr,
+            stderr_truncated=stderr_truncated,
+            stderr_bytes=stderr_bytes,
+        )
+
+
+def execution_env(record: ExecutionRecord) -> dict[str, str]:
+    """What a shell execution finds in its environment about itself."""
+    return {
+        "FLEETLINK_EXECUTION_ID": record.execution_id,
+        "FLEETLINK_TASK_ID": record.task_id,
+        "FLEETLINK_ATTEMPT": str(record.attempt),
+    }
 
 
 def run_shell(

@@ -11,6 +11,7 @@ Closing sends what is left in one last chunk, never waiting long: the result rep
 from __future__ import annotations
 
 import codecs
+import json
 import logging
 import threading
 import time
@@ -39,11 +40,12 @@ class NewOutput(Protocol):
 
 
 class FileTail:
-    """New bytes of a file another process writes (a supervised command's stdout or stderr file)."""
+    """New bytes of a file another process writes (a supervised command's stdout or stderr file),
+    from ``offset`` on (a restarted daemon resumes where the server's acknowledged chunks end)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, offset: int = 0) -> None:
         self._path = path
-        self._offset = 0
+        self._offset = offset
 
     def take_new(self) -> tuple[bytes, int]:
         try:
@@ -63,6 +65,40 @@ class OutputApi(Protocol):
     ) -> Any: ...
 
 
+class StreamProgress:
+    """Where a supervised attempt's live output stands, kept in its run dir (``stream.json``): the
+    last chunk the server acknowledged and the bytes of each stream it carried so far. A daemon
+    restarted mid-stream resumes from it instead of sending chunk 1 again."""
+
+    FILE = "stream.json"
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / self.FILE
+        self.seq = 0
+        self.acked: dict[str, int] = {}
+        try:
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
+            self.seq = int(saved["seq"])
+            self.acked = {str(k): int(v) for k, v in saved["acked"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            pass
+
+    def offset(self, stream: str) -> int:
+        return self.acked.get(stream, 0)
+
+    def record(self, seq: int, parts: list[dict[str, str]]) -> None:
+        """Chunk ``seq`` was acknowledged: count its bytes, and keep it (atomically)."""
+        self.seq = seq
+        for part in parts:
+            self.acked[part["stream"]] = self.offset(part["stream"]) + len(part["data"].encode())
+        temporary = self.path.with_name(f".{self.FILE}.tmp")
+        try:
+            temporary.write_text(json.dumps({"seq": seq, "acked": self.acked}), encoding="utf-8")
+            temporary.replace(self.path)
+        except OSError as error:  # the stream goes on; a restart would only resend from further back
+            log.info("cannot keep the live output's progress: %s", error)
+
+
 def skipped_line(count: int) -> str:
     return f"\n[... {count} bytes skipped in the live view ...]\n"
 
@@ -80,6 +116,7 @@ class OutputStreamer:
         interval_s: float = STREAM_INTERVAL_S,
         max_chunk_bytes: int = CHUNK_MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        progress: StreamProgress | None = None,
     ) -> None:
         self._api = api
         self.execution_id = execution_id
@@ -91,8 +128,9 @@ class OutputStreamer:
         self._max_chunk_bytes = max_chunk_bytes
         self._clock = clock
         self._pending: list[dict[str, str]] | None = None
+        self._progress = progress
         #: The last chunk the server acknowledged.
-        self.seq = 0
+        self.seq = progress.seq if progress is not None else 0
         self.requests = 0
         self._last_send = float("-inf")
         self._refused = False
@@ -175,5 +213,7 @@ class OutputStreamer:
             log.info("live output of %s: %s; resending", self.execution_id, error)
             return False
         self.seq += 1
+        if self._progress is not None:
+            self._progress.record(self.seq, self._pending)
         self._pending = None
         return True

@@ -10,7 +10,8 @@ restarted mid-task reports the outcome instead of losing it.
 Shell tasks run ``/bin/sh -c COMMAND`` in a process group of their own (agent/process.py): a timeout
 or cancel stops the whole group, and anything a task left running in its group ends with it. Other
 task types run a handler from a :class:`~fleetlink.agent.tasks.handlers.HandlerRegistry`
-(``handlers``); running one execution is ``execution``.
+(``handlers``): in a process of its own under the execution's supervisor when the registry knows it
+by reference, else in a thread; running one execution is ``execution``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService
 from fleetlink.agent.db import now_ms
+from fleetlink.agent.disk import takes_no_writes
 from fleetlink.agent.process import (
     DRAIN_GRACE_S,
     KILL_GRACE_S,
@@ -34,9 +36,10 @@ from fleetlink.agent.process import (
     is_our_group,
     kill_group,
 )
-from fleetlink.agent.tasks.execution import OUTPUT_CAP_BYTES, Outcome, clip_utf8, run_handler, run_shell
+from fleetlink.agent.tasks.execution import OUTPUT_CAP_BYTES, Outcome, execution_env, run_handler, run_shell
 from fleetlink.agent.tasks.handlers import SHELL, HandlerRegistry
 from fleetlink.agent.tasks.output import OutputApi, OutputStreamer
+from fleetlink.agent.tasks.reporting import ResultReporter
 from fleetlink.agent.tasks.store import (
     AgentStore,
     ExecutionRecord,
@@ -45,11 +48,19 @@ from fleetlink.agent.tasks.store import (
     RowStatus,
     StoreError,
 )
-from fleetlink.agent.tasks.supervised import prune_runs, recover_supervised, run_supervised
-from fleetlink.client.http import FleetlinkApiError, FleetlinkClientError, is_transient
+from fleetlink.agent.tasks.supervised import (
+    declare_complete_output,
+    prune_runs,
+    recover_supervised,
+    run_supervised,
+    runs_dir_of,
+    supervises,
+)
+from fleetlink.agent.tasks.uploads import OutputUploader
+from fleetlink.client.http import FleetlinkClientError
 from fleetlink.contract.agents import HeartbeatAck
-from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded
-from fleetlink.core.tasks.output import head_and_tail
+from fleetlink.contract.tasks import Claimed, Lease, ResultRecorded, ResultReport
+from fleetlink.core.tasks.output_objects import OutputUploads
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +77,9 @@ MAX_ERROR_CHARS = 4096
 #: Reported executions older than this are pruned from the local store at start-up.
 KEEP_REPORTED_MS = 7 * 24 * 3600 * 1000
 
+#: What the local store keeps of a lease.
+_KEPT_OF_LEASE = {"execution_id", "attempt", "task_id", "type", "command", "input", "timeout_seconds"}
+
 CANCELLED = "cancelled"
 STOPPED = "agent stopped while the task ran"
 RESTARTED = "agent restarted while the task ran"
@@ -77,23 +91,9 @@ class TasksApi(Protocol):
 
     def claim(self, agent_id: str, max: int = 1, running_executions: list[str] | None = None) -> Claimed: ...
 
-    def report_result(
-        self,
-        execution_id: str,
-        *,
-        attempt: int,
-        status: str,
-        started_at: int,
-        finished_at: int,
-        exit_code: int | None = None,
-        output: str | None = None,
-        output_truncated: bool = False,
-        output_bytes: int | None = None,
-        error: str | None = None,
-        stderr: str | None = None,
-        stderr_truncated: bool = False,
-        stderr_bytes: int | None = None,
-    ) -> ResultRecorded: ...
+    def report_result(self, execution_id: str, report: ResultReport) -> ResultRecorded: ...
+
+    def request_output_uploads(self, execution_id: str, attempt: int) -> OutputUploads: ...
 
 
 # --- the runner ----------------------------------------------------------------------------------
@@ -139,6 +139,7 @@ class TasksService(BaseService):
         clock: Callable[[], int] = now_ms,
         stream_output: bool = True,
         supervised: bool = True,
+        uploader: OutputUploader | None = None,
     ) -> None:
         super().__init__()
         if not agent_id:
@@ -153,7 +154,6 @@ class TasksService(BaseService):
         self.interval_s = DEFAULT_INTERVAL_S
         self._listener = listener
         self._output_cap = output_cap
-        self._send_output_bytes = send_output_bytes
         self._kill_grace_s = kill_grace_s
         self._stream_output = stream_output
         self._stop_grace_s = stop_grace_s
@@ -170,6 +170,14 @@ class TasksService(BaseService):
         self.on_started: Callable[[], None] = lambda: None
         #: Shell tasks run under a supervisor process each (their outcome outlives the daemon).
         self.supervised = supervised
+        self.reporter = ResultReporter(
+            client,
+            store,
+            send_output_bytes=send_output_bytes,
+            runs_dir=runs_dir_of(store.path.parent),
+            on_reported=lambda record, detail: self._emit("reported", record, detail),
+            uploader=uploader,
+        )
 
     # --- state seen from outside ---
 
@@ -266,10 +274,26 @@ class TasksService(BaseService):
                 return
             claimed = self.client.claim(self.agent_id, max=asked, running_executions=self.running_ids())
             self.cancel(claimed.cancel)
-            for lease in claimed.executions:
-                self.start_execution(lease)
-            if len(claimed.executions) < asked:
+            unrecorded = [lease for lease in claimed.executions if not self._start_recorded(lease)]
+            if unrecorded or len(claimed.executions) < asked:
                 return
+
+    def _start_recorded(self, lease: Lease) -> bool:
+        """Start a lease; False when the state dir cannot record it (full or read-only): it is not run
+        then, and the server hands it back to a later claim (it is still leased to this agent, never
+        named running), so it runs once there is space instead of being lost."""
+        try:
+            self.start_execution(lease)
+        except Exception as error:
+            if (problem := takes_no_writes(error)) is None:
+                raise
+            log.warning(
+                "%s: cannot record the claim (%s); it runs once the state dir takes writes again",
+                lease.execution_id,
+                problem,
+            )
+            return False
+        return True
 
     def cancel(self, execution_ids: Iterable[str], reason: str = CANCELLED) -> None:
         """Stop these executions if they run here (their worker kills the process group and reports)."""
@@ -287,14 +311,7 @@ class TasksService(BaseService):
     def start_execution(self, lease: Lease) -> None:
         """Record the lease, then run it in a worker thread (or record why it cannot run)."""
         known = not self.store.record_claimed(
-            execution_id=lease.execution_id,
-            attempt=lease.attempt,
-            task_id=lease.task_id,
-            type=lease.type,
-            command=lease.command,
-            input=lease.input,
-            timeout_seconds=lease.timeout_seconds,
-            claimed_at=self._clock(),
+            **lease.model_dump(include=_KEPT_OF_LEASE), claimed_at=self._clock()
         )
         if known:
             log.info(
@@ -313,16 +330,10 @@ class TasksService(BaseService):
             self._finished.set()
             self.wake()
             return
-        control = Control()
-        thread = threading.Thread(
-            target=self._work, args=(record, control), name=f"exec-{lease.execution_id}", daemon=True
-        )
-        with self._lock:
-            self._active[lease.execution_id] = _Running(record, control, thread)
-        thread.start()
+        self.adopt(record)
 
     def adopt(self, record: ExecutionRecord) -> None:
-        """Follow an execution still running under the supervisor a previous daemon started."""
+        """Run (or follow, when a previous daemon's supervisor still runs it) an execution in a worker."""
         control = Control()
         thread = threading.Thread(
             target=self._work, args=(record, control), name=f"exec-{record.execution_id}", daemon=True
@@ -349,7 +360,7 @@ class TasksService(BaseService):
             self.wake()
 
     def _execute(self, record: ExecutionRecord, control: Control) -> Outcome:
-        if record.type == SHELL and self.supervised:
+        if self.supervised and supervises(self, record):
             return run_supervised(self, record, control)
         if record.type == SHELL:
 
@@ -399,94 +410,24 @@ class TasksService(BaseService):
             control,
             on_start=started,
             on_output=stream,
-            env={
-                "FLEETLINK_EXECUTION_ID": record.execution_id,
-                "FLEETLINK_TASK_ID": record.task_id,
-                "FLEETLINK_ATTEMPT": str(record.attempt),
-            },
+            env=execution_env(record),
             output_cap=self._output_cap,
             kill_grace_s=self._kill_grace_s,
         )
 
     def _finish(self, record: ExecutionRecord, outcome: Outcome, *, started_at: int) -> None:
-        error = outcome.error[:MAX_ERROR_CHARS] if outcome.error else None
-        output, output_truncated, output_bytes = head_and_tail(outcome.output, outcome.output_bytes)
-        stderr, stderr_truncated, stderr_bytes = head_and_tail(outcome.stderr, outcome.stderr_bytes)
-        result = ExecutionResult(
-            status=outcome.status,
-            started_at=started_at,
-            finished_at=self._clock(),
-            exit_code=outcome.exit_code,
-            output=output,
-            output_truncated=output_truncated,
-            output_bytes=output_bytes,
-            error=error,
-            stderr=stderr,
-            stderr_truncated=stderr_truncated,
-            stderr_bytes=stderr_bytes,
-        )
+        if record.type == SHELL and self.supervised:
+            declare_complete_output(self, record)  # before the result is recorded and reported
+        result = outcome.result(started_at, self._clock(), MAX_ERROR_CHARS)
         finished = self.store.record_finished(record.execution_id, record.attempt, result)
-        self._emit("finished", finished, error or "")
+        self._emit("finished", finished, result.error or "")
 
-    # --- reporting ---
+    # --- reporting (fleetlink.agent.tasks.reporting) ---
 
     def report_pending(self) -> int:
-        """Report every finished, unreported execution; stops at the first transient failure.
-
-        Returns how many are still owed. An answer the server will never change (409: it has moved
-        on, 404, 403, 422) marks the execution reported all the same, with a log line.
-        """
-        owed = self.store.unreported()
-        for index, record in enumerate(owed):
-            try:
-                answer = self.client.report_result(record.execution_id, **self.result_body(record))
-            except FleetlinkApiError as error:
-                if is_transient(error):
-                    log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
-                    return len(owed) - index
-                log.warning("the server refused the result of %s: %s", record.execution_id, error)
-                self.store.mark_reported(
-                    record.execution_id, record.attempt, server_status=f"refused:{error.status}"
-                )
-                self._emit("reported", record, f"refused: {error.status} {error.title}")
-                continue
-            except FleetlinkClientError as error:
-                log.warning("reporting %s failed (%s); will retry", record.execution_id, error)
-                return len(owed) - index
-            self.store.mark_reported(record.execution_id, record.attempt, server_status=answer.status.value)
-            self._emit("reported", record, answer.status.value)
-        return 0
-
-    def result_body(self, record: ExecutionRecord) -> dict[str, Any]:
-        """The result as sent: the same every time for one attempt, so a resend is recognised."""
-        result = record.result()
-        output, clipped = clip_utf8(result.output, self._send_output_bytes)
-        truncated = clipped or result.output_truncated
-        started_at = result.started_at if result.started_at is not None else result.finished_at
-        return {
-            "attempt": record.attempt,
-            "status": result.status.value,
-            "started_at": started_at,
-            "finished_at": max(result.finished_at, started_at),
-            "exit_code": result.exit_code,
-            "output": output or None,
-            "output_truncated": truncated,
-            "output_bytes": (result.output_bytes or len(result.output.encode())) if truncated else None,
-            "error": result.error,
-            **self._stderr_body(result),
-        }
-
-    def _stderr_body(self, result: ExecutionResult) -> dict[str, Any]:
-        """stderr as sent (only when there is some: a result without it reads as before)."""
-        stderr, clipped = clip_utf8(result.stderr, self._send_output_bytes)
-        if not stderr:
-            return {}
-        truncated = clipped or result.stderr_truncated
-        return {
-            "stderr": stderr,
-            "stderr_truncated": truncated,
-            "stderr_bytes": (result.stderr_bytes or len(result.stderr.encode())) if truncated else None,
-        }
+        """Report every finished, unreported execution, then upload complete output owed; how many
+        results are still owed (it stops at the first transient failure)."""
+        return self.reporter.report_pending()
 
     # --- stopping ---
 

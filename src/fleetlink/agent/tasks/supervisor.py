@@ -1,4 +1,4 @@
-"""One small supervisor process per shell execution: the command's outcome outlives the daemon.
+"""One small supervisor process per execution: the command's outcome outlives the daemon.
 
 The daemon does not run a shell task itself: it starts ``python -m fleetlink.agent.tasks.supervisor
 RUN_DIR`` in a session of its own, and the supervisor starts the command (in its own process group,
@@ -15,6 +15,10 @@ finds the run dir of each execution it had in flight (``<state dir>/runs/<execut
 
 The run dir holds ``spec.json`` (what to run, written by the daemon before the start) and
 ``started.json`` (the supervisor's and the command's pids and the start time).
+
+A typed task whose handler the daemon knows by reference runs the same way: the supervisor's
+command is then ``python -m fleetlink.agent.tasks.handler_process RUN_DIR``, which calls the
+handler on the task's input and leaves its JSON result in ``stdout`` (or why it failed in ``error``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ STARTED = "started.json"
 OUTCOME = "outcome.json"
 STDOUT = "stdout"
 STDERR = "stderr"
+#: A handler's failure, as the handler process wrote it (a typed task's error).
+ERROR = "error"
 SHELL_PATH = "/bin/sh"
 #: How often the daemon looks for the outcome while a command runs (it is also woken on stop).
 POLL_S = 0.1
@@ -78,10 +84,10 @@ def now_ms() -> int:
 # --- the daemon's side ------------------------------------------------------------------------------
 
 
-def launch(folder: Path, command: str, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+def launch(folder: Path, spec: Mapping[str, Any]) -> subprocess.Popen[bytes]:
     """Write the spec and start the supervisor, detached (its own session): it outlives the daemon."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_atomic(folder / SPEC, {"command": command, "env": dict(env or {})})
+    _write_atomic(folder / SPEC, dict(spec))
     return subprocess.Popen(  # noqa: S603 - our own module, by this interpreter
         [sys.executable, "-m", "fleetlink.agent.tasks.supervisor", str(folder)],
         stdin=subprocess.DEVNULL,
@@ -126,23 +132,43 @@ def alive(folder: Path) -> bool:
     return is_our_group(int(found["supervisor"]), int(found["started_at"]))
 
 
+def shell_spec(command: str, env: Mapping[str, str] | None) -> dict[str, Any]:
+    """The spec of a shell execution: ``/bin/sh -c command`` with ``env`` added."""
+    return {"command": command, "env": dict(env or {})}
+
+
+def handler_spec(
+    reference: str, task_input: Mapping[str, Any], env: Mapping[str, str] | None
+) -> dict[str, Any]:
+    """The spec of a typed execution: the handler ``reference`` called on ``task_input``, on the daemon's
+    import path (a ``--handler`` module found there is found again)."""
+    return {"handler": reference, "input": dict(task_input), "path": list(sys.path), "env": dict(env or {})}
+
+
+def recorded_error(folder: Path) -> str | None:
+    """Why a handler failed, as its process wrote it (None: it wrote nothing)."""
+    try:
+        return (folder / ERROR).read_text(encoding="utf-8", errors="replace").strip() or None
+    except OSError:
+        return None
+
+
 def supervise(
     folder: Path,
-    command: str,
+    spec: Mapping[str, Any],
     timeout_s: float,
     control: Control,
     *,
     on_start: Callable[[int], None],
-    env: Mapping[str, str] | None,
     output_cap: int,
     kill_grace_s: float,
 ) -> tuple[Recorded | None, str | None]:
-    """Run ``command`` under a supervisor (or adopt the one already running in ``folder``) until it
+    """Run ``spec`` under a supervisor (or adopt the one already running in ``folder``) until it
     ends, times out or is stopped; the recorded outcome and why it was stopped (``"timeout"``, the
     stop reason, or None). None as outcome: the supervisor died without recording one."""
     child = None  # the supervisor, when this daemon started it (else adopted: not our child)
     if started(folder) is None:
-        child = launch(folder, command, env)
+        child = launch(folder, spec)
         deadline = time.monotonic() + START_TIMEOUT_S
         while started(folder) is None and child.poll() is None:
             if time.monotonic() > deadline:
@@ -190,8 +216,12 @@ def main(folder: Path) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the daemon's terminal going away is not our end
     with open(folder / STDOUT, "wb") as out, open(folder / STDERR, "wb") as err:
         started_at = now_ms()
-        process = subprocess.Popen(  # noqa: S603 - the operator's shell command, as designed
-            [SHELL_PATH, "-c", str(spec["command"])],
+        if "handler" in spec:
+            argv = [sys.executable, "-m", "fleetlink.agent.tasks.handler_process", str(folder)]
+        else:
+            argv = [SHELL_PATH, "-c", str(spec["command"])]
+        process = subprocess.Popen(  # noqa: S603 - the operator's command (or handler), as designed
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

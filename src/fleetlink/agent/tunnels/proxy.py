@@ -1,19 +1,19 @@
 """The built-in data path: an asyncio HTTP/1.1 reverse proxy that routes by path prefix, and a
-plain TCP forwarder.
+plain TCP forwarder (``proxy_tcp``).
 
 HTTP: the longest matching route prefix wins (a prefix matches whole path segments: ``/api``
 matches ``/api`` and ``/api/x``, not ``/apix``), then the higher ``priority``; no match goes to the
-tunnel's own ``local_target``. Bodies stream both ways (Content-Length, chunked, or read-to-close),
-hop-by-hop headers are dropped and ``X-Forwarded-*`` added, a WebSocket (any ``Upgrade``) is
-passed through after the target's ``101``, and a target that does not answer gives a 502 problem
-document. Upstream connections are kept alive and reused.
+tunnel's own ``local_target``. Requests are parsed strictly (``strict_http``, docs/security.md) and
+routed by their normalised path. Bodies stream both ways (Content-Length, chunked, or read-to-close),
+hop-by-hop headers are dropped and ``X-Forwarded-*`` added, a WebSocket (any ``Upgrade``) is passed
+through after the target's ``101``, and a target that does not answer gives a 502 problem document.
+Upstream connections are kept alive and reused. The data path itself is in ``proxy_http``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -22,37 +22,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
 
-from fleetlink.agent.tunnels.strict_http import (
-    BadRequest,
-    Head,
-    normalise_target,
-    parse_request,
-    parse_response,
-)
-from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
+from fleetlink.agent.tunnels.proxy_http import ClientSide, Exchange
+from fleetlink.agent.tunnels.proxy_tcp import Listener, TcpForwarder
+from fleetlink.agent.tunnels.proxy_upstream import UpstreamSide
+from fleetlink.agent.tunnels.strict_http import problem_response
 from fleetlink.contract.tunnels import split_host_port
 
-HEAD_LIMIT = 64 * 1024
-COPY_CHUNK = 64 * 1024
-MAX_IDLE_PER_TARGET = 32
+__all__ = ["HttpProxy", "Route", "RouteTable", "TcpForwarder", "new_event_loop"]
 
-#: Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded as-is.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-_NO_BODY_STATUS = frozenset({204, 304})
-#: Request headers the proxy rewrites; a head without any keeps its header block byte for byte.
-_REWRITTEN = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
+MAX_IDLE_PER_TARGET = 32
+#: Paths whose route is remembered per table (then the memory starts over).
+ROUTE_CACHE_SIZE = 1024
 #: Refusals inside this many seconds of the last logged one are counted, not logged again.
 REFUSAL_LOG_BURST_S = 60.0
 
@@ -82,31 +62,19 @@ class RouteTable:
         self.default = Route("/", host.strip("[]"), port)
         parsed = [Route(prefix, *split_host_port(target), priority) for prefix, target, priority in routes]
         self.routes = sorted(parsed, key=lambda r: (-len(r.prefix), -r.priority))
+        self._picked: dict[str, Route] = {}
 
     def pick(self, path: str) -> Route:
-        return next((route for route in self.routes if route.matches(path)), self.default)
+        route = self._picked.get(path)
+        if route is None:
+            route = next((route for route in self.routes if route.matches(path)), self.default)
+            if len(self._picked) >= ROUTE_CACHE_SIZE:
+                self._picked.clear()
+            self._picked[path] = route
+        return route
 
     def targets(self) -> list[tuple[str, int]]:
         return sorted({(r.host, r.port) for r in [self.default, *self.routes]})
-
-
-def _body_framing(message: Head) -> tuple[str, int]:
-    """("length", n) | ("chunked", 0) | ("none", 0) for a request."""
-    te = message.tokens(b"transfer-encoding")
-    lengths = {v.strip() for v in message.values(b"content-length")}
-    if te:
-        if lengths:
-            raise BadRequest(400, "ambiguous-length", "both Content-Length and Transfer-Encoding")
-        if te != {b"chunked"}:
-            raise BadRequest(
-                501, "unsupported-transfer-encoding", "only chunked transfer coding is supported"
-            )
-        return "chunked", 0
-    if lengths:
-        if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-            raise BadRequest(400, "bad-content-length", "Content-Length is not one number")
-        return "length", int(next(iter(lengths)))
-    return "none", 0
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -120,144 +88,7 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return loop
 
 
-def problem_response(status: int, code: str, title: str, detail: str, *, close: bool = True) -> bytes:
-    body = json.dumps(problem_document(status, code, detail, title=title))
-    head = (
-        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\n"
-        f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n"
-    )
-    return head.encode() + body.encode()
-
-
-async def _copy_exact(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
-    while n > 0:
-        data = await reader.read(min(n, COPY_CHUNK))
-        if not data:
-            raise asyncio.IncompleteReadError(b"", n)
-        writer.write(data)
-        n -= len(data)
-        await writer.drain()
-
-
-async def _copy_chunked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while True:
-        line = await reader.readuntil(b"\r\n")
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise BadRequest(400, "bad-chunk", "a chunk size is not hexadecimal") from None
-        writer.write(line)
-        if size == 0:
-            while True:
-                trailer = await reader.readuntil(b"\r\n")
-                writer.write(trailer)
-                if trailer == b"\r\n":
-                    await writer.drain()
-                    return
-        await _copy_exact(reader, writer, size + 2)
-
-
-async def _copy_to_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(COPY_CHUNK):
-        writer.write(data)
-        await writer.drain()
-
-
-async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Copy one direction until EOF, then half-close the other side."""
-    try:
-        await _copy_to_eof(reader, writer)
-        if writer.can_write_eof():
-            writer.write_eof()
-    except (ConnectionError, OSError):
-        writer.close()
-
-
-async def splice(
-    a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-    b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-) -> None:
-    """Bidirectional byte copy until both directions end; closes both."""
-    try:
-        await asyncio.gather(pipe(a[0], b[1]), pipe(b[0], a[1]))
-    finally:
-        for writer in (a[1], b[1]):
-            writer.close()
-
-
-def _close(writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        writer.close()
-
-
-Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-class _Server:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return self.host, self.port
-
-    @property
-    def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
-
-    async def start(self) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, limit=HEAD_LIMIT)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.address
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self.handle(reader, writer)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError):
-            pass
-        except asyncio.CancelledError:  # stop(): end quietly, the server is going away
-            pass
-        finally:
-            self._tasks.discard(task)
-            _close(writer)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for task in list(self._tasks):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 5)
-            self._server = None
-
-
-class TcpForwarder(_Server):
-    """``mode: tcp``: every connection is spliced to the target."""
-
-    def __init__(
-        self, target: str, host: str = "127.0.0.1", port: int = 0, connect_timeout: float = 5.0
-    ) -> None:
-        super().__init__(host, port)
-        self.target = split_host_port(target)
-        self.connect_timeout = connect_timeout
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream = await asyncio.wait_for(asyncio.open_connection(*self.target), self.connect_timeout)
-        except (OSError, TimeoutError):
-            return
-        await splice((reader, writer), upstream)
-
-
-class HttpProxy(_Server):
+class HttpProxy(Listener):
     """Path-prefix HTTP reverse proxy; ``table`` may be swapped while it runs.
 
     ``refused`` counts the requests it refused, by problem code (its provider reports them with
@@ -278,38 +109,103 @@ class HttpProxy(_Server):
         self.connect_timeout = connect_timeout
         self.response_timeout = response_timeout
         self.refused: Counter[str] = Counter()
-        self._idle: dict[tuple[str, int], list[Conn]] = {}
+        self.clients: set[ClientSide] = set()
+        self._idle: dict[tuple[str, int], list[UpstreamSide]] = {}
+        #: Runs while requests are in flight: answers 504 for those whose target is past its time.
+        self.watchdog: asyncio.TimerHandle | None = None
         self._refusal_logged_at = -REFUSAL_LOG_BURST_S
 
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        return self._listening_on(await loop.create_server(lambda: ClientSide(self), self.host, self.port))
+
     async def stop(self) -> None:
-        await super().stop()
-        for conns in self._idle.values():
-            for _, writer in conns:
-                _close(writer)
-        self._idle.clear()
-
-    async def _connect(self, route: Route) -> tuple[Conn, bool]:
-        idle = self._idle.get((route.host, route.port), [])
-        while idle:
-            conn = idle.pop()
-            if not conn[0].at_eof() and not conn[1].is_closing():
-                return conn, True
-            _close(conn[1])
-        conn = await asyncio.wait_for(asyncio.open_connection(route.host, route.port), self.connect_timeout)
-        return conn, False
-
-    def _release(self, route: Route, conn: Conn) -> None:
-        idle = self._idle.setdefault((route.host, route.port), [])
-        if len(idle) < MAX_IDLE_PER_TARGET and not conn[1].is_closing():
-            idle.append(conn)
-        else:
-            _close(conn[1])
-
-    def _refuse(self, writer: asyncio.StreamWriter, status: int, code: str, detail: str) -> None:
-        """Answer a problem and close; a refusal of the client's request (4xx) is counted."""
-        writer.write(problem_response(status, code, HTTPStatus(status).phrase, detail))
-        if status >= 500 and status != 505:
+        if self._server is None:
             return
+        self._server.close()
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        for task in list(self._tasks):
+            task.cancel()
+        for client in list(self.clients):
+            client.transport.close()
+        for idle in self._idle.values():
+            for upstream in idle:
+                upstream.transport.close()
+        self._idle.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+        self._server = None
+
+    def connect(self, client: ClientSide, exchange: Exchange) -> None:
+        """Open a new connection to ``exchange``'s target, then hand it to ``client``."""
+        task = asyncio.get_running_loop().create_task(self._connect(client, exchange))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, client: ClientSide, exchange: Exchange) -> None:
+        route = exchange.route
+        key = (route.host, route.port)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, upstream = await asyncio.get_running_loop().create_connection(
+                    lambda: UpstreamSide(self, key), route.host, route.port
+                )
+        except (OSError, TimeoutError):
+            client.fail(exchange, 502, "upstream-unavailable", f"nothing answers at {exchange.where}")
+            return
+        client.attach(exchange, upstream, reused=False)
+
+    def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.watchdog = loop.call_later(min(1.0, self.response_timeout / 4), self._check_deadlines)
+
+    def _check_deadlines(self) -> None:
+        self.watchdog = None
+        now = asyncio.get_running_loop().time()
+        waiting = False
+        for client in list(self.clients):
+            exchange = client.current
+            if exchange is not None and exchange.upstream is not None and not exchange.answered:
+                if exchange.deadline <= now:
+                    client.timed_out(exchange)
+                else:
+                    waiting = True
+        if waiting:
+            self.watch()
+
+    # --- idle upstream connections ---------------------------------------------------------------
+
+    def idle_upstream(self, route: Route) -> UpstreamSide | None:
+        idle = self._idle.get((route.host, route.port))
+        while idle:
+            upstream = idle.pop()
+            if not upstream.transport.is_closing():
+                return upstream
+        return None
+
+    def release(self, upstream: UpstreamSide) -> None:
+        idle = self._idle.setdefault(upstream.key, [])
+        open_ = self._server is not None and not upstream.transport.is_closing()
+        if open_ and len(idle) < MAX_IDLE_PER_TARGET:
+            upstream.release_reading()  # an idle connection still notices its target closing
+            idle.append(upstream)
+        else:
+            upstream.transport.close()
+
+    def forget(self, upstream: UpstreamSide) -> None:
+        idle = self._idle.get(upstream.key)
+        if idle and upstream in idle:
+            idle.remove(upstream)
+
+    # --- refusals --------------------------------------------------------------------------------
+
+    def refusal(self, status: int, code: str, detail: str) -> bytes:
+        """The problem answer to a refused request; a refusal of the client's request is counted."""
+        answer = problem_response(status, code, HTTPStatus(status).phrase, detail)
+        if status >= 500 and status != 505:
+            return answer
         self.refused[code] += 1
         now = time.monotonic()
         if now - self._refusal_logged_at >= REFUSAL_LOG_BURST_S:
@@ -321,216 +217,4 @@ class HttpProxy(_Server):
                 detail,
                 self.refused.total(),
             )
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client_ip = (str(peer[0]) if peer else "unknown").encode()
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.IncompleteReadError:
-                return
-            except asyncio.LimitOverrunError:
-                self._refuse(writer, 431, "headers-too-large", f"the request head is over {HEAD_LIMIT} bytes")
-                await writer.drain()
-                return
-            try:
-                request = parse_request(head)
-                target, path = normalise_target(request.target, self.table.pick)
-                keep = await self._exchange(request, target, self.table.pick(path), reader, writer, client_ip)
-            except BadRequest as error:
-                self._refuse(writer, error.status, error.code, error.detail)
-                await writer.drain()
-                return
-            if not keep:
-                return
-
-    @staticmethod
-    def _upstream_head(
-        request: Head, target: bytes, upgrade: bytes | None, framing: str, client_ip: bytes
-    ) -> bytes:
-        start = request.method + b" " + target + b" HTTP/1.1\r\n"
-        if upgrade is None and framing != "chunked" and request.by_name.keys().isdisjoint(_REWRITTEN):
-            # the common case: the client's (validated) header block as is, then the forwarding headers
-            block = request.raw[request.raw.index(b"\r\n") + 2 : -2]
-            host = request.by_name[b"host"][0]
-            return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
-                start,
-                block,
-                client_ip,
-                host,
-            )
-        connection = request.tokens(b"connection")
-        drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
-        lines = [start[:-2]]
-        lines += [
-            k + b": " + v
-            for k, v in request.headers
-            if (lk := k.lower()) not in drop and lk != b"x-forwarded-for"
-        ]
-        lines.append(b"x-forwarded-for: " + b", ".join([*request.values(b"x-forwarded-for"), client_ip]))
-        if not request.values(b"x-forwarded-proto"):
-            lines.append(b"x-forwarded-proto: http")
-        if not request.values(b"x-forwarded-host"):
-            lines.append(b"x-forwarded-host: " + request.values(b"host")[0])
-        if framing == "chunked":
-            lines.append(b"transfer-encoding: chunked")
-        if upgrade is not None:
-            lines += [b"connection: upgrade", b"upgrade: " + upgrade]
-        lines.append(b"\r\n")
-        return b"\r\n".join(lines)
-
-    async def _exchange(
-        self,
-        request: Head,
-        target: bytes,
-        route: Route,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        client_ip: bytes,
-    ) -> bool:
-        framing, length = _body_framing(request)
-        connection = request.tokens(b"connection")
-        client_close = b"close" in connection or (
-            request.version == b"HTTP/1.0" and b"keep-alive" not in connection
-        )
-        upgrade = (
-            request.values(b"upgrade")[0]
-            if (b"upgrade" in connection and request.values(b"upgrade"))
-            else None
-        )
-        head_out = self._upstream_head(request, target, upgrade, framing, client_ip)
-        where = f"{route.host}:{route.port}" + (f" (route {route.prefix})" if route.prefix != "/" else "")
-
-        response: Head | None = None
-        upstream: Conn | None = None
-        for attempt in range(2):
-            try:
-                upstream, reused = await self._connect(route)
-            except (OSError, TimeoutError):
-                writer.write(
-                    problem_response(
-                        502, "upstream-unavailable", "Bad Gateway", f"nothing answers at {where}"
-                    )
-                )
-                await writer.drain()
-                return False
-            up_reader, up_writer = upstream
-            try:
-                up_writer.write(head_out)
-                if framing == "length":
-                    await _copy_exact(reader, up_writer, length)
-                elif framing == "chunked":
-                    await _copy_chunked(reader, up_writer)
-                await up_writer.drain()
-                response = await self._read_response(up_reader, writer)
-                break
-            except (ConnectionError, asyncio.IncompleteReadError) as error:
-                _close(up_writer)
-                # A kept-alive connection the target had closed: retry once if nothing was consumed.
-                if reused and attempt == 0 and framing == "none":
-                    continue
-                writer.write(
-                    problem_response(
-                        502,
-                        "upstream-unavailable",
-                        "Bad Gateway",
-                        f"{where} closed the connection ({type(error).__name__})",
-                    )
-                )
-                await writer.drain()
-                return False
-            except TimeoutError:
-                _close(up_writer)
-                writer.write(
-                    problem_response(
-                        504,
-                        "upstream-timeout",
-                        "Gateway Timeout",
-                        f"{where} did not answer in {self.response_timeout:g} s",
-                    )
-                )
-                await writer.drain()
-                return False
-            except BadRequest:
-                _close(up_writer)
-                raise
-        assert response is not None
-        assert upstream is not None
-        up_reader, up_writer = upstream
-        status = response.status
-
-        if status == 101 and upgrade is not None:
-            writer.write(self._client_head(response, "upgrade", close=False))
-            await writer.drain()
-            await splice((reader, writer), upstream)
-            return False
-
-        if request.method == b"HEAD" or status in _NO_BODY_STATUS:
-            body = "none"
-        elif b"chunked" in response.tokens(b"transfer-encoding"):
-            body = "chunked"
-        elif response.values(b"content-length"):
-            body = "length"
-        else:
-            body = "eof"
-        close = client_close or body == "eof"
-        head = self._client_head(response, body, close=close)
-        try:
-            if body == "length":
-                # Head and first part of the body in one write: one send() for small answers.
-                remaining = int(response.values(b"content-length")[0])
-                first = await up_reader.read(min(remaining, COPY_CHUNK)) if remaining else b""
-                if remaining and not first:
-                    raise asyncio.IncompleteReadError(b"", remaining)
-                writer.write(head + first)
-                await _copy_exact(up_reader, writer, remaining - len(first))
-            else:
-                writer.write(head)
-            if body == "chunked":
-                await _copy_chunked(up_reader, writer)
-            elif body == "eof":
-                await _copy_to_eof(up_reader, writer)
-            await writer.drain()
-        except BaseException:
-            _close(up_writer)
-            raise
-        if body != "eof" and b"close" not in response.tokens(b"connection"):
-            self._release(route, upstream)
-        else:
-            _close(up_writer)
-        return not close
-
-    async def _read_response(self, up_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Head:
-        """The target's final (or 101) response head; 1xx interim answers go to the client as they come."""
-        while True:
-            # asyncio.timeout, not wait_for: no task per request on the hot path.
-            async with asyncio.timeout(self.response_timeout):
-                head = await up_reader.readuntil(b"\r\n\r\n")
-            response = parse_response(head)
-            if 100 <= response.status < 200 and response.status != 101:
-                writer.write(head)
-                await writer.drain()
-                continue
-            return response
-
-    @staticmethod
-    def _client_head(response: Head, body: str, *, close: bool) -> bytes:
-        plain = body == "length" and not close and response.version == b"HTTP/1.1"
-        if plain and response.by_name.keys().isdisjoint(HOP_BY_HOP):
-            return response.raw  # nothing to drop or add: the target's (validated) head as is
-        connection = response.tokens(b"connection")
-        drop = HOP_BY_HOP | connection if connection else HOP_BY_HOP
-        lines = [b"HTTP/1.1 %d %s" % (response.status, response.reason)]
-        lines += [k + b": " + v for k, v in response.headers if k.lower() not in drop]
-        if body == "chunked":
-            lines.append(b"transfer-encoding: chunked")
-        if body == "upgrade":
-            lines += [
-                b"connection: upgrade",
-                b"upgrade: " + (response.values(b"upgrade") or [b"websocket"])[0],
-            ]
-        elif close:
-            lines.append(b"connection: close")
-        lines.append(b"\r\n")
-        return b"\r\n".join(lines)
+        return answer

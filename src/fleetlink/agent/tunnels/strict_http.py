@@ -1,10 +1,12 @@
-"""Strict HTTP/1.1 message heads for the self_hosted proxy, and the request-target normal form it
+"""The rules the self_hosted proxy holds HTTP/1.1 messages to, and the request-target normal form it
 routes and forwards by (docs/security.md, "The self_hosted proxy").
 
-Heads are parsed by llhttp (the C parser of Node.js, through ``httptools``) in its strict mode: a
-header name that is not a token, a value holding CR, LF, NUL or another control character, obsolete
-line folding, a bare LF line end, Content-Length twice or beside Transfer-Encoding: all refused before
-anything is forwarded. On top of it: exactly one ``Host``, origin-form targets only, HTTP/1.0 or 1.1.
+Messages are parsed by llhttp (the C parser of Node.js, through ``httptools``; one parser per
+connection, in ``proxy_http`` and ``proxy_upstream``) in its strict mode: a header name that is not a
+token, a value holding CR, LF, NUL or another control character, obsolete line folding, a bare LF
+line end, Content-Length twice or beside Transfer-Encoding: all refused before anything is
+forwarded. On top of it, here: exactly one ``Host``, origin-form targets only, HTTP/1.0 or 1.1, a
+body framed by Content-Length or chunked only.
 
 The path is normalised before a route is picked, and the normalised path is what the target gets:
 percent-escapes of unreserved characters decoded (RFC 3986 §2.3, so ``%2e`` is a dot), the other
@@ -15,11 +17,27 @@ request is refused, since a backend that decodes it would serve a path its route
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httptools
+from fleetlink.contract.problems import PROBLEM_CONTENT_TYPE, problem_document
+
+#: Headers meaningful for one connection only (RFC 9110 §7.6.1), never forwarded as they came.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
 
 
 class BadRequest(Exception):
@@ -57,78 +75,42 @@ class Head:
 _NO_TOKENS: frozenset[bytes] = frozenset()
 
 
-class _Collector:
-    """llhttp's callbacks for one head (it is fed whole, so no value arrives in pieces)."""
-
-    __slots__ = ("by_name", "headers", "reason", "url")
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.reason = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.by_name: dict[bytes, list[bytes]] = {}
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-        lower = name.lower()
-        if (seen := self.by_name.get(lower)) is None:
-            self.by_name[lower] = [value]
-        else:
-            seen.append(value)
-
-
-def _feed(parser: httptools.HttpRequestParser | httptools.HttpResponseParser, head: bytes) -> bool:
-    """Feed a whole head; True when the parser saw an upgrade (the bytes after the head are not HTTP)."""
-    try:
-        parser.feed_data(head)
-    except httptools.HttpParserUpgrade:
-        return True
-    return False
-
-
-def parse_request(head: bytes) -> Head:
-    """A request head (through its blank line), strictly; :class:`BadRequest` when it is not one."""
-    collected = _Collector()
-    parser = httptools.HttpRequestParser(collected)
-    try:
-        _feed(parser, head)
-    except httptools.HttpParserError as error:
-        raise BadRequest(400, "bad-header", f"the request head is malformed: {error}") from None
-    version = parser.get_http_version()
+def check_request(method: bytes, version: str, target: bytes, by_name: dict[bytes, list[bytes]]) -> None:
+    """What llhttp leaves to an intermediary: HTTP/1.0 or 1.1, an origin-form target, one ``Host``."""
     if version not in ("1.1", "1.0"):
         raise BadRequest(505, "http-version", "only HTTP/1.1 and HTTP/1.0 are served")
-    method = parser.get_method()
-    target = collected.url
     if method == b"CONNECT" or not target.startswith(b"/") or b"#" in target:
         raise BadRequest(400, "bad-request-target", "the request target must be a path (origin-form)")
-    hosts = collected.by_name.get(b"host", ())
+    hosts = by_name.get(b"host", ())
     if len(hosts) != 1:
         raise BadRequest(400, "bad-host", f"a request carries exactly one Host header, not {len(hosts)}")
-    return Head(collected.headers, collected.by_name, head, method, target, b"HTTP/" + version.encode())
 
 
-def parse_response(head: bytes) -> Head:
-    """The target's response head, as strictly; a malformed one is a 502."""
-    collected = _Collector()
-    parser = httptools.HttpResponseParser(collected)
-    try:
-        _feed(parser, head)
-    except httptools.HttpParserError:
-        raise BadRequest(502, "bad-upstream-response", "the target's answer is not valid HTTP/1.x") from None
-    return Head(
-        collected.headers,
-        collected.by_name,
-        head,
-        version=b"HTTP/" + parser.get_http_version().encode(),
-        status=parser.get_status_code(),
-        reason=collected.reason,
+def request_framing(request: Head) -> str:
+    """How a request's body is delimited: "length", "chunked" or "none" (RFC 9112 §6.3)."""
+    te = request.tokens(b"transfer-encoding")
+    lengths = request.by_name.get(b"content-length")
+    if te:
+        if lengths:
+            raise BadRequest(400, "ambiguous-length", "both Content-Length and Transfer-Encoding")
+        if te != {b"chunked"}:
+            raise BadRequest(501, "unsupported-transfer-encoding", "only chunked is supported")
+        return "chunked"
+    if lengths:
+        if len({v.strip() for v in lengths}) > 1 or not lengths[0].strip().isdigit():
+            raise BadRequest(400, "bad-content-length", "Content-Length is not one number")
+        return "length"
+    return "none"
+
+
+def problem_response(status: int, code: str, title: str, detail: str, *, close: bool = True) -> bytes:
+    """A whole HTTP/1.1 answer holding a problem document."""
+    body = json.dumps(problem_document(status, code, detail, title=title))
+    head = (
+        f"HTTP/1.1 {status} {title}\r\ncontent-type: {PROBLEM_CONTENT_TYPE}\r\n"
+        f"content-length: {len(body)}\r\n" + ("connection: close\r\n" if close else "") + "\r\n"
     )
+    return head.encode() + body.encode()
 
 
 # --- the request target's normal form -------------------------------------------------------------
@@ -138,6 +120,8 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _SLASHES = re.compile(rb"/{2,}")
 _ENCODED_SLASH = re.compile(rb"%2F|%5C|\\", re.IGNORECASE)
+#: What a path in normal form holds none of: an escape, a ``//``, a dot-segment, a backslash.
+_NEEDS_NORMALISING = re.compile(rb"%|//|/\.|\\")
 
 
 def _unreserved(match: re.Match[bytes]) -> bytes:
@@ -184,6 +168,8 @@ def normalise_target(target: bytes, route_of: Callable[[str], object]) -> tuple[
     decoded is refused.
     """
     path, question, query = target.partition(b"?")
+    if _NEEDS_NORMALISING.search(path) is None:  # the common case: already in normal form
+        return target, path.decode("latin-1")
     normal = normalise_path(path)
     text = normal.decode("latin-1")
     if b"%" in normal or b"\\" in normal:

@@ -10,9 +10,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
 from fleetlink.api.params import AgentIdPath, RouteAccess
-from fleetlink.contract.tasks import Claimed, ExecutionDetail, Lease, ResultRecorded
+from fleetlink.contract.tasks import Claimed, ExecutionDetail, Lease, ResultRecorded, ResultReport
 from fleetlink.core.ids import IdPrefix, id_pattern
-from fleetlink.core.tasks.model import ClaimExecutions, ExecutionResult
+from fleetlink.core.tasks.model import ClaimExecutions
 
 router = Router()
 AGENT: RouteAccess = {
@@ -31,9 +31,7 @@ def claim_executions(agent_id: AgentIdPath, command: Annotated[ClaimExecutions, 
 
 
 @router.post("/executions/<execution_id>/result", summary="Report an attempt's result", **AGENT)
-def report_result(
-    execution_id: ExecutionIdPath, result: Annotated[ExecutionResult, Body()]
-) -> ResultRecorded:
+def report_result(execution_id: ExecutionIdPath, result: Annotated[ResultReport, Body()]) -> ResultRecorded:
     recorded = get_deps().task_service.report(security.calling_agent(router), execution_id, result)
     return ResultRecorded(execution_id=execution_id, attempt=result.attempt, status=recorded.status)
 

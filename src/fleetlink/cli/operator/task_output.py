@@ -212,7 +212,14 @@ def print_attempt(heading: str, attempt: Attempt) -> None:
             console.print(f"[dim]{label}:[/dim]")
             console.out(text.rstrip("\n"), highlight=False)
         if truncated:
-            console.print(f"[dim]({label}: the start and end of {total} bytes are kept)[/dim]")
+            whole = any(found.stream == label for found in attempt.output_objects or ())
+            where = (
+                f"; all of it: fleetlink tasks output {attempt.execution_id} --stream {label} "
+                f"--attempt {attempt.attempt}"
+                if whole
+                else ""
+            )
+            console.print(f"[dim]({label}: the start and end of {total} bytes are kept{escape(where)})[/dim]")
     if attempt.error:
         console.print(f"[red]error:[/red] {escape(attempt.error)}")
 

@@ -23,6 +23,7 @@ from fleetlink.cli.operator.targets import (
     parse_targets,
     resolve_names,
 )
+from fleetlink.cli.operator.task_download import register_download_command
 from fleetlink.cli.operator.task_output import (
     LinePrinter,
     OutputFollower,
@@ -486,3 +487,4 @@ def cancel_task(
 
 
 register_output_commands(tasks_app)
+register_download_command(tasks_app)

@@ -126,6 +126,21 @@ class ClaimExecutions(Strict):
     )
 
 
+Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+#: A complete output kept in S3 is at most this large, compressed (a day of a chatty command).
+MAX_OUTPUT_OBJECT_BYTES = 5 * 1024**3
+
+
+class OutputObject(Verbatim):
+    """A complete output stream of an attempt, gzip-compressed, kept in the output bucket under
+    ``outputs/<execution>/<attempt>/<stream>.gz`` (the key is built in ``store/keys.py``)."""
+
+    stream: Literal["stdout", "stderr"]
+    size: StrictInt = Field(ge=1, le=MAX_OUTPUT_OBJECT_BYTES, description="The object's bytes (compressed)")
+    sha256: Sha256Hex = Field(description="SHA-256 of the object (compressed), lowercase hex")
+    bytes: StrictInt = Field(ge=0, le=2**53, description="The stream's bytes before compression")
+
+
 class ExecutionResult(Verbatim):
     attempt: StrictInt = Field(ge=1, le=1000)
     status: Literal["succeeded", "failed", "timed_out"]
@@ -139,11 +154,20 @@ class ExecutionResult(Verbatim):
     error: Annotated[str, StringConstraints(max_length=4096)] | None = None
     started_at: EpochMs
     finished_at: EpochMs
+    output_objects: list[OutputObject] | None = Field(
+        default=None,
+        max_length=2,
+        description="Complete outputs the agent uploads to the output bucket after this report "
+        "(POST .../output-uploads hands it the links), at most one per stream",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> ExecutionResult:
         if self.finished_at < self.started_at:
             raise ValueError("finished_at is before started_at")
+        streams = [found.stream for found in self.output_objects or ()]
+        if len(set(streams)) != len(streams):
+            raise ValueError("output_objects names a stream twice")
         for name in ("output", "stderr", "error"):
             text = getattr(self, name)
             if text is not None and not text.isascii():
@@ -154,8 +178,10 @@ class ExecutionResult(Verbatim):
         return self
 
     def digest(self) -> str:
-        """Identifies this exact result, so a resend is recognised."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:32]
+        """Identifies this exact result, so a resend is recognised (a result without output objects
+        keeps the digest it had before they existed)."""
+        exclude = {"output_objects"} if self.output_objects is None else None
+        return hashlib.sha256(self.model_dump_json(exclude=exclude).encode()).hexdigest()[:32]
 
 
 # --- entities ------------------------------------------------------------------------------
@@ -222,6 +248,7 @@ class Execution(DeferredModel):
     stderr: str | None = None
     stderr_truncated: bool = False
     stderr_bytes: int | None = None
+    output_objects: list[OutputObject] | None = None
     error: str | None = None
     #: How the last attempt ended (an execution requeued for a retry is queued again).
     result_status: str | None = None

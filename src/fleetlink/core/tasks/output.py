@@ -19,7 +19,7 @@ from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.entities import Strict
 from fleetlink.core.errors import Conflict, NotFound
 from fleetlink.core.numbers import StrictInt
-from fleetlink.core.tasks.model import LEASE_GRACE_S, Execution, ExecutionStatus, Verbatim
+from fleetlink.core.tasks.model import LEASE_GRACE_S, Execution, ExecutionStatus, OutputObject, Verbatim
 from fleetlink.core.tasks.ports import TaskRepository
 
 INLINE_HEAD_BYTES = 8 * 1024
@@ -88,6 +88,9 @@ class Attempt(DeferredModel):
     stderr: str | None = Field(default=None, description="stderr: head and tail")
     stderr_truncated: bool = False
     stderr_bytes: int | None = None
+    output_objects: list[OutputObject] | None = Field(
+        default=None, description="Complete outputs in the output bucket (`fleetlink tasks output`)"
+    )
     error: str | None = None
     started_at: int | None = None
     finished_at: int | None = None
@@ -124,6 +127,7 @@ _ATTEMPT_FIELDS = {
     "stderr",
     "stderr_truncated",
     "stderr_bytes",
+    "output_objects",
     "error",
     "started_at",
     "finished_at",

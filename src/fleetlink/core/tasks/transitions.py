@@ -82,6 +82,7 @@ _NEW_ATTEMPT: dict[str, Any] = {
     "stderr": None,
     "stderr_truncated": False,
     "stderr_bytes": None,
+    "output_objects": None,
     "error": None,
     "result_status": None,
 }
@@ -151,6 +152,7 @@ def apply_result(execution: Execution, result: ExecutionResult, agent_id: str, n
         stderr=stderr,
         stderr_truncated=stderr_truncated or result.stderr_truncated,
         stderr_bytes=stderr_total,
+        output_objects=result.output_objects,
         error=result.error,
         started_at=result.started_at,
         finished_at=result.finished_at,

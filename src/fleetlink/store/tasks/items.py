@@ -126,6 +126,7 @@ class ExecutionItem(TaskSpecAttributes, TableItem, discriminator="execution"):
     stderr = UnicodeAttribute(null=True)
     stderr_truncated = BooleanAttribute(default=False)
     stderr_bytes = NumberAttribute(null=True)
+    output_objects = JSONAttribute(null=True)
     error = UnicodeAttribute(null=True)
     result_status = UnicodeAttribute(null=True)
     result_attempt = NumberAttribute(null=True)

@@ -305,9 +305,7 @@ class DynamoTaskRepository(FanoutWrites):
         item = ExecutionItem(keys.execution_pk(after.execution_id), keys.SINGLETON_SK)
         item.version = before.version
         actions: list[Action] = [
-            getattr(ExecutionItem, name).set(
-                getattr(after, name).value if name == "status" else getattr(after, name)
-            )
+            getattr(ExecutionItem, name).set(_attribute_value(after, name))
             for name in sorted(_changed(before, after))
         ]
         due_at = after.due_at()
@@ -473,3 +471,13 @@ def _condition_failed(error: PutError | TransactWriteError) -> bool:
     if isinstance(error, TransactWriteError):
         return bool(failed_conditions(error))
     return condition_failed(error)
+
+
+def _attribute_value(execution: Execution, name: str) -> Any:
+    """A field of the execution as its item attribute holds it."""
+    value = getattr(execution, name)
+    if name == "status":
+        return value.value
+    if name == "output_objects" and value is not None:
+        return [found.model_dump(mode="json") for found in value]
+    return value

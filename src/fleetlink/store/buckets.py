@@ -1,4 +1,5 @@
-"""The releases bucket (S3): presigned links to one artifact object each; the API never streams one."""
+"""The API's S3 buckets (releases, task output): presigned links to one object each; the API never
+streams an object itself."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fleetlink.core.errors import Unavailable
 
 
-class S3ReleaseBucket:
+class PresignedBucket:
     """Presigned PUT/GET (SigV4) of single objects, and HEAD to check an upload landed."""
 
-    def __init__(self, bucket: str | None, region: str | None, endpoint: str | None = None) -> None:
+    def __init__(
+        self, bucket: str | None, region: str | None, endpoint: str | None = None, *, name: str, env: str
+    ) -> None:
+        #: What the bucket holds and the variable that names it (said when it is not configured).
+        self._name, self._env = name, env
         self._bucket = bucket
         self._region = region
         self._endpoint = endpoint
@@ -20,9 +25,7 @@ class S3ReleaseBucket:
 
     def _client(self) -> Any:
         if not self._bucket:
-            raise Unavailable(
-                "no releases bucket is configured (FLEETLINK_RELEASES_BUCKET)", retry_after_s=60
-            )
+            raise Unavailable(f"no {self._name} bucket is configured ({self._env})", retry_after_s=60)
         if not self._client_cache:
             import boto3
             from botocore.config import Config
@@ -55,7 +58,7 @@ class S3ReleaseBucket:
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
-            raise Unavailable("the releases bucket does not answer; retry shortly") from None
+            raise Unavailable(f"the {self._name} bucket does not answer; retry shortly") from None
         except BotoCoreError:
-            raise Unavailable("the releases bucket cannot be reached; retry shortly") from None
+            raise Unavailable(f"the {self._name} bucket cannot be reached; retry shortly") from None
         return int(head["ContentLength"])

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fleetlink.local.moto_backend import after_each_request
+
 JOURNAL_FILE = "journal.jsonl"
 _WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 _TARGET_PREFIX = "DynamoDB_20120810."
@@ -174,35 +176,17 @@ def install(journal: WriteJournal | None) -> None:
     global _installed
     with _install_lock:
         if _installed is None and journal is not None:
-            _hook()
+            after_each_request(_journal_write)
         _installed = journal
 
 
-_hooked = False
-
-
-def _hook() -> None:
-    global _hooked
-    if _hooked:
-        return
-    from moto.core.botocore_stubber import BotocoreStubber
-
-    from fleetlink.local.moto_backend import _request_lock
-
-    before = BotocoreStubber.process_request
-
-    def process_request(self: BotocoreStubber, request: Any) -> Any:
-        with _request_lock:
-            answer = before(self, request)
-            journal = _installed
-            if journal is not None and answer is not None and answer[0] == 200:
-                operation = _operation(request)
-                if operation in _WRITES:
-                    journal.record(operation, json.loads(request.body or b"{}"))
-            return answer
-
-    BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
-    _hooked = True
+def _journal_write(request: Any, answer: Any) -> None:
+    """A write moto applied, journaled (under moto's request lock: in the order it was applied)."""
+    journal = _installed
+    if journal is not None and answer is not None and answer[0] == 200:
+        operation = _operation(request)
+        if operation in _WRITES:
+            journal.record(operation, json.loads(request.body or b"{}"))
 
 
 def _operation(request: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,7 +19,10 @@ FAKE_AWS_ENV = {
 _atomic_installed = False
 _touched_only_installed = False
 _keyed_sort_installed = False
-_request_lock = threading.RLock()
+#: Held while moto serves a request; hold it to see the tables between requests.
+request_lock = threading.RLock()
+#: Called under ``request_lock`` after each request moto served, with the request and moto's answer.
+_after_each_request: list[Callable[[Any, Any], None]] = []
 
 
 def make_requests_atomic() -> None:
@@ -37,11 +40,21 @@ def make_requests_atomic() -> None:
     unlocked = BotocoreStubber.process_request
 
     def process_request(self: BotocoreStubber, request: Any) -> Any:
-        with _request_lock:
-            return unlocked(self, request)
+        with request_lock:
+            answer = unlocked(self, request)
+            for observer in _after_each_request:
+                observer(request, answer)
+            return answer
 
     BotocoreStubber.process_request = process_request  # type: ignore[method-assign]
     _atomic_installed = True
+
+
+def after_each_request(observer: Callable[[Any, Any], None]) -> None:
+    """Call ``observer(request, answer)`` after each request moto serves, under its request lock."""
+    make_requests_atomic()
+    if observer not in _after_each_request:
+        _after_each_request.append(observer)
 
 
 def snapshot_touched_items_only() -> None:

@@ -36,11 +36,11 @@ def table_items(table_name: str) -> list[dict[str, Any]]:
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    from fleetlink.local.moto_backend import _request_lock
+    from fleetlink.local.moto_backend import request_lock
 
     account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    with _request_lock:  # one moto request at a time: the copy is consistent
+    with request_lock:  # one moto request at a time: the copy is consistent
         table = dynamodb_backends[account][region].tables.get(table_name)
         if table is None:
             return []

@@ -30,7 +30,7 @@ from fleetlink.local.faults import FaultInjector, FaultPlan
 from fleetlink.local.http import HttpResponse, RequestHandler, Server, lambda_response, problem_response
 from fleetlink.local.journal import JOURNAL_FILE, WriteJournal
 from fleetlink.local.journal import install as install_journal
-from fleetlink.local.moto_backend import _request_lock as moto_request_lock
+from fleetlink.local.moto_backend import request_lock as moto_request_lock
 from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable

@@ -16,12 +16,12 @@ def expire_ttl_items(table_name: str, *, now_s: int | None = None) -> int:
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.dynamodb.models import dynamodb_backends
 
-    from fleetlink.local.moto_backend import _request_lock
+    from fleetlink.local.moto_backend import request_lock
 
     now = int(time.time()) if now_s is None else now_s
     account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
     region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    with _request_lock:  # one moto request at a time: the deletes are atomic like any write
+    with request_lock:  # one moto request at a time: the deletes are atomic like any write
         table = dynamodb_backends[account][region].tables.get(table_name)
         if table is None or table.ttl.get("TimeToLiveStatus") != "ENABLED":
             return 0

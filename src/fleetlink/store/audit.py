@@ -11,17 +11,21 @@ there. Entries carry a TTL (the retention setting), and every read also skips ex
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
+from pynamodb.transactions import TransactWrite
 from ulid import ULID
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.store import keys
-from fleetlink.store.base import ListIndex, TableItem, entity, index_keys
+from fleetlink.store.base import ListIndex, TableItem, entity, index_keys, transaction
+from fleetlink.store.conditions import failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import LIST_INDEX
@@ -56,6 +60,19 @@ class AuditItem(TableItem, discriminator="audit"):
     success = BooleanAttribute(default=True)
     changes: MapAttribute[str, Any] = MapAttribute(default=dict)
     details: MapAttribute[str, Any] = MapAttribute(default=dict)
+
+
+def audited_write(audit: AuditRecord, write: Callable[[TransactWrite], object]) -> bool:
+    """``write`` and its audit entry in one transaction; False if ``write``'s condition failed."""
+    try:
+        with transaction() as tx:
+            write(tx)
+            tx.save(audit_item(audit))
+    except TransactWriteError as error:
+        if failed_conditions(error):
+            return False
+        raise
+    return True
 
 
 def audit_item(audit: AuditRecord) -> AuditItem:

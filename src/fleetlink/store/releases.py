@@ -6,20 +6,16 @@ and about 2 for the entry, against 1 for the plain write before; releases are wr
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.update import Action
-from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseStatus
 from fleetlink.release.manifest import version_key
 from fleetlink.store import keys
-from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, transaction
-from fleetlink.store.conditions import failed_conditions
+from fleetlink.store.audit import audited_write
+from fleetlink.store.base import TableItem
 from fleetlink.store.errors import translate, translates_store_errors
 
 
@@ -66,19 +62,6 @@ def _raise_translated(error: PynamoDBException) -> None:
     raise translated from None
 
 
-def _audited_write(audit: AuditRecord, write: Callable[[TransactWrite], object]) -> bool:
-    """``write`` and the audit entry in one transaction; False if ``write``'s condition failed."""
-    try:
-        with transaction() as tx:
-            write(tx)
-            tx.save(audit_item(audit))
-    except TransactWriteError as error:
-        if failed_conditions(error):
-            return False
-        raise
-    return True
-
-
 @translates_store_errors
 class DynamoReleaseRepository:
     """Get/Put/Update on two fixed partitions: a handful of items, read far more than written."""
@@ -104,7 +87,7 @@ class DynamoReleaseRepository:
         condition = (
             ReleaseKeyItem.pk.does_not_exist() if replacing is None else ReleaseKeyItem.key_id == replacing
         )
-        return _audited_write(audit, lambda tx: tx.save(item, condition=condition))
+        return audited_write(audit, lambda tx: tx.save(item, condition=condition))
 
     def get(self, version: str, platform: str) -> Release | None:
         try:
@@ -120,7 +103,7 @@ class DynamoReleaseRepository:
         item = ReleaseItem(
             keys.RELEASES_PK, keys.release_sk(release.platform, release.version), **release.model_dump()
         )
-        return _audited_write(audit, lambda tx: tx.save(item, condition=ReleaseItem.pk.does_not_exist()))
+        return audited_write(audit, lambda tx: tx.save(item, condition=ReleaseItem.pk.does_not_exist()))
 
     def publish(self, release: Release, audit: AuditRecord) -> bool:
         item = ReleaseItem(keys.RELEASES_PK, keys.release_sk(release.platform, release.version))
@@ -129,7 +112,7 @@ class DynamoReleaseRepository:
             ReleaseItem.published_at.set(release.published_at or 0),
         ]
         uploading = ReleaseItem.status == ReleaseStatus.UPLOADING.value
-        return _audited_write(audit, lambda tx: tx.update(item, actions=actions, condition=uploading))
+        return audited_write(audit, lambda tx: tx.update(item, actions=actions, condition=uploading))
 
     def list(self, platform: str | None) -> list[Release]:
         condition = ReleaseItem.sk.startswith(f"{platform}#") if platform else None

@@ -21,13 +21,14 @@ from pynamodb.attributes import (
 )
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
 
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.core.errors import Conflict
 from fleetlink.core.tunnels.model import EventLevel, Provider, TunnelEvent, TunnelRecord
 from fleetlink.store import keys
-from fleetlink.store.audit import audit_item
+from fleetlink.store.audit import audit_item, audited_write
 from fleetlink.store.base import (
     ListIndex,
     QueueIndex,
@@ -180,22 +181,18 @@ class DynamoTunnelRepository:
 
     def delete(self, record: TunnelRecord, audit: AuditRecord) -> bool:
         agent_pk = keys.agent_pk(record.agent_id)
-        try:
-            with transaction() as tx:
-                tx.delete(
-                    TunnelItem(agent_pk, keys.tunnel_sk(record.tunnel_id)),
-                    condition=TunnelItem.pk.exists(),
-                    add_version_condition=False,
-                )
-                tx.delete(TunnelNameItem(agent_pk, keys.tunnel_name_sk(record.provider.value, record.name)))
-                tx.delete(TunnelRefItem(keys.tunnel_pk(record.tunnel_id), keys.SINGLETON_SK))
-                _bump(tx, record.agent_id)
-                tx.save(audit_item(audit))
-        except TransactWriteError as error:
-            if failed_conditions(error):
-                return False
-            raise
-        return True
+
+        def removal(tx: TransactWrite) -> None:
+            tx.delete(
+                TunnelItem(agent_pk, keys.tunnel_sk(record.tunnel_id)),
+                condition=TunnelItem.pk.exists(),
+                add_version_condition=False,
+            )
+            tx.delete(TunnelNameItem(agent_pk, keys.tunnel_name_sk(record.provider.value, record.name)))
+            tx.delete(TunnelRefItem(keys.tunnel_pk(record.tunnel_id), keys.SINGLETON_SK))
+            _bump(tx, record.agent_id)
+
+        return audited_write(audit, removal)
 
     def report_status(self, before: TunnelRecord, after: TunnelRecord) -> bool:
         """One PutItem conditional on the version read (no transaction, no version move)."""

@@ -26,7 +26,7 @@ from fleetlink.core.tasks.output import closed_attempt
 from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import execution_of
 from fleetlink.store import keys
-from fleetlink.store.audit import audit_item
+from fleetlink.store.audit import audit_item, audited_write
 from fleetlink.store.base import TableItem, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
@@ -149,22 +149,14 @@ class DynamoTaskRepository(FanoutWrites):
         """The task's update, only while active (a task that finished meanwhile keeps its end and
         TTL), and its audit entry: one transaction."""
         task = TaskItem(keys.task_pk(task_id), keys.SINGLETON_SK)
-        try:
-            with transaction() as tx:
-                tx.update(
-                    task,
-                    actions=[
-                        TaskItem.state.set(TaskState.CANCELLED.value),
-                        TaskItem.cancelled_at.set(now_ms),
-                    ],
-                    condition=TaskItem.state == TaskState.ACTIVE.value,
-                )
-                tx.save(audit_item(audit))
-        except TransactWriteError as error:
-            if failed_conditions(error):
-                return False
-            raise
-        return True
+        return audited_write(
+            audit,
+            lambda tx: tx.update(
+                task,
+                actions=[TaskItem.state.set(TaskState.CANCELLED.value), TaskItem.cancelled_at.set(now_ms)],
+                condition=TaskItem.state == TaskState.ACTIVE.value,
+            ),
+        )
 
     def list_tasks(
         self, *, state: TaskState | None, limit: int, cursor: str | None, now_ms: int

@@ -41,8 +41,9 @@ from fleetlink.local.server import DevStack
 pytestmark = [pytest.mark.e2e]
 
 OPERATOR_TOKEN = "contract-operator-token"
-#: Cases per route and generation mode: 18 routes x 2 modes x 40 >= 1,000 in all.
-EXAMPLES_PER_ROUTE = 40
+#: Cases per route and generation mode: 60-odd routes x 2 modes x 20, about 2,500 in all (at least
+#: 1,000 is the bound the contract asks of this run; the huge-integer cases come on top).
+EXAMPLES_PER_ROUTE = 20
 #: Outcomes of every case, by (route, status): printed at the end, checked for coverage.
 OUTCOMES: Counter[tuple[str, int]] = Counter()
 

@@ -99,6 +99,20 @@ def test_hardware_number_dynamodb_cannot_store_is_a_422(api: Api, value: str) ->
     assert reply.status == 422, reply.body
 
 
+@pytest.mark.parametrize("name", ["", " ", "bad\u0007name", "trailing\n", "n" * 65])
+def test_hardware_field_without_a_usable_name_is_a_422(api: Api, name: str) -> None:
+    # Given a machine reporting an extra hardware field whose name is empty, blank, holds a control
+    # character or is too long (an empty map key is one DynamoDB cannot serve back)
+    machine = Machine("odd-hardware-name")
+    body = machine.register_body()
+    body["hardware"][name] = 0
+    # When it registers
+    reply = api.register(machine, api.mint_token(), json.dumps(body))  # type: ignore[arg-type]
+    # Then it is a 422 that names the rule, and no agent was made
+    assert reply.status == 422, reply.body
+    assert "hardware field" in reply.body
+
+
 # --- 4. tag sets bounded so every write stays within one transaction (100 actions) -------------
 
 

@@ -5,6 +5,7 @@ Times are epoch milliseconds. Each capability keeps its own records in ``core/<c
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -23,6 +24,9 @@ Tags = Annotated[dict[TagKey, TagValue], Field(max_length=MAX_TAGS)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 MAX_HARDWARE_EXTRA_FIELDS = 16
+#: An extra hardware field's name: 1 to 64 printable characters, not only blanks (a map key
+#: DynamoDB stores and serves back, and a name a table can show).
+_HARDWARE_FIELD_NAME = re.compile(r"(?=.*\S)[^\x00-\x1f\x7f]{1,64}")
 
 
 class Strict(DeferredModel):
@@ -69,7 +73,9 @@ class Hardware(DeferredModel):
         if len(extra) > MAX_HARDWARE_EXTRA_FIELDS:
             raise ValueError(f"at most {MAX_HARDWARE_EXTRA_FIELDS} extra hardware fields")
         for name, value in extra.items():
-            if len(name) > 64 or not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
+            if not _HARDWARE_FIELD_NAME.fullmatch(name):
+                raise ValueError(f"hardware field {name!r} needs a name of 1 to 64 printable characters")
+            if not isinstance(value, str | int | float | bool) or len(str(value)) > 256:
                 raise ValueError(f"hardware field {name!r} must be a scalar of at most 256 characters")
             check_json_value(value)
 

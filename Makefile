@@ -53,9 +53,16 @@ test: $(VENV)/.dev node_modules/.installed .venv-checkov/.installed ## install w
 		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); $$SUDO apt-get update -qq && \
 		$$SUDO apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/lint-imports
-	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/contract
-	@# the contract fuzz in one process: schemathesis' generated cases do not spread over xdist workers
-	$(BIN)/pytest -p no:xdist tests/contract
+	@# the contract fuzz in a process of its own (schemathesis' generated cases do not spread over
+	@# xdist workers), beside the rest of the suite on two workers; either failing (no test run
+	@# included: pytest's exit code 5) fails the target, and the fuzz's output follows the suite's
+	@mkdir -p build; \
+	$(BIN)/pytest -p no:xdist tests/contract > build/contract-fuzz.log 2>&1 & fuzz=$$!; \
+	$(BIN)/pytest -n 2 --dist loadfile --ignore=tests/contract; suite=$$?; \
+	wait $$fuzz; fuzz_status=$$?; \
+	echo "--- the contract fuzz (pytest -p no:xdist tests/contract), exit $$fuzz_status"; \
+	cat build/contract-fuzz.log; \
+	test $$suite -eq 0 && test $$fuzz_status -eq 0
 
 lint: $(VENV)/.dev ## ruff, mypy and the import contracts (pyproject [tool.importlinter])
 	$(BIN)/ruff check .

@@ -351,17 +351,6 @@ def test_every_list_and_show_prints_json(fleet: Fleet, tmp_path: Path) -> None:
 # --- last: a token minted when the module started has expired by now --------------------------------
 
 
-def test_an_expired_token_gives_its_reason(fleet: Fleet, tmp_path: Path) -> None:
-    # Given the token minted at the start with the shortest lifetime, waited out
-    left = SHORTEST_TTL_S + 1 - (time.monotonic() - fleet.expiring_since)
-    if left > 0:
-        time.sleep(left)  # the token's lifetime, not a timing assertion
-    # When it is used to register / Then the refusal says it expired, with a Fix line
-    refused = _register_cli(fleet, tmp_path / "e", "--token", fleet.expiring_token).stderr
-    assert "expired" in refused
-    assert "Fix: ask an operator for a new one" in refused
-
-
 def test_the_readme_typed_task_example_runs(fleet: Fleet, tmp_path: Path) -> None:
     """The README's typed-task handler example, as written there."""
     # Given an agent running with the example handler
@@ -383,3 +372,15 @@ def test_the_readme_typed_task_example_runs(fleet: Fleet, tmp_path: Path) -> Non
         assert set(json.loads(execution["output"])) == {"path", "total", "used", "free"}
     finally:
         assert agent.stop() == 0, agent.output()
+
+
+# Last in the module: the token minted at its start has had the other tests' time to expire.
+def test_an_expired_token_gives_its_reason(fleet: Fleet, tmp_path: Path) -> None:
+    # Given the token minted at the start with the shortest lifetime, waited out
+    left = SHORTEST_TTL_S + 1 - (time.monotonic() - fleet.expiring_since)
+    if left > 0:
+        time.sleep(left)  # the token's lifetime, not a timing assertion
+    # When it is used to register / Then the refusal says it expired, with a Fix line
+    refused = _register_cli(fleet, tmp_path / "e", "--token", fleet.expiring_token).stderr
+    assert "expired" in refused
+    assert "Fix: ask an operator for a new one" in refused

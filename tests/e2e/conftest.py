@@ -17,6 +17,8 @@ from typing import IO
 import httpx
 import pytest
 
+from fleetlink.client.operator import OperatorClient
+
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = "fleetlink dev listening on "
 E2E_OPERATOR_TOKEN = "e2e-operator-token"
@@ -134,6 +136,25 @@ def dev_server() -> Iterator[DevServer]:
     yield DevServer(dev.url, E2E_OPERATOR_TOKEN)
     code = dev.interrupt()
     assert code == 0, f"fleetlink dev exited {code} on SIGINT:\n{dev.output()}"
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest) -> Iterator[DevServer]:
+    """A dev stack of the module's own (its ``OPERATOR_TOKEN``), whose agents heartbeat every
+    second; stopped with Ctrl-C, which must exit 0."""
+    token: str = request.module.OPERATOR_TOKEN
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
+        dev = start_dev_process(token)
+    yield DevServer(dev.url, token)
+    assert dev.interrupt() == 0, dev.output()
+
+
+@pytest.fixture(scope="module")
+def operator(server: DevServer) -> Iterator[OperatorClient]:
+    """The operator's client on the module's dev stack."""
+    with OperatorClient(server.url, server.operator_token) as client:
+        yield client
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,28 +14,12 @@ from fleetlink.agent.tasks.service import RESTARTED
 from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tasks.supervisor import RUNS_DIR, STARTED
 from fleetlink.client.operator import OperatorClient
-from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import DevServer
 from tests.e2e.test_tasks_e2e import eventually, launch_agent, register_agent, wait_done
 
 pytestmark = [pytest.mark.e2e]
 
 OPERATOR_TOKEN = "e2e-restart-operator-token"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    """A dev stack of this module's own whose agents heartbeat every second."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
-
-
-@pytest.fixture(scope="module")
-def operator(server: DevServer) -> Iterator[OperatorClient]:
-    with OperatorClient(server.url, server.operator_token) as client:
-        yield client
 
 
 def started_file(state_dir: Path) -> dict[str, int]:

@@ -26,7 +26,7 @@ from typer.testing import CliRunner, Result
 from fleetlink.auth.keys import public_key_pem
 from fleetlink.cli.main import app as fleetlink_app
 from fleetlink.client.operator import OperatorClient
-from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import REPO, DevServer
 from tests.e2e.test_dev_stack import Agent, signed
 from tests.e2e.test_tasks_e2e import (
     AgentProcess,
@@ -115,15 +115,6 @@ def register_over_api(server: DevServer, token: str, *, name: str) -> str:
     assert answer.status_code == 201, answer.text
     agent_id: str = answer.json()["agent_id"]
     return agent_id
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
 
 
 @pytest.fixture(scope="module")

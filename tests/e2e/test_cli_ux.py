@@ -21,7 +21,7 @@ import pytest
 
 from fleetlink.agent.identity import IdentityStore
 from fleetlink.agent.tasks.service import CANCELLED
-from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import DevServer
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
 
 pytestmark = [pytest.mark.e2e]
@@ -48,15 +48,6 @@ class Fleet:
             assert result.returncode == expect, output
         assert "Traceback" not in result.stderr, output
         return result.stdout, result.stderr
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from fleetlink.client.operator import OperatorClient
-from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import REPO, DevServer
 from tests.e2e.test_tasks_e2e import (
     AgentProcess,
     _env,
@@ -34,21 +34,6 @@ pytestmark = [pytest.mark.e2e]
 OPERATOR_TOKEN = "e2e-output-operator-token"
 DEADLINE_S = 90.0
 FIVE_LINES = "for i in $(seq 1 5); do echo out$i; echo err$i >&2; sleep 1; done"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
-
-
-@pytest.fixture(scope="module")
-def operator(server: DevServer) -> Iterator[OperatorClient]:
-    with OperatorClient(server.url, server.operator_token) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from fleetlink.client.operator import OperatorClient
 from fleetlink.client.relay import RelayClient
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.records import MAX_VALUE_BYTES
-from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import REPO, DevServer, start_dev_process
 
 pytestmark = [pytest.mark.e2e]
 OPERATOR_TOKEN = "e2e-relay-operator-token"
@@ -88,15 +88,6 @@ def register(server: DevServer, home: Path, tags: dict[str, str]) -> Node:
     registered = fleetlink("agent", "register", env=env)
     assert registered.returncode == 0, registered.stderr
     return Node(registered.stdout.strip(), env, home)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
 
 
 @pytest.fixture(scope="module")

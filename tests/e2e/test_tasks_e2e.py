@@ -24,7 +24,7 @@ import pytest
 
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
-from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import REPO, DevServer
 
 pytestmark = [pytest.mark.e2e]
 
@@ -132,22 +132,6 @@ def launch_agent(agent_id: str, env: dict[str, str], *options: str) -> AgentProc
 
 def start_agent(server: DevServer, registration_token: str, home: Path) -> AgentProcess:
     return launch_agent(*register_agent(server, registration_token, home))
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    """A dev stack of this module's own whose agents heartbeat every second."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
-
-
-@pytest.fixture(scope="module")
-def operator(server: DevServer) -> Iterator[OperatorClient]:
-    with OperatorClient(server.url, server.operator_token) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

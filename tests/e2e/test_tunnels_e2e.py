@@ -18,29 +18,13 @@ import httpx
 import pytest
 
 from fleetlink.client.operator import OperatorClient
-from tests.e2e.conftest import DevProcess, DevServer, start_dev_process
+from tests.e2e.conftest import DevServer
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
 from tests.integration.tunnels.targets import TargetServer, free_port
 
 pytestmark = [pytest.mark.e2e]
 
 OPERATOR_TOKEN = "e2e-tunnels-operator-token"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    """A dev stack of this module's own whose agents heartbeat every second."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FLEETLINK_HEARTBEAT_INTERVAL_S", "1")
-        dev: DevProcess = start_dev_process(OPERATOR_TOKEN)
-    yield DevServer(dev.url, OPERATOR_TOKEN)
-    assert dev.interrupt() == 0, dev.output()
-
-
-@pytest.fixture(scope="module")
-def operator(server: DevServer) -> Iterator[OperatorClient]:
-    with OperatorClient(server.url, server.operator_token) as client:
-        yield client
 
 
 @pytest.fixture

@@ -51,6 +51,8 @@ def test_a_restart_keeps_agents_tokens_and_tasks(tmp_path: Path) -> None:
         assert other != agent_id
     finally:
         assert second.interrupt() == 0, second.output()
+    # And neither start nor stop failed to save (the first save comes before the S3 buckets start)
+    assert "cannot save" not in first.output() + second.output()
 
 
 def test_a_second_dev_stack_on_the_same_data_is_refused(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from fleetlink.core.roles import Role
@@ -35,6 +35,9 @@ from fleetlink.local.operators import NamedToken, resolve_tokens, tokens_env
 from fleetlink.local.persist import DevData, put_items, table_items
 from fleetlink.local.routing import RouteTable
 from fleetlink.local.ttl import expire_ttl_items
+
+if TYPE_CHECKING:
+    from fleetlink.local.buckets import LocalBuckets
 
 #: The project folder of a source checkout (src/fleetlink/local → repo): the data folder's default.
 PROJECT_DIR = Path(__file__).resolve().parents[3]
@@ -90,6 +93,9 @@ class DevStack:
         self.restored_items = 0
         self.replayed_items = 0
         self._journal: WriteJournal | None = None
+        #: The S3 buckets on loopback, once started (after the table: the journal's first save
+        #: comes before them, and has no bucket to save yet).
+        self.buckets: LocalBuckets | None = None
         self._given_token = operator_token
         self.operator_token = operator_token or secrets.token_urlsafe(24)
         #: Named operator tokens with roles asked for (``--operator NAME:ROLE``); once started, every
@@ -158,9 +164,10 @@ class DevStack:
         from fleetlink.api.functions import buckets
         from fleetlink.local.buckets import LocalBuckets
 
-        self.buckets = LocalBuckets(buckets().values(), self.data.path if self.data else None)
-        self._resources.callback(self.buckets.stop)
-        self._set_env(**self.buckets.start())
+        local_buckets = LocalBuckets(buckets().values(), self.data.path if self.data else None)
+        self.buckets = local_buckets
+        self._resources.callback(local_buckets.stop)
+        self._set_env(**local_buckets.start())
         from fleetlink.api.deps import build_deps, set_deps
         from fleetlink.api.document import route_table
         from fleetlink.api.entry import function_entry
@@ -310,7 +317,8 @@ class DevStack:
         if self.data is None:
             return False
         try:
-            self.buckets.save()
+            if self.buckets is not None:
+                self.buckets.save()
             with moto_request_lock:  # the snapshot and the journal's reset see the same writes
                 saved = self.data.save_items(table_items(self.table_name))
                 if self._journal is not None:

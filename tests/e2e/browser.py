@@ -14,7 +14,7 @@ from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.test_docs_browser import chromium
+from tests.e2e.test_docs_browser import headless_chromium
 
 #: Guards against a hung browser; never an assertion about speed.
 WAIT_S = 60.0
@@ -27,15 +27,7 @@ class Browser:
     def __init__(self, profile: Path, width: int = 1280, height: int = 900) -> None:
         self.process = subprocess.Popen(
             [
-                chromium(),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                f"--user-data-dir={profile}",
+                *headless_chromium(profile),
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
                 "about:blank",

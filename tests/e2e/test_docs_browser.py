@@ -29,19 +29,27 @@ def chromium() -> str:
     return found
 
 
+def headless_chromium(profile: Path) -> list[str]:
+    """Headless Chromium's command line: a profile of its own and no background fetches (the
+    network here is closed, so they could only fail)."""
+    return [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+    ]
+
+
 def rendered_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, as headless Chromium dumps it (no network but ``url``'s)."""
     result = subprocess.run(
         [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
+            *headless_chromium(profile),
             "--dump-dom",
             "--virtual-time-budget=10000",
             url,

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
 from tests.integration.tunnels.targets import WAIT_S, TargetServer
 
 T = TypeVar("T")
@@ -43,6 +44,19 @@ def targets() -> Iterator[dict[str, TargetServer]]:
     yield servers
     for server in servers.values():
         server.stop()
+
+
+@pytest.fixture
+def proxy(loop: LoopThread, targets: dict[str, TargetServer]) -> Iterator[HttpProxy]:
+    """A proxy: default → a, /api → b, /api/admin → c."""
+    table = RouteTable(
+        targets["a"].target,
+        [("/api", targets["b"].target, 0), ("/api/admin", targets["c"].target, 0)],
+    )
+    server = HttpProxy(table)
+    loop.run(server.start())
+    yield server
+    loop.run(server.stop())
 
 
 @pytest.fixture

@@ -16,19 +16,6 @@ from tests.integration.tunnels.conftest import LoopThread
 from tests.integration.tunnels.targets import WAIT_S, WS_GUID, TargetServer, free_port, ws_frame, ws_read
 
 
-@pytest.fixture
-def proxy(loop: LoopThread, targets: dict[str, TargetServer]) -> Iterator[HttpProxy]:
-    """A proxy: default → a, /api → b, /api/admin → c."""
-    table = RouteTable(
-        targets["a"].target,
-        [("/api", targets["b"].target, 0), ("/api/admin", targets["c"].target, 0)],
-    )
-    server = HttpProxy(table)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
-
-
 def _url(proxy: HttpProxy, path: str) -> str:
     return f"http://127.0.0.1:{proxy.port}{path}"
 

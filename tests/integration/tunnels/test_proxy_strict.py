@@ -14,7 +14,7 @@ import pytest
 
 from fleetlink.agent.tunnels.proxy import HttpProxy, RouteTable
 from tests.integration.tunnels.conftest import LoopThread
-from tests.integration.tunnels.targets import WAIT_S, RawTarget, TargetServer, wait_until
+from tests.integration.tunnels.targets import WAIT_S, RawTarget, wait_until
 
 
 @pytest.fixture
@@ -25,19 +25,6 @@ def recording(loop: LoopThread) -> Iterator[tuple[HttpProxy, RawTarget]]:
     yield server, target
     loop.run(server.stop())
     target.close()
-
-
-@pytest.fixture
-def proxy(loop: LoopThread, targets: dict[str, TargetServer]) -> Iterator[HttpProxy]:
-    """default → a, /api → b, /api/admin → c."""
-    table = RouteTable(
-        targets["a"].target,
-        [("/api", targets["b"].target, 0), ("/api/admin", targets["c"].target, 0)],
-    )
-    server = HttpProxy(table)
-    loop.run(server.start())
-    yield server
-    loop.run(server.stop())
 
 
 def _raw(port: int, request: bytes) -> bytes:

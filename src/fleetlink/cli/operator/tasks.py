@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from functools import partial
 from typing import Annotated, Any
 
 import typer
@@ -265,28 +266,16 @@ def _wait_for(
             lines.poll(task.executions)
         return task
 
+    following = partial(follow, fetch, names=names, offline=offline, poll_s=poll, wait_s=wait_timeout)
     try:
         if live:
             task = client.get_task(task_id)
             with Live(_live_view(task, names), console=out(), auto_refresh=False) as view:
-                outcome = follow(
-                    fetch,
-                    names=names,
-                    offline=offline,
-                    poll_s=poll,
-                    wait_s=wait_timeout,
-                    on_change=lambda t: view.update(_live_view(t, names), refresh=True),
-                    console=view.console,
+                outcome = following(
+                    on_change=lambda t: view.update(_live_view(t, names), refresh=True), console=view.console
                 )
         else:
-            outcome = follow(
-                fetch,
-                names=names,
-                offline=offline,
-                poll_s=poll,
-                wait_s=wait_timeout,
-                show_results=not json_out,
-            )
+            outcome = following(show_results=not json_out)
     except KeyboardInterrupt:
         err().print(f"stopped following; the task goes on: fleetlink tasks show {task_id}")
         raise typer.Exit(RunExit.INTERRUPTED) from None

@@ -21,7 +21,7 @@ import pytest
 from fleetlink.client.http import FleetlinkApiError
 from fleetlink.client.operator import OperatorClient
 from fleetlink.console.cli import LISTENING
-from tests.e2e.browser import Browser
+from tests.e2e.browser import Browser, end_process
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 from tests.e2e.test_docs_browser import chromium
 from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
@@ -63,12 +63,7 @@ class Console:
         return f"fleetlink_console_{port}={self.url.split('key=')[1]}"
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process)
 
 
 def start_console(server: DevServer, token: str) -> Console:

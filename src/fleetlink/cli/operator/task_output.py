@@ -11,28 +11,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
-from fleetlink.cli.render import (
-    EXECUTION_STYLE,
-    CallContext,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
-    duration,
-    escape,
-    out,
-    print_json,
-    reporting_errors,
-    section,
-    visible,
-    wants_json,
-)
+from fleetlink.cli.operator.command import OperatorCall, operator_command
+from fleetlink.cli.render import EXECUTION_STYLE, duration, escape, out, print_json, section, visible
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.tasks.model import ExecutionStatus
@@ -67,28 +53,19 @@ class _Cursor:
     partial: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
 class OutputFollower:
     """Reads new output of a task's executions from their cursors and prints it line by line."""
 
-    def __init__(
-        self,
-        client: OperatorClient,
-        names: dict[str, str],
-        *,
-        stream: StreamChoice | None = None,
-        prefix: bool = True,
-        printer: LinePrinter = print_line,
-        results: bool = True,
-    ) -> None:
-        """``results``: show an attempt that sent no chunk from its result (``tasks run`` prints
-        results itself)."""
-        self._client = client
-        self._results = results
-        self._names = names
-        self._stream = stream
-        self._prefix = prefix
-        self._printer = printer
-        self._cursors: dict[str, _Cursor] = {}
+    client: OperatorClient
+    names: dict[str, str]
+    _: KW_ONLY
+    stream: StreamChoice | None = None
+    prefix: bool = True
+    printer: LinePrinter = print_line
+    #: Show an attempt that sent no chunk from its result (``tasks run`` prints results itself).
+    results: bool = True
+    _cursors: dict[str, _Cursor] = field(default_factory=dict, init=False)
 
     def poll(self, executions: list[ExecutionSummary]) -> None:
         """Print what is new for each execution that ran (one request per running execution)."""
@@ -102,7 +79,7 @@ class OutputFollower:
 
     def _read(self, execution: ExecutionSummary, cursor: _Cursor) -> None:
         while True:
-            page = self._client.execution_output(
+            page = self.client.execution_output(
                 execution.execution_id, after=cursor.after, attempt=cursor.attempt
             )
             for chunk in page.chunks:
@@ -115,7 +92,7 @@ class OutputFollower:
                 return
             self._flush(execution.agent_id, cursor)
             if (
-                cursor.after == 0 and self._results
+                cursor.after == 0 and self.results
             ):  # ended before its first chunk: its result holds its output
                 self._show_result(execution, cursor.attempt)
             if execution.attempt > cursor.attempt:  # a retry runs: follow it from its start
@@ -125,7 +102,7 @@ class OutputFollower:
             return
 
     def _show_result(self, execution: ExecutionSummary, attempt: int) -> None:
-        for ended in self._client.execution_attempts(execution.execution_id).attempts:
+        for ended in self.client.execution_attempts(execution.execution_id).attempts:
             if ended.attempt == attempt:
                 for stream, text in (("stdout", ended.output), ("stderr", ended.stderr)):
                     for line in (text or "").splitlines():
@@ -144,10 +121,10 @@ class OutputFollower:
         cursor.partial.clear()
 
     def _show(self, agent_id: str, stream: str, line: str) -> None:
-        if self._stream is not None and stream != self._stream:
+        if self.stream is not None and stream != self.stream:
             return
-        lead = f"{self._names.get(agent_id, agent_id)}: " if self._prefix else ""
-        self._printer(stream, lead + line)
+        lead = f"{self.names.get(agent_id, agent_id)}: " if self.prefix else ""
+        self.printer(stream, lead + line)
 
     @property
     def drained(self) -> bool:
@@ -235,8 +212,9 @@ def _outcome(attempt: Attempt) -> str:
 def register_output_commands(app: typer.Typer) -> None:
     """Add ``logs`` and ``attempts`` to the tasks command group."""
 
-    @app.command("logs")
+    @operator_command(app, "logs", json_output=False)
     def logs(
+        call: OperatorCall,
         task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
         agent: Annotated[
             str | None, typer.Option("--agent", help="Only this agent's output (name or agt_ id)")
@@ -247,29 +225,23 @@ def register_output_commands(app: typer.Typer) -> None:
         stream: Annotated[
             StreamChoice | None, typer.Option("--stream", help="Only stdout or only stderr (default: both)")
         ] = None,
-        url: UrlOption = None,
-        operator_token: OperatorTokenOption = None,
     ) -> None:
         """Print a task's live output, stdout to stdout and stderr to stderr, each line prefixed with
         its agent's name when several agents run it; -f follows it as it comes."""
-        with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        with call.session() as client:
             try:
                 follow_logs(client, task_id, agent=agent, stream=stream, follow=follow)
             except KeyboardInterrupt:
                 raise typer.Exit(130) from None
 
-    @app.command("attempts")
+    @operator_command(app, "attempts")
     def attempts(
-        execution_id: Annotated[str, typer.Argument(help="Execution id (exe_...)")],
-        url: UrlOption = None,
-        operator_token: OperatorTokenOption = None,
-        output: OutputOption = OutputFormat.TABLE,
-        as_json: JsonOption = False,
+        call: OperatorCall, execution_id: Annotated[str, typer.Argument(help="Execution id (exe_...)")]
     ) -> None:
         """Every attempt of one execution: status, exit code, times, stdout and stderr."""
-        with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+        with call.session() as client:
             listed = client.execution_attempts(execution_id)
-        if wants_json(output, as_json):
+        if call.json:
             print_json(listed)
             return
         for attempt in listed.attempts:

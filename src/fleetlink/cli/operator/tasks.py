@@ -13,7 +13,7 @@ import typer
 from rich.live import Live
 
 from fleetlink.cli.names import AllMatchingOption
-from fleetlink.cli.operator import OperatorTokenOption, UrlOption, operator_client
+from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.operator.live import _live_view, _print_executions, _print_outputs, _what
 from fleetlink.cli.operator.targets import (
     DEFAULT_DELIVERY_TIMEOUT_S,
@@ -36,11 +36,7 @@ from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOp
 from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
     TASK_STATE_STYLE,
-    CallContext,
     Column,
-    JsonOption,
-    OutputFormat,
-    OutputOption,
     ago,
     count_line,
     err,
@@ -51,10 +47,8 @@ from fleetlink.cli.render import (
     print_details,
     print_json,
     print_table,
-    reporting_errors,
     styled,
     visible,
-    wants_json,
     when,
 )
 from fleetlink.cli.waiting import (
@@ -88,19 +82,20 @@ EXIT_CODES_HELP = (
 )
 
 
-@tasks_app.command(
+@operator_command(
+    tasks_app,
     "run",
     context_settings={"allow_interspersed_args": False, "help_option_names": ["--help", "-h"]},
     epilog=EXIT_CODES_HELP,
 )
 def run_task(
+    call: OperatorCall,
     command: Annotated[
         list[str] | None,
         typer.Argument(
             metavar="-- COMMAND", help="The command, after --; one argument is shell text, several are quoted"
         ),
     ] = None,
-    url: UrlOption = None,
     target: Annotated[
         list[str] | None,
         typer.Option(
@@ -173,9 +168,6 @@ def run_task(
         bool,
         typer.Option("--lines/--no-lines", help="Print output lines as they come, prefixed with the agent"),
     ] = True,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
-    operator_token: OperatorTokenOption = None,
 ) -> None:
     """Send a task to agents and print each agent's result and output as it finishes.
 
@@ -197,8 +189,7 @@ def run_task(
         raise typer.BadParameter("give the command after --, e.g. -- uptime", param_hint="COMMAND")
     if task_type != "shell" and words:
         raise typer.BadParameter(f"a {task_type} task takes --input, not a command", param_hint="COMMAND")
-    json_out = wants_json(output, as_json)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         known: list[AgentSummary] = []
         if targets.names or targets.everyone:
             active = client.iter_agents(status=AgentState.ACTIVE, page_size=100)
@@ -240,7 +231,7 @@ def run_task(
         summaries = [by_id[a] for a in created.agent_ids if a in by_id] + _agents_named(client, missing)
         offline = warn_offline(summaries, delivery_timeout or DEFAULT_DELIVERY_TIMEOUT_S)
         names = {agent.agent_id: agent.name for agent in summaries}
-        _wait_for(client, created.task_id, names, offline, poll, wait_timeout, json_out, show_lines)
+        _wait_for(client, created.task_id, names, offline, poll, wait_timeout, call.json, show_lines)
 
 
 def _wait_for(
@@ -289,11 +280,10 @@ def _wait_for(
         raise typer.Exit(outcome.exit)
 
 
-@tasks_app.command("wait", epilog=EXIT_CODES_HELP)
+@operator_command(tasks_app, "wait", epilog=EXIT_CODES_HELP)
 def wait_task(
+    call: OperatorCall,
     task_id: Annotated[str, typer.Argument(metavar="TASK", help="Task id (tsk_...)")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
     wait_timeout: Annotated[
         int,
         duration_option(
@@ -306,17 +296,15 @@ def wait_task(
     poll: Annotated[
         float, typer.Option("--poll", min=0.1, metavar="SECONDS", help="Seconds between progress checks")
     ] = 1.0,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """Follow a task already sent, as `tasks run` does: results as they come, then who did not answer."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         task = client.get_task(task_id)
         agent_ids = [e.agent_id for e in task.executions]
         summaries = _agents_named(client, agent_ids)
         names = {agent.agent_id: agent.name for agent in summaries}
         offline = {agent.agent_id for agent in summaries if agent.liveness is not Liveness.ONLINE}
-        _wait_for(client, task_id, names, offline, poll, wait_timeout, wants_json(output, as_json))
+        _wait_for(client, task_id, names, offline, poll, wait_timeout, call.json)
 
 
 def _line_printer(live: bool) -> LinePrinter:
@@ -355,22 +343,18 @@ def _task_details(task: TaskDetail) -> dict[str, str]:
     return rows
 
 
-@tasks_app.command("show")
+@operator_command(tasks_app, "show")
 def show_task(
+    call: OperatorCall,
     task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
     attempts: Annotated[
         bool, typer.Option("--attempts", help="Every attempt's outcome, stdout and stderr")
     ] = False,
 ) -> None:
     """Show a task: its details, a row per agent, and every agent's output (-o json: the API's object)."""
-    json_out = wants_json(output, as_json)
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         task = client.get_task(task_id)
-        if json_out:
+        if call.json:
             print_json(task)
             return
         names = _names(client, [e.agent_id for e in task.executions])
@@ -406,21 +390,18 @@ def _results(task: TaskSummary) -> str:
     return ", ".join(part for part in parts if part) or str(task.execution_count or "-")
 
 
-@tasks_app.command("ls")
+@operator_command(tasks_app, "ls")
 def list_tasks(
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall,
     state: Annotated[TaskState | None, typer.Option("--state", help="Only tasks in this state")] = None,
     limit: LimitOption = DEFAULT_LIMIT,
     every: AllOption = False,
     cursor: CursorOption = None,
-    output: OutputOption = OutputFormat.TABLE,
-    as_json: JsonOption = False,
 ) -> None:
     """List tasks, newest first, with their executions' outcomes (-o json: an array).
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         taken = take(
             lambda size, at: client.list_tasks(state=state, limit=size, cursor=at),
             limit=limit,
@@ -429,7 +410,7 @@ def list_tasks(
         )
     tasks = taken.items
     options = ["--state", str(state)] if state else []
-    if wants_json(output, as_json):
+    if call.json:
         print_json(tasks)
         more_hint("tasks ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
         return
@@ -460,14 +441,12 @@ def list_tasks(
     more_hint("tasks ls", taken.cursor, limit=limit, options=options)
 
 
-@tasks_app.command("cancel")
+@operator_command(tasks_app, "cancel", json_output=False)
 def cancel_task(
-    task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
-    url: UrlOption = None,
-    operator_token: OperatorTokenOption = None,
+    call: OperatorCall, task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")]
 ) -> None:
     """Cancel a task: queued executions end now, running ones are stopped by their agents (idempotent)."""
-    with reporting_errors(CallContext(url=url)), operator_client(url, operator_token) as client:
+    with call.session() as client:
         task = client.cancel_task(task_id)
     counts = count_line(task.counts)
     out().print(f"{task.task_id} {styled(task.state, TASK_STATE_STYLE)}" + (f": {counts}" if counts else ""))

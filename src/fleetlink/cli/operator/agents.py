@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent, warn_duplicates
-from fleetlink.cli.operator.command import OperatorCall, operator_command
-from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.operator.command import ListCall, OperatorCall, list_command, operator_command
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     LIVENESS_STYLE,
@@ -41,17 +41,14 @@ agents_app = typer.Typer(help="Operator: list, inspect, revoke and tag agents.",
 StatusFilter = StrEnum("StatusFilter", {m.name: m.value for m in (*AgentState, *Liveness)})  # type: ignore[misc]
 
 
-@operator_command(agents_app, "ls")
+@list_command(agents_app, "ls")
 def list_agents(
-    call: OperatorCall,
+    call: ListCall,
     status: Annotated[StatusFilter | None, typer.Option("--status", help="Only agents in this state")] = None,
     tag: Annotated[
         str | None, typer.Option("--tag", metavar="KEY=VALUE", help="Only agents with this tag")
     ] = None,
-    limit: LimitOption = DEFAULT_LIMIT,
-    every: AllOption = False,
     deleted: Annotated[bool, typer.Option("--deleted", help="Deleted agents not purged yet, only")] = False,
-    cursor: CursorOption = None,
 ) -> None:
     """List agents with their state, liveness, version, last heartbeat and tags (-o json: a JSON array).
 
@@ -61,26 +58,20 @@ def list_agents(
 
     tag_filter = ":".join(parse_tag(tag)) if tag is not None else None  # the API's query form
     with call.session() as client:
-        taken = take(
+        taken = call.take(
             lambda size, at: (
                 deleted_page(client, size, at)
                 if deleted
                 else client.list_agents(status=status, tag=tag_filter, limit=size, cursor=at)
-            ),
-            limit=limit,
-            every=every,
-            cursor=cursor,
+            )
         )
-    agents = sorted(taken.items, key=lambda agent: (agent.name, agent.agent_id))
+    by_name = replace(taken, items=sorted(taken.items, key=lambda agent: (agent.name, agent.agent_id)))
     options = [*(["--status", str(status)] if status else []), *(["--tag", tag] if tag else [])]
     options += ["--deleted"] if deleted else []
-    if call.json:
-        print_json(agents)
-        more_hint("agents ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
-        return
-    if not agents:
-        err().print("no agents")
-        return
+    call.show("agents ls", by_name, _print_agents, options=options, empty="no agents")
+
+
+def _print_agents(agents: list[AgentSummary]) -> None:
     now = now_ms()
     columns = [
         Column("ID"),
@@ -107,7 +98,6 @@ def list_agents(
     ]
     print_table(columns, rows)
     warn_duplicates(agents)
-    more_hint("agents ls", taken.cursor, limit=limit, options=options)
 
 
 def relay_lag(metrics: dict[str, float]) -> str:

@@ -13,7 +13,7 @@ import typer
 from rich.live import Live
 
 from fleetlink.cli.names import AllMatchingOption
-from fleetlink.cli.operator.command import OperatorCall, operator_command
+from fleetlink.cli.operator.command import ListCall, OperatorCall, list_command, operator_command
 from fleetlink.cli.operator.live import _live_view, _print_executions, _print_outputs, _what
 from fleetlink.cli.operator.targets import (
     DEFAULT_DELIVERY_TIMEOUT_S,
@@ -32,7 +32,6 @@ from fleetlink.cli.operator.task_output import (
     print_line,
     register_output_commands,
 )
-from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
 from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
     TASK_STATE_STYLE,
@@ -390,33 +389,21 @@ def _results(task: TaskSummary) -> str:
     return ", ".join(part for part in parts if part) or str(task.execution_count or "-")
 
 
-@operator_command(tasks_app, "ls")
+@list_command(tasks_app, "ls")
 def list_tasks(
-    call: OperatorCall,
+    call: ListCall,
     state: Annotated[TaskState | None, typer.Option("--state", help="Only tasks in this state")] = None,
-    limit: LimitOption = DEFAULT_LIMIT,
-    every: AllOption = False,
-    cursor: CursorOption = None,
 ) -> None:
     """List tasks, newest first, with their executions' outcomes (-o json: an array).
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
     with call.session() as client:
-        taken = take(
-            lambda size, at: client.list_tasks(state=state, limit=size, cursor=at),
-            limit=limit,
-            every=every,
-            cursor=cursor,
-        )
-    tasks = taken.items
+        taken = call.take(lambda size, at: client.list_tasks(state=state, limit=size, cursor=at))
     options = ["--state", str(state)] if state else []
-    if call.json:
-        print_json(tasks)
-        more_hint("tasks ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
-        return
-    if not tasks:
-        err().print("no tasks")
-        return
+    call.show("tasks ls", taken, _print_tasks, options=options, empty="no tasks")
+
+
+def _print_tasks(tasks: list[TaskSummary]) -> None:
     now = now_ms()
     columns = [
         Column("ID"),
@@ -438,7 +425,6 @@ def list_tasks(
         for task in tasks
     ]
     print_table(columns, rows)
-    more_hint("tasks ls", taken.cursor, limit=limit, options=options)
 
 
 @operator_command(tasks_app, "cancel", json_output=False)

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator.command import OperatorCall, operator_command
-from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.operator.command import ListCall, OperatorCall, list_command, operator_command
 from fleetlink.cli.params import duration_option
 from fleetlink.cli.render import (
     Column,
@@ -18,7 +17,6 @@ from fleetlink.cli.render import (
     now_ms,
     out,
     parse_tags,
-    print_json,
     print_table,
     when,
 )
@@ -65,31 +63,17 @@ def _token_state(token: TokenSummary, now: int) -> str:
     return "[green]usable[/green]"
 
 
-@operator_command(tokens_app, "ls")
-def list_tokens(
-    call: OperatorCall,
-    limit: LimitOption = DEFAULT_LIMIT,
-    every: AllOption = False,
-    cursor: CursorOption = None,
-) -> None:
+@list_command(tokens_app, "ls")
+def list_tokens(call: ListCall) -> None:
     """List registration and recovery tokens, newest first: uses, expiry, tags (never the secret).
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
     with call.session() as client:
-        taken = take(
-            lambda size, at: client.list_tokens(limit=size, cursor=at),
-            limit=limit,
-            every=every,
-            cursor=cursor,
-        )
-    tokens = taken.items
-    if call.json:
-        print_json(tokens)
-        more_hint("tokens ls", taken.cursor, limit=limit, options=["-o", "json"])
-        return
-    if not tokens:
-        err().print("no tokens")
-        return
+        taken = call.take(lambda size, at: client.list_tokens(limit=size, cursor=at))
+    call.show("tokens ls", taken, _print_tokens, empty="no tokens")
+
+
+def _print_tokens(tokens: list[TokenSummary]) -> None:
     now = now_ms()
     columns = [Column("ID"), Column("STATE"), Column("USES", justify="right"), Column("EXPIRES")]
     columns += [Column("TAGS", fold=True), Column("NAME PREFIX")]
@@ -105,7 +89,6 @@ def list_tokens(
         for token in tokens
     ]
     print_table(columns, rows)
-    more_hint("tokens ls", taken.cursor, limit=limit)
 
 
 @operator_command(tokens_app, "revoke", json_output=False)

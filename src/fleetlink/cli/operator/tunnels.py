@@ -4,16 +4,15 @@ the API; it is never printed."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from typing import Annotated, Any
 
 import typer
 
 from fleetlink.cli.names import AgentArgument, resolve_agent
-from fleetlink.cli.operator.command import OperatorCall, operator_command
-from fleetlink.cli.paging import DEFAULT_LIMIT, AllOption, CursorOption, LimitOption, more_hint, take
+from fleetlink.cli.operator.command import ListCall, OperatorCall, list_command, operator_command
 from fleetlink.cli.render import (
     HEALTH_STYLE,
     Column,
@@ -22,6 +21,7 @@ from fleetlink.cli.render import (
     escape,
     now_ms,
     print_details,
+    print_json,
     print_table,
     styled,
     when,
@@ -44,11 +44,6 @@ def _route(value: str) -> dict[str, Any]:
     if priority and not priority.isdigit():
         raise typer.BadParameter(f"{value!r}: priority must be a number", param_hint="--route")
     return {"path_prefix": prefix, "local_target": target, "priority": int(priority or 0)}
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
 
 
 def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
@@ -74,7 +69,7 @@ def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
 
 def _show(tunnel: Tunnel, as_json: bool) -> None:
     if as_json:
-        _print_json(tunnel.model_dump(mode="json"))
+        print_json(tunnel)
         return
     rows = _tunnel_rows(tunnel)
     print_details(
@@ -132,9 +127,9 @@ def create_tunnel(
     _show(tunnel, call.json)
 
 
-@operator_command(tunnels_app, "ls")
+@list_command(tunnels_app, "ls")
 def list_tunnels(
-    call: OperatorCall,
+    call: ListCall,
     agent: Annotated[
         str | None, typer.Option("--agent", metavar="AGENT", help="Only this agent's (id or name)")
     ] = None,
@@ -143,9 +138,6 @@ def list_tunnels(
     enabled: Annotated[
         bool | None, typer.Option("--enabled/--disabled", help="Only enabled / disabled")
     ] = None,
-    limit: LimitOption = DEFAULT_LIMIT,
-    every: AllOption = False,
-    cursor: CursorOption = None,
 ) -> None:
     """List tunnels with their health (a silent agent's tunnels read unknown), in the API's order.
 
@@ -157,26 +149,17 @@ def list_tunnels(
     }
     with call.session() as client:
         filters["agent_id"] = resolve_agent(client, agent) if agent else None
-        taken = take(
-            lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters),
-            limit=limit,
-            every=every,
-            cursor=cursor,
-        )
-    tunnels = taken.items
+        taken = call.take(lambda size, at: client.list_tunnels(limit=size, cursor=at, **filters))
     options = [
         *(["--agent", agent] if agent else []),
         *(["--provider", provider.value] if provider else []),
         *(["--health", health.value] if health else []),
         *([] if enabled is None else ["--enabled" if enabled else "--disabled"]),
     ]
-    if call.json:
-        _print_json([t.model_dump(mode="json") for t in tunnels])
-        more_hint("tunnels ls", taken.cursor, limit=limit, options=[*options, "-o", "json"])
-        return
-    if not tunnels:
-        err().print("no tunnels")
-        return
+    call.show("tunnels ls", taken, _print_tunnels, options=options, empty="no tunnels")
+
+
+def _print_tunnels(tunnels: list[Tunnel]) -> None:
     columns = [
         "ID",
         "AGENT",
@@ -207,7 +190,6 @@ def list_tunnels(
             for t in tunnels
         ],
     )
-    more_hint("tunnels ls", taken.cursor, limit=limit, options=options)
 
 
 @operator_command(tunnels_app, "show")
@@ -236,9 +218,9 @@ def _print_events(events: list[Event], title: str) -> None:
     )
 
 
-@operator_command(tunnels_app, "events")
+@list_command(tunnels_app, "events")
 def tunnel_events(
-    call: OperatorCall,
+    call: ListCall,
     tunnel_id: Annotated[
         str | None, typer.Argument(metavar="TUNNEL", help="A tunnel (default: the whole fleet)")
     ] = None,
@@ -246,38 +228,29 @@ def tunnel_events(
     hours: Annotated[
         float, typer.Option("--hours", min=0.0, metavar="HOURS", help="Fleet-wide: look back this far")
     ] = 24.0,
-    limit: LimitOption = DEFAULT_LIMIT,
-    every: AllOption = False,
-    cursor: CursorOption = None,
 ) -> None:
     """A tunnel's events, or the fleet's recent events (or errors), newest first.
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
     since = now_ms() - int(hours * 3_600_000)
     with call.session() as client:
-        taken = take(
+        taken = call.take(
             lambda size, at: (
                 client.tunnel_events(tunnel_id, limit=size, cursor=at)
                 if tunnel_id
                 else client.fleet_events(errors=errors, since=since, limit=size, cursor=at)
-            ),
-            limit=limit,
-            every=every,
-            cursor=cursor,
+            )
         )
     options = [*([tunnel_id] if tunnel_id else []), *(["--errors"] if errors else [])]
     options += [] if tunnel_id or hours == 24.0 else ["--hours", f"{hours:g}"]
-    if call.json:
-        _print_json([e.model_dump(mode="json") for e in taken.items])
-        more_hint("tunnels events", taken.cursor, limit=limit, options=[*options, "-o", "json"])
-        return
     title = (
         f"events of {tunnel_id}"
         if tunnel_id
         else ("errors" if errors else "events") + f" of the last {hours:g} h"
     )
-    _print_events(taken.items, title + " (newest first)")
-    more_hint("tunnels events", taken.cursor, limit=limit, options=options)
+    call.show(
+        "tunnels events", taken, partial(_print_events, title=title + " (newest first)"), options=options
+    )
 
 
 def _enabling(enabled: bool) -> Callable[..., None]:
@@ -311,7 +284,7 @@ def fleet_health(call: OperatorCall) -> None:
     with call.session() as client:
         summary = client.tunnels_health()
     if call.json:
-        _print_json(summary.model_dump(mode="json"))
+        print_json(summary)
         return
     healths = list(Health)
     cells = {(row.provider, row.health): row.count for row in summary.counts}

@@ -309,6 +309,11 @@ def operator_access(role: Role, tags: list[str]) -> RouteAccess:
     }
 
 
+def agent_access(tags: list[str]) -> RouteAccess:
+    """Route decorator arguments of a route an agent calls, signed by its key (RFC 9421)."""
+    return {"middlewares": [signed_agent], "security": [{"agentSignature": []}], "tags": tags}
+
+
 #: (METHOD, OpenAPI path) of a route.
 RouteKey = tuple[str, str]
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.agents import AgentList, AgentSummary
 from fleetlink.contract.rollout import PurgeResult
 from fleetlink.core.agents.liveness import liveness
@@ -21,11 +21,7 @@ from fleetlink.core.roles import Role
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["operator"])
 ADMIN = security.operator_access(Role.ADMIN, ["operator"])
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["agent"],
-}
+AGENT = security.agent_access(["agent"])
 
 
 @router.delete(

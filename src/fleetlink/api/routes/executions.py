@@ -9,17 +9,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.tasks import Claimed, ExecutionDetail, Lease, ResultRecorded, ResultReport
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.tasks.model import ClaimExecutions
 
 router = Router()
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["agent"],
-}
+AGENT = security.agent_access(["agent"])
 ExecutionIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.EXECUTION), description="exe_ id")]
 
 

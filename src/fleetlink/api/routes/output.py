@@ -23,11 +23,7 @@ from fleetlink.core.tasks.output import (
 )
 
 router = Router()
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["agent"],
-}
+AGENT = security.agent_access(["agent"])
 OPERATOR: RouteAccess = {
     "middlewares": [security.operator],
     "security": [{"operator": []}],

@@ -28,6 +28,7 @@ from fleetlink.core.roles import Role
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["registration"])
 ADMIN = security.operator_access(Role.ADMIN, ["registration"])
+AGENT = security.agent_access(["agent"])
 NO_STORE = {"Cache-Control": "no-store"}
 TokenIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TOKEN), description="tok_ id")]
 
@@ -127,9 +128,7 @@ def register_agent(command: Annotated[RegisterAgent, Body()]) -> Response[Regist
     "`fleetlink-key-proof-v1\\n<agent_id>\\n<key_alg>\\n<hex SHA-256 of the new key's DER "
     "SubjectPublicKeyInfo>\\n<created>` (base64url, no padding; `created` within 300 s). The id, "
     "tags and work stay; later requests must be signed by the new key.",
-    tags=["agent"],
-    middlewares=[security.signed_agent],
-    security=[{"agentSignature": []}],
+    **AGENT,
 )
 def rotate_key(agent_id: AgentIdPath, command: Annotated[RotateKey, Body()]) -> KeyRotated:
     from fleetlink.auth.key_proof import verify_key_proof

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.relay import (
     BatchAnswer,
     BatchRequest,
@@ -37,11 +37,7 @@ from fleetlink.core.relay.records import COLLECTION_PATTERN
 from fleetlink.core.roles import Role
 
 router = Router()
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["relay"],
-}
+AGENT = security.agent_access(["relay"])
 VIEWER = security.operator_access(Role.VIEWER, ["relay"])
 ADMIN = security.operator_access(Role.ADMIN, ["relay"])
 CollectionPath = Annotated[str, Path(pattern=COLLECTION_PATTERN, description="Collection name")]

@@ -33,6 +33,7 @@ from fleetlink.release.manifest import PLATFORMS, VERSION_PATTERN
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["releases"])
 ADMIN = security.operator_access(Role.ADMIN, ["releases"])
+AGENT = security.agent_access(["agent"])
 
 VersionPath = Annotated[str, PathParam(pattern=VERSION_PATTERN, max_length=48, description="e.g. 0.2.0")]
 VersionOrLatest = Annotated[
@@ -150,9 +151,7 @@ def install_script() -> Response[str]:
 @router.post(
     "/agents/<agent_id>/version",
     summary="An agent reports the release it runs after an upgrade or a rollback (kept in its history)",
-    middlewares=[security.signed_agent],
-    security=[{"agentSignature": []}],
-    tags=["agent"],
+    **AGENT,
 )
 def report_version(agent_id: AgentIdPath, command: Annotated[ReportVersion, Body()]) -> VersionReported:
     from fleetlink.core.agents.versions import VersionService

@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from fleetlink.api import security
 from fleetlink.api.deps import get_deps
-from fleetlink.api.params import AgentIdPath, RouteAccess
+from fleetlink.api.params import AgentIdPath
 from fleetlink.contract.tunnels import (
     DesiredState,
     DesiredTunnel,
@@ -37,11 +37,7 @@ from fleetlink.core.tunnels.model import (
 router = Router()
 VIEWER = security.operator_access(Role.VIEWER, ["tunnels"])
 OPERATOR = security.operator_access(Role.OPERATOR, ["tunnels"])
-AGENT: RouteAccess = {
-    "middlewares": [security.signed_agent],
-    "security": [{"agentSignature": []}],
-    "tags": ["agent"],
-}
+AGENT = security.agent_access(["agent"])
 TunnelIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TUNNEL), description="tun_ id")]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=2048)]

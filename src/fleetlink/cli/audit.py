@@ -14,7 +14,6 @@ from fleetlink.cli.operator.command import OperatorCall, operator_command
 from fleetlink.cli.render import (
     Column,
     err,
-    print_json,
     print_table,
     when,
 )
@@ -71,11 +70,13 @@ def list_audit(
         "since": parse_moment(since, "--since"),
         "until": parse_moment(until, "--until"),
     }
-    with call.session() as client:
-        entries = list(itertools.islice(client.iter_audit(page_size=min(limit, 100), **filters), limit))
-    if call.json:
-        print_json(entries)
-        return
+    call.answer(
+        lambda client: list(itertools.islice(client.iter_audit(page_size=min(limit, 100), **filters), limit)),
+        _print_entries,
+    )
+
+
+def _print_entries(entries: list[AuditRecord]) -> None:
     if not entries:
         err().print("no audit entries")
         return

@@ -4,6 +4,7 @@ query a collection."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -15,8 +16,8 @@ from fleetlink.cli.render import (
     format_tags,
     out,
     parse_tags,
-    print_json,
 )
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.relay import CollectionPolicy, QueryAnswer, QueryRequest, TagReaders
 
 
@@ -50,15 +51,17 @@ def policy(
     tags = parse_tags(tag)
     if fleet and tags:
         raise typer.BadParameter("either --fleet or --tag, not both", param_hint="--fleet")
-    with call.session() as client:
+
+    def ask(client: OperatorClient) -> CollectionPolicy:
         if fleet or tags:
             wanted = CollectionPolicy(readers="fleet" if fleet else TagReaders(tag=tags))
-            shown = client.set_collection_policy(collection, wanted)
-        else:
-            shown = client.collection_policy(collection)
-    if call.json:
-        print_json(shown)
-        return
+            return client.set_collection_policy(collection, wanted)
+        return client.collection_policy(collection)
+
+    call.answer(ask, partial(_print_policy, collection))
+
+
+def _print_policy(collection: str, shown: CollectionPolicy) -> None:
     readers = (
         "every active agent (fleet)"
         if shown.readers == "fleet"

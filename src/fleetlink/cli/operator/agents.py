@@ -32,7 +32,7 @@ from fleetlink.cli.render import (
     styled,
     when,
 )
-from fleetlink.contract.agents import AgentSummary
+from fleetlink.contract.agents import AgentDetail, AgentSummary, RecoveryTokenCreated
 from fleetlink.core.entities import AgentState, Liveness
 
 agents_app = typer.Typer(help="Operator: list, inspect, revoke and tag agents.", no_args_is_help=True)
@@ -143,11 +143,10 @@ def _summary_rows(agent: AgentSummary) -> dict[str, str]:
 @operator_command(agents_app, "show")
 def show_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Show one agent and its registration history with similarity scores (-o json: the API's object)."""
-    with call.session() as client:
-        agent = client.get_agent(resolve_agent(client, agent_ref))
-    if call.json:
-        print_json(agent)
-        return
+    call.answer(lambda client: client.get_agent(resolve_agent(client, agent_ref)), _print_agent)
+
+
+def _print_agent(agent: AgentDetail) -> None:
     print_details(_summary_rows(agent))
     columns = [Column(name, fold=True) for name in ("WHEN", "EVENT", "OK", "SIMILARITY", "KEY CHANGED")]
     columns += [Column("TOKEN"), Column("REASON", fold=True)]
@@ -169,11 +168,10 @@ def show_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
 @operator_command(agents_app, "revoke")
 def revoke_agent(call: OperatorCall, agent_ref: AgentArgument) -> None:
     """Revoke an agent: its signed requests are refused from now on (idempotent)."""
-    with call.session() as client:
-        agent = client.revoke(resolve_agent(client, agent_ref))
-    if call.json:
-        print_json(agent)
-        return
+    call.answer(lambda client: client.revoke(resolve_agent(client, agent_ref)), _print_revoked)
+
+
+def _print_revoked(agent: AgentSummary) -> None:
     out().print(
         f"{agent.agent_id} ({escape(agent.name)}) {styled(agent.state.value, STATE_STYLE)} "
         f"at {when(agent.revoked_at)}"
@@ -260,14 +258,16 @@ def mint_recovery_token(
     """Mint a single-use token with which a new key takes over this agent id (a lost key, a new disk).
 
     On the machine: fleetlink agent register --token <token> (a new state dir is fine)."""
-    with call.session() as client:
-        agent_id = resolve_agent(client, agent_ref)
-        minted = client.mint_recovery_token(agent_id, ttl_seconds=ttl)
-    if call.json:
-        print_json(minted)
-        return
+    call.answer(
+        lambda client: client.mint_recovery_token(resolve_agent(client, agent_ref), ttl_seconds=ttl),
+        _print_recovery_token,
+    )
+
+
+def _print_recovery_token(minted: RecoveryTokenCreated) -> None:
     err().print(
-        f"recovery token {minted.token_id} for {agent_id}: single use, expires {when(minted.expires_at)} "
+        f"recovery token {minted.token_id} for {minted.agent_id}: "
+        f"single use, expires {when(minted.expires_at)} "
         "[dim](shown once: keep it now)[/dim]\n"
         "On the machine: fleetlink agent register --token <this token>"
     )

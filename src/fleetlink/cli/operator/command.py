@@ -40,6 +40,7 @@ _PAGING = (
 )
 
 Row = TypeVar("Row", bound=BaseModel)
+Answer = TypeVar("Answer", bound=BaseModel | Sequence[BaseModel])
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,16 @@ class OperatorCall:
         """The operator client, closed after the block; failures printed naming the fix."""
         with operator_session(self.url, self.operator_token) as client:
             yield client
+
+    def answer(self, ask: Callable[[OperatorClient], Answer], show: Callable[[Answer], None]) -> None:
+        """Ask the API (``ask(client)``, in one session), then print the answer: the API's object
+        with -o json, else ``show(answer)``."""
+        with self.session() as client:
+            answer = ask(client)
+        if self.json:
+            print_json(answer)
+        else:
+            show(answer)
 
 
 def operator_command(

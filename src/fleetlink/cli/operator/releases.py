@@ -18,7 +18,6 @@ from fleetlink.cli.render import (
     escape,
     fail,
     out,
-    print_json,
     print_table,
     when,
 )
@@ -154,11 +153,10 @@ def publish(
 @operator_command(release_app, "ls")
 def list_releases(call: OperatorCall) -> None:
     """Releases, newest version first."""
-    with call.session() as client:
-        releases = client._call(ReleaseList, "GET", "/releases").items
-    if call.json:
-        print_json(releases)
-        return
+    call.answer(lambda client: client._call(ReleaseList, "GET", "/releases").items, _print_releases)
+
+
+def _print_releases(releases: list[Release]) -> None:
     if not releases:
         err().print("no releases")
         return

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator.command import OperatorCall, operator_command
-from fleetlink.cli.operator.task_output import StreamChoice
+from fleetlink.cli.operator.command import OperatorCall
+from fleetlink.cli.operator.task_output import ExecutionIdArgument, StreamChoice
 from fleetlink.cli.render import fail
 from fleetlink.client.http import FleetlinkApiError
 from fleetlink.client.operator import OperatorClient, download_output
@@ -42,29 +42,25 @@ def write_inline(client: OperatorClient, execution_id: str, stream: str, attempt
     sys.stdout.buffer.write((text or "").encode())
 
 
-def register_download_command(app: typer.Typer) -> None:
-    """Add ``output`` to the tasks command group."""
-
-    @operator_command(app, "output", json_output=False)
-    def output(
-        call: OperatorCall,
-        execution_id: Annotated[str, typer.Argument(help="Execution id (exe_...)")],
-        stream: Annotated[
-            StreamChoice, typer.Option("--stream", help="stdout (default) or stderr")
-        ] = StreamChoice.STDOUT,
-        attempt: Annotated[
-            int | None, typer.Option("--attempt", min=1, help="Which attempt (default: the last that ended)")
-        ] = None,
-    ) -> None:
-        """Write an execution's complete output to stdout, exactly as the command printed it: from the
-        output bucket (its SHA-256 checked) when it outgrew the inline head and tail."""
-        with call.session() as client:
-            try:
-                download = client.output_object(execution_id, stream.value, attempt)
-            except FleetlinkApiError as error:
-                if error.code != NO_OBJECT:
-                    raise
-                write_inline(client, execution_id, stream.value, attempt)
-            else:
-                download_output(download, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+def write_output(
+    call: OperatorCall,
+    execution_id: ExecutionIdArgument,
+    stream: Annotated[
+        StreamChoice, typer.Option("--stream", help="stdout (default) or stderr")
+    ] = StreamChoice.STDOUT,
+    attempt: Annotated[
+        int | None, typer.Option("--attempt", min=1, help="Which attempt (default: the last that ended)")
+    ] = None,
+) -> None:
+    """Write an execution's complete output to stdout, exactly as the command printed it: from the
+    output bucket (its SHA-256 checked) when it outgrew the inline head and tail."""
+    with call.session() as client:
+        try:
+            download = client.output_object(execution_id, stream.value, attempt)
+        except FleetlinkApiError as error:
+            if error.code != NO_OBJECT:
+                raise
+            write_inline(client, execution_id, stream.value, attempt)
+        else:
+            download_output(download, sys.stdout.buffer)
+        sys.stdout.buffer.flush()

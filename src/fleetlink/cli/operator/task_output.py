@@ -1,5 +1,5 @@
 """Output of tasks on the command line: follow live output (``tasks logs``), every attempt
-(``tasks show --attempts``), and the lines ``tasks run`` prints as they come.
+(``tasks show --attempts``, ``tasks attempts``), and the lines ``tasks run`` prints as they come.
 
 stdout lines of a command go to stdout, its stderr lines to stderr (so ``> file`` keeps them
 apart); with more than one agent each line starts with the agent's name, as ``salt`` and
@@ -17,12 +17,12 @@ from typing import Annotated
 
 import typer
 
-from fleetlink.cli.operator.command import OperatorCall, operator_command
-from fleetlink.cli.render import EXECUTION_STYLE, duration, escape, out, print_json, section, visible
+from fleetlink.cli.operator.command import OperatorCall
+from fleetlink.cli.render import EXECUTION_STYLE, duration, escape, out, section, visible
 from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.tasks import ExecutionSummary, TaskDetail
 from fleetlink.core.tasks.model import ExecutionStatus
-from fleetlink.core.tasks.output import Attempt
+from fleetlink.core.tasks.output import Attempt, AttemptList
 
 #: How often a follower asks for new output (the agent sends at most a chunk a second).
 FOLLOW_POLL_S = 0.5
@@ -34,6 +34,9 @@ class StreamChoice(StrEnum):
     STDOUT = "stdout"
     STDERR = "stderr"
 
+
+TaskIdArgument = Annotated[str, typer.Argument(help="Task id (tsk_...)")]
+ExecutionIdArgument = Annotated[str, typer.Argument(help="Execution id (exe_...)")]
 
 #: Prints one line of one stream.
 LinePrinter = Callable[[str, str], None]
@@ -209,40 +212,33 @@ def _outcome(attempt: Attempt) -> str:
     return f"[{style}]{escape(text)}[/]"
 
 
-def register_output_commands(app: typer.Typer) -> None:
-    """Add ``logs`` and ``attempts`` to the tasks command group."""
+def task_logs(
+    call: OperatorCall,
+    task_id: TaskIdArgument,
+    agent: Annotated[
+        str | None, typer.Option("--agent", help="Only this agent's output (name or agt_ id)")
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new output until the task ends")
+    ] = False,
+    stream: Annotated[
+        StreamChoice | None, typer.Option("--stream", help="Only stdout or only stderr (default: both)")
+    ] = None,
+) -> None:
+    """Print a task's live output, stdout to stdout and stderr to stderr, each line prefixed with
+    its agent's name when several agents run it; -f follows it as it comes."""
+    with call.session() as client:
+        try:
+            follow_logs(client, task_id, agent=agent, stream=stream, follow=follow)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
 
-    @operator_command(app, "logs", json_output=False)
-    def logs(
-        call: OperatorCall,
-        task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
-        agent: Annotated[
-            str | None, typer.Option("--agent", help="Only this agent's output (name or agt_ id)")
-        ] = None,
-        follow: Annotated[
-            bool, typer.Option("--follow", "-f", help="Keep printing new output until the task ends")
-        ] = False,
-        stream: Annotated[
-            StreamChoice | None, typer.Option("--stream", help="Only stdout or only stderr (default: both)")
-        ] = None,
-    ) -> None:
-        """Print a task's live output, stdout to stdout and stderr to stderr, each line prefixed with
-        its agent's name when several agents run it; -f follows it as it comes."""
-        with call.session() as client:
-            try:
-                follow_logs(client, task_id, agent=agent, stream=stream, follow=follow)
-            except KeyboardInterrupt:
-                raise typer.Exit(130) from None
 
-    @operator_command(app, "attempts")
-    def attempts(
-        call: OperatorCall, execution_id: Annotated[str, typer.Argument(help="Execution id (exe_...)")]
-    ) -> None:
-        """Every attempt of one execution: status, exit code, times, stdout and stderr."""
-        with call.session() as client:
-            listed = client.execution_attempts(execution_id)
-        if call.json:
-            print_json(listed)
-            return
-        for attempt in listed.attempts:
-            print_attempt(f"attempt {attempt.attempt}", attempt)
+def execution_attempts(call: OperatorCall, execution_id: ExecutionIdArgument) -> None:
+    """Every attempt of one execution: status, exit code, times, stdout and stderr."""
+    call.answer(lambda client: client.execution_attempts(execution_id), _print_attempts)
+
+
+def _print_attempts(listed: AttemptList) -> None:
+    for attempt in listed.attempts:
+        print_attempt(f"attempt {attempt.attempt}", attempt)

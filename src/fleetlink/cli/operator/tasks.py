@@ -24,13 +24,15 @@ from fleetlink.cli.operator.targets import (
     parse_targets,
     resolve_names,
 )
-from fleetlink.cli.operator.task_download import register_download_command
+from fleetlink.cli.operator.task_download import write_output
 from fleetlink.cli.operator.task_output import (
     LinePrinter,
     OutputFollower,
+    TaskIdArgument,
+    execution_attempts,
     print_attempts,
     print_line,
-    register_output_commands,
+    task_logs,
 )
 from fleetlink.cli.params import Share, duration_option, format_seconds, share_option
 from fleetlink.cli.render import (
@@ -345,7 +347,7 @@ def _task_details(task: TaskDetail) -> dict[str, str]:
 @operator_command(tasks_app, "show")
 def show_task(
     call: OperatorCall,
-    task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")],
+    task_id: TaskIdArgument,
     attempts: Annotated[
         bool, typer.Option("--attempts", help="Every attempt's outcome, stdout and stderr")
     ] = False,
@@ -428,9 +430,7 @@ def _print_tasks(tasks: list[TaskSummary]) -> None:
 
 
 @operator_command(tasks_app, "cancel", json_output=False)
-def cancel_task(
-    call: OperatorCall, task_id: Annotated[str, typer.Argument(help="Task id (tsk_...)")]
-) -> None:
+def cancel_task(call: OperatorCall, task_id: TaskIdArgument) -> None:
     """Cancel a task: queued executions end now, running ones are stopped by their agents (idempotent)."""
     with call.session() as client:
         task = client.cancel_task(task_id)
@@ -440,5 +440,6 @@ def cancel_task(
         err().print("[dim]running executions stop when their agents next check in[/dim]")
 
 
-register_output_commands(tasks_app)
-register_download_command(tasks_app)
+operator_command(tasks_app, "logs", json_output=False)(task_logs)
+operator_command(tasks_app, "attempts")(execution_attempts)
+operator_command(tasks_app, "output", json_output=False)(write_output)

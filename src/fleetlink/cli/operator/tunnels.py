@@ -21,12 +21,11 @@ from fleetlink.cli.render import (
     escape,
     now_ms,
     print_details,
-    print_json,
     print_table,
     styled,
     when,
 )
-from fleetlink.contract.tunnels import Event, Health, Mode, Provider, Tunnel
+from fleetlink.contract.tunnels import Event, Health, HealthSummary, Mode, Provider, Tunnel
 
 tunnels_app = typer.Typer(
     help="Operator: agents' tunnels, their events and the fleet's health.", no_args_is_help=True
@@ -67,10 +66,7 @@ def _tunnel_rows(tunnel: Tunnel) -> dict[str, str]:
     }
 
 
-def _show(tunnel: Tunnel, as_json: bool) -> None:
-    if as_json:
-        print_json(tunnel)
-        return
+def _show(tunnel: Tunnel) -> None:
     rows = _tunnel_rows(tunnel)
     print_details(
         {
@@ -120,11 +116,12 @@ def create_tunnel(
         spec["public_hostname"] = hostname
     if secret_stdin:
         spec["secret"] = sys.stdin.read().strip()
-    with call.session() as client:
-        tunnel = client.create_tunnel(resolve_agent(client, agent_ref), spec)
-    if not call.json:
-        err().print(f"[green]created[/green] {tunnel.tunnel_id}")
-    _show(tunnel, call.json)
+    call.answer(lambda client: client.create_tunnel(resolve_agent(client, agent_ref), spec), _show_created)
+
+
+def _show_created(tunnel: Tunnel) -> None:
+    err().print(f"[green]created[/green] {tunnel.tunnel_id}")
+    _show(tunnel)
 
 
 @list_command(tunnels_app, "ls")
@@ -195,9 +192,7 @@ def _print_tunnels(tunnels: list[Tunnel]) -> None:
 @operator_command(tunnels_app, "show")
 def show_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
     """Show one tunnel and its routes."""
-    with call.session() as client:
-        tunnel = client.get_tunnel(tunnel_id)
-    _show(tunnel, call.json)
+    call.answer(lambda client: client.get_tunnel(tunnel_id), _show)
 
 
 def _print_events(events: list[Event], title: str) -> None:
@@ -257,9 +252,7 @@ def _enabling(enabled: bool) -> Callable[..., None]:
     """The command that enables (or disables) a tunnel: one body for both."""
 
     def set_enabled(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
-        with call.session() as client:
-            tunnel = client.patch_tunnel(tunnel_id, {"enabled": enabled})
-        _show(tunnel, call.json)
+        call.answer(lambda client: client.patch_tunnel(tunnel_id, {"enabled": enabled}), _show)
 
     return set_enabled
 
@@ -281,11 +274,10 @@ def delete_tunnel(call: OperatorCall, tunnel_id: TunnelIdArgument) -> None:
 @operator_command(tunnels_app, "health")
 def fleet_health(call: OperatorCall) -> None:
     """The fleet's tunnels counted by provider and health."""
-    with call.session() as client:
-        summary = client.tunnels_health()
-    if call.json:
-        print_json(summary)
-        return
+    call.answer(lambda client: client.tunnels_health(), _print_health)
+
+
+def _print_health(summary: HealthSummary) -> None:
     healths = list(Health)
     cells = {(row.provider, row.health): row.count for row in summary.counts}
     rows = [

@@ -257,6 +257,21 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
 
     # --- writes ------------------------------------------------------------------------------
 
+    def act_on(name: str, act: Callable[[str], object], then: str) -> Callable[[FormData, Request], str]:
+        """A button's write: ``act`` on what the path names (its parameter ``name``), then the page
+        ``then`` (``{}``: that id)."""
+
+        def action(_: FormData, request: Request) -> str:
+            named = request.path_params[name]
+            act(named)
+            return then.format(named)
+
+        return action
+
+    revoke_agent = act_on("agent_id", client.revoke, "/agents/{}")
+    cancel_task = act_on("task_id", client.cancel_task, "/tasks/{}")
+    delete_tunnel = act_on("tunnel_id", client.delete_tunnel, "/tunnels")
+
     def start_task(form: FormData, _: Request) -> str:
         agent_ids = fleet.parse_ids(str(form.get("agent_ids") or ""))
         tags = fleet.parse_pairs(str(form.get("tags") or ""))
@@ -273,11 +288,6 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
         )
         return f"/tasks/{created.task_id}"
 
-    def cancel_task(_: FormData, request: Request) -> str:
-        task_id = request.path_params["task_id"]
-        client.cancel_task(task_id)
-        return f"/tasks/{task_id}"
-
     def switch_tunnel(form: FormData, request: Request) -> str:
         tunnel_id = request.path_params["tunnel_id"]
         client.patch_tunnel(tunnel_id, {"enabled": form.get("enabled") == "true"})
@@ -293,18 +303,9 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
         created = client.create_tunnel(str(form.get("agent_id") or "").strip(), body)
         return f"/tunnels/{created.tunnel_id}"
 
-    def delete_tunnel(_: FormData, request: Request) -> str:
-        client.delete_tunnel(request.path_params["tunnel_id"])
-        return "/tunnels"
-
     def replace_tags(form: FormData, request: Request) -> str:
         agent_id = request.path_params["agent_id"]
         client.replace_tags(agent_id, fleet.parse_pairs(str(form.get("tags") or "")))
-        return f"/agents/{agent_id}"
-
-    def revoke_agent(_: FormData, request: Request) -> str:
-        agent_id = request.path_params["agent_id"]
-        client.revoke(agent_id)
         return f"/agents/{agent_id}"
 
     def set_policy(form: FormData, _: Request) -> str:

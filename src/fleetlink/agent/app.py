@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
 
 from fleetlink.agent.daemon import DEFAULT_FIRST_BEAT_JITTER_S, HeartbeatService, Supervisor
 from fleetlink.agent.db import db_path
@@ -33,7 +32,7 @@ from fleetlink.agent.tunnels.store import EventRecord, TunnelStore
 from fleetlink.agent.updates import finish_pending_upgrade
 from fleetlink.auth.sealing import ENCRYPTION_KEY_FILE, EncryptionPrivateKey, load_encryption_key, open_sealed
 from fleetlink.client.agent import FleetlinkClient
-from fleetlink.client.http import FleetlinkClientError
+from fleetlink.client.http import Closing, FleetlinkClientError
 from fleetlink.client.relay import RelayClient
 
 #: Held (flock) by the one daemon running from a state dir.
@@ -127,7 +126,7 @@ def agent_client(identities: IdentityStore) -> tuple[Identity, FleetlinkClient]:
 
 
 @dataclass
-class AgentApp:
+class AgentApp(Closing):
     """The daemon and everything it was built from; :meth:`close` releases stores and clients."""
 
     identity: Identity
@@ -150,12 +149,6 @@ class AgentApp:
 
     def close(self) -> None:
         self._resources.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 def build_agent(state_dir: str | os.PathLike[str] | None, options: AgentOptions | None = None) -> AgentApp:

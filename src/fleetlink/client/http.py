@@ -121,7 +121,20 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class ApiClient:
+class Closing:
+    """Closed when a ``with`` block ends; :meth:`close` releases what it holds."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class ApiClient(Closing):
     """The one httpx.Client construction: JSON bodies sent as exact bytes, retries, problem errors."""
 
     #: The error raised for an error answer (a client may name a subclass).
@@ -154,12 +167,6 @@ class ApiClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def _send(
         self,

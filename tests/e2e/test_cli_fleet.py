@@ -225,9 +225,12 @@ def test_a_name_works_in_agents_show_revoke_and_tunnels_create(fleet: Fleet) -> 
         fleet.cli("tunnels", "create", name, "--name", "web", "--target", "127.0.0.1:9", "-o", "json").stdout
     )
     listed = json.loads(fleet.cli("tunnels", "ls", "--agent", name, "-o", "json").stdout)
+    recovery = fleet.cli("agents", "recovery-token", name)
     revoked = json.loads(fleet.cli("agents", "revoke", name, "-o", "json").stdout)
     # Then each reached that agent
     assert shown["agent_id"] == tunnel["agent_id"] == revoked["agent_id"] == agent_id
+    assert f" for {agent_id}: single use" in recovery.stderr
+    assert recovery.stdout.strip()
     assert [t["tunnel_id"] for t in listed] == [tunnel["tunnel_id"]]
     assert revoked["state"] == "revoked"
 
@@ -298,20 +301,22 @@ def test_a_missing_or_unknown_token_is_named_without_a_reason(fleet: Fleet, tmp_
 
 
 def test_every_list_and_show_prints_json(fleet: Fleet, tmp_path: Path) -> None:
-    # Given a tunnel on the web agent and a collection with a read policy
+    # Given a tunnel on the web agent, a collection with a read policy and a task
     tunnel = json.loads(
         fleet.cli(
             "tunnels", "create", fleet.web.agent_id, "--name", "json", "--target", "127.0.0.1:9", "--json"
         ).stdout
     )
     fleet.cli("records", "policy", f"c{fleet.run}", "--tag", f"run={fleet.run}")
-    task_id = json.loads(fleet.cli("tasks", "ls", "--limit", "1", "-o", "json").stdout)[0]["task_id"]
+    task_id = fleet.cli("tasks", "run", "-t", fleet.web.agent_id, "--no-wait", "--", "true").stdout.strip()
+    execution_id = fleet.api("GET", f"/tasks/{task_id}")["executions"][0]["execution_id"]
     web_env = {"FLEETLINK_STATE_DIR": fleet.web_env["FLEETLINK_STATE_DIR"]}
     commands: list[tuple[list[str], dict[str, str] | None]] = [
         (["agents", "ls"], None),
         (["agents", "show", fleet.web.agent_id], None),
         (["tasks", "ls"], None),
         (["tasks", "show", task_id], None),
+        (["tasks", "attempts", execution_id], None),
         (["tokens", "ls"], None),
         (["tunnels", "ls"], None),
         (["tunnels", "show", tunnel["tunnel_id"]], None),
@@ -332,6 +337,8 @@ def test_every_list_and_show_prints_json(fleet: Fleet, tmp_path: Path) -> None:
         with_flag = fleet.cli(*args, "--json", env=env).stdout
         assert json.loads(with_o) is not None, args
         assert type(json.loads(with_o)) is type(json.loads(with_flag)), args
+    # And without -o json an execution's attempts are printed for people
+    assert "attempt 1: " in fleet.cli("tasks", "attempts", execution_id).stdout
     # And the tunnel's JSON has the API's field names
     api_fields = set(fleet.api("GET", f"/tunnels/{tunnel['tunnel_id']}"))
     shown = json.loads(fleet.cli("tunnels", "show", tunnel["tunnel_id"], "-o", "json").stdout)

@@ -27,11 +27,11 @@ from fleetlink.cli.render import (
     parse_tag,
     parse_tags,
     print_details,
-    print_json,
     print_table,
     styled,
     when,
 )
+from fleetlink.client.operator import OperatorClient
 from fleetlink.contract.agents import AgentDetail, AgentSummary, RecoveryTokenCreated
 from fleetlink.core.entities import AgentState, Liveness
 
@@ -181,10 +181,7 @@ def _print_revoked(agent: AgentSummary) -> None:
 TagPairs = Annotated[list[str] | None, typer.Argument(metavar="KEY=VALUE", help="Tags, as key=value")]
 
 
-def _print_tags(agent: AgentSummary, json_out: bool) -> None:
-    if json_out:
-        print_json(agent)
-        return
+def _print_tags(agent: AgentSummary) -> None:
     out().print(
         f"{agent.agent_id} ({escape(agent.name)}) tags: {escape(format_tags(agent.tags)) or '(none)'}"
     )
@@ -192,10 +189,12 @@ def _print_tags(agent: AgentSummary, json_out: bool) -> None:
 
 def _edit_tags(call: OperatorCall, agent_ref: str, edit: Callable[[dict[str, str]], dict[str, str]]) -> None:
     """Replace an agent's tags with ``edit(its current tags)``, and print them."""
-    with call.session() as client:
+
+    def ask(client: OperatorClient) -> AgentSummary:
         agent_id = resolve_agent(client, agent_ref)
-        agent = client.replace_tags(agent_id, edit(dict(client.get_agent(agent_id).tags)))
-    _print_tags(agent, call.json)
+        return client.replace_tags(agent_id, edit(dict(client.get_agent(agent_id).tags)))
+
+    call.answer(ask, _print_tags)
 
 
 @operator_command(agents_app, "tags", no_args_is_help=True)
@@ -211,9 +210,7 @@ def replace_agent_tags(
         raise typer.BadParameter(
             "give key=value pairs, or --clear to remove all tags", param_hint="KEY=VALUE"
         )
-    with call.session() as client:
-        agent = client.replace_tags(resolve_agent(client, agent_ref), tags)
-    _print_tags(agent, call.json)
+    call.answer(lambda client: client.replace_tags(resolve_agent(client, agent_ref), tags), _print_tags)
 
 
 @operator_command(agents_app, "tag", no_args_is_help=True)

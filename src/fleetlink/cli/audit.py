@@ -18,6 +18,7 @@ from fleetlink.cli.render import (
     when,
 )
 from fleetlink.cli.shared_options import command_group
+from fleetlink.client.operator import AuditFilters
 from fleetlink.core.audit import AuditRecord
 
 audit_app = command_group("Operator: the audit log of every operator write.")
@@ -63,7 +64,7 @@ def list_audit(
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most this many entries")] = 50,
 ) -> None:
     """Who did what to which resource, when, from where, and what changed (old -> new)."""
-    filters = {
+    filters: AuditFilters = {
         "actor": actor,
         "resource": resource,
         "action": action,

@@ -225,8 +225,12 @@ class ApiClient(Closing):
 
 
 def query_params(**values: str | int | None) -> dict[str, str | int]:
-    """Query parameters, leaving out those not given (None or empty)."""
-    return {name: value for name, value in values.items() if value is not None and value != ""}
+    """Query parameters, leaving out those not given (None or empty); a flag is ``true`` or ``false``."""
+    return {
+        name: str(value).lower() if isinstance(value, bool) else value
+        for name, value in values.items()
+        if value is not None and value != ""
+    }
 
 
 class _Page(Protocol[_Item]):

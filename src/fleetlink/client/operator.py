@@ -6,7 +6,7 @@ import gzip
 import hashlib
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict, Unpack
 
 import httpx
 
@@ -37,6 +37,26 @@ from fleetlink.core.entities import AgentState, Liveness
 from fleetlink.core.roles import Role
 from fleetlink.core.tasks.output import AttemptList, OutputPage
 from fleetlink.core.tasks.output_objects import OutputDownload
+
+
+class AuditFilters(TypedDict, total=False):
+    """What ``GET /audit`` filters on (left out or None: anything)."""
+
+    actor: str | None
+    resource: str | None
+    action: str | None
+    #: Epoch milliseconds.
+    since: int | None
+    until: int | None
+
+
+class TunnelFilters(TypedDict, total=False):
+    """What ``GET /tunnels`` filters on (left out or None: anything)."""
+
+    agent_id: str | None
+    provider: str | None
+    health: str | None
+    enabled: bool | None
 
 
 class OperatorClient(ApiClient):
@@ -79,29 +99,15 @@ class OperatorClient(ApiClient):
         return self._call(AgentExecutionList, "GET", f"/agents/{segment(agent_id)}/executions", params=params)
 
     def list_audit(
-        self,
-        *,
-        actor: str | None = None,
-        resource: str | None = None,
-        action: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[AuditFilters]
     ) -> AuditList:
         """One page of the audit log, newest first (may be short: follow the cursor)."""
-        params = query_params(
-            actor=actor,
-            resource=resource,
-            action=action,
-            since=since,
-            until=until,
-            limit=limit,
-            cursor=cursor,
-        )
+        params = query_params(**filters, limit=limit, cursor=cursor)
         return self._call(AuditList, "GET", "/audit", params=params)
 
-    def iter_audit(self, page_size: int | None = None, **filters: Any) -> Iterator[AuditRecord]:
+    def iter_audit(
+        self, page_size: int | None = None, **filters: Unpack[AuditFilters]
+    ) -> Iterator[AuditRecord]:
         """Every matching audit entry, newest first, following cursors."""
         return follow_pages(lambda cursor: self.list_audit(limit=page_size, cursor=cursor, **filters))
 
@@ -260,29 +266,17 @@ class OperatorClient(ApiClient):
         return self._call(Tunnel, "POST", f"/agents/{segment(agent_id)}/tunnels", body=dict(spec))
 
     def list_tunnels(
-        self,
-        *,
-        agent_id: str | None = None,
-        provider: str | None = None,
-        health: str | None = None,
-        enabled: bool | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
+        self, *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[TunnelFilters]
     ) -> TunnelList:
         """One page of tunnels, fleet-wide or one agent's."""
-        params = query_params(
-            agent_id=agent_id,
-            provider=provider,
-            health=health,
-            enabled=None if enabled is None else str(enabled).lower(),
-            limit=limit,
-            cursor=cursor,
-        )
+        params = query_params(**filters, limit=limit, cursor=cursor)
         return self._call(TunnelList, "GET", "/tunnels", params=params)
 
-    def iter_tunnels(self, **filters: Any) -> Iterator[Tunnel]:
+    def iter_tunnels(
+        self, page_size: int | None = None, **filters: Unpack[TunnelFilters]
+    ) -> Iterator[Tunnel]:
         """Every matching tunnel, following cursors page by page."""
-        return follow_pages(lambda cursor: self.list_tunnels(cursor=cursor, **filters))
+        return follow_pages(lambda cursor: self.list_tunnels(limit=page_size, cursor=cursor, **filters))
 
     def get_tunnel(self, tunnel_id: str) -> Tunnel:
         return self._call(Tunnel, "GET", f"/tunnels/{segment(tunnel_id)}")

@@ -208,7 +208,7 @@ def build_app(state: ConsoleState, *, sample: bool = True) -> Starlette:
         return {"task": client.get_task(request.path_params["task_id"])}
 
     def tunnels_page(request: Request) -> dict[str, Any]:
-        tunnels = list(itertools.islice(client.iter_tunnels(limit=100), 500))
+        tunnels = list(itertools.islice(client.iter_tunnels(page_size=100), 500))
         return {
             "tunnels": tunnels,
             "health": client.tunnels_health(),

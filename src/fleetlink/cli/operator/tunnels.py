@@ -25,6 +25,7 @@ from fleetlink.cli.render import (
     styled,
     when,
 )
+from fleetlink.client.operator import TunnelFilters
 from fleetlink.contract.tunnels import Event, Health, HealthSummary, Mode, Provider, Tunnel
 
 tunnels_app = typer.Typer(
@@ -139,7 +140,7 @@ def list_tunnels(
     """List tunnels with their health (a silent agent's tunnels read unknown), in the API's order.
 
     Cut at --limit with a hint naming the command that continues; --all reads every page."""
-    filters: dict[str, Any] = {
+    filters: TunnelFilters = {
         "provider": provider.value if provider else None,
         "health": health.value if health else None,
         "enabled": enabled,

@@ -3,16 +3,31 @@ mapping.
 
 Each capability declares its item models (``type`` tells the kinds apart) next to its repository:
 only its own attributes, and for each index it is in, the index (``ListIndex()`` ...) and its two key
-attributes (``index_keys``). The table itself, its keys and indexes, is defined once in
-``store/table.py``; everything here derives from it.
+attributes (``index_keys``). An item that stores an entity takes the entity's fields as its
+attributes (``attributes_of``) and declares only what it stores otherwise or besides. The table
+itself, its keys and indexes, is defined once in ``store/table.py``; everything here derives from it.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import types
+from collections.abc import Collection
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
-from pynamodb.attributes import DiscriminatorAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from pynamodb.attributes import (
+    Attribute,
+    AttributeContainer,
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
 from pynamodb.connection.base import MetaTable
 from pynamodb.connection.table import TableConnection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, Projection
@@ -156,6 +171,60 @@ def index_keys(
 # --- item <-> entity -------------------------------------------------------------------------------
 
 E = TypeVar("E", bound=BaseModel)
+
+
+def attributes_of(model: type[BaseModel], *, maps: bool = False, exclude: Collection[str] = ()) -> Any:
+    """A mixin for an item class that stores ``model``: one attribute per field (but ``exclude``), of
+    the field's name, stored as its type says (``_attribute``), null where the field is optional,
+    with the field's default.
+
+    The item class names it first among its bases and declares in its own body only the attributes
+    it stores otherwise (they win) or besides. Its generated attributes are typed ``Any`` (mypy
+    cannot see them: the class statement carries ``# type: ignore[misc]``).
+    """
+    fields = {name: field for name, field in model.model_fields.items() if name not in exclude}
+    attributes = {name: _attribute(field, maps=maps) for name, field in fields.items()}
+    # an attribute container, as the item class is: a map attribute takes its name only in one
+    return types.new_class(
+        f"{model.__name__}Attributes", (AttributeContainer,), {}, lambda ns: ns.update(attributes)
+    )
+
+
+def _attribute(field: FieldInfo, *, maps: bool) -> Attribute[Any]:
+    """str (and str enums, literals) as a string, int as a number, bool as a boolean; anything else
+    (lists, dicts, models) as JSON text, or with ``maps`` as a map (dicts, models) or a string list."""
+    options: dict[str, Any] = {}
+    if field.default_factory is not None:
+        options["default"] = field.default_factory
+    elif field.default not in (PydanticUndefined, None):
+        options["default"] = field.default
+    kind, optional = _stored_type(field.annotation)
+    if optional:
+        options["null"] = True
+    origin = get_origin(kind) or kind
+    if kind is bool:
+        return BooleanAttribute(**options)
+    if origin is Literal or (isinstance(origin, type) and issubclass(origin, str)):
+        return UnicodeAttribute(**options)
+    if isinstance(origin, type) and issubclass(origin, int | float):
+        return NumberAttribute(**options)
+    if maps and (origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel))):
+        return MapAttribute(**options)
+    if maps and origin is list and get_args(kind) == (str,):
+        return ListAttribute(of=UnicodeAttribute, **options)
+    return JSONAttribute(**options)
+
+
+def _stored_type(annotation: Any) -> tuple[Any, bool]:
+    """The type a field's value has when set (constraints left out), and whether it may be None."""
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+        optional = len(kinds) < len(get_args(annotation))
+        (annotation,) = kinds
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation, optional
 
 
 def _plain(value: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ and about 2 for the entry, against 1 for the plain write before; releases are wr
 
 from __future__ import annotations
 
-from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.update import Action
 
 from fleetlink.core.audit import AuditRecord
@@ -15,7 +14,7 @@ from fleetlink.release.manifest import version_key
 from fleetlink.store import keys
 from fleetlink.store.audit import audited_write
 from fleetlink.store.base import TableItem, attributes_of, entity
-from fleetlink.store.errors import translate, translates_store_errors
+from fleetlink.store.errors import translates_store_errors
 
 
 class ReleaseKeyItem(attributes_of(ReleaseKey), TableItem, discriminator="release_key"):  # type: ignore[misc]
@@ -24,13 +23,6 @@ class ReleaseKeyItem(attributes_of(ReleaseKey), TableItem, discriminator="releas
 
 class ReleaseItem(attributes_of(Release), TableItem, discriminator="release"):  # type: ignore[misc]
     """One release of one platform."""
-
-
-def _raise_translated(error: PynamoDBException) -> None:
-    translated = translate(error)
-    if translated is None:
-        raise error
-    raise translated from None
 
 
 @translates_store_errors
@@ -42,9 +34,6 @@ class DynamoReleaseRepository:
             item = ReleaseKeyItem.get(keys.RELEASE_KEY_PK, keys.SINGLETON_SK, consistent_read=True)
         except ReleaseKeyItem.DoesNotExist:
             return None
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
         return entity(ReleaseKey, item)
 
     def put_key(self, key: ReleaseKey, replacing: str | None, audit: AuditRecord) -> bool:
@@ -59,9 +48,6 @@ class DynamoReleaseRepository:
             item = ReleaseItem.get(keys.RELEASES_PK, keys.release_sk(platform, version), consistent_read=True)
         except ReleaseItem.DoesNotExist:
             return None
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
         return entity(Release, item)
 
     def create(self, release: Release, audit: AuditRecord) -> bool:
@@ -81,11 +67,7 @@ class DynamoReleaseRepository:
 
     def list(self, platform: str | None) -> list[Release]:
         condition = ReleaseItem.sk.startswith(f"{platform}#") if platform else None
-        try:
-            items = [entity(Release, item) for item in ReleaseItem.query(keys.RELEASES_PK, condition)]
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
+        items = [entity(Release, item) for item in ReleaseItem.query(keys.RELEASES_PK, condition)]
         return sorted(
             items, key=lambda release: (version_key(release.version), release.platform), reverse=True
         )

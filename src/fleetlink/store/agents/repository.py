@@ -14,6 +14,7 @@ from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Unauthenticated
+from fleetlink.core.heartbeat import Heartbeat
 from fleetlink.store import keys
 from fleetlink.store.agents.items import (
     AgentPresenceItem,
@@ -127,23 +128,17 @@ class DynamoAgentRepository:
         return [entity(RegistrationEvent, item) for item in items]
 
     def record_heartbeat(
-        self,
-        agent_id: str,
-        *,
-        now_ms: int,
-        reported_status: str | None,
-        metrics: dict[str, float],
-        sequence: int | None = None,
+        self, agent_id: str, heartbeat: Heartbeat, *, now_ms: int, sequence: int | None = None
     ) -> None:
         """One UpdateItem on the small presence item: 1 WCU, no index write. With a ``sequence``, its
         condition is also the replay check: only a greater sequence than the last one is written."""
         item = AgentPresenceItem(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
         actions: list[Action] = [
             AgentPresenceItem.last_seen_at.set(now_ms),
-            AgentPresenceItem.metrics.set(metrics),
+            AgentPresenceItem.metrics.set(heartbeat.metrics),
             AgentPresenceItem.heartbeats.add(1),
-            AgentPresenceItem.reported_status.set(reported_status)
-            if reported_status
+            AgentPresenceItem.reported_status.set(heartbeat.status)
+            if heartbeat.status
             else AgentPresenceItem.reported_status.remove(),
         ]
         condition: Condition = AgentPresenceItem.pk.exists()

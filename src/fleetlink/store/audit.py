@@ -24,7 +24,7 @@ from fleetlink.core.entities import Page
 from fleetlink.store import keys
 from fleetlink.store.base import ListIndex, TableItem, attributes_of, entity, index_keys, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor
+from fleetlink.store.cursors import FILTERED_PAGE, CursorPaged, invalid_cursor
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import LIST_INDEX
 
@@ -97,10 +97,7 @@ def _bound(at_ms: int, *, high: bool) -> str:
 
 
 @translates_store_errors
-class DynamoAuditLog:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoAuditLog(CursorPaged):
     def record(self, audit: AuditRecord) -> None:
         """An entry on its own (one PutItem): an attempt that changed nothing, e.g. refused for its role."""
         audit_item(audit).save()

@@ -28,7 +28,7 @@ from fleetlink.store.agents.items import AgentProfileItem, _profile_item, _tag_m
 from fleetlink.store.audit import audit_item, audited_write
 from fleetlink.store.base import TableItem, entity, index_keys, table_client, table_name, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import CursorCodec, sharded_pages
+from fleetlink.store.cursors import CursorPaged, sharded_pages
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import DUE_INDEX, PARTITION_KEY, SORT_KEY
 
@@ -77,10 +77,7 @@ def _batch_delete(pairs: list[tuple[str, str]]) -> None:
 
 
 @translates_store_errors
-class DynamoDecommissionRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoDecommissionRepository(CursorPaged):
     def _write(self, write: Any) -> None:
         try:
             with transaction() as tx:

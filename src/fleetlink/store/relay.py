@@ -35,7 +35,7 @@ from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, index_keys, table_client, table_name, transaction
 from fleetlink.store.conditions import CONDITION_FAILED
-from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.cursors import CursorPaged, invalid_cursor, last_key_of
 from fleetlink.store.errors import failure_code, translate, translate_boto
 from fleetlink.store.table import (
     LIST_INDEX,
@@ -134,10 +134,7 @@ def _record_item(record: StoredRecord) -> RelayRecordItem:
     return item
 
 
-class DynamoRelayRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoRelayRepository(CursorPaged):
     # --- writes --------------------------------------------------------------------------
 
     def put_if_newer(self, item: StoredRecord) -> WriteResult:

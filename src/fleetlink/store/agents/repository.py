@@ -28,15 +28,12 @@ from fleetlink.store.agents.items import (
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
-from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, sharded_pages
+from fleetlink.store.cursors import FILTERED_PAGE, CursorPaged, sharded_pages
 from fleetlink.store.errors import translates_store_errors
 
 
 @translates_store_errors
-class DynamoAgentRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoAgentRepository(CursorPaged):
     def get_view(self, agent_id: str, *, consistent: bool = False) -> AgentView | None:
         """Profile and presence in one query (0.5 RCU eventually consistent while both fit 4 KB, 1 RCU
         consistent: authentication and identity changes must see the current key)."""

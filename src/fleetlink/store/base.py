@@ -175,8 +175,8 @@ E = TypeVar("E", bound=BaseModel)
 
 def attributes_of(model: type[BaseModel], *, maps: bool = False, exclude: Collection[str] = ()) -> Any:
     """A mixin for an item class that stores ``model``: one attribute per field (but ``exclude``), of
-    the field's name, stored as its type says (``_attribute``), null where the field is optional,
-    with the field's default.
+    the field's name, stored as its type says (``_attribute``), null where the field may be None,
+    with the field's default (if not None).
 
     The item class names it first among its bases and declares in its own body only the attributes
     it stores otherwise (they win) or besides. Its generated attributes are typed ``Any`` (mypy
@@ -221,7 +221,8 @@ def _stored_type(annotation: Any) -> tuple[Any, bool]:
     if get_origin(annotation) in (Union, types.UnionType):
         kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
         optional = len(kinds) < len(get_args(annotation))
-        (annotation,) = kinds
+        if len(kinds) == 1:  # several: the union itself, stored as JSON
+            (annotation,) = kinds
     if get_origin(annotation) is Annotated:
         annotation = get_args(annotation)[0]
     return annotation, optional

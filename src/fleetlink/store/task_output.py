@@ -22,7 +22,7 @@ from fleetlink.store.errors import translates_store_errors
 class AttemptItem(attributes_of(Attempt), TableItem, discriminator="execution_attempt"):  # type: ignore[misc]
     """One ended attempt: how it ended and its inline output (stdout and stderr apart)."""
 
-    output_truncated = NumberAttribute(default=0)  # 0 or 1
+    output_truncated = NumberAttribute(default=0)  # stored as 0 or 1, not as a boolean
     stderr_truncated = NumberAttribute(default=0)
 
 

@@ -10,12 +10,12 @@ itself, its keys and indexes, is defined once in ``store/table.py``; everything 
 
 from __future__ import annotations
 
+import dataclasses
 import types
-from collections.abc import Collection
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from collections.abc import Collection, Iterator
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pynamodb.attributes import (
     Attribute,
@@ -170,35 +170,48 @@ def index_keys(
 
 # --- item <-> entity -------------------------------------------------------------------------------
 
-E = TypeVar("E", bound=BaseModel)
+E = TypeVar("E")
 
 
-def attributes_of(model: type[BaseModel], *, maps: bool = False, exclude: Collection[str] = ()) -> Any:
-    """A mixin for an item class that stores ``model``: one attribute per field (but ``exclude``), of
-    the field's name, stored as its type says (``_attribute``), null where the field may be None,
-    with the field's default (if not None).
+def attributes_of(model: type[Any], *, maps: bool = False, exclude: Collection[str] = ()) -> Any:
+    """A mixin for an item class that stores ``model`` (a pydantic model or a dataclass): one
+    attribute per field (but ``exclude``), of the field's name, stored as its type says
+    (``_attribute``), null where the field may be None, with the field's default (if not None).
 
     The item class names it first among its bases and declares in its own body only the attributes
     it stores otherwise (they win) or besides. Its generated attributes are typed ``Any`` (mypy
     cannot see them: the class statement carries ``# type: ignore[misc]``).
     """
-    fields = {name: field for name, field in model.model_fields.items() if name not in exclude}
-    attributes = {name: _attribute(field, maps=maps) for name, field in fields.items()}
+    attributes = {
+        name: _attribute(kind, default, maps=maps)
+        for name, kind, default in _fields(model)
+        if name not in exclude
+    }
     # an attribute container, as the item class is: a map attribute takes its name only in one
     return types.new_class(
         f"{model.__name__}Attributes", (AttributeContainer,), {}, lambda ns: ns.update(attributes)
     )
 
 
-def _attribute(field: FieldInfo, *, maps: bool) -> Attribute[Any]:
+def _fields(model: type[Any]) -> Iterator[tuple[str, Any, Any]]:
+    """Each field of a pydantic model or a dataclass: its name, type and default (a factory, a value,
+    or None)."""
+    if dataclasses.is_dataclass(model):
+        hints = get_type_hints(model)
+        for field in dataclasses.fields(model):
+            default = field.default if field.default_factory is dataclasses.MISSING else field.default_factory
+            yield field.name, hints[field.name], None if default is dataclasses.MISSING else default
+        return
+    for name, info in model.model_fields.items():
+        default = info.default if info.default_factory is None else info.default_factory
+        yield name, info.annotation, None if default is PydanticUndefined else default
+
+
+def _attribute(annotation: Any, default: Any, *, maps: bool) -> Attribute[Any]:
     """str (and str enums, literals) as a string, int as a number, bool as a boolean; anything else
     (lists, dicts, models) as JSON text, or with ``maps`` as a map (dicts, models) or a string list."""
-    options: dict[str, Any] = {}
-    if field.default_factory is not None:
-        options["default"] = field.default_factory
-    elif field.default not in (PydanticUndefined, None):
-        options["default"] = field.default
-    kind, optional = _stored_type(field.annotation)
+    options: dict[str, Any] = {} if default is None else {"default": default}
+    kind, optional = _stored_type(annotation)
     if optional:
         options["null"] = True
     origin = get_origin(kind) or kind
@@ -234,8 +247,11 @@ def _plain(value: Any) -> dict[str, Any]:
 
 
 def entity(model: type[E], item: TableItem, **overrides: Any) -> E:
-    """The entity an item stores (extra item attributes such as keys are ignored)."""
+    """The entity an item stores, a pydantic model or a dataclass (extra item attributes such as keys
+    are ignored; a dataclass field the item lacks is None)."""
     values = {
         name: _plain(v) if isinstance(v, MapAttribute) else v for name, v in item.attribute_values.items()
-    }
-    return model.model_validate(values | overrides)
+    } | overrides
+    if issubclass(model, BaseModel):
+        return model.model_validate(values)
+    return model(**{field.name: values.get(field.name) for field in dataclasses.fields(model)})  # type: ignore[arg-type]

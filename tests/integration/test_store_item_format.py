@@ -6,6 +6,7 @@ literal item, and read back into the entity it stores.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fleetlink.api.deps import Deps
@@ -14,7 +15,7 @@ from fleetlink.core.audit import AuditRecord, FieldChange
 from fleetlink.core.entities import Hardware
 from fleetlink.core.relay.ports import NodeSync, SyncTally
 from fleetlink.core.releases.model import Release, ReleaseKey
-from fleetlink.core.tasks.model import Execution, Task, TaskTargets
+from fleetlink.core.tasks.model import CreateRecord, Execution, Task, TaskTargets
 from fleetlink.core.tasks.output import AppendOutput, Attempt, OutputChunk
 from fleetlink.core.tunnels.model import TunnelEvent, TunnelRecord
 from fleetlink.store import keys
@@ -24,7 +25,14 @@ from fleetlink.store.presence import AgentPresenceItem
 from fleetlink.store.relay import DynamoRelayRepository
 from fleetlink.store.releases import DynamoReleaseRepository
 from fleetlink.store.task_output import DynamoOutputRepository, attempt_item
-from fleetlink.store.tasks.items import ExecutionItem, TaskItem, _execution, _task, _task_item
+from fleetlink.store.tasks.items import (
+    ExecutionItem,
+    TaskItem,
+    _execution,
+    _idempotency_item,
+    _task,
+    _task_item,
+)
 from fleetlink.store.tasks.repository import DynamoTaskRepository
 from fleetlink.store.tunnels import DynamoTunnelRepository
 
@@ -173,18 +181,23 @@ def test_task_execution_and_attempt_items(deps: Deps) -> None:
         started_at=AT + 1,
         finished_at=AT + 4,
     )
+    create = CreateRecord("operator:ops", "key-1", "digest", "tsk_1", ["agt_1", "agt_2"])
     # When they are serialized as the table stores them
     task_item = _task_item(task).serialize()
     execution_item = DynamoTaskRepository(retention_days=30)._execution_item(execution, version=3).serialize()
     attempt_stored = attempt_item(attempt, ttl_s=AT // 1000 + 60).serialize()
+    create_stored = _idempotency_item(create, AT).serialize()
     # Then they are exactly these items
     assert task_item == EXPECTED_TASK
     assert execution_item == EXPECTED_EXECUTION
     assert attempt_stored == EXPECTED_ATTEMPT
+    assert create_stored == EXPECTED_IDEMPOTENCY
     # And each reads back as written
     assert _task(TaskItem.from_raw_data(task_item)) == task
     assert _execution(ExecutionItem.from_raw_data(execution_item)) == execution
     attempt_item(attempt, ttl_s=AT // 1000 + 60).save()
+    _idempotency_item(create, AT).save()
+    assert DynamoTaskRepository(retention_days=30).find_create("operator:ops", "key-1") == create
     assert DynamoOutputRepository().attempts("exe_1", now_ms=AT) == [attempt]
 
 
@@ -543,4 +556,14 @@ EXPECTED_RELAY_SYNC = {
     "stale": {"N": "0"},
     "tombstones": {"N": "0"},
     "type": {"S": "relay_sync"},
+}
+
+EXPECTED_IDEMPOTENCY = {
+    "pk": {"S": "IDEM#" + hashlib.sha256(b"operator:ops\nkey-1").hexdigest()},
+    "sk": {"S": "#"},
+    "type": {"S": "idempotency"},
+    "task_id": {"S": "tsk_1"},
+    "request_digest": {"S": "digest"},
+    "agent_ids": {"L": [{"S": "agt_1"}, {"S": "agt_2"}]},
+    "ttl": {"N": "1800086400"},
 }

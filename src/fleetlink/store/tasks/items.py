@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from pynamodb.attributes import (
     JSONAttribute,
-    ListAttribute,
     NumberAttribute,
     UnicodeAttribute,
     VersionAttribute,
@@ -109,12 +109,13 @@ class FanoutChunkItem(TableItem, discriminator="task_fanout_chunk"):
     executions = JSONAttribute()
 
 
-class IdempotencyItem(TableItem, discriminator="idempotency"):
-    """A create under an Idempotency-Key: its request's digest and what it answered."""
-
-    task_id = UnicodeAttribute()
-    request_digest = UnicodeAttribute()
-    agent_ids = ListAttribute(of=UnicodeAttribute)
+class IdempotencyItem(
+    attributes_of(CreateRecord, maps=True, exclude={"actor", "idempotency_key"}),  # type: ignore[misc]
+    TableItem,
+    discriminator="idempotency",
+):
+    """A create under an Idempotency-Key (its key holds the actor and the key): its request's digest
+    and what it answered."""
 
 
 def _count_item(execution: Execution) -> TaskOpenItem:
@@ -136,14 +137,9 @@ def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:
 
 
 def _idempotency_item(record: CreateRecord, now_ms: int) -> IdempotencyItem:
-    return IdempotencyItem(
-        keys.idempotency_pk(record.actor, record.idempotency_key),
-        keys.SINGLETON_SK,
-        task_id=record.task_id,
-        request_digest=record.request_digest,
-        agent_ids=record.agent_ids,
-        ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S,
-    )
+    values = asdict(record)  # the actor and the idempotency key make the item's key
+    pk = keys.idempotency_pk(values.pop("actor"), values.pop("idempotency_key"))
+    return IdempotencyItem(pk, keys.SINGLETON_SK, ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S, **values)
 
 
 def _task_item(task: Task) -> TaskItem:

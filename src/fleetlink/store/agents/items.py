@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pynamodb.attributes import (
-    UnicodeAttribute,
-    VersionAttribute,
-)
+from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite

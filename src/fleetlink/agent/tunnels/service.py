@@ -183,13 +183,7 @@ class TunnelsService(BaseService):
         sent = 0
         try:
             for tunnel in self.store.owed_statuses():
-                status = tunnel.status
-                report = StatusReport(
-                    health=status.health,
-                    public_url=status.public_url,
-                    error_code=status.error_code,
-                    error_message=status.error_message,
-                )
+                report = StatusReport.model_validate(tunnel.status, from_attributes=True)
                 try:
                     self.api.put_status(tunnel.spec.tunnel_id, report)
                 except FleetlinkClientError as error:

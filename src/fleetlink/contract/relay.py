@@ -91,14 +91,7 @@ class RelayRecord(DeferredModel):
 
     def to_core(self) -> Record:
         """The checked core record; raises InvalidRecord (answer ``rejected``) for a bad value."""
-        return make_record(
-            record_id=self.record_id,
-            collection=self.collection,
-            key=self.key,
-            hlc=self.hlc,
-            value=self.value,
-            deleted=self.deleted,
-        )
+        return make_record(**self.model_dump(exclude={"node_id"}))
 
 
 class RecordResult(DeferredModel):

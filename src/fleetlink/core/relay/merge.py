@@ -45,22 +45,13 @@ Outcome = RecordStatus
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """What the cloud keeps for one (node, collection, key)."""
+class StoredRecord(Record):
+    """What the cloud keeps for one (node, collection, key): the record, whose it is and when kept."""
 
     node_id: str
-    collection: str
-    key: str
-    record_id: str
-    hlc: Hlc
-    value_json: str | None
     updated_at: int
     #: Set on tombstones only: when the cloud may forget them.
     expires_at: int | None = None
-
-    @property
-    def deleted(self) -> bool:
-        return self.value_json is None
 
 
 @dataclass(frozen=True, slots=True)

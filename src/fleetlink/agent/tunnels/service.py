@@ -199,16 +199,7 @@ class TunnelsService(BaseService):
                 for start in range(0, len(events), MAX_EVENTS_PER_REQUEST):
                     chunk = events[start : start + MAX_EVENTS_PER_REQUEST]
                     batch = EventsBatch(
-                        events=[
-                            EventIn(
-                                level=e.level,
-                                event_type=e.event_type,
-                                message=e.message,
-                                data=e.data,
-                                created_at=e.created_at,
-                            )
-                            for e in chunk
-                        ]
+                        events=[EventIn.model_validate(e, from_attributes=True) for e in chunk]
                     )
                     try:
                         self.api.post_events(tunnel_id, batch)

@@ -10,6 +10,9 @@ from pydantic import BaseModel
 
 Built = TypeVar("Built")
 
+#: The fields two kinds share, by (target, source): worked out once per pair.
+_SHARED: dict[tuple[type, type], frozenset[str]] = {}
+
 
 def field_names(kind: type) -> frozenset[str]:
     """The fields a pydantic model or a dataclass declares."""
@@ -23,5 +26,8 @@ def field_names(kind: type) -> frozenset[str]:
 def copied(target: type[Built], source: object, /, **overrides: object) -> Built:
     """A ``target`` holding each field that ``source`` declares too, then ``overrides`` (the fields
     only ``target`` has, or the ones it takes otherwise). A pydantic ``target`` validates as usual."""
-    shared = (field_names(target) & field_names(type(source))) - overrides.keys()
-    return target(**{name: getattr(source, name) for name in shared}, **overrides)
+    pair = (target, type(source))
+    shared = _SHARED.get(pair)
+    if shared is None:
+        shared = _SHARED[pair] = field_names(target) & field_names(type(source))
+    return target(**{name: getattr(source, name) for name in shared if name not in overrides}, **overrides)

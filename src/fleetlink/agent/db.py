@@ -14,8 +14,14 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+    Model = TypeVar("Model", bound=DataclassInstance)
 
 DB_FILE = "agent.db"
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
@@ -126,6 +132,14 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
         raise
     conn.execute("COMMIT")
     return len(migrations)
+
+
+def from_row(model: type[Model], row: sqlite3.Row, **converted: Any) -> Model:
+    """``model`` (a dataclass) with each field the row has a column of that name for; ``converted``
+    gives the fields whose column needs converting (JSON, enums, booleans) or that have none."""
+    columns = set(row.keys()) - converted.keys()
+    as_stored = {field.name: row[field.name] for field in fields(model) if field.name in columns}
+    return model(**as_stored, **converted)
 
 
 class LockedConnection:

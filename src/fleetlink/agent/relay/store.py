@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fleetlink.agent.db import LockedConnection, db_path, migrate, now_ms, open_db
+from fleetlink.agent.db import LockedConnection, db_path, from_row, migrate, now_ms, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
@@ -107,16 +107,7 @@ class LocalRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> LocalRecord:
         raw = row["value"]
-        return cls(
-            collection=row["collection"],
-            key=row["key"],
-            record_id=row["record_id"],
-            hlc=row["hlc"],
-            value=None if raw is None else json.loads(raw),
-            deleted=raw is None,
-            updated_at=row["updated_at"],
-            synced_at=row["synced_at"],
-        )
+        return from_row(cls, row, value=None if raw is None else json.loads(raw), deleted=raw is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,8 +365,8 @@ class RecordStore(LockedConnection):
         with self._lock:
             rows = self._db.execute(
                 """
-                SELECT o.seq, o.record_id, o.collection, o.key, r.hlc, r.value, o.bytes, o.enqueued_at,
-                       o.attempts
+                SELECT o.seq, o.record_id, o.collection, o.key, r.hlc, r.value AS value_json, o.bytes,
+                       o.enqueued_at, o.attempts
                 FROM relay_outbox o JOIN relay_records r ON r.collection = o.collection AND r.key = o.key
                 ORDER BY o.seq LIMIT ?
                 """,
@@ -387,19 +378,7 @@ class RecordStore(LockedConnection):
             total += row["bytes"]
             if max_bytes is not None and entries and total > max_bytes:
                 break
-            entries.append(
-                OutboxEntry(
-                    seq=row["seq"],
-                    record_id=row["record_id"],
-                    collection=row["collection"],
-                    key=row["key"],
-                    hlc=row["hlc"],
-                    value_json=row["value"],
-                    bytes=row["bytes"],
-                    enqueued_at=row["enqueued_at"],
-                    attempts=row["attempts"],
-                )
-            )
+            entries.append(from_row(OutboxEntry, row))
         return entries
 
     def has_pending(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.db import SchemaError, from_row, migrate, open_db, schema_version
+from fleetlink.agent.db import SchemaError, closed_on_error, from_row, migrate, open_db, schema_version
 from fleetlink.agent.tasks.store import COMPONENT, MIGRATIONS, AgentStore, RowStatus
 
 #: The tasks schema exactly as agents laid it out before schema_versions (PRAGMA user_version = 1).
@@ -137,3 +137,18 @@ def test_a_row_becomes_a_dataclass_by_column_name_with_the_converted_fields_give
     # Then each field has its column's value, the converted one as given, the missing one its default
     assert widget == Widget(name="cog", size=7, shiny=True)
     assert type(widget.shiny) is bool
+
+
+def test_a_connection_is_closed_when_its_setup_fails_and_kept_when_it_succeeds(tmp_path: Path) -> None:
+    # Given two connections to agent.db
+    kept, failed = open_db(tmp_path / "agent.db"), open_db(tmp_path / "agent.db")
+    # When one's setup succeeds and the other's fails
+    with closed_on_error(kept):
+        kept.execute("CREATE TABLE widgets (name TEXT)")
+    with pytest.raises(sqlite3.OperationalError), closed_on_error(failed):
+        failed.execute("SELECT * FROM no_such_table")
+    # Then the first is still open and the failed one is closed
+    assert kept.execute("SELECT count(*) FROM widgets").fetchone()[0] == 0
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        failed.execute("SELECT 1")
+    kept.close()

@@ -62,17 +62,24 @@ def open_db(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
     )
     conn.row_factory = sqlite3.Row
-    try:
+    with closed_on_error(conn):
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise SchemaError(f"{path}: SQLite refused WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@contextmanager
+def closed_on_error(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Close ``conn`` when the block fails (a store that cannot set up its file leaves nothing open)."""
+    try:
+        yield conn
     except BaseException:
         conn.close()
         raise
-    return conn
 
 
 def statements(script: str) -> Iterator[str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fleetlink.agent.db import LockedConnection, db_path, from_row, migrate, now_ms, open_db
+from fleetlink.agent.db import LockedConnection, closed_on_error, db_path, from_row, migrate, now_ms, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
@@ -199,14 +199,9 @@ class RecordStore(LockedConnection):
         self._listeners: list[Callable[[], None]] = []
         # open_db allows use from several threads; every use here holds self._lock
         self._db: sqlite3.Connection = open_db(self.path)
-        try:
-            self._db.isolation_level = None  # explicit transactions only
-            self._db.row_factory = sqlite3.Row
+        with closed_on_error(self._db):
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
             migrate(self._db, COMPONENT, MIGRATIONS)
-        except BaseException:
-            self._db.close()
-            raise
 
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> RecordStore:

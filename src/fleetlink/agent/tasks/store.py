@@ -31,6 +31,7 @@ from fleetlink.agent.db import (
     LockedConnection,
     SchemaError,
     adopt_version,
+    closed_on_error,
     db_path,
     from_row,
     migrate,
@@ -212,11 +213,8 @@ class AgentStore(LockedConnection):
             self._db = open_db(self.path, busy_timeout_ms=busy_timeout_ms)
         except SchemaError as exc:
             raise StoreError(str(exc)) from exc
-        try:
+        with closed_on_error(self._db):
             self.migrate()
-        except BaseException:
-            self._db.close()
-            raise
 
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> AgentStore:

@@ -119,14 +119,11 @@ class OutboxEntry:
     collection: str
     key: str
     hlc: str
+    #: None: a tombstone (the key was deleted).
     value_json: str | None
     bytes: int
     enqueued_at: int
     attempts: int
-
-    @property
-    def deleted(self) -> bool:
-        return self.value_json is None
 
 
 @dataclass(frozen=True, slots=True)

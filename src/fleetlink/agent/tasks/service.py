@@ -176,7 +176,7 @@ class TasksService(BaseService):
             send_output_bytes=send_output_bytes,
             runs_dir=runs_dir_of(store.path.parent),
             on_reported=lambda record, detail: self._emit("reported", record, detail),
-            uploader=uploader,
+            uploader=uploader or OutputUploader(client),
         )
 
     # --- state seen from outside ---

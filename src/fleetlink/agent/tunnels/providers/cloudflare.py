@@ -22,7 +22,7 @@ class CloudflareProvider(ExternalProvider):
     auth_markers = ("Provided Tunnel token is not valid", "Unauthorized")
 
     async def start(self) -> None:
-        token = self.secret("the tunnel token")
+        token = self.required_secret("the tunnel token")
         if self.context.spec.public_hostname:
             self._public_url = f"https://{self.context.spec.public_hostname}"
         self.metrics = f"127.0.0.1:{free_loopback_port()}"

@@ -41,7 +41,7 @@ class ExternalProvider:
     def binary(self) -> str:
         return self.context.config.binaries[self.binary_name]
 
-    def secret(self, what: str) -> str:
+    def required_secret(self, what: str) -> str:
         """The tunnel's credential; ``secret_missing`` (the provider needs ``what``) when it has none."""
         if not self.context.secret:
             raise ProviderError("secret_missing", f"{self.name} needs {what}")

@@ -19,7 +19,7 @@ class NgrokProvider(ExternalProvider):
     auth_markers = ("authentication failed", "ERR_NGROK_105", "ERR_NGROK_107")
 
     async def start(self) -> None:
-        authtoken = self.secret("an authtoken")
+        authtoken = self.required_secret("an authtoken")
         self.web_addr = f"127.0.0.1:{free_loopback_port()}"
         config = write_private(
             self.context.workdir / "ngrok.yml",

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
-    Model = TypeVar("Model", bound=DataclassInstance)
-
 DB_FILE = "agent.db"
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+Model = TypeVar("Model", bound="DataclassInstance")
 
 _SCHEMA_VERSIONS = """
 CREATE TABLE IF NOT EXISTS schema_versions (

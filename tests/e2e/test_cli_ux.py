@@ -60,7 +60,10 @@ def fleet(server: DevServer, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     web_id, web_env = register_agent(server, token, tmp_path_factory.mktemp("web"), name=f"web-{run}")
     away_id, _ = register_agent(server, token, tmp_path_factory.mktemp("away"), name=f"away-{run}")
     web = launch_agent(web_id, web_env)
-    yield Fleet(server, web, away_id, run)
+    fleet = Fleet(server, web, away_id, run)
+    # tasks run does not wait for an agent that is not online: the web agent checks in first
+    eventually(lambda: _api(fleet, f"/agents/{web_id}")["liveness"] == "online", "the web agent to check in")
+    yield fleet
     code = web.stop()
     assert code == 0, web.output()
 

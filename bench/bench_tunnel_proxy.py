@@ -36,7 +36,8 @@ ROUNDS = 3
 TUNNELS = 100
 #: The last revision whose proxy read requests through asyncio streams (the "before" of issue 19).
 BEFORE_REVISION = "72e4d2c"
-_PROXY_FILES = ("proxy", "strict_http")
+#: The proxy's modules; a revision may hold only some of them (``proxy`` itself is required).
+_PROXY_FILES = ("proxy", "proxy_http", "proxy_upstream", "proxy_tcp", "strict_http")
 
 TARGET = """
 import asyncio, sys
@@ -115,7 +116,9 @@ def before_proxy(revision: str, into: Path) -> str | None:
             text=True,
         )
         if shown.returncode != 0:
-            return None
+            if name == "proxy":
+                return None
+            continue
         source = shown.stdout
         for other in _PROXY_FILES:
             source = source.replace(f"fleetlink.agent.tunnels.{other} ", f"before_{other} ")

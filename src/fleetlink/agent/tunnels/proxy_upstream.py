@@ -59,6 +59,8 @@ def _reason(raw: bytes, status: int) -> bytes:
 class UpstreamSide(Parsing):
     """One connection to a target: parses its answers and passes them to the client they are for."""
 
+    NOTED = HOP_BY_HOP | {b"content-length"}
+
     __slots__ = (
         "body",
         "client",
@@ -178,13 +180,12 @@ class UpstreamSide(Parsing):
         status = parser.get_status_code()
         raw = self.raw_head()
         if (
-            raw
+            raw.startswith(b"HTTP/1.1 ")
             and status >= 200
+            and len(by_name) == 1  # a Content-Length, and no other header the proxy acts on
             and b"content-length" in by_name
-            and by_name.keys().isdisjoint(HOP_BY_HOP)
             and not (exchange.client_close or exchange.is_head or exchange.upgrade)
             and status not in _NO_BODY_STATUS
-            and parser.get_http_version() == "1.1"
         ):  # the short path: the target's head as it came
             exchange.answered = True
             self.body = "length"

@@ -128,7 +128,8 @@ class HttpProxy(Listener):
         self.response_timeout = response_timeout
         self.refused: Counter[str] = Counter()
         self.clients: set[ClientSide] = set()
-        self._idle: dict[tuple[str, int], list[UpstreamSide]] = {}
+        #: Idle connections by target, the last released last.
+        self.idle: dict[tuple[str, int], list[UpstreamSide]] = {}
         #: Runs while requests are in flight: answers 504 for those whose target is past its time.
         self.watchdog: asyncio.TimerHandle | None = None
         self._refusal_logged_at = -REFUSAL_LOG_BURST_S
@@ -148,10 +149,10 @@ class HttpProxy(Listener):
             task.cancel()
         for client in list(self.clients):
             client.transport.close()
-        for idle in self._idle.values():
+        for idle in self.idle.values():
             for upstream in idle:
                 upstream.transport.close()
-        self._idle.clear()
+        self.idle.clear()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
         self._server = None
@@ -194,25 +195,20 @@ class HttpProxy(Listener):
 
     # --- idle upstream connections ---------------------------------------------------------------
 
-    def idle_upstream(self, route: Route) -> UpstreamSide | None:
-        idle = self._idle.get(route.key)
-        while idle:
-            upstream = idle.pop()
-            if not upstream.transport.is_closing():
-                return upstream
-        return None
-
     def release(self, upstream: UpstreamSide) -> None:
-        idle = self._idle.setdefault(upstream.key, [])
+        idle = self.idle.get(upstream.key)
+        if idle is None:
+            idle = self.idle[upstream.key] = []
         open_ = self._server is not None and not upstream.transport.is_closing()
         if open_ and len(idle) < MAX_IDLE_PER_TARGET:
-            upstream.release_reading()  # an idle connection still notices its target closing
+            if upstream.reading_held:  # an idle connection still notices its target closing
+                upstream.release_reading()
             idle.append(upstream)
         else:
             upstream.transport.close()
 
     def forget(self, upstream: UpstreamSide) -> None:
-        idle = self._idle.get(upstream.key)
+        idle = self.idle.get(upstream.key)
         if idle and upstream in idle:
             idle.remove(upstream)
 

@@ -116,6 +116,11 @@ class Exchange:
         return f"{route.host}:{route.port}" + (f" (route {route.prefix})" if route.prefix != "/" else "")
 
 
+class UnsolicitedMessage(Exception):
+    """From a callback: a message began after one that had to be the last for now (a target's second
+    answer to one request)."""
+
+
 class Parsing(asyncio.Protocol):
     """What both sides share: the head being parsed, filled by llhttp's callbacks (``headers`` all of
     them in order, ``by_name`` the values of those named in ``NOTED``).
@@ -124,7 +129,18 @@ class Parsing(asyncio.Protocol):
     head that begins while it holds began at the chunk's first byte and its bytes can be reused.
     """
 
-    __slots__ = ("between", "by_name", "chunk", "eof", "fresh", "headers", "in_head", "transport", "whole")
+    __slots__ = (
+        "between",
+        "by_name",
+        "chunk",
+        "complete",
+        "eof",
+        "fresh",
+        "headers",
+        "in_head",
+        "transport",
+        "whole",
+    )
 
     #: The (lower-case) names of the headers this side acts on: only these are in ``by_name``.
     NOTED: frozenset[bytes]
@@ -137,6 +153,8 @@ class Parsing(asyncio.Protocol):
         self.whole = False  # the message being parsed began at the first byte of ``chunk``
         self.in_head = True
         self.eof = False
+        #: The message parsed must be the last one for now (a target's answer not yet passed on).
+        self.complete = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.by_name: dict[bytes, list[bytes]] = {}
 
@@ -144,6 +162,8 @@ class Parsing(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def on_message_begin(self) -> None:
+        if self.complete:
+            raise UnsolicitedMessage
         self.whole = self.fresh and self.chunk[:1] not in (b"\r", b"\n")
         self.fresh = self.between = False
         self.in_head = True
@@ -289,10 +309,6 @@ class ClientSide(Parsing):
 
     # --- llhttp callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.url = b""
-
     def on_url(self, url: bytes) -> None:
         self.url += url
 
@@ -300,6 +316,7 @@ class ClientSide(Parsing):
         self.in_head = False
         self.head_bytes = 0
         url, noted = self.url, self.by_name
+        self.url = b""  # for the next request
         method = self.parser.get_method()
         raw = self.raw_head()
         line_end = raw.find(b"\r\n")  # the request line ends with the version (llhttp checked its form)
@@ -369,23 +386,26 @@ class ClientSide(Parsing):
     def start(self, exchange: Exchange) -> None:
         """Send ``exchange`` to its target on an idle connection, or a new one."""
         self.current = exchange
-        upstream = self.proxy.idle_upstream(exchange.route)
-        if upstream is None:
-            self.proxy.connect(self, exchange)
-        else:
-            self.attach(exchange, upstream, reused=True)
+        idle = self.proxy.idle.get(exchange.route.key)
+        while idle:
+            upstream = idle.pop()
+            if not upstream.transport.is_closing():
+                self.attach(exchange, upstream, reused=True)
+                return
+        self.proxy.connect(self, exchange)
 
     def attach(self, exchange: Exchange, upstream: UpstreamSide, *, reused: bool) -> None:
+        proxy = self.proxy
         if self.closed or self.current is not exchange:
-            self.proxy.release(upstream)
+            proxy.release(upstream)
             return
         exchange.upstream, exchange.reused = upstream, reused
         upstream.exchange, upstream.client = exchange, self
         if self.writing_paused:
             upstream.hold_reading()
-        exchange.deadline = self.loop.time() + self.proxy.response_timeout
-        if self.proxy.watchdog is None:
-            self.proxy.watch()
+        exchange.deadline = self.loop.time() + proxy.response_timeout
+        if proxy.watchdog is None:
+            proxy.watch()
         self.flush(exchange)
         if self.paused:
             self.release_reading("connecting")
@@ -395,7 +415,7 @@ class ClientSide(Parsing):
         pending = exchange.pending
         if pending and exchange.upstream is not None:
             exchange.upstream.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-            exchange.pending = []
+            pending.clear()
             exchange.pending_size = 0
 
     def answered(self, exchange: Exchange, *, close: bool) -> None:

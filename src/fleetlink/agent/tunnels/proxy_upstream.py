@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from fleetlink.agent.tunnels.proxy_http import Exchange, Parsing, half_close
+from fleetlink.agent.tunnels.proxy_http import Exchange, Parsing, UnsolicitedMessage, half_close
 from fleetlink.agent.tunnels.strict_http import HOP_BY_HOP, BadRequest, Head
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ _NO_BODY_STATUS = frozenset({204, 304})
 
 class _HeadAnswered(Exception):
     """From a callback: the answer to a HEAD request ends with its head (llhttp cannot be told so)."""
-
-
-class _Unsolicited(Exception):
-    """From a callback: the target sent a second answer to one request."""
 
 
 def client_head(response: Head, body: str, *, close: bool) -> bytes:
@@ -64,7 +60,6 @@ class UpstreamSide(Parsing):
     __slots__ = (
         "body",
         "client",
-        "complete",
         "exchange",
         "interim",
         "keep_alive",
@@ -86,7 +81,7 @@ class UpstreamSide(Parsing):
         self.tunnel: ClientSide | None = None
         self.out: list[bytes] = []  # answer bytes for the client, written after each chunk
         self.body = "none"
-        self.skip_body = self.interim = self.complete = self.keep_alive = self.reading_held = False
+        self.skip_body = self.interim = self.keep_alive = self.reading_held = False
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -105,7 +100,7 @@ class UpstreamSide(Parsing):
             self._upgraded(data[upgrade.args[0] :])
             return
         except httptools.HttpParserError as error:
-            if isinstance(error.__context__, _HeadAnswered | _Unsolicited) or self.complete:
+            if isinstance(error.__context__, _HeadAnswered | UnsolicitedMessage) or self.complete:
                 self._flush()
                 self._done(reuse=False)
             else:
@@ -166,12 +161,6 @@ class UpstreamSide(Parsing):
         self.transport.close()
 
     # --- llhttp callbacks ------------------------------------------------------------------------
-
-    def on_message_begin(self) -> None:
-        if self.complete:
-            raise _Unsolicited
-        super().on_message_begin()
-        self.skip_body = False
 
     def on_headers_complete(self) -> None:
         self.in_head = False
@@ -246,6 +235,7 @@ class UpstreamSide(Parsing):
 
     def on_message_complete(self) -> None:
         self.between = True
+        self.skip_body = False
         if self.interim:
             self.interim = False
             return

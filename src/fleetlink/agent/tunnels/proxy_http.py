@@ -181,13 +181,13 @@ class Parsing(asyncio.Protocol):
             else:
                 seen.append(value)
 
-    def raw_head(self) -> bytes:
-        """The head's bytes when the chunk being fed began with it, else b""."""
+    def head_end(self) -> int:
+        """Where the head ends in ``chunk`` when the chunk began with it (its bytes are
+        ``chunk[:head_end]``), else 0."""
         if not self.whole:
-            return b""
-        chunk = self.chunk
-        end = chunk.find(b"\r\n\r\n")
-        return chunk[: end + 4] if end >= 0 else b""
+            return 0
+        end = self.chunk.find(b"\r\n\r\n")
+        return end + 4 if end >= 0 else 0
 
 
 class ClientSide(Parsing):
@@ -318,25 +318,25 @@ class ClientSide(Parsing):
         url, noted = self.url, self.by_name
         self.url = b""  # for the next request
         method = self.parser.get_method()
-        raw = self.raw_head()
-        line_end = raw.find(b"\r\n")  # the request line ends with the version (llhttp checked its form)
+        chunk, end = self.chunk, self.head_end()
+        line_end = chunk.find(b"\r\n", 0, end)  # the request line ends with the version (llhttp checked it)
         hosts = noted.get(b"host")
         if (
             line_end > 0
-            and raw.startswith(b" HTTP/1.1", line_end - 9)
+            and chunk.startswith(b" HTTP/1.1", line_end - 9)
             and hosts is not None
             and len(noted) == 1  # one Host, and no header the proxy acts on besides: no body either
             and len(hosts) == 1
             and url[:1] == b"/"
             and b"#" not in url
             and method != b"CONNECT"
-            and len(raw) <= HEAD_LIMIT
+            and end <= HEAD_LIMIT
         ):  # the short path: the head forwarded as it came, the forwarding headers added
             target, route = self.proxy.table.resolve(url)
-            head = _FORWARDED % (method, target, raw[line_end - 9 : -2], self.client_ip, hosts[0])
+            head = _FORWARDED % (method, target, chunk[line_end - 9 : end - 2], self.client_ip, hosts[0])
             exchange = Exchange(route, head, "none", None, False, method == b"HEAD")
         else:
-            exchange = self._exchange(method, url, raw)
+            exchange = self._exchange(method, url, chunk[:end])
         self.parsing = exchange
         if self.current is None:
             self.start(exchange)

@@ -167,9 +167,10 @@ class UpstreamSide(Parsing):
         exchange, parser, by_name = self.exchange, self.parser, self.by_name
         assert exchange is not None
         status = parser.get_status_code()
-        raw = self.raw_head()
+        chunk, end = self.chunk, self.head_end()
         if (
-            raw.startswith(b"HTTP/1.1 ")
+            end
+            and chunk.startswith(b"HTTP/1.1 ")
             and status >= 200
             and len(by_name) == 1  # a Content-Length, and no other header the proxy acts on
             and b"content-length" in by_name
@@ -178,13 +179,13 @@ class UpstreamSide(Parsing):
         ):  # the short path: the target's head as it came
             exchange.answered = True
             self.body = "length"
-            chunk = self.chunk
-            if len(chunk) == len(raw) + int(by_name[b"content-length"][0]):
+            if len(chunk) == end + int(by_name[b"content-length"][0]):
                 self.out.append(chunk)  # the whole answer is in this chunk: passed on as it is
                 self.skip_body = True
             else:
-                self.out.append(raw)
+                self.out.append(chunk[:end])
             return
+        raw = chunk[:end]
         response = Head(
             self.headers,
             by_name,

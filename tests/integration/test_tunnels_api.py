@@ -343,6 +343,8 @@ def test_fleet_list_filters_and_health_summary(api: Api, nodes: list[Node]) -> N
     assert summary["by_health"] == {"up": 1, "down": 0, "degraded": 0, "unknown": 1}
     assert summary["by_provider"]["self_hosted"] == 1
     assert summary["by_provider"]["ngrok"] == 1
+    rows = sorted((row["provider"], row["health"], row["count"]) for row in summary["counts"])
+    assert rows == [("ngrok", "unknown", 1), ("self_hosted", "up", 1)]
 
 
 def test_a_forged_fleet_events_cursor_is_a_400(api: Api, node: Node) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fleetlink.agent.db import SchemaError, migrate, open_db, schema_version
+from fleetlink.agent.db import SchemaError, closed_on_error, from_row, migrate, open_db, schema_version
 from fleetlink.agent.tasks.store import COMPONENT, MIGRATIONS, AgentStore, RowStatus
 
 #: The tasks schema exactly as agents laid it out before schema_versions (PRAGMA user_version = 1).
@@ -115,3 +116,39 @@ def test_a_file_versioned_by_user_version_keeps_its_executions(tmp_path: Path) -
         # Then the tasks component is adopted at version 1 and the execution is still owed to the server
         assert store.schema_version() == len(MIGRATIONS)
         assert [(r.execution_id, r.status) for r in store.unreported()] == [("exe_old", RowStatus.FINISHED)]
+
+
+@dataclass(frozen=True)
+class Widget:
+    name: str
+    size: int
+    shiny: bool
+    note: str = "none"
+
+
+def test_a_row_becomes_a_dataclass_by_column_name_with_the_converted_fields_given(tmp_path: Path) -> None:
+    # Given a row with a column per field but ``note``, the boolean as SQLite keeps it, and a column
+    # no field has
+    conn = open_db(tmp_path / "agent.db")
+    row = conn.execute("SELECT 7 AS size, 'cog' AS name, 1 AS shiny, 'x' AS colour").fetchone()
+    conn.close()
+    # When it is read as a Widget with ``shiny`` converted
+    widget = from_row(Widget, row, shiny=bool(row["shiny"]))
+    # Then each field has its column's value, the converted one as given, the missing one its default
+    assert widget == Widget(name="cog", size=7, shiny=True)
+    assert type(widget.shiny) is bool
+
+
+def test_a_connection_is_closed_when_its_setup_fails_and_kept_when_it_succeeds(tmp_path: Path) -> None:
+    # Given two connections to agent.db
+    kept, failed = open_db(tmp_path / "agent.db"), open_db(tmp_path / "agent.db")
+    # When one's setup succeeds and the other's fails
+    with closed_on_error(kept):
+        kept.execute("CREATE TABLE widgets (name TEXT)")
+    with pytest.raises(sqlite3.OperationalError), closed_on_error(failed):
+        failed.execute("SELECT * FROM no_such_table")
+    # Then the first is still open and the failed one is closed
+    assert kept.execute("SELECT count(*) FROM widgets").fetchone()[0] == 0
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        failed.execute("SELECT 1")
+    kept.close()

@@ -115,7 +115,23 @@ class BaseService:
         return
 
 
-class HeartbeatService(BaseService):
+class AgentService(BaseService):
+    """A service acting for one agent (``agent_id``) at the pace the server sets in each heartbeat
+    answer (``interval_s``, :data:`DEFAULT_INTERVAL_S` until the first)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__()
+        if not agent_id:
+            raise ValueError("agent_id is required")
+        self.agent_id = agent_id
+        self.interval_s = DEFAULT_INTERVAL_S
+
+    def follow_interval(self, ack: HeartbeatAck) -> None:
+        """Take the heartbeat interval the server asked for (at least a second)."""
+        self.interval_s = float(max(1, ack.heartbeat_interval_s))
+
+
+class HeartbeatService(AgentService):
     """Reports liveness at the server's interval, with every service's metrics; hands out the answer.
 
     ``running_executions`` lists the executions whose leases each beat renews (the tasks service's).
@@ -132,12 +148,8 @@ class HeartbeatService(BaseService):
         host_metrics: Callable[[], Mapping[str, float]] | None = None,
         first_beat_jitter_s: float = DEFAULT_FIRST_BEAT_JITTER_S,
     ) -> None:
-        super().__init__()
-        if not agent_id:
-            raise ValueError("agent_id is required")
+        super().__init__(agent_id)
         self.api = api
-        self.agent_id = agent_id
-        self.interval_s = DEFAULT_INTERVAL_S
         self.draining = False
         self._running = running_executions
         self._host_metrics = host_metrics
@@ -188,7 +200,7 @@ class HeartbeatService(BaseService):
             metrics=self.metrics(),
             running_executions=self._running(),
         )
-        self.interval_s = float(max(1, ack.heartbeat_interval_s))
+        self.follow_interval(ack)
         for peer in self._peers:
             try:
                 peer.on_heartbeat(ack)

@@ -14,11 +14,17 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DB_FILE = "agent.db"
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+
+Model = TypeVar("Model", bound="DataclassInstance")
 
 _SCHEMA_VERSIONS = """
 CREATE TABLE IF NOT EXISTS schema_versions (
@@ -56,17 +62,24 @@ def open_db(
         path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000
     )
     conn.row_factory = sqlite3.Row
-    try:
+    with closed_on_error(conn):
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise SchemaError(f"{path}: SQLite refused WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@contextmanager
+def closed_on_error(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Close ``conn`` when the block fails (a store that cannot set up its file leaves nothing open)."""
+    try:
+        yield conn
     except BaseException:
         conn.close()
         raise
-    return conn
 
 
 def statements(script: str) -> Iterator[str]:
@@ -126,6 +139,14 @@ def migrate(conn: sqlite3.Connection, component: str, migrations: Sequence[str])
         raise
     conn.execute("COMMIT")
     return len(migrations)
+
+
+def from_row(model: type[Model], row: sqlite3.Row, **converted: Any) -> Model:
+    """``model`` (a dataclass) with each field the row has a column of that name for; ``converted``
+    gives the fields whose column needs converting (JSON, enums, booleans) or that have none."""
+    columns = set(row.keys()) - converted.keys()
+    as_stored = {field.name: row[field.name] for field in fields(model) if field.name in columns}
+    return model(**as_stored, **converted)
 
 
 class LockedConnection:

@@ -8,11 +8,11 @@ bad record never holds back the others of a batch.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from pydantic import Field, JsonValue, field_validator, model_validator
 
+from fleetlink.core.copying import copied
 from fleetlink.core.deferred_model import DeferredModel
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.json_values import MAX_SAFE_INT
@@ -91,14 +91,7 @@ class RelayRecord(DeferredModel):
 
     def to_core(self) -> Record:
         """The checked core record; raises InvalidRecord (answer ``rejected``) for a bad value."""
-        return make_record(
-            record_id=self.record_id,
-            collection=self.collection,
-            key=self.key,
-            hlc=self.hlc,
-            value=self.value,
-            deleted=self.deleted,
-        )
+        return make_record(**self.model_dump(exclude={"node_id"}))
 
 
 class RecordResult(DeferredModel):
@@ -186,15 +179,7 @@ def record_result(answer: RecordAnswer) -> RecordResult:
 
 def query_record(item: StoredRecord) -> QueryRecord:
     """A stored record as a query answers it."""
-    return QueryRecord(
-        node_id=item.node_id,
-        collection=item.collection,
-        key=item.key,
-        value=None if item.value_json is None else json.loads(item.value_json),
-        deleted=item.deleted,
-        hlc=str(item.hlc),
-        updated_at=item.updated_at,
-    )
+    return copied(QueryRecord, item, value=item.value(), deleted=item.deleted, hlc=str(item.hlc))
 
 
 def collection_policy(readers: Readers) -> CollectionPolicy:

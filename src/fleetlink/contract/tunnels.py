@@ -166,6 +166,6 @@ class HealthSummary(DeferredModel):
             total=sum(row.count for row in counts),
             by_health=by_health,
             by_provider=by_provider,
-            counts=[HealthCountRow(provider=r.provider, health=r.health, count=r.count) for r in counts],
+            counts=[HealthCountRow.model_validate(row, from_attributes=True) for row in counts],
             enabled=enabled,
         )

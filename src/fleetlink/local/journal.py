@@ -195,6 +195,8 @@ def _operation(request: Any) -> str:
     return text.removeprefix(_TARGET_PREFIX)
 
 
+#: The transaction verb that does what each single-item write does (with the same parameters).
+_SINGLE_WRITE_VERBS = {"PutItem": "Put", "UpdateItem": "Update", "DeleteItem": "Delete"}
 #: The image of an updated item is read back from the table (the request holds only the change).
 _READ_BACK: dict[str, Any] = {}
 
@@ -203,13 +205,7 @@ def _touched(operation: str, body: dict[str, Any]) -> list[tuple[str, dict[str, 
     """(table, key, image) of each item a write puts, updates or deletes: the image is the put item,
     None for a delete, :data:`_READ_BACK` for an update."""
     found: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
-    if operation == "PutItem":
-        found.append((body["TableName"], body["Item"], body["Item"]))
-    elif operation == "UpdateItem":
-        found.append((body["TableName"], body["Key"], _READ_BACK))
-    elif operation == "DeleteItem":
-        found.append((body["TableName"], body["Key"], None))
-    elif operation == "BatchWriteItem":
+    if operation == "BatchWriteItem":
         for table, requests in body.get("RequestItems", {}).items():
             for entry in requests:
                 if "PutRequest" in entry:
@@ -217,8 +213,11 @@ def _touched(operation: str, body: dict[str, Any]) -> list[tuple[str, dict[str, 
                     found.append((table, item, item))
                 elif "DeleteRequest" in entry:
                     found.append((table, entry["DeleteRequest"]["Key"], None))
-    elif operation == "TransactWriteItems":
-        for action in body.get("TransactItems", []):
+    else:
+        # a single-item write's body is what a transaction's action of the same verb holds
+        single = _SINGLE_WRITE_VERBS.get(operation)
+        actions = [{single: body}] if single else body.get("TransactItems", [])
+        for action in actions:
             for verb, detail in action.items():
                 if verb == "Put":
                     found.append((detail["TableName"], detail["Item"], detail["Item"]))

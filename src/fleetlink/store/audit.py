@@ -13,9 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
@@ -24,9 +22,9 @@ from ulid import ULID
 from fleetlink.core.audit import AuditRecord
 from fleetlink.core.entities import Page
 from fleetlink.store import keys
-from fleetlink.store.base import ListIndex, TableItem, entity, index_keys, transaction
+from fleetlink.store.base import ListIndex, TableItem, attributes_of, entity, index_keys, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor
+from fleetlink.store.cursors import FILTERED_PAGE, CursorPaged, invalid_cursor
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import LIST_INDEX
 
@@ -46,20 +44,10 @@ def configure_retention(days: int) -> None:
     _retention_days[0] = days
 
 
-class AuditItem(TableItem, discriminator="audit"):
+class AuditItem(attributes_of(AuditRecord, maps=True), TableItem, discriminator="audit"):  # type: ignore[misc]
     #: one resource's audit entries, newest first
     by_resource: ListIndex[AuditItem] = ListIndex()
     gsi1pk, gsi1sk = index_keys(LIST_INDEX)
-    audit_id = UnicodeAttribute()
-    actor = UnicodeAttribute()
-    action = UnicodeAttribute()
-    target_id = UnicodeAttribute()
-    at = NumberAttribute()
-    source_ip = UnicodeAttribute(default="")
-    user_agent = UnicodeAttribute(default="")
-    success = BooleanAttribute(default=True)
-    changes: MapAttribute[str, Any] = MapAttribute(default=dict)
-    details: MapAttribute[str, Any] = MapAttribute(default=dict)
 
 
 def audited_write(audit: AuditRecord, write: Callable[[TransactWrite], object]) -> bool:
@@ -109,10 +97,7 @@ def _bound(at_ms: int, *, high: bool) -> str:
 
 
 @translates_store_errors
-class DynamoAuditLog:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoAuditLog(CursorPaged):
     def record(self, audit: AuditRecord) -> None:
         """An entry on its own (one PutItem): an attempt that changed nothing, e.g. refused for its role."""
         audit_item(audit).save()

@@ -3,16 +3,31 @@ mapping.
 
 Each capability declares its item models (``type`` tells the kinds apart) next to its repository:
 only its own attributes, and for each index it is in, the index (``ListIndex()`` ...) and its two key
-attributes (``index_keys``). The table itself, its keys and indexes, is defined once in
-``store/table.py``; everything here derives from it.
+attributes (``index_keys``). An item that stores an entity takes the entity's fields as its
+attributes (``attributes_of``) and declares only what it stores otherwise or besides. The table
+itself, its keys and indexes, is defined once in ``store/table.py``; everything here derives from it.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import dataclasses
+import types
+from collections.abc import Collection, Iterator
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel
-from pynamodb.attributes import DiscriminatorAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
+from pydantic_core import PydanticUndefined
+from pynamodb.attributes import (
+    Attribute,
+    AttributeContainer,
+    BooleanAttribute,
+    DiscriminatorAttribute,
+    JSONAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+)
 from pynamodb.connection.base import MetaTable
 from pynamodb.connection.table import TableConnection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, Projection
@@ -155,7 +170,75 @@ def index_keys(
 
 # --- item <-> entity -------------------------------------------------------------------------------
 
-E = TypeVar("E", bound=BaseModel)
+E = TypeVar("E")
+
+
+def attributes_of(model: type[Any], *, maps: bool = False, exclude: Collection[str] = ()) -> Any:
+    """A mixin for an item class that stores ``model`` (a pydantic model or a dataclass): one
+    attribute per field (but ``exclude``), of the field's name, stored as its type says
+    (``_attribute``), null where the field may be None, with the field's default (if not None).
+
+    The item class names it first among its bases and declares in its own body only the attributes
+    it stores otherwise (they win) or besides. Its generated attributes are typed ``Any`` (mypy
+    cannot see them: the class statement carries ``# type: ignore[misc]``).
+    """
+    attributes = {
+        name: _attribute(kind, default, maps=maps)
+        for name, kind, default in _fields(model)
+        if name not in exclude
+    }
+    # an attribute container, as the item class is: a map attribute takes its name only in one
+    return types.new_class(
+        f"{model.__name__}Attributes", (AttributeContainer,), {}, lambda ns: ns.update(attributes)
+    )
+
+
+def _fields(model: type[Any]) -> Iterator[tuple[str, Any, Any]]:
+    """Each field of a pydantic model or a dataclass: its name, type and default (a factory, a value,
+    or None)."""
+    if dataclasses.is_dataclass(model):
+        hints = get_type_hints(model)
+        for field in dataclasses.fields(model):
+            default = field.default if field.default_factory is dataclasses.MISSING else field.default_factory
+            yield field.name, hints[field.name], None if default is dataclasses.MISSING else default
+        return
+    for name, info in model.model_fields.items():
+        default = info.default if info.default_factory is None else info.default_factory
+        yield name, info.annotation, None if default is PydanticUndefined else default
+
+
+def _attribute(annotation: Any, default: Any, *, maps: bool) -> Attribute[Any]:
+    """str (and str enums, literals) as a string, int as a number, bool as a boolean; anything else
+    (lists, dicts, models) as JSON text, or with ``maps`` as a map (dicts, models) or a string list."""
+    options: dict[str, Any] = {} if default is None else {"default": default}
+    kind, optional = _stored_type(annotation)
+    if optional:
+        options["null"] = True
+    origin = get_origin(kind) or kind
+    if kind is bool:
+        return BooleanAttribute(**options)
+    if origin is Literal or (isinstance(origin, type) and issubclass(origin, str)):
+        return UnicodeAttribute(**options)
+    if isinstance(origin, type) and issubclass(origin, int | float):
+        return NumberAttribute(**options)
+    if maps and (origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel))):
+        return MapAttribute(**options)
+    if maps and origin is list and get_args(kind) == (str,):
+        return ListAttribute(of=UnicodeAttribute, **options)
+    return JSONAttribute(**options)
+
+
+def _stored_type(annotation: Any) -> tuple[Any, bool]:
+    """The type a field's value has when set (constraints left out), and whether it may be None."""
+    optional = False
+    if get_origin(annotation) in (Union, types.UnionType):
+        kinds = [kind for kind in get_args(annotation) if kind is not type(None)]
+        optional = len(kinds) < len(get_args(annotation))
+        if len(kinds) == 1:  # several: the union itself, stored as JSON
+            (annotation,) = kinds
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation, optional
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -164,8 +247,11 @@ def _plain(value: Any) -> dict[str, Any]:
 
 
 def entity(model: type[E], item: TableItem, **overrides: Any) -> E:
-    """The entity an item stores (extra item attributes such as keys are ignored)."""
+    """The entity an item stores, a pydantic model or a dataclass (extra item attributes such as keys
+    are ignored; a dataclass field the item lacks is None)."""
     values = {
         name: _plain(v) if isinstance(v, MapAttribute) else v for name, v in item.attribute_values.items()
-    }
-    return model.model_validate(values | overrides)
+    } | overrides
+    if issubclass(model, BaseModel):
+        return model.model_validate(values)
+    return model(**{field.name: values.get(field.name) for field in dataclasses.fields(model)})  # type: ignore[arg-type]

@@ -118,3 +118,10 @@ def sharded_pages(
     if shard >= keys.LIST_SHARDS:
         return found, None
     return found, cursors.seal(scope, {"s": shard, "k": last_key})
+
+
+class CursorPaged:
+    """A store adapter that answers pages: its cursor codec (a fresh key unless one is handed in)."""
+
+    def __init__(self, cursors: CursorCodec | None = None) -> None:
+        self._cursors = cursors or CursorCodec()

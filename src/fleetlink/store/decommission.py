@@ -25,10 +25,10 @@ from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Throttled
 from fleetlink.store import contention, keys
 from fleetlink.store.agents.items import AgentProfileItem, _profile_item, _tag_members
-from fleetlink.store.audit import audit_item
+from fleetlink.store.audit import audit_item, audited_write
 from fleetlink.store.base import TableItem, entity, index_keys, table_client, table_name, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import CursorCodec, sharded_pages
+from fleetlink.store.cursors import CursorPaged, sharded_pages
 from fleetlink.store.errors import translates_store_errors
 from fleetlink.store.table import DUE_INDEX, PARTITION_KEY, SORT_KEY
 
@@ -77,10 +77,7 @@ def _batch_delete(pairs: list[tuple[str, str]]) -> None:
 
 
 @translates_store_errors
-class DynamoDecommissionRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoDecommissionRepository(CursorPaged):
     def _write(self, write: Any) -> None:
         try:
             with transaction() as tx:
@@ -217,19 +214,14 @@ class DynamoDecommissionRepository:
         audit entry, in one transaction; False if the agent changed (restored) or was purged meanwhile."""
         pk = keys.agent_pk(agent_id)
         entry = audit.model_copy(update={"details": {**audit.details, "purged_items": purged}})
-        try:
-            with transaction() as tx:
-                profile = AgentProfileItem(pk, keys.AGENT_PROFILE_SK)
-                profile.version = version  # the delete is conditioned on it
-                tx.delete(profile, condition=AgentProfileItem.deleted_at > 0)
-                if timer:
-                    tx.delete(
-                        AgentPurgeTimerItem(pk, keys.AGENT_PURGE_SK),
-                        condition=AgentPurgeTimerItem.pk.exists(),
-                    )
-                tx.save(audit_item(entry))
-        except TransactWriteError as error:
-            if failed_conditions(error):
-                return False
-            raise
-        return True
+
+        def removal(tx: TransactWrite) -> None:
+            profile = AgentProfileItem(pk, keys.AGENT_PROFILE_SK)
+            profile.version = version  # the delete is conditioned on it
+            tx.delete(profile, condition=AgentProfileItem.deleted_at > 0)
+            if timer:
+                tx.delete(
+                    AgentPurgeTimerItem(pk, keys.AGENT_PURGE_SK), condition=AgentPurgeTimerItem.pk.exists()
+                )
+
+        return audited_write(entry, removal)

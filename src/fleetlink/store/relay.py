@@ -33,9 +33,17 @@ from fleetlink.core.relay.policy import DEFAULT_READERS, Readers
 from fleetlink.core.relay.ports import NodeSync, RecordQuery, SyncTally, WriteResult
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item
-from fleetlink.store.base import TableItem, index_keys, table_client, table_name, transaction
+from fleetlink.store.base import (
+    TableItem,
+    attributes_of,
+    entity,
+    index_keys,
+    table_client,
+    table_name,
+    transaction,
+)
 from fleetlink.store.conditions import CONDITION_FAILED
-from fleetlink.store.cursors import CursorCodec, invalid_cursor, last_key_of
+from fleetlink.store.cursors import CursorPaged, invalid_cursor, last_key_of
 from fleetlink.store.errors import failure_code, translate, translate_boto
 from fleetlink.store.table import (
     LIST_INDEX,
@@ -76,20 +84,9 @@ class RelayPolicyItem(TableItem, discriminator="relay_policy"):
     updated_by = UnicodeAttribute()
 
 
-class RelaySyncItem(TableItem, discriminator="relay_sync"):
+class RelaySyncItem(attributes_of(NodeSync), TableItem, discriminator="relay_sync"):  # type: ignore[misc]
     """A node's sync state, under its agent partition: counts added once per request."""
 
-    node_id = UnicodeAttribute()
-    records = NumberAttribute(default=0)
-    tombstones = NumberAttribute(default=0)
-    applied = NumberAttribute(default=0)
-    duplicate = NumberAttribute(default=0)
-    stale = NumberAttribute(default=0)
-    rejected = NumberAttribute(default=0)
-    retry = NumberAttribute(default=0)
-    last_applied_hlc = UnicodeAttribute(null=True)
-    last_applied_at = NumberAttribute(null=True)
-    last_request_at = NumberAttribute()
     #: Every collection the node wrote (what a purge of the node reads: no Scan).
     collections = UnicodeSetAttribute(null=True)
 
@@ -134,10 +131,7 @@ def _record_item(record: StoredRecord) -> RelayRecordItem:
     return item
 
 
-class DynamoRelayRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoRelayRepository(CursorPaged):
     # --- writes --------------------------------------------------------------------------
 
     def put_if_newer(self, item: StoredRecord) -> WriteResult:
@@ -241,19 +235,7 @@ class DynamoRelayRepository:
             item = RelaySyncItem.get(keys.agent_pk(node_id), keys.RELAY_SYNC_SK)
         except RelaySyncItem.DoesNotExist:
             return None
-        return NodeSync(
-            node_id=item.node_id,
-            records=int(item.records),
-            tombstones=int(item.tombstones),
-            applied=int(item.applied),
-            duplicate=int(item.duplicate),
-            stale=int(item.stale),
-            rejected=int(item.rejected),
-            retry=int(item.retry),
-            last_applied_hlc=item.last_applied_hlc,
-            last_applied_at=int(item.last_applied_at) if item.last_applied_at is not None else None,
-            last_request_at=int(item.last_request_at),
-        )
+        return entity(NodeSync, item)
 
     # --- queries -------------------------------------------------------------------------
 

@@ -6,8 +6,6 @@ and about 2 for the entry, against 1 for the plain write before; releases are wr
 
 from __future__ import annotations
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
-from pynamodb.exceptions import PynamoDBException
 from pynamodb.expressions.update import Action
 
 from fleetlink.core.audit import AuditRecord
@@ -15,51 +13,16 @@ from fleetlink.core.releases.model import Release, ReleaseKey, ReleaseStatus
 from fleetlink.release.manifest import version_key
 from fleetlink.store import keys
 from fleetlink.store.audit import audited_write
-from fleetlink.store.base import TableItem
-from fleetlink.store.errors import translate, translates_store_errors
+from fleetlink.store.base import TableItem, attributes_of, entity
+from fleetlink.store.errors import translates_store_errors
 
 
-class ReleaseKeyItem(TableItem, discriminator="release_key"):
-    public_key = UnicodeAttribute()
-    key_id = UnicodeAttribute()
-    previous_key_id = UnicodeAttribute(null=True)
-    rotation_signature = UnicodeAttribute(null=True)
-    updated_at = NumberAttribute()
+class ReleaseKeyItem(attributes_of(ReleaseKey), TableItem, discriminator="release_key"):  # type: ignore[misc]
+    """The release key nodes pin (one item)."""
 
 
-class ReleaseItem(TableItem, discriminator="release"):
-    version = UnicodeAttribute()
-    platform = UnicodeAttribute()
-    sha256 = UnicodeAttribute()
-    size = NumberAttribute()
-    signature = UnicodeAttribute()
-    key_id = UnicodeAttribute()
-    status = UnicodeAttribute()
-    created_at = NumberAttribute()
-    published_at = NumberAttribute(null=True)
-    created_by = UnicodeAttribute()
-
-
-def _release(item: ReleaseItem) -> Release:
-    return Release(
-        version=item.version,
-        platform=item.platform,
-        sha256=item.sha256,
-        size=int(item.size),
-        signature=item.signature,
-        key_id=item.key_id,
-        status=ReleaseStatus(item.status),
-        created_at=int(item.created_at),
-        published_at=int(item.published_at) if item.published_at is not None else None,
-        created_by=item.created_by,
-    )
-
-
-def _raise_translated(error: PynamoDBException) -> None:
-    translated = translate(error)
-    if translated is None:
-        raise error
-    raise translated from None
+class ReleaseItem(attributes_of(Release), TableItem, discriminator="release"):  # type: ignore[misc]
+    """One release of one platform."""
 
 
 @translates_store_errors
@@ -71,16 +34,7 @@ class DynamoReleaseRepository:
             item = ReleaseKeyItem.get(keys.RELEASE_KEY_PK, keys.SINGLETON_SK, consistent_read=True)
         except ReleaseKeyItem.DoesNotExist:
             return None
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
-        return ReleaseKey(
-            public_key=item.public_key,
-            key_id=item.key_id,
-            previous_key_id=item.previous_key_id,
-            rotation_signature=item.rotation_signature,
-            updated_at=int(item.updated_at),
-        )
+        return entity(ReleaseKey, item)
 
     def put_key(self, key: ReleaseKey, replacing: str | None, audit: AuditRecord) -> bool:
         item = ReleaseKeyItem(keys.RELEASE_KEY_PK, keys.SINGLETON_SK, **key.model_dump())
@@ -94,10 +48,7 @@ class DynamoReleaseRepository:
             item = ReleaseItem.get(keys.RELEASES_PK, keys.release_sk(platform, version), consistent_read=True)
         except ReleaseItem.DoesNotExist:
             return None
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
-        return _release(item)
+        return entity(Release, item)
 
     def create(self, release: Release, audit: AuditRecord) -> bool:
         item = ReleaseItem(
@@ -116,11 +67,7 @@ class DynamoReleaseRepository:
 
     def list(self, platform: str | None) -> list[Release]:
         condition = ReleaseItem.sk.startswith(f"{platform}#") if platform else None
-        try:
-            items = [_release(item) for item in ReleaseItem.query(keys.RELEASES_PK, condition)]
-        except PynamoDBException as error:
-            _raise_translated(error)
-            raise
+        items = [entity(Release, item) for item in ReleaseItem.query(keys.RELEASES_PK, condition)]
         return sorted(
             items, key=lambda release: (version_key(release.version), release.platform), reverse=True
         )

@@ -9,41 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 
 from fleetlink.core.errors import Conflict
-from fleetlink.core.tasks.output import MAX_SEQ, AppendOutput, Attempt, OutputChunk, OutputPart
+from fleetlink.core.tasks.output import MAX_SEQ, AppendOutput, Attempt, OutputChunk
 from fleetlink.store import keys
-from fleetlink.store.base import TableItem, entity
+from fleetlink.store.base import TableItem, attributes_of, entity
 from fleetlink.store.errors import translates_store_errors
 
 
-class AttemptItem(TableItem, discriminator="execution_attempt"):
+class AttemptItem(attributes_of(Attempt), TableItem, discriminator="execution_attempt"):  # type: ignore[misc]
     """One ended attempt: how it ended and its inline output (stdout and stderr apart)."""
 
-    execution_id = UnicodeAttribute()
-    attempt = NumberAttribute()
-    status = UnicodeAttribute()
-    exit_code = NumberAttribute(null=True)
-    output = UnicodeAttribute(null=True)
-    output_truncated = NumberAttribute(default=0)
-    output_bytes = NumberAttribute(null=True)
-    stderr = UnicodeAttribute(null=True)
+    output_truncated = NumberAttribute(default=0)  # stored as 0 or 1, not as a boolean
     stderr_truncated = NumberAttribute(default=0)
-    stderr_bytes = NumberAttribute(null=True)
-    output_objects = JSONAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    started_at = NumberAttribute(null=True)
-    finished_at = NumberAttribute(null=True)
 
 
-class OutputChunkItem(TableItem, discriminator="output_chunk"):
-    attempt = NumberAttribute()
-    seq = NumberAttribute()
-    parts = JSONAttribute()
+class OutputChunkItem(attributes_of(OutputChunk), TableItem, discriminator="output_chunk"):  # type: ignore[misc]
     digest = UnicodeAttribute()
-    received_at = NumberAttribute()
 
 
 class OutputHeadItem(TableItem, discriminator="output_head"):
@@ -156,28 +140,10 @@ class DynamoOutputRepository:
             ),
             limit=limit,
         )
-        return [
-            OutputChunk(
-                attempt=int(item.attempt),
-                seq=int(item.seq),
-                parts=[OutputPart.model_validate(part) for part in item.parts],
-                received_at=int(item.received_at),
-            )
-            for item in results
-            if _live(item, now_ms)
-        ]
+        return [entity(OutputChunk, item) for item in results if _live(item, now_ms)]
 
     def attempts(self, execution_id: str, now_ms: int) -> list[Attempt]:
         results = AttemptItem.query(
             keys.execution_pk(execution_id), AttemptItem.sk.startswith(keys.ATTEMPT_PREFIX)
         )
-        return [
-            entity(
-                Attempt,
-                item,
-                output_truncated=bool(item.output_truncated),
-                stderr_truncated=bool(item.stderr_truncated),
-            )
-            for item in results
-            if _live(item, now_ms)
-        ]
+        return [entity(Attempt, item) for item in results if _live(item, now_ms)]

@@ -12,13 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    JSONAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    VersionAttribute,
-)
+from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.constants import ALL_OLD
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -34,6 +28,7 @@ from fleetlink.store.base import (
     QueueIndex,
     TableItem,
     TaskExecutionsIndex,
+    attributes_of,
     entity,
     index_keys,
     transaction,
@@ -47,27 +42,10 @@ from fleetlink.store.table import LIST_INDEX, QUEUE_INDEX, TASK_EXECUTIONS_INDEX
 # --- items ---------------------------------------------------------------------------------------
 
 
-class TunnelItem(TableItem, discriminator="tunnel"):
+class TunnelItem(attributes_of(TunnelRecord), TableItem, discriminator="tunnel"):  # type: ignore[misc]
     #: the fleet's tunnels, sharded by id
     fleet: ListIndex[TunnelItem] = ListIndex()
     gsi1pk, gsi1sk = index_keys(LIST_INDEX)
-    tunnel_id = UnicodeAttribute()
-    agent_id = UnicodeAttribute()
-    provider = UnicodeAttribute()
-    name = UnicodeAttribute()
-    mode = UnicodeAttribute()
-    local_target = UnicodeAttribute()
-    public_hostname = UnicodeAttribute(null=True)
-    enabled = BooleanAttribute()
-    routes = JSONAttribute(default=list)
-    sealed_secret = UnicodeAttribute(null=True)
-    health = UnicodeAttribute()
-    public_url = UnicodeAttribute(null=True)
-    last_error_code = UnicodeAttribute(null=True)
-    last_error_message = UnicodeAttribute(null=True)
-    status_at = NumberAttribute(null=True)
-    created_at = NumberAttribute()
-    updated_at = NumberAttribute()
     version = VersionAttribute()
 
 
@@ -83,20 +61,12 @@ class TunnelRefItem(TableItem, discriminator="tunnel_ref"):
     agent_id = UnicodeAttribute()
 
 
-class TunnelEventItem(TableItem, discriminator="tunnel_event"):
+class TunnelEventItem(attributes_of(TunnelEvent), TableItem, discriminator="tunnel_event"):  # type: ignore[misc]
     #: every tunnel event of a day, and its error events (sparse), sharded by tunnel
     fleet_events: TaskExecutionsIndex[TunnelEventItem] = TaskExecutionsIndex()
     fleet_errors: QueueIndex[TunnelEventItem] = QueueIndex()
     gsi3pk, gsi3sk = index_keys(TASK_EXECUTIONS_INDEX)
     gsi2pk, gsi2sk = index_keys(QUEUE_INDEX, null=True)
-    event_id = UnicodeAttribute()
-    tunnel_id = UnicodeAttribute()
-    agent_id = UnicodeAttribute()
-    level = UnicodeAttribute()
-    event_type = UnicodeAttribute()
-    message = UnicodeAttribute()
-    data = JSONAttribute(default=dict)
-    created_at = NumberAttribute()
 
 
 # --- repository ----------------------------------------------------------------------------------

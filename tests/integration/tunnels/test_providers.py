@@ -4,6 +4,7 @@ restarted with backoff and a `restart` event, a bad credential → `down` with t
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -19,10 +20,13 @@ import pytest
 
 from fleetlink.agent.db import db_path
 from fleetlink.agent.tunnels.config import TunnelsConfig
+from fleetlink.agent.tunnels.providers.base import ProviderContext, ProviderError
+from fleetlink.agent.tunnels.providers.cloudflare import CloudflareProvider
 from fleetlink.agent.tunnels.providers.external import ExternalProvider
+from fleetlink.agent.tunnels.providers.ngrok import NgrokProvider
 from fleetlink.agent.tunnels.service import TunnelsService
-from fleetlink.agent.tunnels.store import TunnelStore
-from fleetlink.contract.tunnels import DesiredTunnel, Health
+from fleetlink.agent.tunnels.store import TunnelSpec, TunnelStore
+from fleetlink.contract.tunnels import DesiredTunnel, Health, Mode, Provider
 from fleetlink.core.ids import IdPrefix, new_id
 from tests.fakes.tunnels import FakeTunnelApi, RsaSealer
 from tests.integration.tunnels.targets import TargetServer
@@ -233,3 +237,24 @@ def test_a_secret_sealed_for_another_tunnel_is_refused(
     status = drive(run.service, lambda: (s := run.status()).error_code == "secret_unreadable" and s)
     assert status.health is Health.DOWN
     assert "secret_rotated" in run.api.event_types(run.tunnel.tunnel_id)
+
+
+@pytest.mark.parametrize(
+    ("provider", "kind", "message"),
+    [
+        (CloudflareProvider, Provider.CLOUDFLARE, "cloudflare needs the tunnel token"),
+        (NgrokProvider, Provider.NGROK, "ngrok needs an authtoken"),
+    ],
+)
+def test_a_provider_that_needs_a_credential_does_not_start_without_one(
+    provider: type[ExternalProvider], kind: Provider, message: str, config: TunnelsConfig, tmp_path: Path
+) -> None:
+    # Given a tunnel of a provider that needs a credential, with none
+    spec = TunnelSpec(new_id(IdPrefix.TUNNEL), kind, "web", Mode.HTTP, "127.0.0.1:8080")
+    started = provider(ProviderContext(spec, config, None, tmp_path, spec.local_target))
+    # When it starts
+    with pytest.raises(ProviderError) as refused:
+        asyncio.run(started.start())
+    # Then it says which credential is missing, and runs nothing
+    assert (refused.value.code, refused.value.message) == ("secret_missing", message)
+    assert started.process is None

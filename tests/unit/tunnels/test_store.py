@@ -9,7 +9,7 @@ import pytest
 
 from fleetlink.agent.db import now_ms
 from fleetlink.agent.tunnels.store import RouteSpec, TunnelSpec, TunnelStatus, TunnelStore
-from fleetlink.contract.tunnels import EventLevel, EventType, Health, Mode, Provider
+from fleetlink.contract.tunnels import DesiredTunnel, EventLevel, EventType, Health, Mode, Provider
 from fleetlink.core.ids import IdPrefix, new_id
 
 
@@ -24,6 +24,39 @@ def spec(name: str = "web", provider: Provider = Provider.SELF_HOSTED, **changes
     }
     values.update(changes)
     return TunnelSpec(**values)  # type: ignore[arg-type]
+
+
+def test_spec_of_a_desired_tunnel_takes_its_config_and_routes() -> None:
+    """Given a desired tunnel as the cloud answers it; when made a spec; then it holds the config and
+    each route with its id, and nothing of the status or secret."""
+    route_id = new_id(IdPrefix.ROUTE)
+    desired = DesiredTunnel.model_validate(
+        {
+            "tunnel_id": new_id(IdPrefix.TUNNEL),
+            "agent_id": new_id(IdPrefix.AGENT),
+            "provider": "ngrok",
+            "name": "web",
+            "mode": "http",
+            "local_target": "127.0.0.1:8080",
+            "public_hostname": "app.example.com",
+            "enabled": False,
+            "health": "down",
+            "routes": [{"route_id": route_id, "path_prefix": "/api", "local_target": "127.0.0.1:8081"}],
+            "sealed_secret": "fl1.sealed-secret",
+            "created_at": 1,
+            "updated_at": 2,
+        }
+    )
+    assert TunnelSpec.of(desired) == TunnelSpec(
+        tunnel_id=desired.tunnel_id,
+        provider=Provider.NGROK,
+        name="web",
+        mode=Mode.HTTP,
+        local_target="127.0.0.1:8080",
+        public_hostname="app.example.com",
+        enabled=False,
+        routes=(RouteSpec("/api", "127.0.0.1:8081", 0, True, route_id),),
+    )
 
 
 _EVENT = (

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fleetlink.agent.db import LockedConnection, db_path, migrate, now_ms, open_db
+from fleetlink.agent.db import LockedConnection, closed_on_error, db_path, from_row, migrate, now_ms, open_db
 from fleetlink.core.ids import IdPrefix, new_id
 from fleetlink.core.relay.hlc import Hlc, tick
 from fleetlink.core.relay.records import check_collection, check_key, encode_value
@@ -107,16 +107,7 @@ class LocalRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> LocalRecord:
         raw = row["value"]
-        return cls(
-            collection=row["collection"],
-            key=row["key"],
-            record_id=row["record_id"],
-            hlc=row["hlc"],
-            value=None if raw is None else json.loads(raw),
-            deleted=raw is None,
-            updated_at=row["updated_at"],
-            synced_at=row["synced_at"],
-        )
+        return from_row(cls, row, value=None if raw is None else json.loads(raw), deleted=raw is None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,14 +119,11 @@ class OutboxEntry:
     collection: str
     key: str
     hlc: str
+    #: None: a tombstone (the key was deleted).
     value_json: str | None
     bytes: int
     enqueued_at: int
     attempts: int
-
-    @property
-    def deleted(self) -> bool:
-        return self.value_json is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,14 +196,9 @@ class RecordStore(LockedConnection):
         self._listeners: list[Callable[[], None]] = []
         # open_db allows use from several threads; every use here holds self._lock
         self._db: sqlite3.Connection = open_db(self.path)
-        try:
-            self._db.isolation_level = None  # explicit transactions only
-            self._db.row_factory = sqlite3.Row
+        with closed_on_error(self._db):
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
             migrate(self._db, COMPONENT, MIGRATIONS)
-        except BaseException:
-            self._db.close()
-            raise
 
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> RecordStore:
@@ -374,8 +357,8 @@ class RecordStore(LockedConnection):
         with self._lock:
             rows = self._db.execute(
                 """
-                SELECT o.seq, o.record_id, o.collection, o.key, r.hlc, r.value, o.bytes, o.enqueued_at,
-                       o.attempts
+                SELECT o.seq, o.record_id, o.collection, o.key, r.hlc, r.value AS value_json, o.bytes,
+                       o.enqueued_at, o.attempts
                 FROM relay_outbox o JOIN relay_records r ON r.collection = o.collection AND r.key = o.key
                 ORDER BY o.seq LIMIT ?
                 """,
@@ -387,19 +370,7 @@ class RecordStore(LockedConnection):
             total += row["bytes"]
             if max_bytes is not None and entries and total > max_bytes:
                 break
-            entries.append(
-                OutboxEntry(
-                    seq=row["seq"],
-                    record_id=row["record_id"],
-                    collection=row["collection"],
-                    key=row["key"],
-                    hlc=row["hlc"],
-                    value_json=row["value"],
-                    bytes=row["bytes"],
-                    enqueued_at=row["enqueued_at"],
-                    attempts=row["attempts"],
-                )
-            )
+            entries.append(from_row(OutboxEntry, row))
         return entries
 
     def has_pending(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -27,25 +28,17 @@ class ReportsApi(UploadsApi, Protocol):
     def report_result(self, execution_id: str, report: ResultReport) -> ResultRecorded: ...
 
 
+@dataclass(frozen=True)
 class ResultReporter:
     """Reports finished attempts from the local store, then uploads the complete output owed."""
 
-    def __init__(
-        self,
-        client: ReportsApi,
-        store: AgentStore,
-        *,
-        send_output_bytes: int,
-        runs_dir: Path,
-        on_reported: Callable[[ExecutionRecord, str], None],
-        uploader: OutputUploader | None = None,
-    ) -> None:
-        self.client = client
-        self.store = store
-        self.send_output_bytes = send_output_bytes
-        self.runs_dir = runs_dir
-        self.on_reported = on_reported
-        self.uploader = uploader or OutputUploader(client)
+    client: ReportsApi
+    store: AgentStore
+    _: KW_ONLY
+    send_output_bytes: int
+    runs_dir: Path
+    on_reported: Callable[[ExecutionRecord, str], None]
+    uploader: OutputUploader
 
     def report_pending(self) -> int:
         """Report every finished, unreported attempt, oldest first, then upload what is owed; how

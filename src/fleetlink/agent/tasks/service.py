@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from fleetlink.agent.daemon import DEFAULT_INTERVAL_S, BaseService
+from fleetlink.agent.daemon import AgentService
 from fleetlink.agent.db import now_ms
 from fleetlink.agent.disk import takes_no_writes
 from fleetlink.agent.process import (
@@ -118,7 +118,7 @@ class _Running:
     thread: threading.Thread
 
 
-class TasksService(BaseService):
+class TasksService(AgentService):
     """Claims executions for ``agent_id``, runs up to ``concurrency`` at once, reports every outcome."""
 
     name = "tasks"
@@ -141,17 +141,13 @@ class TasksService(BaseService):
         supervised: bool = True,
         uploader: OutputUploader | None = None,
     ) -> None:
-        super().__init__()
-        if not agent_id:
-            raise ValueError("agent_id is required")
+        super().__init__(agent_id)
         if not 1 <= concurrency <= MAX_CONCURRENCY:
             raise ValueError(f"concurrency must be 1-{MAX_CONCURRENCY}")
         self.client = client
         self.store = store
         self.registry = registry or HandlerRegistry()
-        self.agent_id = agent_id
         self.concurrency = concurrency
-        self.interval_s = DEFAULT_INTERVAL_S
         self._listener = listener
         self._output_cap = output_cap
         self._kill_grace_s = kill_grace_s
@@ -176,7 +172,7 @@ class TasksService(BaseService):
             send_output_bytes=send_output_bytes,
             runs_dir=runs_dir_of(store.path.parent),
             on_reported=lambda record, detail: self._emit("reported", record, detail),
-            uploader=uploader,
+            uploader=uploader or OutputUploader(client),
         )
 
     # --- state seen from outside ---
@@ -248,7 +244,7 @@ class TasksService(BaseService):
 
     def on_heartbeat(self, ack: HeartbeatAck) -> None:
         """Stop what the server cancels; note whether work is waiting (the next round claims it)."""
-        self.interval_s = float(max(1, ack.heartbeat_interval_s))
+        self.follow_interval(ack)
         self.cancel(ack.cancel)
         self._pending = ack.pending_executions
 

@@ -31,7 +31,9 @@ from fleetlink.agent.db import (
     LockedConnection,
     SchemaError,
     adopt_version,
+    closed_on_error,
     db_path,
+    from_row,
     migrate,
     now_ms,
     open_db,
@@ -175,31 +177,14 @@ class ExecutionRecord:
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> ExecutionRecord:
         raw_input = row["input"]
-        return cls(
-            execution_id=row["execution_id"],
-            attempt=row["attempt"],
-            task_id=row["task_id"],
-            type=row["type"],
-            command=row["command"],
+        return from_row(
+            cls,
+            row,
             input=json.loads(raw_input) if raw_input is not None else None,
-            timeout_seconds=row["timeout_seconds"],
             status=RowStatus(row["status"]),
-            pid=row["pid"],
-            pgid=row["pgid"],
-            claimed_at=row["claimed_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
             result_status=ResultStatus(row["result_status"]) if row["result_status"] else None,
-            exit_code=row["exit_code"],
-            output=row["output"],
             output_truncated=bool(row["output_truncated"]),
-            output_bytes=row["output_bytes"],
-            error=row["error"],
-            reported_at=row["reported_at"],
-            server_status=row["server_status"],
-            stderr=row["stderr"],
             stderr_truncated=bool(row["stderr_truncated"]),
-            stderr_bytes=row["stderr_bytes"],
         )
 
 
@@ -228,11 +213,8 @@ class AgentStore(LockedConnection):
             self._db = open_db(self.path, busy_timeout_ms=busy_timeout_ms)
         except SchemaError as exc:
             raise StoreError(str(exc)) from exc
-        try:
+        with closed_on_error(self._db):
             self.migrate()
-        except BaseException:
-            self._db.close()
-            raise
 
     @classmethod
     def in_state_dir(cls, state_dir: str | os.PathLike[str], **options: Any) -> AgentStore:

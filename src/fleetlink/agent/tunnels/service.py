@@ -183,13 +183,7 @@ class TunnelsService(BaseService):
         sent = 0
         try:
             for tunnel in self.store.owed_statuses():
-                status = tunnel.status
-                report = StatusReport(
-                    health=status.health,
-                    public_url=status.public_url,
-                    error_code=status.error_code,
-                    error_message=status.error_message,
-                )
+                report = StatusReport.model_validate(tunnel.status, from_attributes=True)
                 try:
                     self.api.put_status(tunnel.spec.tunnel_id, report)
                 except FleetlinkClientError as error:
@@ -205,16 +199,7 @@ class TunnelsService(BaseService):
                 for start in range(0, len(events), MAX_EVENTS_PER_REQUEST):
                     chunk = events[start : start + MAX_EVENTS_PER_REQUEST]
                     batch = EventsBatch(
-                        events=[
-                            EventIn(
-                                level=e.level,
-                                event_type=e.event_type,
-                                message=e.message,
-                                data=e.data,
-                                created_at=e.created_at,
-                            )
-                            for e in chunk
-                        ]
+                        events=[EventIn.model_validate(e, from_attributes=True) for e in chunk]
                     )
                     try:
                         self.api.post_events(tunnel_id, batch)

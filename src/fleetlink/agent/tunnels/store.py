@@ -28,6 +28,7 @@ from fleetlink.contract.tunnels import (
     Mode,
     Provider,
 )
+from fleetlink.core.copying import copied
 from fleetlink.core.ids import IdPrefix, new_id
 
 COMPONENT = "tunnels"
@@ -189,19 +190,7 @@ class TunnelSpec:
 
     @classmethod
     def of(cls, tunnel: DesiredTunnel) -> TunnelSpec:
-        return cls(
-            tunnel_id=tunnel.tunnel_id,
-            provider=tunnel.provider,
-            name=tunnel.name,
-            mode=tunnel.mode,
-            local_target=tunnel.local_target,
-            public_hostname=tunnel.public_hostname,
-            enabled=tunnel.enabled,
-            routes=tuple(
-                RouteSpec(r.path_prefix, r.local_target, r.priority, r.enabled, r.route_id)
-                for r in tunnel.routes
-            ),
-        )
+        return copied(cls, tunnel, routes=tuple(copied(RouteSpec, route) for route in tunnel.routes))
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from fleetlink.contract.agents import (
 )
 from fleetlink.core.agents.commands import MintRecoveryToken, MintRegistrationToken, RegisterAgent, RotateKey
 from fleetlink.core.agents.model import Agent
+from fleetlink.core.copying import copied
 from fleetlink.core.errors import TokenUnusable, Unauthenticated
 from fleetlink.core.ids import IdPrefix, id_pattern
 from fleetlink.core.roles import Role
@@ -37,15 +38,7 @@ TokenIdPath = Annotated[str, Path(pattern=id_pattern(IdPrefix.TOKEN), descriptio
 )
 def mint_registration_token(command: Annotated[MintRegistrationToken, Body()]) -> Response[TokenCreated]:
     minted = get_deps().registration.mint_token(command, security.operator_actor(router))
-    record = minted.record
-    body = TokenCreated(
-        token=minted.token,
-        token_id=record.token_id,
-        expires_at=record.expires_at,
-        max_uses=record.max_uses,
-        tags=record.tags,
-        name_prefix=record.name_prefix,
-    )
+    body = copied(TokenCreated, minted.record, token=minted.token)
     return Response(201, "application/json", body, headers=NO_STORE)
 
 

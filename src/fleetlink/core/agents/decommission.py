@@ -3,6 +3,7 @@ then purged by a cleanup duty: every item it left, found by its keys (never a Sc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from fleetlink.core.agents.liveness import liveness
@@ -37,23 +38,17 @@ class DecommissionRepository(Protocol):
         last deletes (its profile and purge timer) and ``audit`` (with the count) are one transaction."""
 
 
+@dataclass(frozen=True)
 class DecommissionService:
-    def __init__(
-        self,
-        agents: AgentRepository,
-        repository: DecommissionRepository,
-        clock: Clock,
-        heartbeat_interval_s: int,
-        retention_s: int,
-    ) -> None:
-        self._agents = agents
-        self._repository = repository
-        self._clock = clock
-        self._heartbeat_interval_s = heartbeat_interval_s
-        self.retention_s = retention_s
+    agents: AgentRepository
+    repository: DecommissionRepository
+    clock: Clock
+    heartbeat_interval_s: int
+    #: How long a deleted agent can be restored before it is purged.
+    retention_s: int
 
     def _view(self, agent_id: str) -> AgentView:
-        view = self._agents.get_view(agent_id, consistent=True)
+        view = self.agents.get_view(agent_id, consistent=True)
         if view is None:
             raise NotFound(f"no agent {agent_id} (or it was purged)", code="agent-not-found")
         return view
@@ -62,7 +57,7 @@ class DecommissionService:
         last_seen = view.presence.last_seen_at if view.presence else None
         return AgentStatus(
             AgentView(agent, view.presence, tunnels_version=view.tunnels_version),
-            liveness(last_seen, self._clock.now_ms(), self._heartbeat_interval_s),
+            liveness(last_seen, self.clock.now_ms(), self.heartbeat_interval_s),
         )
 
     def remove(self, agent_id: str, actor: str) -> AgentStatus:
@@ -70,9 +65,9 @@ class DecommissionService:
         view = self._view(agent_id)
         if view.agent.deleted_at is not None:
             return self._status(view.agent, view)
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         audit = AuditRecord.of(actor, "agent.delete", agent_id, now, purge_after_s=self.retention_s)
-        agent = self._repository.soft_delete(
+        agent = self.repository.soft_delete(
             view.agent, now_ms=now, purge_at_ms=now + self.retention_s * 1000, audit=audit
         )
         return self._status(agent, view)
@@ -81,8 +76,8 @@ class DecommissionService:
         view = self._view(agent_id)
         if view.agent.deleted_at is None:
             raise Conflict(f"agent {agent_id} is not deleted", code="agent-not-deleted")
-        now = self._clock.now_ms()
-        agent = self._repository.restore(
+        now = self.clock.now_ms()
+        agent = self.repository.restore(
             view.agent, now_ms=now, audit=AuditRecord.of(actor, "agent.restore", agent_id, now)
         )
         return self._status(agent, view)
@@ -98,16 +93,16 @@ class DecommissionService:
         return self._purge(agent_id, actor)
 
     def _purge(self, agent_id: str, actor: str) -> int:
-        return self._repository.purge(
-            agent_id, AuditRecord.of(actor, "agent.purge", agent_id, self._clock.now_ms())
+        return self.repository.purge(
+            agent_id, AuditRecord.of(actor, "agent.purge", agent_id, self.clock.now_ms())
         )
 
     def list_deleted(self, *, limit: int, cursor: str | None) -> Page[Agent]:
-        return self._repository.list_deleted(limit=limit, cursor=cursor)
+        return self.repository.list_deleted(limit=limit, cursor=cursor)
 
     def purge_due(self) -> int:
         """The cleanup duty: purge agents whose retention ended; items deleted."""
         return sum(
             self._purge(agent_id, PURGE_DUTY_ACTOR)
-            for agent_id in self._repository.due_purges(self._clock.now_ms(), PURGES_PER_RUN)
+            for agent_id in self.repository.due_purges(self.clock.now_ms(), PURGES_PER_RUN)
         )

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
 from fleetlink.core.entities import AgentState, AuditRecord, Page
+from fleetlink.core.heartbeat import Heartbeat
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,11 @@ class AgentRepository(Protocol):
         ...
 
     def record_heartbeat(
-        self,
-        agent_id: str,
-        *,
-        now_ms: int,
-        reported_status: str | None,
-        metrics: dict[str, float],
-        sequence: int | None = None,
+        self, agent_id: str, heartbeat: Heartbeat, *, now_ms: int, sequence: int | None = None
     ) -> None:
-        """Update the presence; with a ``sequence`` only if it is greater than the last one recorded
-        (else raise ``Unauthenticated`` code ``heartbeat-sequence-stale``, nothing written)."""
+        """Update the presence with the heartbeat's status and metrics; with a ``sequence`` only if it
+        is greater than the last one recorded (else raise ``Unauthenticated`` code
+        ``heartbeat-sequence-stale``, nothing written)."""
         ...
 
     def revoke(self, agent: Agent, *, now_ms: int, audit: AuditRecord) -> Agent: ...

@@ -31,6 +31,7 @@ from fleetlink.core.agents.tokens import (
 )
 from fleetlink.core.audit import changes_between, created
 from fleetlink.core.clock import Clock
+from fleetlink.core.copying import copied
 from fleetlink.core.entities import AgentState, AuditRecord, KeyAlg, Page
 from fleetlink.core.errors import (
     Conflict,
@@ -166,18 +167,13 @@ class RegistrationService:
         tags, requested_tags = registration_tags(token.tags, command.tags)
         agent_id = new_id(IdPrefix.AGENT, now)
         hostname = command.hardware.hostname.split(".")[0].lower()
-        agent = Agent(
+        agent = copied(
+            Agent,
+            command,
             agent_id=agent_id,
-            fingerprint=command.fingerprint,
             name=command.name or _default_name(token.name_prefix, hostname, command.name_suffix),
-            key_alg=command.key_alg,
-            public_key=command.public_key,
-            encryption_public_key=command.encryption_public_key,
-            hardware=command.hardware,
             tags=tags,
             requested_tags=requested_tags,
-            capabilities=command.capabilities,
-            agent_version=command.agent_version,
             registered_at=now,
             updated_at=now,
         )

@@ -35,13 +35,7 @@ class AgentService:
     def record_presence(self, caller: Caller, command: Heartbeat, now_ms: int, sequence: int | None) -> None:
         """Presence: the heartbeat's time, status and metrics, in one conditional write that also
         refuses a ``sequence`` not greater than the last one recorded."""
-        self._agents.record_heartbeat(
-            caller.agent_id,
-            now_ms=now_ms,
-            reported_status=command.status,
-            metrics=command.metrics,
-            sequence=sequence,
-        )
+        self._agents.record_heartbeat(caller.agent_id, command, now_ms=now_ms, sequence=sequence)
 
     def get(self, agent_id: str) -> tuple[AgentStatus, list[RegistrationEvent]]:
         view = self._view(agent_id)

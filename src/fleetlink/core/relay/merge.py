@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from fleetlink.core.copying import copied
 from fleetlink.core.relay.hlc import Hlc
 from fleetlink.core.relay.records import MAX_FUTURE_SKEW_MS, TOMBSTONE_RETENTION_MS, Record
 
@@ -44,22 +45,13 @@ Outcome = RecordStatus
 
 
 @dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """What the cloud keeps for one (node, collection, key)."""
+class StoredRecord(Record):
+    """What the cloud keeps for one (node, collection, key): the record, whose it is and when kept."""
 
     node_id: str
-    collection: str
-    key: str
-    record_id: str
-    hlc: Hlc
-    value_json: str | None
     updated_at: int
     #: Set on tombstones only: when the cloud may forget them.
     expires_at: int | None = None
-
-    @property
-    def deleted(self) -> bool:
-        return self.value_json is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +87,10 @@ def decide(stored: StoredRecord | None, incoming: Record, now_ms: int) -> Decisi
 
 def stored_from(node_id: str, incoming: Record, now_ms: int) -> StoredRecord:
     """The item to write when ``incoming`` applies (tombstones expire after the retention period)."""
-    return StoredRecord(
+    return copied(
+        StoredRecord,
+        incoming,
         node_id=node_id,
-        collection=incoming.collection,
-        key=incoming.key,
-        record_id=incoming.record_id,
-        hlc=incoming.hlc,
-        value_json=incoming.value_json,
         updated_at=now_ms,
         expires_at=now_ms + TOMBSTONE_RETENTION_MS if incoming.deleted else None,
     )

@@ -184,7 +184,7 @@ class RecordService:
         return self.repository.sync_state(node_id)
 
 
-def _is_live(item: StoredRecord | Record | None) -> int:
+def _is_live(item: Record | None) -> int:
     """1 for a stored value, 0 for nothing or a tombstone."""
     return int(item is not None and not item.deleted)
 

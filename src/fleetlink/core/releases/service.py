@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fleetlink.core.audit import AuditRecord, FieldChange, changes_between, created
 from fleetlink.core.clock import Clock
+from fleetlink.core.copying import copied
 from fleetlink.core.errors import Conflict, InvalidInput, NotFound
 from fleetlink.core.releases.model import (
     AnnounceRelease,
@@ -216,13 +217,9 @@ class ReleaseService:
 
     def download(self, version: str, platform: str) -> ReleaseDownload:
         release = self.resolve(version, platform)
-        return ReleaseDownload(
-            version=release.version,
-            platform=release.platform,
-            sha256=release.sha256,
-            size=release.size,
-            signature=release.signature,
-            key_id=release.key_id,
+        return copied(
+            ReleaseDownload,
+            release,
             download_url=self._bucket.download_url(
                 object_key(release.version, release.platform), DOWNLOAD_LINK_S
             ),

@@ -9,6 +9,7 @@ streams); operators read them from a cursor.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Annotated, Literal, Protocol
 
 from pydantic import Field, StringConstraints, model_validator
@@ -229,17 +230,19 @@ class OutputRepository(Protocol):
     def attempts(self, execution_id: str, now_ms: int) -> list[Attempt]: ...
 
 
+@dataclass(frozen=True)
 class OutputService:
-    def __init__(
-        self, tasks: TaskRepository, output: OutputRepository, clock: Clock, retention_days: int
-    ) -> None:
-        self._tasks = tasks
-        self._output = output
-        self._clock = clock
-        self._retention_s = retention_days * 86_400
+    tasks: TaskRepository
+    output: OutputRepository
+    clock: Clock
+    retention_days: int
+
+    @property
+    def retention_s(self) -> int:
+        return self.retention_days * 86_400
 
     def _execution(self, execution_id: str) -> Execution:
-        execution = self._tasks.get_execution(execution_id)
+        execution = self.tasks.get_execution(execution_id)
         if execution is None:
             raise NotFound(f"no execution {execution_id}", code="execution-not-found")
         return execution
@@ -248,11 +251,11 @@ class OutputService:
         """Keep a chunk of a running attempt's output, in order; a resend is answered as the first."""
         execution = self._execution(execution_id)
         require_own(caller, execution.agent_id)
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         require_appendable(execution, command, now)
         # kept as long as the execution will be: its deadline, then the task retention
-        ttl_s = now // 1000 + execution.timeout_seconds + LEASE_GRACE_S + self._retention_s
-        applied = self._output.append(execution_id, command, now, ttl_s)
+        ttl_s = now // 1000 + execution.timeout_seconds + LEASE_GRACE_S + self.retention_s
+        applied = self.output.append(execution_id, command, now, ttl_s)
         return ChunkAck(
             execution_id=execution_id,
             attempt=command.attempt,
@@ -266,7 +269,7 @@ class OutputService:
         chosen = require_attempt(execution, attempt)
         # read the state first: a chunk stored before the attempt ended is then always in the page
         done = chosen < execution.attempt or not execution.status.holds_lease
-        found = self._output.chunks(execution_id, chosen, after, limit, self._clock.now_ms())
+        found = self.output.chunks(execution_id, chosen, after, limit, self.clock.now_ms())
         next_after = found[-1].seq if found else after
         return OutputPage(
             execution_id=execution_id,
@@ -280,7 +283,7 @@ class OutputService:
     def attempts(self, execution_id: str) -> tuple[Execution, list[Attempt]]:
         """Every ended attempt, oldest first, and the execution as it is now."""
         execution = self._execution(execution_id)
-        return execution, self._output.attempts(execution_id, self._clock.now_ms())
+        return execution, self.output.attempts(execution_id, self.clock.now_ms())
 
     def attempt(self, execution_id: str, attempt: int) -> Attempt:
         """One attempt: an ended one as kept, the current one as the execution has it now."""

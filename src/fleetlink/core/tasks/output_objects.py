@@ -11,6 +11,7 @@ is there, and check the SHA-256 the execution recorded.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from pydantic import Field
@@ -77,18 +78,16 @@ class OutputBucket(Protocol):
     def object_size(self, object_key: str) -> int | None: ...
 
 
+@dataclass(frozen=True)
 class OutputObjectsService:
-    def __init__(
-        self, output: OutputService, bucket: OutputBucket, key_of: ObjectKeyOf, clock: Clock
-    ) -> None:
-        self._output = output
-        self._bucket = bucket
-        self._key_of = key_of
-        self._clock = clock
+    output: OutputService
+    bucket: OutputBucket
+    key_of: ObjectKeyOf
+    clock: Clock
 
     def _reported(self, caller: Caller, execution_id: str, attempt: int) -> Attempt:
         """An attempt of the caller's execution it reported a result for (ended attempts are kept)."""
-        execution, ended = self._output.attempts(execution_id)
+        execution, ended = self.output.attempts(execution_id)
         require_own(caller, execution.agent_id)
         for found in ended:
             if found.attempt == attempt:
@@ -101,7 +100,7 @@ class OutputObjectsService:
         )
 
     def _attempt(self, execution_id: str, attempt: int | None) -> Attempt:
-        execution, ended = self._output.attempts(execution_id)
+        execution, ended = self.output.attempts(execution_id)
         by_number = {found.attempt: found for found in ended}
         chosen = attempt or (max(by_number) if by_number else execution.attempt)
         if chosen in by_number:
@@ -118,7 +117,7 @@ class OutputObjectsService:
                 f"the result of attempt {attempt.attempt} declared no output objects",
                 code="no-output-objects",
             )
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         if (attempt.finished_at or 0) + UPLOAD_WINDOW_MS < now:
             raise Conflict(
                 f"attempt {attempt.attempt} ended over {UPLOAD_WINDOW_MS // 3_600_000} h ago: "
@@ -127,8 +126,8 @@ class OutputObjectsService:
             )
         uploads = []
         for declared in attempt.output_objects:
-            key = self._key_of(execution_id, attempt.attempt, declared.stream)
-            url, headers = self._bucket.upload_url(key, declared.size, UPLOAD_LINK_S)
+            key = self.key_of(execution_id, attempt.attempt, declared.stream)
+            url, headers = self.bucket.upload_url(key, declared.size, UPLOAD_LINK_S)
             uploads.append(
                 ObjectUpload(
                     stream=declared.stream,
@@ -158,8 +157,8 @@ class OutputObjectsService:
                 "bucket (its output fit inline, or the agent kept none): read it with tasks show",
                 code="output-object-not-found",
             )
-        key = self._key_of(execution_id, chosen.attempt, stream)
-        if self._bucket.object_size(key) != found.size:
+        key = self.key_of(execution_id, chosen.attempt, stream)
+        if self.bucket.object_size(key) != found.size:
             raise NotFound(
                 f"the {stream} of attempt {chosen.attempt} is not uploaded yet: the agent uploads it "
                 "after its result, retry shortly",
@@ -170,9 +169,9 @@ class OutputObjectsService:
             attempt=chosen.attempt,
             stream=stream,
             key=key,
-            url=self._bucket.download_url(key, DOWNLOAD_LINK_S),
+            url=self.bucket.download_url(key, DOWNLOAD_LINK_S),
             size=found.size,
             sha256=found.sha256,
             bytes=found.bytes,
-            expires_at=self._clock.now_ms() + DOWNLOAD_LINK_S * 1000,
+            expires_at=self.clock.now_ms() + DOWNLOAD_LINK_S * 1000,
         )

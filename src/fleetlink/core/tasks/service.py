@@ -67,15 +67,17 @@ class Renewal:
     cancel: list[str]
 
 
+@dataclass(frozen=True)
 class TaskService:
-    def __init__(
-        self, tasks: TaskRepository, agents: AgentRepository, clock: Clock, heartbeat_interval_s: int
-    ) -> None:
-        self._tasks = tasks
-        self._agents = agents
-        self._clock = clock
-        #: A claimed execution stays leased this long without renewal (two missed heartbeats).
-        self.lease_s = max(2 * heartbeat_interval_s, 60)
+    tasks: TaskRepository
+    agents: AgentRepository
+    clock: Clock
+    heartbeat_interval_s: int
+
+    @property
+    def lease_s(self) -> int:
+        """A claimed execution stays leased this long without renewal (two missed heartbeats)."""
+        return max(2 * self.heartbeat_interval_s, 60)
 
     # --- operators ---------------------------------------------------------------------
 
@@ -89,11 +91,11 @@ class TaskService:
         """
         digest = command.request_digest()
         if idempotency_key is not None:
-            earlier = self._tasks.find_create(actor, idempotency_key)
+            earlier = self.tasks.find_create(actor, idempotency_key)
             if earlier is not None:
                 return self._replay(earlier, digest)
         agent_ids = self._resolve(command.targets)
-        task, executions = new_task(command, agent_ids, actor, self._clock.now_ms())
+        task, executions = new_task(command, agent_ids, actor, self.clock.now_ms())
         record = (
             CreateRecord(actor, idempotency_key, digest, task.task_id, agent_ids)
             if idempotency_key is not None
@@ -108,17 +110,17 @@ class TaskService:
             executions=len(executions),
         )
         try:
-            written = self._tasks.create(task, executions, record, audit)
+            written = self.tasks.create(task, executions, record, audit)
         except IdempotencyKeyTaken:
             assert idempotency_key is not None
-            stored = self._tasks.find_create(actor, idempotency_key)
+            stored = self.tasks.find_create(actor, idempotency_key)
             if stored is None:
                 raise Conflict(
                     "a create under this key is in progress; retry", code="concurrent-update"
                 ) from None
             return self._replay(stored, digest)
         if not written:
-            self._tasks.continue_fanout(task.task_id, self._clock.now_ms(), CREATE_FANOUT_BUDGET_S)
+            self.tasks.continue_fanout(task.task_id, self.clock.now_ms(), CREATE_FANOUT_BUDGET_S)
         return task, agent_ids
 
     def _replay(self, earlier: CreateRecord, digest: str) -> tuple[Task, list[str]]:
@@ -126,7 +128,7 @@ class TaskService:
             raise Unprocessable(
                 "this Idempotency-Key was used with a different request", code="idempotency-key-reused"
             )
-        task = self._tasks.get_task(earlier.task_id, consistent=True)
+        task = self.tasks.get_task(earlier.task_id, consistent=True)
         if task is None:
             raise NotFound(
                 f"the task {earlier.task_id} created under this key is gone", code="task-not-found"
@@ -135,16 +137,16 @@ class TaskService:
 
     def continue_fanouts(self) -> int:
         """The fan-out duty: finish writing the executions of tasks whose create ran out of time."""
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         return sum(
-            self._tasks.continue_fanout(task_id, now, DUTY_FANOUT_BUDGET_S)
-            for task_id in self._tasks.due_fanouts(now, TIMER_BATCH)
+            self.tasks.continue_fanout(task_id, now, DUTY_FANOUT_BUDGET_S)
+            for task_id in self.tasks.due_fanouts(now, TIMER_BATCH)
         )
 
     def _resolve(self, targets: TaskTargets) -> list[str]:
         found: dict[str, Agent] = {}
         for agent_id in targets.agent_ids:  # read consistently: an agent registered a moment ago counts
-            view = self._agents.get_view(agent_id, consistent=True)
+            view = self.agents.get_view(agent_id, consistent=True)
             if view is None:
                 raise NotFound(f"no agent {agent_id}", code="agent-not-found")
             found[agent_id] = view.agent
@@ -165,7 +167,7 @@ class TaskService:
         first = next(iter(tags.items()))
         matched, cursor = [], None
         while True:
-            page = self._agents.list_views(state=AgentState.ACTIVE, tag=first, limit=100, cursor=cursor)
+            page = self.agents.list_views(state=AgentState.ACTIVE, tag=first, limit=100, cursor=cursor)
             matched += [
                 v.agent
                 for v in page.items
@@ -182,22 +184,22 @@ class TaskService:
         any execution listed unfinished is read again by id, so the view never shows a finished
         task with a running execution.
         """
-        task = self._tasks.get_task(task_id, consistent=True)
+        task = self.tasks.get_task(task_id, consistent=True)
         if task is None:
             raise NotFound(f"no task {task_id}", code="task-not-found")
-        executions = self._tasks.executions_of(task)
+        executions = self.tasks.executions_of(task)
         if task.finished_at is not None:
             executions = [
-                (None if e.status.terminal else self._tasks.get_execution(e.execution_id)) or e
+                (None if e.status.terminal else self.tasks.get_execution(e.execution_id)) or e
                 for e in executions
             ]
         return task, executions
 
     def list_tasks(self, *, state: TaskState | None, limit: int, cursor: str | None) -> Page[Task]:
-        return self._tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self._clock.now_ms())
+        return self.tasks.list_tasks(state=state, limit=limit, cursor=cursor, now_ms=self.clock.now_ms())
 
     def progress(self, tasks: list[Task]) -> dict[str, TaskProgress]:
-        return self._tasks.progress_of(tasks)
+        return self.tasks.progress_of(tasks)
 
     def cancel(self, task_id: str, actor: str) -> tuple[Task, list[Execution]]:
         """Queued executions end cancelled now; leased or running ones are told to stop.
@@ -208,12 +210,12 @@ class TaskService:
         task, executions = self.get(task_id)
         if task.state is not TaskState.ACTIVE:
             return task, executions
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         change = changes_between({"state": task.state.value}, {"state": TaskState.CANCELLED.value})
         audit = AuditRecord.of(actor, "task.cancel", task_id, now, changes=change)
-        if self._tasks.cancel_task(task_id, now, audit):
+        if self.tasks.cancel_task(task_id, now, audit):
             for listed in executions:
-                current = None if listed.status.terminal else self._tasks.get_execution(listed.execution_id)
+                current = None if listed.status.terminal else self.tasks.get_execution(listed.execution_id)
                 if current is not None:
                     self._transition(current, lambda e: None if e.status.terminal else cancel(e, now))
         return self.get(task_id)
@@ -224,22 +226,22 @@ class TaskService:
         """Lease up to ``max`` of the agent's queued executions (each by a conditional write)."""
         require_own(caller, agent_id)
         renewal = self.renew(caller, command.running_executions)
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         leased = self._hand_back(agent_id, command, now)
         active: dict[str, bool] = {}
-        for candidate in self._tasks.queued_for(agent_id, command.max + 10):
+        for candidate in self.tasks.queued_for(agent_id, command.max + 10):
             if len(leased) == command.max:
                 break
             if candidate.status is not ExecutionStatus.QUEUED:
                 continue
             if candidate.task_id not in active:
-                task = self._tasks.get_task(candidate.task_id, consistent=True)
+                task = self.tasks.get_task(candidate.task_id, consistent=True)
                 active[candidate.task_id] = task is not None and task.state is TaskState.ACTIVE
             if not active[candidate.task_id]:  # cancelled after the cancel's (lagging) listing
                 self._transition(
                     candidate, lambda e: cancel(e, now) if e.status is ExecutionStatus.QUEUED else None
                 )
-            elif self._tasks.transition(candidate, after := lease(candidate, now, self.lease_s)):
+            elif self.tasks.transition(candidate, after := lease(candidate, now, self.lease_s)):
                 leased.append(after)
         return Claimed(leased, renewal.renewed, renewal.cancel)
 
@@ -248,14 +250,14 @@ class TaskService:
         lost. They are leased to it again (fresh lease), so they run instead of expiring unseen."""
         known = set(command.running_executions)
         handed: list[Execution] = []
-        for lost in self._tasks.leased_unstarted(agent_id, command.max):
+        for lost in self.tasks.leased_unstarted(agent_id, command.max):
             if (
                 lost.status is ExecutionStatus.LEASED
                 and (lost.leased_at or 0) + HAND_BACK_AFTER_MS <= now
                 and lost.execution_id not in known
                 and not lost.cancel_requested
                 and len(handed) < command.max
-                and self._tasks.transition(lost, after := lease(lost, now, self.lease_s))
+                and self.tasks.transition(lost, after := lease(lost, now, self.lease_s))
             ):
                 handed.append(after)
         return handed
@@ -264,9 +266,9 @@ class TaskService:
         """Renew the leases an agent still holds; the rest (cancelled, lost) it must stop."""
         renewed: list[str] = []
         stop: list[str] = []
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         for execution_id in dict.fromkeys(execution_ids):
-            execution = self._tasks.get_execution(execution_id)
+            execution = self.tasks.get_execution(execution_id)
             holds = (
                 execution is not None
                 and execution.agent_id == caller.agent_id
@@ -276,7 +278,7 @@ class TaskService:
             if (
                 execution is not None
                 and holds
-                and self._tasks.transition(execution, renew(execution, now, self.lease_s))
+                and self.tasks.transition(execution, renew(execution, now, self.lease_s))
             ):
                 renewed.append(execution_id)
             else:
@@ -293,10 +295,10 @@ class TaskService:
         }
 
     def pending(self, agent_id: str) -> int:
-        return self._tasks.count_queued(agent_id)
+        return self.tasks.count_queued(agent_id)
 
     def execution_for(self, caller: Caller, execution_id: str) -> Execution:
-        execution = self._tasks.get_execution(execution_id)
+        execution = self.tasks.get_execution(execution_id)
         if execution is None:
             raise NotFound(f"no execution {execution_id}", code="execution-not-found")
         require_own(caller, execution.agent_id)
@@ -305,16 +307,16 @@ class TaskService:
     def report(self, caller: Caller, execution_id: str, result: ExecutionResult) -> Execution:
         """Record an attempt's result once; a resend of it is answered with what was recorded."""
         execution = self.execution_for(caller, execution_id)
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         for _ in range(3):
             after = apply_result(execution, result, caller.agent_id, now)
             if after is not None and after.status.is_error and after.max_errors:
                 # before the result frees a concurrency slot, so nothing queued slips out meanwhile
                 self._spend_error_budget(after, now)
             if after is None:  # a resend: the first one's task finish may have failed after its write
-                self._tasks.settle(execution)
+                self.tasks.settle(execution)
                 return execution
-            if self._tasks.transition(execution, after):
+            if self.tasks.transition(execution, after):
                 return after
             execution = self.execution_for(caller, execution_id)
         raise Conflict("the execution keeps changing; retry", code="concurrent-update")
@@ -322,10 +324,10 @@ class TaskService:
     def _spend_error_budget(self, failed: Execution, now: int) -> None:
         """With ``failed``, has the task reached its ``max_errors``? Then cancel its queued executions."""
         assert failed.max_errors is not None
-        task = self._tasks.get_task(failed.task_id)
+        task = self.tasks.get_task(failed.task_id)
         if task is None:
             return
-        executions = self._tasks.executions_of(task)
+        executions = self.tasks.executions_of(task)
         errors = 1 + sum(1 for e in executions if e.status.is_error and e.execution_id != failed.execution_id)
         if errors < failed.max_errors:
             return
@@ -333,7 +335,7 @@ class TaskService:
         for listed in executions:
             # listed executions carry no version: re-read each before changing it
             queued = listed.status is ExecutionStatus.QUEUED
-            execution = self._tasks.get_execution(listed.execution_id) if queued else None
+            execution = self.tasks.get_execution(listed.execution_id) if queued else None
             if execution is not None:
                 self._transition(
                     execution,
@@ -344,14 +346,14 @@ class TaskService:
 
     def expire_leases(self) -> int:
         """Attempts whose agent stopped renewing: timed out, requeued while retries remain."""
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         return self._run_timer(
             DueTimer.LEASE, now, lambda e: lease_expired(e, now) if _lease_over(e, now) else None
         )
 
     def expire_deliveries(self) -> int:
         """Queued executions nobody claimed before their delivery deadline: expired."""
-        now = self._clock.now_ms()
+        now = self.clock.now_ms()
         return self._run_timer(
             DueTimer.DELIVERY,
             now,
@@ -364,8 +366,8 @@ class TaskService:
 
     def _run_timer(self, timer: DueTimer, now: int, step: _Step) -> int:
         handled = 0
-        for execution_id in self._tasks.due(timer, now, TIMER_BATCH):
-            execution = self._tasks.get_execution(execution_id)
+        for execution_id in self.tasks.due(timer, now, TIMER_BATCH):
+            execution = self.tasks.get_execution(execution_id)
             if execution is not None and self._transition(execution, step):
                 handled += 1
         return handled
@@ -379,9 +381,9 @@ class TaskService:
             after = step(current)
             if after is None:
                 return False
-            if self._tasks.transition(current, after):
+            if self.tasks.transition(current, after):
                 return True
-            current = self._tasks.get_execution(execution.execution_id)
+            current = self.tasks.get_execution(execution.execution_id)
         return False
 
 

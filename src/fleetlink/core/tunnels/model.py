@@ -271,12 +271,23 @@ class TunnelRecord(TunnelFields):
 
     def reported(self) -> StatusReport:
         """The status as the agent last reported it (to tell a changed report from a repeat)."""
-        return StatusReport(
-            health=self.health,
-            public_url=self.public_url,
-            error_code=self.last_error_code,
-            error_message=self.last_error_message,
+        return StatusReport.model_validate(
+            {word: getattr(self, kept) for word, kept in _REPORT_KEPT_AS.items()}
         )
+
+    def with_report(self, report: StatusReport, at: int) -> TunnelRecord:
+        """The record holding ``report`` as the agent's status, reported at ``at``."""
+        kept = {kept: getattr(report, word) for word, kept in _REPORT_KEPT_AS.items()}
+        return self.model_copy(update=kept | {"status_at": at})
+
+
+#: Where a tunnel record keeps each field of the agent's status report.
+_REPORT_KEPT_AS = {
+    "health": "health",
+    "public_url": "public_url",
+    "error_code": "last_error_code",
+    "error_message": "last_error_message",
+}
 
 
 class TunnelEvent(DeferredModel):

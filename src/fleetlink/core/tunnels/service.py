@@ -18,6 +18,7 @@ from fleetlink.core.agents.ports import AgentRepository, AgentView
 from fleetlink.core.audit import AuditRecord, changes_between, removed
 from fleetlink.core.audit import created as created_fields
 from fleetlink.core.clock import Clock
+from fleetlink.core.copying import copied
 from fleetlink.core.entities import AgentState, Page
 from fleetlink.core.errors import Conflict, NotFound, Unprocessable
 from fleetlink.core.heartbeat import Heartbeat, HeartbeatCaller, HeartbeatParts
@@ -108,15 +109,11 @@ class TunnelService:
             raise Conflict(f"agent {agent_id} is revoked", code="agent-revoked")
         now = self._clock.now_ms()
         tunnel_id = new_id(IdPrefix.TUNNEL, now)
-        record = TunnelRecord(
+        record = copied(
+            TunnelRecord,
+            command,
             tunnel_id=tunnel_id,
             agent_id=agent_id,
-            provider=command.provider,
-            name=command.name,
-            mode=command.mode,
-            local_target=command.local_target,
-            public_hostname=command.public_hostname,
-            enabled=command.enabled,
             routes=with_ids(command.routes, [], now),
             sealed_secret=self._sealed(agent, tunnel_id, command.secret),
             created_at=now,
@@ -245,16 +242,7 @@ class TunnelService:
             before = self._own(caller, tunnel_id)
             if before.reported() == report:
                 return TunnelView(before, before.health, None), False
-            now = self._clock.now_ms()
-            after = before.model_copy(
-                update={
-                    "health": report.health,
-                    "public_url": report.public_url,
-                    "last_error_code": report.error_code,
-                    "last_error_message": report.error_message,
-                    "status_at": now,
-                }
-            )
+            after = before.with_report(report, self._clock.now_ms())
             if self._tunnels.report_status(before, after):
                 return TunnelView(after, after.health, None), True
         raise Conflict("the tunnel keeps changing; retry", code="concurrent-update")
@@ -264,14 +252,12 @@ class TunnelService:
         record = self._own(caller, tunnel_id)
         now = self._clock.now_ms()
         events = [
-            TunnelEvent(
+            copied(
+                TunnelEvent,
+                e,
                 event_id=event_id(tunnel_id, e),
                 tunnel_id=tunnel_id,
                 agent_id=record.agent_id,
-                level=e.level,
-                event_type=e.event_type,
-                message=e.message,
-                data=e.data,
                 created_at=min(e.created_at, now),
             )
             for e in batch.events
@@ -317,13 +303,12 @@ class TunnelService:
             ) from error
 
     def _event(self, record: TunnelRecord, change: Change, now: int) -> TunnelEvent:
-        return TunnelEvent(
+        return copied(
+            TunnelEvent,
+            change,
             event_id=new_id(IdPrefix.EVENT, now),
             tunnel_id=record.tunnel_id,
             agent_id=record.agent_id,
-            level=change.level,
-            event_type=change.event_type,
-            message=change.message,
             data=dict(change.data),
             created_at=now,
         )

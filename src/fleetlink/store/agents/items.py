@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    ListAttribute,
-    MapAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    VersionAttribute,
-)
+from pynamodb.attributes import UnicodeAttribute, VersionAttribute
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.condition import Condition
 from pynamodb.transactions import TransactWrite
 
-from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
+from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent, RegistrationToken
 from fleetlink.core.agents.ports import TokenUse
 from fleetlink.core.errors import TokenUnusable
 from fleetlink.store import keys
-from fleetlink.store.base import ListIndex, TableItem, entity, index_keys
+from fleetlink.store.base import ListIndex, TableItem, attributes_of, entity, index_keys
 from fleetlink.store.presence import AgentPresenceItem as AgentPresenceItem
 from fleetlink.store.table import LIST_INDEX
 
@@ -32,43 +24,21 @@ TOKEN_RETENTION_AFTER_EXPIRY_S = 7 * 24 * 3600
 # --- items ---------------------------------------------------------------------------------
 
 
-class AgentProfileItem(TableItem, discriminator="agent"):
+class AgentProfileItem(attributes_of(Agent, maps=True), TableItem, discriminator="agent"):  # type: ignore[misc]
     """Who an agent is: keys, hardware, tags. Heartbeats never write it."""
 
     #: agents, sharded by id; written only when a profile changes
     agent_list: ListIndex[AgentProfileItem] = ListIndex()
     gsi1pk, gsi1sk = index_keys(LIST_INDEX)
-    agent_id = UnicodeAttribute()
-    fingerprint = UnicodeAttribute()
-    name = UnicodeAttribute()
-    key_alg = UnicodeAttribute()
-    public_key = UnicodeAttribute()
-    encryption_public_key = UnicodeAttribute(null=True)
-    hardware: MapAttribute[str, Any] = MapAttribute()
-    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
-    requested_tags: MapAttribute[str, Any] = MapAttribute(default=dict)
-    capabilities = ListAttribute(of=UnicodeAttribute, default=list)
-    agent_version = UnicodeAttribute(null=True)
-    state = UnicodeAttribute()
-    registered_at = NumberAttribute()
-    updated_at = NumberAttribute()
-    revoked_at = NumberAttribute(null=True)
-    deleted_at = NumberAttribute(null=True)
     version = VersionAttribute()
 
 
-class RegistrationEventItem(TableItem, discriminator="registration"):
-    event_id = UnicodeAttribute()
-    agent_id = UnicodeAttribute()
-    event = UnicodeAttribute()
-    success = BooleanAttribute()
-    similarity_score = NumberAttribute(null=True)
-    key_changed = BooleanAttribute(default=False)
-    token_id = UnicodeAttribute(null=True)
-    reason = UnicodeAttribute(null=True)
-    hardware: MapAttribute[str, Any] = MapAttribute()
-    at = NumberAttribute()
-    resembles: MapAttribute[str, Any] = MapAttribute(null=True)
+class RegistrationEventItem(
+    attributes_of(RegistrationEvent, maps=True),  # type: ignore[misc]
+    TableItem,
+    discriminator="registration",
+):
+    """One registration, re-registration, key rotation or recovery of an agent, or a refused one."""
 
 
 class EvidenceItem(TableItem, discriminator="evidence"):
@@ -77,22 +47,14 @@ class EvidenceItem(TableItem, discriminator="evidence"):
     agent_id = UnicodeAttribute()
 
 
-class RegistrationTokenItem(TableItem, discriminator="registration_token"):
+class RegistrationTokenItem(
+    attributes_of(RegistrationToken, maps=True),  # type: ignore[misc]
+    TableItem,
+    discriminator="registration_token",
+):
     #: registration and recovery tokens, newest first
     token_list: ListIndex[RegistrationTokenItem] = ListIndex()
     gsi1pk, gsi1sk = index_keys(LIST_INDEX, null=True)
-    token_id = UnicodeAttribute()
-    secret_hash = UnicodeAttribute()
-    purpose = UnicodeAttribute(default="registration")
-    agent_id = UnicodeAttribute(null=True)
-    revoked_at = NumberAttribute(null=True)
-    name_prefix = UnicodeAttribute(null=True)
-    tags: MapAttribute[str, Any] = MapAttribute(default=dict)
-    max_uses = NumberAttribute()
-    uses = NumberAttribute(default=0)
-    expires_at = NumberAttribute()
-    created_at = NumberAttribute()
-    created_by = UnicodeAttribute()
 
 
 class NonceItem(TableItem, discriminator="nonce"):

@@ -28,15 +28,12 @@ from fleetlink.store.agents.repository import DynamoAgentRepository
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import entity, transaction
 from fleetlink.store.conditions import failed_conditions
-from fleetlink.store.cursors import CursorCodec, last_key_of
+from fleetlink.store.cursors import CursorPaged, last_key_of
 from fleetlink.store.errors import translates_store_errors
 
 
 @translates_store_errors
-class DynamoRegistrationStore:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoRegistrationStore(CursorPaged):
     def create_token(self, token: RegistrationToken, audit: AuditRecord) -> None:
         gsi1pk, gsi1sk = keys.token_list_keys(token.token_id)
         item = RegistrationTokenItem(

@@ -14,6 +14,7 @@ from fleetlink.core.agents.model import Agent, Presence, RegistrationEvent
 from fleetlink.core.agents.ports import AgentView
 from fleetlink.core.entities import AgentState, AuditRecord, Page
 from fleetlink.core.errors import Conflict, Unauthenticated
+from fleetlink.core.heartbeat import Heartbeat
 from fleetlink.store import keys
 from fleetlink.store.agents.items import (
     AgentPresenceItem,
@@ -27,15 +28,12 @@ from fleetlink.store.agents.items import (
 from fleetlink.store.audit import audit_item
 from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
-from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, sharded_pages
+from fleetlink.store.cursors import FILTERED_PAGE, CursorPaged, sharded_pages
 from fleetlink.store.errors import translates_store_errors
 
 
 @translates_store_errors
-class DynamoAgentRepository:
-    def __init__(self, cursors: CursorCodec | None = None) -> None:
-        self._cursors = cursors or CursorCodec()
-
+class DynamoAgentRepository(CursorPaged):
     def get_view(self, agent_id: str, *, consistent: bool = False) -> AgentView | None:
         """Profile and presence in one query (0.5 RCU eventually consistent while both fit 4 KB, 1 RCU
         consistent: authentication and identity changes must see the current key)."""
@@ -127,23 +125,17 @@ class DynamoAgentRepository:
         return [entity(RegistrationEvent, item) for item in items]
 
     def record_heartbeat(
-        self,
-        agent_id: str,
-        *,
-        now_ms: int,
-        reported_status: str | None,
-        metrics: dict[str, float],
-        sequence: int | None = None,
+        self, agent_id: str, heartbeat: Heartbeat, *, now_ms: int, sequence: int | None = None
     ) -> None:
         """One UpdateItem on the small presence item: 1 WCU, no index write. With a ``sequence``, its
         condition is also the replay check: only a greater sequence than the last one is written."""
         item = AgentPresenceItem(keys.agent_pk(agent_id), keys.AGENT_PRESENCE_SK)
         actions: list[Action] = [
             AgentPresenceItem.last_seen_at.set(now_ms),
-            AgentPresenceItem.metrics.set(metrics),
+            AgentPresenceItem.metrics.set(heartbeat.metrics),
             AgentPresenceItem.heartbeats.add(1),
-            AgentPresenceItem.reported_status.set(reported_status)
-            if reported_status
+            AgentPresenceItem.reported_status.set(heartbeat.status)
+            if heartbeat.status
             else AgentPresenceItem.reported_status.remove(),
         ]
         condition: Condition = AgentPresenceItem.pk.exists()

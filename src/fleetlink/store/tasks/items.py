@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from pynamodb.attributes import (
-    BooleanAttribute,
-    JSONAttribute,
-    ListAttribute,
-    NumberAttribute,
-    UnicodeAttribute,
-    VersionAttribute,
-)
+from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute, VersionAttribute
 from pynamodb.expressions.update import Action
 
 from fleetlink.core.tasks.model import (
@@ -27,6 +21,7 @@ from fleetlink.store.base import (
     QueueIndex,
     TableItem,
     TaskExecutionsIndex,
+    attributes_of,
     entity,
     index_keys,
 )
@@ -47,32 +42,11 @@ _FINISHED_COUNTS = tuple(status.value for status in ExecutionStatus if status.te
 IDEMPOTENCY_RETENTION_S = 24 * 3600
 
 
-class TaskSpecAttributes:
-    """What a task asks of each execution, which every execution carries a copy of."""
-
-    task_type = UnicodeAttribute()  # "type" names the item kind
-    command = UnicodeAttribute(null=True)
-    input = JSONAttribute(null=True)
-    priority = NumberAttribute()
-    timeout_seconds = NumberAttribute()
-    max_retries = NumberAttribute()
-    delivery_timeout_seconds = NumberAttribute()
-    max_concurrency = NumberAttribute(null=True)
-    max_errors = NumberAttribute(null=True)
-
-
-class TaskItem(TaskSpecAttributes, TableItem, discriminator="task"):
+class TaskItem(attributes_of(Task, exclude={"type"}), TableItem, discriminator="task"):  # type: ignore[misc]
     #: tasks by month of creation
     task_list: ListIndex[TaskItem] = ListIndex()
     gsi1pk, gsi1sk = index_keys(LIST_INDEX)
-    task_id = UnicodeAttribute()
-    targets = JSONAttribute()
-    created_at = NumberAttribute()
-    created_by = UnicodeAttribute()
-    execution_count = NumberAttribute()
-    state = UnicodeAttribute()
-    finished_at = NumberAttribute(null=True)
-    cancelled_at = NumberAttribute(null=True)
+    task_type = UnicodeAttribute()  # "type" names the item kind
 
 
 class TaskOpenItem(TableItem, discriminator="task_open"):
@@ -94,7 +68,11 @@ class TaskSlotsItem(TableItem, discriminator="task_slots"):
     limit = NumberAttribute()
 
 
-class ExecutionItem(TaskSpecAttributes, TableItem, discriminator="execution"):
+class ExecutionItem(
+    attributes_of(Execution, exclude={"type"}),  # type: ignore[misc]
+    TableItem,
+    discriminator="execution",
+):
     #: An agent's queue (while queued), a task's executions, and timers (while one runs).
     queue: QueueIndex[ExecutionItem] = QueueIndex()
     by_task: TaskExecutionsIndex[ExecutionItem] = TaskExecutionsIndex()
@@ -105,32 +83,7 @@ class ExecutionItem(TaskSpecAttributes, TableItem, discriminator="execution"):
     #: An agent's executions (gsi5, queried by ``store.agent_executions``); null only on items
     #: written before the index existed.
     gsi5pk, gsi5sk = index_keys(AGENT_EXECUTIONS_INDEX, null=True)
-    execution_id = UnicodeAttribute()
-    task_id = UnicodeAttribute()
-    agent_id = UnicodeAttribute()
-    fanout = NumberAttribute(null=True)
-    status = UnicodeAttribute()
-    attempt = NumberAttribute()
-    created_at = NumberAttribute()
-    updated_at = NumberAttribute()
-    deliver_by = NumberAttribute()
-    leased_at = NumberAttribute(null=True)
-    lease_expires_at = NumberAttribute(null=True)
-    cancel_requested = BooleanAttribute(default=False)
-    started_at = NumberAttribute(null=True)
-    finished_at = NumberAttribute(null=True)
-    exit_code = NumberAttribute(null=True)
-    output = UnicodeAttribute(null=True)
-    output_truncated = BooleanAttribute(default=False)
-    output_bytes = NumberAttribute(null=True)
-    stderr = UnicodeAttribute(null=True)
-    stderr_truncated = BooleanAttribute(default=False)
-    stderr_bytes = NumberAttribute(null=True)
-    output_objects = JSONAttribute(null=True)
-    error = UnicodeAttribute(null=True)
-    result_status = UnicodeAttribute(null=True)
-    result_attempt = NumberAttribute(null=True)
-    result_digest = UnicodeAttribute(null=True)
+    task_type = UnicodeAttribute()  # "type" names the item kind
     #: A random token per write: a resend of a write that was applied but whose answer was lost
     #: fails its version condition and finds its own token (``repository._applied``).
     write_token = UnicodeAttribute(null=True)
@@ -151,12 +104,13 @@ class FanoutChunkItem(TableItem, discriminator="task_fanout_chunk"):
     executions = JSONAttribute()
 
 
-class IdempotencyItem(TableItem, discriminator="idempotency"):
-    """A create under an Idempotency-Key: its request's digest and what it answered."""
-
-    task_id = UnicodeAttribute()
-    request_digest = UnicodeAttribute()
-    agent_ids = ListAttribute(of=UnicodeAttribute)
+class IdempotencyItem(
+    attributes_of(CreateRecord, maps=True, exclude={"actor", "idempotency_key"}),  # type: ignore[misc]
+    TableItem,
+    discriminator="idempotency",
+):
+    """A create under an Idempotency-Key (its key holds the actor and the key): its request's digest
+    and what it answered."""
 
 
 def _count_item(execution: Execution) -> TaskOpenItem:
@@ -178,14 +132,9 @@ def _open_item(task_id: str, shard: int, count: int) -> TaskOpenItem:
 
 
 def _idempotency_item(record: CreateRecord, now_ms: int) -> IdempotencyItem:
-    return IdempotencyItem(
-        keys.idempotency_pk(record.actor, record.idempotency_key),
-        keys.SINGLETON_SK,
-        task_id=record.task_id,
-        request_digest=record.request_digest,
-        agent_ids=record.agent_ids,
-        ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S,
-    )
+    values = asdict(record)  # the actor and the idempotency key make the item's key
+    pk = keys.idempotency_pk(values.pop("actor"), values.pop("idempotency_key"))
+    return IdempotencyItem(pk, keys.SINGLETON_SK, ttl=now_ms // 1000 + IDEMPOTENCY_RETENTION_S, **values)
 
 
 def _task_item(task: Task) -> TaskItem:

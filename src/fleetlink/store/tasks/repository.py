@@ -27,7 +27,7 @@ from fleetlink.core.tasks.ports import DueTimer
 from fleetlink.core.tasks.transitions import execution_of
 from fleetlink.store import keys
 from fleetlink.store.audit import audit_item, audited_write
-from fleetlink.store.base import TableItem, transaction
+from fleetlink.store.base import TableItem, entity, transaction
 from fleetlink.store.conditions import condition_failed, failed_conditions
 from fleetlink.store.cursors import FILTERED_PAGE, CursorCodec, invalid_cursor, last_key_of
 from fleetlink.store.errors import translates_store_errors
@@ -131,13 +131,7 @@ class DynamoTaskRepository(FanoutWrites):
             )
         except IdempotencyItem.DoesNotExist:
             return None
-        return CreateRecord(
-            actor,
-            idempotency_key,
-            item.request_digest,
-            item.task_id,
-            [str(agent_id) for agent_id in item.agent_ids],
-        )
+        return entity(CreateRecord, item, actor=actor, idempotency_key=idempotency_key)
 
     def get_task(self, task_id: str, *, consistent: bool = False) -> Task | None:
         try:

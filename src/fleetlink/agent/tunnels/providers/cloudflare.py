@@ -9,7 +9,6 @@ import re
 
 import httpx
 
-from fleetlink.agent.tunnels.providers.base import ProviderError
 from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port
 from fleetlink.agent.tunnels.store import TunnelStatus
 from fleetlink.contract.tunnels import Health
@@ -19,15 +18,11 @@ _ERROR = re.compile(r"^\S+ (ERR|FTL) ")
 
 
 class CloudflareProvider(ExternalProvider):
+    binary_name = "cloudflared"
     auth_markers = ("Provided Tunnel token is not valid", "Unauthorized")
 
-    @property
-    def binary(self) -> str:
-        return self.context.config.binaries["cloudflared"]
-
     async def start(self) -> None:
-        if not self.context.secret:
-            raise ProviderError("secret_missing", "cloudflare needs the tunnel token")
+        token = self.required_secret("the tunnel token")
         if self.context.spec.public_hostname:
             self._public_url = f"https://{self.context.spec.public_hostname}"
         self.metrics = f"127.0.0.1:{free_loopback_port()}"
@@ -41,7 +36,7 @@ class CloudflareProvider(ExternalProvider):
             f"http://{self.context.upstream}",
             "run",
         ]
-        await self.launch(argv, {"TUNNEL_TOKEN": self.context.secret})
+        await self.launch(argv, {"TUNNEL_TOKEN": token})
 
     def on_line(self, line: str) -> None:
         match = _INGRESS_HOST.search(line) if "Updated to new configuration" in line else None

@@ -7,6 +7,7 @@ import socket
 from fleetlink.agent.tunnels.providers.base import (
     ManagedProcess,
     ProviderContext,
+    ProviderError,
     ProviderExit,
     down,
     tcp_reachable,
@@ -25,6 +26,8 @@ def free_loopback_port() -> int:
 class ExternalProvider:
     """One long-running provider process; subclasses say how to run it and read its output."""
 
+    #: Its binary's name in ``TunnelsConfig.binaries``.
+    binary_name: str
     #: Output fragments that mean the provider refused the credential.
     auth_markers: tuple[str, ...] = ()
 
@@ -36,7 +39,13 @@ class ExternalProvider:
 
     @property
     def binary(self) -> str:
-        raise NotImplementedError
+        return self.context.config.binaries[self.binary_name]
+
+    def required_secret(self, what: str) -> str:
+        """The tunnel's credential; ``secret_missing`` (the provider needs ``what``) when it has none."""
+        if not self.context.secret:
+            raise ProviderError("secret_missing", f"{self.name} needs {what}")
+        return self.context.secret
 
     @property
     def public_url(self) -> str | None:

@@ -8,22 +8,18 @@ import json
 
 import httpx
 
-from fleetlink.agent.tunnels.providers.base import ProviderError, write_private
+from fleetlink.agent.tunnels.providers.base import write_private
 from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port
 from fleetlink.agent.tunnels.store import TunnelStatus
 from fleetlink.contract.tunnels import Health, Mode
 
 
 class NgrokProvider(ExternalProvider):
+    binary_name = "ngrok"
     auth_markers = ("authentication failed", "ERR_NGROK_105", "ERR_NGROK_107")
 
-    @property
-    def binary(self) -> str:
-        return self.context.config.binaries["ngrok"]
-
     async def start(self) -> None:
-        if not self.context.secret:
-            raise ProviderError("secret_missing", "ngrok needs an authtoken")
+        authtoken = self.required_secret("an authtoken")
         self.web_addr = f"127.0.0.1:{free_loopback_port()}"
         config = write_private(
             self.context.workdir / "ngrok.yml",
@@ -43,7 +39,7 @@ class NgrokProvider(ExternalProvider):
         ]
         if spec.public_hostname:
             argv += ["--url", f"https://{spec.public_hostname}"]
-        await self.launch(argv, {"NGROK_AUTHTOKEN": self.context.secret})
+        await self.launch(argv, {"NGROK_AUTHTOKEN": authtoken})
 
     def on_line(self, line: str) -> None:
         try:

@@ -20,11 +20,8 @@ COMMAND_TIMEOUT_S = 60.0
 
 
 class TailscaleProvider(ExternalProvider):
+    binary_name = "tailscale"
     auth_markers = ("invalid key", "not logged in")
-
-    @property
-    def binary(self) -> str:
-        return self.context.config.binaries["tailscale"]
 
     def _cli(self, *args: str) -> list[str]:
         socket = self.context.config.tailscale_socket

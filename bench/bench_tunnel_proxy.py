@@ -4,11 +4,13 @@
    512-byte answers). The baseline, "direct", is the same load generator talking straight to the
    same target over keep-alive connections, no proxy in between. Then the same load through the
    proxy as it is now, and through the proxy as it was at ``--before`` (a git revision; default:
-   the last stream-based one), in the same run; the variants take turns, ``ROUNDS`` times each,
-   and the median of each is printed. The proxies keep their upstream connections alive too.
+   the last stream-based one), and through two floors (a relay that parses nothing, and the same
+   relay feeding llhttp both ways), in the same run; the variants take turns, ``ROUNDS`` times
+   each, and the median of each is printed. The proxies keep their upstream connections alive too.
    Target, proxy and load generator each run in a process of their own, the proxies on the
    agent's loop (uvloop when installed); CPU is counted for all three processes (goal: proxied /
-   direct throughput >= 0.7, direct / proxied CPU per request >= 0.6).
+   direct throughput >= 0.7, direct / proxied CPU per request >= 0.6). CPU time is read in clock
+   ticks (10 ms): on a busy machine, ``--requests`` and ``--rounds`` above their defaults steady it.
 2. Reconciling 100 self_hosted tunnels: first apply (stores, starts 100 listeners), an unchanged
    apply, one health round over all of them, and shutdown.
 
@@ -36,7 +38,8 @@ ROUNDS = 3
 TUNNELS = 100
 #: The last revision whose proxy read requests through asyncio streams (the "before" of issue 19).
 BEFORE_REVISION = "72e4d2c"
-_PROXY_FILES = ("proxy", "strict_http")
+#: The proxy's modules; a revision may hold only some of them (``proxy`` itself is required).
+_PROXY_FILES = ("proxy", "proxy_http", "proxy_upstream", "proxy_tcp", "strict_http")
 
 TARGET = """
 import asyncio, sys
@@ -59,22 +62,38 @@ asyncio.run(main())
 
 #: The floor any proxy stands on here: a relay that parses nothing, each client connection spliced
 #: to a connection of its own to the target, on the same loop. What it costs is socket I/O only.
+#: With "parse", every connection also feeds what it relays to an llhttp parser bound to the
+#: callbacks the proxy binds, doing nothing in them: the floor of a proxy parsing with llhttp.
 RELAY = """
-import asyncio, sys
+import asyncio, sys, httptools
 from fleetlink.agent.tunnels.proxy import new_event_loop
+PARSE = sys.argv[2:] == ["parse"]
+class Callbacks:
+    def on_message_begin(self): pass
+    def on_url(self, url): pass
+    def on_header(self, name, value): pass
+    def on_headers_complete(self): pass
+    def on_body(self, body): pass
+    def on_message_complete(self): pass
 class Target(asyncio.Protocol):
-    def __init__(self, client): self.client = client
+    def __init__(self, client):
+        self.client = client
+        self.feed = httptools.HttpResponseParser(Callbacks()).feed_data if PARSE else len
     def connection_made(self, transport): self.transport = transport
-    def data_received(self, data): self.client.transport.write(data)
+    def data_received(self, data):
+        self.feed(data)
+        self.client.transport.write(data)
 class Client(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport, self.target, self.pending = transport, None, []
+        self.feed = httptools.HttpRequestParser(Callbacks()).feed_data if PARSE else len
         asyncio.get_running_loop().create_task(self.connect())
     async def connect(self):
         loop = asyncio.get_running_loop()
         _, self.target = await loop.create_connection(lambda: Target(self), "127.0.0.1", int(sys.argv[1]))
         for data in self.pending: self.target.transport.write(data)
     def data_received(self, data):
+        self.feed(data)
         if self.target is None: self.pending.append(data)
         else: self.target.transport.write(data)
 async def main():
@@ -115,7 +134,9 @@ def before_proxy(revision: str, into: Path) -> str | None:
             text=True,
         )
         if shown.returncode != 0:
-            return None
+            if name == "proxy":
+                return None
+            continue
         source = shown.stdout
         for other in _PROXY_FILES:
             source = source.replace(f"fleetlink.agent.tunnels.{other} ", f"before_{other} ")
@@ -194,6 +215,8 @@ def bench_proxy(before_revision: str) -> None:
         processes.append(process)
         process, ports["relay, no parsing"] = spawn(RELAY, str(target_port))
         processes.append(process)
+        process, ports["relay + llhttp"] = spawn(RELAY, str(target_port), "parse")
+        processes.append(process)
         pids = dict(zip(ports, [None, *(p.pid for p in processes[1:])], strict=True))
         runs = {name: Run() for name in ports}
         try:
@@ -236,7 +259,9 @@ def bench_proxy(before_revision: str) -> None:
     print(
         "  (the CPU ratio is the throughput ratio a CPU-bound machine would see; the throughput one"
         " also counts scheduling when three busy processes share the cores. 'relay, no parsing' is"
-        " the floor: socket I/O only, what no HTTP proxy here can cost less than)"
+        " the floor: socket I/O only, what no HTTP proxy here can cost less than; 'relay + llhttp'"
+        " adds llhttp parsing both ways with the proxy's callbacks doing nothing: the floor of a"
+        " proxy parsing with llhttp, the rest of a proxy's CPU is its own work per exchange)"
     )
     if before is None:
         print(f"  (no 'before' variant: revision {before_revision} is not in this checkout)")
@@ -295,7 +320,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--before", default=BEFORE_REVISION, help="git revision of the 'before' proxy")
     parser.add_argument("--proxy-only", action="store_true", help="skip the reconcile figures")
+    parser.add_argument("--requests", type=int, default=REQUESTS, help="GETs per variant and round")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="rounds per variant")
     arguments = parser.parse_args()
+    REQUESTS, ROUNDS = arguments.requests, arguments.rounds
     bench_proxy(arguments.before)
     if not arguments.proxy_only:
         bench_reconcile()

@@ -25,13 +25,13 @@ from http import HTTPStatus
 from fleetlink.agent.tunnels.proxy_http import ClientSide, Exchange
 from fleetlink.agent.tunnels.proxy_tcp import Listener, TcpForwarder
 from fleetlink.agent.tunnels.proxy_upstream import UpstreamSide
-from fleetlink.agent.tunnels.strict_http import problem_response
+from fleetlink.agent.tunnels.strict_http import normalise_target, problem_response
 from fleetlink.contract.tunnels import split_host_port
 
 __all__ = ["HttpProxy", "Route", "RouteTable", "TcpForwarder", "new_event_loop"]
 
 MAX_IDLE_PER_TARGET = 32
-#: Paths whose route is remembered per table (then the memory starts over).
+#: Request paths whose normal form and route are remembered per table (then the memory starts over).
 ROUTE_CACHE_SIZE = 1024
 #: Refusals inside this many seconds of the last logged one are counted, not logged again.
 REFUSAL_LOG_BURST_S = 60.0
@@ -50,6 +50,11 @@ class Route:
     def _stem(self) -> str:
         return self.prefix if self.prefix.endswith("/") else self.prefix + "/"
 
+    @cached_property
+    def key(self) -> tuple[str, int]:
+        """Where it goes, as the idle connections to its target are kept."""
+        return self.host, self.port
+
     def matches(self, path: str) -> bool:
         return self.prefix == "/" or path == self.prefix or path.startswith(self._stem)
 
@@ -62,16 +67,29 @@ class RouteTable:
         self.default = Route("/", host.strip("[]"), port)
         parsed = [Route(prefix, *split_host_port(target), priority) for prefix, target, priority in routes]
         self.routes = sorted(parsed, key=lambda r: (-len(r.prefix), -r.priority))
-        self._picked: dict[str, Route] = {}
+        self._resolved: dict[bytes, tuple[bytes, Route]] = {}
 
     def pick(self, path: str) -> Route:
-        route = self._picked.get(path)
-        if route is None:
-            route = next((route for route in self.routes if route.matches(path)), self.default)
-            if len(self._picked) >= ROUTE_CACHE_SIZE:
-                self._picked.clear()
-            self._picked[path] = route
-        return route
+        """The route serving ``path`` (a normalised path)."""
+        return next((route for route in self.routes if route.matches(path)), self.default)
+
+    def resolve(self, target: bytes) -> tuple[bytes, Route]:
+        """(the target to forward, its route) for an origin-form request ``target``, refusing what
+        ``normalise_target`` refuses; what a path resolves to is remembered (the query is not part of
+        it)."""
+        query = target.find(b"?")
+        path = target if query < 0 else target[:query]
+        resolved = self._resolved.get(path)
+        if resolved is None:
+            forward, normal = normalise_target(path, self.pick)
+            resolved = forward, self.pick(normal)
+            if len(self._resolved) >= ROUTE_CACHE_SIZE:
+                self._resolved.clear()
+            self._resolved[path] = resolved
+        forward, route = resolved
+        if forward is path:
+            return target, route
+        return (forward if query < 0 else forward + target[query:]), route
 
     def targets(self) -> list[tuple[str, int]]:
         return sorted({(r.host, r.port) for r in [self.default, *self.routes]})
@@ -110,7 +128,8 @@ class HttpProxy(Listener):
         self.response_timeout = response_timeout
         self.refused: Counter[str] = Counter()
         self.clients: set[ClientSide] = set()
-        self._idle: dict[tuple[str, int], list[UpstreamSide]] = {}
+        #: Idle connections by target, the last released last.
+        self.idle: dict[tuple[str, int], list[UpstreamSide]] = {}
         #: Runs while requests are in flight: answers 504 for those whose target is past its time.
         self.watchdog: asyncio.TimerHandle | None = None
         self._refusal_logged_at = -REFUSAL_LOG_BURST_S
@@ -130,10 +149,10 @@ class HttpProxy(Listener):
             task.cancel()
         for client in list(self.clients):
             client.transport.close()
-        for idle in self._idle.values():
+        for idle in self.idle.values():
             for upstream in idle:
                 upstream.transport.close()
-        self._idle.clear()
+        self.idle.clear()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._server.wait_closed(), 5)
         self._server = None
@@ -145,8 +164,7 @@ class HttpProxy(Listener):
         task.add_done_callback(self._tasks.discard)
 
     async def _connect(self, client: ClientSide, exchange: Exchange) -> None:
-        route = exchange.route
-        key = (route.host, route.port)
+        route, key = exchange.route, exchange.route.key
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, upstream = await asyncio.get_running_loop().create_connection(
@@ -177,25 +195,20 @@ class HttpProxy(Listener):
 
     # --- idle upstream connections ---------------------------------------------------------------
 
-    def idle_upstream(self, route: Route) -> UpstreamSide | None:
-        idle = self._idle.get((route.host, route.port))
-        while idle:
-            upstream = idle.pop()
-            if not upstream.transport.is_closing():
-                return upstream
-        return None
-
     def release(self, upstream: UpstreamSide) -> None:
-        idle = self._idle.setdefault(upstream.key, [])
+        idle = self.idle.get(upstream.key)
+        if idle is None:
+            idle = self.idle[upstream.key] = []
         open_ = self._server is not None and not upstream.transport.is_closing()
         if open_ and len(idle) < MAX_IDLE_PER_TARGET:
-            upstream.release_reading()  # an idle connection still notices its target closing
+            if upstream.reading_held:  # an idle connection still notices its target closing
+                upstream.release_reading()
             idle.append(upstream)
         else:
             upstream.transport.close()
 
     def forget(self, upstream: UpstreamSide) -> None:
-        idle = self._idle.get(upstream.key)
+        idle = self.idle.get(upstream.key)
         if idle and upstream in idle:
             idle.remove(upstream)
 

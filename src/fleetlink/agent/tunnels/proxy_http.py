@@ -22,7 +22,6 @@ from fleetlink.agent.tunnels.strict_http import (
     BadRequest,
     Head,
     check_request,
-    normalise_target,
     problem_response,
     request_framing,
 )
@@ -36,9 +35,12 @@ HEAD_LIMIT = 64 * 1024
 PENDING_LIMIT = 256 * 1024
 #: Request headers the proxy rewrites; a head without any keeps its header block byte for byte.
 _REWRITTEN = HOP_BY_HOP | {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"}
-#: A head without any of these is forwarded by the short path (no body, nothing to drop).
-_NOT_PLAIN = _REWRITTEN | {b"content-length"}
+#: The request headers the proxy acts on.
+_NOTED = _REWRITTEN | {b"content-length", b"host"}
 _PHRASES = {502: "Bad Gateway", 504: "Gateway Timeout"}
+#: A head forwarded as it came: method, target, the rest from the version on (without the blank
+#: line), then the forwarding headers with the client's address and Host.
+_FORWARDED = b"%s %s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n"
 
 
 def head_too_large() -> BadRequest:
@@ -49,13 +51,13 @@ def upstream_head(
     request: Head, target: bytes, upgrade: bytes | None, framing: str, client_ip: bytes
 ) -> bytes:
     """The request head the target gets: hop-by-hop headers dropped, ``X-Forwarded-*`` added."""
-    start = request.method + b" " + target + b" HTTP/1.1\r\n"
     plain = upgrade is None and framing != "chunked"
-    if plain and request.raw and request.by_name.keys().isdisjoint(_REWRITTEN):
-        return _forwarded(start, request.raw, request.by_name[b"host"][0], client_ip)
+    if plain and (raw := request.raw) and request.by_name.keys().isdisjoint(_REWRITTEN):
+        fields = b" HTTP/1.1" + raw[raw.index(b"\r\n") : -2]  # the header block as it came
+        return _FORWARDED % (request.method, target, fields, client_ip, request.by_name[b"host"][0])
     connection = request.tokens(b"connection")
     drop = (HOP_BY_HOP | connection if connection else HOP_BY_HOP) | {b"x-forwarded-for"}
-    lines = [start[:-2]]
+    lines = [request.method + b" " + target + b" HTTP/1.1"]
     lines += [k + b": " + v for k, v in request.headers if k.lower() not in drop]
     lines.append(b"x-forwarded-for: " + b", ".join([*request.values(b"x-forwarded-for"), client_ip]))
     if not request.values(b"x-forwarded-proto"):
@@ -68,16 +70,6 @@ def upstream_head(
         lines += [b"connection: upgrade", b"upgrade: " + upgrade]
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
-
-
-def _forwarded(start: bytes, raw: bytes, host: bytes, client_ip: bytes) -> bytes:
-    """``start``, the client's (validated) header block as it came, then the forwarding headers."""
-    return b"%s%sx-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-forwarded-host: %s\r\n\r\n" % (
-        start,
-        raw[raw.index(b"\r\n") + 2 : -2],
-        client_ip,
-        host,
-    )
 
 
 class Exchange:
@@ -124,15 +116,34 @@ class Exchange:
         return f"{route.host}:{route.port}" + (f" (route {route.prefix})" if route.prefix != "/" else "")
 
 
+class UnsolicitedMessage(Exception):
+    """From a callback: a message began after one that had to be the last for now (a target's second
+    answer to one request)."""
+
+
 class Parsing(asyncio.Protocol):
-    """What both sides share: the head being parsed, filled by llhttp's callbacks.
+    """What both sides share: the head being parsed, filled by llhttp's callbacks (``headers`` all of
+    them in order, ``by_name`` the values of those named in ``NOTED``).
 
     ``chunk`` is the data being fed; ``fresh`` says no message ended or began earlier in it, so a
     head that begins while it holds began at the chunk's first byte and its bytes can be reused.
     """
 
-    __slots__ = ("between", "by_name", "chunk", "eof", "fresh", "headers", "in_head", "transport", "whole")
+    __slots__ = (
+        "between",
+        "by_name",
+        "chunk",
+        "complete",
+        "eof",
+        "fresh",
+        "headers",
+        "in_head",
+        "transport",
+        "whole",
+    )
 
+    #: The (lower-case) names of the headers this side acts on: only these are in ``by_name``.
+    NOTED: frozenset[bytes]
     transport: asyncio.Transport
 
     def __init__(self) -> None:
@@ -142,6 +153,8 @@ class Parsing(asyncio.Protocol):
         self.whole = False  # the message being parsed began at the first byte of ``chunk``
         self.in_head = True
         self.eof = False
+        #: The message parsed must be the last one for now (a target's answer not yet passed on).
+        self.complete = False
         self.headers: list[tuple[bytes, bytes]] = []
         self.by_name: dict[bytes, list[bytes]] = {}
 
@@ -149,6 +162,8 @@ class Parsing(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
 
     def on_message_begin(self) -> None:
+        if self.complete:
+            raise UnsolicitedMessage
         self.whole = self.fresh and self.chunk[:1] not in (b"\r", b"\n")
         self.fresh = self.between = False
         self.in_head = True
@@ -160,22 +175,25 @@ class Parsing(asyncio.Protocol):
             return  # a trailer field: not forwarded (RFC 9110 §6.5.1)
         self.headers.append((name, value))
         lower = name.lower()
-        if (seen := self.by_name.get(lower)) is None:
-            self.by_name[lower] = [value]
-        else:
-            seen.append(value)
+        if lower in self.NOTED:
+            if (seen := self.by_name.get(lower)) is None:
+                self.by_name[lower] = [value]
+            else:
+                seen.append(value)
 
-    def raw_head(self) -> bytes:
-        """The head's bytes when the chunk being fed began with it, else b""."""
+    def head_end(self) -> int:
+        """Where the head ends in ``chunk`` when the chunk began with it (its bytes are
+        ``chunk[:head_end]``), else 0."""
         if not self.whole:
-            return b""
-        chunk = self.chunk
-        end = chunk.find(b"\r\n\r\n")
-        return chunk[: end + 4] if end >= 0 else b""
+            return 0
+        end = self.chunk.find(b"\r\n\r\n")
+        return end + 4 if end >= 0 else 0
 
 
 class ClientSide(Parsing):
     """One client connection: parses its requests and sends each to the target its route picks."""
+
+    NOTED = _NOTED
 
     __slots__ = (
         "client_ip",
@@ -291,44 +309,46 @@ class ClientSide(Parsing):
 
     # --- llhttp callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.url = b""
-
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         self.head_bytes = 0
-        parser, url, by_name = self.parser, self.url, self.by_name
-        method, version = parser.get_method(), parser.get_http_version()
-        hosts = by_name.get(b"host")
-        if version != "1.1" or url[:1] != b"/" or b"#" in url or hosts is None or len(hosts) != 1:
-            check_request(method, version, url, by_name)  # refuses what it must, lets HTTP/1.0 by
-        elif method == b"CONNECT":
-            check_request(method, version, url, by_name)
-        raw = self.raw_head()
-        if len(raw) > HEAD_LIMIT or (not raw and _head_size(url, self.headers) > HEAD_LIMIT):
-            raise head_too_large()
-        table = self.proxy.table
-        target, path = normalise_target(url, table.pick)
-        route = table.pick(path)
-        if raw and by_name.keys().isdisjoint(_NOT_PLAIN):  # the short path: no body, nothing to drop
-            start = method + b" " + target + b" HTTP/1.1\r\n"
-            head = _forwarded(start, raw, by_name[b"host"][0], self.client_ip)
-            exchange = Exchange(route, head, "none", None, version == "1.0", method == b"HEAD")
+        url, noted = self.url, self.by_name
+        self.url = b""  # for the next request
+        method = self.parser.get_method()
+        chunk, end = self.chunk, self.head_end()
+        line_end = chunk.find(b"\r\n", 0, end)  # the request line ends with the version (llhttp checked it)
+        hosts = noted.get(b"host")
+        if (
+            line_end > 0
+            and chunk.startswith(b" HTTP/1.1", line_end - 9)
+            and hosts is not None
+            and len(noted) == 1  # one Host, and no header the proxy acts on besides: no body either
+            and len(hosts) == 1
+            and url[:1] == b"/"
+            and b"#" not in url
+            and method != b"CONNECT"
+            and end <= HEAD_LIMIT
+        ):  # the short path: the head forwarded as it came, the forwarding headers added
+            target, route = self.proxy.table.resolve(url)
+            head = _FORWARDED % (method, target, chunk[line_end - 9 : end - 2], self.client_ip, hosts[0])
+            exchange = Exchange(route, head, "none", None, False, method == b"HEAD")
         else:
-            exchange = self._exchange(route, method, version, url, target, raw)
+            exchange = self._exchange(method, url, chunk[:end])
         self.parsing = exchange
         if self.current is None:
             self.start(exchange)
         else:
             self.queue.append(exchange)
 
-    def _exchange(
-        self, route: Route, method: bytes, version: str, url: bytes, target: bytes, raw: bytes
-    ) -> Exchange:
+    def _exchange(self, method: bytes, url: bytes, raw: bytes) -> Exchange:
+        version = self.parser.get_http_version()
+        check_request(method, version, url, self.by_name)
+        if len(raw) > HEAD_LIMIT or (not raw and _head_size(url, self.headers) > HEAD_LIMIT):
+            raise head_too_large()
+        target, route = self.proxy.table.resolve(url)
         request = Head(self.headers, self.by_name, raw, method, url, b"HTTP/" + version.encode())
         framing = request_framing(request)
         if self.parser.should_upgrade() and framing != "none":
@@ -366,23 +386,26 @@ class ClientSide(Parsing):
     def start(self, exchange: Exchange) -> None:
         """Send ``exchange`` to its target on an idle connection, or a new one."""
         self.current = exchange
-        upstream = self.proxy.idle_upstream(exchange.route)
-        if upstream is None:
-            self.proxy.connect(self, exchange)
-        else:
-            self.attach(exchange, upstream, reused=True)
+        idle = self.proxy.idle.get(exchange.route.key)
+        while idle:
+            upstream = idle.pop()
+            if not upstream.transport.is_closing():
+                self.attach(exchange, upstream, reused=True)
+                return
+        self.proxy.connect(self, exchange)
 
     def attach(self, exchange: Exchange, upstream: UpstreamSide, *, reused: bool) -> None:
+        proxy = self.proxy
         if self.closed or self.current is not exchange:
-            self.proxy.release(upstream)
+            proxy.release(upstream)
             return
         exchange.upstream, exchange.reused = upstream, reused
         upstream.exchange, upstream.client = exchange, self
         if self.writing_paused:
             upstream.hold_reading()
-        exchange.deadline = self.loop.time() + self.proxy.response_timeout
-        if self.proxy.watchdog is None:
-            self.proxy.watch()
+        exchange.deadline = self.loop.time() + proxy.response_timeout
+        if proxy.watchdog is None:
+            proxy.watch()
         self.flush(exchange)
         if self.paused:
             self.release_reading("connecting")
@@ -392,7 +415,7 @@ class ClientSide(Parsing):
         pending = exchange.pending
         if pending and exchange.upstream is not None:
             exchange.upstream.transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-            exchange.pending = []
+            pending.clear()
             exchange.pending_size = 0
 
     def answered(self, exchange: Exchange, *, close: bool) -> None:

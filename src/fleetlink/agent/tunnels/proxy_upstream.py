@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from fleetlink.agent.tunnels.proxy_http import Exchange, Parsing, half_close
+from fleetlink.agent.tunnels.proxy_http import Exchange, Parsing, UnsolicitedMessage, half_close
 from fleetlink.agent.tunnels.strict_http import HOP_BY_HOP, BadRequest, Head
 
 if TYPE_CHECKING:
@@ -20,10 +20,6 @@ _NO_BODY_STATUS = frozenset({204, 304})
 
 class _HeadAnswered(Exception):
     """From a callback: the answer to a HEAD request ends with its head (llhttp cannot be told so)."""
-
-
-class _Unsolicited(Exception):
-    """From a callback: the target sent a second answer to one request."""
 
 
 def client_head(response: Head, body: str, *, close: bool) -> bytes:
@@ -59,10 +55,11 @@ def _reason(raw: bytes, status: int) -> bytes:
 class UpstreamSide(Parsing):
     """One connection to a target: parses its answers and passes them to the client they are for."""
 
+    NOTED = HOP_BY_HOP | {b"content-length"}
+
     __slots__ = (
         "body",
         "client",
-        "complete",
         "exchange",
         "interim",
         "keep_alive",
@@ -84,7 +81,7 @@ class UpstreamSide(Parsing):
         self.tunnel: ClientSide | None = None
         self.out: list[bytes] = []  # answer bytes for the client, written after each chunk
         self.body = "none"
-        self.skip_body = self.interim = self.complete = self.keep_alive = self.reading_held = False
+        self.skip_body = self.interim = self.keep_alive = self.reading_held = False
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -103,7 +100,7 @@ class UpstreamSide(Parsing):
             self._upgraded(data[upgrade.args[0] :])
             return
         except httptools.HttpParserError as error:
-            if isinstance(error.__context__, _HeadAnswered | _Unsolicited) or self.complete:
+            if isinstance(error.__context__, _HeadAnswered | UnsolicitedMessage) or self.complete:
                 self._flush()
                 self._done(reuse=False)
             else:
@@ -165,36 +162,30 @@ class UpstreamSide(Parsing):
 
     # --- llhttp callbacks ------------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        if self.complete:
-            raise _Unsolicited
-        super().on_message_begin()
-        self.skip_body = False
-
     def on_headers_complete(self) -> None:
         self.in_head = False
         exchange, parser, by_name = self.exchange, self.parser, self.by_name
         assert exchange is not None
         status = parser.get_status_code()
-        raw = self.raw_head()
+        chunk, end = self.chunk, self.head_end()
         if (
-            raw
+            end
+            and chunk.startswith(b"HTTP/1.1 ")
             and status >= 200
+            and len(by_name) == 1  # a Content-Length, and no other header the proxy acts on
             and b"content-length" in by_name
-            and by_name.keys().isdisjoint(HOP_BY_HOP)
             and not (exchange.client_close or exchange.is_head or exchange.upgrade)
             and status not in _NO_BODY_STATUS
-            and parser.get_http_version() == "1.1"
         ):  # the short path: the target's head as it came
             exchange.answered = True
             self.body = "length"
-            chunk = self.chunk
-            if len(chunk) == len(raw) + int(by_name[b"content-length"][0]):
+            if len(chunk) == end + int(by_name[b"content-length"][0]):
                 self.out.append(chunk)  # the whole answer is in this chunk: passed on as it is
                 self.skip_body = True
             else:
-                self.out.append(raw)
+                self.out.append(chunk[:end])
             return
+        raw = chunk[:end]
         response = Head(
             self.headers,
             by_name,
@@ -245,6 +236,7 @@ class UpstreamSide(Parsing):
 
     def on_message_complete(self) -> None:
         self.between = True
+        self.skip_body = False
         if self.interim:
             self.interim = False
             return

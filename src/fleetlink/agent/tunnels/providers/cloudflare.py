@@ -9,7 +9,7 @@ import re
 
 import httpx
 
-from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port
+from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port, local_status
 from fleetlink.agent.tunnels.store import TunnelStatus
 from fleetlink.contract.tunnels import Health
 
@@ -49,8 +49,7 @@ class CloudflareProvider(ExternalProvider):
         if (stopped := self.not_running()) is not None:
             return stopped
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                answer = await client.get(f"http://{self.metrics}/ready")
+            answer = await local_status(self.metrics, "/ready")
             ready = answer.json().get("readyConnections", 0) if answer.status_code == 200 else 0
         except (httpx.HTTPError, ValueError):
             return TunnelStatus(

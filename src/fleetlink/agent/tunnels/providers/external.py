@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+import httpx
+
 from fleetlink.agent.tunnels.providers.base import (
     ManagedProcess,
     ProviderContext,
@@ -21,6 +23,16 @@ def free_loopback_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: How long a provider's local status server may take to answer.
+LOCAL_STATUS_TIMEOUT_S = 2.0
+
+
+async def local_status(address: str, path: str) -> httpx.Response:
+    """GET ``path`` from a provider's local status server at ``address`` (host:port on loopback)."""
+    async with httpx.AsyncClient(timeout=LOCAL_STATUS_TIMEOUT_S) as client:
+        return await client.get(f"http://{address}{path}")
 
 
 class ExternalProvider:

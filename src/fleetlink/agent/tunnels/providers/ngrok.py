@@ -9,7 +9,7 @@ import json
 import httpx
 
 from fleetlink.agent.tunnels.providers.base import write_private
-from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port
+from fleetlink.agent.tunnels.providers.external import ExternalProvider, free_loopback_port, local_status
 from fleetlink.agent.tunnels.store import TunnelStatus
 from fleetlink.contract.tunnels import Health, Mode
 
@@ -59,8 +59,7 @@ class NgrokProvider(ExternalProvider):
         if (stopped := self.not_running()) is not None:
             return stopped
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                tunnels = (await client.get(f"http://{self.web_addr}/api/tunnels")).json().get("tunnels", [])
+            tunnels = (await local_status(self.web_addr, "/api/tunnels")).json().get("tunnels", [])
         except (httpx.HTTPError, ValueError, AttributeError):
             return TunnelStatus(
                 Health.DEGRADED, self.public_url, "starting", "ngrok's local API does not answer yet"

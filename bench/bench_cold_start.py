@@ -4,6 +4,10 @@ The functions come from the registry (``fleetlink.api.functions.FUNCTIONS``); ea
 arm once in a shuffled order with a baseline run between any two handler runs, so a busy machine's
 noise falls on both sides; medians over many rounds.
 
+With ``--before REV``, the heartbeat handler as it was at a git revision (its ``src`` and
+``functions`` exported to a temporary folder, first on ``sys.path``) is one more arm of the same
+rounds, so the ratio before and after come from one run.
+
 Then, separately, import + first request (heartbeat: a signed heartbeat; operator: GET /v1/health)
 against import boto3 + a client from a fresh session + one GetItem, both on moto started in the
 same process before the timer. Last, the heartbeat handler's heaviest imports (``-X importtime``).
@@ -11,15 +15,19 @@ same process before the timer. Last, the heartbeat handler's heaviest imports (`
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _support import (
+    ROOT,
     TABLE,
     BenchAgent,
     fresh_python,
@@ -37,6 +45,8 @@ FUNCTIONS = tuple(REGISTRY)
 IMPORT_ROUNDS = 21
 FIRST_REQUEST_RUNS = 9
 GOAL = "<= 1.3"
+#: The arm of the heartbeat handler as it was at ``--before``.
+BEFORE = "heartbeat handler at --before"
 
 # Both arms import the same helpers before the timer starts.
 IMPORT_BOTO3 = """
@@ -47,7 +57,8 @@ print(time.perf_counter() - start)
 """
 
 IMPORT_HANDLER = """
-import time, importlib.util
+import time, importlib.util, sys
+sys.path[:0] = {path_first!r}
 start = time.perf_counter()
 spec = importlib.util.spec_from_file_location("handler", {path!r})
 module = importlib.util.module_from_spec(spec)
@@ -119,16 +130,29 @@ def seconds(code: str) -> float:
     return float(fresh_python(code).stdout.strip().splitlines()[-1])
 
 
-def import_only() -> dict[str, float]:
+def exported(revision: str, into: Path) -> Path:
+    """The ``src`` and ``functions`` folders as they were at ``revision``, under ``into``."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "src", "functions"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def import_only(before: Path | None = None) -> dict[str, float]:
     header(f"Import only, fresh interpreter (median of {IMPORT_ROUNDS}; baseline: import boto3)")
-    times: dict[str, list[float]] = {name: [] for name in ("boto3", *FUNCTIONS)}
+    arms = {name: IMPORT_HANDLER.format(path=str(handler_path(name)), path_first=[]) for name in FUNCTIONS}
+    if before is not None:
+        path = before / "functions" / "heartbeat" / "handler.py"
+        arms[BEFORE] = IMPORT_HANDLER.format(path=str(path), path_first=[str(before / "src")])
+    times: dict[str, list[float]] = {name: [] for name in ("boto3", *arms)}
     shuffle = random.Random(12)
     for _ in range(IMPORT_ROUNDS):
-        order = list(FUNCTIONS)
+        order = list(arms)
         shuffle.shuffle(order)
         for name in order:  # every handler run right after a baseline run
             times["boto3"].append(seconds(IMPORT_BOTO3))
-            times[name].append(seconds(IMPORT_HANDLER.format(path=str(handler_path(name)))))
+            times[name].append(seconds(arms[name]))
     base = median(times["boto3"])
     print(f"  {'import boto3 (baseline)':32} {base * 1000:8.1f} ms")
     http = {spec.name for spec in REGISTRY.values() if spec.serves_http}
@@ -136,6 +160,9 @@ def import_only() -> dict[str, float]:
         value = median(times[name])
         label = f"functions/{name}/handler.py" + ("" if name in http else " (scheduled)")
         print(f"  {label:32} {value * 1000:8.1f} ms   {ratio_text(value, base, GOAL)}")
+    if before is not None:
+        value = median(times[BEFORE])
+        print(f"  {BEFORE:32} {value * 1000:8.1f} ms   {ratio_text(value, base, GOAL)}")
     worst = max(median(times[name]) / base for name in http)
     print(f"  worst HTTP handler / import boto3: {worst:.2f} (goal {GOAL})")
     print("  note: the handlers load botocore's session/client machinery lazily (on their first DynamoDB")
@@ -226,7 +253,8 @@ def first_request(boto3_import_s: float, heartbeat_import_s: float) -> dict[str,
 def import_profile() -> None:
     header("Heaviest imports of functions/heartbeat/handler.py (-X importtime, cumulative)")
     result = fresh_python(
-        IMPORT_HANDLER.format(path=str(handler_path("heartbeat"))), extra_args=["-X", "importtime"]
+        IMPORT_HANDLER.format(path=str(handler_path("heartbeat")), path_first=[]),
+        extra_args=["-X", "importtime"],
     )
     rows = []
     for line in result.stderr.splitlines():
@@ -243,8 +271,12 @@ def import_profile() -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Cold start of each Lambda handler against import boto3.")
+    parser.add_argument("--before", metavar="REV", help="time the heartbeat handler at REV too")
+    args = parser.parse_args()
     print(f"python {sys.version.split()[0]}; timings in fresh interpreters (subprocesses), same venv")
-    imports = import_only()
+    with tempfile.TemporaryDirectory() as workdir:
+        imports = import_only(exported(args.before, Path(workdir)) if args.before else None)
     first = first_request(imports["boto3"], imports["heartbeat"])
     import_profile()
     save_results(

@@ -32,8 +32,9 @@ from fleetlink.agent.tunnels.store import EventRecord, TunnelStore
 from fleetlink.agent.updates import finish_pending_upgrade
 from fleetlink.auth.sealing import ENCRYPTION_KEY_FILE, EncryptionPrivateKey, load_encryption_key, open_sealed
 from fleetlink.client.agent import FleetlinkClient
-from fleetlink.client.http import Closing, FleetlinkClientError
+from fleetlink.client.http import FleetlinkClientError
 from fleetlink.client.relay import RelayClient
+from fleetlink.core.closing import Closing
 
 #: Held (flock) by the one daemon running from a state dir.
 LOCK_FILE = "agent.lock"

@@ -16,7 +16,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fleetlink.core.closing import Closing
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -149,7 +151,7 @@ def from_row(model: type[Model], row: sqlite3.Row, **converted: Any) -> Model:
     return model(**as_stored, **converted)
 
 
-class LockedConnection:
+class LockedConnection(Closing):
     """A component's ``agent.db`` connection, used from several threads under one lock; closed once
     (also as a context manager). Subclasses set ``_db`` and ``_lock`` in ``__init__``."""
 
@@ -171,9 +173,3 @@ class LockedConnection:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()

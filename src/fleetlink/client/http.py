@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 import fleetlink
 from fleetlink.client.backoff import Backoff
 from fleetlink.contract.problems import problem_code
+from fleetlink.core.closing import Closing
 
 API_PREFIX = "/v1"
 RETRY_STATUSES = frozenset({429, 503})
@@ -119,19 +120,6 @@ def api_root(base_url: str) -> str:
 def segment(value: str) -> str:
     """``value`` as one path segment."""
     return quote(value, safe="")
-
-
-class Closing:
-    """Closed when a ``with`` block ends; :meth:`close` releases what it holds."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
 
 class ApiClient(Closing):

@@ -15,7 +15,7 @@ from fleetlink.agent.tasks.store import AgentStore
 from fleetlink.agent.tasks.supervisor import RUNS_DIR, STARTED
 from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevServer
-from tests.e2e.test_tasks_e2e import eventually, launch_agent, register_agent, wait_done
+from tests.e2e.test_tasks_e2e import eventually, launch_agent, register_tagged, wait_done
 
 pytestmark = [pytest.mark.e2e]
 
@@ -32,9 +32,8 @@ def test_a_daemon_killed_while_its_command_runs_to_success_reports_it_succeeded_
     server: DevServer, operator: OperatorClient, tmp_path: Path
 ) -> None:
     # Given an agent running a command that notes each run, then works for a few seconds
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "restart"}).token
     state_dir = tmp_path / "agent"
-    agent_id, env = register_agent(server, token, state_dir)
+    agent_id, env = register_tagged(server, operator, state_dir, {"role": "restart"})
     runs = tmp_path / "runs.log"
     command = f"echo run >> {runs}; sleep 4; echo the-end; echo warned >&2"
     first = launch_agent(agent_id, env)
@@ -69,9 +68,8 @@ def test_a_command_that_died_with_its_node_is_reported_as_such(
     server: DevServer, operator: OperatorClient, tmp_path: Path
 ) -> None:
     # Given an agent running a long command under its supervisor
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "lost"}).token
     state_dir = tmp_path / "agent"
-    agent_id, env = register_agent(server, token, state_dir)
+    agent_id, env = register_tagged(server, operator, state_dir, {"role": "lost"})
     first = launch_agent(agent_id, env)
     created = operator.create_task(command="sleep 60", agent_ids=[agent_id])
     try:

@@ -24,7 +24,7 @@ from fleetlink.console.cli import LISTENING
 from tests.e2e.browser import Browser, end_process
 from tests.e2e.conftest import REPO, DevProcess, DevServer, start_dev_process
 from tests.e2e.test_docs_browser import chromium
-from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
+from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_tagged
 from tests.integration.tunnels.targets import TargetServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -116,8 +116,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (home / "agent.toml").write_text(
         f"[tunnels]\nhealth_interval_s = 0.3\n[tunnels.listen_ports]\nweb = {port}\n"
     )
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"env": "console"}).token
-    agent_id, env = register_agent(server, token, home, name="console-node")
+    agent_id, env = register_tagged(server, operator, home, {"env": "console"}, name="console-node")
     agent = launch_agent(agent_id, env)
     yield Stack(server, viewer_token, agent_id, agent, home, operator, port)
     assert agent.stop() == 0, agent.output()

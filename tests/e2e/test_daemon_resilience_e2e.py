@@ -28,7 +28,7 @@ import pytest
 from fleetlink.agent.tasks.supervisor import OUTCOME, RUNS_DIR, STARTED
 from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevServer
-from tests.e2e.test_tasks_e2e import _fleetlink, launch_agent, register_agent, wait_done
+from tests.e2e.test_tasks_e2e import _fleetlink, launch_agent, register_tagged, wait_done
 from tests.e2e.test_tasks_e2e import eventually as waited
 from tests.small_disk import fill, small_tmpfs
 
@@ -49,9 +49,8 @@ def test_a_daemon_whose_state_dir_fills_up_keeps_beating_reports_it_and_recovers
     server: DevServer, operator: OperatorClient, small_disk: Path
 ) -> None:
     # Given a running agent whose state dir is on a small disk
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "full-disk"}).token
     state_dir = small_disk / "agent"
-    agent_id, env = register_agent(server, token, state_dir)
+    agent_id, env = register_tagged(server, operator, state_dir, {"role": "full-disk"})
     daemon = launch_agent(agent_id, {**env, "FLEETLINK_FIRST_HEARTBEAT_JITTER_S": "0"})
 
     def eventually(check: Callable[[], bool], what: str) -> None:
@@ -159,9 +158,8 @@ def test_a_daemon_killed_while_a_handler_runs_reports_the_handlers_result_once(
     server: DevServer, operator: OperatorClient, tmp_path: Path
 ) -> None:
     # Given an agent running a typed task whose handler (named on the command line) takes a while
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "handler-kill"}).token
     state_dir = tmp_path / "agent"
-    agent_id, env = register_agent(server, token, state_dir)
+    agent_id, env = register_tagged(server, operator, state_dir, {"role": "handler-kill"})
     handler_file = tmp_path / "slow_handler.py"
     handler_file.write_text(SLOW_HANDLER)
     handler = ("--handler", f"nap={handler_file}:nap")

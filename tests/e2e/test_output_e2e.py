@@ -25,7 +25,7 @@ from tests.e2e.test_tasks_e2e import (
     _fleetlink,
     eventually,
     launch_agent,
-    register_agent,
+    register_tagged,
     wait_done,
 )
 
@@ -40,8 +40,8 @@ FIVE_LINES = "for i in $(seq 1 5); do echo out$i; echo err$i >&2; sleep 1; done"
 def agent(
     server: DevServer, operator: OperatorClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AgentProcess]:
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "out"}).token
-    started = launch_agent(*register_agent(server, token, tmp_path_factory.mktemp("out-agent"), name="out-1"))
+    home = tmp_path_factory.mktemp("out-agent")
+    started = launch_agent(*register_tagged(server, operator, home, {"role": "out"}, name="out-1"))
     yield started
     assert started.stop() == 0, started.output()
     assert "Traceback" not in started.output(), started.output()
@@ -213,8 +213,7 @@ def test_an_agent_killed_mid_stream_loses_no_acknowledged_chunk_and_reports_afte
     server: DevServer, operator: OperatorClient, tmp_path: Path
 ) -> None:
     # Given an agent of its own streaming a command's output (a line a second for eight seconds)
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "killed"}).token
-    agent_id, env = register_agent(server, token, tmp_path / "killed-agent")
+    agent_id, env = register_tagged(server, operator, tmp_path / "killed-agent", {"role": "killed"})
     first = launch_agent(agent_id, env)
     command = "for i in $(seq 1 8); do echo line$i; sleep 1; done"
     created = operator.create_task(command=command, agent_ids=[agent_id], timeout_seconds=60)

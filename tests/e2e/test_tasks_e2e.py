@@ -112,6 +112,14 @@ def register_agent(
     return registered.stdout.strip(), env
 
 
+def register_tagged(
+    server: DevServer, operator: OperatorClient, home: Path, tags: dict[str, str], *, name: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """Register a new machine with a single-use token of ``tags``; its agent id and environment."""
+    token = operator.create_token(ttl_seconds=600, max_uses=1, tags=tags).token
+    return register_agent(server, token, home, name=name)
+
+
 def launch_agent(agent_id: str, env: dict[str, str], *options: str) -> AgentProcess:
     """Start `fleetlink agent run OPTIONS` for a registered agent."""
     process = subprocess.Popen(

@@ -19,7 +19,7 @@ import pytest
 
 from fleetlink.client.operator import OperatorClient
 from tests.e2e.conftest import DevServer
-from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_agent
+from tests.e2e.test_tasks_e2e import AgentProcess, _env, _fleetlink, eventually, launch_agent, register_tagged
 from tests.integration.tunnels.targets import TargetServer, free_port
 
 pytestmark = [pytest.mark.e2e]
@@ -67,8 +67,7 @@ def test_a_self_hosted_tunnel_end_to_end(
     (home / "agent.toml").write_text(
         f"[tunnels]\nhealth_interval_s = 0.3\nbackoff_base_s = 0.2\n[tunnels.listen_ports]\nweb = {port}\n"
     )
-    token = operator.create_token(ttl_seconds=600, max_uses=1, tags={"role": "tunnel"}).token
-    agent_id, env = register_agent(server, token, home)
+    agent_id, env = register_tagged(server, operator, home, {"role": "tunnel"})
     # (registration created the agent's X25519 key, 0600, and registered its public half)
     assert operator.get_agent(agent_id).encryption_public_key
     assert (home / "encryption_key.pem").stat().st_mode & 0o777 == 0o600

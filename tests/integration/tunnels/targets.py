@@ -16,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from fleetlink.core.closing import Closing
+
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: Guards against a hung test; never an assertion about speed.
 WAIT_S = 30.0
@@ -178,7 +180,7 @@ class TargetServer(ThreadingHTTPServer):
         self.server_close()
 
 
-class RawTarget:
+class RawTarget(Closing):
     """A raw-socket HTTP target: keeps every byte it receives; ``answer(head)`` gives the bytes to
     send for each request head (None: nothing); counts the connections it accepted;
     ``close_after``: closes each connection after its first answer."""
